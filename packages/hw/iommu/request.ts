@@ -1,0 +1,130 @@
+/**
+ * The IOMMU's inbound edge: a transaction from a device (through the root complex or a
+ * platform master) and the response the IOMMU gives it.
+ *
+ * Both are plain mutable objects so the hot path can reuse one of each and allocate nothing.
+ *
+ * @module
+ */
+
+/** Kind of inbound transaction. */
+export const REQ_UNTRANSLATED = 0;
+/** A PCIe Translated request (AT=10b): the address came from the device's ATC. */
+export const REQ_TRANSLATED = 1;
+/** A PCIe ATS Translation Request. */
+export const REQ_ATS = 2;
+
+/** Access type of a transaction. */
+export const ACC_READ = 0;
+/** Write or AMO. */
+export const ACC_WRITE = 1;
+/** Read for execute. */
+export const ACC_EXEC = 2;
+
+/** One inbound transaction. */
+export interface InboundRequest {
+  /** Requester device_id (up to 24 bits). */
+  deviceId: number;
+  /** True when the transaction carries a process_id (PCIe PASID). */
+  pidValid: boolean;
+  /** process_id (up to 20 bits); meaningful when {@linkcode pidValid}. */
+  pid: number;
+  /** Privileged (supervisor) access; only meaningful with a process_id. */
+  priv: boolean;
+  /** {@linkcode ACC_READ}, {@linkcode ACC_WRITE} or {@linkcode ACC_EXEC}. For ATS requests, the
+   * permissions asked for: read (NW=1) or read+write. */
+  access: 0 | 1 | 2;
+  /** {@linkcode REQ_UNTRANSLATED}, {@linkcode REQ_TRANSLATED} or {@linkcode REQ_ATS}. */
+  kind: 0 | 1 | 2;
+  /** Low unsigned 32 bits of the address (IOVA; SPA or GPA for translated requests). A 64-bit
+   * address is kept as two halves so the hot path never needs `bigint`; see {@linkcode setIova}. */
+  iovaLo: number;
+  /** High unsigned 32 bits of the address. */
+  iovaHi: number;
+}
+
+/** Outcome status of a translation. */
+export const XLATE_OK = 0;
+/** The translation faulted; see {@linkcode TranslationResult.cause}. */
+export const XLATE_FAULT = 1;
+
+/** The IOMMU's answer to an {@linkcode InboundRequest}. */
+export interface TranslationResult {
+  /** {@linkcode XLATE_OK} or {@linkcode XLATE_FAULT}. */
+  status: 0 | 1;
+  /** Physical address (valid when OK). A number: exact below 2^53, which covers every address
+   * this platform maps (the bus faults anything above). */
+  pa: number;
+  /** Permissions granted: bit 0 R, bit 1 W, bit 2 X (ATS completions report these). */
+  perm: number;
+  /** Resolved PBMT (0 PMA, 1 NC, 2 IO). */
+  pbmt: number;
+  /** Size of the translation range in bytes (4 KiB or a superpage size). */
+  size: number;
+  /** For ATS: the completion is "untranslated only" (U=1, MRIF-mapped address). */
+  untranslatedOnly: boolean;
+  /** For ATS: the first-stage G bit (global) when a PASID was present. */
+  global: boolean;
+  /** The fault CAUSE when status is FAULT (spec §4.2 / digest §6.2). */
+  cause: number;
+  /** TTYP of the fault record. */
+  ttyp: number;
+  /** iotval of the fault record. */
+  iotval: bigint;
+  /** iotval2 of the fault record. */
+  iotval2: bigint;
+  /** True when a fault record was written to the fault queue (false when DTF suppressed it,
+   * or the fault is one the spec answers without a record, such as ATS page faults). */
+  reported: boolean;
+}
+
+/** Creates a zeroed request (an untranslated read of IOVA 0 by device 0). */
+export function newRequest(init: Partial<InboundRequest> = {}): InboundRequest {
+  return {
+    deviceId: 0,
+    pidValid: false,
+    pid: 0,
+    priv: false,
+    access: ACC_READ,
+    kind: REQ_UNTRANSLATED,
+    iovaLo: 0,
+    iovaHi: 0,
+    ...init,
+  };
+}
+
+/** Creates an empty result object to be filled by translations. */
+export function newResult(): TranslationResult {
+  return {
+    status: XLATE_OK,
+    pa: 0,
+    perm: 0,
+    pbmt: 0,
+    size: 0,
+    untranslatedOnly: false,
+    global: false,
+    cause: 0,
+    ttyp: 0,
+    iotval: 0n,
+    iotval2: 0n,
+    reported: false,
+  };
+}
+
+/** Sets the address of `req` from a number (below 2^53) or a 64-bit `bigint` (sign-extended
+ * IOVAs such as 0xffff_ffc0_0000_0000). */
+export function setIova(req: InboundRequest, iova: number | bigint): void {
+  if (typeof iova === "bigint") {
+    const v = BigInt.asUintN(64, iova);
+    req.iovaLo = Number(v & 0xffff_ffffn);
+    req.iovaHi = Number(v >> 32n);
+  } else {
+    req.iovaLo = iova % 4294967296 >>> 0;
+    req.iovaHi = Math.floor(iova / 4294967296) >>> 0;
+  }
+}
+
+/** The address of `req` as a `bigint` (API edges, fault records). */
+export function iovaOf(req: InboundRequest): bigint {
+  return BigInt(req.iovaHi >>> 0) << 32n | BigInt(req.iovaLo >>> 0);
+}

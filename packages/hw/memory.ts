@@ -1,0 +1,554 @@
+/**
+ * The system bus: sparse physical memory made of 4 KiB frames, RAM and MMIO regions, and
+ * injectable access faults and poison.
+ *
+ * Accesses never throw. A read of an address that no region claims, or that an injected fault
+ * covers, returns 0 and leaves the reason in {@linkcode PhysicalMemory.fault}; a write there is
+ * dropped the same way. The IOMMU model turns those reasons into the spec's access-fault and
+ * data-corruption causes; a test can read them directly.
+ *
+ * Hot paths (page walks, IOTLB fills) use the number-only accessors ({@linkcode PhysicalMemory.read32},
+ * {@linkcode PhysicalMemory.load64}); the `bigint` accessors are for API edges.
+ *
+ * @module
+ */
+
+/** Size of a frame, the unit in which RAM is allocated on first touch. */
+export const PAGE_SIZE = 4096;
+/** log2 of {@linkcode PAGE_SIZE}. */
+export const PAGE_SHIFT = 12;
+
+/** Outcome of the last access: {@linkcode MEM_OK}, {@linkcode MEM_ACCESS_FAULT} or {@linkcode MEM_POISON}. */
+export type MemFault = 0 | 1 | 2;
+/** The access completed. */
+export const MEM_OK = 0;
+/** No region claims the address, or an injected access fault covers it. */
+export const MEM_ACCESS_FAULT = 1;
+/** The data read is poisoned (an injected uncorrectable error). */
+export const MEM_POISON = 2;
+
+/** A device's register window on the bus: 4- and 8-byte accesses at an offset. */
+export interface MmioHandler {
+  /** Reads 4 bytes at `offset`. */
+  read32(offset: number): number;
+  /** Writes 4 bytes at `offset`. */
+  write32(offset: number, value: number): void;
+  /** Reads 8 bytes at `offset`. */
+  read64(offset: number): bigint;
+  /** Writes 8 bytes at `offset`. */
+  write64(offset: number, value: bigint): void;
+}
+
+/** A region of the physical address map. */
+export interface Region {
+  /** First address of the region. */
+  readonly base: number;
+  /** Size in bytes. */
+  readonly size: number;
+  /** A name for logs and device trees. */
+  readonly name: string;
+  /** The device behind an MMIO region; absent for RAM. */
+  readonly mmio?: MmioHandler;
+}
+
+/** Which accesses an injected fault affects. */
+export type FaultOn = "read" | "write" | "both";
+
+interface Injected {
+  base: number;
+  end: number;
+  kind: MemFault;
+  on: FaultOn;
+}
+
+const TWO32 = 4294967296;
+
+/**
+ * Sparse physical memory and the MMIO routing of a machine.
+ *
+ * @example Reading back what was written
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PhysicalMemory } from "@iommu-lab/hw";
+ *
+ * const mem = new PhysicalMemory();
+ * mem.addRam(0x8000_0000, 64 * 2 ** 30);
+ * mem.write64(0x8000_1000, 0x1122_3344_5566_7788n);
+ * assert.equal(mem.read32(0x8000_1000), 0x5566_7788);
+ * assert.equal(mem.touchedFrames, 1);
+ * ```
+ */
+export class PhysicalMemory {
+  /** Why the last access failed, or {@linkcode MEM_OK}. Set by every access. */
+  fault: MemFault = MEM_OK;
+  /** Low 32 bits (unsigned) of the last {@linkcode load64}. */
+  lo = 0;
+  /** High 32 bits (unsigned) of the last {@linkcode load64}. */
+  hi = 0;
+
+  readonly #frames = new Map<number, DataView>();
+  readonly #ram: Region[] = [];
+  readonly #mmio: Region[] = [];
+  #injected: Injected[] = [];
+  #lastPfn = -1;
+  #lastFrame: DataView | undefined = undefined;
+  #lastRam: Region | undefined = undefined;
+
+  /** Number of frames that have been written at least once (RAM actually paid for). */
+  get touchedFrames(): number {
+    return this.#frames.size;
+  }
+
+  /** The RAM regions, lowest first. */
+  get ram(): readonly Region[] {
+    return this.#ram;
+  }
+
+  /** The MMIO regions, lowest first. */
+  get mmio(): readonly Region[] {
+    return this.#mmio;
+  }
+
+  /** Declares `size` bytes of RAM at `base`; frames cost memory only once touched. */
+  addRam(base: number, size: number, name = "memory"): Region {
+    const r: Region = { base, size, name };
+    this.#checkOverlap(r);
+    this.#ram.push(r);
+    this.#ram.sort((a, b) => a.base - b.base);
+    return r;
+  }
+
+  /** Routes `[base, base + size)` to `handler`. */
+  addMmio(base: number, size: number, handler: MmioHandler, name = "mmio"): Region {
+    const r: Region = { base, size, name, mmio: handler };
+    this.#checkOverlap(r);
+    this.#mmio.push(r);
+    this.#mmio.sort((a, b) => a.base - b.base);
+    return r;
+  }
+
+  /** Removes an MMIO region added by {@linkcode addMmio} (a BAR being moved, say). */
+  removeMmio(region: Region): void {
+    const i = this.#mmio.indexOf(region);
+    if (i >= 0) this.#mmio.splice(i, 1);
+  }
+
+  /**
+   * Makes accesses to `[base, base + size)` fail: `kind` {@linkcode MEM_ACCESS_FAULT} as a bus
+   * error, {@linkcode MEM_POISON} as poisoned data (reads only; writes then succeed).
+   */
+  injectFault(base: number, size: number, kind: 1 | 2 = MEM_ACCESS_FAULT, on: FaultOn = "both"): void {
+    this.#injected.push({ base, end: base + size, kind, on });
+  }
+
+  /** Removes every injected fault. */
+  clearFaults(): void {
+    this.#injected = [];
+  }
+
+  /** True when `pa` lies in RAM. */
+  isRam(pa: number): boolean {
+    return this.#ramAt(pa) !== undefined;
+  }
+
+  /** The MMIO region claiming `pa`, if any. */
+  mmioAt(pa: number): Region | undefined {
+    for (const r of this.#mmio) if (pa >= r.base && pa < r.base + r.size) return r;
+    return undefined;
+  }
+
+  /** Reads a 32-bit value (unsigned), little-endian unless `be`. */
+  read32(pa: number, be = false): number {
+    this.fault = MEM_OK;
+    if (this.#injected.length !== 0 && this.#faulted(pa, 4, false)) return 0;
+    const f = this.#frameFor(pa, false);
+    if (f === undefined) {
+      if (this.fault !== MEM_OK) return this.#mmioRead32(pa, be);
+      return 0;
+    }
+    const off = pa & 0xfff;
+    if (off > 0xffc) return this.#slowRead(pa, 4, be);
+    return f.getUint32(off, !be);
+  }
+
+  /** Writes a 32-bit value, little-endian unless `be`. */
+  write32(pa: number, value: number, be = false): void {
+    this.fault = MEM_OK;
+    if (this.#injected.length !== 0 && this.#faulted(pa, 4, true)) return;
+    const f = this.#frameFor(pa, true);
+    if (f === undefined) {
+      if (this.fault !== MEM_OK) this.#mmioWrite32(pa, value, be);
+      return;
+    }
+    const off = pa & 0xfff;
+    if (off > 0xffc) return this.#slowWrite(pa, 4, value, be);
+    f.setUint32(off, value >>> 0, !be);
+  }
+
+  /**
+   * Reads a 64-bit value into {@linkcode lo}/{@linkcode hi} without allocating.
+   * Little-endian unless `be` (then the byte at `pa` is the most significant).
+   */
+  load64(pa: number, be = false): void {
+    this.fault = MEM_OK;
+    this.lo = 0;
+    this.hi = 0;
+    if (this.#injected.length !== 0 && this.#faulted(pa, 8, false)) return;
+    const f = this.#frameFor(pa, false);
+    if (f === undefined) {
+      if (this.fault !== MEM_OK) {
+        const r = this.mmioAt(pa);
+        if (r === undefined) return;
+        this.fault = MEM_OK;
+        const v = r.mmio!.read64(pa - r.base);
+        this.#split(be ? byteSwap64(v) : v);
+      }
+      return;
+    }
+    const off = pa & 0xfff;
+    if (off > 0xff8) {
+      this.lo = this.#slowRead(pa, 4, false);
+      this.hi = this.#slowRead(pa + 4, 4, false);
+      if (be) this.#swapLoHi();
+      return;
+    }
+    if (be) {
+      this.hi = f.getUint32(off, false);
+      this.lo = f.getUint32(off + 4, false);
+    } else {
+      this.lo = f.getUint32(off, true);
+      this.hi = f.getUint32(off + 4, true);
+    }
+  }
+
+  /** Writes a 64-bit value given as two unsigned 32-bit halves. */
+  store64(pa: number, lo: number, hi: number, be = false): void {
+    this.fault = MEM_OK;
+    if (this.#injected.length !== 0 && this.#faulted(pa, 8, true)) return;
+    const f = this.#frameFor(pa, true);
+    if (f === undefined) {
+      const r = this.mmioAt(pa);
+      if (r === undefined) return;
+      this.fault = MEM_OK;
+      const v = BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0);
+      r.mmio!.write64(pa - r.base, be ? byteSwap64(v) : v);
+      return;
+    }
+    const off = pa & 0xfff;
+    if (off > 0xff8) {
+      this.#slowWrite(pa, 4, be ? hi : lo, be);
+      this.#slowWrite(pa + 4, 4, be ? lo : hi, be);
+      return;
+    }
+    if (be) {
+      f.setUint32(off, hi >>> 0, false);
+      f.setUint32(off + 4, lo >>> 0, false);
+    } else {
+      f.setUint32(off, lo >>> 0, true);
+      f.setUint32(off + 4, hi >>> 0, true);
+    }
+  }
+
+  /** Reads a 64-bit value as a `bigint` (API edges; hot paths use {@linkcode load64}). */
+  read64(pa: number, be = false): bigint {
+    this.load64(pa, be);
+    return BigInt(this.hi) << 32n | BigInt(this.lo);
+  }
+
+  /** Writes a 64-bit `bigint` value. */
+  write64(pa: number, value: bigint, be = false): void {
+    this.store64(pa, Number(value & 0xffff_ffffn), Number((value >> 32n) & 0xffff_ffffn), be);
+  }
+
+  /** Reads one byte. */
+  read8(pa: number): number {
+    return this.#slowRead(pa, 1, false);
+  }
+
+  /** Writes one byte. */
+  write8(pa: number, value: number): void {
+    this.#slowWrite(pa, 1, value, false);
+  }
+
+  /** Reads a 16-bit value, little-endian unless `be`. */
+  read16(pa: number, be = false): number {
+    return this.#slowRead(pa, 2, be);
+  }
+
+  /** Writes a 16-bit value, little-endian unless `be`. */
+  write16(pa: number, value: number, be = false): void {
+    this.#slowWrite(pa, 2, value, be);
+  }
+
+  /**
+   * Atomic 64-bit compare-and-swap on RAM: when the value at `pa` equals `expLo`/`expHi`,
+   * stores `newLo`/`newHi`. Returns true on success; the value found is left in
+   * {@linkcode lo}/{@linkcode hi} either way.
+   */
+  cas64(
+    pa: number,
+    expLo: number,
+    expHi: number,
+    newLo: number,
+    newHi: number,
+    be = false,
+  ): boolean {
+    this.load64(pa, be);
+    if (this.fault !== MEM_OK) return false;
+    if (this.lo !== expLo >>> 0 || this.hi !== expHi >>> 0) return false;
+    this.store64(pa, newLo, newHi, be);
+    return this.fault === MEM_OK;
+  }
+
+  /** `bigint` form of {@linkcode cas64}: returns the value found before the swap. */
+  cmpxchg64(pa: number, expected: bigint, value: bigint, be = false): bigint {
+    this.cas64(
+      pa,
+      Number(expected & 0xffff_ffffn),
+      Number(expected >> 32n & 0xffff_ffffn),
+      Number(value & 0xffff_ffffn),
+      Number(value >> 32n & 0xffff_ffffn),
+      be,
+    );
+    return BigInt(this.hi) << 32n | BigInt(this.lo);
+  }
+
+  /** Atomic 32-bit OR; returns the old value. */
+  or32(pa: number, mask: number, be = false): number {
+    const old = this.read32(pa, be);
+    if (this.fault !== MEM_OK) return 0;
+    this.write32(pa, (old | mask) >>> 0, be);
+    return old;
+  }
+
+  /** Atomic 64-bit OR of `maskLo`/`maskHi`; the old value is left in {@linkcode lo}/{@linkcode hi}. */
+  or64(pa: number, maskLo: number, maskHi: number, be = false): void {
+    this.load64(pa, be);
+    if (this.fault !== MEM_OK) return;
+    const lo = this.lo, hi = this.hi;
+    this.store64(pa, (lo | maskLo) >>> 0, (hi | maskHi) >>> 0, be);
+    this.lo = lo;
+    this.hi = hi;
+  }
+
+  /** Copies `len` bytes out of RAM (zeros where a fault was hit; see {@linkcode fault}). */
+  readBytes(pa: number, len: number): Uint8Array {
+    const out = new Uint8Array(len);
+    this.copyOut(pa, out);
+    return out;
+  }
+
+  /** Copies RAM at `pa` into `out`; stops at the first fault (see {@linkcode fault}). */
+  copyOut(pa: number, out: Uint8Array): void {
+    this.fault = MEM_OK;
+    let done = 0;
+    while (done < out.length) {
+      const a = pa + done;
+      const n = Math.min(out.length - done, PAGE_SIZE - (a & 0xfff));
+      if (this.#injected.length !== 0 && this.#faulted(a, n, false)) return;
+      if (this.#ramAt(a) === undefined) {
+        this.fault = MEM_ACCESS_FAULT;
+        return;
+      }
+      const f = this.#frames.get(Math.floor(a / PAGE_SIZE));
+      if (f === undefined) out.fill(0, done, done + n);
+      else out.set(new Uint8Array(f.buffer, a & 0xfff, n), done);
+      done += n;
+    }
+  }
+
+  /** Copies `data` into RAM at `pa`; stops at the first fault (see {@linkcode fault}). */
+  writeBytes(pa: number, data: Uint8Array): void {
+    this.fault = MEM_OK;
+    let done = 0;
+    while (done < data.length) {
+      const a = pa + done;
+      const n = Math.min(data.length - done, PAGE_SIZE - (a & 0xfff));
+      if (this.#injected.length !== 0 && this.#faulted(a, n, true)) return;
+      const f = this.#frameFor(a, true);
+      if (f === undefined) {
+        this.fault = MEM_ACCESS_FAULT;
+        return;
+      }
+      new Uint8Array(f.buffer, a & 0xfff, n).set(data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  /** Fills `len` bytes of RAM at `pa` with `byte`; zero-filling an untouched frame is free. */
+  fill(pa: number, len: number, byte = 0): void {
+    this.fault = MEM_OK;
+    let done = 0;
+    while (done < len) {
+      const a = pa + done;
+      const n = Math.min(len - done, PAGE_SIZE - (a & 0xfff));
+      if (this.#injected.length !== 0 && this.#faulted(a, n, true)) return;
+      if (this.#ramAt(a) === undefined) {
+        this.fault = MEM_ACCESS_FAULT;
+        return;
+      }
+      const pfn = Math.floor(a / PAGE_SIZE);
+      if (byte === 0 && n === PAGE_SIZE) {
+        if (this.#frames.delete(pfn) && this.#lastPfn === pfn) this.#lastPfn = -1;
+      } else {
+        const f = this.#frameFor(a, true)!;
+        new Uint8Array(f.buffer, a & 0xfff, n).fill(byte);
+      }
+      done += n;
+    }
+  }
+
+  /** Copies `len` bytes from `src` to `dst` inside RAM (a DMA engine's memcpy). */
+  copy(dst: number, src: number, len: number): void {
+    const tmp = this.readBytes(src, len);
+    if (this.fault !== MEM_OK) return;
+    this.writeBytes(dst, tmp);
+  }
+
+  #checkOverlap(r: Region): void {
+    for (const o of [...this.#ram, ...this.#mmio]) {
+      if (r.base < o.base + o.size && o.base < r.base + r.size) {
+        throw new RangeError(
+          `Cannot add region "${r.name}": it overlaps "${o.name}" at 0x${o.base.toString(16)}`,
+        );
+      }
+    }
+  }
+
+  #ramAt(pa: number): Region | undefined {
+    const last = this.#lastRam;
+    if (last !== undefined && pa >= last.base && pa < last.base + last.size) return last;
+    for (const r of this.#ram) {
+      if (pa >= r.base && pa < r.base + r.size) {
+        this.#lastRam = r;
+        return r;
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * The frame holding `pa`. Returns undefined with `fault` set when `pa` is not RAM (the caller
+   * may then try MMIO), or with `fault` clear when the frame is untouched and `alloc` is false
+   * (it reads as zeros).
+   */
+  #frameFor(pa: number, alloc: boolean): DataView | undefined {
+    const pfn = Math.floor(pa / PAGE_SIZE);
+    if (pfn === this.#lastPfn) return this.#lastFrame;
+    if (this.#ramAt(pa) === undefined) {
+      this.fault = MEM_ACCESS_FAULT;
+      return undefined;
+    }
+    let f = this.#frames.get(pfn);
+    if (f === undefined) {
+      if (!alloc) return undefined;
+      f = new DataView(new ArrayBuffer(PAGE_SIZE));
+      this.#frames.set(pfn, f);
+    }
+    this.#lastPfn = pfn;
+    this.#lastFrame = f;
+    return f;
+  }
+
+  #faulted(pa: number, len: number, write: boolean): boolean {
+    for (const inj of this.#injected) {
+      if (pa < inj.end && inj.base < pa + len) {
+        if (inj.on === "both" || (inj.on === "write") === write) {
+          if (inj.kind === MEM_POISON && write) continue;
+          this.fault = inj.kind;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  #mmioRead32(pa: number, be: boolean): number {
+    const r = this.mmioAt(pa);
+    if (r === undefined) return 0;
+    this.fault = MEM_OK;
+    const v = r.mmio!.read32(pa - r.base) >>> 0;
+    return be ? byteSwap32(v) : v;
+  }
+
+  #mmioWrite32(pa: number, value: number, be: boolean): void {
+    const r = this.mmioAt(pa);
+    if (r === undefined) return;
+    this.fault = MEM_OK;
+    r.mmio!.write32(pa - r.base, be ? byteSwap32(value >>> 0) : value >>> 0);
+  }
+
+  /** Byte-wise access for sizes other than 4/8 and for accesses that cross a frame. */
+  #slowRead(pa: number, size: number, be: boolean): number {
+    this.fault = MEM_OK;
+    if (this.#injected.length !== 0 && this.#faulted(pa, size, false)) return 0;
+    let v = 0;
+    for (let i = 0; i < size; i++) {
+      const a = pa + i;
+      const f = this.#frameFor(a, false);
+      if (f === undefined && this.fault !== MEM_OK) return 0;
+      const b = f === undefined ? 0 : f.getUint8(a & 0xfff);
+      v += be ? b * 2 ** (8 * (size - 1 - i)) : b * 2 ** (8 * i);
+    }
+    return v;
+  }
+
+  #slowWrite(pa: number, size: number, value: number, be: boolean): void {
+    this.fault = MEM_OK;
+    if (this.#injected.length !== 0 && this.#faulted(pa, size, true)) return;
+    for (let i = 0; i < size; i++) {
+      const a = pa + i;
+      const f = this.#frameFor(a, true);
+      if (f === undefined) return;
+      const shift = be ? 8 * (size - 1 - i) : 8 * i;
+      f.setUint8(a & 0xfff, Math.floor(value / 2 ** shift) & 0xff);
+    }
+  }
+
+  #split(v: bigint): void {
+    this.lo = Number(v & 0xffff_ffffn);
+    this.hi = Number(v >> 32n & 0xffff_ffffn);
+  }
+
+  #swapLoHi(): void {
+    const lo = this.lo;
+    this.lo = byteSwap32(this.hi);
+    this.hi = byteSwap32(lo);
+  }
+}
+
+/** Reverses the bytes of a 32-bit value. */
+export function byteSwap32(v: number): number {
+  return (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
+}
+
+/** Reverses the bytes of a 64-bit value. */
+export function byteSwap64(v: bigint): bigint {
+  const lo = Number(v & 0xffff_ffffn), hi = Number(v >> 32n & 0xffff_ffffn);
+  return BigInt(byteSwap32(lo)) << 32n | BigInt(byteSwap32(hi));
+}
+
+/** Joins two unsigned 32-bit halves into a `bigint` (API edges only). */
+export function join64(lo: number, hi: number): bigint {
+  return BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0);
+}
+
+/** Number form of a 64-bit value's low half. */
+export function lo32(v: bigint): number {
+  return Number(v & 0xffff_ffffn);
+}
+
+/** Number form of a 64-bit value's high half. */
+export function hi32(v: bigint): number {
+  return Number(v >> 32n & 0xffff_ffffn);
+}
+
+/** Splits a physical address held in a number into its frame number and offset. */
+export function pfnOf(pa: number): number {
+  return Math.floor(pa / PAGE_SIZE);
+}
+
+/** `hi * 2^32 + lo` as a number (exact below 2^53). */
+export function toNumber64(lo: number, hi: number): number {
+  return hi * TWO32 + (lo >>> 0);
+}
