@@ -41,17 +41,25 @@ export interface InboundRequest {
   iovaLo: number;
   /** High unsigned 32 bits of the address. */
   iovaHi: number;
+  /** For writes: the 32-bit value written. Only MSI writes that the IOMMU absorbs (MRIF mode)
+   * look at it. */
+  data: number;
+  /** Access length in bytes (MRIF-mode MSI writes must be 4 bytes, 4-byte aligned). */
+  len: number;
 }
 
 /** Outcome status of a translation. */
 export const XLATE_OK = 0;
 /** The translation faulted; see {@linkcode TranslationResult.cause}. */
 export const XLATE_FAULT = 1;
+/** The IOMMU consumed the write itself (an MSI to an MRIF-mode MSI PTE, or one it silently
+ * discards); the bridge must not forward it. */
+export const XLATE_ABSORBED = 2;
 
 /** The IOMMU's answer to an {@linkcode InboundRequest}. */
 export interface TranslationResult {
-  /** {@linkcode XLATE_OK} or {@linkcode XLATE_FAULT}. */
-  status: 0 | 1;
+  /** {@linkcode XLATE_OK}, {@linkcode XLATE_FAULT} or {@linkcode XLATE_ABSORBED}. */
+  status: 0 | 1 | 2;
   /** Physical address (valid when OK). A number: exact below 2^53, which covers every address
    * this platform maps (the bus faults anything above). */
   pa: number;
@@ -89,6 +97,8 @@ export function newRequest(init: Partial<InboundRequest> = {}): InboundRequest {
     kind: REQ_UNTRANSLATED,
     iovaLo: 0,
     iovaHi: 0,
+    data: 0,
+    len: 4,
     ...init,
   };
 }
@@ -127,4 +137,10 @@ export function setIova(req: InboundRequest, iova: number | bigint): void {
 /** The address of `req` as a `bigint` (API edges, fault records). */
 export function iovaOf(req: InboundRequest): bigint {
   return BigInt(req.iovaHi >>> 0) << 32n | BigInt(req.iovaLo >>> 0);
+}
+
+/** Anything that answers inbound transactions: the IOMMU, or a bridge with no IOMMU. */
+export interface TranslationPort {
+  /** Translates `req`, filling `res`; never throws. */
+  translate(req: InboundRequest, res: TranslationResult): void;
 }
