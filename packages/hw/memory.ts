@@ -137,7 +137,12 @@ export class PhysicalMemory {
    * Makes accesses to `[base, base + size)` fail: `kind` {@linkcode MEM_ACCESS_FAULT} as a bus
    * error, {@linkcode MEM_POISON} as poisoned data (reads only; writes then succeed).
    */
-  injectFault(base: number, size: number, kind: 1 | 2 = MEM_ACCESS_FAULT, on: FaultOn = "both"): void {
+  injectFault(
+    base: number,
+    size: number,
+    kind: 1 | 2 = MEM_ACCESS_FAULT,
+    on: FaultOn = "both",
+  ): void {
     this.#injected.push({ base, end: base + size, kind, on });
   }
 
