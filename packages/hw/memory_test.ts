@@ -1,0 +1,153 @@
+import assert from "node:assert/strict";
+import {
+  byteSwap64,
+  MEM_ACCESS_FAULT,
+  MEM_OK,
+  MEM_POISON,
+  type MmioHandler,
+  PhysicalMemory,
+} from "./memory.ts";
+
+const RAM = 0x8000_0000;
+
+function ram(): PhysicalMemory {
+  const m = new PhysicalMemory();
+  m.addRam(RAM, 64 * 2 ** 30);
+  return m;
+}
+
+Deno.test("memory: 64 GiB of RAM costs only the frames touched", () => {
+  const m = ram();
+  assert.equal(m.read32(RAM + 63 * 2 ** 30), 0);
+  assert.equal(m.touchedFrames, 0, "reads of untouched frames allocate nothing");
+  m.write32(RAM + 63 * 2 ** 30 + 8, 0xdead_beef);
+  m.write32(RAM, 1);
+  assert.equal(m.touchedFrames, 2);
+  assert.equal(m.read32(RAM + 63 * 2 ** 30 + 8), 0xdead_beef);
+  m.fill(RAM, 4096);
+  assert.equal(m.touchedFrames, 1, "zero-filling a whole frame returns it");
+});
+
+Deno.test("memory: little- and big-endian 32/64-bit accesses", async (t) => {
+  await t.step("LE 64-bit splits into halves, low word first", () => {
+    const m = ram();
+    m.write64(RAM + 0x10, 0x0102_0304_0506_0708n);
+    assert.equal(m.read32(RAM + 0x10), 0x0506_0708);
+    assert.equal(m.read32(RAM + 0x14), 0x0102_0304);
+    assert.equal(m.read8(RAM + 0x10), 0x08);
+  });
+  await t.step("BE 64-bit puts the most significant byte first", () => {
+    const m = ram();
+    m.write64(RAM + 0x10, 0x0102_0304_0506_0708n, true);
+    assert.equal(m.read8(RAM + 0x10), 0x01);
+    assert.equal(m.read64(RAM + 0x10), byteSwap64(0x0102_0304_0506_0708n));
+    assert.equal(m.read64(RAM + 0x10, true), 0x0102_0304_0506_0708n);
+    m.load64(RAM + 0x10, true);
+    assert.deepEqual([m.hi, m.lo], [0x0102_0304, 0x0506_0708]);
+  });
+  await t.step("BE 32-bit and 16-bit", () => {
+    const m = ram();
+    m.write32(RAM, 0xa1b2_c3d4, true);
+    assert.equal(m.read32(RAM), 0xd4c3_b2a1);
+    assert.equal(m.read32(RAM, true), 0xa1b2_c3d4);
+    assert.equal(m.read16(RAM, true), 0xa1b2);
+  });
+  await t.step("accesses that straddle a frame boundary", () => {
+    const m = ram();
+    m.write64(RAM + 0xffc, 0x1122_3344_5566_7788n);
+    assert.equal(m.read64(RAM + 0xffc), 0x1122_3344_5566_7788n);
+    assert.equal(m.read32(RAM + 0x1000), 0x1122_3344);
+    m.write32(RAM + 0x1ffe, 0xcafe_f00d, true);
+    assert.equal(m.read32(RAM + 0x1ffe, true), 0xcafe_f00d);
+  });
+});
+
+Deno.test("memory: atomic compare-and-swap and OR", () => {
+  const m = ram();
+  m.write64(RAM, 0x11n);
+  assert.equal(m.cas64(RAM, 0x12, 0, 0x51, 0), false, "CAS fails on a mismatch");
+  assert.equal(m.read64(RAM), 0x11n);
+  assert.equal(m.cas64(RAM, 0x11, 0, 0xd1, 0x8000_0000), true);
+  assert.equal(m.read64(RAM), 0x8000_0000_0000_00d1n);
+  assert.equal(m.cmpxchg64(RAM, 0x8000_0000_0000_00d1n, 5n), 0x8000_0000_0000_00d1n);
+  assert.equal(m.read64(RAM), 5n);
+  assert.equal(m.or32(RAM + 8, 0x40), 0);
+  assert.equal(m.or32(RAM + 8, 0x80), 0x40);
+  assert.equal(m.read32(RAM + 8), 0xc0);
+  m.or64(RAM + 16, 0, 0x100);
+  assert.equal(m.read64(RAM + 16), 0x100_0000_0000n);
+});
+
+Deno.test("memory: accesses outside every region fault and never throw", () => {
+  const m = ram();
+  assert.equal(m.read32(0x1000), 0);
+  assert.equal(m.fault, MEM_ACCESS_FAULT);
+  m.write64(0x1000, 1n);
+  assert.equal(m.fault, MEM_ACCESS_FAULT);
+  assert.equal(m.cas64(0x1000, 0, 0, 1, 0), false);
+  m.read32(RAM);
+  assert.equal(m.fault, MEM_OK);
+  m.readBytes(RAM + 64 * 2 ** 30 - 8, 16);
+  assert.equal(m.fault, MEM_ACCESS_FAULT, "a copy running off the end of RAM faults");
+});
+
+Deno.test("memory: injected access faults and poison", async (t) => {
+  await t.step("an access fault covers reads and writes of the range", () => {
+    const m = ram();
+    m.write32(RAM + 0x2000, 7);
+    m.injectFault(RAM + 0x2000, 8);
+    assert.equal(m.read32(RAM + 0x2004), 0);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+    m.write32(RAM + 0x2000, 9);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+    assert.equal(m.read32(RAM + 0x2008), 0);
+    assert.equal(m.fault, MEM_OK, "the byte after the range is fine");
+    m.clearFaults();
+    assert.equal(m.read32(RAM + 0x2000), 7, "the faulted write was dropped");
+  });
+  await t.step("poison affects reads only", () => {
+    const m = ram();
+    m.injectFault(RAM, 4096, MEM_POISON);
+    m.load64(RAM + 8);
+    assert.equal(m.fault, MEM_POISON);
+    m.write32(RAM + 8, 1);
+    assert.equal(m.fault, MEM_OK);
+  });
+  await t.step("a write-only fault leaves reads working", () => {
+    const m = ram();
+    m.injectFault(RAM, 4096, MEM_ACCESS_FAULT, "write");
+    m.read32(RAM);
+    assert.equal(m.fault, MEM_OK);
+    m.write32(RAM, 1);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+  });
+});
+
+Deno.test("memory: MMIO regions route 4- and 8-byte accesses to the device", () => {
+  const m = ram();
+  const log: string[] = [];
+  const dev: MmioHandler = {
+    read32: (o) => (log.push(`r32 ${o}`), 0x1234),
+    write32: (o, v) => void log.push(`w32 ${o} ${v}`),
+    read64: (o) => (log.push(`r64 ${o}`), 0xabn),
+    write64: (o, v) => void log.push(`w64 ${o} ${v}`),
+  };
+  m.addMmio(0x0301_0000, 0x1000, dev, "iommu");
+  assert.equal(m.read32(0x0301_0048), 0x1234);
+  m.write32(0x0301_0024, 5);
+  assert.equal(m.read64(0x0301_0010), 0xabn);
+  m.write64(0x0301_0018, 0x99n);
+  assert.deepEqual(log, ["r32 72", "w32 36 5", "r64 16", "w64 24 153"]);
+  assert.equal(m.fault, MEM_OK);
+  assert.throws(() => m.addRam(0x0301_0800, 4096), RangeError, "overlapping regions are refused");
+});
+
+Deno.test("memory: bulk copy, fill and writeBytes across frames", () => {
+  const m = ram();
+  const data = new Uint8Array(10000).map((_, i) => i & 0xff);
+  m.writeBytes(RAM + 100, data);
+  m.copy(RAM + 0x10_0000, RAM + 100, data.length);
+  assert.deepEqual(m.readBytes(RAM + 0x10_0000, data.length), data);
+  m.fill(RAM + 0x10_0000 + 10, 5, 0xee);
+  assert.deepEqual([...m.readBytes(RAM + 0x10_0000 + 9, 7)], [9, 0xee, 0xee, 0xee, 0xee, 0xee, 15]);
+});
