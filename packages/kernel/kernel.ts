@@ -1,0 +1,107 @@
+/**
+ * The kernel instance: owns the clock, dmesg, page allocator, driver core and buses. Nothing in
+ * this package is global; two kernels (a host and a guest) live side by side.
+ *
+ * @module
+ */
+import { type Bus, type Device, DriverCore, type FwNode } from "./device.ts";
+import { Errno } from "./errno.ts";
+import { type MemRange, PageAllocator } from "./page_alloc.ts";
+import type { PhysMem } from "./phys.ts";
+import { Dmesg } from "./printk.ts";
+import { type Clock, SimClock } from "./time.ts";
+
+/**
+ * What the driver core needs from the IOMMU core (`@iommu-lab/iommu` installs it in
+ * {@linkcode Kernel.iommuLayer}). Without it, devices behind an IOMMU wait until
+ * {@linkcode Kernel.lateInitcall} and then use direct DMA.
+ */
+export interface IommuLayer {
+  /**
+   * Mirrors iommu_ops_from_fwnode() + ops->of_xlate: the xlate of the IOMMU registered for
+   * `fwnode`, or null while none is (the consumer's probe then defers).
+   */
+  ofXlate(fwnode: FwNode): ((dev: Device, args: readonly number[]) => void) | null;
+  /** Mirrors iommu_probe_device(): called in dma_configure once `dev.fwspec` is complete. */
+  probeDevice(dev: Device): void;
+  /** Mirrors iommu_release_device(): called when a device with `dev.iommu` set is deleted. */
+  releaseDevice(dev: Device): void;
+}
+
+/** Options for a {@linkcode Kernel}. */
+export interface KernelOptions {
+  /** Physical memory as the CPU sees it. */
+  mem: PhysMem;
+  /** RAM the page allocator manages; defaults to `mem.base`/`mem.size` when `mem` has them. */
+  ram?: readonly MemRange[];
+  /** RAM the page allocator must not hand out (firmware, the DTB). */
+  reserved?: readonly MemRange[];
+  /** The simulated clock; a fresh {@linkcode SimClock} by default. */
+  clock?: Clock;
+  /** dmesg ring size in records. */
+  dmesgSize?: number;
+}
+
+/**
+ * One kernel: the root every device, driver and allocation hangs off.
+ *
+ * @example Booting an empty kernel on test RAM
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Kernel, pr_info } from "@iommu-lab/kernel";
+ * import { TestRam } from "@iommu-lab/kernel/testing";
+ *
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+ * pr_info(kernel, "Booting");
+ * assert.equal(kernel.pages.totalPages, 4096);
+ * assert.deepEqual(kernel.dmesg.lines(), ["[    0.000000] Booting"]);
+ * ```
+ */
+export class Kernel {
+  /** CPU access to physical memory. */
+  readonly mem: PhysMem;
+  /** Simulated time. */
+  readonly clock: Clock;
+  /** The kernel log. */
+  readonly dmesg: Dmesg;
+  /** The page allocator. */
+  readonly pages: PageAllocator;
+  /** Registered buses by name. */
+  readonly buses = new Map<string, Bus>();
+  /** The driver core (device list, deferred probe). */
+  readonly core: DriverCore;
+  /** The IOMMU core's hooks, once it is loaded. */
+  iommuLayer: IommuLayer | null = null;
+
+  /** Builds a kernel over `opts.mem`. */
+  constructor(opts: KernelOptions) {
+    this.mem = opts.mem;
+    this.clock = opts.clock ?? new SimClock();
+    this.dmesg = new Dmesg(this.clock, opts.dmesgSize);
+    const ram = opts.ram ?? _ramOf(opts.mem);
+    this.pages = new PageAllocator(opts.mem, ram, opts.reserved);
+    this.core = new DriverCore(this);
+  }
+
+  /**
+   * Mirrors deferred_probe_initcall(): boot is over. Deferred devices are retried, and from now
+   * on a missing optional supplier (an IOMMU whose driver never loaded) no longer defers.
+   */
+  lateInitcall(): void {
+    this.core.initDone = true;
+    this.core.trigger();
+  }
+
+  /** Mirrors kernel_power_off()'s device_shutdown(): shuts devices down, last bound first. */
+  shutdown(): void {
+    this.core.shutdown();
+  }
+}
+
+function _ramOf(mem: PhysMem): MemRange[] {
+  const m = mem as Partial<MemRange>;
+  if (typeof m.base !== "number" || typeof m.size !== "number") {
+    throw new Errno("EINVAL", "Cannot find the RAM ranges: pass KernelOptions.ram");
+  }
+  return [{ base: m.base, size: m.size }];
+}
