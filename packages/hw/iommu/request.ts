@@ -46,6 +46,10 @@ export interface InboundRequest {
   data: number;
   /** Access length in bytes (MRIF-mode MSI writes must be 4 bytes, 4-byte aligned). */
   len: number;
+  /** Issued by the debug translation interface (`tr_req_ctl`): translated like an Untranslated
+   * request, but an address mapped by an MRIF-mode MSI PTE faults with cause 260 instead of
+   * being delivered. */
+  debug: boolean;
 }
 
 /** Outcome status of a translation. */
@@ -99,6 +103,7 @@ export function newRequest(init: Partial<InboundRequest> = {}): InboundRequest {
     iovaHi: 0,
     data: 0,
     len: 4,
+    debug: false,
     ...init,
   };
 }
