@@ -11,6 +11,7 @@
  */
 import { dmaDirectOps, type DmaOps } from "./dma.ts";
 import { Errno, isErrno } from "./errno.ts";
+import type { IrqDomain } from "./irq.ts";
 import type { Kernel } from "./kernel.ts";
 import { dev_dbg, pr_warn } from "./printk.ts";
 
@@ -173,6 +174,8 @@ export class Device {
   dmaMask = 32;
   /** Coherent DMA mask in address bits. */
   coherentDmaMask = 32;
+  /** dev->msi.domain: where the device's MSIs are allocated (see `dev_set_msi_domain`). */
+  msiDomain: IrqDomain | null = null;
   /** Links where this device is the consumer. */
   readonly suppliers: DeviceLink[] = [];
   /** Links where this device is the supplier. */

@@ -6,6 +6,8 @@
  */
 import { type Bus, type Device, DriverCore, type FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
+import type { IoremapFn } from "./io.ts";
+import { IrqLayer } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import { Dmesg } from "./printk.ts";
@@ -40,6 +42,8 @@ export interface KernelOptions {
   clock?: Clock;
   /** dmesg ring size in records. */
   dmesgSize?: number;
+  /** Finds device registers for {@linkcode ioremap}; without it every ioremap fails. */
+  ioremap?: IoremapFn;
 }
 
 /**
@@ -70,8 +74,12 @@ export class Kernel {
   readonly buses = new Map<string, Bus>();
   /** The driver core (device list, deferred probe). */
   readonly core: DriverCore;
+  /** The irq layer (virqs, domains, handlers). */
+  readonly irq: IrqLayer;
   /** The IOMMU core's hooks, once it is loaded. */
   iommuLayer: IommuLayer | null = null;
+  /** Where {@linkcode ioremap} finds registers. */
+  readonly ioremapFn: IoremapFn | null;
 
   /** Builds a kernel over `opts.mem`. */
   constructor(opts: KernelOptions) {
@@ -81,6 +89,8 @@ export class Kernel {
     const ram = opts.ram ?? _ramOf(opts.mem);
     this.pages = new PageAllocator(opts.mem, ram, opts.reserved);
     this.core = new DriverCore(this);
+    this.irq = new IrqLayer(this);
+    this.ioremapFn = opts.ioremap ?? null;
   }
 
   /**

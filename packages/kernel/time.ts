@@ -59,3 +59,29 @@ export const NSEC_PER_USEC = 1_000;
 export const NSEC_PER_MSEC = 1_000_000;
 /** Nanoseconds per second (NSEC_PER_SEC). */
 export const NSEC_PER_SEC = 1_000_000_000;
+
+/** Anything that carries the kernel clock (a `Kernel`, an `IoMem`). */
+export interface HasClock {
+  /** The simulated clock. */
+  readonly clock: Clock;
+}
+
+/** Mirrors ktime_get(): the simulated time in nanoseconds. */
+export function ktime_get(k: HasClock): number {
+  return k.clock.now();
+}
+
+/** Mirrors ndelay(): lets `ns` nanoseconds of simulated time pass. */
+export function ndelay(k: HasClock, ns: number): void {
+  k.clock.advance(ns);
+}
+
+/** Mirrors udelay(): lets `us` microseconds of simulated time pass. */
+export function udelay(k: HasClock, us: number): void {
+  k.clock.advance(us * NSEC_PER_USEC);
+}
+
+/** Mirrors msleep(): lets `ms` milliseconds of simulated time pass. */
+export function msleep(k: HasClock, ms: number): void {
+  k.clock.advance(ms * NSEC_PER_MSEC);
+}
