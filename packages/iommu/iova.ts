@@ -162,7 +162,7 @@ export class IovaDomain {
    * tree and retries once. Returns the first pfn, or 0 on failure. Mirrors alloc_iova_fast().
    */
   allocIovaFast(size: number, limitPfn: number, flushRcache: boolean): number {
-    if (size < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1)) size = _roundupPow2(size);
+    size = this.fastSize(size);
     const pfn = this.#rcacheGet(size, limitPfn);
     if (pfn !== 0) return pfn;
     let iova = this.allocIova(size, limitPfn, true);
@@ -171,6 +171,11 @@ export class IovaDomain {
       iova = this.allocIova(size, limitPfn, true);
     }
     return iova === null ? 0 : iova.pfnLo;
+  }
+
+  /** The pfns {@linkcode allocIovaFast} really allocates for a request of `size`. */
+  fastSize(size: number): number {
+    return size < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? _roundupPow2(size) : size;
   }
 
   /** Frees what {@linkcode allocIovaFast} returned, into the rcache if it fits. Mirrors free_iova_fast(). */

@@ -1,0 +1,229 @@
+/**
+ * dma-iommu: the DMA API on top of a device's default DMA domain. Mirrors
+ * drivers/iommu/dma-iommu.c in strict mode: every unmap invalidates (iotlb_sync) before its
+ * IOVA is reused; there is no lazy flush queue.
+ *
+ * IOVAs come from the domain's {@linkcode IovaDomain}, top-down below the device's DMA mask and
+ * inside the domain's aperture.
+ *
+ * @module
+ */
+import {
+  DMA_BIDIRECTIONAL,
+  DMA_FROM_DEVICE,
+  DMA_TO_DEVICE,
+  type DmaCoherent,
+  type DmaDirection,
+  type DmaOps,
+  Errno,
+  get_order,
+  type Scatterlist,
+} from "@iommu-lab/kernel";
+import type { Device } from "@iommu-lab/kernel";
+import {
+  __IOMMU_DOMAIN_DMA_API,
+  IOMMU_CACHE,
+  iommu_get_dma_domain,
+  iommu_iotlb_sync,
+  iommu_map,
+  iommu_map_nosync,
+  IOMMU_READ,
+  iommu_sync_map,
+  iommu_unmap,
+  iommu_unmap_fast,
+  IOMMU_WRITE,
+  type IommuDomain,
+  IommuIotlbGather,
+} from "./iommu.ts";
+import { IovaDomain } from "./iova.ts";
+
+/** struct iommu_dma_cookie: the dma-iommu state of a DMA domain. */
+export class IommuDmaCookie {
+  /** The IOVA space, set up when the first device uses the domain. */
+  iovad: IovaDomain | null = null;
+  /** Reused by unmaps so they allocate nothing. */
+  readonly gather: IommuIotlbGather = new IommuIotlbGather();
+}
+
+/** Mirrors iommu_get_dma_cookie(): gives a DMA domain its cookie (EEXIST if it has one). */
+export function iommu_get_dma_cookie(domain: IommuDomain): void {
+  if (domain.iovaCookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
+  domain.iovaCookie = new IommuDmaCookie();
+}
+
+/** Mirrors iommu_put_dma_cookie(): drops the cookie and every IOVA with it. */
+export function iommu_put_dma_cookie(domain: IommuDomain): void {
+  domain.iovaCookie?.iovad?.put();
+  domain.iovaCookie = null;
+}
+
+/**
+ * Mirrors iommu_dma_init_domain(): sets up the IOVA space of `domain` for `dev` (the granule is
+ * the smallest page size, IOVA 0 is never used) and returns the dma-iommu ops.
+ *
+ * Errors: EINVAL without a cookie or page sizes; EFAULT when the aperture leaves nothing to
+ * allocate or disagrees with the space set up for an earlier device.
+ */
+export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps {
+  const cookie = domain.iovaCookie;
+  if (cookie === null || domain.pgsizeBitmap === 0) {
+    throw new Errno("EINVAL", "Domain is not a DMA domain");
+  }
+  const granule = domain.pgsizes[0];
+  const { apertureStart, apertureEnd, forceAperture } = domain.geometry;
+  const basePfn = Math.max(1, Math.ceil(apertureStart / granule));
+  if (forceAperture && apertureEnd < basePfn * granule) {
+    throw new Errno("EFAULT", "specified DMA range outside IOMMU capability");
+  }
+  const iovad = cookie.iovad;
+  if (iovad !== null) {
+    if (iovad.granule !== granule || iovad.startPfn !== basePfn) {
+      throw new Errno("EFAULT", "Incompatible range for DMA domain");
+    }
+  } else {
+    cookie.iovad = new IovaDomain(granule, basePfn);
+  }
+  return iommuDmaOps;
+}
+
+function _dmaDomain(dev: Device): { domain: IommuDomain; iovad: IovaDomain } {
+  const domain = iommu_get_dma_domain(dev);
+  const iovad = domain?.iovaCookie?.iovad;
+  if (!domain || !iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
+    throw new Errno("ENODEV", `${dev.name} has no DMA domain`);
+  }
+  return { domain, iovad };
+}
+
+/** Mirrors dma_info_to_prot() for a coherent device. */
+function _prot(dir: DmaDirection): number {
+  switch (dir) {
+    case DMA_BIDIRECTIONAL:
+      return IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
+    case DMA_TO_DEVICE:
+      return IOMMU_CACHE | IOMMU_READ;
+    case DMA_FROM_DEVICE:
+      return IOMMU_CACHE | IOMMU_WRITE;
+    default:
+      throw new Errno("EINVAL", `Cannot map DMA with direction ${dir}`);
+  }
+}
+
+/**
+ * Mirrors iommu_dma_alloc_iova(): `size` bytes (granule-aligned) of IOVA ending at or below
+ * the `bits`-bit mask and the aperture. ENOMEM when the space is full.
+ */
+function _allocIova(domain: IommuDomain, iovad: IovaDomain, size: number, bits: number): number {
+  let limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
+  if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
+  const pfn = iovad.allocIovaFast(size / iovad.granule, Math.floor(limit / iovad.granule), true);
+  if (pfn === 0) throw new Errno("ENOMEM", `No IOVA space for ${size} bytes`);
+  return pfn * iovad.granule;
+}
+
+function _align(iovad: IovaDomain, n: number): number {
+  return Math.ceil(n / iovad.granule) * iovad.granule;
+}
+
+/** Mirrors __iommu_dma_map(): maps `size` bytes at `phys` at a fresh IOVA; returns the DMA address. */
+function _map(dev: Device, phys: number, size: number, prot: number, bits: number): number {
+  const { domain, iovad } = _dmaDomain(dev);
+  const off = phys % iovad.granule;
+  const len = _align(iovad, size + off);
+  const iova = _allocIova(domain, iovad, len, bits);
+  try {
+    iommu_map(domain, iova, phys - off, len, prot);
+  } catch (e) {
+    iovad.freeIovaFast(iova / iovad.granule, len / iovad.granule);
+    throw e;
+  }
+  return iova + off;
+}
+
+/**
+ * Mirrors __iommu_dma_unmap(): unmaps, invalidates (strict), then frees the IOVA. EINVAL when
+ * `dmaAddr`/`size` is not a mapping this device's DMA API made (a double unmap included).
+ */
+function _unmap(dev: Device, dmaAddr: number, size: number): void {
+  const { domain, iovad } = _dmaDomain(dev);
+  const off = dmaAddr % iovad.granule;
+  const start = dmaAddr - off;
+  const len = _align(iovad, size + off);
+  const pfn = start / iovad.granule;
+  const node = iovad.findIova(pfn);
+  const pages = len / iovad.granule;
+  if (node === null || node.pfnLo !== pfn || node.pfnHi - pfn + 1 !== iovad.fastSize(pages)) {
+    throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} was not mapped here`);
+  }
+  const gather = domain.iovaCookie!.gather;
+  gather.reset();
+  const unmapped = iommu_unmap_fast(domain, start, len, gather);
+  iommu_iotlb_sync(domain, gather);
+  if (unmapped !== len) {
+    throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} is not mapped`);
+  }
+  iovad.freeIovaFast(pfn, pages);
+}
+
+/**
+ * The DMA ops of devices whose default domain is a DMA domain (iommu_dma_ops).
+ *
+ * Streaming mappings round out to the IOMMU granule; the returned address keeps the buffer's
+ * offset in its page. A scatterlist gets one contiguous IOVA range, segment after segment (no
+ * merging, so `mapSg` returns the number of entries). Coherent memory is physically contiguous
+ * (the model has no vmap) and mapped read/write.
+ */
+export const iommuDmaOps: DmaOps = {
+  mapPage(dev, phys, size, dir) {
+    return _map(dev, phys, size, _prot(dir), dev.dmaMask);
+  },
+  unmapPage(dev, dmaAddr, size) {
+    _unmap(dev, dmaAddr, size);
+  },
+  mapSg(dev, sg: Scatterlist[], dir) {
+    const prot = _prot(dir);
+    const { domain, iovad } = _dmaDomain(dev);
+    let total = 0;
+    for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
+    const iova = _allocIova(domain, iovad, total, dev.dmaMask);
+    let cur = iova;
+    try {
+      for (const s of sg) {
+        const off = s.phys % iovad.granule;
+        const len = _align(iovad, s.length + off);
+        iommu_map_nosync(domain, cur, s.phys - off, len, prot);
+        s.dmaAddress = cur + off;
+        s.dmaLength = s.length;
+        cur += len;
+      }
+      iommu_sync_map(domain, iova, total);
+    } catch (e) {
+      if (cur > iova) iommu_unmap(domain, iova, cur - iova);
+      iovad.freeIovaFast(iova / iovad.granule, total / iovad.granule);
+      for (const s of sg) s.dmaAddress = s.dmaLength = 0;
+      throw e;
+    }
+    return sg.length;
+  },
+  unmapSg(dev, sg) {
+    if (sg.length === 0) return;
+    const first = sg[0].dmaAddress;
+    const last = sg[sg.length - 1];
+    _unmap(dev, first, last.dmaAddress + last.dmaLength - first);
+  },
+  alloc(dev, size): DmaCoherent {
+    const order = get_order(size);
+    const pa = dev.kernel.pages.alloc(order);
+    try {
+      const prot = IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
+      return { cpuAddr: pa, dmaAddr: _map(dev, pa, size, prot, dev.coherentDmaMask) };
+    } catch (e) {
+      dev.kernel.pages.free(pa, order);
+      throw e;
+    }
+  },
+  free(dev, size, mem) {
+    _unmap(dev, mem.dmaAddr, size);
+    dev.kernel.pages.free(mem.cpuAddr, get_order(size));
+  },
+};

@@ -1,0 +1,1096 @@
+/**
+ * The IOMMU core: IOMMU instances and their ops, per-device probe, groups, default domains,
+ * attach/detach/replace, and map/unmap with the IOTLB gather. Mirrors drivers/iommu/iommu.c
+ * and include/linux/iommu.h.
+ *
+ * The core of one kernel is an {@linkcode IommuCore} installed as `kernel.iommuLayer`; drivers
+ * and users call the free functions (`iommu_device_register()`, `iommu_map()`,
+ * `iommu_attach_device()`, ...) that find it from the device or domain they are given.
+ * Failures throw an {@linkcode Errno} with the errno Linux returns.
+ *
+ * @module
+ */
+import {
+  dev_info,
+  dev_warn,
+  type Device,
+  dmaDirectOps,
+  Errno,
+  type FwNode,
+  type IommuLayer,
+  type Kernel,
+  pr_info,
+  pr_warn,
+} from "@iommu-lab/kernel";
+import { iommu_dma_init_domain, iommu_get_dma_cookie, iommu_put_dma_cookie } from "./dma_iommu.ts";
+import type { IommuDmaCookie } from "./dma_iommu.ts";
+
+/** prot: the device may read. */
+export const IOMMU_READ = 1 << 0;
+/** prot: the device may write. */
+export const IOMMU_WRITE = 1 << 1;
+/** prot: DMA is cache coherent. */
+export const IOMMU_CACHE = 1 << 2;
+/** prot: no instruction fetch. */
+export const IOMMU_NOEXEC = 1 << 3;
+/** prot: the target is MMIO. */
+export const IOMMU_MMIO = 1 << 4;
+/** prot: privileged accesses only. */
+export const IOMMU_PRIV = 1 << 5;
+
+/** Domain type bit: the domain has page tables (map/unmap work). */
+export const __IOMMU_DOMAIN_PAGING = 1 << 0;
+/** Domain type bit: the DMA API uses the domain. */
+export const __IOMMU_DOMAIN_DMA_API = 1 << 1;
+/** Domain type bit: identity (pass-through). */
+export const __IOMMU_DOMAIN_PT = 1 << 2;
+/** Domain type bit: DMA API with a lazy flush queue. */
+export const __IOMMU_DOMAIN_DMA_FQ = 1 << 3;
+/** Domain type bit: shared virtual addressing. */
+export const __IOMMU_DOMAIN_SVA = 1 << 4;
+/** Domain type bit: legacy platform-specific domain. */
+export const __IOMMU_DOMAIN_PLATFORM = 1 << 5;
+/** Domain type bit: nested on a parent paging domain. */
+export const __IOMMU_DOMAIN_NESTED = 1 << 6;
+/** All DMA is blocked. */
+export const IOMMU_DOMAIN_BLOCKED = 0;
+/** DMA addresses are physical addresses. */
+export const IOMMU_DOMAIN_IDENTITY = __IOMMU_DOMAIN_PT;
+/** A paging domain a user (VFIO, iommufd, a driver) manages. */
+export const IOMMU_DOMAIN_UNMANAGED = __IOMMU_DOMAIN_PAGING;
+/** A paging domain behind the DMA API (strict invalidation). */
+export const IOMMU_DOMAIN_DMA = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API;
+/** A DMA domain with a flush queue (not implemented: the core is always strict). */
+export const IOMMU_DOMAIN_DMA_FQ = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API |
+  __IOMMU_DOMAIN_DMA_FQ;
+/** An SVA domain (a process address space). */
+export const IOMMU_DOMAIN_SVA = __IOMMU_DOMAIN_SVA;
+/** A nested domain. */
+export const IOMMU_DOMAIN_NESTED = __IOMMU_DOMAIN_NESTED;
+
+/** enum iommu_cap: IOMMU_CAP_CACHE_COHERENCY. */
+export const IOMMU_CAP_CACHE_COHERENCY = 0;
+/** enum iommu_cap: IOMMU_CAP_NOEXEC. */
+export const IOMMU_CAP_NOEXEC = 1;
+/** enum iommu_cap: IOMMU_CAP_PRE_BOOT_PROTECTION. */
+export const IOMMU_CAP_PRE_BOOT_PROTECTION = 2;
+/** enum iommu_cap: IOMMU_CAP_ENFORCE_CACHE_COHERENCY. */
+export const IOMMU_CAP_ENFORCE_CACHE_COHERENCY = 3;
+/** enum iommu_cap: IOMMU_CAP_DEFERRED_FLUSH. */
+export const IOMMU_CAP_DEFERRED_FLUSH = 4;
+/** enum iommu_cap: IOMMU_CAP_DIRTY_TRACKING. */
+export const IOMMU_CAP_DIRTY_TRACKING = 5;
+
+/** The PASID of DMA without a PASID. */
+export const IOMMU_NO_PASID = 0;
+
+/** What a domain can translate: struct iommu_domain_geometry. */
+export interface IommuDomainGeometry {
+  /** First IOVA that can be mapped. */
+  apertureStart: number;
+  /** Last IOVA that can be mapped (inclusive). */
+  apertureEnd: number;
+  /** DMA addresses outside the aperture cannot be used at all. */
+  forceAperture: boolean;
+}
+
+/** Where a domain op reports the bytes it mapped (the `size_t *mapped` of map_pages). */
+export interface IommuMapped {
+  /** Bytes mapped by the call, also when it then failed. */
+  bytes: number;
+}
+
+/**
+ * struct iommu_domain_ops: what a domain does. Ops that can fail throw an {@linkcode Errno}.
+ */
+export interface IommuDomainOps {
+  /**
+   * Makes `dev` translate through `domain`, replacing `old` (null on first attach).
+   * On failure the device must still be attached to `old`.
+   */
+  attachDev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
+  /**
+   * Maps `pgcount` pages of `pgsize` bytes from `iova` to `paddr`. Adds to `mapped.bytes` what
+   * it mapped, also when it then throws, so the core can unwind it.
+   */
+  mapPages?(
+    domain: IommuDomain,
+    iova: number,
+    paddr: number,
+    pgsize: number,
+    pgcount: number,
+    prot: number,
+    mapped: IommuMapped,
+  ): void;
+  /**
+   * Unmaps up to `pgcount` pages of `pgsize` bytes from `iova`, recording what to invalidate
+   * in `gather`; returns the bytes unmapped (0 when nothing is mapped at `iova`).
+   */
+  unmapPages?(
+    domain: IommuDomain,
+    iova: number,
+    pgsize: number,
+    pgcount: number,
+    gather: IommuIotlbGather,
+  ): number;
+  /** Invalidates every IOTLB entry of the domain. */
+  flushIotlbAll?(domain: IommuDomain): void;
+  /** Makes new mappings visible (for IOMMUs that cache non-present entries). */
+  iotlbSyncMap?(domain: IommuDomain, iova: number, size: number): void;
+  /** Invalidates what `gather` collected. The core frees the gather's table pages after it. */
+  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): void;
+  /** Translates one IOVA; 0 when unmapped. */
+  iovaToPhys?(domain: IommuDomain, iova: number): number;
+  /** Frees the domain (its page tables). */
+  free?(domain: IommuDomain): void;
+}
+
+/**
+ * struct iommu_domain: a translation context devices attach to. Drivers create (or extend) it
+ * in `domainAllocPaging` or as their static identity/blocked domains.
+ */
+export class IommuDomain {
+  /** IOMMU_DOMAIN_* type; the core sets it on paging domains it allocates. */
+  type: number;
+  /** The domain's operations. */
+  readonly ops: IommuDomainOps;
+  /** The ops of the driver that allocated the domain; set by the core on paging domains. */
+  owner: IommuOps | null = null;
+  /** The translation window. */
+  geometry: IommuDomainGeometry;
+  /** dma-iommu state of DMA domains (struct iommu_dma_cookie). */
+  iovaCookie: IommuDmaCookie | null = null;
+  /** Groups the domain is attached to (the core's bookkeeping). */
+  attachedGroups = 0;
+  #pgsizeBitmap = 0;
+  #pgsizes: number[] = [];
+  /** Reused by {@linkcode iommu_map} so a map allocates nothing. */
+  readonly _mapped: IommuMapped = { bytes: 0 };
+  /** Reused by {@linkcode iommu_unmap}. */
+  readonly _gather: IommuIotlbGather = new IommuIotlbGather();
+
+  /** A domain of `type` with `ops`, page sizes and aperture. */
+  constructor(
+    type: number,
+    ops: IommuDomainOps,
+    opts: { pgsizeBitmap?: number; geometry?: Partial<IommuDomainGeometry> } = {},
+  ) {
+    this.type = type;
+    this.ops = ops;
+    this.pgsizeBitmap = opts.pgsizeBitmap ?? 0;
+    this.geometry = {
+      apertureStart: opts.geometry?.apertureStart ?? 0,
+      apertureEnd: opts.geometry?.apertureEnd ?? Number.MAX_SAFE_INTEGER,
+      forceAperture: opts.geometry?.forceAperture ?? true,
+    };
+  }
+
+  /** Supported page sizes: bit `n` set means 2^n-byte pages (n below 53). */
+  get pgsizeBitmap(): number {
+    return this.#pgsizeBitmap;
+  }
+
+  set pgsizeBitmap(bitmap: number) {
+    if (!Number.isSafeInteger(bitmap) || bitmap < 0) {
+      throw new Errno("EINVAL", `Bad page size bitmap ${bitmap}`);
+    }
+    this.#pgsizeBitmap = bitmap;
+    this.#pgsizes = [];
+    for (let size = 1; size <= bitmap; size *= 2) {
+      if (Math.floor(bitmap / size) % 2 === 1) this.#pgsizes.push(size);
+    }
+  }
+
+  /** The page sizes of {@linkcode IommuDomain.pgsizeBitmap}, smallest first. */
+  get pgsizes(): readonly number[] {
+    return this.#pgsizes;
+  }
+}
+
+/** Frees table pages put on a gather's freelist (a page-table allocator, seen by the core). */
+export interface IommuPagesAllocator {
+  /** Frees `2^order` pages at `pa`. */
+  freeTable(pa: number, order: number): void;
+}
+
+/**
+ * struct iommu_iotlb_gather: what an unmap changed, for the invalidation that must follow, and
+ * the table pages to free once it has.
+ *
+ * Ranges count 4 KiB frames of the IOVA space (`startPfn` inclusive, `endPfn` exclusive), and
+ * the level bitmaps say which leaf/table entries went away, as generic_pt's detailed gather
+ * records them. The public members have the shape of `@iommu-lab/generic-pt`'s `PtGather`, so a
+ * driver passes the core's gather straight to its page table.
+ */
+export class IommuIotlbGather {
+  /** First frame to invalidate (`Infinity` when empty). */
+  startPfn = Infinity;
+  /** Frame after the last to invalidate. */
+  endPfn = 0;
+  /** Bit `L`: a leaf at level `L` was removed. */
+  leafLevels = 0;
+  /** Bit `L`: a table at level `L` was removed (its page is on the freelist). */
+  tableLevels = 0;
+  /** Physical addresses of freed 4 KiB table pages awaiting the flush. */
+  readonly freelist: number[] = [];
+  /** Unmapped IOVAs go to a flush queue instead of being invalidated now (never, here). */
+  queued = false;
+  #alloc: IommuPagesAllocator | null = null;
+
+  /** True when there is nothing to invalidate or free. */
+  get isEmpty(): boolean {
+    return this.startPfn >= this.endPfn && this.freelist.length === 0;
+  }
+
+  /** Widens the range to `pages` frames from `pfn`. Mirrors iommu_iotlb_gather_add_range(). */
+  addRange(pfn: number, pages: number): void {
+    if (pfn < this.startPfn) this.startPfn = pfn;
+    if (pfn + pages > this.endPfn) this.endPfn = pfn + pages;
+  }
+
+  /** Queues a table page `alloc` gets back after the flush. */
+  addFreedTable(pa: number, alloc: IommuPagesAllocator): void {
+    if (this.#alloc !== null && this.#alloc !== alloc) {
+      throw new Errno("EINVAL", "A gather cannot hold table pages of two allocators");
+    }
+    this.#alloc = alloc;
+    this.freelist.push(pa);
+  }
+
+  /** Frees the queued table pages; only once the IOTLB flush completed. Mirrors iommu_put_pages_list(). */
+  putPages(): void {
+    const alloc = this.#alloc;
+    if (alloc !== null) { for (const pa of this.freelist) alloc.freeTable(pa, 0); }
+    this.freelist.length = 0;
+    this.#alloc = null;
+  }
+
+  /** Empties range and levels for the next update. Mirrors iommu_iotlb_gather_init(). */
+  reset(): void {
+    this.startPfn = Infinity;
+    this.endPfn = 0;
+    this.leafLevels = 0;
+    this.tableLevels = 0;
+    this.queued = false;
+  }
+}
+
+/** A page request for the IOPF queue (struct iommu_fault_page_request); see the README. */
+export interface IommuFaultPageRequest {
+  /** IOMMU_FAULT_PAGE_REQUEST_* flags (PASID_VALID, LAST_PAGE, PRIV_DATA, NEEDS_PASID). */
+  flags: number;
+  /** PASID when PASID_VALID. */
+  pasid: number;
+  /** Page request group index. */
+  grpid: number;
+  /** IOMMU_FAULT_PERM_* (READ, WRITE, EXEC, PRIV). */
+  perm: number;
+  /** Faulting address. */
+  addr: number;
+}
+
+/** A response to a page request group (struct iommu_page_response); see the README. */
+export interface IommuPageResponse {
+  /** PASID of the request. */
+  pasid: number;
+  /** Group index of the request. */
+  grpid: number;
+  /** IOMMU_PAGE_RESP_SUCCESS (0), _INVALID (1) or _FAILURE (2). */
+  code: number;
+}
+
+/** What `hw_info` returns for iommufd's IOMMU_GET_HW_INFO. */
+export interface IommuHwInfo {
+  /** enum iommu_hw_info_type. */
+  type: number;
+  /** The driver's info structure, as the uapi lays it out. */
+  data: Uint8Array;
+}
+
+/**
+ * struct iommu_ops: what an IOMMU driver provides. Methods that can fail throw an
+ * {@linkcode Errno}.
+ */
+export interface IommuOps {
+  /** True when the IOMMU of `dev` has capability `cap` (IOMMU_CAP_*). */
+  capable?(dev: Device, cap: number): boolean;
+  /** Driver-specific hardware information for iommufd. */
+  hwInfo?(dev: Device): IommuHwInfo;
+  /** Allocates an empty paging domain usable by `dev`. */
+  domainAllocPaging?(dev: Device): IommuDomain;
+  /** Like {@linkcode IommuOps.domainAllocPaging} with IOMMU_HWPT_ALLOC_* flags and driver data. */
+  domainAllocPagingFlags?(dev: Device, flags: number, userData?: Uint8Array): IommuDomain;
+  /** Sets up `dev` (its IDs come from `dev.fwspec`); returns the IOMMU instance that serves it. */
+  probeDevice(dev: Device): IommuDevice;
+  /** Undoes {@linkcode IommuOps.probeDevice}. */
+  releaseDevice?(dev: Device): void;
+  /** Returns the group `dev` belongs in (generic_device_group(), pci_device_group()). */
+  deviceGroup(dev: Device): IommuGroup;
+  /** Adds the firmware specifier `args` of `dev` to its fwspec (iommu_fwspec_add_ids()). */
+  ofXlate?(dev: Device, args: readonly number[]): void;
+  /** The default domain type `dev` requires (IOMMU_DOMAIN_*), or 0 for no preference. */
+  defDomainType?(dev: Device): number;
+  /** Sends the response to a page request group (the IOPF queue will call it). */
+  pageResponse?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
+  /** The driver's static identity domain. */
+  identityDomain?: IommuDomain;
+  /** The driver's static blocking domain. */
+  blockedDomain?: IommuDomain;
+  /** A domain devices are attached to before release_device (usually blocking). */
+  releaseDomain?: IommuDomain;
+  /** Page sizes for paging domains that do not set their own. */
+  pgsizeBitmap?: number;
+}
+
+/** struct iommu_device: one IOMMU instance a driver registers. */
+export class IommuDevice {
+  /** The driver's ops (set by {@linkcode iommu_device_register}). */
+  ops: IommuOps | null = null;
+  /** Firmware node devices name in their `iommus` / `iommu-map`. */
+  fwnode: FwNode | null = null;
+  /** The IOMMU's own device. */
+  dev: Device | null = null;
+  /** PASIDs the instance supports (0: none). */
+  maxPasids = 0;
+}
+
+/** struct dev_iommu: the core's per-device state (`dev.iommu`). */
+export class DevIommu {
+  /** The IOMMU instance serving the device. */
+  iommuDev: IommuDevice | null = null;
+  /** The driver's per-device data (dev_iommu_priv_get()). */
+  priv: unknown = null;
+  /** PASIDs the device may use. */
+  maxPasids = 0;
+
+  /** Per-device state in the core of one kernel. */
+  constructor(readonly core: IommuCore) {}
+}
+
+/** struct iommu_group: devices that cannot be isolated from each other. */
+export class IommuGroup {
+  /** Group number (the sysfs name). */
+  readonly id: number;
+  /** Member devices. */
+  readonly devices: Device[] = [];
+  /** The domain the DMA API uses, attached when nobody else claimed the group. */
+  defaultDomain: IommuDomain | null = null;
+  /** A domain that blocks all DMA (for detach without a default domain). */
+  blockingDomain: IommuDomain | null = null;
+  /** The domain currently attached. */
+  domain: IommuDomain | null = null;
+  /** The group's driver data (iommu_group_get_iommudata()). */
+  iommuData: unknown = null;
+
+  /** Use {@linkcode iommu_group_alloc}. */
+  constructor(readonly core: IommuCore, id: number) {
+    this.id = id;
+  }
+}
+
+/** Options of the core (the `iommu.*` kernel parameters). */
+export interface IommuCoreOptions {
+  /** iommu.passthrough=1: default domains are identity rather than DMA. */
+  passthrough?: boolean;
+}
+
+/**
+ * The IOMMU core of one kernel: registered IOMMUs and the default-domain policy. Implements the
+ * kernel's {@linkcode IommuLayer} hooks (of_xlate lookup, probe and release of devices).
+ */
+export class IommuCore implements IommuLayer {
+  /** Registered IOMMU instances (iommu_device_list). */
+  readonly iommus: IommuDevice[] = [];
+  /** iommu_def_domain_type: IOMMU_DOMAIN_DMA or IOMMU_DOMAIN_IDENTITY. */
+  readonly defDomainType: number;
+  #nextGroupId = 0;
+
+  /** Use {@linkcode iommu_subsys_init}. */
+  constructor(readonly kernel: Kernel, opts: IommuCoreOptions = {}) {
+    this.defDomainType = opts.passthrough ? IOMMU_DOMAIN_IDENTITY : IOMMU_DOMAIN_DMA;
+  }
+
+  /** Mirrors iommu_ops_from_fwnode() + of_iommu_xlate(): the xlate for `fwnode`, or null. */
+  ofXlate(fwnode: FwNode): ((dev: Device, args: readonly number[]) => void) | null {
+    const ops = this.iommus.find((i) => i.fwnode === fwnode)?.ops;
+    if (!ops) return null;
+    return (dev, args) => {
+      if (!ops.ofXlate) throw new Errno("ENODEV", `IOMMU ${fwnode.name} has no of_xlate`);
+      ops.ofXlate(dev, args);
+    };
+  }
+
+  /** Mirrors iommu_probe_device(). */
+  probeDevice(dev: Device): void {
+    _probeDevice(this, dev);
+  }
+
+  /** Mirrors iommu_release_device(). */
+  releaseDevice(dev: Device): void {
+    _releaseDevice(dev);
+  }
+
+  /** Next group number (the group ida). */
+  _allocGroupId(): number {
+    return this.#nextGroupId++;
+  }
+}
+
+/**
+ * Mirrors iommu_subsys_init(): creates the IOMMU core of `kernel` with the policy of `opts`.
+ *
+ * @example Booting the core in pass-through mode
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Kernel } from "@iommu-lab/kernel";
+ * import { TestRam } from "@iommu-lab/kernel/testing";
+ * import { IOMMU_DOMAIN_IDENTITY, iommu_subsys_init } from "@iommu-lab/iommu";
+ *
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+ * const core = iommu_subsys_init(kernel, { passthrough: true });
+ * assert.equal(core.defDomainType, IOMMU_DOMAIN_IDENTITY);
+ * assert.deepEqual(kernel.dmesg.grep("iommu:"), ["iommu: Default domain type: Passthrough"]);
+ * ```
+ */
+export function iommu_subsys_init(kernel: Kernel, opts: IommuCoreOptions = {}): IommuCore {
+  if (kernel.iommuLayer !== null) throw new Errno("EBUSY", "The IOMMU core is already set up");
+  const core = new IommuCore(kernel, opts);
+  kernel.iommuLayer = core;
+  pr_info(
+    kernel,
+    `iommu: Default domain type: ${opts.passthrough ? "Passthrough" : "Translated"}`,
+  );
+  return core;
+}
+
+/** The core of `kernel`, set up with defaults on first use (it is built into Linux). */
+function _core(kernel: Kernel): IommuCore {
+  const layer = kernel.iommuLayer;
+  if (layer === null) return iommu_subsys_init(kernel);
+  if (!(layer instanceof IommuCore)) throw new Errno("ENODEV", "Another IOMMU layer is loaded");
+  return layer;
+}
+
+/**
+ * Mirrors iommu_device_register(): makes `iommu` (served by `ops`, on hardware `hwdev`)
+ * available, then probes the devices whose fwspec already names it.
+ */
+export function iommu_device_register(iommu: IommuDevice, ops: IommuOps, hwdev: Device): void {
+  const core = _core(hwdev.kernel);
+  if (core.iommus.includes(iommu)) {
+    throw new Errno("EBUSY", `IOMMU of ${hwdev.name} is already registered`);
+  }
+  iommu.ops = ops;
+  iommu.dev = hwdev;
+  iommu.fwnode ??= hwdev.fwnode;
+  if (iommu.fwnode !== null && core.iommus.some((i) => i.fwnode === iommu.fwnode)) {
+    throw new Errno("EEXIST", `An IOMMU for ${iommu.fwnode.name} is already registered`);
+  }
+  core.iommus.push(iommu);
+  // Mirrors bus_iommu_probe(): devices configured before the IOMMU registered.
+  for (const dev of [...core.kernel.core.devices]) {
+    if (dev.iommu !== null || dev.fwspec === null || dev.fwspec.fwnode !== iommu.fwnode) continue;
+    try {
+      _probeDevice(core, dev);
+    } catch (e) {
+      if (!(e instanceof Errno)) throw e;
+      dev_warn(dev, `Adding to IOMMU failed: ${-e.errno}`);
+    }
+  }
+}
+
+/** Mirrors iommu_device_unregister(): releases every device `iommu` serves, then forgets it. */
+export function iommu_device_unregister(iommu: IommuDevice): void {
+  const core = iommu.dev === null ? null : _core(iommu.dev.kernel);
+  const i = core?.iommus.indexOf(iommu) ?? -1;
+  if (core === null || i < 0) throw new Errno("ENODEV", "IOMMU is not registered");
+  for (const dev of [...core.kernel.core.devices]) {
+    if (dev.iommu instanceof DevIommu && dev.iommu.iommuDev === iommu) _releaseDevice(dev);
+  }
+  core.iommus.splice(i, 1);
+}
+
+/** dev->iommu as the core's type, or null when the device is not behind a probed IOMMU. */
+function _devIommu(dev: Device): DevIommu | null {
+  return dev.iommu instanceof DevIommu ? dev.iommu : null;
+}
+
+/** The group of `dev`, or null. Mirrors iommu_group_get(). */
+export function iommu_group_get(dev: Device): IommuGroup | null {
+  return dev.iommuGroup instanceof IommuGroup ? dev.iommuGroup : null;
+}
+
+/** Mirrors dev_iommu_ops(): the ops of the IOMMU serving `dev` (ENODEV when none). */
+export function dev_iommu_ops(dev: Device): IommuOps {
+  const ops = _devIommu(dev)?.iommuDev?.ops;
+  if (!ops) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
+  return ops;
+}
+
+/** Mirrors dev_iommu_priv_get(): the driver's per-device data. */
+export function dev_iommu_priv_get<T>(dev: Device): T {
+  return _devIommu(dev)?.priv as T;
+}
+
+/** Mirrors dev_iommu_priv_set(). */
+export function dev_iommu_priv_set(dev: Device, priv: unknown): void {
+  const param = _devIommu(dev);
+  if (param === null) throw new Errno("ENODEV", `${dev.name} is not being probed by an IOMMU`);
+  param.priv = priv;
+}
+
+/**
+ * Mirrors iommu_fwspec_init(): starts `dev`'s fwspec for the IOMMU at `fwnode`; EINVAL when the
+ * device already names another IOMMU.
+ */
+export function iommu_fwspec_init(dev: Device, fwnode: FwNode): void {
+  if (dev.fwspec !== null) {
+    if (dev.fwspec.fwnode === fwnode) return;
+    throw new Errno("EINVAL", `${dev.name} is already behind IOMMU ${dev.fwspec.fwnode.name}`);
+  }
+  dev.fwspec = { fwnode, ids: [], flags: 0 };
+}
+
+/** Mirrors iommu_fwspec_add_ids(): appends device IDs (EINVAL without a fwspec). */
+export function iommu_fwspec_add_ids(dev: Device, ids: readonly number[]): void {
+  if (dev.fwspec === null) throw new Errno("EINVAL", `${dev.name} has no IOMMU fwspec`);
+  dev.fwspec.ids.push(...ids);
+}
+
+/** Mirrors iommu_group_alloc(): a new empty group. */
+export function iommu_group_alloc(core: IommuCore): IommuGroup {
+  return new IommuGroup(core, core._allocGroupId());
+}
+
+/** Mirrors generic_device_group(): every device is isolated in its own group. */
+export function generic_device_group(dev: Device): IommuGroup {
+  return iommu_group_alloc(_core(dev.kernel));
+}
+
+/**
+ * Mirrors pci_device_group(), simplified: devices sharing a requester ID (a fwspec ID on the
+ * same IOMMU, i.e. DMA aliases) share a group; otherwise each PCI function gets its own, as
+ * with ACS isolation everywhere.
+ */
+export function pci_device_group(dev: Device): IommuGroup {
+  const spec = dev.fwspec;
+  if (spec !== null) {
+    for (const other of _core(dev.kernel).kernel.core.devices) {
+      const group = iommu_group_get(other);
+      const os = other.fwspec;
+      if (other === dev || group === null || os === null || os.fwnode !== spec.fwnode) continue;
+      if (os.ids.some((id) => spec.ids.includes(id))) return group;
+    }
+  }
+  return generic_device_group(dev);
+}
+
+function _probeDevice(core: IommuCore, dev: Device): void {
+  if (dev.iommu !== null) return;
+  const spec = dev.fwspec;
+  const iommu = spec === null ? undefined : core.iommus.find((i) => i.fwnode === spec.fwnode);
+  if (iommu === undefined || iommu.ops === null) {
+    throw new Errno("ENODEV", `No IOMMU registered for ${dev.name}`);
+  }
+  const ops = iommu.ops;
+  const param = new DevIommu(core);
+  dev.iommu = param;
+  try {
+    param.iommuDev = ops.probeDevice(dev);
+  } catch (e) {
+    dev.iommu = null;
+    throw e;
+  }
+  let group: IommuGroup;
+  try {
+    group = ops.deviceGroup(dev);
+  } catch (e) {
+    ops.releaseDevice?.(dev);
+    dev.iommu = null;
+    throw e;
+  }
+  group.devices.push(dev);
+  dev.iommuGroup = group;
+  try {
+    if (group.defaultDomain === null && group.domain === null) {
+      _setupDefaultDomain(group);
+    } else if (group.domain !== null) {
+      _attachDev(group.domain, dev, null);
+    }
+    _setupDmaOps(dev);
+  } catch (e) {
+    _removeFromGroup(dev, group, ops);
+    throw e;
+  }
+  dev_info(dev, `Adding to iommu group ${group.id}`);
+}
+
+function _releaseDevice(dev: Device): void {
+  const group = iommu_group_get(dev);
+  const ops = _devIommu(dev)?.iommuDev?.ops;
+  if (group === null || !ops) return;
+  const rel = ops.releaseDomain;
+  if (rel && group.domain !== rel) {
+    try {
+      _attachDev(rel, dev, group.domain);
+    } catch (e) {
+      if (!(e instanceof Errno)) throw e;
+      dev_warn(dev, `Failed to attach the release domain: ${-e.errno}`);
+    }
+  }
+  _removeFromGroup(dev, group, ops);
+}
+
+/** Takes `dev` out of `group`, releases it in the driver and frees the group's domains if last. */
+function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
+  group.devices.splice(group.devices.indexOf(dev), 1);
+  dev.iommuGroup = null;
+  dev.dma = dmaDirectOps;
+  ops.releaseDevice?.(dev);
+  dev.iommu = null;
+  if (group.devices.length !== 0) return;
+  if (group.domain !== null) group.domain.attachedGroups--;
+  group.domain = null;
+  for (const d of [group.defaultDomain, group.blockingDomain]) {
+    if (d !== null && d !== ops.identityDomain && d !== ops.blockedDomain) iommu_domain_free(d);
+  }
+  group.defaultDomain = null;
+  group.blockingDomain = null;
+}
+
+/** Mirrors iommu_get_default_domain_type(): what the group's devices and the policy ask for. */
+function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
+  let type = 0;
+  for (const dev of group.devices) {
+    const want = ops.defDomainType?.(dev) ?? 0;
+    if (want === 0) continue;
+    if (type !== 0 && want !== type) {
+      throw new Errno("EINVAL", `Devices of iommu group ${group.id} need different domain types`);
+    }
+    type = want;
+  }
+  return type;
+}
+
+/** Mirrors iommu_setup_default_domain() for a group's first device. */
+function _setupDefaultDomain(group: IommuGroup): void {
+  const dev = group.devices[0];
+  const ops = dev_iommu_ops(dev);
+  const req = _defaultDomainType(group, ops);
+  const type = req !== 0 ? req : group.core.defDomainType;
+  let dom: IommuDomain;
+  if (type === IOMMU_DOMAIN_IDENTITY && ops.identityDomain) {
+    dom = ops.identityDomain;
+  } else if (type === IOMMU_DOMAIN_IDENTITY && req !== 0) {
+    throw new Errno("EINVAL", `${dev.name} needs an identity domain the IOMMU cannot provide`);
+  } else {
+    if (type === IOMMU_DOMAIN_IDENTITY) {
+      pr_warn(
+        group.core.kernel,
+        `iommu: Failed to allocate default IOMMU domain of type ${type} for group ${group.id} - Falling back to IOMMU_DOMAIN_DMA`,
+      );
+    }
+    dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0);
+  }
+  try {
+    group.defaultDomain = dom;
+    _setGroupDomain(group, dom);
+  } catch (e) {
+    group.defaultDomain = null;
+    if (dom !== ops.identityDomain) iommu_domain_free(dom);
+    throw e;
+  }
+}
+
+/** Mirrors iommu_setup_dma_ops(): dma-iommu for DMA default domains, direct mapping otherwise. */
+function _setupDmaOps(dev: Device): void {
+  const dom = iommu_group_get(dev)?.defaultDomain ?? null;
+  if (dom !== null && (dom.type & __IOMMU_DOMAIN_DMA_API) !== 0) {
+    dev.dma = iommu_dma_init_domain(dom, dev);
+  } else {
+    dev.dma = dmaDirectOps;
+  }
+}
+
+function _pagingDomainAlloc(dev: Device, type: number, flags: number): IommuDomain {
+  const ops = dev_iommu_ops(dev);
+  let dom: IommuDomain;
+  if (ops.domainAllocPagingFlags) {
+    dom = ops.domainAllocPagingFlags(dev, flags);
+  } else if (flags === 0 && ops.domainAllocPaging) {
+    dom = ops.domainAllocPaging(dev);
+  } else {
+    throw new Errno("EOPNOTSUPP", `${dev.name}: IOMMU cannot allocate this paging domain`);
+  }
+  dom.type = type;
+  dom.owner = ops;
+  if (dom.pgsizeBitmap === 0) dom.pgsizeBitmap = ops.pgsizeBitmap ?? 0;
+  if ((type & __IOMMU_DOMAIN_DMA_API) !== 0) {
+    try {
+      iommu_get_dma_cookie(dom);
+    } catch (e) {
+      dom.ops.free?.(dom);
+      throw e;
+    }
+  }
+  return dom;
+}
+
+/** Mirrors iommu_paging_domain_alloc(): an unmanaged paging domain for `dev`'s IOMMU. */
+export function iommu_paging_domain_alloc(dev: Device): IommuDomain {
+  return iommu_paging_domain_alloc_flags(dev, 0);
+}
+
+/** Mirrors iommu_paging_domain_alloc_flags() (EOPNOTSUPP for flags the driver cannot do). */
+export function iommu_paging_domain_alloc_flags(dev: Device, flags: number): IommuDomain {
+  return _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, flags);
+}
+
+/** Mirrors iommu_domain_free(); EBUSY while a group is attached to the domain. */
+export function iommu_domain_free(domain: IommuDomain): void {
+  if (domain.attachedGroups !== 0) throw new Errno("EBUSY", "Cannot free an attached domain");
+  iommu_put_dma_cookie(domain);
+  domain.ops.free?.(domain);
+}
+
+function _attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
+  if (!domain.ops.attachDev) throw new Errno("ENODEV", "Domain cannot be attached");
+  domain.ops.attachDev(domain, dev, old);
+}
+
+/**
+ * Mirrors __iommu_group_set_domain(): attaches every device of `group` to `domain`; on a failure
+ * the devices already moved go back to the old domain and the error is thrown.
+ */
+function _setGroupDomain(group: IommuGroup, domain: IommuDomain): void {
+  const old = group.domain;
+  if (old === domain) return;
+  let done = 0;
+  try {
+    for (; done < group.devices.length; done++) _attachDev(domain, group.devices[done], old);
+  } catch (e) {
+    for (let i = 0; i < done && old !== null; i++) {
+      try {
+        _attachDev(old, group.devices[i], domain);
+      } catch {
+        dev_warn(group.devices[i], "Failed to restore the previous domain");
+      }
+    }
+    throw e;
+  }
+  if (old !== null) old.attachedGroups--;
+  domain.attachedGroups++;
+  group.domain = domain;
+}
+
+function _checkCompatible(domain: IommuDomain, group: IommuGroup): void {
+  const ops = dev_iommu_ops(group.devices[0]);
+  const isStatic = domain === ops.identityDomain || domain === ops.blockedDomain;
+  if (!isStatic && domain.owner !== ops) {
+    throw new Errno("EINVAL", `Domain belongs to another IOMMU than iommu group ${group.id}`);
+  }
+}
+
+/**
+ * Mirrors iommu_attach_group(): attaches `domain` to `group`; EBUSY when another non-default
+ * domain is attached, EINVAL when the domain comes from another IOMMU driver.
+ */
+export function iommu_attach_group(domain: IommuDomain, group: IommuGroup): void {
+  if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
+  const cur = group.domain;
+  if (
+    cur !== null && cur !== group.defaultDomain && cur !== group.blockingDomain && cur !== domain
+  ) {
+    throw new Errno("EBUSY", `iommu group ${group.id} is attached to another domain`);
+  }
+  _checkCompatible(domain, group);
+  _setGroupDomain(group, domain);
+}
+
+/**
+ * Mirrors iommu_attach_device(): like {@linkcode iommu_attach_group} for the group of `dev`,
+ * which must hold only `dev` (EINVAL otherwise; ENODEV without an IOMMU).
+ */
+export function iommu_attach_device(domain: IommuDomain, dev: Device): void {
+  const group = iommu_group_get(dev);
+  if (group === null) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
+  if (group.devices.length !== 1) {
+    throw new Errno("EINVAL", `iommu group ${group.id} of ${dev.name} has several devices`);
+  }
+  iommu_attach_group(domain, group);
+}
+
+/** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
+function _setCoreDomain(group: IommuGroup): void {
+  let dom = group.defaultDomain;
+  if (dom === null) {
+    if (group.blockingDomain === null) group.blockingDomain = _blockingDomain(group);
+    dom = group.blockingDomain;
+  }
+  _setGroupDomain(group, dom);
+}
+
+/** Mirrors __iommu_group_alloc_blocking_domain(): the static one, else an empty paging domain. */
+function _blockingDomain(group: IommuGroup): IommuDomain {
+  const dev = group.devices[0];
+  const ops = dev_iommu_ops(dev);
+  if (ops.blockedDomain) return ops.blockedDomain;
+  const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0);
+  dom.type = IOMMU_DOMAIN_BLOCKED;
+  return dom;
+}
+
+/**
+ * Mirrors iommu_detach_group(): returns `group` to its default (or blocking) domain. EINVAL when
+ * `domain` is not the attached one (Linux WARNs and ignores the call).
+ */
+export function iommu_detach_group(domain: IommuDomain, group: IommuGroup): void {
+  if (group.domain !== domain) {
+    throw new Errno("EINVAL", `iommu group ${group.id} is not attached to this domain`);
+  }
+  _setCoreDomain(group);
+}
+
+/** Mirrors iommu_detach_device(): {@linkcode iommu_detach_group} for a single-device group. */
+export function iommu_detach_device(domain: IommuDomain, dev: Device): void {
+  const group = iommu_group_get(dev);
+  if (group === null) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
+  if (group.devices.length !== 1) {
+    throw new Errno("EINVAL", `iommu group ${group.id} of ${dev.name} has several devices`);
+  }
+  iommu_detach_group(domain, group);
+}
+
+/**
+ * Mirrors iommu_group_replace_domain(): switches `group` to `domain` whatever is attached now,
+ * without passing through the default domain (iommufd's replace). EINVAL for a foreign domain.
+ */
+export function iommu_group_replace_domain(group: IommuGroup, domain: IommuDomain): void {
+  if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
+  _checkCompatible(domain, group);
+  _setGroupDomain(group, domain);
+}
+
+/** Mirrors iommu_get_domain_for_dev(): the domain `dev` is attached to, or null. */
+export function iommu_get_domain_for_dev(dev: Device): IommuDomain | null {
+  return iommu_group_get(dev)?.domain ?? null;
+}
+
+/** Mirrors iommu_get_dma_domain(): the default domain the DMA API of `dev` uses, or null. */
+export function iommu_get_dma_domain(dev: Device): IommuDomain | null {
+  return iommu_group_get(dev)?.defaultDomain ?? null;
+}
+
+/** Mirrors device_iommu_capable(): false when `dev` has no IOMMU or the driver says no. */
+export function device_iommu_capable(dev: Device, cap: number): boolean {
+  const ops = _devIommu(dev)?.iommuDev?.ops;
+  return ops?.capable?.(dev, cap) ?? false;
+}
+
+function _hex(n: number): string {
+  return "0x" + n.toString(16);
+}
+
+/** Index of the largest page size usable at `iova`/`paddr` for `size` bytes. */
+function _pgsizeIdx(sizes: readonly number[], iova: number, paddr: number, size: number): number {
+  let i = sizes.length - 1;
+  while (i > 0 && (sizes[i] > size || iova % sizes[i] !== 0 || paddr % sizes[i] !== 0)) i--;
+  return i;
+}
+
+/**
+ * How many pages of `sizes[idx]` to map in one go: all of `size`, unless the next larger page
+ * size could take over at an aligned boundary inside it. Mirrors iommu_pgsize()'s count.
+ */
+function _pgcount(
+  sizes: readonly number[],
+  idx: number,
+  iova: number,
+  paddr: number,
+  size: number,
+): number {
+  const pgsize = sizes[idx];
+  if (idx + 1 < sizes.length) {
+    const next = sizes[idx + 1];
+    if ((iova - paddr) % next === 0) {
+      const offset = next - iova % next;
+      if (offset + next <= size) size = offset;
+    }
+  }
+  return Math.floor(size / pgsize);
+}
+
+/** Validates a range for map/unmap; returns an errno name or null. */
+function _checkRange(
+  domain: IommuDomain,
+  iova: number,
+  size: number,
+): "EINVAL" | "EOVERFLOW" | null {
+  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0 || domain.pgsizeBitmap === 0) return "EINVAL";
+  if (!Number.isInteger(iova) || !Number.isInteger(size) || iova < 0 || size <= 0) return "EINVAL";
+  if (iova + size - 1 > Number.MAX_SAFE_INTEGER) return "EOVERFLOW";
+  return null;
+}
+
+/**
+ * Mirrors iommu_map_nosync(): maps `size` bytes at `iova` to `paddr`, in the largest page sizes
+ * alignment allows, without iotlb_sync_map. Unwinds what it mapped on failure.
+ *
+ * Errors: EINVAL for a non-paging domain, size 0 or an address/size not aligned to the
+ * smallest page size; EOVERFLOW when `iova + size` wraps; ENODEV when the domain cannot map;
+ * whatever the driver throws (ENOMEM, EADDRINUSE, ERANGE...).
+ */
+export function iommu_map_nosync(
+  domain: IommuDomain,
+  iova: number,
+  paddr: number,
+  size: number,
+  prot: number,
+): void {
+  const bad = _checkRange(domain, iova, size);
+  if (bad !== null) throw new Errno(bad, `Cannot map ${_hex(size)} bytes at IOVA ${_hex(iova)}`);
+  const mapPages = domain.ops.mapPages;
+  if (!mapPages) throw new Errno("ENODEV", "Domain has no map_pages");
+  const sizes = domain.pgsizes;
+  const min = sizes[0];
+  if (!Number.isSafeInteger(paddr) || paddr < 0 || iova % min || paddr % min || size % min) {
+    throw new Errno("EINVAL", `Unaligned map of ${_hex(size)} bytes at IOVA ${_hex(iova)}`);
+  }
+  const mapped = domain._mapped;
+  const origIova = iova;
+  let left = size;
+  try {
+    while (left > 0) {
+      const idx = _pgsizeIdx(sizes, iova, paddr, left);
+      const count = _pgcount(sizes, idx, iova, paddr, left);
+      mapped.bytes = 0;
+      try {
+        mapPages(domain, iova, paddr, sizes[idx], count, prot, mapped);
+      } finally {
+        left -= mapped.bytes;
+      }
+      if (mapped.bytes === 0) throw new Errno("EINVAL", "map_pages mapped nothing");
+      iova += mapped.bytes;
+      paddr += mapped.bytes;
+    }
+  } catch (e) {
+    if (size - left > 0) iommu_unmap(domain, origIova, size - left);
+    throw e;
+  }
+}
+
+/** Mirrors iommu_sync_map(): makes new mappings visible to the IOMMU. */
+export function iommu_sync_map(domain: IommuDomain, iova: number, size: number): void {
+  domain.ops.iotlbSyncMap?.(domain, iova, size);
+}
+
+/**
+ * Mirrors iommu_map(): {@linkcode iommu_map_nosync} then iotlb_sync_map; nothing stays mapped
+ * when it throws.
+ *
+ * @example Mapping and translating through a mock domain
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IOMMU_READ, iommu_iova_to_phys, iommu_map, iommu_unmap } from "@iommu-lab/iommu";
+ * import { mockPagingDomain } from "@iommu-lab/iommu/testing";
+ *
+ * const domain = mockPagingDomain();
+ * iommu_map(domain, 0x10_0000, 0x8020_0000, 0x2000, IOMMU_READ);
+ * assert.equal(iommu_iova_to_phys(domain, 0x10_1234), 0x8020_1234);
+ * assert.equal(iommu_unmap(domain, 0x10_0000, 0x2000), 0x2000);
+ * assert.equal(iommu_iova_to_phys(domain, 0x10_1234), 0);
+ * ```
+ */
+export function iommu_map(
+  domain: IommuDomain,
+  iova: number,
+  paddr: number,
+  size: number,
+  prot: number,
+): void {
+  iommu_map_nosync(domain, iova, paddr, size, prot);
+  if (!domain.ops.iotlbSyncMap) return;
+  try {
+    domain.ops.iotlbSyncMap(domain, iova, size);
+  } catch (e) {
+    iommu_unmap(domain, iova, size);
+    throw e;
+  }
+}
+
+/**
+ * Mirrors iommu_unmap_fast(): unmaps up to `size` bytes from `iova`, recording the invalidation
+ * in `gather` without doing it. Returns the bytes unmapped: it stops at the first hole, so 0 when
+ * nothing is mapped at `iova`, and 0 (as Linux) for a non-paging domain, a zero or overflowing
+ * size, or an unaligned range.
+ */
+export function iommu_unmap_fast(
+  domain: IommuDomain,
+  iova: number,
+  size: number,
+  gather: IommuIotlbGather,
+): number {
+  if (_checkRange(domain, iova, size) !== null) return 0;
+  const unmapPages = domain.ops.unmapPages;
+  const sizes = domain.pgsizes;
+  if (!unmapPages || iova % sizes[0] !== 0 || size % sizes[0] !== 0) return 0;
+  let unmapped = 0;
+  while (unmapped < size) {
+    const idx = _pgsizeIdx(sizes, iova, iova, size - unmapped);
+    const count = _pgcount(sizes, idx, iova, iova, size - unmapped);
+    let n: number;
+    try {
+      n = unmapPages(domain, iova, sizes[idx], count, gather);
+    } catch (e) {
+      // unmap_pages returns 0 on error in Linux: so does the core, for any driver.
+      if (e instanceof Errno) break;
+      throw e;
+    }
+    if (n === 0) break;
+    iova += n;
+    unmapped += n;
+  }
+  return unmapped;
+}
+
+/**
+ * Mirrors iommu_unmap(): {@linkcode iommu_unmap_fast} then iotlb_sync; returns the bytes
+ * unmapped (0 for a double unmap or bad arguments).
+ */
+export function iommu_unmap(domain: IommuDomain, iova: number, size: number): number {
+  const gather = domain._gather;
+  gather.reset();
+  const n = iommu_unmap_fast(domain, iova, size, gather);
+  iommu_iotlb_sync(domain, gather);
+  return n;
+}
+
+/** Mirrors iommu_iotlb_gather_init(): an empty gather. */
+export function iommu_iotlb_gather_init(): IommuIotlbGather {
+  return new IommuIotlbGather();
+}
+
+/**
+ * Mirrors iommu_iotlb_sync(): lets the driver invalidate what `gather` collected, then frees the
+ * gather's table pages (if the driver did not) and empties it.
+ */
+export function iommu_iotlb_sync(domain: IommuDomain, gather: IommuIotlbGather): void {
+  if (gather.isEmpty) return;
+  domain.ops.iotlbSync?.(domain, gather);
+  gather.putPages();
+  gather.reset();
+}
+
+/** Mirrors iommu_flush_iotlb_all(). */
+export function iommu_flush_iotlb_all(domain: IommuDomain): void {
+  domain.ops.flushIotlbAll?.(domain);
+}
+
+/**
+ * Mirrors iommu_iova_to_phys(): the physical address `iova` maps to; `iova` itself in an
+ * identity domain, 0 when unmapped.
+ */
+export function iommu_iova_to_phys(domain: IommuDomain, iova: number): number {
+  if (domain.type === IOMMU_DOMAIN_IDENTITY) return iova;
+  return domain.ops.iovaToPhys?.(domain, iova) ?? 0;
+}

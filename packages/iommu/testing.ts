@@ -1,0 +1,278 @@
+/**
+ * A mock IOMMU driver for tests and benchmarks (`@iommu-lab/iommu/testing`), in the spirit of
+ * the iommufd selftest's mock domain: paging domains are generic-pt riscv64 tables in the
+ * kernel's RAM, the "hardware" is a map of which domain each device is attached to, and the
+ * invalidation ops only count.
+ *
+ * @module
+ */
+import { PtGather, PtIommu } from "@iommu-lab/generic-pt";
+import {
+  type Bus,
+  bus_register,
+  Device,
+  device_add,
+  Errno,
+  type FwNode,
+  Kernel,
+  type PhysMem,
+} from "@iommu-lab/kernel";
+import { TestRam } from "@iommu-lab/kernel/testing";
+import {
+  generic_device_group,
+  iommu_device_register,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  iommu_subsys_init,
+  type IommuCoreOptions,
+  IommuDevice,
+  IommuDomain,
+  type IommuDomainOps,
+  type IommuIotlbGather,
+  type IommuOps,
+  pci_device_group,
+} from "./iommu.ts";
+
+/** Options of a {@linkcode MockIommu}. */
+export interface MockIommuOptions {
+  /** Name of the IOMMU's firmware node. */
+  name?: string;
+  /** IOVA width of paging domains: 39 (default), 48 or 57. */
+  vaBits?: number;
+  /** Offer 64 KiB Svnapot pages. */
+  svnapot?: boolean;
+  /** Group devices as PCI functions (pci_device_group) rather than one per device. */
+  pci?: boolean;
+  /** Provide a static identity domain (default true). */
+  identity?: boolean;
+  /** Provide a static blocked domain and use it as the release domain (default true). */
+  blocked?: boolean;
+  /** The def_domain_type hook. */
+  defDomainType?: (dev: Device) => number;
+}
+
+/** A paging domain of a {@linkcode MockIommu}: a generic-pt table. */
+export class MockDomain extends IommuDomain {
+  /** The page table. */
+  readonly pt: PtIommu;
+
+  /** Allocates the top table from `mem`/`alloc` (ENOMEM from the allocator). */
+  constructor(
+    readonly driver: MockIommu | null,
+    mem: PhysMem,
+    alloc: { allocTable(order: number): number; freeTable(pa: number, order: number): void },
+    vaBits: number,
+    svnapot: boolean,
+  ) {
+    super(IOMMU_DOMAIN_UNMANAGED, mockDomainOps);
+    this.pt = new PtIommu({
+      mem,
+      alloc,
+      vaBits,
+      features: { svnapot },
+      iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
+    });
+    this.pgsizeBitmap = this.pt.pgsizeBitmap;
+    this.geometry.apertureEnd = 2 ** (vaBits - 1) - 1;
+  }
+}
+
+function _pt(domain: IommuDomain): PtIommu {
+  return (domain as MockDomain).pt;
+}
+
+/** The domain ops of {@linkcode MockDomain}s. */
+export const mockDomainOps: IommuDomainOps = {
+  attachDev(domain, dev) {
+    const drv = (domain as MockDomain).driver;
+    if (drv === null) throw new Errno("EINVAL", "Domain has no IOMMU");
+    drv._attach(domain, dev);
+  },
+  mapPages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
+    mapped.bytes = _pt(domain).mapPages(iova, paddr, pgsize, pgcount, prot);
+  },
+  unmapPages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
+    // The core's gather has PtGather's public shape (PtGather's #private makes TS nominal).
+    return _pt(domain).unmapPages(iova, pgsize, pgcount, gather as unknown as PtGather);
+  },
+  iotlbSync(domain) {
+    const drv = (domain as MockDomain).driver;
+    if (drv !== null) drv.stats.iotlbSync++;
+  },
+  flushIotlbAll(domain) {
+    const drv = (domain as MockDomain).driver;
+    if (drv !== null) drv.stats.flushIotlbAll++;
+  },
+  iovaToPhys(domain, iova) {
+    return _pt(domain).iovaToPhys(iova);
+  },
+  free(domain) {
+    _pt(domain).deinit();
+  },
+};
+
+/**
+ * A mock IOMMU driver instance: probe allocates a page per device (its "device context"),
+ * paging domains are {@linkcode MockDomain}s in the kernel's RAM, so the kernel page
+ * allocator's failNth reaches every allocation of probe, domain allocation and map.
+ */
+export class MockIommu {
+  /** The registered instance. */
+  readonly iommu: IommuDevice = new IommuDevice();
+  /** The node devices name in their fwspec. */
+  readonly fwnode: FwNode;
+  /** The driver's ops. */
+  readonly ops: IommuOps;
+  /** How often each invalidation op ran. */
+  readonly stats = { iotlbSync: 0, flushIotlbAll: 0 };
+  /** What each device's context points at (the "hardware" state). */
+  readonly attached: Map<Device, IommuDomain> = new Map();
+  /** Devices whose next attach fails with ENOSPC (an injected hardware error). */
+  readonly failAttach: Set<Device> = new Set();
+  /** Device context pages by device. */
+  readonly contexts: Map<Device, number> = new Map();
+
+  /** A driver for `kernel` with `opts`. */
+  constructor(readonly kernel: Kernel, opts: MockIommuOptions = {}) {
+    this.fwnode = { name: opts.name ?? "iommu@0" };
+    const vaBits = opts.vaBits ?? 39;
+    const svnapot = opts.svnapot ?? false;
+    const alloc = {
+      allocTable: (order: number) => kernel.pages.alloc(order),
+      freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
+    };
+    const attachOnly: IommuDomainOps = { attachDev: (d, dev) => this._attach(d, dev) };
+    const blocked = opts.blocked ?? true
+      ? new IommuDomain(IOMMU_DOMAIN_BLOCKED, attachOnly)
+      : undefined;
+    this.ops = {
+      probeDevice: (dev) => {
+        if (dev.fwspec === null || dev.fwspec.ids.length === 0) {
+          throw new Errno("ENODEV", `${dev.name} has no device ID`);
+        }
+        this.contexts.set(dev, kernel.pages.alloc(0));
+        return this.iommu;
+      },
+      releaseDevice: (dev) => {
+        kernel.pages.free(this.contexts.get(dev)!, 0);
+        this.contexts.delete(dev);
+        this.attached.delete(dev);
+      },
+      deviceGroup: opts.pci ? pci_device_group : generic_device_group,
+      domainAllocPaging: () => new MockDomain(this, kernel.mem, alloc, vaBits, svnapot),
+      capable: () => true,
+      identityDomain: opts.identity ?? true
+        ? new IommuDomain(IOMMU_DOMAIN_IDENTITY, attachOnly)
+        : undefined,
+      blockedDomain: blocked,
+      releaseDomain: blocked,
+      defDomainType: opts.defDomainType,
+    };
+  }
+
+  /** Registers the instance with `hwdev` as its device (iommu_device_register()). */
+  register(hwdev: Device): void {
+    iommu_device_register(this.iommu, this.ops, hwdev);
+  }
+
+  /** The attach_dev of every mock domain: EINVAL across instances, ENOSPC when injected. */
+  _attach(domain: IommuDomain, dev: Device): void {
+    const own = domain instanceof MockDomain ? domain.driver === this : this._isStatic(domain);
+    if (!own) throw new Errno("EINVAL", `Domain is not from ${this.fwnode.name}`);
+    if (this.failAttach.delete(dev)) throw new Errno("ENOSPC", "Injected attach failure");
+    this.attached.set(dev, domain);
+  }
+
+  _isStatic(domain: IommuDomain): boolean {
+    return domain === this.ops.identityDomain || domain === this.ops.blockedDomain;
+  }
+}
+
+/** A kernel on test RAM with the IOMMU core set up, a "mock" bus and an IOMMU device on it. */
+export interface MockSystem {
+  /** The kernel. */
+  readonly kernel: Kernel;
+  /** A bus whose dma_configure probes devices into their IOMMU (of_dma_configure's part). */
+  readonly bus: Bus;
+  /** The IOMMU's own device. */
+  readonly hwdev: Device;
+  /** The driver. */
+  readonly drv: MockIommu;
+  /** Adds a device with ID `id` behind the IOMMU (fwspec as of_xlate would leave it). */
+  addDevice(name: string, id: number): Device;
+}
+
+/**
+ * Builds a {@linkcode MockSystem}: RAM at 2 GiB of `ramSize` bytes, the core with `core`
+ * options, and a {@linkcode MockIommu} (registered unless `register` is false).
+ *
+ * @example DMA through the mock IOMMU
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { dma_map_page, dma_unmap_page, DMA_TO_DEVICE } from "@iommu-lab/kernel";
+ * import { iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
+ * import { mockSystem } from "@iommu-lab/iommu/testing";
+ *
+ * const sys = mockSystem();
+ * const dev = sys.addDevice("dma0", 1);
+ * const page = sys.kernel.pages.alloc(0);
+ * const addr = dma_map_page(dev, page, 0x10, 64, DMA_TO_DEVICE);
+ * assert.equal(iommu_iova_to_phys(iommu_get_domain_for_dev(dev)!, addr), page + 0x10);
+ * dma_unmap_page(dev, addr, 64, DMA_TO_DEVICE);
+ * ```
+ */
+export function mockSystem(
+  opts: {
+    ramSize?: number;
+    core?: IommuCoreOptions;
+    iommu?: MockIommuOptions;
+    register?: boolean;
+  } = {},
+): MockSystem {
+  const ramSize = opts.ramSize ?? 64 * 2 ** 20;
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, ramSize) });
+  iommu_subsys_init(kernel, opts.core);
+  const bus = bus_register(kernel, {
+    name: "mock",
+    match: () => true,
+    dmaConfigure(dev) {
+      const layer = kernel.iommuLayer!;
+      if (dev.fwspec === null || dev.iommu !== null) return;
+      if (layer.ofXlate(dev.fwspec.fwnode) === null) throw new Errno("EPROBE_DEFER");
+      layer.probeDevice(dev);
+    },
+  });
+  const drv = new MockIommu(kernel, opts.iommu);
+  const hwdev = new Device(kernel, { name: "3010000.iommu", fwnode: drv.fwnode });
+  if (opts.register ?? true) drv.register(hwdev);
+  return {
+    kernel,
+    bus,
+    hwdev,
+    drv,
+    addDevice(name, id) {
+      const dev = new Device(kernel, { name, bus });
+      dev.fwspec = { fwnode: drv.fwnode, ids: [id], flags: 0 };
+      device_add(dev);
+      if (dev.iommu === null && kernel.iommuLayer!.ofXlate(drv.fwnode) !== null) {
+        kernel.iommuLayer!.probeDevice(dev);
+      }
+      return dev;
+    },
+  };
+}
+
+/**
+ * A standalone unmanaged paging domain on its own test RAM, for map/unmap tests that need no
+ * devices. Its IOVA width is 39 bits unless `vaBits` says otherwise.
+ */
+export function mockPagingDomain(vaBits = 39, svnapot = false): MockDomain {
+  const ram = new TestRam(0x8000_0000, 1 << 26);
+  const kernel = new Kernel({ mem: ram });
+  const alloc = {
+    allocTable: (order: number) => kernel.pages.alloc(order),
+    freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
+  };
+  return new MockDomain(null, ram, alloc, vaBits, svnapot);
+}
