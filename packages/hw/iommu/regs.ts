@@ -6,6 +6,7 @@
  * `iommu-bits.h` so they can be grepped across C and TypeScript. Fields of 32-bit registers are
  * `number` masks; fields of 64-bit registers and in-memory doublewords are `bigint` masks (the
  * `GENMASK_ULL` of the C header); {@linkcode FIELD_GET} and {@linkcode FIELD_PREP} work on those.
+ * Fault causes, TTYPs and the `ddtp.iommu_mode` values live with the structures in `structs.ts`.
  *
  * @module
  */
@@ -119,18 +120,8 @@ export const RISCV_IOMMU_FCTL_GXL = 1 << 2;
 export const RISCV_IOMMU_DDTP_IOMMU_MODE = 0xfn;
 /** `ddtp.busy` (RO). */
 export const RISCV_IOMMU_DDTP_BUSY = 1n << 4n;
-/** `ddtp.PPN` (WARL): root DDT page. */
+/** `ddtp.PPN` (WARL): root DDT page. The `iommu_mode` values are in `structs.ts`. */
 export const RISCV_IOMMU_DDTP_PPN = RISCV_IOMMU_PPN_FIELD;
-/** iommu_mode Off: every inbound transaction is blocked (cause 256). */
-export const RISCV_IOMMU_DDTP_IOMMU_MODE_OFF = 0;
-/** iommu_mode Bare: untranslated requests pass through. */
-export const RISCV_IOMMU_DDTP_IOMMU_MODE_BARE = 1;
-/** iommu_mode 1LVL: one-level device directory. */
-export const RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL = 2;
-/** iommu_mode 2LVL: two-level device directory. */
-export const RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL = 3;
-/** iommu_mode 3LVL: three-level device directory. */
-export const RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL = 4;
 
 // -- Queue bases cqb/fqb/pqb (digest §3.4) --
 
@@ -416,10 +407,6 @@ export const RISCV_IOMMU_FQ_HDR_PRIV = 1n << 33n;
 export const RISCV_IOMMU_FQ_HDR_TTYPE = 0x3fn << 34n;
 /** FQ record dword0 DID. */
 export const RISCV_IOMMU_FQ_HDR_DID = 0xffffffn << 40n;
-/** Cause 273: the IOMMU's own MSI write faulted (iotval = msi_addr). */
-export const RISCV_IOMMU_FQ_CAUSE_MSI_WR_FAULT = 273;
-/** TTYP 0: the fault does not come from an inbound transaction. */
-export const RISCV_IOMMU_FQ_TTYPE_NONE = 0;
 
 // -- Page-request-queue record (digest §6.3) --
 
