@@ -1,28 +1,70 @@
 /**
- * The IOMMU's translation core: answers every inbound transaction from the device directory,
- * process directory, page tables and MSI page tables in memory, with DDT/PDT caches and an IOTLB.
+ * The IOMMU's translation core (digest §5): answers every inbound transaction — Untranslated,
+ * Translated and PCIe ATS translation requests, with or without a process_id — from the device
+ * directory, process directory, page tables and MSI page tables in memory, through DDT/PDT
+ * caches and an IOTLB that the IODIR and IOTINVAL commands invalidate exactly as the spec says.
+ *
+ * The register file owns the registers and the fault queue: it sets {@linkcode Translator.ddtpMode}
+ * and friends on register writes, forwards commands to the invalidation methods, and writes a
+ * fault record from a {@linkcode TranslationResult} whose `reported` is true.
  *
  * @module
  */
 
 import type { PhysicalMemory } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
+import { type DeviceContext, Directory } from "./context.ts";
 import {
+  INFO_FS_BARE,
+  INFO_FS_SHIFT_SHIFT,
+  INFO_G_SHIFT_SHIFT,
+  INFO_PBMT_SHIFT,
+  Iotlb,
+} from "./iotlb.ts";
+import { msiAddressMatch, MsiPageTable } from "./msi.ts";
+import {
+  ACC_EXEC,
+  ACC_WRITE,
   type InboundRequest,
   iovaOf,
+  REQ_ATS,
+  REQ_TRANSLATED,
+  REQ_UNTRANSLATED,
   type TranslationPort,
   type TranslationResult,
+  XLATE_ABSORBED,
   XLATE_FAULT,
+  XLATE_OK,
 } from "./request.ts";
-import { RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED } from "./structs.ts";
+import {
+  PTE_G,
+  PTE_R,
+  PTE_U,
+  PTE_W,
+  PTE_X,
+  reportedDespiteDtf,
+  RISCV_IOMMU_DC_TC_GADE,
+  RISCV_IOMMU_DC_TC_SADE,
+  RISCV_IOMMU_DC_TC_SBE,
+  RISCV_IOMMU_DC_TC_SXL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
+  RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED,
+  RISCV_IOMMU_HPMEVENT_TLB_MISS,
+  RISCV_IOMMU_MSI_PTE_M_BASIC,
+} from "./structs.ts";
+import { PageWalker, PERM_BITS, vpnLow } from "./walk.ts";
 
 /** Sizes of the translation caches (entries). */
 export interface CacheOptions {
-  /** Device contexts cached (tagged by device_id). */
+  /** Device contexts cached, tagged by device_id (default 4096). */
   ddtEntries?: number;
-  /** Process contexts cached (tagged by device_id and process_id). */
+  /** Process contexts cached, tagged by device_id and process_id (default 4096). */
   pdtEntries?: number;
-  /** IOTLB entries (rounded up to a power of two). */
+  /** IOTLB entries, rounded up to a power of two (default 2^19). */
   iotlbEntries?: number;
 }
 
@@ -41,51 +83,146 @@ export interface HpmEventSink {
   ): void;
 }
 
-/** The translation core (work in progress: every request faults with cause 256). */
+const TWO20 = 1048576;
+const TWO32 = 4294967296;
+/** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
+const BARE_SHIFT = 63;
+
+/** TTYP by request kind (untranslated, translated, ATS) and access (read, write, exec). */
+const TTYP = [[2, 3, 1], [6, 7, 5], [8, 8, 8]];
+/** Permission bits (and U) an Untranslated user request needs on an IOTLB hit, by access. */
+const NEED_USER = [PTE_R | PTE_U, PTE_W | PTE_U, PTE_X | PTE_U];
+/** Causes an ATS request answers with Success and R=W=0, unlogged (digest §5.1). */
+const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
+
+/**
+ * The translation core of one IOMMU.
+ *
+ * Caching: device contexts by device_id, process contexts by (device_id, process_id), and the
+ * IOTLB by address space (see `iotlb.ts`), one entry per leaf page of any size. Only
+ * Untranslated requests (including debug-interface requests) use and fill the IOTLB; Translated
+ * and ATS requests always walk. Translations with both stages Bare and MSI translations are not
+ * cached.
+ */
 export class Translator implements TranslationPort {
   /** `ddtp.iommu_mode`: 0 Off, 1 Bare, 2 1LVL, 3 2LVL, 4 3LVL. */
   ddtpMode = 0;
   /** `ddtp.PPN`: the root device-directory page. */
   ddtpPpn = 0;
-  /** `fctl.BE`. */
-  fctlBE = false;
-  /** `fctl.GXL`. */
-  fctlGXL = false;
   /** When false every translation walks (the IOTLB is neither looked up nor filled). */
   iotlbEnabled = true;
-  /** HPM event sink, or null. */
-  hpm: HpmEventSink | null = null;
 
-  /** Creates a translator reading structures from `mem`. */
+  readonly #caps: IommuCaps;
+  readonly #walker: PageWalker;
+  readonly #dir: Directory;
+  readonly #tlb: Iotlb;
+  readonly #msi: MsiPageTable;
+  #hpm: HpmEventSink | null = null;
+  #lastDid = -1;
+  #lastDc: DeviceContext | null = null;
+
+  /** Creates the translation core of an IOMMU with `caps` reading structures from `mem`. */
   constructor(mem: PhysicalMemory, caps: IommuCaps, opts: CacheOptions = {}) {
-    void mem;
-    void caps;
-    void opts;
+    this.#caps = caps;
+    this.#walker = new PageWalker(mem, caps);
+    this.#dir = new Directory(
+      mem,
+      caps,
+      this.#walker,
+      opts.ddtEntries ?? 4096,
+      opts.pdtEntries ?? 4096,
+    );
+    this.#tlb = new Iotlb(opts.iotlbEntries ?? 1 << 19);
+    this.#msi = new MsiPageTable(mem, caps);
   }
 
-  /** Translates `req` into `res`; never throws. */
+  /** `fctl.BE`: endianness of the DDT, G-stage page tables and MSI page tables. */
+  get fctlBE(): boolean {
+    return this.#walker.be;
+  }
+  set fctlBE(v: boolean) {
+    this.#walker.be = v;
+  }
+
+  /** `fctl.GXL`: iohgatp mode 8 selects Sv32x4 instead of Sv39x4. */
+  get fctlGXL(): boolean {
+    return this.#walker.gxl;
+  }
+  set fctlGXL(v: boolean) {
+    this.#walker.gxl = v;
+  }
+
+  /** Receives the standard HPM events 1–8, or null. */
+  get hpm(): HpmEventSink | null {
+    return this.#hpm;
+  }
+  set hpm(sink: HpmEventSink | null) {
+    this.#hpm = sink;
+    this.#walker.hpm = sink;
+  }
+
+  /** Number of valid IOTLB entries (for tests and statistics). */
+  get iotlbSize(): number {
+    return this.#tlb.size;
+  }
+
+  /** Translates `req` into `res` (every field of `res` that its status defines); never throws. */
   translate(req: InboundRequest, res: TranslationResult): void {
-    res.status = XLATE_FAULT;
-    res.cause = RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED;
-    res.ttyp = 0;
-    res.iotval = iovaOf(req);
-    res.iotval2 = 0n;
-    res.reported = true;
+    if (this.#hpm !== null) {
+      this.#hpm.count(req.kind + 1, req.deviceId, req.pidValid, req.pid, false, 0, false, 0);
+    }
+    // Fast path: an Untranslated request without a process_id that hits the IOTLB.
+    const mode = this.ddtpMode;
+    if (
+      mode >= RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL && mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL &&
+      req.kind === REQ_UNTRANSLATED && !req.pidValid && this.iotlbEnabled
+    ) {
+      const did = req.deviceId;
+      const dc = did === this.#lastDid ? this.#lastDc : this.#dir.cachedDc(did);
+      if (dc != null && dc.fast) {
+        const lo = req.iovaLo, hi = req.iovaHi;
+        const vlo = (lo >>> 12) | (hi << 20);
+        const vhi = hi >>> 12;
+        const tlb = this.#tlb;
+        const i = tlb.lookup(vlo, vhi, dc.asKey, dc.asHash);
+        if (i >= 0) {
+          const info = tlb.info[i];
+          const need = NEED_USER[req.access];
+          if ((info & need) === need) {
+            res.status = XLATE_OK;
+            res.pa = tlb.paOf(i, vlo, vhi, lo & 0xfff);
+            res.perm = (info >>> 1) & 7;
+            res.pbmt = (info >>> INFO_PBMT_SHIFT) & 3;
+            res.size = tlb.sizeOf(i);
+            res.global = false;
+            res.untranslatedOnly = false;
+            return;
+          }
+        }
+      }
+    }
+    this.#translate(req, res);
   }
 
-  /** IODIR.INVAL_DDT. */
+  /** IODIR.INVAL_DDT: DV=0 drops every cached DC and PC; DV=1 the DC of `did` and its PCs. */
   invalDdt(dv: boolean, did: number): void {
-    void dv;
-    void did;
+    this.#dir.invalDdt(dv, did);
+    this.#lastDid = -1;
+    this.#lastDc = null;
   }
 
-  /** IODIR.INVAL_PDT. */
+  /** IODIR.INVAL_PDT: drops the cached PC of (`did`, `pid`). */
   invalPdt(did: number, pid: number): void {
-    void did;
-    void pid;
+    this.#dir.invalPdt(did, pid);
   }
 
-  /** IOTINVAL.VMA. */
+  /**
+   * IOTINVAL.VMA: invalidates first-stage translations of the host (`gv` false) or of VM
+   * `gscid`; with `pscv` only address space `pscid`, keeping global entries; with `av` only the
+   * leaf at ADDR (`addrHi:addrLo` is the 64-bit address; bits 11:0 are ignored), or with `s`
+   * (when capabilities.S) the NAPOT range ADDR encodes. `nl` changes nothing: the IOTLB holds
+   * leaf translations only, and those are dropped either way.
+   */
   iotinvalVma(
     gv: boolean,
     av: boolean,
@@ -97,10 +234,16 @@ export class Translator implements TranslationPort {
     nl: boolean,
     s: boolean,
   ): void {
-    void [gv, av, pscv, gscid, pscid, addrLo, addrHi, nl, s];
+    void nl;
+    const [start, end] = this.#range(av, addrLo, addrHi, s);
+    this.#tlb.invalVma(gv, gscid, pscv, pscid, av, start, end);
   }
 
-  /** IOTINVAL.GVMA. */
+  /**
+   * IOTINVAL.GVMA: invalidates G-stage translations (and every combined translation made
+   * through them) of all VMs (`gv` false), of VM `gscid`, or with `av` those whose G-stage leaf
+   * maps GPA ADDR (or the NAPOT range with `s`). `nl` changes nothing (leaf-only IOTLB).
+   */
   iotinvalGvma(
     gv: boolean,
     av: boolean,
@@ -110,9 +253,273 @@ export class Translator implements TranslationPort {
     nl: boolean,
     s: boolean,
   ): void {
-    void [gv, av, gscid, addrLo, addrHi, nl, s];
+    void nl;
+    const [start, end] = this.#range(av, addrLo, addrHi, s);
+    this.#tlb.invalGvma(gv, gscid, av, start, end);
   }
 
   /** Empties every cache (reset). */
-  flushAll(): void {}
+  flushAll(): void {
+    this.#dir.flush();
+    this.#tlb.flush();
+    this.#lastDid = -1;
+    this.#lastDc = null;
+  }
+
+  /** Page range [start, end) an IOTINVAL's ADDR selects (NAPOT-encoded when `s`). */
+  #range(av: boolean, addrLo: number, addrHi: number, s: boolean): [number, number] {
+    if (!av) return [0, 0];
+    const pn = (addrHi >>> 0) * TWO20 + (addrLo >>> 12);
+    if (!s || !this.#caps.s) return [pn, pn + 1];
+    // The first 0 bit at position X makes a range of 2^(X+1) pages; all ones is the whole
+    // space (UNSPECIFIED by the spec).
+    let x = 0;
+    while (x < 52 && Math.floor(pn / 2 ** x) % 2 === 1) x++;
+    if (x >= 51) return [0, 2 ** 52];
+    const size = 2 ** (x + 1);
+    const start = pn - pn % size;
+    return [start, start + size];
+  }
+
+  #translate(req: InboundRequest, res: TranslationResult): void {
+    const mode = this.ddtpMode;
+    const kind = req.kind;
+    if (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
+      if (kind !== REQ_UNTRANSLATED) {
+        return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, false);
+      }
+      return this.#passThrough(req, res);
+    }
+    if (mode < RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL || mode > RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL) {
+      return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED, false);
+    }
+    const w = this.#walker;
+    const did = req.deviceId;
+    w.did = did;
+    w.pidValid = req.pidValid;
+    w.pid = req.pid;
+    const dc = this.#dir.locateDc(mode, this.ddtpPpn, did);
+    if (dc === null) return this.#fault(req, res, this.#dir.cause, false);
+    this.#lastDid = did;
+    this.#lastDc = dc;
+    const dtf = dc.dtf;
+    // Step 5: transaction types the DC does not allow.
+    const pidBits = dc.pdtLevels === 1 ? 8 : dc.pdtLevels === 2 ? 17 : 20;
+    if (
+      (kind !== REQ_UNTRANSLATED && !dc.enAts) ||
+      (req.pidValid && (!dc.pdtv || req.pid >>> pidBits !== 0))
+    ) {
+      return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dtf);
+    }
+    // Step 6: a Translated request already carries an SPA unless T2GPA.
+    if (kind === REQ_TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
+
+    const tc = dc.tc;
+    w.access = req.access;
+    w.ats = kind === REQ_ATS;
+    w.sxl = (tc & RISCV_IOMMU_DC_TC_SXL) !== 0;
+    w.sbe = (tc & RISCV_IOMMU_DC_TC_SBE) !== 0;
+    w.sade = (tc & RISCV_IOMMU_DC_TC_SADE) !== 0;
+    w.gade = (tc & RISCV_IOMMU_DC_TC_GADE) !== 0;
+    w.gLevels = dc.gLevels;
+    w.gRoot = dc.gRoot;
+    w.gscid = dc.gscid;
+    w.fsLevels = 0;
+    w.priv = false;
+    w.sum = false;
+    w.pscid = 0;
+    // Steps 7–8: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
+    // a DC with PDTV=1 whose request ends up with no process context has none either, and its
+    // address space is then the DC's (G stage only).
+    let asKey = dc.asKey, asHash = dc.asHash;
+    if (kind !== REQ_TRANSLATED && !dc.pdtv) {
+      w.fsLevels = dc.fsLevels;
+      w.fsRoot = dc.fscPpn;
+      w.pscid = dc.pscid;
+    } else if (kind !== REQ_TRANSLATED) {
+      const pv = req.pidValid || dc.dpe;
+      if (pv && dc.pdtLevels !== 0) {
+        const pc = this.#dir.locatePc(dc, did, req.pidValid ? req.pid : 0);
+        if (pc === null) return this.#fault(req, res, this.#dir.cause, dtf, this.#dir.iotval2);
+        const priv = req.pidValid && req.priv;
+        if (priv && !pc.ens) return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dtf);
+        w.fsLevels = pc.fsLevels;
+        w.fsRoot = pc.fsRoot;
+        w.pscid = pc.pscid;
+        w.priv = priv;
+        w.sum = pc.sum;
+        asKey = pc.asKey;
+        asHash = pc.asHash;
+      }
+    }
+    const fsOn = w.fsLevels !== 0;
+    const gOn = dc.gLevels !== 0;
+    const lo = req.iovaLo, hi = req.iovaHi;
+    const off = lo & 0xfff;
+    const vlo = (lo >>> 12) | (hi << 20);
+    const vhi = hi >>> 12;
+    const useTlb = this.iotlbEnabled && kind === REQ_UNTRANSLATED && (fsOn || gOn);
+    if (useTlb) {
+      const tlb = this.#tlb;
+      const i = tlb.lookup(vlo, vhi, asKey, asHash);
+      if (i >= 0 && this.#allowed(tlb.info[i], req.access, w.priv, w.sum)) {
+        const info = tlb.info[i];
+        return this.#ok(
+          res,
+          tlb.paOf(i, vlo, vhi, off),
+          (info >>> 1) & 7,
+          (info >>> INFO_PBMT_SHIFT) & 3,
+          tlb.sizeOf(i),
+        );
+      }
+    }
+    if ((fsOn || gOn) && this.#hpm !== null) {
+      this.#hpm.count(
+        RISCV_IOMMU_HPMEVENT_TLB_MISS,
+        did,
+        req.pidValid,
+        req.pid,
+        gOn,
+        dc.gscid,
+        fsOn,
+        w.pscid,
+      );
+    }
+
+    // Step 9: first stage, giving the GPA page.
+    let gpn: number, fsShift = BARE_SHIFT, fsPerm = PERM_BITS & ~PTE_G, fsPbmt = 0;
+    if (fsOn) {
+      const cause = w.firstStage(lo, hi);
+      if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
+      gpn = w.fsPn;
+      fsShift = w.fsShift;
+      fsPerm = w.fsPerm;
+      fsPbmt = w.fsPbmt;
+    } else {
+      gpn = (hi >>> 0) * TWO20 + (lo >>> 12);
+    }
+    // Step 10: an access to a virtual interrupt file goes through the MSI page table.
+    if (dc.msi && msiAddressMatch(dc, gpn)) return this.#msiTranslate(req, res, dc, gpn, fsPerm);
+    // Step 11: G stage.
+    let spn = gpn, gShift = BARE_SHIFT, gPerm = PTE_R | PTE_W | PTE_X, gPbmt = 0;
+    if (gOn) {
+      const cause = w.gStage(gpn, off);
+      if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
+      spn = w.gPn;
+      gShift = w.gShift;
+      gPerm = w.gPerm;
+      gPbmt = w.gPbmt;
+    }
+    const shift = !fsOn && !gOn ? 0 : Math.min(fsShift, gShift);
+    const pbmt = fsPbmt !== 0 ? fsPbmt : gPbmt;
+    const perm = fsPerm & (gPerm | PTE_U | PTE_G);
+    if (kind === REQ_ATS) {
+      const rw = perm & (req.access === ACC_WRITE ? PTE_R | PTE_W : PTE_R);
+      const x = req.access === ACC_EXEC && (rw & PTE_R) !== 0 ? perm & PTE_X : 0;
+      const pn = dc.t2gpa ? gpn : spn;
+      this.#ok(res, pn * 4096 + off, (rw | x) >>> 1, pbmt, 4096 * 2 ** shift);
+      res.global = req.pidValid && (perm & PTE_G) !== 0;
+      return;
+    }
+    if (useTlb) {
+      this.#tlb.insert(
+        vlo,
+        vhi,
+        shift,
+        asKey,
+        asHash,
+        spn - vpnLow(vlo, vhi, shift),
+        perm | (fsOn ? 0 : INFO_FS_BARE) | (pbmt << INFO_PBMT_SHIFT) |
+          (Math.min(fsShift, 63) << INFO_FS_SHIFT_SHIFT) |
+          (Math.min(gShift, 63) << INFO_G_SHIFT_SHIFT),
+        gOn ? gpn - gpn % 2 ** gShift : 0,
+      );
+    }
+    this.#ok(res, spn * 4096 + off, (perm >>> 1) & 7, pbmt, 4096 * 2 ** shift);
+  }
+
+  /** An IOTLB entry's permissions allow `access` at the request's privilege. */
+  #allowed(info: number, access: number, priv: boolean, sum: boolean): boolean {
+    const need = access === ACC_EXEC ? PTE_X : access === ACC_WRITE ? PTE_W : PTE_R;
+    if ((info & need) === 0) return false;
+    if ((info & INFO_FS_BARE) !== 0) return true;
+    if (!priv) return (info & PTE_U) !== 0;
+    return (info & PTE_U) === 0 || (access !== ACC_EXEC && sum);
+  }
+
+  /** Step 10: MSI translation of GPA page `gpn` (first-stage permissions `fsPerm`). */
+  #msiTranslate(
+    req: InboundRequest,
+    res: TranslationResult,
+    dc: DeviceContext,
+    gpn: number,
+    fsPerm: number,
+  ): void {
+    const msi = this.#msi;
+    const off = req.iovaLo & 0xfff;
+    const cause = msi.fetch(dc, gpn, this.#walker.be);
+    if (cause !== 0) return this.#fault(req, res, cause, dc.dtf);
+    const ats = req.kind === REQ_ATS;
+    // Permissions are those of a G-stage leaf with R=W=U=1, X=0.
+    if (req.access === ACC_EXEC && !ats) {
+      return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_INST_FAULT, dc.dtf);
+    }
+    const perm = fsPerm & (PTE_R | PTE_W);
+    if (msi.mode === RISCV_IOMMU_MSI_PTE_M_BASIC) {
+      const pn = ats && dc.t2gpa ? gpn : msi.pn;
+      const rw = ats && req.access !== ACC_WRITE ? perm & PTE_R : perm;
+      return this.#ok(res, pn * 4096 + off, rw >>> 1, 0, 4096);
+    }
+    if (ats) {
+      // The device must use Untranslated requests for an MRIF-mapped page.
+      this.#ok(res, 0, 3, 0, 4096);
+      res.untranslatedOnly = true;
+      return;
+    }
+    if (req.debug) return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dc.dtf);
+    const c = msi.mrifAccess(req.access === ACC_WRITE, off, req.len, req.data);
+    if (c !== 0) return this.#fault(req, res, c, dc.dtf);
+    res.status = XLATE_ABSORBED;
+  }
+
+  /** Answers `req` with its own address (Bare mode, or a Translated request without T2GPA). */
+  #passThrough(req: InboundRequest, res: TranslationResult): void {
+    this.#ok(res, (req.iovaHi >>> 0) * TWO32 + (req.iovaLo >>> 0), 7, 0, 4096);
+  }
+
+  #ok(res: TranslationResult, pa: number, perm: number, pbmt: number, size: number): void {
+    res.status = XLATE_OK;
+    res.pa = pa;
+    res.perm = perm;
+    res.pbmt = pbmt;
+    res.size = size;
+    res.global = false;
+    res.untranslatedOnly = false;
+  }
+
+  /**
+   * Ends `req` with fault `cause`: the record fields, and whether it is reported (DTF
+   * suppresses all but 256–259, 268, 272, 273). ATS requests whose cause means "no access" get
+   * a Success completion with no permissions instead, and no record (digest §5.1).
+   */
+  #fault(
+    req: InboundRequest,
+    res: TranslationResult,
+    cause: number,
+    dtf: boolean,
+    iotval2 = 0n,
+  ): void {
+    if (req.kind === REQ_ATS && ATS_NO_ACCESS.has(cause)) {
+      this.#ok(res, 0, 0, 0, 4096);
+      res.cause = cause;
+      res.reported = false;
+      return;
+    }
+    res.status = XLATE_FAULT;
+    res.cause = cause;
+    res.ttyp = TTYP[req.kind][req.access];
+    res.iotval = iovaOf(req);
+    res.iotval2 = cause === 20 || cause === 21 || cause === 23 ? iotval2 : 0n;
+    res.reported = !dtf || reportedDespiteDtf(cause);
+  }
 }
