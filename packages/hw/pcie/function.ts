@@ -1,0 +1,691 @@
+/**
+ * A PCIe function: a type 0 configuration header with BARs, the PCI Express, MSI-X, ATS, PRI and
+ * PASID capabilities, and the DMA a function issues through its root complex.
+ *
+ * Devices (the DMA engine, the IOMMU's own function) are built by composition: they create a
+ * {@linkcode PciFunction} with their register handlers as BARs and call its DMA methods.
+ *
+ * DMA is split into transactions that never cross a 4 KiB boundary, as PCIe requires, and each
+ * transaction is translated on its own by the root complex's `TranslationPort` with
+ * this function's BDF as requester ID. With ATS enabled in its capability, the function looks
+ * each page up in its ATC first, fills misses with ATS Translation Requests and issues
+ * Translated requests. Memory is moved a whole chunk at a time with `copyOut`/`writeBytes`, and
+ * the request/result objects are reused, so the per-page cost is two translations and a copy.
+ *
+ * @module
+ */
+import { toNumber64 } from "../memory.ts";
+import type { MmioHandler, PhysicalMemory, Region } from "../memory.ts";
+import type { Clock } from "../clock.ts";
+import {
+  ACC_READ,
+  ACC_WRITE,
+  newRequest,
+  newResult,
+  REQ_ATS,
+  REQ_TRANSLATED,
+  REQ_UNTRANSLATED,
+  setIova,
+  XLATE_ABSORBED,
+  XLATE_OK,
+} from "../iommu/request.ts";
+import { Atc, ATC_NO_PASID } from "./atc.ts";
+import {
+  ConfigSpace,
+  PCI_ATS_CAP,
+  PCI_ATS_CAP_GLOBAL_INV,
+  PCI_ATS_CAP_PAGE_ALIGNED,
+  PCI_ATS_CAP_QDEP_MASK,
+  PCI_ATS_CTRL,
+  PCI_ATS_CTRL_ENABLE,
+  PCI_ATS_CTRL_STU_MASK,
+  PCI_BASE_ADDRESS_0,
+  PCI_BASE_ADDRESS_MEM_PREFETCH,
+  PCI_BASE_ADDRESS_MEM_TYPE_64,
+  PCI_CACHE_LINE_SIZE,
+  PCI_CAP_EXP_SIZEOF,
+  PCI_CAP_ID_EXP,
+  PCI_CAP_ID_MSIX,
+  PCI_CAP_MSIX_SIZEOF,
+  PCI_CLASS_REVISION,
+  PCI_COMMAND,
+  PCI_COMMAND_INTX_DISABLE,
+  PCI_COMMAND_MASTER,
+  PCI_COMMAND_MEMORY,
+  PCI_COMMAND_PARITY,
+  PCI_COMMAND_SERR,
+  PCI_DEVICE_ID,
+  PCI_EXP_DEVCTL,
+  PCI_EXP_FLAGS,
+  PCI_EXP_TYPE_RC_END,
+  PCI_EXT_CAP_ATS_SIZEOF,
+  PCI_EXT_CAP_ID_ATS,
+  PCI_EXT_CAP_ID_PASID,
+  PCI_EXT_CAP_ID_PRI,
+  PCI_EXT_CAP_PASID_SIZEOF,
+  PCI_EXT_CAP_PRI_SIZEOF,
+  PCI_INTERRUPT_LINE,
+  PCI_MSIX_FLAGS,
+  PCI_MSIX_FLAGS_ENABLE,
+  PCI_MSIX_FLAGS_MASKALL,
+  PCI_MSIX_PBA,
+  PCI_MSIX_TABLE,
+  PCI_PASID_CAP,
+  PCI_PASID_CAP_EXEC,
+  PCI_PASID_CAP_PRIV,
+  PCI_PASID_CAP_WIDTH_SHIFT,
+  PCI_PASID_CTRL,
+  PCI_PASID_CTRL_ENABLE,
+  PCI_PASID_CTRL_EXEC,
+  PCI_PASID_CTRL_PRIV,
+  PCI_PRI_ALLOC_REQ,
+  PCI_PRI_CTRL,
+  PCI_PRI_CTRL_ENABLE,
+  PCI_PRI_CTRL_RESET,
+  PCI_PRI_MAX_REQ,
+  PCI_PRI_STATUS,
+  PCI_PRI_STATUS_PASID,
+  PCI_PRI_STATUS_RF,
+  PCI_PRI_STATUS_STOPPED,
+  PCI_PRI_STATUS_UPRGI,
+  PCI_STATUS,
+  PCI_STATUS_ERROR_BITS,
+  PCI_VENDOR_ID,
+} from "./config.ts";
+import { Msix, type MsixOptions } from "./msix.ts";
+import type { RootComplex } from "./root_complex.ts";
+
+/** The DMA completed. */
+export const DMA_OK = 0;
+/** The root complex refused the transaction (the IOMMU faulted it): a read completes with
+ * UR/CA, a write is dropped. The IOMMU's cause is in {@linkcode PciFunction.faultCause}. */
+export const DMA_ERR_ABORT = 1;
+/** The transaction was translated but the memory access failed (bus error or poison). */
+export const DMA_ERR_BUS = 2;
+/** Bus Master Enable is clear: the function may not issue requests. */
+export const DMA_ERR_NO_MASTER = 3;
+/** An ATS completion granted no access to the page. A PRI-capable function would issue a page
+ * request here; page requests are not modelled yet, so the transfer stops. */
+export const DMA_ERR_ATS_DENIED = 4;
+
+/** One memory BAR of a function. */
+export interface BarSpec {
+  /** BAR number (0–5; a 64-bit BAR also takes `index + 1`). */
+  index: number;
+  /** Size in bytes: a power of two, at least 16. */
+  size: number;
+  /** A 64-bit BAR. */
+  is64?: boolean;
+  /** Prefetchable memory. */
+  prefetchable?: boolean;
+  /** The device's registers behind the BAR (offsets from the BAR's start). */
+  handler: MmioHandler;
+}
+
+/** What a function implements. */
+export interface PciFunctionOptions {
+  /** The machine's clock (MSI-X table accesses are charged to it). */
+  clock: Clock;
+  /** Vendor ID. */
+  vendorId: number;
+  /** Device ID. */
+  deviceId: number;
+  /** Class code (24 bits: base class, sub-class, programming interface). */
+  classCode: number;
+  /** Revision ID. */
+  revision?: number;
+  /** Subsystem vendor ID. */
+  subsystemVendorId?: number;
+  /** Subsystem ID. */
+  subsystemId?: number;
+  /** Memory BARs. */
+  bars?: BarSpec[];
+  /** MSI-X capability: table and PBA placement. */
+  msix?: MsixOptions;
+  /** ATS extended capability (and an ATC of `atcEntries` entries). */
+  ats?: { invalidateQueueDepth?: number; globalInvalidate?: boolean; atcEntries?: number };
+  /** PRI extended capability. */
+  pri?: { outstandingCapacity: number; prgResponsePasidRequired?: boolean };
+  /** PASID extended capability. */
+  pasid?: { width: number; exec?: boolean; priv?: boolean };
+  /** The function's own DMA bypasses translation (the IOMMU's function). */
+  dmaBypass?: boolean;
+  /** A name for the bus's region list. */
+  name?: string;
+}
+
+const PAGE = 4096;
+
+/**
+ * One PCIe function (a root-complex integrated endpoint).
+ *
+ * @example BAR sizing, assignment and decode
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Clock } from "../clock.ts";
+ * import { PhysicalMemory } from "../memory.ts";
+ * import { PciFunction } from "./function.ts";
+ * import { RootComplex } from "./root_complex.ts";
+ *
+ * const clock = new Clock();
+ * const mem = new PhysicalMemory();
+ * const rc = new RootComplex({ mem, clock });
+ * const regs = { read32: () => 0x1234, write32() {}, read64: () => 0n, write64() {} };
+ * const fn = new PciFunction({
+ *   clock, vendorId: 0x1b36, deviceId: 0x0005, classCode: 0xff0000,
+ *   bars: [{ index: 0, size: 0x1000, handler: regs }],
+ * });
+ * rc.attach(fn, 2);
+ * fn.configWrite32(0x10, 0xffff_ffff);
+ * assert.equal(fn.configRead32(0x10), 0xffff_f000); // 4 KiB
+ * fn.configWrite32(0x10, 0x4000_0000);
+ * fn.configWrite32(0x04, 0x2); // memory space enable
+ * assert.equal(mem.read32(0x4000_0000), 0x1234);
+ * ```
+ */
+export class PciFunction {
+  /** Configuration space. */
+  readonly config: ConfigSpace = new ConfigSpace();
+  /** MSI-X state, when the function has the capability. */
+  readonly msix: Msix | undefined;
+  /** The ATC, when the function has the ATS capability. */
+  readonly atc: Atc | undefined;
+  /** Offset of the PCI Express capability. */
+  readonly expCap: number;
+  /** Offset of the ATS extended capability (0: absent). */
+  readonly atsCap: number = 0;
+  /** Offset of the PRI extended capability (0: absent). */
+  readonly priCap: number = 0;
+  /** Offset of the PASID extended capability (0: absent). */
+  readonly pasidCap: number = 0;
+  /** The function's own DMA is not translated. */
+  readonly dmaBypass: boolean;
+  /** Name used for its BAR regions. */
+  readonly name: string;
+
+  /** Why the last DMA stopped: {@linkcode DMA_OK} or a `DMA_ERR_*` code. */
+  faultKind = DMA_OK;
+  /** Address of the transaction that failed. */
+  faultAddr = 0;
+  /** The failed transaction was a write. */
+  faultWrite = false;
+  /** The IOMMU's fault cause for {@linkcode DMA_ERR_ABORT}, else 0. */
+  faultCause = 0;
+
+  readonly #bars: BarSpec[];
+  readonly #windows: MmioHandler[] = [];
+  readonly #regions: (Region | undefined)[] = [];
+  readonly #req = newRequest();
+  readonly #res = newResult();
+  #rc: RootComplex | undefined;
+  #bdf = -1;
+  #bounce: Uint8Array | undefined;
+  #fillBuf: Uint8Array | undefined;
+  #fillPattern = -1;
+
+  /**
+   * Builds the configuration space from `opts`.
+   *
+   * @throws {RangeError} on an impossible layout (overlapping BARs, a bad size): a model bug.
+   */
+  constructor(opts: PciFunctionOptions) {
+    const cfg = this.config;
+    this.name = opts.name ?? `pci-${opts.vendorId.toString(16)}:${opts.deviceId.toString(16)}`;
+    this.dmaBypass = opts.dmaBypass ?? false;
+    cfg.set16(PCI_VENDOR_ID, opts.vendorId);
+    cfg.set16(PCI_DEVICE_ID, opts.deviceId);
+    cfg.set32(PCI_CLASS_REVISION, ((opts.classCode & 0xff_ffff) << 8 | (opts.revision ?? 0)) >>> 0);
+    cfg.set16(0x2c, opts.subsystemVendorId ?? 0);
+    cfg.set16(0x2e, opts.subsystemId ?? 0);
+    cfg.setWritable(
+      PCI_COMMAND,
+      2,
+      PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY | PCI_COMMAND_SERR |
+        PCI_COMMAND_INTX_DISABLE,
+    );
+    cfg.setW1c(PCI_STATUS, 2, PCI_STATUS_ERROR_BITS);
+    cfg.setWritable(PCI_CACHE_LINE_SIZE, 1, 0xff);
+    cfg.setWritable(PCI_INTERRUPT_LINE, 1, 0xff);
+
+    this.#bars = opts.bars ?? [];
+    const used = new Set<number>();
+    for (const bar of this.#bars) {
+      const slots = bar.is64 ? [bar.index, bar.index + 1] : [bar.index];
+      if (
+        slots.some((s) => s < 0 || s > 5 || used.has(s)) || bar.size < 16 ||
+        !Number.isInteger(Math.log2(bar.size)) || bar.size > (bar.is64 ? 2 ** 32 : 2 ** 31)
+      ) {
+        throw new RangeError(`Cannot build ${this.name}: bad BAR ${bar.index}`);
+      }
+      slots.forEach((s) => used.add(s));
+      const off = PCI_BASE_ADDRESS_0 + 4 * bar.index;
+      cfg.set32(
+        off,
+        (bar.is64 ? PCI_BASE_ADDRESS_MEM_TYPE_64 : 0) |
+          (bar.prefetchable ? PCI_BASE_ADDRESS_MEM_PREFETCH : 0),
+      );
+      // Address bits below the size are read-only zero: writing all-ones reads back the size.
+      cfg.setWritable(off, 4, (~(bar.size - 1) & ~0xf) >>> 0);
+      if (bar.is64) cfg.setWritable(off + 4, 4, 0xffff_ffff);
+      this.#windows[bar.index] = this.#barWindow(bar);
+    }
+
+    this.expCap = cfg.addCap(PCI_CAP_ID_EXP, PCI_CAP_EXP_SIZEOF);
+    cfg.set16(this.expCap + PCI_EXP_FLAGS, 2 | (PCI_EXP_TYPE_RC_END << 4));
+    cfg.setWritable(this.expCap + PCI_EXP_DEVCTL, 2, 0x7fff);
+
+    if (opts.msix !== undefined) {
+      const m = opts.msix;
+      const bar = this.#bars.find((b) => b.index === m.bar);
+      if (
+        bar === undefined || m.vectors < 1 || m.vectors > 2048 || (m.tableOffset | m.pbaOffset) & 7
+      ) {
+        throw new RangeError(`Cannot build ${this.name}: bad MSI-X layout`);
+      }
+      const cap = cfg.addCap(PCI_CAP_ID_MSIX, PCI_CAP_MSIX_SIZEOF);
+      cfg.set16(cap + PCI_MSIX_FLAGS, m.vectors - 1);
+      cfg.setWritable(cap + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+      cfg.set32(cap + PCI_MSIX_TABLE, m.tableOffset | m.bar);
+      cfg.set32(cap + PCI_MSIX_PBA, m.pbaOffset | m.bar);
+      this.msix = new Msix(cfg, cap, m, opts.clock, (lo, hi, data) => this.msiWrite(lo, hi, data));
+      const end = (o: number, n: number) => o + n <= bar.size;
+      if (!end(m.tableOffset, this.msix.tableSize) || !end(m.pbaOffset, this.msix.pbaSize)) {
+        throw new RangeError(`Cannot build ${this.name}: MSI-X table or PBA outside BAR`);
+      }
+    }
+
+    if (opts.ats !== undefined) {
+      const a = opts.ats;
+      this.atsCap = cfg.addExtCap(PCI_EXT_CAP_ID_ATS, 1, PCI_EXT_CAP_ATS_SIZEOF);
+      cfg.set16(
+        this.atsCap + PCI_ATS_CAP,
+        ((a.invalidateQueueDepth ?? 0) & PCI_ATS_CAP_QDEP_MASK) | PCI_ATS_CAP_PAGE_ALIGNED |
+          (a.globalInvalidate ? PCI_ATS_CAP_GLOBAL_INV : 0),
+      );
+      cfg.setWritable(this.atsCap + PCI_ATS_CTRL, 2, PCI_ATS_CTRL_ENABLE | PCI_ATS_CTRL_STU_MASK);
+      this.atc = new Atc(a.atcEntries ?? 64);
+    }
+    if (opts.pri !== undefined) {
+      this.priCap = cfg.addExtCap(PCI_EXT_CAP_ID_PRI, 1, PCI_EXT_CAP_PRI_SIZEOF);
+      cfg.setWritable(this.priCap + PCI_PRI_CTRL, 2, PCI_PRI_CTRL_ENABLE | PCI_PRI_CTRL_RESET);
+      cfg.set16(
+        this.priCap + PCI_PRI_STATUS,
+        PCI_PRI_STATUS_STOPPED | (opts.pri.prgResponsePasidRequired ? PCI_PRI_STATUS_PASID : 0),
+      );
+      cfg.setW1c(this.priCap + PCI_PRI_STATUS, 2, PCI_PRI_STATUS_RF | PCI_PRI_STATUS_UPRGI);
+      cfg.set32(this.priCap + PCI_PRI_MAX_REQ, opts.pri.outstandingCapacity);
+      cfg.setWritable(this.priCap + PCI_PRI_ALLOC_REQ, 4, 0xffff_ffff);
+    }
+    if (opts.pasid !== undefined) {
+      const p = opts.pasid;
+      this.pasidCap = cfg.addExtCap(PCI_EXT_CAP_ID_PASID, 1, PCI_EXT_CAP_PASID_SIZEOF);
+      cfg.set16(
+        this.pasidCap + PCI_PASID_CAP,
+        (p.exec ? PCI_PASID_CAP_EXEC : 0) | (p.priv ? PCI_PASID_CAP_PRIV : 0) |
+          ((p.width & 0x1f) << PCI_PASID_CAP_WIDTH_SHIFT),
+      );
+      cfg.setWritable(
+        this.pasidCap + PCI_PASID_CTRL,
+        2,
+        PCI_PASID_CTRL_ENABLE | (p.exec ? PCI_PASID_CTRL_EXEC : 0) |
+          (p.priv ? PCI_PASID_CTRL_PRIV : 0),
+      );
+    }
+  }
+
+  /** Requester ID (bus << 8 | device << 3 | function), or -1 before {@linkcode RootComplex.attach}. */
+  get bdf(): number {
+    return this.#bdf;
+  }
+
+  /** The root complex the function is attached to. */
+  get rc(): RootComplex | undefined {
+    return this.#rc;
+  }
+
+  /** Command.MEM: the BARs decode. */
+  get memoryEnabled(): boolean {
+    return (this.config.get16(PCI_COMMAND) & PCI_COMMAND_MEMORY) !== 0;
+  }
+
+  /** Command.BME: the function may issue DMA and MSIs. */
+  get busMaster(): boolean {
+    return (this.config.get16(PCI_COMMAND) & PCI_COMMAND_MASTER) !== 0;
+  }
+
+  /** ATS is enabled: DMA goes through the ATC. */
+  get atsEnabled(): boolean {
+    return this.atsCap !== 0 &&
+      (this.config.get16(this.atsCap + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE) !== 0;
+  }
+
+  /** ATS Smallest Translation Unit as programmed (log2(bytes) - 12). */
+  get atsStu(): number {
+    return this.atsCap === 0
+      ? 0
+      : this.config.get16(this.atsCap + PCI_ATS_CTRL) & PCI_ATS_CTRL_STU_MASK;
+  }
+
+  /** PRI is enabled. */
+  get priEnabled(): boolean {
+    return this.priCap !== 0 &&
+      (this.config.get16(this.priCap + PCI_PRI_CTRL) & PCI_PRI_CTRL_ENABLE) !== 0;
+  }
+
+  /** PASID is enabled. */
+  get pasidEnabled(): boolean {
+    return this.pasidCap !== 0 &&
+      (this.config.get16(this.pasidCap + PCI_PASID_CTRL) & PCI_PASID_CTRL_ENABLE) !== 0;
+  }
+
+  /** The address BAR `index` is programmed with (a number; exact below 2^53). */
+  barAddress(index: number): number {
+    const bar = this.#bars.find((b) => b.index === index);
+    if (bar === undefined) return 0;
+    const off = PCI_BASE_ADDRESS_0 + 4 * index;
+    const lo = this.config.get32(off) & ~0xf;
+    return bar.is64 ? toNumber64(lo, this.config.get32(off + 4)) : lo >>> 0;
+  }
+
+  /** The bus region BAR `index` is decoded at, if it is mapped. */
+  barRegion(index: number): Region | undefined {
+    return this.#regions[index];
+  }
+
+  /** Called by {@linkcode RootComplex.attach}; not for devices. */
+  _attached(rc: RootComplex, bdf: number): void {
+    this.#rc = rc;
+    this.#bdf = bdf;
+  }
+
+  /** A configuration read (from ECAM) of the dword at `offset`. */
+  configRead32(offset: number): number {
+    return this.config.read32(offset);
+  }
+
+  /** A configuration write (from ECAM) of the dword at `offset`, with its side effects. */
+  configWrite32(offset: number, value: number): void {
+    const dw = offset & 0xffc;
+    this.config.write32(dw, value);
+    if (dw === PCI_COMMAND || (dw >= PCI_BASE_ADDRESS_0 && dw < PCI_BASE_ADDRESS_0 + 24)) {
+      this.#remap();
+    } else if (this.msix !== undefined && dw === this.msix.cap) {
+      this.msix.controlWritten();
+    } else if (this.atsCap !== 0 && dw === this.atsCap + 4) {
+      if (!this.atsEnabled) this.atc!.flush();
+    } else if (this.priCap !== 0 && dw === this.priCap + 4) {
+      // Reset reads 0; no page request is ever outstanding, so a disabled PRI is stopped.
+      const ctrl = this.config.get16(this.priCap + PCI_PRI_CTRL) & ~PCI_PRI_CTRL_RESET;
+      this.config.set16(this.priCap + PCI_PRI_CTRL, ctrl);
+      const st = this.config.get16(this.priCap + PCI_PRI_STATUS) & ~PCI_PRI_STATUS_STOPPED;
+      this.config.set16(
+        this.priCap + PCI_PRI_STATUS,
+        st | (ctrl & PCI_PRI_CTRL_ENABLE ? 0 : PCI_PRI_STATUS_STOPPED),
+      );
+    }
+  }
+
+  /**
+   * Reads `out.length` bytes at `addr` by DMA. Returns the number of bytes read; when short, the
+   * `fault*` fields say why and where.
+   */
+  dmaRead(addr: number, out: Uint8Array, pasid = ATC_NO_PASID, priv = false): number {
+    const mem = this.#begin();
+    if (mem === undefined) return 0;
+    let done = 0;
+    while (done < out.length) {
+      const a = addr + done;
+      const n = Math.min(out.length - done, PAGE - (a % PAGE));
+      const pa = this.#xlate(a, false, pasid, priv);
+      if (pa < 0) return done;
+      mem.copyOut(pa, n === out.length ? out : out.subarray(done, done + n));
+      if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, a, false, 0, done);
+      done += n;
+    }
+    return done;
+  }
+
+  /** Writes `data` at `addr` by DMA. Returns the number of bytes written (see {@linkcode dmaRead}). */
+  dmaWrite(addr: number, data: Uint8Array, pasid = ATC_NO_PASID, priv = false): number {
+    const mem = this.#begin();
+    if (mem === undefined) return 0;
+    let done = 0;
+    while (done < data.length) {
+      const a = addr + done;
+      const n = Math.min(data.length - done, PAGE - (a % PAGE));
+      if (
+        !this.#put(mem, a, n === data.length ? data : data.subarray(done, done + n), pasid, priv)
+      ) {
+        return done;
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /**
+   * Copies `len` bytes from `src` to `dst` by DMA, reading one source page at a time into a
+   * reused bounce buffer. Returns the number of bytes copied (see {@linkcode dmaRead}).
+   */
+  dmaCopy(dst: number, src: number, len: number, pasid = ATC_NO_PASID, priv = false): number {
+    const mem = this.#begin();
+    if (mem === undefined) return 0;
+    const bounce = this.#bounce ??= new Uint8Array(PAGE);
+    let done = 0;
+    while (done < len) {
+      const s = src + done;
+      const n = Math.min(len - done, PAGE - (s % PAGE));
+      const spa = this.#xlate(s, false, pasid, priv);
+      if (spa < 0) return done;
+      const buf = n === PAGE ? bounce : bounce.subarray(0, n);
+      mem.copyOut(spa, buf);
+      if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, s, false, 0, done);
+      let w = 0;
+      while (w < n) {
+        const d = dst + done + w;
+        const m = Math.min(n - w, PAGE - (d % PAGE));
+        if (!this.#put(mem, d, m === n ? buf : buf.subarray(w, w + m), pasid, priv)) {
+          return done + w;
+        }
+        w += m;
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /**
+   * Fills `len` bytes at `dst` with the little-endian 32-bit `pattern` repeated from `dst` on.
+   * Returns the number of bytes written (see {@linkcode dmaRead}).
+   */
+  dmaFill(dst: number, len: number, pattern: number, pasid = ATC_NO_PASID, priv = false): number {
+    const mem = this.#begin();
+    if (mem === undefined) return 0;
+    const p = pattern >>> 0;
+    const byte = p & 0xff;
+    const uniform = p === (byte * 0x0101_0101) >>> 0;
+    let buf = this.#fillBuf;
+    if (!uniform && (buf === undefined || this.#fillPattern !== p)) {
+      buf = this.#fillBuf = new Uint8Array(PAGE + 4);
+      new DataView(buf.buffer).setUint32(0, p, true);
+      for (let i = 4; i < buf.length; i++) buf[i] = buf[i & 3];
+      this.#fillPattern = p;
+    }
+    let done = 0;
+    while (done < len) {
+      const d = dst + done;
+      const n = Math.min(len - done, PAGE - (d % PAGE));
+      const pa = this.#xlate(d, true, pasid, priv);
+      if (pa === -1) return done;
+      if (pa >= 0) {
+        if (uniform) mem.fill(pa, n, byte);
+        else mem.writeBytes(pa, buf!.subarray(done & 3, (done & 3) + n));
+        if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, d, true, 0, done);
+      }
+      done += n;
+    }
+    return done;
+  }
+
+  /**
+   * Sends an MSI: a 32-bit write of `data` to `addrLo`/`addrHi`, translated when the root
+   * complex translates MSIs. Dropped when Bus Master Enable is clear or the write faults.
+   */
+  msiWrite(addrLo: number, addrHi: number, data: number): void {
+    const rc = this.#rc;
+    if (rc === undefined || !this.busMaster) return;
+    const addr = toNumber64(addrLo, addrHi);
+    if (!rc.translateMsi || this.dmaBypass) {
+      rc.mem.write32(addr, data);
+      return;
+    }
+    const req = this.#req, res = this.#res;
+    req.kind = REQ_UNTRANSLATED;
+    req.access = ACC_WRITE;
+    req.pidValid = false;
+    req.pid = 0;
+    req.priv = false;
+    req.data = data >>> 0;
+    req.len = 4;
+    req.iovaLo = addrLo >>> 0;
+    req.iovaHi = addrHi >>> 0;
+    rc.inbound(this, req, res);
+    if (res.status === XLATE_OK) rc.mem.write32(res.pa, data);
+  }
+
+  /**
+   * An ATS Invalidate Request from the IOMMU (ATS.INVAL): drops the ATC entries overlapping
+   * `[addr, addr + size)` for `pasid` (all PASIDs when undefined; see {@linkcode Atc.invalidate})
+   * and completes at once. Returns the number of entries dropped.
+   */
+  atsInvalidate(pasid: number | undefined, addr: number, size: number, global = false): number {
+    return this.atc === undefined ? 0 : this.atc.invalidate(pasid, addr, size, global);
+  }
+
+  #begin(): PhysicalMemory | undefined {
+    this.faultKind = DMA_OK;
+    this.faultCause = 0;
+    if (this.#rc === undefined || !this.busMaster) {
+      this.#fail(DMA_ERR_NO_MASTER, 0, false, 0, 0);
+      return undefined;
+    }
+    return this.#rc.mem;
+  }
+
+  #fail(kind: number, addr: number, write: boolean, cause: number, done: number): number {
+    this.faultKind = kind;
+    this.faultAddr = addr;
+    this.faultWrite = write;
+    this.faultCause = cause;
+    return done;
+  }
+
+  /** One write transaction of `data` (within a page) at `addr`; false when it failed. */
+  #put(mem: PhysicalMemory, addr: number, data: Uint8Array, pasid: number, priv: boolean) {
+    const pa = this.#xlate(addr, true, pasid, priv);
+    if (pa === -1) return false;
+    if (pa === -2) return true; // absorbed by the IOMMU
+    mem.writeBytes(pa, data);
+    if (mem.fault !== 0) {
+      this.#fail(DMA_ERR_BUS, addr, true, 0, 0);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Translates one transaction at `addr`: returns the physical address, -2 when the IOMMU
+   * absorbed a write, or -1 with the `fault*` fields set.
+   */
+  #xlate(addr: number, write: boolean, pasid: number, priv: boolean): number {
+    const rc = this.#rc!;
+    const req = this.#req, res = this.#res;
+    req.pidValid = pasid >= 0;
+    req.pid = pasid >= 0 ? pasid : 0;
+    req.priv = pasid >= 0 && priv;
+    req.access = write ? ACC_WRITE : ACC_READ;
+    req.len = PAGE;
+    req.data = 0;
+    let at = addr;
+    req.kind = REQ_UNTRANSLATED;
+    const atc = this.atc;
+    if (atc !== undefined && this.atsEnabled && !this.dmaBypass) {
+      const need = write ? 2 : 1;
+      if (!atc.lookup(pasid, addr) || (!atc.untranslatedOnly && (atc.perm & need) === 0)) {
+        req.kind = REQ_ATS;
+        setIova(req, addr - (addr % PAGE));
+        rc.clock.charge(rc.clock.costs.atsRequest);
+        rc.inbound(this, req, res);
+        if (res.status !== XLATE_OK) return this.#fail(DMA_ERR_ABORT, addr, write, res.cause, -1);
+        if (res.untranslatedOnly || res.perm !== 0) {
+          atc.insert(pasid, addr, res.size, res.pa, res.perm, res.untranslatedOnly, res.global);
+        }
+        // No access granted: the place for a PRI page request once PRI is modelled.
+        if (!res.untranslatedOnly && (res.perm & need) === 0) {
+          return this.#fail(DMA_ERR_ATS_DENIED, addr, write, 0, -1);
+        }
+        atc.lookup(pasid, addr);
+      }
+      if (atc.untranslatedOnly) {
+        req.kind = REQ_UNTRANSLATED;
+      } else {
+        req.kind = REQ_TRANSLATED;
+        at = atc.pa;
+      }
+    }
+    setIova(req, at);
+    rc.inbound(this, req, res);
+    if (res.status === XLATE_OK) return res.pa;
+    if (res.status === XLATE_ABSORBED && write) return -2;
+    return this.#fail(DMA_ERR_ABORT, addr, write, res.cause, -1);
+  }
+
+  #remap(): void {
+    const rc = this.#rc;
+    if (rc === undefined) return;
+    for (const bar of this.#bars) {
+      const want = this.memoryEnabled ? this.barAddress(bar.index) : -1;
+      const cur = this.#regions[bar.index];
+      if (cur !== undefined && cur.base === want) continue;
+      if (cur !== undefined) rc.mem.removeMmio(cur);
+      this.#regions[bar.index] = want >= 0 && rc.canMap(want, bar.size)
+        ? rc.mem.addMmio(want, bar.size, this.#windows[bar.index], `${this.name} BAR${bar.index}`)
+        : undefined;
+    }
+  }
+
+  /** The BAR's handler on the bus: MSI-X table and PBA ranges go to MSI-X, the rest to the
+   * device. */
+  #barWindow(bar: BarSpec): MmioHandler {
+    const dev = bar.handler;
+    const msixRange = (off: number): 0 | 1 | 2 => {
+      const m = this.msix;
+      if (m === undefined || m.bar !== bar.index) return 0;
+      if (off >= m.tableOffset && off < m.tableOffset + m.tableSize) return 1;
+      if (off >= m.pbaOffset && off < m.pbaOffset + m.pbaSize) return 2;
+      return 0;
+    };
+    const read32 = (off: number): number => {
+      const r = msixRange(off);
+      if (r === 1) return this.msix!.readTable32(off - this.msix!.tableOffset);
+      if (r === 2) return this.msix!.readPba32(off - this.msix!.pbaOffset);
+      return dev.read32(off);
+    };
+    const write32 = (off: number, v: number): void => {
+      const r = msixRange(off);
+      if (r === 1) this.msix!.writeTable32(off - this.msix!.tableOffset, v);
+      else if (r === 0) dev.write32(off, v);
+    };
+    const read64 = (off: number): bigint => {
+      if (msixRange(off) === 0) return dev.read64(off);
+      const lo = read32(off);
+      return BigInt(read32(off + 4)) << 32n | BigInt(lo);
+    };
+    const write64 = (off: number, v: bigint): void => {
+      if (msixRange(off) === 0) return dev.write64(off, v);
+      write32(off, Number(v & 0xffff_ffffn));
+      write32(off + 4, Number(v >> 32n & 0xffff_ffffn));
+    };
+    return { read32, write32, read64, write64 };
+  }
+}

@@ -1,0 +1,97 @@
+import assert from "node:assert/strict";
+import { Clock } from "../clock.ts";
+import { PhysicalMemory } from "../memory.ts";
+import { REQ_ATS, REQ_UNTRANSLATED } from "../iommu/request.ts";
+import { PCI_ATS_CTRL_ENABLE, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_HEADER_TYPE } from "./config.ts";
+import { DMA_ERR_ABORT, PciFunction } from "./function.ts";
+import { PCIE_ECAM_BASE, RootComplex } from "./root_complex.ts";
+import { pcieRig, TEST_RAM } from "./testing.ts";
+
+const ecam = (bus: number, dev: number, fn: number, reg: number) =>
+  PCIE_ECAM_BASE + (bus << 20 | dev << 15 | fn << 12 | reg);
+
+function fnWithId(clock: Clock, deviceId: number, extra = {}) {
+  return new PciFunction({ clock, vendorId: 0x1b36, deviceId, classCode: 0x0200, ...extra });
+}
+
+Deno.test("ecam: bus/device/function/register decode", async (t) => {
+  const { mem, clock, rc } = pcieRig();
+  const a = fnWithId(clock, 0x0a);
+  const b = fnWithId(clock, 0x0b);
+  const c = fnWithId(clock, 0x0c);
+  assert.equal(rc.attach(a, 1), 0x08);
+  assert.equal(rc.attach(b, 1, 3), 0x0b);
+  assert.equal(rc.attach(c, 31, 7, 2), 0x2ff);
+  await t.step("each function answers at its own 4 KiB", () => {
+    assert.equal(mem.read32(ecam(0, 1, 0, 0)), 0x000a_1b36);
+    assert.equal(mem.read32(ecam(0, 1, 3, 0)), 0x000b_1b36);
+    assert.equal(mem.read32(ecam(2, 31, 7, 0)), 0x000c_1b36);
+    assert.equal(mem.read32(ecam(2, 31, 7, 0x100 + a.expCap)), 0, "register offset decoded");
+    assert.equal(mem.read32(ecam(0, 1, 0, a.expCap)) & 0xff, 0x10);
+  });
+  await t.step("empty slots read all-ones and ignore writes", () => {
+    assert.equal(mem.read32(ecam(0, 2, 0, 0)), 0xffff_ffff);
+    assert.equal(mem.read32(ecam(1, 1, 0, 0)), 0xffff_ffff);
+    mem.write32(ecam(0, 2, 0, PCI_COMMAND), 0xffff);
+  });
+  await t.step("writes reach the function's configuration space", () => {
+    mem.write32(ecam(0, 1, 3, PCI_COMMAND), PCI_COMMAND_MASTER);
+    assert.equal(b.busMaster, true);
+    assert.equal(a.busMaster, false);
+  });
+  await t.step("64-bit accesses are two dword accesses", () => {
+    assert.equal(
+      mem.read64(ecam(0, 1, 0, 0)),
+      0x0000_0000_000a_1b36n | BigInt(mem.read32(ecam(0, 1, 0, 4))) << 32n,
+    );
+  });
+  await t.step("function 0 of a device with more functions is multi-function", () => {
+    assert.equal(a.config.get8(PCI_HEADER_TYPE) & 0x80, 0x80);
+    assert.equal(c.config.get8(PCI_HEADER_TYPE) & 0x80, 0, "2:31.7 has no function 0");
+    const d = fnWithId(clock, 0x0d);
+    rc.attach(fnWithId(clock, 0x0e), 5, 1);
+    rc.attach(d, 5, 0);
+    assert.equal(d.config.get8(PCI_HEADER_TYPE) & 0x80, 0x80, "also when function 0 comes last");
+  });
+  await t.step("a taken or impossible slot is a machine-building error", () => {
+    assert.throws(() => rc.attach(fnWithId(clock, 1), 1), RangeError);
+    assert.throws(() => rc.attach(fnWithId(clock, 1), 32), RangeError);
+    assert.throws(() => rc.attach(a, 6), RangeError, "a function sits in one slot");
+  });
+  await t.step("MMIO accesses to ECAM are charged to the clock", () => {
+    const t0 = clock.now();
+    mem.read32(ecam(0, 1, 0, 0));
+    assert.equal(clock.now() - t0, clock.costs.mmio);
+  });
+});
+
+Deno.test("root complex: without an IOMMU untranslated DMA is identity and ATS is refused", () => {
+  const mem = new PhysicalMemory();
+  mem.addRam(TEST_RAM, 1 << 20);
+  const clock = new Clock();
+  const rc = new RootComplex({ mem, clock });
+  const fn = fnWithId(clock, 1, { ats: {} });
+  rc.attach(fn, 1);
+  fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
+  assert.equal(fn.dmaWrite(TEST_RAM + 0x10, new Uint8Array([1, 2, 3, 4])), 4);
+  assert.equal(mem.read32(TEST_RAM + 0x10), 0x0403_0201);
+  fn.configWrite32(fn.atsCap + 4, PCI_ATS_CTRL_ENABLE << 16);
+  assert.equal(fn.dmaRead(TEST_RAM, new Uint8Array(4)), 0);
+  assert.equal(fn.faultKind, DMA_ERR_ABORT, "no translation agent: Unsupported Request");
+});
+
+Deno.test("root complex: a bypass function's DMA never reaches the IOMMU", () => {
+  const { clock, rc, port, mem } = pcieRig();
+  const iommuFn = fnWithId(clock, 0x14, { dmaBypass: true });
+  const dev = fnWithId(clock, 0x20);
+  rc.attach(iommuFn, 1);
+  rc.attach(dev, 2);
+  for (const f of [iommuFn, dev]) f.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
+  iommuFn.dmaWrite(TEST_RAM, new Uint8Array(4).fill(9));
+  iommuFn.msiWrite(TEST_RAM + 8, 0, 7);
+  assert.equal(port.seen.length, 0);
+  assert.equal(mem.read32(TEST_RAM + 8), 7);
+  dev.dmaRead(0x1000, new Uint8Array(4));
+  assert.deepEqual(port.seen.map((r) => [r.deviceId, r.kind]), [[dev.bdf, REQ_UNTRANSLATED]]);
+  assert.notEqual(port.seen[0].kind, REQ_ATS);
+});
