@@ -34,6 +34,7 @@ export const ERRNO = {
   EALREADY: 114,
   EPROBE_DEFER: 517,
   ENOTTY: 25,
+  EILSEQ: 84,
 } as const;
 
 /** An errno name such as `"EINVAL"`. */

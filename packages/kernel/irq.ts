@@ -258,6 +258,18 @@ export class IrqLayer {
   /** Creates the irq layer of `kernel`. */
   constructor(readonly kernel: Kernel) {}
 
+  /**
+   * Registers a domain; devices that deferred because their interrupt controller had no domain
+   * are retried (as when an irqchip driver binds).
+   */
+  _addDomain(d: IrqDomain): void {
+    if (d.fwnode !== null && this.domains.some((x) => x.fwnode === d.fwnode)) {
+      throw new Errno("EEXIST", `${d.fwnode.name} already has an irq domain`);
+    }
+    this.domains.push(d);
+    this.kernel.core.trigger();
+  }
+
   /** Mirrors irq_to_desc(): the descriptor of `irq`, or undefined. */
   desc(irq: number): IrqDesc | undefined {
     return this.#descs.get(irq);
@@ -320,7 +332,7 @@ export function irq_domain_create_linear(
   name = fwnode?.name ?? "wired",
 ): IrqDomain {
   const d = new IrqDomain(kernel, "wired", name, fwnode, size, ops);
-  kernel.irq.domains.push(d);
+  kernel.irq._addDomain(d);
   return d;
 }
 
@@ -336,7 +348,7 @@ export function irq_domain_create_msi(
   name = fwnode?.name ?? "msi",
 ): IrqDomain {
   const d = new IrqDomain(kernel, "msi", name, fwnode, nrIds, ops);
-  kernel.irq.domains.push(d);
+  kernel.irq._addDomain(d);
   return d;
 }
 

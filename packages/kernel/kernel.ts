@@ -4,12 +4,14 @@
  *
  * @module
  */
-import { type Bus, type Device, DriverCore, type FwNode } from "./device.ts";
+import { type Bus, bus_register, type Device, DriverCore, type FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
 import type { IoremapFn } from "./io.ts";
 import { IrqLayer } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
+import type { DeviceTree } from "./fdt.ts";
+import { platform_bus_type } from "./platform.ts";
 import { Dmesg } from "./printk.ts";
 import { type Clock, SimClock } from "./time.ts";
 
@@ -76,6 +78,10 @@ export class Kernel {
   readonly core: DriverCore;
   /** The irq layer (virqs, domains, handlers). */
   readonly irq: IrqLayer;
+  /** The platform bus. */
+  readonly platformBus: Bus;
+  /** The device tree the platform bus was populated from (of_root), if any. */
+  deviceTree: DeviceTree | null = null;
   /** The IOMMU core's hooks, once it is loaded. */
   iommuLayer: IommuLayer | null = null;
   /** Where {@linkcode ioremap} finds registers. */
@@ -90,6 +96,7 @@ export class Kernel {
     this.pages = new PageAllocator(opts.mem, ram, opts.reserved);
     this.core = new DriverCore(this);
     this.irq = new IrqLayer(this);
+    this.platformBus = bus_register(this, platform_bus_type);
     this.ioremapFn = opts.ioremap ?? null;
   }
 
