@@ -84,10 +84,10 @@ function _pt(domain: IommuDomain): PtIommu {
 
 /** The domain ops of {@linkcode MockDomain}s. */
 export const mockDomainOps: IommuDomainOps = {
-  attachDev(domain, dev) {
+  attachDev(domain, dev, old) {
     const drv = (domain as MockDomain).driver;
     if (drv === null) throw new Errno("EINVAL", "Domain has no IOMMU");
-    drv._attach(domain, dev);
+    drv._attach(domain, dev, old);
   },
   mapPages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
     mapped.bytes = _pt(domain).mapPages(iova, paddr, pgsize, pgcount, prot);
@@ -96,9 +96,11 @@ export const mockDomainOps: IommuDomainOps = {
     // The core's gather has PtGather's public shape (PtGather's #private makes TS nominal).
     return _pt(domain).unmapPages(iova, pgsize, pgcount, gather as unknown as PtGather);
   },
-  iotlbSync(domain) {
+  iotlbSync(domain, gather) {
     const drv = (domain as MockDomain).driver;
-    if (drv !== null) drv.stats.iotlbSync++;
+    if (drv === null) return;
+    drv.stats.iotlbSync++;
+    drv.onIotlbSync?.(gather);
   },
   flushIotlbAll(domain) {
     const drv = (domain as MockDomain).driver;
@@ -126,6 +128,10 @@ export class MockIommu {
   readonly ops: IommuOps;
   /** How often each invalidation op ran. */
   readonly stats = { iotlbSync: 0, flushIotlbAll: 0 };
+  /** Called by every iotlb_sync of this instance's domains, before the core frees the tables. */
+  onIotlbSync: ((gather: IommuIotlbGather) => void) | null = null;
+  /** Every attach_dev call that succeeded, in order. */
+  readonly attachLog: { dev: Device; domain: IommuDomain; old: IommuDomain | null }[] = [];
   /** What each device's context points at (the "hardware" state). */
   readonly attached: Map<Device, IommuDomain> = new Map();
   /** Devices whose next attach fails with ENOSPC (an injected hardware error). */
@@ -142,7 +148,7 @@ export class MockIommu {
       allocTable: (order: number) => kernel.pages.alloc(order),
       freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
     };
-    const attachOnly: IommuDomainOps = { attachDev: (d, dev) => this._attach(d, dev) };
+    const attachOnly: IommuDomainOps = { attachDev: (d, dev, old) => this._attach(d, dev, old) };
     const blocked = opts.blocked ?? true
       ? new IommuDomain(IOMMU_DOMAIN_BLOCKED, attachOnly)
       : undefined;
@@ -177,15 +183,14 @@ export class MockIommu {
   }
 
   /** The attach_dev of every mock domain: EINVAL across instances, ENOSPC when injected. */
-  _attach(domain: IommuDomain, dev: Device): void {
-    const own = domain instanceof MockDomain ? domain.driver === this : this._isStatic(domain);
+  _attach(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
+    const own = domain instanceof MockDomain
+      ? domain.driver === this
+      : domain === this.ops.identityDomain || domain === this.ops.blockedDomain;
     if (!own) throw new Errno("EINVAL", `Domain is not from ${this.fwnode.name}`);
     if (this.failAttach.delete(dev)) throw new Errno("ENOSPC", "Injected attach failure");
     this.attached.set(dev, domain);
-  }
-
-  _isStatic(domain: IommuDomain): boolean {
-    return domain === this.ops.identityDomain || domain === this.ops.blockedDomain;
+    this.attachLog.push({ dev, domain, old });
   }
 }
 
@@ -193,7 +198,10 @@ export class MockIommu {
 export interface MockSystem {
   /** The kernel. */
   readonly kernel: Kernel;
-  /** A bus whose dma_configure probes devices into their IOMMU (of_dma_configure's part). */
+  /**
+   * A bus whose dma_configure probes devices into their IOMMU (of_dma_configure's part); a
+   * driver matches the devices whose name starts with the driver's.
+   */
   readonly bus: Bus;
   /** The IOMMU's own device. */
   readonly hwdev: Device;
@@ -235,7 +243,7 @@ export function mockSystem(
   iommu_subsys_init(kernel, opts.core);
   const bus = bus_register(kernel, {
     name: "mock",
-    match: () => true,
+    match: (dev, drv) => dev.name.startsWith(drv.name),
     dmaConfigure(dev) {
       const layer = kernel.iommuLayer!;
       if (dev.fwspec === null || dev.iommu !== null) return;

@@ -1,0 +1,453 @@
+import assert from "node:assert/strict";
+import {
+  Device,
+  device_add,
+  device_del,
+  dmaDirectOps,
+  driver_register,
+  type ErrnoName,
+  isErrno,
+} from "@iommu-lab/kernel";
+import {
+  iommu_attach_device,
+  iommu_attach_group,
+  iommu_detach_device,
+  iommu_device_unregister,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_DMA,
+  iommu_domain_free,
+  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_DOMAIN_UNMANAGED,
+  iommu_get_dma_domain,
+  iommu_get_domain_for_dev,
+  iommu_group_get,
+  iommu_group_replace_domain,
+  iommu_iova_to_phys,
+  iommu_map,
+  iommu_paging_domain_alloc,
+  iommu_paging_domain_alloc_flags,
+  IOMMU_READ,
+  iommu_unmap,
+  IOMMU_WRITE,
+  IommuDomain,
+  type IommuDomainOps,
+} from "./iommu.ts";
+import { iommuDmaOps } from "./dma_iommu.ts";
+import { mockPagingDomain, mockSystem } from "./testing.ts";
+
+const SZ_4K = 0x1000;
+const SZ_2M = 0x20_0000;
+const SZ_1G = 0x4000_0000;
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+/** Identity checks that do not pretty-print the kernel's object graph on failure. */
+function same(a: unknown, b: unknown, msg = "not the same object"): void {
+  assert.ok(a === b, msg);
+}
+
+function notSame(a: unknown, b: unknown, msg = "the same object"): void {
+  assert.ok(a !== b, msg);
+}
+
+function errno(code: ErrnoName) {
+  return (e: unknown) => isErrno(e, code);
+}
+
+/** A paging domain that records map_pages/unmap_pages calls over a Map "page table". */
+function recordingDomain(pgsizeBitmap: number, failOnCall = 0) {
+  const calls: [string, number, number, number][] = [];
+  const leaves = new Map<number, number>();
+  const ops: IommuDomainOps = {
+    mapPages(_d, iova, _paddr, pgsize, pgcount, _prot, mapped) {
+      calls.push(["map", iova, pgsize, pgcount]);
+      if (calls.length === failOnCall) throw new Error("injected");
+      for (let i = 0; i < pgcount; i++) leaves.set(iova + i * pgsize, pgsize);
+      mapped.bytes = pgsize * pgcount;
+    },
+    unmapPages(_d, iova, pgsize, pgcount) {
+      calls.push(["unmap", iova, pgsize, pgcount]);
+      let n = 0;
+      while (n < pgsize * pgcount && leaves.has(iova + n)) {
+        const sz = leaves.get(iova + n)!;
+        leaves.delete(iova + n);
+        n += sz;
+      }
+      return n;
+    },
+  };
+  return { domain: new IommuDomain(IOMMU_DOMAIN_UNMANAGED, ops, { pgsizeBitmap }), calls, leaves };
+}
+
+Deno.test("iommu_map() rejects size 0 with EINVAL", () => {
+  const domain = mockPagingDomain();
+  assert.throws(() => iommu_map(domain, SZ_2M, SZ_2M, 0, RW), errno("EINVAL"));
+});
+
+Deno.test("iommu_map() rejects iova, paddr or size unaligned to the smallest page (EINVAL)", async (t) => {
+  const domain = mockPagingDomain();
+  for (
+    const [what, iova, pa, size] of [
+      ["iova", SZ_2M + 0x800, SZ_2M, SZ_4K],
+      ["paddr", SZ_2M, SZ_2M + 4, SZ_4K],
+      ["size", SZ_2M, SZ_2M, SZ_4K + 1],
+    ] as const
+  ) {
+    await t.step(what, () => {
+      assert.throws(() => iommu_map(domain, iova, pa, size, RW), errno("EINVAL"));
+      assert.equal(iommu_iova_to_phys(domain, SZ_2M), 0);
+    });
+  }
+});
+
+Deno.test("iommu_map() rejects a range that wraps the address space (EOVERFLOW)", () => {
+  const { domain, calls } = recordingDomain(SZ_4K);
+  const top = 2 ** 53 - SZ_4K;
+  assert.throws(() => iommu_map(domain, top, 0, 2 * SZ_4K, RW), errno("EOVERFLOW"));
+  assert.equal(calls.length, 0);
+});
+
+Deno.test("iommu_map() into a non-paging domain fails with EINVAL", () => {
+  const identity = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {}, { pgsizeBitmap: SZ_4K });
+  assert.throws(() => iommu_map(identity, 0, 0, SZ_4K, RW), errno("EINVAL"));
+  const blocked = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {}, { pgsizeBitmap: SZ_4K });
+  assert.throws(() => iommu_map(blocked, 0, 0, SZ_4K, RW), errno("EINVAL"));
+  assert.equal(iommu_unmap(blocked, 0, SZ_4K), 0);
+});
+
+Deno.test("iommu_map() splits a range into the largest page sizes alignment allows (iommu_pgsize)", async (t) => {
+  const bitmap = SZ_4K | SZ_2M | SZ_1G;
+  await t.step("small pages up to a superpage boundary, then superpages, then the tail", () => {
+    const { domain, calls } = recordingDomain(bitmap);
+    iommu_map(domain, 0x3f_e000, 0x803f_e000, 0x2000 + SZ_2M + 0x1000, RW);
+    assert.deepEqual(calls, [
+      ["map", 0x3f_e000, SZ_4K, 2],
+      ["map", 0x40_0000, SZ_2M, 1],
+      ["map", 0x60_0000, SZ_4K, 1],
+    ]);
+  });
+  await t.step("iova and paddr offset differently within 2 MiB: one run of 4 KiB pages", () => {
+    const { domain, calls } = recordingDomain(bitmap);
+    iommu_map(domain, 0x3f_e000, 0x803f_f000, 0x2000 + SZ_2M, RW);
+    assert.deepEqual(calls, [["map", 0x3f_e000, SZ_4K, 514]]);
+  });
+  await t.step("1 GiB aligned: one superpage", () => {
+    const { domain, calls } = recordingDomain(bitmap);
+    iommu_map(domain, SZ_1G, 4 * SZ_1G, SZ_1G, RW);
+    assert.deepEqual(calls, [["map", SZ_1G, SZ_1G, 1]]);
+  });
+  await t.step("iommu_unmap() splits the same way", () => {
+    const { domain, calls } = recordingDomain(bitmap);
+    iommu_map(domain, 0x3f_e000, 0x803f_e000, 0x2000 + SZ_2M, RW);
+    calls.length = 0;
+    assert.equal(iommu_unmap(domain, 0x3f_e000, 0x2000 + SZ_2M), 0x2000 + SZ_2M);
+    assert.deepEqual(calls, [["unmap", 0x3f_e000, SZ_4K, 2], ["unmap", 0x40_0000, SZ_2M, 1]]);
+  });
+});
+
+Deno.test("iommu_map() unwinds what it mapped when map_pages fails midway", async (t) => {
+  await t.step("a driver error on the second call", () => {
+    const { domain, leaves } = recordingDomain(SZ_4K | SZ_2M, 2);
+    assert.throws(() => iommu_map(domain, 0x3f_f000, 0x803f_f000, SZ_4K + SZ_2M, RW), /injected/);
+    assert.equal(leaves.size, 0);
+  });
+  await t.step("EADDRINUSE from generic-pt over an existing page", () => {
+    const domain = mockPagingDomain();
+    iommu_map(domain, 0x60_0000, 0x9000_0000, SZ_4K, RW);
+    assert.throws(
+      () => iommu_map(domain, 0x3f_f000, 0x803f_f000, SZ_4K + SZ_2M + SZ_4K, RW),
+      errno("EADDRINUSE"),
+    );
+    assert.equal(iommu_iova_to_phys(domain, 0x3f_f000), 0);
+    assert.equal(iommu_iova_to_phys(domain, 0x40_0000), 0);
+    assert.equal(iommu_iova_to_phys(domain, 0x60_0000), 0x9000_0000);
+  });
+});
+
+Deno.test("iommu_unmap() of what isn't mapped returns 0, so does a double unmap", () => {
+  const domain = mockPagingDomain();
+  assert.equal(iommu_unmap(domain, SZ_2M, SZ_4K), 0);
+  iommu_map(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW);
+  assert.equal(iommu_unmap(domain, SZ_2M, 2 * SZ_4K), 2 * SZ_4K);
+  assert.equal(iommu_unmap(domain, SZ_2M, 2 * SZ_4K), 0);
+});
+
+Deno.test("iommu_unmap() returns 0 for unaligned, zero and wrapping ranges and unmaps nothing", () => {
+  const domain = mockPagingDomain();
+  iommu_map(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW);
+  assert.equal(iommu_unmap(domain, SZ_2M + 0x10, SZ_4K), 0);
+  assert.equal(iommu_unmap(domain, SZ_2M, SZ_4K - 1), 0);
+  assert.equal(iommu_unmap(domain, SZ_2M, 0), 0);
+  assert.equal(iommu_unmap(domain, 2 ** 53 - SZ_4K, 2 * SZ_4K), 0);
+  assert.equal(iommu_iova_to_phys(domain, SZ_2M + SZ_4K), 0x9000_1000);
+});
+
+Deno.test("iommu_unmap() stops at the first hole", () => {
+  const domain = mockPagingDomain();
+  iommu_map(domain, SZ_2M, 0x9000_0000, SZ_4K, RW);
+  iommu_map(domain, SZ_2M + 2 * SZ_4K, 0x9000_2000, SZ_4K, RW);
+  assert.equal(iommu_unmap(domain, SZ_2M, 3 * SZ_4K), SZ_4K);
+  assert.equal(iommu_iova_to_phys(domain, SZ_2M + 2 * SZ_4K), 0x9000_2000);
+});
+
+Deno.test("iommu_map() of an aligned 1 GiB range installs one 1 GiB leaf", () => {
+  const domain = mockPagingDomain();
+  iommu_map(domain, SZ_1G, 4 * SZ_1G, SZ_1G, RW);
+  const leaves: [number, number][] = [];
+  domain.pt.forEachLeaf((_pfn, pages, _ppn, level) => leaves.push([pages, level]));
+  assert.deepEqual(leaves, [[SZ_1G / SZ_4K, 2]]);
+  assert.equal(iommu_iova_to_phys(domain, SZ_1G + 0x1234_5678), 4 * SZ_1G + 0x1234_5678);
+});
+
+Deno.test("iommu_unmap() calls iotlb_sync once and frees table pages only after it", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const pages = sys.kernel.pages;
+  const domain = iommu_paging_domain_alloc(dev);
+  const base = pages.allocatedPages;
+  iommu_map(domain, SZ_2M, 0x9000_0000, SZ_2M, RW);
+  iommu_map(domain, 2 * SZ_2M, 0x9000_0000, SZ_4K, RW);
+  for (let i = 1; i < 512; i++) iommu_map(domain, 2 * SZ_2M + i * SZ_4K, 0x9000_0000, SZ_4K, RW);
+  assert.ok(pages.allocatedPages > base, "4 KiB pages need a level-0 table");
+  let held = -1;
+  sys.drv.onIotlbSync = (g) => {
+    const live = new Set(pages.allocations().map((a) => a.phys));
+    held = g.freelist.filter((pa) => live.has(pa)).length;
+  };
+  const before = sys.drv.stats.iotlbSync;
+  assert.equal(iommu_unmap(domain, 2 * SZ_2M, SZ_2M), SZ_2M);
+  assert.equal(sys.drv.stats.iotlbSync - before, 1);
+  assert.equal(held, 1, "the freed level-0 table was still allocated during the flush");
+  assert.equal(pages.allocatedPages, base + 1, "only the table of the other range remains");
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_iova_to_phys() of an identity domain is the IOVA", () => {
+  const identity = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {});
+  assert.equal(iommu_iova_to_phys(identity, 0x8123_4567), 0x8123_4567);
+});
+
+Deno.test("iommu_device_register() probes devices configured before it (bus_iommu_probe)", () => {
+  const sys = mockSystem({ register: false });
+  const dev = sys.addDevice("dev0", 7);
+  same(dev.iommu, null);
+  sys.drv.register(sys.hwdev);
+  const group = iommu_group_get(dev)!;
+  assert.deepEqual(group.devices, [dev]);
+  assert.equal(group.defaultDomain!.type, IOMMU_DOMAIN_DMA);
+  same(iommu_get_domain_for_dev(dev), group.defaultDomain);
+  same(sys.drv.attached.get(dev), group.defaultDomain);
+  same(dev.dma, iommuDmaOps);
+  assert.deepEqual(sys.kernel.dmesg.grep("Adding to iommu group"), [
+    `mock dev0: Adding to iommu group ${group.id}`,
+  ]);
+});
+
+Deno.test("a device whose IOMMU is not registered defers its probe until the IOMMU binds", () => {
+  const sys = mockSystem({ register: false });
+  const dev = new Device(sys.kernel, { name: "nic0", bus: sys.bus });
+  dev.fwspec = { fwnode: sys.drv.fwnode, ids: [3], flags: 0 };
+  device_add(dev);
+  let probed = 0;
+  driver_register(sys.bus, { name: "nic", probe: () => void probed++ });
+  assert.equal(dev.state, "deferred");
+  assert.equal(probed, 0);
+  // The IOMMU's own driver binds and registers the instance; deferred probe runs again.
+  const hw = new Device(sys.kernel, { name: "iommu0", bus: sys.bus, fwnode: sys.drv.fwnode });
+  device_add(hw);
+  driver_register(sys.bus, { name: "iommu", probe: (d) => sys.drv.register(d) });
+  assert.equal(dev.state, "bound");
+  assert.equal(probed, 1);
+  notSame(iommu_group_get(dev), null);
+  same(dev.dma, iommuDmaOps);
+});
+
+Deno.test("default domains are DMA (translated) by default, identity with iommu.passthrough", async (t) => {
+  await t.step("translated", () => {
+    const sys = mockSystem();
+    const dev = sys.addDevice("dev0", 1);
+    same(iommu_get_dma_domain(dev)!.type, IOMMU_DOMAIN_DMA);
+    same(dev.dma, iommuDmaOps);
+  });
+  await t.step("passthrough", () => {
+    const sys = mockSystem({ core: { passthrough: true } });
+    const dev = sys.addDevice("dev0", 1);
+    same(iommu_get_dma_domain(dev), sys.drv.ops.identityDomain);
+    same(sys.drv.attached.get(dev), sys.drv.ops.identityDomain);
+    same(dev.dma, dmaDirectOps);
+  });
+  await t.step("passthrough without an identity domain falls back to DMA", () => {
+    const sys = mockSystem({ core: { passthrough: true }, iommu: { identity: false } });
+    const dev = sys.addDevice("dev0", 1);
+    same(iommu_get_dma_domain(dev)!.type, IOMMU_DOMAIN_DMA);
+    assert.equal(sys.kernel.dmesg.grep("Falling back to IOMMU_DOMAIN_DMA").length, 1);
+  });
+  await t.step("def_domain_type overrides the policy", () => {
+    const sys = mockSystem({
+      iommu: { defDomainType: (d) => d.name === "gpu0" ? IOMMU_DOMAIN_IDENTITY : 0 },
+    });
+    same(iommu_get_dma_domain(sys.addDevice("gpu0", 1)), sys.drv.ops.identityDomain);
+    same(iommu_get_dma_domain(sys.addDevice("nic0", 2))!.type, IOMMU_DOMAIN_DMA);
+  });
+});
+
+Deno.test("probe_device() refusing a device (ENODEV) leaves it without IOMMU and leaks nothing", () => {
+  const sys = mockSystem();
+  const base = sys.kernel.pages.allocatedPages;
+  const dev = new Device(sys.kernel, { name: "odd0", bus: sys.bus });
+  dev.fwspec = { fwnode: sys.drv.fwnode, ids: [], flags: 0 };
+  device_add(dev);
+  assert.throws(() => sys.kernel.iommuLayer!.probeDevice(dev), errno("ENODEV"));
+  same(dev.iommu, null);
+  same(iommu_group_get(dev), null);
+  same(dev.dma, dmaDirectOps);
+  assert.equal(sys.kernel.pages.allocatedPages, base);
+});
+
+Deno.test("pci_device_group() groups devices sharing a requester ID", () => {
+  const sys = mockSystem({ iommu: { pci: true } });
+  const a = sys.addDevice("0000:00:01.0", 0x08);
+  const b = sys.addDevice("0000:00:01.1", 0x08);
+  const c = sys.addDevice("0000:00:02.0", 0x10);
+  same(iommu_group_get(a), iommu_group_get(b));
+  notSame(iommu_group_get(a), iommu_group_get(c));
+  assert.deepEqual(iommu_group_get(a)!.devices, [a, b]);
+  same(sys.drv.attached.get(b), iommu_group_get(a)!.defaultDomain);
+});
+
+Deno.test("iommu_attach_device() to a group of several devices fails with EINVAL", () => {
+  const sys = mockSystem({ iommu: { pci: true } });
+  const a = sys.addDevice("0000:00:01.0", 0x08);
+  sys.addDevice("0000:00:01.1", 0x08);
+  const domain = iommu_paging_domain_alloc(a);
+  assert.throws(() => iommu_attach_device(domain, a), errno("EINVAL"));
+  iommu_attach_group(domain, iommu_group_get(a)!);
+  same(iommu_get_domain_for_dev(a), domain);
+});
+
+Deno.test("iommu_attach_device() of a domain of another IOMMU fails with EINVAL", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const other = mockSystem({ iommu: { name: "iommu@1" } });
+  const foreign = iommu_paging_domain_alloc(other.addDevice("dev1", 1));
+  assert.throws(() => iommu_attach_device(foreign, dev), errno("EINVAL"));
+  assert.throws(() => iommu_group_replace_domain(iommu_group_get(dev)!, foreign), errno("EINVAL"));
+  same(iommu_get_domain_for_dev(dev), iommu_get_dma_domain(dev));
+});
+
+Deno.test("iommu_attach_device() and iommu_detach_device() switch to and from an unmanaged domain", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const def = iommu_get_dma_domain(dev)!;
+  const domain = iommu_paging_domain_alloc(dev);
+  assert.equal(domain.type, IOMMU_DOMAIN_UNMANAGED);
+  iommu_attach_device(domain, dev);
+  same(iommu_get_domain_for_dev(dev), domain);
+  same(sys.drv.attached.get(dev), domain);
+  iommu_attach_device(domain, dev); // attaching the attached domain again is a no-op
+  iommu_detach_device(domain, dev);
+  same(iommu_get_domain_for_dev(dev), def);
+  same(sys.drv.attached.get(dev), def);
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_attach_device() while another unmanaged domain is attached fails with EBUSY", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const d1 = iommu_paging_domain_alloc(dev);
+  const d2 = iommu_paging_domain_alloc(dev);
+  iommu_attach_device(d1, dev);
+  assert.throws(() => iommu_attach_device(d2, dev), errno("EBUSY"));
+  same(iommu_get_domain_for_dev(dev), d1);
+});
+
+Deno.test("iommu_detach_device() of a domain that is not attached fails with EINVAL", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const domain = iommu_paging_domain_alloc(dev);
+  assert.throws(() => iommu_detach_device(domain, dev), errno("EINVAL"));
+  const stray = new Device(sys.kernel, { name: "stray" });
+  assert.throws(() => iommu_detach_device(domain, stray), errno("ENODEV"));
+  assert.throws(() => iommu_attach_device(domain, stray), errno("ENODEV"));
+});
+
+Deno.test("iommu_group_replace_domain() moves between unmanaged domains directly", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const d1 = iommu_paging_domain_alloc(dev);
+  const d2 = iommu_paging_domain_alloc(dev);
+  const group = iommu_group_get(dev)!;
+  iommu_attach_group(d1, group);
+  sys.drv.attachLog.length = 0;
+  iommu_group_replace_domain(group, d2);
+  assert.deepEqual(sys.drv.attachLog, [{ dev, domain: d2, old: d1 }]);
+  same(iommu_get_domain_for_dev(dev), d2);
+  assert.equal(d1.attachedGroups, 0);
+  iommu_domain_free(d1);
+});
+
+Deno.test("a failed attach puts the group's devices back on the old domain", () => {
+  const sys = mockSystem({ iommu: { pci: true } });
+  const a = sys.addDevice("0000:00:01.0", 0x08);
+  const b = sys.addDevice("0000:00:01.1", 0x08);
+  const group = iommu_group_get(a)!;
+  const def = group.defaultDomain!;
+  const domain = iommu_paging_domain_alloc(a);
+  sys.drv.failAttach.add(b);
+  assert.throws(() => iommu_attach_group(domain, group), errno("ENOSPC"));
+  same(group.domain, def);
+  same(sys.drv.attached.get(a), def);
+  same(sys.drv.attached.get(b), def);
+  assert.equal(domain.attachedGroups, 0);
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_domain_free() of an attached domain fails with EBUSY", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const domain = iommu_paging_domain_alloc(dev);
+  iommu_attach_device(domain, dev);
+  assert.throws(() => iommu_domain_free(domain), errno("EBUSY"));
+  iommu_detach_device(domain, dev);
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_paging_domain_alloc() needs an IOMMU (ENODEV) and known flags (EOPNOTSUPP)", () => {
+  const sys = mockSystem();
+  const stray = new Device(sys.kernel, { name: "stray" });
+  assert.throws(() => iommu_paging_domain_alloc(stray), errno("ENODEV"));
+  const dev = sys.addDevice("dev0", 1);
+  assert.throws(() => iommu_paging_domain_alloc_flags(dev, 1), errno("EOPNOTSUPP"));
+});
+
+Deno.test("deleting a device attaches the release domain, releases it and frees its group's domains", () => {
+  const sys = mockSystem();
+  const base = sys.kernel.pages.allocatedPages;
+  const dev = sys.addDevice("dev0", 1);
+  const def = iommu_get_dma_domain(dev)!;
+  assert.ok(sys.kernel.pages.allocatedPages > base);
+  device_del(dev);
+  assert.deepEqual(sys.drv.attachLog.at(-1), { dev, domain: sys.drv.ops.blockedDomain, old: def });
+  same(dev.iommu, null);
+  same(iommu_group_get(dev), null);
+  same(dev.dma, dmaDirectOps);
+  same(def.iovaCookie, null);
+  assert.equal(sys.drv.contexts.size, 0);
+  assert.equal(sys.kernel.pages.allocatedPages, base);
+});
+
+Deno.test("iommu_device_unregister() releases the devices it serves", () => {
+  const sys = mockSystem();
+  const base = sys.kernel.pages.allocatedPages;
+  const dev = sys.addDevice("dev0", 1);
+  iommu_device_unregister(sys.drv.iommu);
+  same(iommu_group_get(dev), null);
+  same(dev.dma, dmaDirectOps);
+  assert.equal(sys.kernel.pages.allocatedPages, base);
+  assert.throws(() => iommu_device_unregister(sys.drv.iommu), errno("ENODEV"));
+  assert.equal(sys.kernel.iommuLayer!.ofXlate(sys.drv.fwnode), null);
+});
+
+Deno.test("iommu_device_register() twice fails with EBUSY", () => {
+  const sys = mockSystem();
+  assert.throws(() => sys.drv.register(sys.hwdev), errno("EBUSY"));
+});
