@@ -47,15 +47,13 @@ import type { PageWalker } from "./walk.ts";
 const TWO32 = 4294967296;
 
 /**
- * The legal value of `fctl.GXL` after software writes `requested` (WARL): writable only when
- * the IOMMU has both 32-bit (Sv32, Sv32x4) and 64-bit schemes; hard-wired to 1 when it has only
- * 32-bit ones, else to 0.
+ * The legal value of `fctl.GXL` after software writes `requested` (WARL): writable when the
+ * IOMMU has Sv32x4 and a wider G-stage scheme; hard-wired to 1 when Sv32x4 is its only G-stage
+ * scheme, else to 0.
  */
 export function legalGxl(caps: IommuCaps, requested: boolean): boolean {
-  const has32 = caps.sv32 || caps.sv32x4;
-  const has64 = caps.sv39 || caps.sv48 || caps.sv57 || caps.sv39x4 || caps.sv48x4 ||
-    caps.sv57x4;
-  return has32 && has64 ? requested : has32;
+  const wide = caps.sv39x4 || caps.sv48x4 || caps.sv57x4;
+  return caps.sv32x4 && wide ? requested : caps.sv32x4;
 }
 
 /** Levels of the first-stage scheme iosatp/PC.fsc MODE selects: 0 Bare, 2–5, or -1 invalid. */

@@ -25,6 +25,7 @@ const TWO36 = 68719476736;
  * GiB, 256 TiB. */
 const CLASS_SHIFT = [0, 4, 9, 10, 18, 27, 36];
 const SHIFT_CLASS: number[] = Array.from({ length: 37 }, (_, s) => CLASS_SHIFT.indexOf(s));
+const CLASS_BYTES = CLASS_SHIFT.map((s) => 4096 * 2 ** s);
 const CLASS_SALT = [0, 0x27d4eb2f, 0x165667b1, 0x61c88647, 0x3243f6a9, 0x7f4a7c15, 0x2545f491];
 const VALID = 1 << 23;
 
@@ -105,7 +106,7 @@ export class Iotlb {
 
   /** Size in bytes of the range the entry in slot `i` maps. */
   sizeOf(i: number): number {
-    return 4096 * 2 ** CLASS_SHIFT[(this.tagHi[i] >>> 20) & 7];
+    return CLASS_BYTES[(this.tagHi[i] >>> 20) & 7];
   }
 
   /**

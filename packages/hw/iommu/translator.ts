@@ -119,6 +119,7 @@ export class Translator implements TranslationPort {
   readonly #msi: MsiPageTable;
   #hpm: HpmEventSink | null = null;
   #lastDid = -1;
+  #lastMode = -1;
   #lastDc: DeviceContext | null = null;
 
   /** Creates the translation core of an IOMMU with `caps` reading structures from `mem`. */
@@ -298,10 +299,14 @@ export class Translator implements TranslationPort {
     w.did = did;
     w.pidValid = req.pidValid;
     w.pid = req.pid;
-    const dc = this.#dir.locateDc(mode, this.ddtpPpn, did);
-    if (dc === null) return this.#fault(req, res, this.#dir.cause, false);
-    this.#lastDid = did;
-    this.#lastDc = dc;
+    let dc = this.#lastDc;
+    if (did !== this.#lastDid || mode !== this.#lastMode || dc === null) {
+      dc = this.#dir.locateDc(mode, this.ddtpPpn, did);
+      if (dc === null) return this.#fault(req, res, this.#dir.cause, false);
+      this.#lastDid = did;
+      this.#lastMode = mode;
+      this.#lastDc = dc;
+    }
     const dtf = dc.dtf;
     // Step 5: transaction types the DC does not allow.
     const pidBits = dc.pdtLevels === 1 ? 8 : dc.pdtLevels === 2 ? 17 : 20;
