@@ -244,12 +244,12 @@ export class PtIommu implements PtIommuDomainOps {
     this.#highStart = features.signExtend ? PT_PFN_SPACE - this.#lowEnd : Infinity;
     this.#ppnEnd = 2 ** (format.maxOaLg2 - PT_GRANULE_LG2SZ);
 
-    let bitmap = 0;
     for (let level = 0; level <= top; level++) {
       this.#addSize(level, 0);
       if (level === 0 && features.svnapot) this.#addSize(0, RISCVPT_NAPOT_64K_LG2);
     }
-    for (const p of this.#szPages) bitmap += p * PT_GRANULE_SIZE;
+    let bitmap = 0;
+    for (let level = 0; level <= top; level++) bitmap += this.possibleSizes(level);
     this.pgsizeBitmap = bitmap;
 
     const root = config.alloc.allocTable(format.topOrder);
@@ -260,6 +260,28 @@ export class PtIommu implements PtIommuDomainOps {
       throw new Errno("EINVAL", `Top table at 0x${root.toString(16)} cannot be addressed`);
     }
     this.#root = root;
+  }
+
+  /** log2 of the bytes one entry at `level` maps. Mirrors pt_table_item_lg2sz(). */
+  itemLg2(level: number): number {
+    return PT_GRANULE_LG2SZ + 9 * level;
+  }
+
+  /** log2 of the number of entries of a table at `level`. Mirrors pt_num_items_lg2(). */
+  numItemsLg2(level: number): number {
+    return level === this.topLevel ? 9 + this.format.topOrder : 9;
+  }
+
+  /**
+   * The leaf sizes an entry at `level` can map, as a bitmap of sizes in bytes: the entry's own
+   * size, and at level 0 the Svnapot 64 KiB. Mirrors pt_possible_sizes().
+   */
+  possibleSizes(level: number): number {
+    let bitmap = 0;
+    for (let i = 0; i < this.#szPages.length; i++) {
+      if (this.#szLevel[i] === level) bitmap += this.#szPages[i] * PT_GRANULE_SIZE;
+    }
+    return bitmap;
   }
 
   /** The top table's address and the context MODE. Mirrors pt_iommu_riscv_64_hw_info(). */
@@ -339,6 +361,7 @@ export class PtIommu implements PtIommuDomainOps {
    * {@linkcode mapPages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
    */
   map(iova: Iova, paddr: number, size: number, prot: number, gather?: PtGather): number {
+    if (size === PT_GRANULE_SIZE) return this.mapPages(iova, paddr, size, 1, prot, gather);
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot map 0x${size.toString(16)} bytes`);
     }
@@ -738,7 +761,7 @@ export class PtIommu implements PtIommuDomainOps {
   ): void {
     const mem = this.#mem;
     const itemPages = ITEM_PAGES[level];
-    const entries = level === this.topLevel ? this.#topMask + 1 : 512;
+    const entries = 2 ** this.numItemsLg2(level);
     for (let i = 0; i < entries; i++) {
       mem.load64(table + i * 8);
       const lo = mem.lo;
@@ -758,7 +781,7 @@ export class PtIommu implements PtIommuDomainOps {
 
   #freeTables(table: number, level: number): void {
     const mem = this.#mem;
-    const entries = level === this.topLevel ? this.#topMask + 1 : 512;
+    const entries = 2 ** this.numItemsLg2(level);
     for (let i = 0; level > 0 && i < entries; i++) {
       mem.load64(table + i * 8);
       const lo = mem.lo;
