@@ -86,8 +86,14 @@ export class IovaDomain {
   readonly startPfn: number;
   #root: _Node | null = null;
   #count = 0;
-  /** Exclusive upper bound of the first scan: below the last allocation. Mirrors cached_node. */
+  /**
+   * Exclusive upper bounds of the first scan: below the last allocation with a limit above
+   * 4 GiB, and below the last one with a 32-bit limit. Mirror cached_node and cached32_node.
+   */
   #cachedHigh = Infinity;
+  #cached32High = Infinity;
+  /** Pfn of the 4 GiB boundary. Mirrors dma_32bit_pfn. */
+  readonly #dma32Pfn: number;
   #seed = 0x2545f491;
   readonly #rcaches: _Rcache[] = [];
 
@@ -102,6 +108,7 @@ export class IovaDomain {
     this.granule = granule;
     this.shift = Math.log2(granule);
     this.startPfn = startPfn;
+    this.#dma32Pfn = 2 ** 32 / granule;
     for (let i = 0; i < IOVA_RANGE_CACHE_MAX_SIZE; i++) this.#rcaches.push(new _Rcache());
   }
 
@@ -119,14 +126,16 @@ export class IovaDomain {
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): Iova | null {
     if (!Number.isSafeInteger(size) || size < 1) return null;
     const align = sizeAligned ? _roundupPow2(size) : 1;
-    const end = Math.min(limitPfn + 1, this.#cachedHigh);
+    const is32 = limitPfn <= this.#dma32Pfn;
+    const end = Math.min(limitPfn + 1, is32 ? this.#cached32High : this.#cachedHigh);
     let lo = this.#scanDown(end, size, align);
     if (lo < 0 && end <= limitPfn) lo = this.#scanDown(limitPfn + 1, size, align);
     if (lo < 0) return null;
     const node = new _Node(lo, lo + size - 1, this.#rand());
     this.#root = _insert(this.#root, node);
     this.#count++;
-    this.#cachedHigh = lo;
+    if (is32) this.#cached32High = lo;
+    else this.#cachedHigh = lo;
     return node;
   }
 
@@ -148,8 +157,10 @@ export class IovaDomain {
     this.#root = _remove(this.#root, n.pfnLo);
     this.#count--;
     // Let the next scan start just above the hole, as Linux moves cached_node to rb_next().
-    if (n.pfnLo >= this.#cachedHigh) {
-      this.#cachedHigh = this.#firstFrom(n.pfnHi + 1)?.pfnLo ?? Infinity;
+    if (n.pfnLo >= this.#cachedHigh || n.pfnLo >= this.#cached32High) {
+      const next = this.#firstFrom(n.pfnHi + 1)?.pfnLo ?? Infinity;
+      if (n.pfnLo >= this.#cachedHigh) this.#cachedHigh = next;
+      if (n.pfnLo >= this.#cached32High) this.#cached32High = next;
     }
     return true;
   }
@@ -192,6 +203,7 @@ export class IovaDomain {
     this.#root = null;
     this.#count = 0;
     this.#cachedHigh = Infinity;
+    this.#cached32High = Infinity;
   }
 
   /** Highest free `size`-pfn block below `end` (exclusive) at `align`, or -1. */

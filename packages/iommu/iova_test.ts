@@ -161,3 +161,12 @@ Deno.test("put_iova_domain() releases cached and allocated ranges", () => {
   assert.equal(iovad.rangeCount, 0);
   assert.equal(iovad.allocIovaFast(1, 100, true), 100);
 });
+
+Deno.test("alloc_iova() keeps separate cached positions below and above 4 GiB", () => {
+  const iovad = new IovaDomain(4096, 1);
+  const low = iovad.allocIova(1, 2 ** 20 - 1, false)!;
+  assert.equal(low.pfnLo, 2 ** 20 - 1);
+  // A 64-bit allocation after a 32-bit one still starts at its own limit, as in Linux.
+  assert.equal(iovad.allocIova(1, 2 ** 26 - 1, false)!.pfnLo, 2 ** 26 - 1);
+  assert.equal(iovad.allocIova(1, 2 ** 20 - 1, false)!.pfnLo, 2 ** 20 - 2);
+});

@@ -1,0 +1,156 @@
+import assert from "node:assert/strict";
+import {
+  dma_alloc_coherent,
+  DMA_BIDIRECTIONAL,
+  dma_free_coherent,
+  DMA_FROM_DEVICE,
+  dma_map_page,
+  dma_map_sg,
+  dma_set_mask,
+  DMA_TO_DEVICE,
+  dma_unmap_page,
+  dma_unmap_sg,
+  type ErrnoName,
+  isErrno,
+  sg_init_one,
+} from "@iommu-lab/kernel";
+import { iommu_get_dma_domain, iommu_iova_to_phys, type IommuDomain } from "./iommu.ts";
+import { mockSystem } from "./testing.ts";
+
+function errno(code: ErrnoName) {
+  return (e: unknown) => isErrno(e, code);
+}
+
+function setup(opts: Parameters<typeof mockSystem>[0] = {}) {
+  const sys = mockSystem(opts);
+  const dev = sys.addDevice("dma0", 1);
+  const domain = iommu_get_dma_domain(dev) as IommuDomain;
+  return { sys, dev, domain, pages: sys.kernel.pages };
+}
+
+Deno.test("dma_map_page() returns an IOVA that translates to the buffer, offset kept", () => {
+  const { dev, domain, pages } = setup();
+  const page = pages.alloc(0);
+  const addr = dma_map_page(dev, page, 0x123, 0x100, DMA_BIDIRECTIONAL);
+  assert.notEqual(addr, page + 0x123, "the device sees an IOVA, not the physical address");
+  assert.equal(addr % 4096, 0x123);
+  assert.equal(iommu_iova_to_phys(domain, addr), page + 0x123);
+  dma_unmap_page(dev, addr, 0x100, DMA_BIDIRECTIONAL);
+});
+
+Deno.test("dma_map_page() of a buffer crossing a page boundary maps both pages", () => {
+  const { dev, domain, pages } = setup();
+  const buf = pages.alloc(1);
+  const addr = dma_map_page(dev, buf, 0xf00, 0x200, DMA_TO_DEVICE);
+  assert.equal(iommu_iova_to_phys(domain, addr + 0x1ff), buf + 0x10ff);
+  dma_unmap_page(dev, addr, 0x200, DMA_TO_DEVICE);
+  assert.equal(iommu_iova_to_phys(domain, addr + 0x1ff), 0);
+});
+
+Deno.test("dma_map_page() allocates IOVAs top-down below the DMA mask and the aperture", async (t) => {
+  await t.step("32-bit mask", () => {
+    const { dev, pages } = setup();
+    dma_set_mask(dev, 32);
+    const a = dma_map_page(dev, pages.alloc(0), 0, 4096, DMA_TO_DEVICE);
+    const b = dma_map_page(dev, pages.alloc(0), 0, 4096, DMA_TO_DEVICE);
+    assert.equal(a, 2 ** 32 - 4096);
+    assert.equal(b, 2 ** 32 - 8192);
+  });
+  await t.step("64-bit mask, Sv39 aperture (lower half)", () => {
+    const { dev, pages } = setup();
+    dma_set_mask(dev, 64);
+    assert.equal(dma_map_page(dev, pages.alloc(0), 0, 4096, DMA_TO_DEVICE), 2 ** 38 - 4096);
+  });
+});
+
+Deno.test("dma_unmap_page() unmaps and invalidates (strict) before the IOVA is reused", () => {
+  const { sys, dev, domain, pages } = setup();
+  const page = pages.alloc(0);
+  const addr = dma_map_page(dev, page, 0, 4096, DMA_FROM_DEVICE);
+  const syncs = sys.drv.stats.iotlbSync;
+  dma_unmap_page(dev, addr, 4096, DMA_FROM_DEVICE);
+  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  assert.equal(iommu_iova_to_phys(domain, addr), 0);
+  assert.equal(dma_map_page(dev, page, 0, 4096, DMA_FROM_DEVICE), addr, "rcache reuse");
+});
+
+Deno.test("dma_unmap_page() of an address not mapped, or twice, fails with EINVAL", () => {
+  const { dev, pages } = setup();
+  const page = pages.alloc(0);
+  assert.throws(() => dma_unmap_page(dev, 0x1000_0000, 4096, DMA_TO_DEVICE), errno("EINVAL"));
+  const addr = dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE);
+  assert.throws(() => dma_unmap_page(dev, addr, 3 * 4096, DMA_TO_DEVICE), errno("EINVAL"));
+  dma_unmap_page(dev, addr, 4096, DMA_TO_DEVICE);
+  assert.throws(() => dma_unmap_page(dev, addr, 4096, DMA_TO_DEVICE), errno("EINVAL"));
+  // The rejected double unmap did not put the IOVA in the cache twice.
+  const x = dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE);
+  const y = dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE);
+  assert.notEqual(x, y);
+});
+
+Deno.test("dma_map_page() with the IOVA space exhausted fails with ENOMEM and leaks nothing", () => {
+  const { dev, pages } = setup();
+  dma_set_mask(dev, 14); // pfns 1..3 only
+  const page = pages.alloc(0);
+  const got = [1, 2, 3].map(() => dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE));
+  assert.deepEqual(got, [0x3000, 0x2000, 0x1000]);
+  const before = pages.allocatedPages;
+  assert.throws(() => dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE), errno("ENOMEM"));
+  assert.equal(pages.allocatedPages, before);
+  dma_unmap_page(dev, 0x2000, 4096, DMA_TO_DEVICE);
+  assert.equal(dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE), 0x2000);
+});
+
+Deno.test("dma_map_page() with DMA_NONE fails with EINVAL", () => {
+  const { dev, pages } = setup();
+  assert.throws(() => dma_map_page(dev, pages.alloc(0), 0, 4096, 3), errno("EINVAL"));
+});
+
+Deno.test("dma_map_sg() maps the segments at consecutive IOVAs and dma_unmap_sg() undoes it", () => {
+  const { sys, dev, domain, pages } = setup();
+  const a = pages.alloc(0);
+  const b = pages.alloc(1);
+  const sg = [sg_init_one(a + 0x800, 0x800), sg_init_one(b, 0x2000), sg_init_one(a, 0x10)];
+  assert.equal(dma_map_sg(dev, sg, DMA_TO_DEVICE), 3);
+  for (const s of sg) {
+    assert.equal(s.dmaLength, s.length);
+    assert.equal(iommu_iova_to_phys(domain, s.dmaAddress), s.phys);
+    assert.equal(iommu_iova_to_phys(domain, s.dmaAddress + s.length - 1), s.phys + s.length - 1);
+  }
+  assert.equal(sg[1].dmaAddress, sg[0].dmaAddress - 0x800 + 0x1000);
+  assert.equal(sg[2].dmaAddress, sg[1].dmaAddress + 0x2000);
+  const syncs = sys.drv.stats.iotlbSync;
+  dma_unmap_sg(dev, sg, DMA_TO_DEVICE);
+  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  for (const s of sg) assert.equal(iommu_iova_to_phys(domain, s.dmaAddress), 0);
+});
+
+Deno.test("dma_map_sg() failing midway unmaps the segments already mapped", () => {
+  const { dev, domain, pages } = setup();
+  const a = pages.alloc(0);
+  // A physical address beyond what the table can output makes the second segment fail.
+  const sg = [sg_init_one(a, 0x1000), sg_init_one(2 ** 56, 0x1000)];
+  assert.throws(() => dma_map_sg(dev, sg, DMA_TO_DEVICE), (e) => isErrno(e));
+  assert.equal(sg[0].dmaAddress, 0);
+  const again = dma_map_page(dev, a, 0, 4096, DMA_TO_DEVICE);
+  assert.equal(iommu_iova_to_phys(domain, again), a);
+});
+
+Deno.test("dma_alloc_coherent() returns zeroed memory mapped read/write; dma_free_coherent() frees it", () => {
+  const { sys, dev, domain, pages } = setup();
+  const mem = dma_alloc_coherent(dev, 0x3000);
+  const held = pages.allocatedPages;
+  assert.equal(sys.kernel.mem.read32(mem.cpuAddr + 0x2ffc), 0);
+  assert.equal(iommu_iova_to_phys(domain, mem.dmaAddr + 0x2fff), mem.cpuAddr + 0x2fff);
+  assert.ok(mem.dmaAddr < 2 ** 32, "below the 32-bit default coherent mask");
+  dma_free_coherent(dev, 0x3000, mem);
+  assert.equal(iommu_iova_to_phys(domain, mem.dmaAddr), 0);
+  assert.equal(pages.allocatedPages, held - 4, "the order-2 block went back");
+  assert.ok(!pages.allocations().some((a) => a.phys === mem.cpuAddr));
+});
+
+Deno.test("a device with an identity default domain does DMA at physical addresses", () => {
+  const { dev, pages } = setup({ core: { passthrough: true } });
+  const page = pages.alloc(0);
+  assert.equal(dma_map_page(dev, page, 8, 64, DMA_TO_DEVICE), page + 8);
+});
