@@ -152,6 +152,9 @@ export interface PciFunctionOptions {
   dmaBypass?: boolean;
   /** A name for the bus's region list. */
   name?: string;
+  /** Called after every configuration write, with the dword offset (a device's own side
+   * effects, beyond the standard ones this class implements). */
+  onConfigWrite?: (offset: number) => void;
 }
 
 const PAGE = 4096;
@@ -213,6 +216,7 @@ export class PciFunction {
   faultCause = 0;
 
   readonly #bars: BarSpec[];
+  readonly #onConfigWrite: ((offset: number) => void) | undefined;
   readonly #windows: MmioHandler[] = [];
   readonly #regions: (Region | undefined)[] = [];
   readonly #req = newRequest();
@@ -232,6 +236,7 @@ export class PciFunction {
     const cfg = this.config;
     this.name = opts.name ?? `pci-${opts.vendorId.toString(16)}:${opts.deviceId.toString(16)}`;
     this.dmaBypass = opts.dmaBypass ?? false;
+    this.#onConfigWrite = opts.onConfigWrite;
     cfg.set16(PCI_VENDOR_ID, opts.vendorId);
     cfg.set16(PCI_DEVICE_ID, opts.deviceId);
     cfg.set32(PCI_CLASS_REVISION, ((opts.classCode & 0xff_ffff) << 8 | (opts.revision ?? 0)) >>> 0);
@@ -423,6 +428,7 @@ export class PciFunction {
         st | (ctrl & PCI_PRI_CTRL_ENABLE ? 0 : PCI_PRI_STATUS_STOPPED),
       );
     }
+    this.#onConfigWrite?.(dw);
   }
 
   /**

@@ -15,6 +15,7 @@ import {
   XLATE_FAULT,
   XLATE_OK,
 } from "../iommu/request.ts";
+import type { AtsInvalidation, AtsPort, PageGroupResponse } from "../iommu/command_queue.ts";
 import { Ecam } from "./ecam.ts";
 import { PCI_HEADER_TYPE, PCI_HEADER_TYPE_MFD } from "./config.ts";
 import type { PciFunction } from "./function.ts";
@@ -188,8 +189,9 @@ export class RootComplex {
   }
 
   /**
-   * Delivers an ATS Invalidate Request to the function with requester ID `deviceId` (see
-   * {@linkcode PciFunction.atsInvalidate}). Returns false when no such function exists.
+   * Delivers an ATS Invalidate Request for `[addr, addr + size)` to the function with requester
+   * ID `deviceId` (see {@linkcode PciFunction.atsInvalidate}). Returns false when no function
+   * with an ATC is there to complete it.
    */
   atsInvalidate(
     deviceId: number,
@@ -199,8 +201,40 @@ export class RootComplex {
     global = false,
   ): boolean {
     const fn = this.#functions.get(deviceId);
-    if (fn === undefined) return false;
+    if (fn?.atc === undefined) return false;
     fn.atsInvalidate(pasid, addr, size, global);
     return true;
   }
+
+  /**
+   * The root complex's end of the IOMMU's ATS commands (set it as `Iommu.atsPort`): ATS.INVAL
+   * becomes an Invalidate Request to the addressed function, completed at once; a request to a
+   * missing function, another segment, or a function without ATS never completes (false: the
+   * IOMMU then reports a timeout). No function issues page requests yet (PRI is not modelled),
+   * so a Page Request Group Response has nothing to answer and is dropped.
+   */
+  readonly atsPort: AtsPort = {
+    invalidate: (inv: AtsInvalidation): boolean => {
+      if (inv.dsv && inv.dseg !== 0) return false;
+      let base = BigInt.asUintN(64, inv.addr) & ~0xfffn;
+      let size = 4096n;
+      if (inv.s) {
+        // PCIe ATS range encoding: the first 0 bit of the page number at position x gives
+        // 2^(x+1) pages; the bits below it are all ones.
+        const pn = base >> 12n;
+        let x = 0n;
+        while (x < 52n && (pn >> x) & 1n) x++;
+        size = 4096n << (x + 1n);
+        base &= ~(size - 1n);
+      }
+      return this.atsInvalidate(
+        inv.rid,
+        inv.pv ? inv.pid : undefined,
+        Number(base),
+        Number(size),
+        inv.global,
+      );
+    },
+    pageResponse: (_rsp: PageGroupResponse): void => {},
+  };
 }

@@ -95,3 +95,39 @@ Deno.test("root complex: a bypass function's DMA never reaches the IOMMU", () =>
   assert.deepEqual(port.seen.map((r) => [r.deviceId, r.kind]), [[dev.bdf, REQ_UNTRANSLATED]]);
   assert.notEqual(port.seen[0].kind, REQ_ATS);
 });
+
+Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () => {
+  const { clock, rc } = pcieRig();
+  const fn = fnWithId(clock, 1, { ats: {} });
+  const rid = rc.attach(fn, 1);
+  const inv = (o: Partial<Parameters<typeof rc.atsPort.invalidate>[0]>) =>
+    rc.atsPort.invalidate({
+      rid,
+      dsv: false,
+      dseg: 0,
+      pv: false,
+      pid: 0,
+      global: false,
+      s: false,
+      addr: 0n,
+      ...o,
+    });
+  const fill = () => {
+    fn.atc!.flush();
+    fn.atc!.insert(-1, 0x0000, 4096, TEST_RAM, 3, false, false);
+    fn.atc!.insert(-1, 0x1000, 4096, TEST_RAM, 3, false, false);
+    fn.atc!.insert(4, 0x1000, 4096, TEST_RAM, 3, false, false);
+  };
+  fill();
+  assert.equal(inv({ addr: 0x1000n }), true);
+  assert.equal(fn.atc!.entries, 1, "S=0: one 4 KiB page, every PASID");
+  fill();
+  assert.equal(inv({ addr: 0x1000n, pv: true, pid: 4 }), true);
+  assert.equal(fn.atc!.entries, 2, "PV: only PASID 4");
+  fill();
+  assert.equal(inv({ addr: 0x0000n, s: true }), true);
+  assert.equal(fn.atc!.entries, 0, "S=1 with page number ...0: 8 KiB at 0");
+  assert.equal(inv({ rid: 0x77 }), false, "no such function: never completes");
+  assert.equal(inv({ dsv: true, dseg: 1 }), false, "another segment");
+  assert.equal(inv({ s: true, addr: 0xffff_ffff_ffff_f000n }), true, "all ones: everything");
+});
