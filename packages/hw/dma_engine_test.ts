@@ -12,6 +12,8 @@ import {
 } from "./pcie/config.ts";
 import { PCIE_MMIO_BASE, RootComplex } from "./pcie/root_complex.ts";
 import { pcieRig, TEST_RAM } from "./pcie/testing.ts";
+import { atp, dcTa, makeEnv, PageTableBuilder } from "./iommu/_test_builders.ts";
+import { RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39 } from "./iommu/structs.ts";
 import {
   DMAE_CH_BASE,
   DMAE_CH_CMD,
@@ -217,4 +219,35 @@ Deno.test("dma engine: out-of-range register offsets read 0 and ignore writes", 
   assert.equal(mem.read32(ch(5, DMAE_CH_STATUS)), 0);
   assert.equal(mem.read32(BAR + 0x80), 0);
   assert.equal(mem.read64(ch(0, DMAE_CH_DST_LO)), 0n);
+});
+
+Deno.test("dma engine: dmatest through the RISC-V IOMMU translator with 4 KiB mappings", () => {
+  const { mem, alloc, ddt, tr } = makeEnv();
+  const clock = new Clock();
+  const rc = new RootComplex({ mem, clock, translator: tr });
+  const dma = new DmaEngine({ clock });
+  const bdf = rc.attach(dma.fn, 4);
+  const pt = new PageTableBuilder(mem, alloc, "sv39");
+  ddt.set(bdf, { ta: dcTa(1), fsc: atp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root) });
+  const pages = 64, src = 0x1_0000_0000, dst = 0x1_1000_0000;
+  for (let i = 0; i < pages; i++) {
+    pt.map(0x100_0000 + i * 4096, src + i * 4096);
+    if (i !== 40) pt.map(0x200_0000 + i * 4096, dst + i * 4096);
+    mem.write32(src + i * 4096 + 8, 0x5000 + i);
+  }
+  dma.fn.configWrite32(PCI_BASE_ADDRESS_0, BAR);
+  dma.fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+  run(mem, 0, DMAE_OP_COPY, 0x200_0000, 40 * 4096, 0x100_0000);
+  assert.equal(waitIdle(mem, 0), DMAE_STATUS_DONE);
+  for (let i = 0; i < 40; i++) assert.equal(mem.read32(dst + i * 4096 + 8), 0x5000 + i);
+  mem.write32(ch(0, DMAE_CH_STATUS), DMAE_STATUS_DONE);
+  run(mem, 0, DMAE_OP_COPY, 0x200_0000, pages * 4096, 0x100_0000);
+  assert.equal(
+    waitIdle(mem, 0),
+    DMAE_STATUS_ERROR | (DMAE_ERR_WRITE << DMAE_STATUS_ERR_SHIFT),
+    "page 40 of the destination is not mapped",
+  );
+  assert.equal(mem.read32(ch(0, DMAE_CH_ERR_ADDR_LO)), 0x200_0000 + 40 * 4096);
+  assert.equal(mem.read32(ch(0, DMAE_CH_ERR_CAUSE)), 15, "store/AMO page fault");
+  assert.equal(mem.read32(ch(0, DMAE_CH_XFERRED)), 40 * 4096);
 });
