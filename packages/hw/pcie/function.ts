@@ -90,6 +90,8 @@ import {
   PCI_PRI_STATUS_UPRGI,
   PCI_STATUS,
   PCI_STATUS_ERROR_BITS,
+  PCI_SUBSYSTEM_ID,
+  PCI_SUBSYSTEM_VENDOR_ID,
   PCI_VENDOR_ID,
 } from "./config.ts";
 import { Msix, type MsixOptions } from "./msix.ts";
@@ -240,8 +242,8 @@ export class PciFunction {
     cfg.set16(PCI_VENDOR_ID, opts.vendorId);
     cfg.set16(PCI_DEVICE_ID, opts.deviceId);
     cfg.set32(PCI_CLASS_REVISION, ((opts.classCode & 0xff_ffff) << 8 | (opts.revision ?? 0)) >>> 0);
-    cfg.set16(0x2c, opts.subsystemVendorId ?? 0);
-    cfg.set16(0x2e, opts.subsystemId ?? 0);
+    cfg.set16(PCI_SUBSYSTEM_VENDOR_ID, opts.subsystemVendorId ?? 0);
+    cfg.set16(PCI_SUBSYSTEM_ID, opts.subsystemId ?? 0);
     cfg.setWritable(
       PCI_COMMAND,
       2,
