@@ -1,0 +1,494 @@
+/**
+ * Test fixtures of the driver: a minimal fake RISC-V IOMMU register file and a kernel that
+ * binds the driver to it through a platform-like bus. The fake knows just enough of the spec
+ * for the driver's sequences (WARL read-backs, queue enable handshakes, command execution,
+ * fault records, interrupts) and decodes commands on its own, from the spec's bit positions,
+ * so it does not agree with `bits.ts` on a mistake. End-to-end tests against the silicon model
+ * live in the machine package.
+ *
+ * @module
+ */
+import {
+  bus_register,
+  Device,
+  device_add,
+  driver_register,
+  Errno,
+  type FwNode,
+  generic_handle_domain_irq,
+  IoMem,
+  irq_create_mapping,
+  irq_domain_create_linear,
+  Kernel,
+  type MmioBackend,
+  MmioRecorder,
+  SimClock,
+} from "@iommu-lab/kernel";
+import { TestRam } from "@iommu-lab/kernel/testing";
+import { iommu_subsys_init } from "@iommu-lab/iommu";
+import {
+  riscv_iommu_disable,
+  riscv_iommu_init,
+  riscv_iommu_remove,
+  RiscvIommuDriver,
+} from "./iommu.ts";
+import type { RiscvIommuFeature } from "./feature.ts";
+import { riscv_iommu_readl, riscv_iommu_readq, RiscvIommuDevice } from "./iommu_h.ts";
+
+/** One command the fake executed (or refused), decoded. */
+export interface FakeCommand {
+  /** A short description, e.g. `"IOTINVAL.VMA pscid=1 addr=0x1000"` or `"IOFENCE.C pr pw"`. */
+  readonly text: string;
+  /** The raw doublewords. */
+  readonly dword0: bigint;
+  /** The raw doublewords. */
+  readonly dword1: bigint;
+}
+
+/** What the fake implements; every field has a default. */
+export interface FakeIommuOptions {
+  /** `capabilities` (default: Sv39/48/57, MSI_FLAT off, END off, 1.0). */
+  caps?: bigint;
+  /** Directory modes the hardware takes besides Off/Bare (default 1LVL, 2LVL, 3LVL). */
+  ddtModes?: number[];
+  /** A hardware-fixed DDT root address, reported in ddtp.PPN. */
+  fixedDdt?: number;
+  /** ddtp.busy never clears. */
+  ddtpStuckBusy?: boolean;
+  /** ddtp.iommu_mode at reset (default Off). */
+  resetMode?: number;
+  /** Largest queue LOG2SZ-1 field value (default 0x1f: any). */
+  maxLog2sz?: number;
+  /** The base register drops writes of PPN (so it never reads back what was written). */
+  brokenQueueBase?: boolean;
+  /** Writable low bits of each icvec field (default 2: four vectors). */
+  icvecBits?: number;
+  /** icvec is hard-wired to this value. */
+  icvecFixed?: bigint;
+  /** fctl at reset. */
+  fctl?: number;
+  /** Queues never turn on. */
+  queuesNeverOn?: boolean;
+  /** Commands whose description starts with this are illegal (cmd_ill). */
+  illegal?: string;
+}
+
+/** A 1 KiB-ish subset of the RISC-V IOMMU, enough to exercise the driver. */
+export class FakeIommu implements MmioBackend {
+  /** Commands executed so far (or refused with cmd_ill), oldest first. */
+  readonly commands: FakeCommand[] = [];
+  /** When set, the command queue fetches nothing until simulated time reaches it. */
+  stallUntil = 0;
+  /** Delivers the interrupt of a vector (wired by the test system to the irq layer). */
+  raise: (vector: number) => void = () => {};
+
+  caps: bigint;
+  fctl: number;
+  ddtp = 0n;
+  readonly qb = [0n, 0n, 0n];
+  readonly qh = [0, 0, 0];
+  readonly qt = [0, 0, 0];
+  readonly qcsr = [0, 0, 0];
+  ipsr = 0;
+  icvec = 0n;
+  readonly #mem: TestRam;
+  readonly #clock: SimClock;
+  readonly #o:
+    & Required<Omit<FakeIommuOptions, "fixedDdt" | "illegal" | "icvecFixed">>
+    & FakeIommuOptions;
+  readonly #pending: number[] = [];
+
+  /** A fake reading commands from and writing records to `mem`. */
+  constructor(mem: TestRam, clock: SimClock, opts: FakeIommuOptions = {}) {
+    this.#mem = mem;
+    this.#clock = clock;
+    this.#o = {
+      caps: 0x10n | 7n << 9n,
+      ddtModes: [2, 3, 4],
+      ddtpStuckBusy: false,
+      resetMode: 0,
+      maxLog2sz: 0x1f,
+      brokenQueueBase: false,
+      icvecBits: 2,
+      fctl: 0,
+      queuesNeverOn: false,
+      ...opts,
+    };
+    this.caps = this.#o.caps;
+    this.fctl = this.#o.fctl;
+    this.ddtp = BigInt(this.#o.resetMode) | (this.#o.ddtpStuckBusy ? 16n : 0n);
+    if (opts.fixedDdt !== undefined) this.ddtp |= BigInt(opts.fixedDdt / 4096) << 10n;
+  }
+
+  /** Queue index of a base/head/tail/csr offset: 0 CQ, 1 FQ, 2 PQ. */
+  #queue(off: number, first: number, step: number): number {
+    return (off - first) / step;
+  }
+
+  /** Entries of queue `q` (from its base register). */
+  #size(q: number): number {
+    return 2 ** (Number(this.qb[q] & 0x1fn) + 1);
+  }
+
+  #ring(q: number): number {
+    return Number(this.qb[q] >> 10n & (2n ** 44n - 1n)) * 4096;
+  }
+
+  /** Reads 8 bytes. */
+  read64(off: number): bigint {
+    switch (off) {
+      case 0x00:
+        return this.caps;
+      case 0x10:
+        return this.ddtp;
+      case 0x18:
+      case 0x28:
+      case 0x38:
+        return this.qb[this.#queue(off, 0x18, 0x10)];
+      case 0x2f8:
+        return this.icvec;
+    }
+    return BigInt(this.read32(off)) | BigInt(this.read32(off + 4)) << 32n;
+  }
+
+  /** Writes 8 bytes. */
+  write64(off: number, v: bigint): void {
+    switch (off) {
+      case 0x10:
+        return this.#writeDdtp(v);
+      case 0x18:
+      case 0x28:
+      case 0x38: {
+        const q = this.#queue(off, 0x18, 0x10);
+        const log2 = v & 0x1fn;
+        const max = BigInt(this.#o.maxLog2sz);
+        const ppn = this.#o.brokenQueueBase ? 0n : v & (2n ** 44n - 1n) << 10n;
+        this.qb[q] = ppn | (log2 > max ? max : log2);
+        return;
+      }
+      case 0x2f8: {
+        const m = BigInt(2 ** this.#o.icvecBits - 1);
+        this.icvec = this.#o.icvecFixed ?? v & (m | m << 4n | m << 8n | m << 12n);
+        return;
+      }
+    }
+    this.write32(off, Number(v & 0xffff_ffffn));
+    this.write32(off + 4, Number(v >> 32n));
+  }
+
+  #writeDdtp(v: bigint): void {
+    if (this.#o.ddtpStuckBusy) return;
+    const mode = Number(v & 15n);
+    const ok = mode <= 1 || this.#o.ddtModes.includes(mode);
+    const cur = this.ddtp & 15n;
+    const fixed = this.#o.fixedDdt;
+    const ppn = fixed !== undefined ? BigInt(fixed / 4096) << 10n : v & (2n ** 44n - 1n) << 10n;
+    this.ddtp = ppn | (ok ? BigInt(mode) : cur);
+  }
+
+  /** Reads 4 bytes. */
+  read32(off: number): number {
+    switch (off) {
+      case 0x08:
+        return this.fctl;
+      case 0x20:
+        this.#runCommands();
+        return this.qh[0];
+      case 0x24:
+        return this.qt[0];
+      case 0x30:
+      case 0x40:
+        return this.qh[this.#queue(off, 0x20, 0x10)];
+      case 0x34:
+      case 0x44:
+        return this.qt[this.#queue(off, 0x24, 0x10)];
+      case 0x48:
+      case 0x4c:
+      case 0x50:
+        return this.qcsr[this.#queue(off, 0x48, 4)];
+      case 0x54:
+        return this.ipsr;
+    }
+    if (off >= 0 && off < 0x1000 && off % 4 === 0) {
+      const v = this.read64(off & ~7);
+      return Number(off & 4 ? v >> 32n : v & 0xffff_ffffn);
+    }
+    throw new Errno("EINVAL", `fake IOMMU: bad read at 0x${off.toString(16)}`);
+  }
+
+  /** Writes 4 bytes. */
+  write32(off: number, v: number): void {
+    switch (off) {
+      case 0x08:
+        if (this.caps & 1n << 27n) this.fctl = (this.fctl & ~1) | (v & 1);
+        return;
+      case 0x24:
+        this.qt[0] = v & (this.#size(0) - 1);
+        this.#runCommands();
+        return;
+      case 0x30:
+      case 0x40:
+        this.qh[this.#queue(off, 0x20, 0x10)] = v & (this.#size(this.#queue(off, 0x20, 0x10)) - 1);
+        return;
+      case 0x48:
+      case 0x4c:
+      case 0x50:
+        return this.#writeCsr(this.#queue(off, 0x48, 4), v);
+      case 0x54:
+        this.ipsr &= ~v;
+        return;
+    }
+    if (off >= 0 && off < 0x1000 && off % 4 === 0) return;
+    throw new Errno("EINVAL", `fake IOMMU: bad write at 0x${off.toString(16)}`);
+  }
+
+  #writeCsr(q: number, v: number): void {
+    const old = this.qcsr[q];
+    let csr = (old & ~(v & 0xf00)) & ~3 | (v & 3);
+    if (v & 1 && !(old & 1)) {
+      if (q === 0) this.qh[0] = 0;
+      else this.qt[q] = 0;
+      csr &= ~0xf00;
+      if (!this.#o.queuesNeverOn) csr |= 1 << 16;
+    }
+    if (!(v & 1)) csr &= ~(1 << 16);
+    this.qcsr[q] = csr;
+  }
+
+  /** Sets `bits` in cqcsr and the CQ's pending bit. */
+  #cqError(bits: number): void {
+    this.qcsr[0] |= bits;
+    this.#pend(0, 0);
+  }
+
+  /** Sets ipsr bit `cause` (interrupt-enabled queue `q`, or -1) and raises its vector. */
+  #pend(cause: number, q: number): void {
+    if (q >= 0 && !(this.qcsr[q] & 2)) return;
+    const bit = 1 << cause;
+    if (this.ipsr & bit) return;
+    this.ipsr |= bit;
+    this.#pending.push(Number(this.icvec >> BigInt(cause * 4) & 15n));
+  }
+
+  /**
+   * Delivers the interrupts raised so far. The test clock calls it whenever time advances, so
+   * an interrupt reaches the CPU some time after the hardware raised it, as on a real system.
+   */
+  deliver(): void {
+    while (this.#pending.length > 0) this.raise(this.#pending.shift()!);
+  }
+
+  /** Fetches and runs commands from cqh to cqt. */
+  #runCommands(): void {
+    const csr = this.qcsr[0];
+    if (!(csr & 1 << 16) || csr & 0x700 || this.#clock.now() < this.stallUntil) return;
+    const size = this.#size(0);
+    while (this.qh[0] !== this.qt[0]) {
+      const pa = this.#ring(0) + this.qh[0] * 16;
+      const d0 = this.#mem.read64(pa);
+      const d1 = this.#mem.read64(pa + 8);
+      const text = _decode(d0, d1);
+      this.commands.push({ text, dword0: d0, dword1: d1 });
+      if (text.startsWith("illegal") || (this.#o.illegal && text.startsWith(this.#o.illegal))) {
+        return this.#cqError(1 << 10);
+      }
+      if (text.startsWith("IOFENCE.C") && d0 & 1n << 10n) {
+        this.#mem.write32(Number(d1 << 2n), Number(d0 >> 32n));
+      }
+      this.qh[0] = (this.qh[0] + 1) % size;
+    }
+  }
+
+  /** Sets cqcsr error bits (cmd_to, cqmf) as the hardware would, with the CQ interrupt. */
+  cqError(bits: number): void {
+    this.#cqError(bits);
+  }
+
+  /**
+   * Writes a fault record (FQ) or page request (PQ, `q` 2) at the queue's tail and raises its
+   * interrupt; when the queue is full the record is dropped and the overflow bit set instead.
+   */
+  record(q: 1 | 2, words: bigint[]): boolean {
+    const csr = this.qcsr[q];
+    if (!(csr & 1 << 16) || csr & 0x300) return false;
+    const size = this.#size(q);
+    const next = (this.qt[q] + 1) % size;
+    const cause = q === 1 ? 1 : 3;
+    if (next === this.qh[q]) {
+      this.qcsr[q] |= 1 << 9;
+      this.#pend(cause, q);
+      return false;
+    }
+    const pa = this.#ring(q) + this.qt[q] * words.length * 8;
+    words.forEach((w, i) => this.#mem.write64(pa + i * 8, w));
+    this.qt[q] = next;
+    this.#pend(cause, q);
+    return true;
+  }
+
+  /** Raises the performance-monitor interrupt (ipsr.pmip). */
+  pmInterrupt(): void {
+    this.#pend(2, -1);
+  }
+}
+
+/** Decodes a command from the spec's bit positions (not bits.ts). */
+function _decode(d0: bigint, d1: bigint): string {
+  const op = Number(d0 & 0x7fn);
+  const func = Number(d0 >> 7n & 7n);
+  const hex = (v: bigint) => "0x" + v.toString(16);
+  if (op === 1 && func === 0) {
+    const parts = ["IOTINVAL.VMA"];
+    if (d0 >> 33n & 1n) parts.push(`gscid=${d0 >> 44n & 0xffffn}`);
+    if (d0 >> 32n & 1n) parts.push(`pscid=${d0 >> 12n & 0xfffffn}`);
+    if (d0 >> 10n & 1n) {
+      const addr = d1 >> 10n & (2n ** 52n - 1n);
+      if (d1 >> 9n & 1n) {
+        // NAPOT: the lowest zero bit X of ADDR makes the range 2^(X+1) pages.
+        let x = 0n;
+        while (addr >> x & 1n) x++;
+        const pages = 2n ** (x + 1n);
+        parts.push(`range=${hex((addr & ~(pages - 1n)) << 12n)}+${hex(pages << 12n)}`);
+      } else {
+        parts.push(`addr=${hex(addr << 12n)}`);
+      }
+    }
+    if (d0 >> 34n & 1n) parts.push("nl");
+    return parts.join(" ");
+  }
+  if (op === 2 && func === 0) {
+    const parts = ["IOFENCE.C"];
+    if (d0 >> 12n & 1n) parts.push("pr");
+    if (d0 >> 13n & 1n) parts.push("pw");
+    if (d0 >> 10n & 1n) parts.push(`av=${hex(d1 << 2n)} data=${hex(d0 >> 32n)}`);
+    return parts.join(" ");
+  }
+  if (op === 3 && func === 0) {
+    return d0 >> 33n & 1n ? `IODIR.INVAL_DDT did=${hex(d0 >> 40n)}` : "IODIR.INVAL_DDT";
+  }
+  if (op === 4 && func === 1) return `ATS.PRGR ${hex(d0)} ${hex(d1)}`;
+  return `illegal ${hex(d0)} ${hex(d1)}`;
+}
+
+/** A clock that delivers pending interrupts whenever time moves (a machine clock's events). */
+class _IrqClock extends SimClock {
+  onAdvance: () => void = () => {};
+
+  override advance(ns: number): void {
+    super.advance(ns);
+    this.onAdvance();
+  }
+}
+
+/** Options of {@linkcode testSystem}. */
+export interface TestSystemOptions extends FakeIommuOptions {
+  /** Series features of the driver instance. */
+  features?: RiscvIommuFeature[];
+  /** Interrupt vectors the glue hands over (default 4). */
+  irqs?: number;
+  /** log2 of the command queue the glue asks for (default: the driver's 8192 entries). */
+  cqLog2?: number;
+  /** log2 of the fault queue the glue asks for (default: the driver's 4096 entries). */
+  fqLog2?: number;
+  /** Fail the `n`th page allocation of the probe (fail-nth). */
+  failNth?: number;
+  /** Add the IOMMU device, which binds the driver (default true). */
+  bind?: boolean;
+  /** Default domains are identity (iommu.passthrough=1). */
+  passthrough?: boolean;
+}
+
+/** A kernel, the fake IOMMU behind an MMIO recorder, and the driver bound to it. */
+export interface TestSystem {
+  /** The kernel (clock, dmesg, pages). */
+  readonly kernel: Kernel;
+  /** The RAM. */
+  readonly ram: TestRam;
+  /** The fake hardware. */
+  readonly fake: FakeIommu;
+  /** Every register access of the driver. */
+  readonly rec: MmioRecorder;
+  /** The IOMMU's platform device. */
+  readonly dev: Device;
+  /** Its firmware node (what endpoints name in their fwspec). */
+  readonly fwnode: FwNode;
+  /** The driver instance. */
+  readonly drv: RiscvIommuDriver;
+  /** The IOMMU instance once the probe ran (null if it failed). */
+  iommu: RiscvIommuDevice | null;
+  /** Adds an endpoint with device IDs `ids` behind the IOMMU and probes it into the core. */
+  addEndpoint(name: string, ...ids: number[]): Device;
+}
+
+/**
+ * Builds a kernel on 64 MiB of RAM, the IOMMU core, a fake IOMMU at 0x301_0000 with wired
+ * interrupts, and binds the driver to it as the platform glue would.
+ */
+export function testSystem(opts: TestSystemOptions = {}): TestSystem {
+  const ram = new TestRam(0x8000_0000, 64 * 2 ** 20);
+  const clock = new _IrqClock();
+  const kernel = new Kernel({ mem: ram, clock });
+  iommu_subsys_init(kernel, { passthrough: opts.passthrough });
+  const fake = new FakeIommu(ram, clock, opts);
+  clock.onAdvance = () => fake.deliver();
+  const rec = new MmioRecorder(fake);
+  const wires = irq_domain_create_linear(kernel, null, 16, {}, "test-intc");
+  const nirq = opts.irqs ?? 4;
+  const irqs = Array.from({ length: nirq }, (_, v) => irq_create_mapping(wires, v));
+  fake.raise = (vector) => void generic_handle_domain_irq(wires, vector);
+
+  const fwnode: FwNode = { name: "iommu@3010000" };
+  const drv = new RiscvIommuDriver({ features: opts.features });
+  const bus = bus_register(kernel, {
+    name: "riscv-iommu-test",
+    match: (d, driver) => d.name.endsWith(".iommu") ? driver.name === "riscv,iommu" : false,
+    dmaConfigure(d) {
+      const layer = kernel.iommuLayer!;
+      if (d.fwspec === null || d.iommu !== null) return;
+      if (layer.ofXlate(d.fwspec.fwnode) === null) throw new Errno("EPROBE_DEFER");
+      layer.probeDevice(d);
+    },
+  });
+  const sys: TestSystem = {
+    kernel,
+    ram,
+    fake,
+    rec,
+    dev: new Device(kernel, { name: "3010000.iommu", bus, fwnode }),
+    fwnode,
+    drv,
+    iommu: null,
+    addEndpoint(name, ...ids) {
+      const ep = new Device(kernel, { name, bus });
+      ep.fwspec = { fwnode, ids, flags: 0 };
+      device_add(ep);
+      if (ep.iommu === null) kernel.iommuLayer!.probeDevice(ep);
+      return ep;
+    },
+  };
+  driver_register(bus, {
+    name: "riscv,iommu",
+    probe(d) {
+      const iommu = new RiscvIommuDevice(d, new IoMem(rec, 0x1000, clock), drv);
+      iommu.caps = riscv_iommu_readq(iommu, 0);
+      iommu.fctl = riscv_iommu_readl(iommu, 8);
+      iommu.irqs = irqs;
+      iommu.irqs_count = nirq;
+      if (opts.cqLog2) iommu.cmdq.log2sz = opts.cqLog2;
+      if (opts.fqLog2) iommu.fltq.log2sz = opts.fqLog2;
+      if (opts.failNth) kernel.pages.failNth(opts.failNth);
+      riscv_iommu_init(iommu);
+      d.driverData = iommu;
+      sys.iommu = iommu;
+    },
+    remove(d) {
+      riscv_iommu_remove(d.driverData as RiscvIommuDevice);
+      sys.iommu = null;
+    },
+    shutdown(d) {
+      riscv_iommu_disable(d.driverData as RiscvIommuDevice);
+    },
+  });
+  if (opts.bind ?? true) device_add(sys.dev);
+  return sys;
+}

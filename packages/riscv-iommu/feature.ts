@@ -1,0 +1,64 @@
+/**
+ * The extension points a series package plugs into the base driver with (DESIGN.md §2 rule 3):
+ * a feature is an object handed to the driver instance, e.g.
+ * `new RiscvIommuDriver({ features: [iopf(), dirty(), hpm()] })`.
+ *
+ * The hooks, in the order the driver uses them for each IOMMU it initialises:
+ *
+ * 1. `supported(iommu)` — capability check (reads `iommu.caps`); a feature that says no is
+ *    skipped on that IOMMU (no queue, no probe, no remove).
+ * 2. `queue` — an extra hardware queue (the page-request queue is qid 3, `pqb`/`pqcsr`, vector
+ *    `icvec.piv`): the driver allocates it (WARL size probing, halving on ENOMEM) and enables it
+ *    with a threaded interrupt on the vector `icvec` gives its qid, right after the fault queue.
+ * 3. `probe(iommu)` — after the queues run and before the device directory is switched on and
+ *    the IOMMU registered with the core. Other vectors (the HPM's `icvec.pmiv`) are found with
+ *    `riscv_iommu_irq(iommu, RISCV_IOMMU_INTR_PM)`.
+ * 4. `remove(iommu)` — at `riscv_iommu_remove()` (and when a later init step fails): after the
+ *    IOMMU left the core and the directory is off, before the feature's queue and the command
+ *    and fault queues are disabled; features are removed in reverse order.
+ *
+ * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
+ *
+ * - `ops` — extra `iommu_ops` (`pageResponse`, `domainAllocPagingFlags`, `capable`, `hwInfo`,
+ *   ...). A feature may not replace an op of the base driver, nor one of another feature,
+ *   except `capable`, which is OR-ed over the features that provide it.
+ * - `domainOps` — extra ops of every paging domain the base driver allocates.
+ *
+ * @module
+ */
+import type { IommuDomainOps, IommuOps } from "@iommu-lab/iommu";
+import type { RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
+
+/** An extra hardware queue a feature asks the driver to run (see the module doc, step 2). */
+export interface RiscvIommuFeatureQueue {
+  /** Interrupt cause of the queue: its `ipsr` bit and `icvec` field (3 for the PQ). */
+  readonly qid: number;
+  /** Offset of the queue base register (`pqb`). */
+  readonly qbr: number;
+  /** Offset of the queue CSR (`pqcsr`). */
+  readonly qcr: number;
+  /** log2 of the entries asked for; the hardware may grant fewer. */
+  readonly log2sz: number;
+  /** Bytes per entry. */
+  readonly entrySize: number;
+  /** The threaded interrupt handler: consumes records (`riscv_iommu_queue_consume`...). */
+  thread(iommu: RiscvIommuDevice, queue: RiscvIommuQueue): void;
+}
+
+/** A series feature of the RISC-V IOMMU driver (see the module doc). */
+export interface RiscvIommuFeature {
+  /** Name, for messages and `RiscvIommuDevice.featureData`. Unique per driver instance. */
+  readonly name: string;
+  /** Capability check: false skips the feature on this IOMMU. Default: supported. */
+  supported?(iommu: RiscvIommuDevice): boolean;
+  /** An extra hardware queue the driver allocates and enables before {@linkcode probe}. */
+  readonly queue?: RiscvIommuFeatureQueue;
+  /** Sets the feature up on one IOMMU; throw an Errno to fail the IOMMU's init. */
+  probe?(iommu: RiscvIommuDevice): void;
+  /** Tears down what {@linkcode probe} set up. */
+  remove?(iommu: RiscvIommuDevice): void;
+  /** Extra `iommu_ops` of the driver instance. */
+  readonly ops?: Partial<IommuOps>;
+  /** Extra ops of the paging domains the driver allocates. */
+  readonly domainOps?: Partial<IommuDomainOps>;
+}

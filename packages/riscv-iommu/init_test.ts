@@ -1,0 +1,241 @@
+// riscv_iommu_init() / riscv_iommu_remove() / riscv_iommu_disable() against the fake register
+// file: exact register sequences, WARL probing, and every error path unwinding cleanly.
+import assert from "node:assert/strict";
+import { device_add, device_del } from "@iommu-lab/kernel";
+import {
+  RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
+  RISCV_IOMMU_REG_CQB,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_CQT,
+  RISCV_IOMMU_REG_DDTP,
+  RISCV_IOMMU_REG_FCTL,
+  RISCV_IOMMU_REG_FQB,
+  RISCV_IOMMU_REG_FQCSR,
+  RISCV_IOMMU_REG_FQH,
+  RISCV_IOMMU_REG_ICVEC,
+  RISCV_IOMMU_REG_IPSR,
+  RISCV_IOMMU_REG_PQCSR,
+} from "./bits.ts";
+import { riscv_iommu_iodir_set_mode } from "./iommu.ts";
+import { type TestSystem, testSystem } from "./_test_device.ts";
+
+const PPN = (pa: number) => BigInt(pa / 4096) << 10n;
+
+/** The probe failed: message in dmesg, nothing bound, every page back. */
+function assertProbeFailed(sys: TestSystem, errno: number, why: RegExp): void {
+  assert.equal(sys.iommu, null);
+  assert.equal(sys.dev.state, "unbound");
+  assert.ok(sys.kernel.dmesg.grep(why).length > 0, sys.kernel.dmesg.lines().join("\n"));
+  if (errno !== 19) {
+    assert.deepEqual(sys.kernel.dmesg.grep(`failed with error -${errno}`).length, 1);
+  }
+  assert.equal(sys.kernel.pages.allocatedPages, 0, "pages leaked");
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), [], "irqs left requested");
+}
+
+Deno.test("riscv_iommu_init() register sequence: icvec, DDT probe, CQ then FQ enable, 3LVL, invalidate", () => {
+  const sys = testSystem();
+  const iommu = sys.iommu!;
+  const cq = iommu.cmdq.phys;
+  const fq = iommu.fltq.phys;
+  const ddt = iommu.ddt_phys;
+  assert.deepEqual(sys.rec.writes(), [
+    [RISCV_IOMMU_REG_ICVEC, 0x2310n], // CIV 0, FIV 1, PMIV 3, PIV 2
+    [RISCV_IOMMU_REG_DDTP, 0n], // WARL probe of a fixed root in Off
+    [RISCV_IOMMU_REG_CQB, 0x1fn],
+    [RISCV_IOMMU_REG_CQB, PPN(cq) | 12n], // 8192 entries
+    [RISCV_IOMMU_REG_FQB, 0x1fn],
+    [RISCV_IOMMU_REG_FQB, PPN(fq) | 11n], // 4096 entries
+    [RISCV_IOMMU_REG_CQT, 0],
+    [RISCV_IOMMU_REG_CQCSR, 0x103], // CQEN | CIE | CQMF
+    [RISCV_IOMMU_REG_IPSR, 1],
+    [RISCV_IOMMU_REG_FQH, 0],
+    [RISCV_IOMMU_REG_FQCSR, 0x103],
+    [RISCV_IOMMU_REG_IPSR, 2],
+    [RISCV_IOMMU_REG_DDTP, PPN(ddt) | 4n],
+    [RISCV_IOMMU_REG_CQT, 1],
+    [RISCV_IOMMU_REG_CQT, 2],
+    [RISCV_IOMMU_REG_CQT, 3],
+  ]);
+  // Each enable is followed by a poll of its CSR, each base write by its read-back.
+  const acc = sys.rec.accesses.map((a) => `${a.op}${a.offset}`);
+  for (const reg of [RISCV_IOMMU_REG_CQCSR, RISCV_IOMMU_REG_FQCSR]) {
+    assert.equal(acc[acc.indexOf(`w${reg}`) + 1], `r${reg}`);
+  }
+  assert.equal(acc[acc.lastIndexOf(`w${RISCV_IOMMU_REG_CQB}`) + 1], `r${RISCV_IOMMU_REG_CQB}`);
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+    "IODIR.INVAL_DDT",
+    "IOTINVAL.VMA",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.equal(iommu.ddt_mode, RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL);
+  assert.equal(sys.kernel.pages.allocatedPages, 1 + 32 + 32);
+});
+
+Deno.test("init_check() distributes icvec over the vectors the glue provides", async (t) => {
+  for (const [n, icvec] of [[1, 0n], [2, 0x0110n], [3, 0x2010n], [4, 0x2310n]] as const) {
+    await t.step(`${n} vector(s)`, () => {
+      const sys = testSystem({ irqs: n });
+      assert.equal(sys.iommu!.icvec, icvec);
+      assert.equal(sys.kernel.irq.procInterrupts().length, 1 + (n > 1 ? 1 : 0));
+    });
+  }
+  await t.step("no vector is EINVAL", () => {
+    assertProbeFailed(testSystem({ irqs: 0 }), 22, /error -EINVAL: unexpected device state/);
+  });
+  await t.step("a vector read back beyond the ones provided is EINVAL", () => {
+    const sys = testSystem({ irqs: 2, icvecFixed: 0x3210n });
+    assertProbeFailed(sys, 22, /error -EINVAL: unexpected device state/);
+  });
+});
+
+Deno.test("init_check() refuses a busy or already translating IOMMU (EBUSY)", async (t) => {
+  await t.step("ddtp.busy", () => {
+    const sys = testSystem({ ddtpStuckBusy: true });
+    assertProbeFailed(sys, 16, /error -EBUSY: unexpected device state/);
+  });
+  await t.step("directory already in 3LVL (no kdump handover)", () => {
+    const sys = testSystem({ resetMode: RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL });
+    assertProbeFailed(sys, 16, /error -EBUSY: unexpected device state/);
+    assert.deepEqual(sys.rec.writes(), [], "nothing written to an IOMMU in use");
+  });
+});
+
+Deno.test("init_check() switches fctl.BE to little-endian when capabilities.END allows", async (t) => {
+  await t.step("END: BE flipped and read back", () => {
+    const sys = testSystem({ caps: 0x10n | 7n << 9n | 1n << 27n, fctl: 1 });
+    assert.deepEqual(sys.rec.writes()[0], [RISCV_IOMMU_REG_FCTL, 0]);
+    assert.equal(sys.iommu!.fctl, 0);
+  });
+  await t.step("big-endian only hardware is EINVAL", () => {
+    assertProbeFailed(testSystem({ fctl: 1 }), 22, /unexpected device state/);
+  });
+});
+
+Deno.test("iodir_alloc() uses a hardware-fixed DDT root (WARL ddtp.PPN), zeroed, without allocating", () => {
+  const root = 0x83ff_0000;
+  const sys = testSystem({ fixedDdt: root, bind: false });
+  sys.ram.fill(root, 4096, 0xa5);
+  device_add(sys.dev);
+  assert.equal(sys.iommu!.ddt_phys, root);
+  assert.equal(sys.kernel.pages.allocatedPages, 64, "no page for the directory root");
+  const ep = sys.addEndpoint("ep0", 0x10203);
+  assert.ok(ep.iommu !== null);
+  assert.ok(sys.ram.read64(root + 1 * 8) & 1n, "DDI[2]=1 entry valid in the fixed root");
+  for (let i = 0; i < 512; i++) if (i !== 1) assert.equal(sys.ram.read64(root + i * 8), 0n);
+});
+
+Deno.test("iodir_set_mode() falls back from 3LVL to 2LVL to 1LVL when the WARL mode reads back Off", async (t) => {
+  for (const [modes, want] of [[[3], 3], [[2], 2], [[2, 3], 3]] as const) {
+    await t.step(`hardware takes ${modes.join(",")} → mode ${want}`, () => {
+      const sys = testSystem({ ddtModes: [...modes] });
+      const iommu = sys.iommu!;
+      assert.equal(iommu.ddt_mode, want);
+      const ddtpWrites = sys.rec.writes().filter(([o]) => o === RISCV_IOMMU_REG_DDTP).slice(1);
+      const tried = ddtpWrites.map(([, v]) => Number((v as bigint) & 15n));
+      assert.deepEqual(tried, [4, 3, 2].filter((m) => m >= want));
+      assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+        "IODIR.INVAL_DDT",
+        "IOTINVAL.VMA",
+        "IOFENCE.C pr pw",
+      ]);
+    });
+  }
+  await t.step("no xLVL at all: EINVAL, unwound", () => {
+    const sys = testSystem({ ddtModes: [] });
+    assertProbeFailed(sys, 22, /DDTP hw mode 0, failed to set 4/);
+    const csrOff = sys.rec.writes().filter(([o, v]) =>
+      (o === RISCV_IOMMU_REG_CQCSR || o === RISCV_IOMMU_REG_FQCSR) && v === 0
+    );
+    assert.deepEqual(csrOff.map(([o]) => o), [RISCV_IOMMU_REG_FQCSR, RISCV_IOMMU_REG_CQCSR]);
+  });
+  await t.step("xLVL to xLVL is refused (EINVAL): the spec requires passing Off/Bare", () => {
+    const sys = testSystem();
+    assert.throws(
+      () => riscv_iommu_iodir_set_mode(sys.iommu!, RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL),
+      { code: "EINVAL" },
+    );
+    assert.equal(sys.iommu!.ddt_mode, RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL);
+    riscv_iommu_iodir_set_mode(sys.iommu!, 0);
+    riscv_iommu_iodir_set_mode(sys.iommu!, RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL);
+    assert.equal(sys.iommu!.ddt_mode, RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL);
+  });
+});
+
+Deno.test("queue_alloc() takes min(requested, hardware WARL maximum) entries", async (t) => {
+  await t.step("hardware LOG2SZ-1 max 5: 64 entries each", () => {
+    const sys = testSystem({ maxLog2sz: 5 });
+    assert.equal(sys.iommu!.cmdq.mask, 63);
+    assert.equal(sys.iommu!.fltq.mask, 63);
+    assert.equal(sys.kernel.pages.allocatedPages, 1 + 1 + 1);
+  });
+  await t.step("glue asks for 16 commands", () => {
+    const sys = testSystem({ cqLog2: 4 });
+    assert.equal(sys.iommu!.cmdq.mask, 15);
+    assert.deepEqual(sys.rec.writes()[3], [RISCV_IOMMU_REG_CQB, PPN(sys.iommu!.cmdq.phys) | 3n]);
+  });
+});
+
+Deno.test("queue_alloc() halves the ring while pages are short", () => {
+  // Allocation 1 is the DDT root, 2 the 128 KiB command ring.
+  const sys = testSystem({ failNth: 2 });
+  assert.equal(sys.iommu!.cmdq.mask, 4095);
+  assert.equal(sys.iommu!.fltq.mask, 4095);
+  assert.deepEqual(sys.kernel.dmesg.grep("error"), []);
+});
+
+Deno.test("queue_alloc() is ENODEV when the base register does not read back", () => {
+  const sys = testSystem({ brokenQueueBase: true });
+  assertProbeFailed(sys, 19, /queue #0 allocation failed/);
+});
+
+Deno.test("queue_enable() is EBUSY when the queue does not turn on, and unwinds", () => {
+  const sys = testSystem({ queuesNeverOn: true });
+  assertProbeFailed(sys, 16, /queue #0 failed to start/);
+  assert.deepEqual(sys.rec.writes().at(-1), [RISCV_IOMMU_REG_CQCSR, 0]);
+});
+
+Deno.test("every page allocation of the probe may fail: clear message or smaller queue, no leak", () => {
+  for (let n = 1; n <= 3; n++) {
+    const sys = testSystem({ failNth: n });
+    if (sys.iommu === null) {
+      assertProbeFailed(sys, 12, /probe of 3010000\.iommu failed with error -12/);
+    } else {
+      device_del(sys.dev);
+      assert.equal(sys.kernel.pages.allocatedPages, 0);
+    }
+  }
+  assertProbeFailed(testSystem({ failNth: 1 }), 12, /failed with error -12/);
+});
+
+Deno.test("riscv_iommu_remove(): directory Off and invalidated, queues off, irqs and pages freed", () => {
+  const sys = testSystem();
+  sys.addEndpoint("ep0", 7);
+  sys.rec.clear();
+  sys.fake.commands.length = 0;
+  device_del(sys.dev);
+  const w = sys.rec.writes();
+  const ddtp = w.filter(([o]) => o === RISCV_IOMMU_REG_DDTP);
+  assert.deepEqual(ddtp, [[RISCV_IOMMU_REG_DDTP, 0n]]);
+  assert.deepEqual(w.slice(-2), [[RISCV_IOMMU_REG_CQCSR, 0], [RISCV_IOMMU_REG_FQCSR, 0]]);
+  const texts = sys.fake.commands.map((c) => c.text);
+  // The endpoint goes to the blocking domain first, then the directory is switched off.
+  assert.deepEqual(texts.slice(-3), ["IODIR.INVAL_DDT", "IOTINVAL.VMA", "IOFENCE.C pr pw"]);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), []);
+});
+
+Deno.test("riscv_iommu_disable() at shutdown: Bare, every queue CSR cleared, no wait", () => {
+  const sys = testSystem();
+  sys.rec.clear();
+  sys.kernel.shutdown();
+  assert.deepEqual(sys.rec.writes(), [
+    [RISCV_IOMMU_REG_DDTP, 1n],
+    [RISCV_IOMMU_REG_CQCSR, 0],
+    [RISCV_IOMMU_REG_FQCSR, 0],
+    [RISCV_IOMMU_REG_PQCSR, 0],
+  ]);
+  assert.equal(sys.rec.accesses.filter((a) => a.op === "r").length, 0);
+});

@@ -1,0 +1,1388 @@
+/**
+ * The bus-agnostic core of the RISC-V IOMMU driver: hardware queues, the device directory,
+ * command submission and fault reporting, identity/blocking/paging domains and the
+ * `iommu_ops` registered with the IOMMU core. Mirrors drivers/iommu/riscv/iommu.c (the v10
+ * series as merged, with the later generic_pt conversion and the v7.2 invalidation rework).
+ *
+ * @module
+ */
+import { type PtGather, PtIommu } from "@iommu-lab/generic-pt";
+import {
+  dev_dbg,
+  dev_err,
+  dev_err_probe,
+  dev_name,
+  dev_warn,
+  type Device,
+  devm_add_action,
+  Errno,
+  free_irq,
+  get_order,
+  IRQ_HANDLED,
+  IRQ_NONE,
+  IRQ_WAKE_THREAD,
+  IRQF_ONESHOT,
+  IRQF_SHARED,
+  isErrno,
+  type Kernel,
+  pr_warn,
+  request_threaded_irq,
+} from "@iommu-lab/kernel";
+import {
+  dev_iommu_priv_get,
+  dev_iommu_priv_set,
+  DevIommu,
+  generic_device_group,
+  iommu_device_register,
+  iommu_device_unregister,
+  IOMMU_DOMAIN_BLOCKED,
+  IOMMU_DOMAIN_IDENTITY,
+  iommu_fwspec_add_ids,
+  type IommuDevice,
+  IommuDomain,
+  type IommuDomainOps,
+  type IommuIotlbGather,
+  type IommuOps,
+  pci_device_group,
+} from "@iommu-lab/iommu";
+import {
+  FIELD_GET,
+  FIELD_PREP,
+  RISCV_IOMMU_CAPABILITIES_END,
+  RISCV_IOMMU_CAPABILITIES_MSI_FLAT,
+  RISCV_IOMMU_CAPABILITIES_NL,
+  RISCV_IOMMU_CAPABILITIES_S,
+  RISCV_IOMMU_CAPABILITIES_SV39,
+  RISCV_IOMMU_CAPABILITIES_SV48,
+  RISCV_IOMMU_CAPABILITIES_SV57,
+  RISCV_IOMMU_CAPABILITIES_SVPBMT,
+  riscv_iommu_cmd_inval_set_addr,
+  riscv_iommu_cmd_inval_set_gscid,
+  riscv_iommu_cmd_inval_set_nl,
+  riscv_iommu_cmd_inval_set_pscid,
+  riscv_iommu_cmd_inval_set_range,
+  riscv_iommu_cmd_inval_vma,
+  riscv_iommu_cmd_iodir_inval_ddt,
+  riscv_iommu_cmd_iodir_set_did,
+  riscv_iommu_cmd_iofence,
+  RISCV_IOMMU_CQCSR_CMD_ILL,
+  RISCV_IOMMU_CQCSR_CMD_TO,
+  RISCV_IOMMU_CQCSR_CQMF,
+  RISCV_IOMMU_CQCSR_FENCE_W_IP,
+  riscv_iommu_dc,
+  RISCV_IOMMU_DC_BASE_SIZE,
+  RISCV_IOMMU_DC_EXT_SIZE,
+  RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39,
+  RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV48,
+  RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV57,
+  RISCV_IOMMU_DC_FSC_MODE,
+  RISCV_IOMMU_DC_FSC_MODE_BARE,
+  RISCV_IOMMU_DC_IOHGATP_GSCID,
+  RISCV_IOMMU_DC_IOHGATP_MODE,
+  RISCV_IOMMU_DC_IOHGATP_MODE_BARE,
+  RISCV_IOMMU_DC_TA_PSCID,
+  RISCV_IOMMU_DC_TC_PDTV,
+  RISCV_IOMMU_DC_TC_V,
+  RISCV_IOMMU_DDTE_V,
+  RISCV_IOMMU_DDTP_BUSY,
+  RISCV_IOMMU_DDTP_IOMMU_MODE,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_MAX,
+  RISCV_IOMMU_DDTP_IOMMU_MODE_OFF,
+  RISCV_IOMMU_FCTL_BE,
+  riscv_iommu_fq_record,
+  RISCV_IOMMU_FQCSR_FQMF,
+  RISCV_IOMMU_FQCSR_FQOF,
+  RISCV_IOMMU_ICVEC_CIV,
+  RISCV_IOMMU_ICVEC_FIV,
+  RISCV_IOMMU_ICVEC_PIV,
+  RISCV_IOMMU_ICVEC_PMIV,
+  RISCV_IOMMU_INTR_CQ,
+  RISCV_IOMMU_PC_FSC_MODE,
+  RISCV_IOMMU_PC_FSC_PPN,
+  RISCV_IOMMU_PC_TA_PSCID,
+  RISCV_IOMMU_PC_TA_V,
+  RISCV_IOMMU_PPN_FIELD,
+  RISCV_IOMMU_QUEUE_ACTIVE,
+  RISCV_IOMMU_QUEUE_BUSY,
+  RISCV_IOMMU_QUEUE_ENABLE,
+  RISCV_IOMMU_QUEUE_INTR_ENABLE,
+  RISCV_IOMMU_QUEUE_LOG2SZ_FIELD,
+  RISCV_IOMMU_QUEUE_MEM_FAULT,
+  RISCV_IOMMU_REG_CQB,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_CQH,
+  RISCV_IOMMU_REG_CQT,
+  RISCV_IOMMU_REG_DDTP,
+  RISCV_IOMMU_REG_FCTL,
+  RISCV_IOMMU_REG_FQCSR,
+  RISCV_IOMMU_REG_ICVEC,
+  RISCV_IOMMU_REG_IPSR,
+  RISCV_IOMMU_REG_PQCSR,
+  RiscvIommuCommand,
+} from "./bits.ts";
+import type { RiscvIommuFeature } from "./feature.ts";
+import {
+  riscv_iommu_poll,
+  riscv_iommu_readl,
+  riscv_iommu_readl_timeout,
+  riscv_iommu_readq,
+  riscv_iommu_readq_timeout,
+  riscv_iommu_writel,
+  riscv_iommu_writeq,
+  type RiscvIommuDevice,
+  RiscvIommuQueue,
+} from "./iommu_h.ts";
+
+/** Timeout of a queue CSR enable/disable handshake, in µs. */
+export const RISCV_IOMMU_QCSR_TIMEOUT = 150_000;
+/** Timeout of waiting for queue space or a valid head/tail, in µs. */
+export const RISCV_IOMMU_QUEUE_TIMEOUT = 150_000;
+/** Timeout of waiting for ddtp.busy to clear, in µs. */
+export const RISCV_IOMMU_DDTP_TIMEOUT = 10_000_000;
+/** Timeout of waiting for an IOFENCE.C to complete, in µs. */
+export const RISCV_IOMMU_IOTINVAL_TIMEOUT = 90_000_000;
+/** Command-queue entries asked for by default. */
+export const RISCV_IOMMU_DEF_CQ_COUNT = 8192;
+/** Fault-queue entries asked for by default. */
+export const RISCV_IOMMU_DEF_FQ_COUNT = 4096;
+/** Largest PSCID (20 bits); PSCIDs are allocated in [1, RISCV_IOMMU_MAX_PSCID]. */
+export const RISCV_IOMMU_MAX_PSCID = 2 ** 20 - 1;
+
+const _RATELIMIT_INTERVAL_NS = 5_000_000_000;
+const _RATELIMIT_BURST = 10;
+
+/** ddtp/cqb/fqb PPN[53:10] of a physical address. Mirrors phys_to_ppn(). */
+function _phys_to_ppn(pa: number): bigint {
+  return BigInt(Math.floor(pa / 4096)) << 10n & RISCV_IOMMU_PPN_FIELD;
+}
+
+/** The physical address a PPN[53:10] field points to. Mirrors ppn_to_phys(). */
+function _ppn_to_phys(v: bigint): number {
+  return Number(FIELD_GET(RISCV_IOMMU_PPN_FIELD, v)) * 4096;
+}
+
+/**
+ * Mirrors riscv_iommu_get_pages(): zeroed, size-aligned pages for `size` bytes that go back to
+ * the allocator when the IOMMU's driver unbinds (devres). Returns -1 when out of memory.
+ */
+function _get_pages(iommu: RiscvIommuDevice, size: number): number {
+  const order = get_order(Math.max(size, 4096));
+  const pages = iommu.dev.kernel.pages;
+  let pa: number;
+  try {
+    pa = pages.alloc(order);
+  } catch (e) {
+    if (isErrno(e, "ENOMEM")) return -1;
+    throw e;
+  }
+  devm_add_action(iommu.dev, () => pages.free(pa, order));
+  return pa;
+}
+
+/** Mirrors dev_err_once(): one message per IOMMU instance and text. */
+function _dev_err_once(iommu: RiscvIommuDevice, text: string): void {
+  if (iommu._once.has(text)) return;
+  iommu._once.add(text);
+  dev_err(iommu.dev, text);
+}
+
+/*
+ * Hardware queues (spec chapter 3).
+ */
+
+/** Offset of the queue's head register. Mirrors Q_HEAD(). */
+function _q_head(queue: RiscvIommuQueue): number {
+  return queue.qbr + (RISCV_IOMMU_REG_CQH - RISCV_IOMMU_REG_CQB);
+}
+
+/** Offset of the queue's tail register. Mirrors Q_TAIL(). */
+function _q_tail(queue: RiscvIommuQueue): number {
+  return queue.qbr + (RISCV_IOMMU_REG_CQT - RISCV_IOMMU_REG_CQB);
+}
+
+/** Mirrors riscv_iommu_queue_vec(): the vector `icvec` gives interrupt cause `n`. */
+export function riscv_iommu_queue_vec(iommu: RiscvIommuDevice, n: number): number {
+  return Number(iommu.icvec >> BigInt(n * 4) & RISCV_IOMMU_ICVEC_CIV);
+}
+
+/** The interrupt number of cause `n` (RISCV_IOMMU_INTR_*), or 0 when the glue gave none. */
+export function riscv_iommu_irq(iommu: RiscvIommuDevice, n: number): number {
+  return iommu.irqs[riscv_iommu_queue_vec(iommu, n)] ?? 0;
+}
+
+/**
+ * Mirrors riscv_iommu_queue_alloc(): finds the largest queue the hardware takes (WARL probe
+ * with LOG2SZ all ones; never more than {@linkcode RiscvIommuQueue.log2sz} entries asked for),
+ * uses a hardware-fixed ring location if the base register reports one or allocates the ring
+ * (halving it while memory is short), then programs the base register and checks it reads back.
+ *
+ * Throws ENOMEM when even a 2-entry ring cannot be allocated, ENODEV when the base register
+ * does not read back what was written.
+ */
+export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIommuQueue): void {
+  riscv_iommu_writeq(iommu, queue.qbr, RISCV_IOMMU_QUEUE_LOG2SZ_FIELD);
+  let qb = riscv_iommu_readq(iommu, queue.qbr);
+
+  // LOG2SZ holds log2(entries) - 1.
+  const hwmax = Number(FIELD_GET(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, qb));
+  let logsz = Math.min(queue.log2sz - 1, hwmax);
+
+  let phys = _ppn_to_phys(qb);
+  if (phys === 0) {
+    for (;;) {
+      phys = _get_pages(iommu, queue.entrySize * 2 ** (logsz + 1));
+      if (phys >= 0 || logsz === 0) break;
+      logsz--;
+    }
+  }
+  if (phys < 0) throw new Errno("ENOMEM", `Cannot allocate queue #${queue.qid}`);
+
+  qb = _phys_to_ppn(phys) | FIELD_PREP(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, logsz);
+  riscv_iommu_writeq(iommu, queue.qbr, qb);
+  const rb = riscv_iommu_readq(iommu, queue.qbr);
+  if (rb !== qb) {
+    dev_err(iommu.dev, `queue #${queue.qid} allocation failed`);
+    throw new Errno("ENODEV", `Queue #${queue.qid} base register reads back 0x${rb.toString(16)}`);
+  }
+  queue.phys = phys;
+  queue.mask = 2 ** (logsz + 1) - 1;
+  dev_dbg(iommu.dev, `queue #${queue.qid} allocated 2^${logsz + 1} entries`);
+}
+
+/** Mirrors riscv_iommu_queue_ipsr(): the primary handler, checking the queue's ipsr bit. */
+function _queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
+  const iommu = queue.iommu;
+  if (iommu !== null && riscv_iommu_readl(iommu, RISCV_IOMMU_REG_IPSR) & 1 << queue.qid) {
+    return IRQ_WAKE_THREAD;
+  }
+  return IRQ_NONE;
+}
+
+/**
+ * Mirrors riscv_iommu_queue_enable(): requests the queue's interrupt (the vector `icvec` gives
+ * its qid; shared, oneshot, with `thread` as the threaded handler), empties the queue, sets
+ * EN|IE (clearing MF) and waits until the hardware reports it active.
+ *
+ * Throws EBUSY when the queue is already enabled or does not come up, ENODEV without an
+ * interrupt (polling is not supported), and whatever request_threaded_irq throws.
+ */
+export function riscv_iommu_queue_enable(
+  iommu: RiscvIommuDevice,
+  queue: RiscvIommuQueue,
+  thread: (queue: RiscvIommuQueue) => void,
+): void {
+  const irq = riscv_iommu_irq(iommu, queue.qid);
+  if (queue.iommu !== null) throw new Errno("EBUSY", `Queue #${queue.qid} is already enabled`);
+  if (!irq) {
+    dev_err(iommu.dev, `queue #${queue.qid} has no interrupt, polling is not supported`);
+    throw new Errno("ENODEV", `No interrupt for queue #${queue.qid}`);
+  }
+
+  queue.iommu = iommu;
+  try {
+    request_threaded_irq(
+      iommu.dev.kernel,
+      irq,
+      (_irq, q) => _queue_ipsr(q as RiscvIommuQueue),
+      (_irq, q) => {
+        thread(q as RiscvIommuQueue);
+        return IRQ_HANDLED;
+      },
+      IRQF_ONESHOT | IRQF_SHARED,
+      dev_name(iommu.dev),
+      queue,
+    );
+  } catch (e) {
+    queue.iommu = null;
+    throw e;
+  }
+
+  // Enabling resets the IOMMU-owned index; start ours from an empty queue too.
+  queue.prod = queue.head = queue.tail = 0;
+  riscv_iommu_writel(iommu, queue.qid === RISCV_IOMMU_INTR_CQ ? _q_tail(queue) : _q_head(queue), 0);
+
+  // All three CSRs share the bit layout. MF is RW1C: writing it clears a stale fault.
+  riscv_iommu_writel(
+    iommu,
+    queue.qcr,
+    RISCV_IOMMU_QUEUE_ENABLE | RISCV_IOMMU_QUEUE_INTR_ENABLE | RISCV_IOMMU_QUEUE_MEM_FAULT,
+  );
+  const csr = riscv_iommu_readl_timeout(
+    iommu,
+    queue.qcr,
+    (v) => (v & RISCV_IOMMU_QUEUE_BUSY) === 0,
+    10,
+    RISCV_IOMMU_QCSR_TIMEOUT,
+  );
+  const state = csr & (RISCV_IOMMU_QUEUE_ACTIVE | RISCV_IOMMU_QUEUE_BUSY |
+    RISCV_IOMMU_QUEUE_MEM_FAULT);
+  if (state !== RISCV_IOMMU_QUEUE_ACTIVE) {
+    riscv_iommu_writel(iommu, queue.qcr, 0);
+    free_irq(iommu.dev.kernel, irq, queue);
+    queue.iommu = null;
+    dev_err(iommu.dev, `queue #${queue.qid} failed to start`);
+    throw new Errno("EBUSY", `Queue #${queue.qid} csr 0x${csr.toString(16)}`);
+  }
+
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
+}
+
+/**
+ * Mirrors riscv_iommu_queue_disable(): frees the interrupt, clears the CSR and waits for the
+ * hardware to stop; a queue that does not stop is reported, not fatal.
+ */
+export function riscv_iommu_queue_disable(queue: RiscvIommuQueue): void {
+  const iommu = queue.iommu;
+  if (iommu === null) return;
+  free_irq(iommu.dev.kernel, riscv_iommu_irq(iommu, queue.qid), queue);
+  riscv_iommu_writel(iommu, queue.qcr, 0);
+  const csr = riscv_iommu_readl_timeout(
+    iommu,
+    queue.qcr,
+    (v) => (v & RISCV_IOMMU_QUEUE_BUSY) === 0,
+    10,
+    RISCV_IOMMU_QCSR_TIMEOUT,
+  );
+  if (csr & (RISCV_IOMMU_QUEUE_ACTIVE | RISCV_IOMMU_QUEUE_BUSY)) {
+    dev_err(iommu.dev, `fail to disable hardware queue #${queue.qid}, csr 0x${csr.toString(16)}`);
+  }
+  queue.iommu = null;
+}
+
+/**
+ * Mirrors riscv_iommu_queue_consume(): how many records the hardware produced and software has
+ * not consumed yet; the first is at index `queue.head` (slot `queue.head & queue.mask`). Reads
+ * the hardware tail only when the shadow one has nothing left.
+ */
+export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
+  const iommu = queue.iommu!;
+  const head = queue.head;
+  const last = queue.tail & queue.mask;
+  const available = (queue.tail - head) | 0;
+  if (available > 0) return available;
+
+  const tail = riscv_iommu_readl_timeout(
+    iommu,
+    _q_tail(queue),
+    (t) => (t & ~queue.mask) === 0,
+    0,
+    RISCV_IOMMU_QUEUE_TIMEOUT,
+  );
+  if ((tail & ~queue.mask) !== 0) {
+    _dev_err_once(iommu, "Hardware error: queue access timeout");
+    return 0;
+  }
+  if (tail === last) return 0;
+  queue.tail = (queue.tail + ((tail - last) & queue.mask)) >>> 0;
+  return (queue.tail - head) | 0;
+}
+
+/** Mirrors riscv_iommu_queue_release(): hands `count` consumed records back to the hardware. */
+export function riscv_iommu_queue_release(queue: RiscvIommuQueue, count: number): void {
+  queue.head = (queue.head + count) >>> 0;
+  riscv_iommu_writel(queue.iommu!, _q_head(queue), queue.head & queue.mask);
+}
+
+/** Mirrors riscv_iommu_queue_cons(): the consumer index from the hardware head. */
+function _queue_cons(queue: RiscvIommuQueue): number {
+  const iommu = queue.iommu!;
+  const cons = queue.head;
+  const last = cons & queue.mask;
+  const head = riscv_iommu_readl_timeout(
+    iommu,
+    _q_head(queue),
+    (h) => (h & ~queue.mask) === 0,
+    0,
+    RISCV_IOMMU_QUEUE_TIMEOUT,
+  );
+  if ((head & ~queue.mask) !== 0) return cons;
+  return (cons + ((head - last) & queue.mask)) >>> 0;
+}
+
+/**
+ * Mirrors riscv_iommu_queue_wait(): waits until the hardware consumed entry `index`, or the
+ * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout.
+ */
+function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
+  const iommu = queue.iommu!;
+  const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
+  if (((queue.head - index) | 0) > 0) return true;
+  return riscv_iommu_poll(
+    iommu,
+    () =>
+      (riscv_iommu_readl(iommu, queue.qcr) & stop) !== 0 ||
+      ((_queue_cons(queue) - index) | 0) > 0,
+    (done) => done,
+    0,
+    timeoutUs,
+  );
+}
+
+/**
+ * Mirrors riscv_iommu_queue_send(): copies `cmd` into the next command-queue slot and rings the
+ * tail doorbell; returns the slot's index. When the queue is full it waits (in simulated time)
+ * for the hardware head to move; if it does not, the command is dropped and reported once.
+ */
+function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
+  const iommu = queue.iommu;
+  const prod = queue.prod;
+  if (iommu === null) return prod;
+  queue.prod = (prod + 1) >>> 0;
+
+  const head = queue.head;
+  if (((prod - head) >>> 0) >= queue.mask) {
+    const last = head & queue.mask;
+    const hw = riscv_iommu_readl_timeout(
+      iommu,
+      _q_head(queue),
+      (h) => (h & ~queue.mask) === 0 && h !== last,
+      0,
+      RISCV_IOMMU_QUEUE_TIMEOUT,
+    );
+    if ((hw & ~queue.mask) !== 0 || hw === last) {
+      queue.prod = prod;
+      _dev_err_once(iommu, "Hardware error: command enqueue failed");
+      return prod;
+    }
+    queue.head = (head + ((hw - last) & queue.mask)) >>> 0;
+  }
+
+  const mem = iommu.dev.kernel.mem;
+  const slot = queue.phys + (prod & queue.mask) * 16;
+  mem.store64(slot, cmd.dword0Lo, cmd.dword0Hi);
+  mem.store64(slot + 8, cmd.dword1Lo, cmd.dword1Hi);
+  riscv_iommu_writel(iommu, _q_tail(queue), (prod + 1) & queue.mask);
+  queue.tail = (queue.tail + 1) >>> 0;
+  return prod;
+}
+
+/** Mirrors riscv_iommu_cmd_send(): queues one command (no wait). */
+export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCommand): void {
+  _queue_send(iommu.cmdq, cmd);
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_sync(): queues IOFENCE.C (PR, PW) and, with a timeout, waits for it
+ * to complete; a timeout is reported once ("command execution timeout").
+ */
+export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number): void {
+  const cmd = iommu._fence;
+  riscv_iommu_cmd_iofence(cmd);
+  const prod = _queue_send(iommu.cmdq, cmd);
+  if (!timeoutUs || iommu.cmdq.iommu === null) return;
+  if (!_queue_wait(iommu.cmdq, prod, timeoutUs)) {
+    _dev_err_once(iommu, "Hardware error: command execution timeout");
+  }
+}
+
+/**
+ * Mirrors riscv_iommu_cmdq_process(): the command queue's threaded handler. Reports and clears
+ * the error bits (no recovery yet, as upstream), then the pending bit.
+ */
+function _cmdq_process(queue: RiscvIommuQueue): void {
+  const iommu = queue.iommu!;
+  const ctrl = riscv_iommu_readl(iommu, queue.qcr);
+  const errors = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL |
+    RISCV_IOMMU_CQCSR_FENCE_W_IP;
+  if (ctrl & errors) {
+    riscv_iommu_writel(iommu, queue.qcr, ctrl);
+    const bit = (m: number) => (ctrl & m ? 1 : 0);
+    dev_warn(
+      iommu.dev,
+      `Queue #${queue.qid} error; fault:${bit(RISCV_IOMMU_CQCSR_CQMF)} timeout:${
+        bit(RISCV_IOMMU_CQCSR_CMD_TO)
+      } illegal:${bit(RISCV_IOMMU_CQCSR_CMD_ILL)} fence_w_ip:${bit(RISCV_IOMMU_CQCSR_FENCE_W_IP)}`,
+    );
+  }
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
+}
+
+/** ___ratelimit() with the default 10 messages per 5 s, in simulated time. */
+function _ratelimit(iommu: RiscvIommuDevice): boolean {
+  const rs = iommu._rs;
+  const now = iommu.reg.clock.now();
+  if (now - rs.begin >= _RATELIMIT_INTERVAL_NS) {
+    if (rs.missed > 0) {
+      pr_warn(iommu.dev.kernel, `riscv_iommu_fault: ${rs.missed} callbacks suppressed`);
+    }
+    rs.begin = now;
+    rs.printed = 0;
+    rs.missed = 0;
+  }
+  if (rs.printed < _RATELIMIT_BURST) {
+    rs.printed++;
+    return true;
+  }
+  rs.missed++;
+  return false;
+}
+
+/** Mirrors riscv_iommu_fault(): logs the fault record at `pa` (rate limited). */
+function _fault(iommu: RiscvIommuDevice, pa: number): void {
+  const mem = iommu.dev.kernel.mem;
+  mem.load64(pa + riscv_iommu_fq_record.hdr);
+  const cause = mem.lo & 0xfff;
+  const devid = mem.hi >>> 8;
+  if (cause === 0 || !_ratelimit(iommu)) return;
+  const iotval = mem.read64(pa + riscv_iommu_fq_record.iotval);
+  const iotval2 = mem.read64(pa + riscv_iommu_fq_record.iotval2);
+  dev_warn(
+    iommu.dev,
+    `Fault ${cause} devid: 0x${devid.toString(16)} iotval: ${iotval.toString(16)} iotval2: ${
+      iotval2.toString(16)
+    }`,
+  );
+}
+
+/**
+ * Mirrors riscv_iommu_fltq_process(): the fault queue's threaded handler. Clears the pending
+ * bit, logs every record, returns the slots, then reports and clears FQMF/FQOF.
+ */
+function _fltq_process(queue: RiscvIommuQueue): void {
+  const iommu = queue.iommu!;
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
+  for (
+    let cnt = riscv_iommu_queue_consume(queue);
+    cnt > 0;
+    cnt = riscv_iommu_queue_consume(queue)
+  ) {
+    for (let i = 0; i < cnt; i++) {
+      _fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entrySize);
+    }
+    riscv_iommu_queue_release(queue, cnt);
+  }
+
+  const ctrl = riscv_iommu_readl(iommu, queue.qcr);
+  if (ctrl & (RISCV_IOMMU_FQCSR_FQMF | RISCV_IOMMU_FQCSR_FQOF)) {
+    riscv_iommu_writel(iommu, queue.qcr, ctrl);
+    dev_warn(
+      iommu.dev,
+      `Queue #${queue.qid} error; memory fault:${ctrl & RISCV_IOMMU_FQCSR_FQMF ? 1 : 0} overflow:${
+        ctrl & RISCV_IOMMU_FQCSR_FQOF ? 1 : 0
+      }`,
+    );
+  }
+}
+
+/*
+ * Device directory (spec chapter 2).
+ */
+
+/**
+ * Mirrors riscv_iommu_get_dc(): the physical address of the device context of `devid`,
+ * allocating missing directory levels (device-managed pages). -1 when the directory is not in
+ * a 1/2/3LVL mode, `devid` does not fit the mode, or a level cannot be allocated.
+ */
+export function riscv_iommu_get_dc(iommu: RiscvIommuDevice, devid: number): number {
+  if (
+    iommu.ddt_mode < RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL ||
+    iommu.ddt_mode > RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL
+  ) return -1;
+
+  // device_id split (spec §2.1): base format 7/9/8 bits, extended (MSI_FLAT) 6/9/9.
+  const base = (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) === 0n;
+  const ddiBits = base ? [7, 16, 24] : [6, 15, 24];
+  let depth = iommu.ddt_mode - RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL;
+  if (!Number.isInteger(devid) || devid < 0 || devid >= 2 ** ddiBits[depth]) return -1;
+
+  const mem = iommu.dev.kernel.mem;
+  let table = iommu.ddt_phys;
+  while (depth-- > 0) {
+    const ea = table + ((devid >>> ddiBits[depth]) & 0x1ff) * 8;
+    const ddte = mem.read64(ea);
+    if (ddte & RISCV_IOMMU_DDTE_V) {
+      table = _ppn_to_phys(ddte);
+      continue;
+    }
+    const next = _get_pages(iommu, 4096);
+    if (next < 0) return -1;
+    mem.write64(ea, _phys_to_ppn(next) | RISCV_IOMMU_DDTE_V);
+    table = next;
+  }
+  const dcSize = base ? RISCV_IOMMU_DC_BASE_SIZE : RISCV_IOMMU_DC_EXT_SIZE;
+  return table + (devid & (4096 / dcSize - 1)) * dcSize;
+}
+
+/**
+ * Mirrors riscv_iommu_disable(): best-effort shutdown without waiting for the hardware:
+ * directory to Bare (pass-through), all queues off.
+ */
+export function riscv_iommu_disable(iommu: RiscvIommuDevice): void {
+  riscv_iommu_writeq(
+    iommu,
+    RISCV_IOMMU_REG_DDTP,
+    FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, RISCV_IOMMU_DDTP_IOMMU_MODE_BARE),
+  );
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_CQCSR, 0);
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_FQCSR, 0);
+  riscv_iommu_writel(iommu, RISCV_IOMMU_REG_PQCSR, 0);
+}
+
+/** Mirrors riscv_iommu_read_ddtp(): ddtp once busy cleared (or the timeout passed). */
+function _read_ddtp(iommu: RiscvIommuDevice): bigint {
+  return riscv_iommu_readq_timeout(
+    iommu,
+    RISCV_IOMMU_REG_DDTP,
+    (v) => (v & RISCV_IOMMU_DDTP_BUSY) === 0n,
+    10,
+    RISCV_IOMMU_DDTP_TIMEOUT,
+  );
+}
+
+/**
+ * Mirrors riscv_iommu_iodir_alloc(): finds the root directory page. In Off/Bare the hardware
+ * may report a fixed location (WARL read-back of ddtp.PPN), which is zeroed and used;
+ * otherwise a page is allocated. EBUSY when ddtp stays busy, ENOMEM.
+ */
+export function riscv_iommu_iodir_alloc(iommu: RiscvIommuDevice): void {
+  let ddtp = _read_ddtp(iommu);
+  if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
+
+  const mode = Number(FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp));
+  if (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE || mode === RISCV_IOMMU_DDTP_IOMMU_MODE_OFF) {
+    riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, mode));
+    ddtp = _read_ddtp(iommu);
+    if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
+    const fixed = _ppn_to_phys(ddtp);
+    if (fixed !== 0) {
+      iommu.ddt_phys = fixed;
+      iommu.dev.kernel.mem.fill(fixed, 4096, 0);
+    }
+  }
+  if (iommu.ddt_phys < 0) {
+    const pa = _get_pages(iommu, 4096);
+    if (pa < 0) throw new Errno("ENOMEM", "Cannot allocate the device directory");
+    iommu.ddt_phys = pa;
+  }
+}
+
+/**
+ * Mirrors riscv_iommu_iodir_set_mode(): switches the directory to `ddtpMode`, stepping down
+ * from 3LVL to 2LVL to 1LVL while the hardware reads back Off/Bare (ddtp.iommu_mode is WARL),
+ * then invalidates the directory and translation caches (IODIR.INVAL_DDT, IOTINVAL.VMA,
+ * IOFENCE.C). Refuses xLVL to xLVL (EINVAL: the spec requires passing through Off/Bare);
+ * EBUSY when ddtp stays busy; EINVAL when no mode is accepted.
+ */
+export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: number): void {
+  const dev = iommu.dev;
+  let ddtp = _read_ddtp(iommu);
+  if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
+
+  const isDirect = (m: number) =>
+    m === RISCV_IOMMU_DDTP_IOMMU_MODE_OFF || m === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE;
+  let mode = Number(FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp));
+  if (!isDirect(mode) && !isDirect(ddtpMode)) {
+    throw new Errno("EINVAL", `Cannot switch the directory from mode ${mode} to ${ddtpMode}`);
+  }
+
+  let rqMode = ddtpMode;
+  for (;;) {
+    let rq = FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, rqMode);
+    if (rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) rq |= _phys_to_ppn(iommu.ddt_phys);
+    riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, rq);
+    ddtp = _read_ddtp(iommu);
+    if (ddtp & RISCV_IOMMU_DDTP_BUSY) {
+      dev_err(dev, `timeout when setting ddtp (ddt mode: ${rqMode}, read: ${ddtp.toString(16)})`);
+      throw new Errno("EBUSY", "ddtp stays busy");
+    }
+    mode = Number(FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp));
+    if (mode === rqMode) break;
+    if (isDirect(rqMode) && rq !== ddtp) {
+      dev_err(dev, `DDTP update failed hw: ${ddtp.toString(16)} vs ${rq.toString(16)}`);
+      throw new Errno("EINVAL", "The hardware refuses a mandatory directory mode");
+    }
+    // WARL: a level count the hardware lacks reads back Off/Bare; try one level less.
+    if (isDirect(mode) && rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL) {
+      dev_dbg(dev, `DDTP hw mode ${mode} vs ${rqMode}`);
+      rqMode--;
+      continue;
+    }
+    dev_err(dev, `DDTP hw mode ${mode}, failed to set ${ddtpMode}`);
+    throw new Errno("EINVAL", "The hardware accepts no directory mode");
+  }
+
+  iommu.ddt_mode = mode;
+  if (mode !== ddtpMode) dev_dbg(dev, `DDTP hw mode ${mode}, requested ${ddtpMode}`);
+
+  const cmd = iommu._cmd;
+  riscv_iommu_cmd_iodir_inval_ddt(cmd);
+  riscv_iommu_cmd_send(iommu, cmd);
+  riscv_iommu_cmd_inval_vma(cmd);
+  riscv_iommu_cmd_send(iommu, cmd);
+  riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+}
+
+/*
+ * Domains and their attachment (the bond lists).
+ */
+
+/** A device attached to a paging domain, through its IOMMU. Mirrors struct riscv_iommu_bond. */
+export interface RiscvIommuBond {
+  /** The attached device. */
+  readonly dev: Device;
+  /** The IOMMU that translates it. */
+  readonly iommu: RiscvIommuDevice;
+}
+
+/** The driver's per-device data (dev_iommu_priv). Mirrors struct riscv_iommu_info. */
+export interface RiscvIommuInfo {
+  /** The paging domain the device is attached to, or null (identity, blocking). */
+  domain: RiscvIommuDomain | null;
+}
+
+/**
+ * A paging domain: a generic-pt riscv64 first-stage table, a PSCID and the devices attached
+ * (grouped by IOMMU). Mirrors struct riscv_iommu_domain.
+ */
+export class RiscvIommuDomain extends IommuDomain {
+  /** Attached devices; bonds of one IOMMU are kept next to each other. */
+  readonly bonds: RiscvIommuBond[] = [];
+
+  /** Use the driver's `domainAllocPaging`. */
+  constructor(
+    ops: IommuDomainOps,
+    readonly kernel: Kernel,
+    readonly pscid: number,
+    readonly pt: PtIommu,
+  ) {
+    super(0, ops, {
+      pgsizeBitmap: pt.pgsizeBitmap,
+      geometry: {
+        apertureStart: 0,
+        // The lower half of the sign-extended space, as far as numbers are exact.
+        apertureEnd: Math.min(2 ** (pt.vaBits - 1), 2 ** 53) - 1,
+        forceAperture: true,
+      },
+    });
+  }
+}
+
+/** The IOMMU translating `dev` (dev_to_iommu()); ENODEV when `drv` does not serve it. */
+function _dev_to_iommu(drv: RiscvIommuDriver, dev: Device): RiscvIommuDevice {
+  const param = dev.iommu instanceof DevIommu ? dev.iommu : null;
+  const iommu = param?.iommuDev ? drv._instances.get(param.iommuDev) : undefined;
+  if (iommu === undefined) throw new Errno("ENODEV", `${dev.name} is not behind a RISC-V IOMMU`);
+  return iommu;
+}
+
+/** Mirrors riscv_iommu_bond_link(): next to the other devices of the same IOMMU. */
+function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void {
+  const i = domain.bonds.findIndex((b) => b.iommu === iommu);
+  domain.bonds.splice(i + 1, 0, { dev, iommu });
+}
+
+/**
+ * Mirrors riscv_iommu_bond_unlink(): drops `dev` from `domain`; when it was the domain's last
+ * device on its IOMMU, flushes the domain's PSCID there (IOTINVAL.VMA + IOFENCE.C).
+ */
+function _bond_unlink(
+  domain: RiscvIommuDomain | null,
+  dev: Device,
+  iommu: RiscvIommuDevice,
+): void {
+  if (domain === null) return;
+  const i = domain.bonds.findIndex((b) => b.dev === dev);
+  if (i >= 0) domain.bonds.splice(i, 1);
+  if (domain.bonds.some((b) => b.iommu === iommu)) return;
+  const cmd = iommu._cmd;
+  riscv_iommu_cmd_inval_vma(cmd);
+  riscv_iommu_cmd_inval_set_pscid(cmd, domain.pscid);
+  riscv_iommu_cmd_send(iommu, cmd);
+  riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+}
+
+/**
+ * Queues the IOTINVAL one IOMMU needs for a range: PSCID-wide when `global`, or when table
+ * entries changed and the IOMMU lacks NL; else one NAPOT range command with S, or one command
+ * per stride (at most 512), with NL when table entries changed.
+ */
+function _iotlb_inval_iommu(
+  iommu: RiscvIommuDevice,
+  pscid: number,
+  global: boolean,
+  startPfn: number,
+  endPfn: number,
+  strideLg2: number,
+  num: number,
+  nonLeaf: boolean,
+): void {
+  const cmd = iommu._cmd;
+  riscv_iommu_cmd_inval_vma(cmd);
+  riscv_iommu_cmd_inval_set_pscid(cmd, pscid);
+  if (global || (nonLeaf && !iommu._nl) || (num > 512 && !iommu._napot)) {
+    riscv_iommu_cmd_send(iommu, cmd);
+    return;
+  }
+  if (nonLeaf) riscv_iommu_cmd_inval_set_nl(cmd);
+  if (num > 1 && iommu._napot) {
+    // The smallest naturally aligned power-of-two block holding the whole range.
+    let lg2 = strideLg2 + 1;
+    while (Math.floor(startPfn / 2 ** lg2) !== Math.floor((endPfn - 1) / 2 ** lg2)) lg2++;
+    const block = 2 ** lg2;
+    riscv_iommu_cmd_inval_set_range(cmd, Math.floor(startPfn / block) * block * 4096, block * 4096);
+    riscv_iommu_cmd_send(iommu, cmd);
+    return;
+  }
+  const stride = 2 ** strideLg2;
+  for (let i = 0; i < num; i++) {
+    riscv_iommu_cmd_inval_set_addr(cmd, (startPfn + i * stride) * 4096);
+    riscv_iommu_cmd_send(iommu, cmd);
+  }
+}
+
+/** The range and levels of an IOTLB gather, as generic-pt's detailed gather records them. */
+export type RiscvIommuGatherRange = Pick<
+  IommuIotlbGather,
+  "startPfn" | "endPfn" | "leafLevels" | "tableLevels"
+>;
+
+/**
+ * Mirrors riscv_iommu_iotlb_inval() (the v7.2 stride logic): invalidates what `gather` changed
+ * on every IOMMU the domain is attached through, then fences each.
+ *
+ * The stride is 4 KiB·512^(lowest changed level); up to 512 strides get one IOTINVAL.VMA each
+ * (PSCID + ADDR), more get one PSCID-wide command. Changed table entries need a PSCID-wide
+ * invalidation unless the IOMMU has capabilities.NL (then the per-address commands carry NL);
+ * with capabilities.S a multi-stride range is one NAPOT range command. No level information
+ * means PSCID-wide.
+ */
+export function riscv_iommu_iotlb_inval(
+  domain: RiscvIommuDomain,
+  gather: RiscvIommuGatherRange,
+): void {
+  const combined = gather.leafLevels | gather.tableLevels;
+  const startPfn = gather.startPfn;
+  const endPfn = gather.endPfn;
+  let strideLg2 = 0;
+  let num = 0;
+  let global = combined === 0 || !(endPfn > startPfn);
+  if (!global) {
+    strideLg2 = 9 * (31 - Math.clz32(combined & -combined));
+    num = Math.ceil((endPfn - startPfn) / 2 ** strideLg2);
+    global = num === 0;
+  }
+  const nonLeaf = gather.tableLevels !== 0;
+
+  let prev: RiscvIommuDevice | null = null;
+  for (const bond of domain.bonds) {
+    if (bond.iommu === prev) continue;
+    prev = bond.iommu;
+    _iotlb_inval_iommu(prev, domain.pscid, global, startPfn, endPfn, strideLg2, num, nonLeaf);
+  }
+  prev = null;
+  for (const bond of domain.bonds) {
+    if (bond.iommu === prev) continue;
+    prev = bond.iommu;
+    riscv_iommu_cmd_sync(prev, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+  }
+}
+
+const _NO_LEVELS: RiscvIommuGatherRange = { startPfn: 0, endPfn: 0, leafLevels: 0, tableLevels: 0 };
+
+/**
+ * Mirrors riscv_iommu_iodir_iotinval(): the IOTINVAL.VMA a device-context change needs (spec
+ * §6.3.1): for a first stage without G-stage, the context's PSCID; for Bare, everything; with
+ * a G-stage, everything of its GSCID.
+ */
+function _iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
+  const mem = iommu.dev.kernel.mem;
+  const tc = mem.read64(dc + riscv_iommu_dc.tc);
+  const iohgatp = mem.read64(dc + riscv_iommu_dc.iohgatp);
+  const cmd = iommu._cmd;
+  riscv_iommu_cmd_inval_vma(cmd);
+  if (
+    FIELD_GET(RISCV_IOMMU_DC_IOHGATP_MODE, iohgatp) === BigInt(RISCV_IOMMU_DC_IOHGATP_MODE_BARE)
+  ) {
+    const fsc = mem.read64(dc + riscv_iommu_dc.fsc);
+    const pdtv = (tc & RISCV_IOMMU_DC_TC_PDTV) !== 0n;
+    if (!pdtv && FIELD_GET(RISCV_IOMMU_DC_FSC_MODE, fsc) !== BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE)) {
+      const ta = mem.read64(dc + riscv_iommu_dc.ta);
+      riscv_iommu_cmd_inval_set_pscid(cmd, Number(FIELD_GET(RISCV_IOMMU_DC_TA_PSCID, ta)));
+    }
+  } else {
+    riscv_iommu_cmd_inval_set_gscid(cmd, Number(FIELD_GET(RISCV_IOMMU_DC_IOHGATP_GSCID, iohgatp)));
+  }
+  riscv_iommu_cmd_send(iommu, cmd);
+}
+
+/** IODIR.INVAL_DDT for one device, then the IOTINVAL its context needs. */
+function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void {
+  const cmd = iommu._cmd;
+  riscv_iommu_cmd_iodir_inval_ddt(cmd);
+  riscv_iommu_cmd_iodir_set_did(cmd, devid);
+  riscv_iommu_cmd_send(iommu, cmd);
+  _iodir_iotinval(iommu, dc);
+}
+
+/**
+ * Mirrors riscv_iommu_iodir_update(): points every device context of `dev` at `fsc`/`ta` in
+ * two phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
+ * IOFENCE.C); then fsc and ta.PSCID are written and tc last with ta's V, followed by
+ * IODIR.INVAL_DDT + IOTINVAL per context and one IOFENCE.C.
+ */
+export function riscv_iommu_iodir_update(
+  iommu: RiscvIommuDevice,
+  dev: Device,
+  fsc: bigint,
+  ta: bigint,
+): void {
+  const mem = iommu.dev.kernel.mem;
+  const ids = dev.fwspec?.ids ?? [];
+  let sync = false;
+  for (const id of ids) {
+    const dc = riscv_iommu_get_dc(iommu, id);
+    const tc = mem.read64(dc + riscv_iommu_dc.tc);
+    if ((tc & RISCV_IOMMU_DC_TC_V) === 0n) continue;
+    mem.write64(dc + riscv_iommu_dc.tc, tc & ~RISCV_IOMMU_DC_TC_V);
+    _iodir_inval(iommu, id, dc);
+    sync = true;
+  }
+  if (sync) riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+
+  // With PDTV=0, ta.V shares bit 0 with tc.V.
+  for (const id of ids) {
+    const dc = riscv_iommu_get_dc(iommu, id);
+    const tc = mem.read64(dc + riscv_iommu_dc.tc) | (ta & RISCV_IOMMU_DC_TC_V);
+    mem.write64(dc + riscv_iommu_dc.fsc, fsc);
+    mem.write64(dc + riscv_iommu_dc.ta, ta & RISCV_IOMMU_PC_TA_PSCID);
+    mem.write64(dc + riscv_iommu_dc.tc, tc);
+    _iodir_inval(iommu, id, dc);
+  }
+  riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+}
+
+function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
+  switch (mode) {
+    case RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39) !== 0n;
+    case RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV48:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV48) !== 0n;
+    case RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV57:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV57) !== 0n;
+  }
+  return false;
+}
+
+/**
+ * Mirrors riscv_iommu_attach_paging_domain(): links the device to the domain first (so
+ * concurrent invalidations reach its IOMMU), rewrites its device contexts, then unlinks it from
+ * the old paging domain. ENODEV when its IOMMU cannot walk the domain's table format.
+ */
+function _attach_paging(drv: RiscvIommuDriver, domain: RiscvIommuDomain, dev: Device): void {
+  const iommu = _dev_to_iommu(drv, dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  const hw = domain.pt.hwInfo();
+  if (!_pt_supported(iommu, hw.mode)) {
+    throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iosatp mode ${hw.mode}`);
+  }
+  const fsc = FIELD_PREP(RISCV_IOMMU_PC_FSC_MODE, hw.mode) |
+    FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
+  const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid) | RISCV_IOMMU_PC_TA_V;
+  _bond_link(domain, dev, iommu);
+  riscv_iommu_iodir_update(iommu, dev, fsc, ta);
+  _bond_unlink(info.domain, dev, iommu);
+  info.domain = domain;
+}
+
+/** Identity (ta V, fsc Bare) or blocking (V clear) attach. */
+function _attach_direct(drv: RiscvIommuDriver, dev: Device, ta: bigint): void {
+  const iommu = _dev_to_iommu(drv, dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), ta);
+  _bond_unlink(info.domain, dev, iommu);
+  info.domain = null;
+}
+
+/** Mirrors riscv_iommu_alloc_paging_domain(): the widest mode the IOMMU walks, a PSCID, a table. */
+function _alloc_paging_domain(drv: RiscvIommuDriver, dev: Device): IommuDomain {
+  const iommu = _dev_to_iommu(drv, dev);
+  let vaBits: number;
+  if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV57) vaBits = 57;
+  else if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV48) vaBits = 48;
+  else if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39) vaBits = 39;
+  else {
+    dev_err(dev, "cannot find supported page table mode");
+    throw new Errno("ENODEV", "No first-stage page-table mode");
+  }
+
+  const pscid = drv._pscids.alloc();
+  if (pscid < 0) throw new Errno("ENOMEM", "Out of PSCIDs");
+  const pages = dev.kernel.pages;
+  let domain: RiscvIommuDomain | null = null;
+  let pt: PtIommu;
+  try {
+    pt = new PtIommu({
+      mem: dev.kernel.mem,
+      alloc: {
+        allocTable: (order) => pages.alloc(order),
+        freeTable: (pa, order) => pages.free(pa, order),
+      },
+      vaBits,
+      // Svnapot is mandatory for IOMMUs (spec §6.4).
+      features: {
+        svnapot: true,
+        signExtend: true,
+        svpbmt: (iommu.caps & RISCV_IOMMU_CAPABILITIES_SVPBMT) !== 0n,
+      },
+      iotlbSync: (gather) => riscv_iommu_iotlb_inval(domain!, gather),
+    });
+  } catch (e) {
+    drv._pscids.free(pscid);
+    throw e;
+  }
+  domain = new RiscvIommuDomain(drv._pagingOps, dev.kernel, pscid, pt);
+  return domain;
+}
+
+/** Mirrors riscv_iommu_free_paging_domain(). */
+function _free_paging_domain(drv: RiscvIommuDriver, domain: RiscvIommuDomain): void {
+  if (domain.bonds.length !== 0) {
+    pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
+  }
+  drv._pscids.free(domain.pscid);
+  domain.pt.deinit();
+}
+
+/**
+ * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, and pre-creates each of its
+ * device contexts invalid (tc = 0), warning if one was already valid. ENODEV without IDs or
+ * IOMMU, when the directory is Off/Bare (the hardware passes everything through anyway), or
+ * when a context cannot be created.
+ */
+function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
+  const fwspec = dev.fwspec;
+  if (fwspec === null || fwspec.ids.length === 0) {
+    throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
+  }
+  let iommu: RiscvIommuDevice | undefined;
+  for (const i of drv._instances.values()) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
+  if (iommu === undefined) throw new Errno("ENODEV", `No RISC-V IOMMU for ${dev.name}`);
+  if (iommu.ddt_mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
+    throw new Errno("ENODEV", "The IOMMU is in pass-through mode");
+  }
+
+  const mem = dev.kernel.mem;
+  for (const id of fwspec.ids) {
+    const dc = riscv_iommu_get_dc(iommu, id);
+    if (dc < 0) {
+      dev_err(dev, `cannot set up device context for device ID 0x${id.toString(16)}`);
+      throw new Errno("ENODEV", `No device context for 0x${id.toString(16)}`);
+    }
+    if (mem.read64(dc + riscv_iommu_dc.tc) & RISCV_IOMMU_DC_TC_V) {
+      dev_warn(dev, "already attached to IOMMU device directory");
+    }
+    mem.write64(dc + riscv_iommu_dc.tc, 0n);
+  }
+  const info: RiscvIommuInfo = { domain: null };
+  dev_iommu_priv_set(dev, info);
+  return iommu.iommu;
+}
+
+/**
+ * Mirrors riscv_iommu_release_device(). The core attaches the release (blocking) domain first,
+ * so the device is normally unbonded already; if not, it is unlinked here so no paging domain
+ * keeps invalidating for a device that is gone.
+ */
+function _release_device(drv: RiscvIommuDriver, dev: Device): void {
+  const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
+  if (info?.domain) _bond_unlink(info.domain, dev, _dev_to_iommu(drv, dev));
+}
+
+/** A small ID allocator handing out the lowest free ID of a range (lib/idr.c's IDA). */
+class _Ida {
+  readonly #used = new Set<number>();
+  constructor(readonly min: number, readonly max: number) {}
+
+  /** The lowest free ID, or -1 when the range is used up. */
+  alloc(): number {
+    for (let id = this.min; id <= this.max; id++) {
+      if (!this.#used.has(id)) {
+        this.#used.add(id);
+        return id;
+      }
+    }
+    return -1;
+  }
+
+  /** Returns `id` to the pool. */
+  free(id: number): void {
+    this.#used.delete(id);
+  }
+}
+
+/** Options of a {@linkcode RiscvIommuDriver}. */
+export interface RiscvIommuDriverOptions {
+  /** Series features, in the order they probe. */
+  features?: readonly RiscvIommuFeature[];
+}
+
+/**
+ * One instance of the driver (what a loaded module is in Linux): the `iommu_ops`, the static
+ * identity and blocking domains and the PSCID space shared by every IOMMU it drives, and the
+ * series features it runs. A machine makes one per kernel and hands it to the bus glue.
+ *
+ * Throws EINVAL when two features share a name or an op, or a feature would replace an op of
+ * the base driver.
+ */
+export class RiscvIommuDriver {
+  /** The features, in probe order. */
+  readonly features: readonly RiscvIommuFeature[];
+  /** The ops registered for every IOMMU of this driver. */
+  readonly ops: IommuOps;
+  /** Pass-through for a device: DC.fsc Bare, ta V. */
+  readonly identityDomain: IommuDomain;
+  /** No DMA for a device: DC invalid, so every request faults with cause 258. */
+  readonly blockedDomain: IommuDomain;
+  /** The ops of every paging domain (the base ones plus the features' domainOps). */
+  readonly _pagingOps: IommuDomainOps;
+  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID]. */
+  readonly _pscids: _Ida = new _Ida(1, RISCV_IOMMU_MAX_PSCID);
+  /** Initialised IOMMUs by their core handle (dev_to_iommu()). */
+  readonly _instances: Map<IommuDevice, RiscvIommuDevice> = new Map();
+
+  /** A driver instance running `opts.features`. */
+  constructor(opts: RiscvIommuDriverOptions = {}) {
+    this.features = opts.features ?? [];
+    const names = new Set<string>();
+    for (const f of this.features) {
+      if (names.has(f.name)) throw new Errno("EINVAL", `Feature ${f.name} is listed twice`);
+      names.add(f.name);
+    }
+
+    this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
+      attachDev: (_d, dev) => _attach_direct(this, dev, RISCV_IOMMU_PC_TA_V),
+    });
+    this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
+      attachDev: (_d, dev) => _attach_direct(this, dev, 0n),
+    });
+
+    const paging: IommuDomainOps = {
+      attachDev: (d, dev) => _attach_paging(this, d as RiscvIommuDomain, dev),
+      mapPages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
+        mapped.bytes += (d as RiscvIommuDomain).pt.mapPages(iova, paddr, pgsize, pgcount, prot);
+      },
+      // The core's gather has PtGather's public shape (PtGather's #private makes TS nominal).
+      unmapPages: (d, iova, pgsize, pgcount, gather) =>
+        (d as RiscvIommuDomain).pt.unmapPages(iova, pgsize, pgcount, gather as unknown as PtGather),
+      iovaToPhys: (d, iova) => (d as RiscvIommuDomain).pt.iovaToPhys(iova),
+      iotlbSync: (d, gather) => {
+        riscv_iommu_iotlb_inval(d as RiscvIommuDomain, gather);
+        // Freed table pages may be reused only now that no IOTLB can walk them.
+        gather.putPages();
+      },
+      flushIotlbAll: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
+      free: (d) => _free_paging_domain(this, d as RiscvIommuDomain),
+    };
+    this._pagingOps = _merge(paging, this.features.map((f) => [f.name, f.domainOps ?? {}]), []);
+
+    const ops: IommuOps = {
+      ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
+      probeDevice: (dev) => _probe_device(this, dev),
+      releaseDevice: (dev) => _release_device(this, dev),
+      deviceGroup: (dev) =>
+        dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev),
+      domainAllocPaging: (dev) => _alloc_paging_domain(this, dev),
+      identityDomain: this.identityDomain,
+      blockedDomain: this.blockedDomain,
+      releaseDomain: this.blockedDomain,
+    };
+    this.ops = _merge(ops, this.features.map((f) => [f.name, f.ops ?? {}]), ["capable"]);
+  }
+}
+
+/**
+ * Adds the features' ops to `base`. Ops in `orMerged` (predicates) may come from several
+ * features and are OR-ed; any other op may be provided once, and never over a base op.
+ */
+function _merge<T extends object>(
+  base: T,
+  extra: [string, Partial<T>][],
+  orMerged: string[],
+): T {
+  const out = { ...base } as Record<string, unknown>;
+  const preds = new Map<string, ((...a: unknown[]) => boolean)[]>();
+  const from = new Map<string, string>();
+  for (const [name, ops] of extra) {
+    for (const [key, fn] of Object.entries(ops)) {
+      if (fn === undefined) continue;
+      if (orMerged.includes(key)) {
+        preds.set(key, [...(preds.get(key) ?? []), fn as (...a: unknown[]) => boolean]);
+        continue;
+      }
+      if (key in out) {
+        const owner = from.get(key) ?? "the base driver";
+        throw new Errno("EINVAL", `Feature ${name} cannot replace ${key} of ${owner}`);
+      }
+      out[key] = fn;
+      from.set(key, `feature ${name}`);
+    }
+  }
+  for (const [key, fns] of preds) out[key] = (...a: unknown[]) => fns.some((fn) => fn(...a));
+  return out as T;
+}
+
+/*
+ * Init and teardown.
+ */
+
+/**
+ * Mirrors riscv_iommu_init_check(): the hardware must be idle (ddtp not busy, directory Off or
+ * Bare — no kdump handover here), little-endian data structures (flipping fctl.BE when
+ * capabilities.END allows), and at least one interrupt vector. Programs icvec (CIV 0, FIV 1,
+ * PIV 2, PMIV 3, modulo the vectors available) and checks every vector read back is one the
+ * glue provided.
+ */
+function _init_check(iommu: RiscvIommuDevice): void {
+  const ddtp = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_DDTP);
+  if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp is busy");
+  if (FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp) > BigInt(RISCV_IOMMU_DDTP_IOMMU_MODE_BARE)) {
+    throw new Errno("EBUSY", "The IOMMU is already translating");
+  }
+
+  // RV64 Linux is little-endian.
+  if (iommu.fctl & RISCV_IOMMU_FCTL_BE) {
+    if ((iommu.caps & RISCV_IOMMU_CAPABILITIES_END) === 0n) {
+      throw new Errno("EINVAL", "The IOMMU is big-endian only");
+    }
+    riscv_iommu_writel(iommu, RISCV_IOMMU_REG_FCTL, iommu.fctl ^ RISCV_IOMMU_FCTL_BE);
+    iommu.fctl = riscv_iommu_readl(iommu, RISCV_IOMMU_REG_FCTL);
+    if (iommu.fctl & RISCV_IOMMU_FCTL_BE) throw new Errno("EINVAL", "fctl.BE stays set");
+  }
+
+  const n = iommu.irqs_count;
+  if (!n) throw new Errno("EINVAL", "No interrupt vector");
+  iommu.icvec = FIELD_PREP(RISCV_IOMMU_ICVEC_FIV, 1 % n) |
+    FIELD_PREP(RISCV_IOMMU_ICVEC_PIV, 2 % n) |
+    FIELD_PREP(RISCV_IOMMU_ICVEC_PMIV, 3 % n);
+  riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_ICVEC, iommu.icvec);
+  iommu.icvec = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_ICVEC);
+  for (let cause = 0; cause < 4; cause++) {
+    if (riscv_iommu_queue_vec(iommu, cause) >= n) {
+      throw new Errno("EINVAL", `icvec reads back vector ${riscv_iommu_queue_vec(iommu, cause)}`);
+    }
+  }
+}
+
+/** Sets up the features this IOMMU supports: their queue, then probe. */
+function _features_probe(iommu: RiscvIommuDevice): void {
+  for (const f of iommu.features) {
+    if (f.supported && !f.supported(iommu)) continue;
+    const fq = f.queue;
+    let queue: RiscvIommuQueue | null = null;
+    if (fq) {
+      queue = new RiscvIommuQueue(fq.qid, fq.qbr, fq.qcr, fq.log2sz, fq.entrySize);
+      riscv_iommu_queue_alloc(iommu, queue);
+      riscv_iommu_queue_enable(iommu, queue, (q) => fq.thread(iommu, q));
+      iommu.queues.set(fq.qid, queue);
+    }
+    try {
+      f.probe?.(iommu);
+    } catch (e) {
+      if (queue !== null) {
+        riscv_iommu_queue_disable(queue);
+        iommu.queues.delete(queue.qid);
+      }
+      throw e;
+    }
+    iommu.activeFeatures.push(f);
+  }
+}
+
+/** Undoes {@linkcode _features_probe}, last feature first. */
+function _features_remove(iommu: RiscvIommuDevice): void {
+  while (iommu.activeFeatures.length > 0) {
+    const f = iommu.activeFeatures.pop()!;
+    f.remove?.(iommu);
+    const queue = f.queue ? iommu.queues.get(f.queue.qid) : undefined;
+    if (queue !== undefined) {
+      riscv_iommu_queue_disable(queue);
+      iommu.queues.delete(queue.qid);
+    }
+  }
+}
+
+/**
+ * Mirrors riscv_iommu_init(): brings an IOMMU up and registers it with the IOMMU core.
+ *
+ * Order: check the hardware state and program icvec; find the directory root; allocate the
+ * command and fault queues; enable CQ then FQ (threaded interrupts); set up the features;
+ * switch the directory on (3LVL, or fewer levels if the hardware refuses), invalidating the
+ * caches; register with the core. Every failure unwinds what was done and throws the Errno
+ * (allocated pages are device-managed: they return when the probe fails or the driver unbinds).
+ *
+ * @example What the glue does (see the README and the tests for a full machine)
+ * ```ts ignore
+ * const drv = new RiscvIommuDriver({ features: [] });
+ * const iommu = new RiscvIommuDevice(dev, ioremap(kernel, 0x301_0000, 0x1000), drv);
+ * iommu.caps = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_CAPABILITIES);
+ * iommu.fctl = riscv_iommu_readl(iommu, RISCV_IOMMU_REG_FCTL);
+ * iommu.irqs = [irq0, irq1, irq2, irq3];
+ * iommu.irqs_count = 4;
+ * riscv_iommu_init(iommu);
+ * ```
+ */
+export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
+  iommu.cmdq.log2sz ||= Math.log2(RISCV_IOMMU_DEF_CQ_COUNT);
+  iommu.fltq.log2sz ||= Math.log2(RISCV_IOMMU_DEF_FQ_COUNT);
+
+  try {
+    _init_check(iommu);
+  } catch (e) {
+    throw dev_err_probe(iommu.dev, e, "unexpected device state");
+  }
+  iommu._nl = (iommu.caps & RISCV_IOMMU_CAPABILITIES_NL) !== 0n;
+  iommu._napot = (iommu.caps & RISCV_IOMMU_CAPABILITIES_S) !== 0n;
+
+  riscv_iommu_iodir_alloc(iommu);
+  riscv_iommu_queue_alloc(iommu, iommu.cmdq);
+  riscv_iommu_queue_alloc(iommu, iommu.fltq);
+  riscv_iommu_queue_enable(iommu, iommu.cmdq, _cmdq_process);
+
+  let directory = false;
+  try {
+    riscv_iommu_queue_enable(iommu, iommu.fltq, _fltq_process);
+    _features_probe(iommu);
+    riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
+    directory = true;
+    iommu.iommu.fwnode ??= iommu.dev.fwnode;
+    iommu.driver._instances.set(iommu.iommu, iommu);
+    try {
+      iommu_device_register(iommu.iommu, iommu.driver.ops, iommu.dev);
+    } catch (e) {
+      iommu.driver._instances.delete(iommu.iommu);
+      throw dev_err_probe(iommu.dev, e, "cannot register iommu interface");
+    }
+  } catch (e) {
+    if (directory) _iodir_off(iommu);
+    _features_remove(iommu);
+    riscv_iommu_queue_disable(iommu.fltq);
+    riscv_iommu_queue_disable(iommu.cmdq);
+    throw e;
+  }
+}
+
+/** Directory Off on a teardown path, where a failure is reported but does not stop it. */
+function _iodir_off(iommu: RiscvIommuDevice): void {
+  try {
+    riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_OFF);
+  } catch (e) {
+    if (!(e instanceof Errno)) throw e;
+  }
+}
+
+/**
+ * Mirrors riscv_iommu_remove(): unregisters from the core (its devices go to the blocking
+ * domain), turns the directory Off, removes the features, disables the command and fault
+ * queues. The pages go back when the driver unbinds (devres).
+ */
+export function riscv_iommu_remove(iommu: RiscvIommuDevice): void {
+  iommu_device_unregister(iommu.iommu);
+  iommu.driver._instances.delete(iommu.iommu);
+  _iodir_off(iommu);
+  _features_remove(iommu);
+  riscv_iommu_queue_disable(iommu.cmdq);
+  riscv_iommu_queue_disable(iommu.fltq);
+}

@@ -1,0 +1,207 @@
+/**
+ * The private contract between the bus-agnostic core (`iommu.ts`), the bus glue and the series
+ * packages: the device and queue structures and the MMIO accessors. Mirrors
+ * drivers/iommu/riscv/iommu.h.
+ *
+ * @module
+ */
+import { type Device, type IoMem, readl, readq, writel, writeq } from "@iommu-lab/kernel";
+import { IommuDevice } from "@iommu-lab/iommu";
+import {
+  RISCV_IOMMU_INTR_CQ,
+  RISCV_IOMMU_INTR_FQ,
+  RISCV_IOMMU_REG_CQB,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_FQB,
+  RISCV_IOMMU_REG_FQCSR,
+  RiscvIommuCommand,
+} from "./bits.ts";
+import type { RiscvIommuFeature } from "./feature.ts";
+import type { RiscvIommuDriver } from "./iommu.ts";
+
+/**
+ * One hardware queue (command, fault or page-request). Mirrors struct riscv_iommu_queue.
+ *
+ * Indexes are free-running unsigned 32-bit counters (the kernel's atomic_t), masked with
+ * {@linkcode RiscvIommuQueue.mask} to find a slot.
+ */
+export class RiscvIommuQueue {
+  /** Producer index: slots reserved so far (command queue). */
+  prod = 0;
+  /** Consumer index: hardware head as last seen (CQ), records consumed (FQ/PQ). */
+  head = 0;
+  /** Producer index published to hardware (CQ) or last read from it (FQ/PQ). */
+  tail = 0;
+  /** Entries minus one; set by `riscv_iommu_queue_alloc()`. */
+  mask = 0;
+  /** Physical address of the ring; -1 until allocated. */
+  phys = -1;
+  /** The IOMMU while the queue is enabled (its irq requested), else null. */
+  iommu: RiscvIommuDevice | null = null;
+
+  /**
+   * Mirrors RISCV_IOMMU_QUEUE_INIT(): a queue with interrupt cause `qid`, base register `qbr`
+   * and CSR `qcr`, asking for `2^log2sz` entries of `entrySize` bytes.
+   */
+  constructor(
+    readonly qid: number,
+    readonly qbr: number,
+    readonly qcr: number,
+    public log2sz: number,
+    readonly entrySize: number,
+  ) {}
+}
+
+/**
+ * One RISC-V IOMMU instance. Mirrors struct riscv_iommu_device.
+ *
+ * The bus glue creates it with the device, the mapped registers and the driver instance, fills
+ * {@linkcode RiscvIommuDevice.caps}, {@linkcode RiscvIommuDevice.fctl},
+ * {@linkcode RiscvIommuDevice.irqs} and {@linkcode RiscvIommuDevice.irqs_count}, then calls
+ * `riscv_iommu_init()`. It may also shrink {@linkcode RiscvIommuQueue.log2sz} of the queues
+ * before init (0 means the default size). Everything else belongs to the core.
+ */
+export class RiscvIommuDevice {
+  /** The IOMMU's own device (platform or PCI). */
+  readonly dev: Device;
+  /** The register window. */
+  readonly reg: IoMem;
+  /** The driver instance: ops, PSCID space and features shared by its IOMMUs. */
+  readonly driver: RiscvIommuDriver;
+  /** The handle registered with the IOMMU core (struct iommu_device). */
+  readonly iommu: IommuDevice = new IommuDevice();
+  /** `capabilities`, read by the glue. */
+  caps = 0n;
+  /** `fctl` as the glue left it (it chose WSI or MSI). */
+  fctl = 0;
+  /** Interrupt numbers by vector, as the glue allocated them. */
+  irqs: number[] = [];
+  /** How many vectors of {@linkcode RiscvIommuDevice.irqs} are valid (1 to 4 used). */
+  irqs_count = 0;
+  /** `icvec` as programmed and read back by init. */
+  icvec = 0n;
+  /** The command queue (qid 0). */
+  readonly cmdq: RiscvIommuQueue;
+  /** The fault queue (qid 1). */
+  readonly fltq: RiscvIommuQueue;
+  /** Queues the features asked for, by qid. */
+  readonly queues: Map<number, RiscvIommuQueue> = new Map();
+  /** Per-feature state on this IOMMU, by feature name (the features' own business). */
+  readonly featureData: Map<string, unknown> = new Map();
+  /** ddtp.iommu_mode in force. */
+  ddt_mode = 0;
+  /** Physical address of the DDT root page; -1 before `riscv_iommu_iodir_alloc()`. */
+  ddt_phys = -1;
+  /** Features running on this IOMMU (supported and probed), in probe order. */
+  readonly activeFeatures: RiscvIommuFeature[] = [];
+  /** Scratch command of the invalidation paths (reused, so they allocate nothing). */
+  readonly _cmd: RiscvIommuCommand = new RiscvIommuCommand();
+  /** Scratch IOFENCE.C of `riscv_iommu_cmd_sync()`. */
+  readonly _fence: RiscvIommuCommand = new RiscvIommuCommand();
+  /** capabilities.NL, cached by init for the unmap path (no bigint there). */
+  _nl = false;
+  /** capabilities.S, cached likewise. */
+  _napot = false;
+  /** Messages printed once (dev_err_once) so far. */
+  readonly _once: Set<string> = new Set();
+  /** Fault-log rate limit: window start (ns), messages in it, messages suppressed. */
+  readonly _rs = { begin: -Infinity, printed: 0, missed: 0 };
+
+  /** An instance of `driver` for `dev` with registers `reg`. */
+  constructor(dev: Device, reg: IoMem, driver: RiscvIommuDriver) {
+    this.dev = dev;
+    this.reg = reg;
+    this.driver = driver;
+    this.cmdq = new RiscvIommuQueue(
+      RISCV_IOMMU_INTR_CQ,
+      RISCV_IOMMU_REG_CQB,
+      RISCV_IOMMU_REG_CQCSR,
+      0,
+      16,
+    );
+    this.fltq = new RiscvIommuQueue(
+      RISCV_IOMMU_INTR_FQ,
+      RISCV_IOMMU_REG_FQB,
+      RISCV_IOMMU_REG_FQCSR,
+      0,
+      32,
+    );
+  }
+
+  /** The series features of the driver instance. */
+  get features(): readonly RiscvIommuFeature[] {
+    return this.driver.features;
+  }
+}
+
+/** Mirrors riscv_iommu_readl(). */
+export function riscv_iommu_readl(iommu: RiscvIommuDevice, addr: number): number {
+  return readl(iommu.reg, addr);
+}
+
+/** Mirrors riscv_iommu_readq(). */
+export function riscv_iommu_readq(iommu: RiscvIommuDevice, addr: number): bigint {
+  return readq(iommu.reg, addr);
+}
+
+/** Mirrors riscv_iommu_writel(). */
+export function riscv_iommu_writel(iommu: RiscvIommuDevice, addr: number, val: number): void {
+  writel(iommu.reg, addr, val);
+}
+
+/** Mirrors riscv_iommu_writeq(). */
+export function riscv_iommu_writeq(iommu: RiscvIommuDevice, addr: number, val: bigint): void {
+  writeq(iommu.reg, addr, val);
+}
+
+/**
+ * Polls `op` until `cond` holds or `timeoutUs` of simulated time passed, with a delay that
+ * starts at `delayUs` (at least 1 µs) and doubles up to 1/1024 of the timeout. Linux spins; in
+ * simulated time only the number of reads costs, so a stalled device costs about a thousand
+ * reads instead of millions, while a quick one is seen within twice its latency.
+ */
+export function riscv_iommu_poll<T>(
+  iommu: RiscvIommuDevice,
+  op: () => T,
+  cond: (v: T) => boolean,
+  delayUs: number,
+  timeoutUs: number,
+): T {
+  const clock = iommu.reg.clock;
+  const deadline = clock.now() + timeoutUs * 1000;
+  const capUs = Math.max(delayUs, 1, timeoutUs / 1024);
+  let stepUs = Math.max(delayUs, 1);
+  for (;;) {
+    const v = op();
+    const left = deadline - clock.now();
+    if (cond(v) || left <= 0) return v;
+    clock.advance(Math.min(stepUs * 1000, left));
+    stepUs = Math.min(stepUs * 2, capUs);
+  }
+}
+
+/**
+ * Mirrors riscv_iommu_readl_timeout(): reads `addr` until `cond` holds or `timeoutUs` of
+ * simulated time passed; returns the last value read, which the caller checks again (the C
+ * macro's callers test its return code instead).
+ */
+export function riscv_iommu_readl_timeout(
+  iommu: RiscvIommuDevice,
+  addr: number,
+  cond: (v: number) => boolean,
+  delayUs: number,
+  timeoutUs: number,
+): number {
+  return riscv_iommu_poll(iommu, () => readl(iommu.reg, addr), cond, delayUs, timeoutUs);
+}
+
+/** Mirrors riscv_iommu_readq_timeout(): {@linkcode riscv_iommu_readl_timeout} for 64 bits. */
+export function riscv_iommu_readq_timeout(
+  iommu: RiscvIommuDevice,
+  addr: number,
+  cond: (v: bigint) => boolean,
+  delayUs: number,
+  timeoutUs: number,
+): bigint {
+  return riscv_iommu_poll(iommu, () => readq(iommu.reg, addr), cond, delayUs, timeoutUs);
+}
