@@ -86,13 +86,13 @@ export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps
   return iommuDmaOps;
 }
 
-function _dmaDomain(dev: Device): { domain: IommuDomain; iovad: IovaDomain } {
+/** The DMA domain of `dev` (its cookie's IOVA space is set up); ENODEV without one. */
+function _dmaDomain(dev: Device): IommuDomain {
   const domain = iommu_get_dma_domain(dev);
-  const iovad = domain?.iovaCookie?.iovad;
-  if (!domain || !iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
+  if (!domain?.iovaCookie?.iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
     throw new Errno("ENODEV", `${dev.name} has no DMA domain`);
   }
-  return { domain, iovad };
+  return domain;
 }
 
 /** Mirrors dma_info_to_prot() for a coherent device. */
@@ -127,7 +127,8 @@ function _align(iovad: IovaDomain, n: number): number {
 
 /** Mirrors __iommu_dma_map(): maps `size` bytes at `phys` at a fresh IOVA; returns the DMA address. */
 function _map(dev: Device, phys: number, size: number, prot: number, bits: number): number {
-  const { domain, iovad } = _dmaDomain(dev);
+  const domain = _dmaDomain(dev);
+  const iovad = domain.iovaCookie!.iovad!;
   const off = phys % iovad.granule;
   const len = _align(iovad, size + off);
   const iova = _allocIova(domain, iovad, len, bits);
@@ -145,7 +146,8 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
  * `dmaAddr`/`size` is not a mapping this device's DMA API made (a double unmap included).
  */
 function _unmap(dev: Device, dmaAddr: number, size: number): void {
-  const { domain, iovad } = _dmaDomain(dev);
+  const domain = _dmaDomain(dev);
+  const iovad = domain.iovaCookie!.iovad!;
   const off = dmaAddr % iovad.granule;
   const start = dmaAddr - off;
   const len = _align(iovad, size + off);
@@ -182,7 +184,8 @@ export const iommuDmaOps: DmaOps = {
   },
   mapSg(dev, sg: Scatterlist[], dir) {
     const prot = _prot(dir);
-    const { domain, iovad } = _dmaDomain(dev);
+    const domain = _dmaDomain(dev);
+    const iovad = domain.iovaCookie!.iovad!;
     let total = 0;
     for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
     const iova = _allocIova(domain, iovad, total, dev.dmaMask);

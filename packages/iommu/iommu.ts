@@ -480,12 +480,13 @@ export function iommu_device_register(iommu: IommuDevice, ops: IommuOps, hwdev: 
   if (core.iommus.includes(iommu)) {
     throw new Errno("EBUSY", `IOMMU of ${hwdev.name} is already registered`);
   }
+  const fwnode = iommu.fwnode ?? hwdev.fwnode;
+  if (fwnode !== null && core.iommus.some((i) => i.fwnode === fwnode)) {
+    throw new Errno("EEXIST", `An IOMMU for ${fwnode.name} is already registered`);
+  }
   iommu.ops = ops;
   iommu.dev = hwdev;
-  iommu.fwnode ??= hwdev.fwnode;
-  if (iommu.fwnode !== null && core.iommus.some((i) => i.fwnode === iommu.fwnode)) {
-    throw new Errno("EEXIST", `An IOMMU for ${iommu.fwnode.name} is already registered`);
-  }
+  iommu.fwnode = fwnode;
   core.iommus.push(iommu);
   // Mirrors bus_iommu_probe(): devices configured before the IOMMU registered.
   for (const dev of [...core.kernel.core.devices]) {

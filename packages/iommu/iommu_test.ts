@@ -33,7 +33,7 @@ import {
   type IommuDomainOps,
 } from "./iommu.ts";
 import { iommuDmaOps } from "./dma_iommu.ts";
-import { mockPagingDomain, mockSystem } from "./testing.ts";
+import { MockIommu, mockPagingDomain, mockSystem } from "./testing.ts";
 
 const SZ_4K = 0x1000;
 const SZ_2M = 0x20_0000;
@@ -450,4 +450,13 @@ Deno.test("iommu_device_unregister() releases the devices it serves", () => {
 Deno.test("iommu_device_register() twice fails with EBUSY", () => {
   const sys = mockSystem();
   assert.throws(() => sys.drv.register(sys.hwdev), errno("EBUSY"));
+});
+
+Deno.test("iommu_device_register() of a second IOMMU for the same firmware node fails with EEXIST", () => {
+  const sys = mockSystem();
+  const twin = new MockIommu(sys.kernel, { name: sys.drv.fwnode.name });
+  const hw = new Device(sys.kernel, { name: "twin", fwnode: sys.drv.fwnode });
+  assert.throws(() => twin.register(hw), errno("EEXIST"));
+  assert.equal(twin.iommu.ops, null);
+  assert.equal(sys.kernel.iommuLayer!.ofXlate(sys.drv.fwnode) !== null, true);
 });
