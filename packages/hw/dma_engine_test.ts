@@ -4,6 +4,7 @@ import { PhysicalMemory } from "./memory.ts";
 import { ACC_READ, ACC_WRITE } from "./iommu/request.ts";
 import { Imsic, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "./intc/imsic.ts";
 import {
+  PCI_ATS_CTRL_ENABLE,
   PCI_BASE_ADDRESS_0,
   PCI_COMMAND,
   PCI_COMMAND_MASTER,
@@ -13,7 +14,7 @@ import {
 import { PCIE_MMIO_BASE, RootComplex } from "./pcie/root_complex.ts";
 import { pcieRig, TEST_RAM } from "./pcie/testing.ts";
 import { atp, dcTa, makeEnv, PageTableBuilder } from "./iommu/_test_builders.ts";
-import { RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39 } from "./iommu/structs.ts";
+import { RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, RISCV_IOMMU_DC_TC_EN_ATS } from "./iommu/structs.ts";
 import {
   DMAE_CH_BASE,
   DMAE_CH_CMD,
@@ -31,6 +32,7 @@ import {
   DMAE_CH_XFERRED,
   DMAE_CMD_GO,
   DMAE_CMD_IRQ_EN,
+  DMAE_ERR_ATS,
   DMAE_ERR_CMD,
   DMAE_ERR_MASTER,
   DMAE_ERR_READ,
@@ -250,4 +252,30 @@ Deno.test("dma engine: dmatest through the RISC-V IOMMU translator with 4 KiB ma
   assert.equal(mem.read32(ch(0, DMAE_CH_ERR_ADDR_LO)), 0x200_0000 + 40 * 4096);
   assert.equal(mem.read32(ch(0, DMAE_CH_ERR_CAUSE)), 15, "store/AMO page fault");
   assert.equal(mem.read32(ch(0, DMAE_CH_XFERRED)), 40 * 4096);
+});
+
+Deno.test("dma engine: with ATS, pages come from ATS completions; an unmapped one is denied", () => {
+  const { mem, alloc, ddt, tr } = makeEnv();
+  const clock = new Clock();
+  const rc = new RootComplex({ mem, clock, translator: tr });
+  const dma = new DmaEngine({ clock, ats: true });
+  const bdf = rc.attach(dma.fn, 4);
+  const pt = new PageTableBuilder(mem, alloc, "sv39");
+  ddt.set(bdf, {
+    tc: RISCV_IOMMU_DC_TC_EN_ATS,
+    ta: dcTa(1),
+    fsc: atp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root),
+  });
+  for (let i = 0; i < 4; i++) pt.map(0x300_0000 + i * 4096, 0x1_2000_0000 + i * 4096);
+  dma.fn.configWrite32(PCI_BASE_ADDRESS_0, BAR);
+  dma.fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+  dma.fn.configWrite32(dma.fn.atsCap + 4, PCI_ATS_CTRL_ENABLE << 16);
+  run(mem, 0, DMAE_OP_FILL, 0x300_0000, 4 * 4096, 0x6666_6666);
+  assert.equal(waitIdle(mem, 0), DMAE_STATUS_DONE);
+  assert.equal(mem.read32(0x1_2000_0000 + 3 * 4096 + 8), 0x6666_6666);
+  assert.equal(dma.fn.atc!.entries, 4, "one ATC entry per 4 KiB translation");
+  mem.write32(ch(0, DMAE_CH_STATUS), DMAE_STATUS_DONE);
+  run(mem, 0, DMAE_OP_FILL, 0x300_0000, 5 * 4096, 0);
+  assert.equal(waitIdle(mem, 0) >>> DMAE_STATUS_ERR_SHIFT, DMAE_ERR_ATS);
+  assert.equal(mem.read32(ch(0, DMAE_CH_ERR_ADDR_LO)), 0x300_4000);
 });
