@@ -540,24 +540,6 @@ export function dev_iommu_priv_set(dev: Device, priv: unknown): void {
   param.priv = priv;
 }
 
-/**
- * Mirrors iommu_fwspec_init(): starts `dev`'s fwspec for the IOMMU at `fwnode`; EINVAL when the
- * device already names another IOMMU.
- */
-export function iommu_fwspec_init(dev: Device, fwnode: FwNode): void {
-  if (dev.fwspec !== null) {
-    if (dev.fwspec.fwnode === fwnode) return;
-    throw new Errno("EINVAL", `${dev.name} is already behind IOMMU ${dev.fwspec.fwnode.name}`);
-  }
-  dev.fwspec = { fwnode, ids: [], flags: 0 };
-}
-
-/** Mirrors iommu_fwspec_add_ids(): appends device IDs (EINVAL without a fwspec). */
-export function iommu_fwspec_add_ids(dev: Device, ids: readonly number[]): void {
-  if (dev.fwspec === null) throw new Errno("EINVAL", `${dev.name} has no IOMMU fwspec`);
-  dev.fwspec.ids.push(...ids);
-}
-
 /** Mirrors iommu_group_alloc(): a new empty group. */
 export function iommu_group_alloc(core: IommuCore): IommuGroup {
   return new IommuGroup(core, core._allocGroupId());

@@ -61,8 +61,6 @@ export {
   IOMMU_DOMAIN_SVA,
   IOMMU_DOMAIN_UNMANAGED,
   iommu_flush_iotlb_all,
-  iommu_fwspec_add_ids,
-  iommu_fwspec_init,
   iommu_get_dma_domain,
   iommu_get_domain_for_dev,
   iommu_group_alloc,
