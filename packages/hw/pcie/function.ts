@@ -414,7 +414,10 @@ export class PciFunction {
   configWrite32(offset: number, value: number): void {
     const dw = offset & 0xffc;
     this.config.write32(dw, value);
-    if (dw === PCI_COMMAND || (dw >= PCI_BASE_ADDRESS_0 && dw < PCI_BASE_ADDRESS_0 + 24)) {
+    if (dw === PCI_COMMAND) {
+      this.#remap();
+      this.msix?.controlWritten();
+    } else if (dw >= PCI_BASE_ADDRESS_0 && dw < PCI_BASE_ADDRESS_0 + 24) {
       this.#remap();
     } else if (this.msix !== undefined && dw === this.msix.cap) {
       this.msix.controlWritten();
@@ -537,7 +540,8 @@ export class PciFunction {
 
   /**
    * Sends an MSI: a 32-bit write of `data` to `addrLo`/`addrHi`, translated when the root
-   * complex translates MSIs. Dropped when Bus Master Enable is clear or the write faults.
+   * complex translates MSIs. Dropped when Bus Master Enable is clear (MSI-X holds its messages
+   * before that) or the write faults.
    */
   msiWrite(addrLo: number, addrHi: number, data: number): void {
     const rc = this.#rc;

@@ -174,10 +174,14 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
     assert.equal(landed(), 0);
     port.faultPages.clear();
   });
-  await t.step("bus master disabled: the function cannot send", () => {
+  await t.step("bus master disabled: held until the function may write again", () => {
     fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY);
     msix.notify(1);
     assert.equal(landed(), 0);
+    assert.equal(msix.isPending(1), true);
+    fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+    assert.equal(landed(), 0x55);
+    assert.equal(msix.isPending(1), false);
   });
   await t.step("out-of-range vectors are ignored", () => {
     msix.notify(4);

@@ -6,13 +6,17 @@
  * issued by the function like any of its writes (so through the IOMMU when the platform
  * translates MSIs). While MSI-X is enabled but the function or the vector is masked, triggering
  * sets the vector's pending bit instead, and unmasking sends the held message and clears the bit
- * (PCIe §6.1.4.5). While MSI-X is disabled, triggers are dropped (no INTx is modelled).
+ * (PCIe §6.1.4.5). Bus Master Enable clear holds messages the same way (the function may not
+ * write), and setting it sends them. While MSI-X is disabled, triggers are dropped (no INTx is
+ * modelled).
  *
  * @module
  */
 import type { Clock } from "../clock.ts";
 import {
   type ConfigSpace,
+  PCI_COMMAND,
+  PCI_COMMAND_MASTER,
   PCI_MSIX_ENTRY_CTRL_MASKBIT,
   PCI_MSIX_ENTRY_SIZE,
   PCI_MSIX_FLAGS,
@@ -105,16 +109,17 @@ export class Msix {
   /** The function signals `vector`: sent now, held pending while masked, dropped if disabled. */
   notify(vector: number): void {
     if (!Number.isInteger(vector) || vector < 0 || vector >= this.vectors || !this.enabled) return;
-    if (this.functionMasked || this.isMasked(vector)) {
+    if (this.#held() || this.isMasked(vector)) {
       this.#pba[vector >>> 5] |= 1 << (vector & 31);
       return;
     }
     this.#fire(vector);
   }
 
-  /** Sends the held messages that the control word (Enable, Function Mask) now lets through. */
+  /** Sends the held messages that the control word (Enable, Function Mask) or the command
+   * register (Bus Master Enable) now lets through. */
   controlWritten(): void {
-    if (!this.enabled || this.functionMasked) return;
+    if (!this.enabled || this.#held()) return;
     for (let v = 0; v < this.vectors; v++) {
       if (this.isPending(v) && !this.isMasked(v)) this.#fire(v);
     }
@@ -139,7 +144,7 @@ export class Msix {
     else this.#table[i] = value >>> 0;
     if (field === 3) {
       const v = i >>> 2;
-      if (this.isPending(v) && !this.isMasked(v) && this.enabled && !this.functionMasked) {
+      if (this.isPending(v) && !this.isMasked(v) && this.enabled && !this.#held()) {
         this.#fire(v);
       }
     }
@@ -150,6 +155,11 @@ export class Msix {
     this.#clock.charge(this.#clock.costs.mmio);
     const i = offset >>> 2;
     return i < this.#pba.length ? this.#pba[i] >>> 0 : 0;
+  }
+
+  /** Every vector is held: the function is masked or may not write. */
+  #held(): boolean {
+    return this.functionMasked || (this.#cfg.get16(PCI_COMMAND) & PCI_COMMAND_MASTER) === 0;
   }
 
   #fire(v: number): void {
