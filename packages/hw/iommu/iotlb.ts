@@ -49,8 +49,11 @@ export function addressSpaceKey(fs: boolean, gv: boolean, gscid: number, pscid: 
 /** Hash of an address-space key, mixed into the slot index. */
 export function addressSpaceHash(key: number): number {
   const lo = key >>> 0;
-  const hi = (key - lo) / TWO32;
-  return Math.imul(lo ^ Math.imul(hi + 1, 0x85ebca6b), 0x9e3779b1) >>> 7;
+  // murmur3's finaliser, so GSCID bits (20 and up) reach the low bits of the slot index.
+  let h = lo ^ Math.imul((key - lo) / TWO32 + 1, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** The IOTLB of one IOMMU. */
