@@ -47,8 +47,11 @@ export type DeviceState = "new" | "probing" | "bound" | "deferred" | "unbound" |
 export interface Driver {
   /** Driver name; dmesg prefixes a bound device's messages with it. */
   readonly name: string;
-  /** Binds to `dev`; throws an {@linkcode Errno} on failure (`EPROBE_DEFER` to retry later). */
-  probe(dev: Device): void;
+  /**
+   * Binds to `dev`; throws an {@linkcode Errno} on failure (`EPROBE_DEFER` to retry later).
+   * `id` is the bus's match entry where the bus passes one (PCI's pci_device_id).
+   */
+  probe(dev: Device, id?: unknown): void;
   /** Unbinds from `dev` (devres actions run after it). */
   remove?(dev: Device): void;
   /** Quiesces `dev` at shutdown. */

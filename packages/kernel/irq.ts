@@ -582,8 +582,8 @@ export function msi_domain_alloc_irqs(
     const mask = writer.mask;
     if (mask) d.maskHook = (m) => mask(desc, m);
     list.push(desc);
-    writer.write(desc, msg);
     mask?.(desc, true);
+    writer.write(desc, msg);
     return d.irq;
   });
 }

@@ -11,6 +11,7 @@ import { IrqLayer } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
+import { pci_bus_type } from "./pci.ts";
 import { platform_bus_type } from "./platform.ts";
 import { Dmesg } from "./printk.ts";
 import { type Clock, SimClock } from "./time.ts";
@@ -80,6 +81,8 @@ export class Kernel {
   readonly irq: IrqLayer;
   /** The platform bus. */
   readonly platformBus: Bus;
+  /** The PCI bus. */
+  readonly pciBus: Bus;
   /** The device tree the platform bus was populated from (of_root), if any. */
   deviceTree: DeviceTree | null = null;
   /** The IOMMU core's hooks, once it is loaded. */
@@ -97,6 +100,7 @@ export class Kernel {
     this.core = new DriverCore(this);
     this.irq = new IrqLayer(this);
     this.platformBus = bus_register(this, platform_bus_type);
+    this.pciBus = bus_register(this, pci_bus_type);
     this.ioremapFn = opts.ioremap ?? null;
   }
 
