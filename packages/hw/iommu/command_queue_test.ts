@@ -14,6 +14,7 @@ import {
 } from "./command_queue.ts";
 import { Iommu, type IommuOptions } from "./iommu.ts";
 import * as R from "./regs.ts";
+import { newRequest, newResult } from "./request.ts";
 
 const RAM = 0x8000_0000;
 
@@ -320,4 +321,46 @@ Deno.test("an IOFENCE.C store aimed at the IOMMU's own registers cannot drive it
   ]);
   assert.equal(cqh(), 1);
   assert.equal(iommu.read32(R.RISCV_IOMMU_REG_CQT), 1);
+});
+
+Deno.test("IOTINVAL.VMA and IODIR.INVAL_DDT through the queue reach the real caches", () => {
+  const mem = new PhysicalMemory();
+  mem.addRam(RAM, 2 ** 30);
+  const iommu = new Iommu({ mem, caps: { msiFlat: false } });
+  const DDT = RAM + 0x10_0000, ROOT = DDT + 0x1000, L1 = DDT + 0x2000, L0 = DDT + 0x3000;
+  const ptr = (pa: number) => BigInt(pa / 4096) << 10n | 1n;
+  mem.write64(DDT + 32, 1n); // device 1, base DC: V
+  mem.write64(DDT + 32 + 0x10, 5n << 12n); // PSCID 5
+  mem.write64(DDT + 32 + 0x18, 8n << 60n | BigInt(ROOT / 4096));
+  mem.write64(ROOT, ptr(L1));
+  mem.write64(L1, ptr(L0));
+  mem.write64(L0 + 8, 0x80777n << 10n | 0xd7n);
+  iommu.write64(R.RISCV_IOMMU_REG_DDTP, BigInt(DDT / 4096) << 10n | 2n);
+  iommu.write64(R.RISCV_IOMMU_REG_CQB, BigInt(RAM / 4096) << 10n | 3n);
+  iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN);
+  let t = 0;
+  const run = (d0: bigint, d1 = 0n) => {
+    mem.write64(RAM + t * 16, d0);
+    mem.write64(RAM + t * 16 + 8, d1);
+    iommu.write32(R.RISCV_IOMMU_REG_CQT, ++t);
+  };
+  const pa = () => {
+    const res = newResult();
+    iommu.translate(newRequest({ deviceId: 1, iovaLo: 0x1000 }), res);
+    return res.status === 0 ? res.pa : -res.cause;
+  };
+  assert.equal(pa(), 0x8077_7000);
+  mem.write64(L0 + 8, 0x80888n << 10n | 0xd7n);
+  run(
+    1n | R.RISCV_IOMMU_CMD_IOTINVAL_AV | R.RISCV_IOMMU_CMD_IOTINVAL_PSCV | 5n << 12n,
+    0x1n << 10n,
+  );
+  run(2n);
+  assert.equal(pa(), 0x8088_8000, "the leaf was invalidated");
+  mem.write64(DDT + 32, 0n);
+  assert.equal(pa(), 0x8088_8000, "the DC is still cached");
+  run(3n | bits(33) | 1n << 40n);
+  run(2n);
+  assert.equal(pa(), -258, "after IODIR.INVAL_DDT the invalid DC is seen");
+  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_CQH), 4);
 });

@@ -215,7 +215,11 @@ export class Iommu implements MmioHandler, TranslationPort {
   irq: IrqSink | null;
 
   readonly #mem: PhysicalMemory;
-  readonly #opts: IommuOptions;
+  readonly #resetBare: boolean;
+  readonly #ddtLevels: readonly number[];
+  readonly #fixedDdtPpn: number | undefined;
+  readonly #ddtpBusyPolls: number;
+  readonly #trBusyPolls: number;
   readonly #capsLo: number;
   readonly #capsHi: number;
   readonly #ddtPpnMask: bigint;
@@ -258,7 +262,11 @@ export class Iommu implements MmioHandler, TranslationPort {
   constructor(opts: IommuOptions) {
     const caps = resolveCaps(opts.caps);
     this.caps = Object.freeze(caps);
-    this.#opts = opts;
+    this.#resetBare = opts.resetMode === "bare";
+    this.#ddtLevels = [...(opts.ddtLevels ?? [1, 2, 3])];
+    this.#fixedDdtPpn = opts.fixedPpn?.ddt;
+    this.#ddtpBusyPolls = opts.ddtpBusyPolls ?? 0;
+    this.#trBusyPolls = opts.trBusyPolls ?? 0;
     this.#mem = opts.mem;
     this.irq = opts.irq ?? null;
     this.#stall = opts.stallCommandQueue ?? false;
@@ -330,10 +338,10 @@ export class Iommu implements MmioHandler, TranslationPort {
     const caps = this.caps;
     this.#fctl = (caps.igs === IGS_WSI ? RISCV_IOMMU_FCTL_WSI : 0) |
       (caps.sv32x4 && !this.#gxlWritable ? RISCV_IOMMU_FCTL_GXL : 0);
-    this.#ddtpMode = this.#opts.resetMode === "bare"
+    this.#ddtpMode = this.#resetBare
       ? RISCV_IOMMU_DDTP_IOMMU_MODE_BARE
       : RISCV_IOMMU_DDTP_IOMMU_MODE_OFF;
-    this.#ddtpPpn = this.#opts.fixedPpn?.ddt ?? 0;
+    this.#ddtpPpn = this.#fixedDdtPpn ?? 0;
     this.#ddtpBusyReads = 0;
     this.#cq.reset();
     this.#fq.reset();
@@ -675,13 +683,12 @@ export class Iommu implements MmioHandler, TranslationPort {
   }
 
   #writeDdtp(v: bigint): void {
-    this.#ddtpBusyReads = this.#opts.ddtpBusyPolls ?? 0;
+    this.#ddtpBusyReads = this.#ddtpBusyPolls;
     const mode = Number(v & 0xfn);
-    const levels = this.#opts.ddtLevels ?? [1, 2, 3];
     const xlvl = (m: number) =>
       m >= RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL && m <= RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL;
     if (xlvl(mode)) {
-      if (!levels.includes((mode - 1) as 1 | 2 | 3)) return;
+      if (!this.#ddtLevels.includes(mode - 1)) return;
       if (xlvl(this.#ddtpMode) && mode !== this.#ddtpMode) return;
     } else if (
       mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_OFF && mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_BARE
@@ -689,7 +696,7 @@ export class Iommu implements MmioHandler, TranslationPort {
       return;
     }
     this.#ddtpMode = mode;
-    this.#ddtpPpn = this.#opts.fixedPpn?.ddt ?? Number(v >> 10n & this.#ddtPpnMask);
+    this.#ddtpPpn = this.#fixedDdtPpn ?? Number(v >> 10n & this.#ddtPpnMask);
     this.#syncTranslator();
   }
 
@@ -880,7 +887,7 @@ export class Iommu implements MmioHandler, TranslationPort {
     this.#trResponse = res.status === XLATE_OK
       ? BigInt(res.pbmt & 3) << 7n | _rangePpn(res.pa, res.size)
       : RISCV_IOMMU_TR_RESPONSE_FAULT;
-    this.#trBusyReads = this.#opts.trBusyPolls ?? 0;
+    this.#trBusyReads = this.#trBusyPolls;
   }
 }
 

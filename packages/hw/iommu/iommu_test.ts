@@ -616,3 +616,24 @@ Deno.test("debug interface faults are logged in the fault queue like any other",
   assert.equal(iommu.read32(R.RISCV_IOMMU_REG_FQT), 1);
   assert.equal(mem.read64(FQ) & 0xfffn, 256n);
 });
+
+Deno.test("debug interface end to end: a 2 MiB Sv39 leaf reports S=1 and its range; a 4 KiB leaf its page", () => {
+  const { iommu, mem } = make({}, { msiFlat: true });
+  const DDT = RAM, ROOT = RAM + 0x1000, L1 = RAM + 0x2000, L0 = RAM + 0x3000;
+  const ptr = (pa: number) => BigInt(pa / 4096) << 10n | 1n;
+  mem.write64(DDT + 64, 1n); // device 1: extended DC, tc.V
+  mem.write64(DDT + 64 + 0x18, 8n << 60n | BigInt(ROOT / 4096)); // fsc: Sv39
+  mem.write64(ROOT, ptr(L1));
+  mem.write64(L1 + 8, 0x80400n << 10n | 0xd7n); // VPN[1]=1: 2 MiB leaf at 0x8040_0000
+  mem.write64(L1 + 16, ptr(L0));
+  mem.write64(L0 + 5 * 8, 0x80555n << 10n | 0xd7n); // 0x40_5000 → 0x8055_5000
+  iommu.write64(R.RISCV_IOMMU_REG_DDTP, BigInt(DDT / 4096) << 10n | 2n);
+  const probe = (iova: bigint) => {
+    iommu.write64(R.RISCV_IOMMU_REG_TR_REQ_IOVA, iova);
+    iommu.write64(R.RISCV_IOMMU_REG_TR_REQ_CTL, 1n | R.RISCV_IOMMU_TR_REQ_CTL_NW | 1n << 40n);
+    return iommu.read64(R.RISCV_IOMMU_REG_TR_RESPONSE);
+  };
+  assert.equal(probe(0x20_3000n), (0x80400n | 0xffn) << 10n | R.RISCV_IOMMU_TR_RESPONSE_SZ);
+  assert.equal(probe(0x40_5000n), 0x80555n << 10n);
+  assert.equal(probe(0x60_0000n) & 1n, 1n, "unmapped: fault");
+});
