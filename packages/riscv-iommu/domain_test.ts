@@ -1,0 +1,408 @@
+// Device directory management, identity/blocking/paging domains, bonds and IOTLB invalidation
+// (spec chapters 2 and 6.3), through the IOMMU core, on the fake register file.
+import assert from "node:assert/strict";
+import { device_del } from "@iommu-lab/kernel";
+import {
+  iommu_attach_device,
+  iommu_attach_group,
+  iommu_detach_device,
+  iommu_domain_free,
+  iommu_flush_iotlb_all,
+  iommu_get_domain_for_dev,
+  iommu_group_get,
+  iommu_group_replace_domain,
+  iommu_map,
+  iommu_paging_domain_alloc,
+  IOMMU_READ,
+  iommu_unmap,
+  IOMMU_WRITE,
+} from "@iommu-lab/iommu";
+import type { RiscvIommuDomain } from "./iommu.ts";
+import { type TestSystem, testSystem, type TestSystemOptions } from "./_test_device.ts";
+
+const SV39 = 1n << 9n;
+const SV48 = 1n << 10n;
+const SV57 = 1n << 11n;
+const MSI_FLAT = 1n << 22n;
+const NL = 1n << 42n;
+const S = 1n << 43n;
+const V1 = 0x10n;
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+/** The device context of `devid`, found by walking the DDT as the hardware does (spec §2.1). */
+function dcOf(sys: TestSystem, devid: number): number {
+  const ddtp = sys.fake.ddtp;
+  const mode = Number(ddtp & 15n);
+  const ext = (sys.fake.caps & MSI_FLAT) !== 0n;
+  const split = ext ? [[0, 6], [6, 9], [15, 9]] : [[0, 7], [7, 9], [16, 8]];
+  let table = Number(ddtp >> 10n & (2n ** 44n - 1n)) * 4096;
+  for (let level = mode - 2; level > 0; level--) {
+    const [lsb, w] = split[level];
+    const ddte = sys.ram.read64(table + (devid >>> lsb & (2 ** w - 1)) * 8);
+    assert.ok(ddte & 1n, `non-leaf DDT entry of level ${level} valid`);
+    table = Number(ddte >> 10n & (2n ** 44n - 1n)) * 4096;
+  }
+  const size = ext ? 64 : 32;
+  return table + (devid & (2 ** split[0][1] - 1)) * size;
+}
+
+/** tc, iohgatp, ta, fsc of the device context of `devid`. */
+function dc(sys: TestSystem, devid: number): bigint[] {
+  const pa = dcOf(sys, devid);
+  return [0, 8, 16, 24].map((o) => sys.ram.read64(pa + o));
+}
+
+function commandsOf(sys: TestSystem, fn: () => void): string[] {
+  sys.fake.commands.length = 0;
+  fn();
+  return sys.fake.commands.map((c) => c.text);
+}
+
+/** A system with one endpoint (ID 5) in its default DMA domain and an unmanaged domain on it. */
+function withDomain(opts: TestSystemOptions = {}) {
+  const sys = testSystem(opts);
+  const ep = sys.addEndpoint("ep0", 5);
+  const domain = iommu_paging_domain_alloc(ep) as RiscvIommuDomain;
+  iommu_attach_device(domain, ep);
+  return { sys, ep, domain };
+}
+
+Deno.test("probe_device() + default domain: the DC of each ID, 3LVL base format (DDI 7/9/8)", () => {
+  const sys = testSystem();
+  const ep = sys.addEndpoint("ep0", 0x12345, 0x12346);
+  const domain = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+  const { ppn, mode } = domain.pt.hwInfo();
+  for (const id of [0x12345, 0x12346]) {
+    const [tc, iohgatp, ta, fsc] = dc(sys, id);
+    assert.equal(tc, 1n, "tc: V only");
+    assert.equal(iohgatp, 0n);
+    assert.equal(ta, BigInt(domain.pscid) << 12n);
+    assert.equal(fsc, BigInt(mode) << 60n | BigInt(ppn));
+  }
+  assert.equal(mode, 10, "Sv57, the widest mode of the default caps");
+});
+
+Deno.test("probe_device() uses the extended 64-byte DC and DDI 6/9/9 with capabilities.MSI_FLAT", () => {
+  const sys = testSystem({ caps: V1 | SV39 | MSI_FLAT });
+  sys.addEndpoint("ep0", 0x41);
+  sys.addEndpoint("ep1", 0x8041);
+  const a = dcOf(sys, 0x41);
+  assert.equal(a % 4096, 64, "slot 1 of 64-byte contexts");
+  assert.equal(dc(sys, 0x41)[0], 1n);
+  assert.equal(dc(sys, 0x8041)[0], 1n);
+  assert.notEqual(dcOf(sys, 0x8041), a);
+});
+
+Deno.test("probe_device() fails with ENODEV for an ID the 1LVL directory cannot hold", () => {
+  const sys = testSystem({ ddtModes: [2] });
+  sys.addEndpoint("ep0", 0x7f);
+  assert.equal(dc(sys, 0x7f)[0], 1n);
+  assert.throws(() => sys.addEndpoint("ep1", 0x80), { code: "ENODEV" });
+  assert.deepEqual(sys.kernel.dmesg.grep("device context"), [
+    "riscv-iommu-test ep1: cannot set up device context for device ID 0x80",
+  ]);
+});
+
+Deno.test("probe_device() is ENODEV while the directory is Bare (global pass-through)", () => {
+  const sys = testSystem();
+  sys.iommu!.ddt_mode = 1;
+  assert.throws(() => sys.addEndpoint("ep0", 1), { code: "ENODEV" });
+});
+
+Deno.test("probe_device() warns 'already attached' for a valid DC and writes it invalid first", () => {
+  const sys = testSystem();
+  sys.addEndpoint("ep0", 5);
+  const cmds = commandsOf(sys, () => sys.addEndpoint("ep1", 5));
+  assert.deepEqual(sys.kernel.dmesg.grep("already attached"), [
+    "riscv-iommu-test ep1: already attached to IOMMU device directory",
+  ]);
+  // tc was cleared by the probe, so the attach has no first (invalidate-old) phase.
+  assert.deepEqual(cmds, ["IODIR.INVAL_DDT did=0x5", "IOTINVAL.VMA pscid=2", "IOFENCE.C pr pw"]);
+});
+
+Deno.test("identity domain: DC.fsc Bare and ta V (pass-through), no bond", () => {
+  const sys = testSystem({ passthrough: true });
+  let cmds: string[] = [];
+  cmds = commandsOf(sys, () => sys.addEndpoint("ep0", 9));
+  assert.deepEqual(dc(sys, 9), [1n, 0n, 0n, 0n]);
+  assert.deepEqual(cmds, ["IODIR.INVAL_DDT did=0x9", "IOTINVAL.VMA", "IOFENCE.C pr pw"]);
+});
+
+Deno.test("blocking domain: DC invalid; the old paging domain's PSCID is flushed", () => {
+  const sys = testSystem();
+  const ep = sys.addEndpoint("ep0", 5);
+  const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+  const cmds = commandsOf(
+    sys,
+    () => iommu_group_replace_domain(iommu_group_get(ep)!, sys.drv.blockedDomain),
+  );
+  assert.equal(dc(sys, 5)[0] & 1n, 0n);
+  assert.deepEqual(cmds, [
+    "IODIR.INVAL_DDT did=0x5",
+    `IOTINVAL.VMA pscid=${old.pscid}`,
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT did=0x5",
+    "IOTINVAL.VMA",
+    "IOFENCE.C pr pw",
+    `IOTINVAL.VMA pscid=${old.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+  assert.equal(old.bonds.length, 0);
+});
+
+Deno.test("attach_paging(): two-phase DC update, V cleared first and set last, then the old PSCID flushed", () => {
+  const sys = testSystem();
+  const ep = sys.addEndpoint("ep0", 5);
+  const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+  const domain = iommu_paging_domain_alloc(ep) as RiscvIommuDomain;
+  const base = dcOf(sys, 5);
+  const writes: string[] = [];
+  const write64 = sys.ram.write64.bind(sys.ram);
+  sys.ram.write64 = (pa, v) => {
+    if (pa >= base && pa < base + 32) {
+      writes.push(`${["tc", "iohgatp", "ta", "fsc"][(pa - base) / 8]}=${v.toString(16)}`);
+    }
+    write64(pa, v);
+  };
+  const cmds = commandsOf(sys, () => iommu_attach_device(domain, ep));
+  const { ppn } = domain.pt.hwInfo();
+  assert.deepEqual(writes, [
+    "tc=0",
+    `fsc=${(10n << 60n | BigInt(ppn)).toString(16)}`,
+    `ta=${(BigInt(domain.pscid) << 12n).toString(16)}`,
+    "tc=1",
+  ]);
+  assert.deepEqual(cmds, [
+    "IODIR.INVAL_DDT did=0x5",
+    `IOTINVAL.VMA pscid=${old.pscid}`,
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT did=0x5",
+    `IOTINVAL.VMA pscid=${domain.pscid}`,
+    "IOFENCE.C pr pw",
+    `IOTINVAL.VMA pscid=${old.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(domain.bonds.map((b) => b.dev), [ep]);
+  assert.equal(old.bonds.length, 0);
+});
+
+Deno.test("bond_unlink(): the old PSCID is flushed only when its last device on the IOMMU leaves", () => {
+  const sys = testSystem();
+  const ep0 = sys.addEndpoint("ep0", 1);
+  const ep1 = sys.addEndpoint("ep1", 2);
+  const shared = iommu_paging_domain_alloc(ep0) as RiscvIommuDomain;
+  iommu_attach_group(shared, iommu_group_get(ep0)!);
+  iommu_attach_group(shared, iommu_group_get(ep1)!);
+  assert.deepEqual(shared.bonds.map((b) => b.dev), [ep0, ep1]);
+  const back = (id: number, dom: RiscvIommuDomain) => [
+    `IODIR.INVAL_DDT did=0x${id}`,
+    `IOTINVAL.VMA pscid=${shared.pscid}`,
+    "IOFENCE.C pr pw",
+    `IODIR.INVAL_DDT did=0x${id}`,
+    `IOTINVAL.VMA pscid=${dom.pscid}`,
+    "IOFENCE.C pr pw",
+  ];
+  const dom0 = iommu_group_get(ep0)!.defaultDomain as RiscvIommuDomain;
+  const dom1 = iommu_group_get(ep1)!.defaultDomain as RiscvIommuDomain;
+  // ep1 still uses the PSCID on this IOMMU: no flush beyond the context change itself.
+  assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep0)), back(1, dom0));
+  assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep1)), [
+    ...back(2, dom1),
+    `IOTINVAL.VMA pscid=${shared.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+  assert.equal(shared.bonds.length, 0);
+  iommu_domain_free(shared);
+});
+
+Deno.test("domain_alloc_paging(): Sv39/48/57 from capabilities, the largest wins", async (t) => {
+  for (
+    const [caps, bits, mode] of [[SV39, 39, 8], [SV39 | SV48, 48, 9], [
+      SV39 | SV48 | SV57,
+      57,
+      10,
+    ]] as const
+  ) {
+    await t.step(`Sv${bits}`, () => {
+      const sys = testSystem({ caps: V1 | caps });
+      const ep = sys.addEndpoint("ep0", 3);
+      const domain = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+      assert.equal(domain.pt.vaBits, bits);
+      assert.equal(dc(sys, 3)[3] >> 60n, BigInt(mode));
+      assert.equal(domain.geometry.apertureEnd, Math.min(2 ** (bits - 1), 2 ** 53) - 1);
+    });
+  }
+  await t.step("no first-stage mode: ENODEV", () => {
+    const sys = testSystem({ caps: V1 });
+    assert.throws(() => sys.addEndpoint("ep0", 3), { code: "ENODEV" });
+    assert.equal(sys.kernel.dmesg.grep("cannot find supported page table mode").length, 1);
+  });
+  await t.step("attach to an IOMMU that cannot walk the domain's mode: ENODEV, unchanged", () => {
+    const { sys, ep, domain } = withDomain();
+    const other = iommu_paging_domain_alloc(ep) as RiscvIommuDomain;
+    sys.iommu!.caps &= ~SV57;
+    const before = dc(sys, 5);
+    assert.throws(
+      () => iommu_group_replace_domain(iommu_group_get(ep)!, other),
+      { code: "ENODEV" },
+    );
+    assert.deepEqual(dc(sys, 5), before);
+    assert.equal(iommu_get_domain_for_dev(ep), domain);
+    iommu_domain_free(other);
+  });
+});
+
+Deno.test("PSCIDs come from an IDA per driver instance, lowest free first, from 1", () => {
+  const a = testSystem();
+  const b = testSystem();
+  const epa = a.addEndpoint("ep0", 1);
+  const epb = b.addEndpoint("ep0", 1);
+  assert.equal((iommu_get_domain_for_dev(epa) as RiscvIommuDomain).pscid, 1);
+  assert.equal((iommu_get_domain_for_dev(epb) as RiscvIommuDomain).pscid, 1, "no global state");
+  const d2 = iommu_paging_domain_alloc(epa) as RiscvIommuDomain;
+  const d3 = iommu_paging_domain_alloc(epa) as RiscvIommuDomain;
+  assert.deepEqual([d2.pscid, d3.pscid], [2, 3]);
+  iommu_domain_free(d2);
+  const d4 = iommu_paging_domain_alloc(epa) as RiscvIommuDomain;
+  assert.equal(d4.pscid, 2);
+  iommu_domain_free(d3);
+  iommu_domain_free(d4);
+});
+
+Deno.test("iotlb_sync(): one IOTINVAL.VMA per 4 KiB page for a small unmap", () => {
+  const { sys, domain } = withDomain();
+  iommu_map(domain, 0x10_0000, 0x8010_0000, 0x3000, RW);
+  const p = domain.pscid;
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x10_0000, 0x3000)), [
+    `IOTINVAL.VMA pscid=${p} addr=0x100000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x101000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x102000`,
+    "IOFENCE.C pr pw",
+  ]);
+});
+
+Deno.test("iotlb_sync(): the stride is 4 KiB·512^level of the lowest changed level (superpages)", async (t) => {
+  for (
+    const [size, iova, pa] of [[0x20_0000, 0x20_0000, 0x8020_0000], [2 ** 30, 2 ** 30, 2 ** 31]]
+  ) {
+    await t.step(`one command for a 0x${size.toString(16)} leaf`, () => {
+      const { sys, domain } = withDomain();
+      iommu_map(domain, iova, pa, 2 * size, RW);
+      assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, iova, 2 * size)), [
+        `IOTINVAL.VMA pscid=${domain.pscid} addr=0x${iova.toString(16)}`,
+        `IOTINVAL.VMA pscid=${domain.pscid} addr=0x${(iova + size).toString(16)}`,
+        "IOFENCE.C pr pw",
+      ]);
+    });
+  }
+});
+
+Deno.test("iotlb_sync(): more than 512 strides become one PSCID-wide IOTINVAL.VMA", () => {
+  const { sys, domain } = withDomain();
+  iommu_map(domain, 0x20_0000, 0x8000_1000, 600 * 4096, RW);
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x20_0000, 600 * 4096)), [
+    `IOTINVAL.VMA pscid=${domain.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+});
+
+Deno.test("iotlb_sync(): freed tables need PSCID-wide IOTINVAL unless NL; pages freed after the fence", async (t) => {
+  const cases: [string, bigint, (p: number) => string[]][] = [
+    ["no NL: PSCID-wide", 0n, (p) => [`IOTINVAL.VMA pscid=${p}`]],
+    [
+      "NL: per page with NL",
+      NL,
+      (p) =>
+        Array.from(
+          { length: 512 },
+          (_, i) => `IOTINVAL.VMA pscid=${p} addr=0x${(0x20_0000 + i * 4096).toString(16)} nl`,
+        ),
+    ],
+    [
+      "NL and S: one NAPOT range with NL",
+      NL | S,
+      (p) => [`IOTINVAL.VMA pscid=${p} range=0x200000+0x200000 nl`],
+    ],
+  ];
+  for (const [name, extra, want] of cases) {
+    await t.step(name, () => {
+      const { sys, domain } = withDomain({ caps: V1 | SV39 | SV48 | SV57 | extra });
+      // 4 KiB pages (the output is not 2 MiB aligned) filling one level-0 table.
+      iommu_map(domain, 0x20_0000, 0x8000_1000, 0x20_0000, RW);
+      const pages = sys.kernel.pages;
+      const free = pages.free.bind(pages);
+      const freedAt: number[] = [];
+      pages.free = (pa, order) => {
+        freedAt.push(sys.fake.commands.length);
+        free(pa, order);
+      };
+      const before = pages.allocatedPages;
+      const cmds = commandsOf(sys, () => iommu_unmap(domain, 0x20_0000, 0x20_0000));
+      assert.deepEqual(cmds, [...want(domain.pscid), "IOFENCE.C pr pw"]);
+      assert.equal(pages.allocatedPages, before - 1, "the level-0 table was freed");
+      assert.deepEqual(freedAt, [cmds.length], "only once the IOFENCE.C completed");
+    });
+  }
+});
+
+Deno.test("iotlb_sync() with capabilities.S: a multi-page range is one NAPOT command", () => {
+  const { sys, domain } = withDomain({ caps: V1 | SV39 | S });
+  iommu_map(domain, 0x10_1000, 0x8010_1000, 0x3000, RW);
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x10_1000, 0x3000)), [
+    `IOTINVAL.VMA pscid=${domain.pscid} range=0x100000+0x4000`,
+    "IOFENCE.C pr pw",
+  ]);
+  iommu_map(domain, 0x10_1000, 0x8010_1000, 0x1000, RW);
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x10_1000, 0x1000)), [
+    `IOTINVAL.VMA pscid=${domain.pscid} addr=0x101000`,
+    "IOFENCE.C pr pw",
+  ]);
+});
+
+Deno.test("flush_iotlb_all(): one PSCID-wide IOTINVAL.VMA per IOMMU, then IOFENCE.C", () => {
+  const { sys, domain } = withDomain();
+  assert.deepEqual(commandsOf(sys, () => iommu_flush_iotlb_all(domain)), [
+    `IOTINVAL.VMA pscid=${domain.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+});
+
+Deno.test("map/iova_to_phys through the driver's domain ops use the generic-pt table", () => {
+  const { domain } = withDomain();
+  iommu_map(domain, 0x4000_0000, 0x8000_0000, 2 ** 30, RW);
+  assert.equal(domain.ops.iovaToPhys!(domain, 0x4123_4567), 0x8123_4567);
+  let leaves = 0;
+  domain.pt.forEachLeaf((_pfn, pages) => {
+    leaves++;
+    assert.equal(pages, 2 ** 18, "one 1 GiB leaf");
+  });
+  assert.equal(leaves, 1);
+});
+
+Deno.test("release_device(): the device leaves through the blocking domain; unbinding frees everything", () => {
+  const { sys, ep, domain } = withDomain();
+  iommu_map(domain, 0x10_0000, 0x8010_0000, 0x1000, RW);
+  device_del(ep);
+  assert.equal(dc(sys, 5)[0] & 1n, 0n);
+  assert.equal(domain.bonds.length, 0);
+  iommu_unmap(domain, 0x10_0000, 0x1000);
+  iommu_domain_free(domain);
+  device_del(sys.dev);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+});
+
+Deno.test("every page allocation of an endpoint probe may fail without leaking", () => {
+  // Allocations: two DDT levels, then the default domain's root table.
+  for (let n = 1; n <= 3; n++) {
+    const sys = testSystem();
+    const before = sys.kernel.pages.allocatedPages;
+    sys.kernel.pages.failNth(n);
+    assert.throws(() => sys.addEndpoint("ep0", 0x12345));
+    assert.ok(sys.kernel.pages.allocatedPages <= before + 2, "only directory levels stay (devres)");
+    assert.ok(
+      sys.kernel.dmesg.grep(/cannot set up device context|Adding to IOMMU failed/).length <= 1,
+    );
+    device_del(sys.dev);
+    assert.equal(sys.kernel.pages.allocatedPages, 0);
+  }
+});
