@@ -267,6 +267,9 @@ function _remove<T>(list: T[], item: T): void {
 export function device_add(dev: Device): void {
   if (dev.bus === null) throw new Errno("EINVAL", `Cannot add ${dev.name}: no bus`);
   if (dev.state !== "new") throw new Errno("EEXIST", `Cannot add ${dev.name} twice`);
+  if (dev.bus.devices.some((d) => d.name === dev.name)) {
+    throw new Errno("EEXIST", `${dev.bus.name} already has a device named ${dev.name}`);
+  }
   dev.state = "unbound";
   dev.bus.devices.push(dev);
   dev.kernel.core.devices.push(dev);

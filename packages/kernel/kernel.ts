@@ -11,6 +11,7 @@ import { IrqLayer } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
+import { auxiliary_bus_type } from "./auxiliary.ts";
 import { pci_bus_type } from "./pci.ts";
 import { platform_bus_type } from "./platform.ts";
 import { Dmesg } from "./printk.ts";
@@ -83,6 +84,8 @@ export class Kernel {
   readonly platformBus: Bus;
   /** The PCI bus. */
   readonly pciBus: Bus;
+  /** The auxiliary bus. */
+  readonly auxBus: Bus;
   /** The device tree the platform bus was populated from (of_root), if any. */
   deviceTree: DeviceTree | null = null;
   /** The IOMMU core's hooks, once it is loaded. */
@@ -101,6 +104,7 @@ export class Kernel {
     this.irq = new IrqLayer(this);
     this.platformBus = bus_register(this, platform_bus_type);
     this.pciBus = bus_register(this, pci_bus_type);
+    this.auxBus = bus_register(this, auxiliary_bus_type);
     this.ioremapFn = opts.ioremap ?? null;
   }
 

@@ -5,6 +5,20 @@
  * @module
  */
 export {
+  auxiliary_bus_type,
+  auxiliary_device_add,
+  auxiliary_device_create,
+  auxiliary_device_delete,
+  auxiliary_device_destroy,
+  auxiliary_driver_register,
+  auxiliary_driver_unregister,
+  auxiliary_match_id,
+  AuxiliaryDevice,
+  type AuxiliaryDeviceId,
+  type AuxiliaryDriver,
+  devm_auxiliary_device_create,
+} from "./auxiliary.ts";
+export {
   type Bus,
   bus_register,
   type BusType,
