@@ -314,7 +314,7 @@ export class PtIommu implements PtIommuDomainOps {
   ): number {
     if (
       pgsize === PT_GRANULE_SIZE && pgcount === 1 && prot === this.#protKey &&
-      typeof iova === "number" && iova >= 0
+      typeof iova === "number" && iova >= 0 && typeof paddr === "number"
     ) {
       // The common case: one 4 KiB page of the lower half, usually next to the last one.
       const pfn = iova / PT_GRANULE_SIZE;
