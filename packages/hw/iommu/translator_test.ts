@@ -1,0 +1,347 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  atp,
+  dcTa,
+  iohgatp,
+  makeEnv,
+  PageTableBuilder,
+  pcTa,
+  PdtBuilder,
+  put64,
+  RAM_BASE,
+  req,
+  RW_USER,
+  xlate,
+} from "./_test_builders.ts";
+import {
+  ACC_EXEC,
+  ACC_READ,
+  ACC_WRITE,
+  REQ_ATS,
+  REQ_TRANSLATED,
+  REQ_UNTRANSLATED,
+  XLATE_FAULT,
+  XLATE_OK,
+} from "./request.ts";
+import {
+  PTE_A,
+  PTE_D,
+  PTE_G,
+  PTE_R,
+  PTE_U,
+  PTE_V,
+  PTE_X,
+  RISCV_IOMMU_DC_TC_DTF,
+  RISCV_IOMMU_DC_TC_EN_ATS,
+  RISCV_IOMMU_DC_TC_PDTV,
+  RISCV_IOMMU_DC_TC_SADE,
+} from "./structs.ts";
+import { type HpmEventSink, Translator } from "./translator.ts";
+
+const DATA = 0x9000_0000;
+
+/** An HPM sink that records "event:did:pv/pid:gscv/gscid:pscv/pscid" strings. */
+class Recorder implements HpmEventSink {
+  events: string[] = [];
+  count(
+    id: number,
+    did: number,
+    pv: boolean,
+    pid: number,
+    gv: boolean,
+    gscid: number,
+    sv: boolean,
+    pscid: number,
+  ): void {
+    this.events.push(
+      `${id}:${did}:${pv ? pid : "-"}:${gv ? gscid : "-"}:${sv ? pscid : "-"}`,
+    );
+  }
+}
+
+Deno.test("HPM: the translator signals standard events 1–8 with their IDs", async (t) => {
+  await t.step(
+    "Untranslated miss: 1, DDT walk 5, TLB miss 4, first-stage walk 7; hit: 1 only",
+    () => {
+      const env = makeEnv();
+      const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+      pt.map(0x1000, DATA);
+      env.ddt.set(9, { fsc: atp(8, pt.root), ta: dcTa(33) });
+      const hpm = new Recorder();
+      env.tr.hpm = hpm;
+      xlate(env.tr, req(9, 0x1000));
+      assert.deepEqual(hpm.events, ["1:9:-:-:-", "5:9:-:-:-", "4:9:-:-:33", "7:9:-:-:33"]);
+      hpm.events = [];
+      xlate(env.tr, req(9, 0x1000));
+      assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
+      env.tr.hpm = null;
+      xlate(env.tr, req(9, 0x2000));
+      assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
+    },
+  );
+  await t.step("PDT walk 6 and G-stage walks 8 (one per G-stage translation)", () => {
+    const env = makeEnv({});
+    const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
+    const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+    pt.map(0x1000, DATA);
+    pdt.set(4, pcTa(77), atp(8, pt.root));
+    for (const pn of [...pdt.pages, ...pt.pages]) g.map(pn * 4096, pn * 4096);
+    g.map(DATA, DATA);
+    env.ddt.set(2, {
+      tc: RISCV_IOMMU_DC_TC_PDTV,
+      fsc: atp(1, pdt.root),
+      iohgatp: iohgatp(8, 12, g.root),
+    });
+    const hpm = new Recorder();
+    env.tr.hpm = hpm;
+    xlate(env.tr, req(2, 0x1000, { pidValid: true, pid: 4 }));
+    assert.deepEqual(hpm.events, [
+      "1:2:4:-:-",
+      "5:2:4:-:-",
+      "6:2:4:-:-",
+      "8:2:4:12:-", // the PC's G-stage translation, before a PSCID is known
+
+      "4:2:4:12:77",
+      "7:2:4:12:77",
+      "8:2:4:12:77", // three first-stage PTE reads
+      "8:2:4:12:77",
+      "8:2:4:12:77",
+      "8:2:4:12:77", // the GPA
+    ]);
+  });
+  await t.step("Translated requests count 2, ATS translation requests 3", () => {
+    const env = makeEnv();
+    env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_EN_ATS });
+    const hpm = new Recorder();
+    env.tr.hpm = hpm;
+    xlate(env.tr, req(3, 0x1000, { kind: REQ_TRANSLATED }));
+    xlate(env.tr, req(3, 0x1000, { kind: REQ_ATS }));
+    assert.deepEqual(hpm.events.filter((e) => !e.startsWith("5:")), ["2:3:-:-:-", "3:3:-:-:-"]);
+  });
+});
+
+/** Device 1 with EN_ATS and an Sv39 table; `flags` of the leaf at 0x1000. */
+function atsEnv(flags: number, tc = 0, caps = {}) {
+  const env = makeEnv(caps);
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  const leaf = pt.map(0x1000, DATA, { flags });
+  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_EN_ATS | tc, fsc: atp(8, pt.root), ta: dcTa(1) });
+  const ats = (access: 0 | 1 | 2 = ACC_READ, init = {}) =>
+    xlate(env.tr, req(1, 0x1000, { kind: REQ_ATS, access, ...init }));
+  return { ...env, pt, leaf, ats };
+}
+
+Deno.test("ATS translation requests: completion outcomes of digest §5.1", async (t) => {
+  await t.step("Success with the permissions the tables grant", () => {
+    const env = atsEnv(RW_USER);
+    const r = env.ats(ACC_WRITE);
+    assert.equal(r.status, XLATE_OK);
+    assert.equal(r.pa, DATA);
+    assert.equal(r.perm, 3);
+    assert.equal(r.reported, false);
+  });
+  await t.step("read-only page asked for write: W=0 in the completion, no fault", () => {
+    const env = atsEnv(PTE_V | PTE_R | PTE_U | PTE_A);
+    const r = env.ats(ACC_WRITE);
+    assert.equal(r.status, XLATE_OK);
+    assert.equal(r.perm, 1);
+    assert.equal(r.reported, false);
+  });
+  await t.step("NW=1 (read asked): W not granted even on a writable page", () => {
+    assert.equal(atsEnv(RW_USER).ats(ACC_READ).perm, 1);
+  });
+  await t.step("X only when execute is requested and only with R", () => {
+    assert.equal(atsEnv(RW_USER | PTE_X).ats(ACC_READ).perm, 1);
+    assert.equal(atsEnv(RW_USER | PTE_X).ats(ACC_EXEC).perm, 5);
+    assert.equal(atsEnv(PTE_V | PTE_X | PTE_U | PTE_A).ats(ACC_EXEC).perm, 0);
+  });
+  await t.step("page faults (V=0, U mismatch, A=0 without SADE): Success R=W=0, not logged", () => {
+    for (const flags of [0, RW_USER & ~PTE_U, RW_USER & ~PTE_A]) {
+      const r = atsEnv(flags).ats(ACC_WRITE);
+      assert.equal(r.status, XLATE_OK, `flags ${flags}`);
+      assert.equal(r.perm, 0);
+      assert.equal(r.reported, false);
+    }
+  });
+  await t.step("write asked on a clean page: SADE sets D and grants W", () => {
+    const env = atsEnv(RW_USER & ~PTE_D, RISCV_IOMMU_DC_TC_SADE);
+    assert.equal(env.ats(ACC_WRITE).perm, 3);
+    assert.equal(env.pt.read(env.leaf) & BigInt(PTE_D), BigInt(PTE_D));
+  });
+  await t.step("PTE access fault: Completer Abort (fault, logged)", () => {
+    const env = atsEnv(RW_USER);
+    env.mem.injectFault(env.leaf, 8);
+    const r = env.ats(ACC_READ);
+    assert.equal(r.status, XLATE_FAULT);
+    assert.equal(r.cause, 5);
+    assert.equal(r.ttyp, 8);
+    assert.equal(r.reported, true);
+  });
+  await t.step("DDT faults: Unsupported Request (fault, logged)", () => {
+    const env = atsEnv(RW_USER);
+    const r = xlate(env.tr, req(2, 0x1000, { kind: REQ_ATS }));
+    assert.equal(r.status, XLATE_FAULT);
+    assert.equal(r.cause, 258);
+    assert.equal(r.reported, true);
+  });
+  await t.step("ATS requests do not fill the IOTLB", () => {
+    const env = atsEnv(RW_USER);
+    env.ats();
+    assert.equal(env.tr.iotlbSize, 0);
+  });
+  await t.step("Global only with a PASID and a global first-stage leaf", () => {
+    const env = atsEnv(RW_USER | PTE_G);
+    for (const l of [1, 2]) {
+      const a = env.pt.pteAddr(0x1000, l);
+      env.pt.write(a, env.pt.read(a) | BigInt(PTE_G));
+    }
+    assert.equal(env.ats().global, false, "no PASID");
+    const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+    pdt.set(5, pcTa(3), atp(8, env.pt.root));
+    env.ddt.set(1, {
+      tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
+      fsc: atp(1, pdt.root),
+    });
+    env.tr.invalDdt(true, 1);
+    assert.equal(env.ats(ACC_READ, { pidValid: true, pid: 5 }).global, true);
+  });
+});
+
+Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) => {
+  const env = makeEnv();
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(2, { tc: RISCV_IOMMU_DC_TC_DTF, fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_DTF | 1 << 13, fsc: atp(8, pt.root) });
+  await t.step("page fault record: TTYP 2/3/1 by access, iotval = IOVA, iotval2 = 0", () => {
+    const iova = 0xffff_ffff_8000_1234n;
+    for (
+      const [access, ttyp, cause] of [[ACC_READ, 2, 13], [ACC_WRITE, 3, 15], [ACC_EXEC, 1, 12]]
+    ) {
+      const r = xlate(env.tr, req(1, iova, { access: access as 0 | 1 | 2 }));
+      assert.equal(r.cause, cause);
+      assert.equal(r.ttyp, ttyp);
+      assert.equal(r.iotval, iova);
+      assert.equal(r.iotval2, 0n);
+      assert.equal(r.reported, true);
+    }
+  });
+  await t.step("DTF=1 suppresses translation faults", () => {
+    const r = xlate(env.tr, req(2, 0x1000));
+    assert.equal(r.cause, 13);
+    assert.equal(r.reported, false);
+  });
+  await t.step("a misconfigured DC is reported even with DTF set (DTF taken as 0)", () => {
+    const r = xlate(env.tr, req(3, 0x1000));
+    assert.equal(r.cause, 259);
+    assert.equal(r.reported, true);
+  });
+});
+
+Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (property)", () => {
+  const runs = Number(Deno.env.get("IOMMU_XLATE_PROP_RUNS") ?? 30);
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          page: fc.integer({ min: 0, max: 4095 }),
+          level: fc.constantFrom(0, 0, 0, 1),
+          flags: fc.constantFrom(RW_USER, PTE_V | PTE_R | PTE_U | PTE_A, RW_USER | PTE_X, 0),
+        }),
+        { minLength: 1, maxLength: 40 },
+      ),
+      fc.array(
+        fc.record({
+          page: fc.integer({ min: 0, max: 4095 }),
+          off: fc.integer({ min: 0, max: 4095 }),
+          access: fc.constantFrom(ACC_READ, ACC_WRITE, ACC_EXEC),
+        }),
+        { minLength: 1, maxLength: 200 },
+      ),
+      (maps, reqs) => {
+        const env = makeEnv({}, 4, { iotlbEntries: 64 });
+        const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+        for (const m of maps) {
+          const va = m.level === 1 ? (m.page & ~511) * 4096 : m.page * 4096;
+          pt.map(va, DATA + (m.level === 1 ? 0 : m.page * 4096), {
+            level: m.level,
+            flags: m.flags,
+          });
+        }
+        env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+        const walker = new Translator(env.mem, env.caps);
+        walker.ddtpMode = env.tr.ddtpMode;
+        walker.ddtpPpn = env.tr.ddtpPpn;
+        walker.iotlbEnabled = false;
+        for (const q of reqs) {
+          const r = req(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 });
+          const a = xlate(env.tr, r), b = xlate(walker, r);
+          assert.deepEqual(
+            [a.status, a.pa, a.perm, a.size, a.cause],
+            [b.status, b.pa, b.perm, b.size, b.cause],
+          );
+        }
+      },
+    ),
+    { numRuns: runs },
+  );
+});
+
+Deno.test("garbage in every in-memory structure never throws (property)", () => {
+  const runs = Number(Deno.env.get("IOMMU_XLATE_FUZZ_RUNS") ?? 60);
+  const word = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
+  fc.assert(
+    fc.property(
+      fc.array(word, { minLength: 64, maxLength: 64 }),
+      fc.array(
+        fc.record({
+          did: fc.integer({ min: 0, max: 3 }),
+          iova: fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }),
+          kind: fc.constantFrom(REQ_UNTRANSLATED, REQ_TRANSLATED, REQ_ATS),
+          access: fc.constantFrom(ACC_READ, ACC_WRITE, ACC_EXEC),
+          pidValid: fc.boolean(),
+          pid: fc.integer({ min: 0, max: 0xfffff }),
+          priv: fc.boolean(),
+          debug: fc.boolean(),
+        }),
+        { minLength: 1, maxLength: 20 },
+      ),
+      fc.boolean(),
+      (words, reqs, small) => {
+        const env = makeEnv({ t2gpa: true, end: true, sv32: true, sv32x4: true, s: true }, 2);
+        // Page 0 of RAM holds the DDT; pages 1.. hold the random words, which also point at
+        // each other (PPNs of RAM pages) often enough to reach deep into every structure.
+        const base = RAM_BASE / 4096;
+        env.tr.ddtpPpn = base;
+        words.forEach((w, i) => {
+          const ptrish = (w & 0xf_0000_0000_03ffn) | BigInt(base + (i % 8)) << 10n;
+          const v = small ? ptrish : w;
+          put64(env.mem, RAM_BASE + i * 8, v);
+          put64(env.mem, RAM_BASE + 4096 * (1 + (i % 7)) + 8 * i, v);
+        });
+        for (const q of reqs) {
+          const r = req(q.did, q.iova, { ...q, kind: q.kind as 0 | 1 | 2 });
+          const res = xlate(env.tr, r);
+          assert.ok([0, 1, 2].includes(res.status));
+          if (res.status === XLATE_FAULT) assert.ok(res.cause > 0 && res.cause < 275);
+        }
+        env.tr.iotinvalVma(true, true, false, 1, 0, 0x1000, 0, true, true);
+        env.tr.iotinvalGvma(false, false, 0, 0, 0, false, false);
+      },
+    ),
+    { numRuns: runs },
+  );
+});
+
+Deno.test("fctlBE, fctlGXL and hpm read back what was set", () => {
+  const env = makeEnv({ end: true, sv32x4: true });
+  const hpm = new Recorder();
+  env.tr.fctlBE = true;
+  env.tr.fctlGXL = true;
+  env.tr.hpm = hpm;
+  assert.equal(env.tr.fctlBE, true);
+  assert.equal(env.tr.fctlGXL, true);
+  assert.equal(env.tr.hpm, hpm);
+});
