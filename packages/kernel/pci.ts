@@ -296,7 +296,6 @@ export class PciDev extends Device {
   irq = 0;
   /** 16-bit registers whose bits are RW1C, so sub-dword writes must not write them back. */
   readonly _rw1c = new Set<number>([R.PCI_STATUS]);
-  _msixTable: IoMem | null = null;
 
   /** Use {@linkcode pci_host_probe}, which reads the IDs from configuration space. */
   constructor(host: PciHostBridge, busNr: number, devfn: number, ids: {
@@ -869,7 +868,6 @@ function _msixEnable(pdev: PciDev, nvec: number): void {
     ctrl | R.PCI_MSIX_FLAGS_ENABLE | R.PCI_MSIX_FLAGS_MASKALL,
   );
   const io = ioremap(pdev.kernel, r.start + off, size);
-  pdev._msixTable = io;
   const entry = (d: MsiDesc) => d.msiIndex * R.PCI_MSIX_ENTRY_SIZE;
   const mask = (d: MsiDesc, masked: boolean) =>
     writel(io, entry(d) + R.PCI_MSIX_ENTRY_VECTOR_CTRL, masked ? R.PCI_MSIX_ENTRY_CTRL_MASKBIT : 0);
@@ -884,7 +882,6 @@ function _msixEnable(pdev: PciDev, nvec: number): void {
     });
   } catch (e) {
     pci_write_config_word(pdev, cap + R.PCI_MSIX_FLAGS, ctrl & ~R.PCI_MSIX_FLAGS_ENABLE);
-    pdev._msixTable = null;
     throw e;
   }
   pci_write_config_word(
@@ -980,7 +977,6 @@ export function pci_free_irq_vectors(pdev: PciDev): void {
     const ctrl = pci_read_config_word(pdev, pdev.msixCap + R.PCI_MSIX_FLAGS);
     pci_write_config_word(pdev, pdev.msixCap + R.PCI_MSIX_FLAGS, ctrl & ~R.PCI_MSIX_FLAGS_ENABLE);
     pdev.msixEnabled = false;
-    pdev._msixTable = null;
   }
   if (pdev.msiEnabled) {
     const ctrl = pci_read_config_word(pdev, pdev.msiCap + R.PCI_MSI_FLAGS);
