@@ -106,6 +106,7 @@ export {
   writeq_relaxed,
 } from "./io.ts";
 export {
+  early_init_dt_scan_memory,
   of_address_to_resource,
   of_count_phandle_with_args,
   of_device_is_available,

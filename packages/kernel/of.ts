@@ -10,7 +10,8 @@
  * @module
  */
 import { Errno } from "./errno.ts";
-import type { DtNode } from "./fdt.ts";
+import type { DeviceTree, DtNode } from "./fdt.ts";
+import type { MemRange } from "./page_alloc.ts";
 import { IORESOURCE_MEM, type Resource } from "./resource.ts";
 
 const TWO32 = 4294967296;
@@ -357,4 +358,30 @@ export function of_map_id(
 /** Mirrors of_get_child_by_name(): the first child whose name without unit address matches. */
 export function of_get_child_by_name(np: DtNode, name: string): DtNode | undefined {
   return np.children.find((c) => c.baseName === name);
+}
+
+/**
+ * Mirrors early_init_dt_scan_memory() and the reserved-memory scan: RAM from every
+ * `device_type = "memory"` node's `reg`, reserved ranges from the memory reservation map and
+ * `/reserved-memory` children, ready for `new Kernel({ ram, reserved })`.
+ */
+export function early_init_dt_scan_memory(
+  dt: DeviceTree,
+): { ram: MemRange[]; reserved: MemRange[] } {
+  const ranges = (np: DtNode): MemRange[] => {
+    const out: MemRange[] = [];
+    for (let i = 0;; i++) {
+      const r = of_address_to_resource(np, i);
+      if (r === undefined) return out;
+      out.push({ base: r.start, size: r.end - r.start + 1 });
+    }
+  };
+  const ram = dt.root.children
+    .filter((n) =>
+      of_property_read_string(n, "device_type") === "memory" && of_device_is_available(n)
+    )
+    .flatMap(ranges);
+  const reserved: MemRange[] = dt.reserved.map((r) => ({ base: r.address, size: r.size }));
+  for (const n of dt.findNode("/reserved-memory")?.children ?? []) reserved.push(...ranges(n));
+  return { ram, reserved };
 }

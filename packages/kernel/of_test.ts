@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   DeviceTree,
   DtNode,
+  early_init_dt_scan_memory,
   IORESOURCE_MEM,
   of_address_to_resource,
   of_count_phandle_with_args,
@@ -195,5 +196,25 @@ Deno.test("of_map_id(): iommu-map translates requester IDs, with iommu-map-mask"
   });
   await t.step("no map property: no translation", () => {
     assert.equal(of_map_id(iommu, 1, "iommu-map", "iommu-map-mask"), null);
+  });
+});
+
+Deno.test("early_init_dt_scan_memory(): RAM from memory nodes, reservations from both sources", () => {
+  assert.deepEqual(early_init_dt_scan_memory(virt), {
+    ram: [{ base: 0x8000_0000, size: 0x4000_0000 }],
+    reserved: [{ base: 0x8000_0000, size: 0x20_0000 }],
+  });
+  const dt = new DeviceTree();
+  dt.root.set("#address-cells", [2]).set("#size-cells", [2]);
+  dt.root.addChild("memory@80000000").set("device_type", "memory")
+    .set("reg", [0, 0x8000_0000, 0, 0x1000_0000, 0x1, 0, 0, 0x1000_0000]);
+  dt.root.addChild("memory@90000000").set("device_type", "memory").set("status", "disabled")
+    .set("reg", [0, 0x9000_0000, 0, 0x1000]);
+  const rm = dt.root.addChild("reserved-memory").set("#address-cells", [2]).set("#size-cells", [2])
+    .set("ranges", true);
+  rm.addChild("fw@80000000").set("reg", [0, 0x8000_0000, 0, 0x4_0000]);
+  assert.deepEqual(early_init_dt_scan_memory(dt), {
+    ram: [{ base: 0x8000_0000, size: 0x1000_0000 }, { base: 0x1_0000_0000, size: 0x1000_0000 }],
+    reserved: [{ base: 0x8000_0000, size: 0x4_0000 }],
   });
 });

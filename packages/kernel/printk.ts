@@ -74,7 +74,9 @@ export class Dmesg {
   debug = false;
   readonly #clock: Clock;
   readonly #capacity: number;
+  /** Records; the live ones start at `#start` (dropped ones are sliced off in bulk). */
   #records: LogRecord[] = [];
+  #start = 0;
   #dropped = 0;
 
   /** A log reading time from `clock`, holding at most `capacity` records. */
@@ -90,16 +92,20 @@ export class Dmesg {
     for (const line of text.replace(/\n$/, "").split("\n")) {
       this.#records.push({ ns, level, text: line });
     }
-    const over = this.#records.length - this.#capacity;
+    const over = this.#records.length - this.#start - this.#capacity;
     if (over > 0) {
-      this.#records.splice(0, over);
+      this.#start += over;
       this.#dropped += over;
+      if (this.#start >= this.#capacity) {
+        this.#records = this.#records.slice(this.#start);
+        this.#start = 0;
+      }
     }
   }
 
   /** The records still in the buffer, oldest first. */
   records(): readonly LogRecord[] {
-    return this.#records;
+    return this.#records.slice(this.#start);
   }
 
   /** How many records fell out of the ring so far. */
@@ -109,7 +115,7 @@ export class Dmesg {
 
   /** The buffer formatted as `dmesg` prints it, optionally only up to `maxLevel`. */
   lines(maxLevel = LOGLEVEL_DEBUG): string[] {
-    return this.#records.filter((r) => r.level <= maxLevel).map((r) =>
+    return this.records().filter((r) => r.level <= maxLevel).map((r) =>
       `${formatTimestamp(r.ns)} ${r.text}`
     );
   }
@@ -119,12 +125,13 @@ export class Dmesg {
     const hit = typeof pattern === "string"
       ? (t: string) => t.includes(pattern)
       : (t: string) => pattern.test(t);
-    return this.#records.filter((r) => hit(r.text)).map((r) => r.text);
+    return this.records().filter((r) => hit(r.text)).map((r) => r.text);
   }
 
   /** Empties the buffer (`dmesg -C`). */
   clear(): void {
     this.#records = [];
+    this.#start = 0;
   }
 
   /** The whole buffer as one string, a line per record. */

@@ -72,6 +72,9 @@ Deno.test("dmesg is a ring: the oldest records drop out and are counted", () => 
   log.printk(LOGLEVEL_WARNING, "a\nb\n");
   assert.deepEqual(log.records().map((r) => r.text), ["m4", "a", "b"]);
   assert.deepEqual(log.lines(LOGLEVEL_WARNING), ["[    0.000000] a", "[    0.000000] b"]);
+  for (let i = 0; i < 10; i++) log.printk(6, `n${i}`);
+  assert.deepEqual(log.records().map((r) => r.text), ["n7", "n8", "n9"]);
+  assert.equal(log.dropped, 2 + 2 + 10);
   log.clear();
   assert.equal(log.toString(), "");
 });
