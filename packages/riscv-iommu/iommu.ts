@@ -32,7 +32,6 @@ import {
 import {
   dev_iommu_priv_get,
   dev_iommu_priv_set,
-  DevIommu,
   generic_device_group,
   iommu_device_register,
   iommu_device_unregister,
@@ -125,6 +124,7 @@ import {
 } from "./bits.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
 import {
+  dev_to_iommu,
   riscv_iommu_poll,
   riscv_iommu_readl,
   riscv_iommu_readl_timeout,
@@ -745,6 +745,7 @@ export class RiscvIommuDomain extends IommuDomain {
   constructor(
     ops: IommuDomainOps,
     readonly kernel: Kernel,
+    readonly driver: RiscvIommuDriver,
     readonly pscid: number,
     readonly pt: PtIommu,
   ) {
@@ -758,14 +759,6 @@ export class RiscvIommuDomain extends IommuDomain {
       },
     });
   }
-}
-
-/** The IOMMU translating `dev` (dev_to_iommu()); ENODEV when `drv` does not serve it. */
-function _dev_to_iommu(drv: RiscvIommuDriver, dev: Device): RiscvIommuDevice {
-  const param = dev.iommu instanceof DevIommu ? dev.iommu : null;
-  const iommu = param?.iommuDev ? drv._instances.get(param.iommuDev) : undefined;
-  if (iommu === undefined) throw new Errno("ENODEV", `${dev.name} is not behind a RISC-V IOMMU`);
-  return iommu;
 }
 
 /** Mirrors riscv_iommu_bond_link(): next to the other devices of the same IOMMU. */
@@ -971,8 +964,8 @@ function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
  * concurrent invalidations reach its IOMMU), rewrites its device contexts, then unlinks it from
  * the old paging domain. ENODEV when its IOMMU cannot walk the domain's table format.
  */
-function _attach_paging(drv: RiscvIommuDriver, domain: RiscvIommuDomain, dev: Device): void {
-  const iommu = _dev_to_iommu(drv, dev);
+function _attach_paging(domain: RiscvIommuDomain, dev: Device): void {
+  const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
   const hw = domain.pt.hwInfo();
   if (!_pt_supported(iommu, hw.mode)) {
@@ -988,17 +981,22 @@ function _attach_paging(drv: RiscvIommuDriver, domain: RiscvIommuDomain, dev: De
 }
 
 /** Identity (ta V, fsc Bare) or blocking (V clear) attach. */
-function _attach_direct(drv: RiscvIommuDriver, dev: Device, ta: bigint): void {
-  const iommu = _dev_to_iommu(drv, dev);
+function _attach_direct(dev: Device, ta: bigint): void {
+  const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
   riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), ta);
   _bond_unlink(info.domain, dev, iommu);
   info.domain = null;
 }
 
-/** Mirrors riscv_iommu_alloc_paging_domain(): the widest mode the IOMMU walks, a PSCID, a table. */
-function _alloc_paging_domain(drv: RiscvIommuDriver, dev: Device): IommuDomain {
-  const iommu = _dev_to_iommu(drv, dev);
+/**
+ * Mirrors riscv_iommu_alloc_paging_domain(): a domain on the widest first-stage mode the IOMMU
+ * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM without a
+ * PSCID or table page. A feature's `domainAllocPagingFlags` delegates plain allocations here.
+ */
+export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
+  const iommu = dev_to_iommu(dev);
+  const drv = iommu.driver;
   let vaBits: number;
   if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV57) vaBits = 57;
   else if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV48) vaBits = 48;
@@ -1033,12 +1031,13 @@ function _alloc_paging_domain(drv: RiscvIommuDriver, dev: Device): IommuDomain {
     drv._pscids.free(pscid);
     throw e;
   }
-  domain = new RiscvIommuDomain(drv._pagingOps, dev.kernel, pscid, pt);
+  domain = new RiscvIommuDomain(drv._pagingOps, dev.kernel, drv, pscid, pt);
   return domain;
 }
 
 /** Mirrors riscv_iommu_free_paging_domain(). */
-function _free_paging_domain(drv: RiscvIommuDriver, domain: RiscvIommuDomain): void {
+function _free_paging_domain(domain: RiscvIommuDomain): void {
+  const drv = domain.driver;
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
   }
@@ -1058,7 +1057,7 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
     throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
   }
   let iommu: RiscvIommuDevice | undefined;
-  for (const i of drv._instances.values()) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
+  for (const i of drv._instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
   if (iommu === undefined) throw new Errno("ENODEV", `No RISC-V IOMMU for ${dev.name}`);
   if (iommu.ddt_mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
     throw new Errno("ENODEV", "The IOMMU is in pass-through mode");
@@ -1086,9 +1085,9 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
  * so the device is normally unbonded already; if not, it is unlinked here so no paging domain
  * keeps invalidating for a device that is gone.
  */
-function _release_device(drv: RiscvIommuDriver, dev: Device): void {
+function _release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
-  if (info?.domain) _bond_unlink(info.domain, dev, _dev_to_iommu(drv, dev));
+  if (info?.domain) _bond_unlink(info.domain, dev, dev_to_iommu(dev));
 }
 
 /** A small ID allocator handing out the lowest free ID of a range (lib/idr.c's IDA). */
@@ -1140,8 +1139,8 @@ export class RiscvIommuDriver {
   readonly _pagingOps: IommuDomainOps;
   /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID]. */
   readonly _pscids: _Ida = new _Ida(1, RISCV_IOMMU_MAX_PSCID);
-  /** Initialised IOMMUs by their core handle (dev_to_iommu()). */
-  readonly _instances: Map<IommuDevice, RiscvIommuDevice> = new Map();
+  /** The IOMMUs registered with the core, found by firmware node at probe_device. */
+  readonly _instances: Set<RiscvIommuDevice> = new Set();
 
   /** A driver instance running `opts.features`. */
   constructor(opts: RiscvIommuDriverOptions = {}) {
@@ -1153,14 +1152,14 @@ export class RiscvIommuDriver {
     }
 
     this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
-      attachDev: (_d, dev) => _attach_direct(this, dev, RISCV_IOMMU_PC_TA_V),
+      attachDev: (_d, dev) => _attach_direct(dev, RISCV_IOMMU_PC_TA_V),
     });
     this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
-      attachDev: (_d, dev) => _attach_direct(this, dev, 0n),
+      attachDev: (_d, dev) => _attach_direct(dev, 0n),
     });
 
     const paging: IommuDomainOps = {
-      attachDev: (d, dev) => _attach_paging(this, d as RiscvIommuDomain, dev),
+      attachDev: (d, dev) => _attach_paging(d as RiscvIommuDomain, dev),
       mapPages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
         mapped.bytes += (d as RiscvIommuDomain).pt.mapPages(iova, paddr, pgsize, pgcount, prot);
       },
@@ -1174,17 +1173,17 @@ export class RiscvIommuDriver {
         gather.putPages();
       },
       flushIotlbAll: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
-      free: (d) => _free_paging_domain(this, d as RiscvIommuDomain),
+      free: (d) => _free_paging_domain(d as RiscvIommuDomain),
     };
     this._pagingOps = _merge(paging, this.features.map((f) => [f.name, f.domainOps ?? {}]), []);
 
     const ops: IommuOps = {
       ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
       probeDevice: (dev) => _probe_device(this, dev),
-      releaseDevice: (dev) => _release_device(this, dev),
+      releaseDevice: (dev) => _release_device(dev),
       deviceGroup: (dev) =>
         dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev),
-      domainAllocPaging: (dev) => _alloc_paging_domain(this, dev),
+      domainAllocPaging: (dev) => riscv_iommu_alloc_paging_domain(dev),
       identityDomain: this.identityDomain,
       blockedDomain: this.blockedDomain,
       releaseDomain: this.blockedDomain,
@@ -1348,11 +1347,11 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
     riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
     directory = true;
     iommu.iommu.fwnode ??= iommu.dev.fwnode;
-    iommu.driver._instances.set(iommu.iommu, iommu);
+    iommu.driver._instances.add(iommu);
     try {
       iommu_device_register(iommu.iommu, iommu.driver.ops, iommu.dev);
     } catch (e) {
-      iommu.driver._instances.delete(iommu.iommu);
+      iommu.driver._instances.delete(iommu);
       throw dev_err_probe(iommu.dev, e, "cannot register iommu interface");
     }
   } catch (e) {
@@ -1380,7 +1379,7 @@ function _iodir_off(iommu: RiscvIommuDevice): void {
  */
 export function riscv_iommu_remove(iommu: RiscvIommuDevice): void {
   iommu_device_unregister(iommu.iommu);
-  iommu.driver._instances.delete(iommu.iommu);
+  iommu.driver._instances.delete(iommu);
   _iodir_off(iommu);
   _features_remove(iommu);
   riscv_iommu_queue_disable(iommu.cmdq);

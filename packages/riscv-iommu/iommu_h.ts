@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { type Device, type IoMem, readl, readq, writel, writeq } from "@iommu-lab/kernel";
-import { IommuDevice } from "@iommu-lab/iommu";
+import { type Device, Errno, type IoMem, readl, readq, writel, writeq } from "@iommu-lab/kernel";
+import { DevIommu, IommuDevice } from "@iommu-lab/iommu";
 import {
   RISCV_IOMMU_INTR_CQ,
   RISCV_IOMMU_INTR_FQ,
@@ -53,6 +53,29 @@ export class RiscvIommuQueue {
 }
 
 /**
+ * The handle an IOMMU registers with the core (the struct iommu_device embedded in
+ * struct riscv_iommu_device), pointing back at its instance.
+ */
+export class RiscvIommuHandle extends IommuDevice {
+  /** A handle for `riscv`. */
+  constructor(readonly riscv: RiscvIommuDevice) {
+    super();
+  }
+}
+
+/**
+ * Mirrors the dev_to_iommu() macro: the RISC-V IOMMU translating `dev`. ENODEV when `dev` is
+ * not behind one (not probed, or probed by another driver).
+ */
+export function dev_to_iommu(dev: Device): RiscvIommuDevice {
+  const handle = dev.iommu instanceof DevIommu ? dev.iommu.iommuDev : null;
+  if (!(handle instanceof RiscvIommuHandle)) {
+    throw new Errno("ENODEV", `${dev.name} is not behind a RISC-V IOMMU`);
+  }
+  return handle.riscv;
+}
+
+/**
  * One RISC-V IOMMU instance. Mirrors struct riscv_iommu_device.
  *
  * The bus glue creates it with the device, the mapped registers and the driver instance, fills
@@ -69,7 +92,7 @@ export class RiscvIommuDevice {
   /** The driver instance: ops, PSCID space and features shared by its IOMMUs. */
   readonly driver: RiscvIommuDriver;
   /** The handle registered with the IOMMU core (struct iommu_device). */
-  readonly iommu: IommuDevice = new IommuDevice();
+  readonly iommu: RiscvIommuHandle = new RiscvIommuHandle(this);
   /** `capabilities`, read by the glue. */
   caps = 0n;
   /** `fctl` as the glue left it (it chose WSI or MSI). */

@@ -1,0 +1,266 @@
+// The extension points of feature.ts, exercised by a small test feature that uses every hook
+// the way the page-request-queue and HPM series do.
+import assert from "node:assert/strict";
+import {
+  device_del,
+  Errno,
+  free_irq,
+  IRQ_HANDLED,
+  IRQ_NONE,
+  IRQF_SHARED,
+  request_irq,
+} from "@iommu-lab/kernel";
+import {
+  dev_iommu_ops,
+  device_iommu_capable,
+  IOMMU_CAP_CACHE_COHERENCY,
+  IOMMU_CAP_DIRTY_TRACKING,
+  iommu_map,
+  iommu_paging_domain_alloc_flags,
+  IOMMU_READ,
+} from "@iommu-lab/iommu";
+import {
+  RISCV_IOMMU_INTR_PM,
+  RISCV_IOMMU_INTR_PQ,
+  RISCV_IOMMU_IPSR_PIP,
+  RISCV_IOMMU_IPSR_PMIP,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_DDTP,
+  RISCV_IOMMU_REG_FQCSR,
+  RISCV_IOMMU_REG_IPSR,
+  RISCV_IOMMU_REG_PQB,
+  RISCV_IOMMU_REG_PQCSR,
+  RiscvIommuCommand,
+} from "./bits.ts";
+import type { RiscvIommuFeature } from "./feature.ts";
+import {
+  dev_to_iommu,
+  riscv_iommu_alloc_paging_domain,
+  riscv_iommu_cmd_send,
+  riscv_iommu_cmd_sync,
+  RISCV_IOMMU_IOTINVAL_TIMEOUT,
+  riscv_iommu_irq,
+  riscv_iommu_queue_consume,
+  riscv_iommu_queue_release,
+} from "./internal.ts";
+import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
+import { RiscvIommuDriver } from "./iommu.ts";
+import { type TestSystem, testSystem } from "./_test_device.ts";
+
+const ATS = 1n << 25n;
+const DEFAULT_CAPS = 0x10n | 7n << 9n;
+
+/** ATS.PRGR (opcode 4, func 1) answering page-request group `prgi` of device `did`. */
+function prgr(cmd: RiscvIommuCommand, did: number, prgi: number): void {
+  cmd.dword0Lo = 4 | 1 << 7;
+  cmd.dword0Hi = (did & 0xffff) << 8 | 1 << 1; // RID, DSV
+  cmd.dword1Lo = 0;
+  cmd.dword1Hi = prgi & 0x1ff;
+}
+
+/**
+ * A feature shaped like the PQ/IOPF and HPM series: a page-request queue answered with
+ * ATS.PRGR, the HPM vector claimed in probe, iommu_ops and domain ops added.
+ */
+function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIommuFeature {
+  const cmd = new RiscvIommuCommand();
+  return {
+    name: "test-pq",
+    supported: (iommu) => (iommu.caps & ATS) !== 0n,
+    queue: {
+      qid: RISCV_IOMMU_INTR_PQ,
+      qbr: RISCV_IOMMU_REG_PQB,
+      qcr: RISCV_IOMMU_REG_PQCSR,
+      log2sz: 4,
+      entrySize: 16,
+      thread(iommu, q) {
+        riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, RISCV_IOMMU_IPSR_PIP);
+        const mem = iommu.dev.kernel.mem;
+        for (let n = riscv_iommu_queue_consume(q); n > 0; n = riscv_iommu_queue_consume(q)) {
+          for (let i = 0; i < n; i++) {
+            const pa = q.phys + ((q.head + i) & q.mask) * 16;
+            const did = Number(mem.read64(pa) >> 40n);
+            const prgi = Number(mem.read64(pa + 8) >> 3n & 0x1ffn);
+            log.push(`page request did=${did} prgi=${prgi}`);
+            prgr(cmd, did, prgi);
+            riscv_iommu_cmd_send(iommu, cmd);
+          }
+          riscv_iommu_queue_release(q, n);
+        }
+        riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+      },
+    },
+    probe(iommu) {
+      log.push(`probe pq=${iommu.queues.get(RISCV_IOMMU_INTR_PQ)?.mask}`);
+      if (opts.failProbe) throw new Errno("EIO", "Injected feature probe failure");
+      const irq = riscv_iommu_irq(iommu, RISCV_IOMMU_INTR_PM);
+      const handler = () => {
+        if (!(riscv_iommu_readl(iommu, RISCV_IOMMU_REG_IPSR) & RISCV_IOMMU_IPSR_PMIP)) {
+          return IRQ_NONE;
+        }
+        riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, RISCV_IOMMU_IPSR_PMIP);
+        log.push("pmu overflow");
+        return IRQ_HANDLED;
+      };
+      request_irq(iommu.dev.kernel, irq, handler, IRQF_SHARED, "riscv_iommu_pmu", iommu);
+      iommu.featureData.set("test-pq", irq);
+    },
+    remove(iommu: RiscvIommuDevice) {
+      free_irq(iommu.dev.kernel, iommu.featureData.get("test-pq") as number, iommu);
+      log.push("remove");
+    },
+    ops: {
+      capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING,
+      hwInfo: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
+      pageResponse(dev, evt, msg) {
+        const iommu = dev_to_iommu(dev);
+        prgr(cmd, dev.fwspec!.ids[0], evt.grpid);
+        cmd.dword1Hi |= msg.code << 12;
+        riscv_iommu_cmd_send(iommu, cmd);
+        riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+      },
+      domainAllocPagingFlags(dev, flags) {
+        if (flags & ~1) throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
+        log.push(`alloc flags=${flags}`);
+        return riscv_iommu_alloc_paging_domain(dev);
+      },
+    },
+    domainOps: {
+      iotlbSyncMap: (_d, iova, size) => void log.push(`sync_map 0x${iova.toString(16)}+${size}`),
+    },
+  };
+}
+
+function atsSystem(log: string[], failProbe = false): TestSystem {
+  return testSystem({ caps: DEFAULT_CAPS | ATS, features: [testFeature(log, { failProbe })] });
+}
+
+Deno.test("feature queue and probe run after CQ and FQ are on and before the directory is set", () => {
+  const log: string[] = [];
+  const sys = atsSystem(log);
+  const w = sys.rec.writes();
+  const at = (reg: number, v: number | bigint) => w.findIndex(([o, x]) => o === reg && x === v);
+  const ddtOn = w.findIndex(([o, v]) => o === RISCV_IOMMU_REG_DDTP && ((v as bigint) & 15n) === 4n);
+  assert.ok(at(RISCV_IOMMU_REG_FQCSR, 0x103) < at(RISCV_IOMMU_REG_PQCSR, 0x103));
+  assert.ok(at(RISCV_IOMMU_REG_PQCSR, 0x103) < ddtOn);
+  assert.deepEqual(log, ["probe pq=15"]);
+  assert.equal(sys.iommu!.activeFeatures.length, 1);
+  assert.equal(
+    sys.kernel.irq.procInterrupts().filter((l) => l.includes("riscv_iommu_pmu")).length,
+    1,
+  );
+});
+
+Deno.test("feature queue: records are consumed by its thread on the PIV vector, answered on the CQ", () => {
+  const log: string[] = [];
+  const sys = atsSystem(log);
+  sys.fake.commands.length = 0;
+  sys.fake.record(2, [0x42n << 40n, 7n << 3n | 4n]);
+  sys.fake.record(2, [0x43n << 40n, 8n << 3n | 4n]);
+  sys.kernel.clock.advance(1000);
+  assert.deepEqual(log.slice(1), ["page request did=66 prgi=7", "page request did=67 prgi=8"]);
+  assert.deepEqual(sys.fake.commands.map((c) => c.text.split(" ")[0]), [
+    "ATS.PRGR",
+    "ATS.PRGR",
+    "IOFENCE.C",
+  ]);
+  assert.equal(sys.fake.qh[2], 2, "pqh advanced");
+  assert.equal(sys.fake.ipsr & RISCV_IOMMU_IPSR_PIP, 0);
+});
+
+Deno.test("feature claims the HPM vector (icvec.pmiv) with riscv_iommu_irq()", () => {
+  const log: string[] = [];
+  const sys = atsSystem(log);
+  sys.fake.pmInterrupt();
+  sys.kernel.clock.advance(1000);
+  assert.deepEqual(log.slice(1), ["pmu overflow"]);
+});
+
+Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_paging_flags, domain ops", () => {
+  const log: string[] = [];
+  const other: RiscvIommuFeature = {
+    name: "coherent",
+    ops: { capable: (_dev, cap) => cap === IOMMU_CAP_CACHE_COHERENCY },
+  };
+  const sys = testSystem({ caps: DEFAULT_CAPS | ATS, features: [testFeature(log), other] });
+  const ep = sys.addEndpoint("ep0", 0x42);
+  assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
+  assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
+  assert.ok(!device_iommu_capable(ep, 1));
+  assert.deepEqual(dev_iommu_ops(ep).hwInfo!(ep), { type: 0x5c, data: new Uint8Array([1, 2]) });
+
+  sys.fake.commands.length = 0;
+  dev_iommu_ops(ep).pageResponse!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
+    pasid: 0,
+    grpid: 3,
+    code: 1,
+  });
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+    `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
+      (1n << 44n | 3n << 32n).toString(16)
+    }`,
+    "IOFENCE.C pr pw",
+  ]);
+
+  // The default domain of ep0 already went through the feature's allocator (flags 0).
+  assert.ok(log.includes("alloc flags=0"));
+  const d = iommu_paging_domain_alloc_flags(ep, 1);
+  assert.throws(() => iommu_paging_domain_alloc_flags(ep, 2), { code: "EOPNOTSUPP" });
+  iommu_map(d, 0x1000, 0x8000_1000, 0x1000, IOMMU_READ);
+  assert.ok(log.includes("sync_map 0x1000+4096"));
+});
+
+Deno.test("a feature whose capability check fails is skipped: no queue, no probe, no remove", () => {
+  const log: string[] = [];
+  const sys = testSystem({ features: [testFeature(log)] });
+  assert.deepEqual(log, []);
+  assert.equal(sys.rec.writes().filter(([o]) => o === RISCV_IOMMU_REG_PQCSR).length, 0);
+  assert.equal(sys.iommu!.queues.size, 0);
+  device_del(sys.dev);
+  assert.deepEqual(log, []);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+});
+
+Deno.test("feature remove runs after the directory is off and before the CQ is disabled", () => {
+  const log: string[] = [];
+  const sys = atsSystem(log);
+  sys.rec.clear();
+  device_del(sys.dev);
+  assert.deepEqual(log, ["probe pq=15", "remove"]);
+  const w = sys.rec.writes();
+  const ddtOff = w.findIndex(([o, v]) => o === RISCV_IOMMU_REG_DDTP && v === 0n);
+  const pqOff = w.findIndex(([o, v]) => o === RISCV_IOMMU_REG_PQCSR && v === 0);
+  const cqOff = w.findIndex(([o, v]) => o === RISCV_IOMMU_REG_CQCSR && v === 0);
+  assert.ok(ddtOff >= 0 && ddtOff < pqOff && pqOff < cqOff);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), []);
+});
+
+Deno.test("a failing feature probe fails the IOMMU probe and unwinds its queue and the core's", () => {
+  const log: string[] = [];
+  const sys = atsSystem(log, true);
+  assert.equal(sys.iommu, null);
+  assert.equal(sys.kernel.dmesg.grep("probe of 3010000.iommu failed with error -5").length, 1);
+  const w = sys.rec.writes().map(([o, v]) => `${o}=${v}`);
+  assert.deepEqual(w.slice(-3), [
+    `${RISCV_IOMMU_REG_PQCSR}=0`,
+    `${RISCV_IOMMU_REG_FQCSR}=0`,
+    `${RISCV_IOMMU_REG_CQCSR}=0`,
+  ]);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), []);
+});
+
+Deno.test("driver instance refuses features clashing on a name or an op (EINVAL)", () => {
+  const f = (name: string, ops = {}) => ({ name, ops });
+  assert.throws(() => new RiscvIommuDriver({ features: [f("a"), f("a")] }), { code: "EINVAL" });
+  assert.throws(
+    () => new RiscvIommuDriver({ features: [f("a", { deviceGroup: () => null! })] }),
+    { code: "EINVAL", message: /cannot replace deviceGroup of the base driver/ },
+  );
+  const hw = { hwInfo: () => ({ type: 0, data: new Uint8Array() }) };
+  assert.throws(
+    () => new RiscvIommuDriver({ features: [f("a", hw), f("b", hw)] }),
+    { code: "EINVAL", message: /Feature b cannot replace hwInfo of feature a/ },
+  );
+});
