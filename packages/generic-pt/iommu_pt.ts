@@ -11,7 +11,6 @@
  * @module
  */
 import { Errno, type PhysMem } from "@iommu-lab/kernel";
-import { PtGather } from "./gather.ts";
 import { ffs, fls } from "./log2.ts";
 import {
   PT_GRANULE_LG2SZ,
@@ -23,7 +22,7 @@ import {
   type PtFormat,
 } from "./pt_defs.ts";
 import { PtState } from "./pt_state.ts";
-import { IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import {
   riscv64,
   RISCVPT_N_HI,
@@ -63,7 +62,7 @@ export interface PtIommuConfig {
    * tables by a large leaf, or rolled back after an error). The engine frees the gathered
    * table pages once it returns. Mirrors the domain's `iotlb_sync`; a no-op by default.
    */
-  iotlbSync?: (gather: PtGather) => void;
+  iotlbSync?: (gather: IommuIotlbGather) => void;
 }
 
 /** What the IOMMU context needs to point at the table. Mirrors pt_iommu_riscv_64_hw_info. */
@@ -90,10 +89,10 @@ export interface PtIommuDomainOps {
     pgsize: number,
     pgcount: number,
     prot: number,
-    gather?: PtGather,
+    gather?: IommuIotlbGather,
   ): number;
   /** Unmaps `pgcount` pages of `pgsize` bytes; returns the bytes unmapped. */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: PtGather): number;
+  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
   /** Returns the physical address `iova` translates to, or 0. */
   iovaToPhys(iova: Iova): number;
 }
@@ -148,7 +147,7 @@ export function ptComputeBestPgsize(
  * @example Mapping, translating, unmapping
  * ```ts
  * import assert from "node:assert/strict";
- * import { IOMMU_READ, IOMMU_WRITE, PtGather, PtIommu } from "@iommu-lab/generic-pt";
+ * import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather, PtIommu } from "@iommu-lab/generic-pt";
  * import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  *
@@ -162,7 +161,7 @@ export function ptComputeBestPgsize(
  * pt.map(-4096, 0x9100_0000, 4096, IOMMU_READ); // the last page of the upper half
  * assert.equal(pt.iovaToPhys(0xffff_ffff_ffff_f000n), 0x9100_0000);
  *
- * const gather = new PtGather();
+ * const gather = new IommuIotlbGather();
  * assert.equal(pt.unmap(0x10_0000, 0x4000, gather), 0x4000);
  * assert.equal(pt.iovaToPhys(0x10_0000), 0);
  * gather.putPages();
@@ -184,7 +183,7 @@ export class PtIommu implements PtIommuDomainOps {
 
   readonly #mem: PhysMem;
   readonly #alloc: PtAllocator;
-  readonly #iotlbSync: (gather: PtGather) => void;
+  readonly #iotlbSync: (gather: IommuIotlbGather) => void;
   #root: number;
   readonly #topMask: number;
   /** Frames below this are the lower region of the IOVA space. */
@@ -202,7 +201,7 @@ export class PtIommu implements PtIommuDomainOps {
   #protKey = -1;
   readonly #attrs: PtAttrs = { lo: 0, hi: 0 };
   readonly #pts: PtState;
-  readonly #ownGather = new PtGather();
+  readonly #ownGather = new IommuIotlbGather();
   /** Byte offset within the page of the IOVA {@linkcode #toPfn} converted last. */
   #off = 0;
   /** Leaves installed so far by the running map, for the rollback. */
@@ -310,7 +309,7 @@ export class PtIommu implements PtIommuDomainOps {
     pgsize: number,
     pgcount: number,
     prot: number,
-    gather?: PtGather,
+    gather?: IommuIotlbGather,
   ): number {
     if (
       pgsize === PT_GRANULE_SIZE && pgcount === 1 && prot === this.#protKey &&
@@ -360,7 +359,7 @@ export class PtIommu implements PtIommuDomainOps {
    * iommu_map() (its iommu_pgsize() split) on this table; the errors are those of
    * {@linkcode mapPages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
    */
-  map(iova: Iova, paddr: number, size: number, prot: number, gather?: PtGather): number {
+  map(iova: Iova, paddr: number, size: number, prot: number, gather?: IommuIotlbGather): number {
     if (size === PT_GRANULE_SIZE) return this.mapPages(iova, paddr, size, 1, prot, gather);
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot map 0x${size.toString(16)} bytes`);
@@ -411,7 +410,7 @@ export class PtIommu implements PtIommuDomainOps {
    * Records the range, the levels changed and the freed tables in `gather`. Mirrors
    * pt_iommu_riscv_64_unmap_pages(); bad arguments throw as for {@linkcode mapPages}.
    */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: PtGather): number {
+  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
     if (pgsize === PT_GRANULE_SIZE && pgcount === 1 && typeof iova === "number" && iova >= 0) {
       const pfn = iova / PT_GRANULE_SIZE;
       if (pfn < this.#lowEnd && Number.isInteger(pfn)) {
@@ -451,7 +450,7 @@ export class PtIommu implements PtIommuDomainOps {
    * Unmaps `size` bytes from `iova`; returns the bytes unmapped as {@linkcode unmapPages}
    * does. Mirrors iommu_unmap() on this table.
    */
-  unmap(iova: Iova, size: number, gather: PtGather): number {
+  unmap(iova: Iova, size: number, gather: IommuIotlbGather): number {
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot unmap 0x${size.toString(16)} bytes`);
     }
@@ -621,7 +620,7 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /** Installs `count` leaves of size `si`; on an error removes those it installed. */
-  #mapRange(pfn: number, ppn: number, si: number, count: number, gather?: PtGather): void {
+  #mapRange(pfn: number, ppn: number, si: number, count: number, gather?: IommuIotlbGather): void {
     const g = gather ?? this.#ownGather;
     const level = this.#szLevel[si];
     const contigLg2 = this.#szContigLg2[si];
@@ -666,7 +665,13 @@ export class PtIommu implements PtIommuDomainOps {
    * unlinked and its pages go on the gather; anything mapped is `EADDRINUSE`.
    * Mirrors clear_contig().
    */
-  #clearForLeaf(table: number, idx: number, level: number, pfn: number, gather: PtGather): void {
+  #clearForLeaf(
+    table: number,
+    idx: number,
+    level: number,
+    pfn: number,
+    gather: IommuIotlbGather,
+  ): void {
     const mem = this.#mem;
     const lo = mem.lo;
     if (level === 0 || (lo & RWX) !== 0) throw _inUse(pfn);
@@ -692,7 +697,7 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /** Puts `table` and every table below it on the gather's freelist. */
-  #gatherTables(table: number, level: number, gather: PtGather): void {
+  #gatherTables(table: number, level: number, gather: IommuIotlbGather): void {
     const mem = this.#mem;
     for (let i = 0; level > 0 && i < 512; i++) {
       mem.load64(table + i * 8);
@@ -704,7 +709,7 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /** Unmaps frames `pfn..last` with Linux's rules; returns the pages unmapped. */
-  #unmapRange(pfn: number, last: number, gather: PtGather): number {
+  #unmapRange(pfn: number, last: number, gather: IommuIotlbGather): number {
     this.#unmapped = 0;
     this.#unmapLevel(this.#root, this.topLevel, pfn, last, gather);
     if (this.#unmapped > 0) gather.addRange(pfn, this.#unmapped);
@@ -712,7 +717,13 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /** Unmaps `pfn..last` within `table`; false when it stopped at a hole or inside a leaf. */
-  #unmapLevel(table: number, level: number, pfn: number, last: number, gather: PtGather): boolean {
+  #unmapLevel(
+    table: number,
+    level: number,
+    pfn: number,
+    last: number,
+    gather: IommuIotlbGather,
+  ): boolean {
     const mem = this.#mem;
     const itemPages = ITEM_PAGES[level];
     let idx = this.#index(pfn, level);

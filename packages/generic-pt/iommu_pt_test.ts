@@ -2,10 +2,9 @@
 // the gather contract, fail-nth allocation unwinding and sign-extended IOVA forms.
 import assert from "node:assert/strict";
 import { type ErrnoName, isErrno } from "@iommu-lab/kernel";
-import { PtGather } from "./gather.ts";
 import { type Iova, PtIommu } from "./iommu_pt.ts";
 import type { PtFeatures } from "./pt_defs.ts";
-import { IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import { riscv64 } from "./riscv.ts";
 import { forEachConfig, PtFixture } from "./test_fixture.ts";
 
@@ -163,7 +162,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
   await t.step("a 4K unmap is a level-0 leaf change", () => {
     const fx = fixture();
     fx.doMap(0x123, 0, 1);
-    const g = new PtGather();
+    const g = new IommuIotlbGather();
     fx.pt.unmap(0x123 * 4096, 4096, g);
     assert.deepEqual([g.startPfn, g.endPfn, g.leafLevels, g.tableLevels], [0x123, 0x124, 1, 0]);
     assert.equal(g.freelist.length, 0);
@@ -173,7 +172,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
     const fx = fixture();
     for (let i = 0; i < 512; i++) fx.pt.mapPages((0x200 + i) * 4096, i * 4096, 4096, 1, RW);
     const before = fx.alloc.allocatedPages;
-    const g = new PtGather();
+    const g = new IommuIotlbGather();
     assert.equal(fx.pt.unmap(M2, M2, g), M2);
     assert.deepEqual([g.startPfn, g.endPfn, g.leafLevels, g.tableLevels], [0x200, 0x400, 1, 2]);
     assert.equal(g.freelist.length, 1);
@@ -187,7 +186,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
     fx.doMap(0x200, 0, 1);
     fx.doUnmap(0x200, 1); // leaves an empty level-0 table behind
     const before = fx.alloc.allocatedPages;
-    const g = new PtGather();
+    const g = new IommuIotlbGather();
     fx.pt.mapPages(M2, 0, M2, 1, RW, g);
     assert.deepEqual([g.startPfn, g.endPfn, g.leafLevels, g.tableLevels], [0x200, 0x400, 0, 2]);
     assert.equal(g.freelist.length, 1);
@@ -217,7 +216,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
   await t.step("a gather refuses pages of a second allocator", () => {
     const a = fixture();
     const b = fixture();
-    const g = new PtGather();
+    const g = new IommuIotlbGather();
     g.addFreedTable(0x1000, a.alloc);
     throwsErrno(() => g.addFreedTable(0x2000, b.alloc), "EINVAL");
     g.freelist.length = 0;

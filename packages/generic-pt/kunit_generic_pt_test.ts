@@ -5,7 +5,7 @@ import { ptComputeBestPgsize } from "./iommu_pt.ts";
 import { ffs, fls } from "./log2.ts";
 import { PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TABLE, type PtAttrs } from "./pt_defs.ts";
 import { PtState } from "./pt_state.ts";
-import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
 import { forEachConfig, type PtFixture, rng32, testSeed } from "./test_fixture.ts";
 
 const MAX_OA_PPN = 2 ** 44;

@@ -2,7 +2,7 @@
 // ends with the KUnit exit check that deinit gives every table page back.
 import assert from "node:assert/strict";
 import { isErrno } from "@iommu-lab/kernel";
-import { IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
 import { forEachConfig, type PtFixture, rng32, testSeed } from "./test_fixture.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;

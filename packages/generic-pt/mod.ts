@@ -7,7 +7,8 @@
  * @example A Sv48 domain with Svnapot
  * ```ts
  * import assert from "node:assert/strict";
- * import { IOMMU_READ, IOMMU_WRITE, PtGather, PtIommu } from "@iommu-lab/generic-pt";
+ * import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
+ * import { PtIommu } from "@iommu-lab/generic-pt";
  * import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  *
@@ -22,7 +23,7 @@
  *   assert.equal(pages, 16);
  * });
  * assert.equal(leaves, 1);
- * const gather = new PtGather();
+ * const gather = new IommuIotlbGather();
  * pt.unmap(0x1_0000, 0x1_0000, gather);
  * gather.putPages();
  * pt.deinit();
@@ -31,7 +32,6 @@
  *
  * @module
  */
-export { PtGather } from "./gather.ts";
 export {
   type Iova,
   ptComputeBestPgsize,
@@ -55,14 +55,8 @@ export {
   type PtFormat,
 } from "./pt_defs.ts";
 export { PtState } from "./pt_state.ts";
-export {
-  IOMMU_CACHE,
-  IOMMU_MMIO,
-  IOMMU_NOEXEC,
-  IOMMU_PRIV,
-  IOMMU_READ,
-  IOMMU_WRITE,
-} from "./prot.ts";
+/** The core's gather under its generic_pt role; kept while drivers still import this name. */
+export { IommuIotlbGather as PtGather } from "@iommu-lab/iommu";
 export {
   riscv64,
   riscv64x4,

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { isErrno } from "@iommu-lab/kernel";
-import { IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
 import { PT_TEST_CONFIGS, PtFixture, testSeed } from "./test_fixture.ts";
 
 const RUNS = Number(Deno.env.get("GENERIC_PT_FUZZ_RUNS") ?? 40);

@@ -21,7 +21,7 @@ import {
   type PtFeatures,
   type PtFormat,
 } from "./pt_defs.ts";
-import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
 
 /** PTE bit 0: valid. */
 export const RISCVPT_V = 1 << 0;

@@ -11,7 +11,7 @@ import {
   IOMMU_PRIV,
   IOMMU_READ,
   IOMMU_WRITE,
-} from "./prot.ts";
+} from "@iommu-lab/iommu";
 import { riscv64, riscv64x4 } from "./riscv.ts";
 import { PtFixture } from "./test_fixture.ts";
 

@@ -7,11 +7,10 @@
  */
 import assert from "node:assert/strict";
 import { TestRam } from "@iommu-lab/kernel/testing";
-import { PtGather } from "./gather.ts";
 import { type Iova, PtIommu } from "./iommu_pt.ts";
 import { PT_ENTRY_TABLE, PT_PFN_SPACE, type PtFeatures, type PtFormat } from "./pt_defs.ts";
 import { PtState } from "./pt_state.ts";
-import { IOMMU_READ, IOMMU_WRITE } from "./prot.ts";
+import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import { riscv64, riscv64x4 } from "./riscv.ts";
 import { TestTableAllocator } from "./testing.ts";
 
@@ -98,7 +97,7 @@ export class PtFixture {
   /** The table. */
   readonly pt: PtIommu;
   /** The gather unmaps use; synced (pages put) by {@linkcode doUnmap}. */
-  readonly gather = new PtGather();
+  readonly gather = new IommuIotlbGather();
   /** Frame after the lower region (KUnit's top range is `[0, lowEnd)` in frames). */
   readonly lowEnd: number;
   /** First frame of the sign-extended upper region, or undefined without sign extension. */

@@ -219,8 +219,8 @@ export interface IommuPagesAllocator {
  *
  * Ranges count 4 KiB frames of the IOVA space (`startPfn` inclusive, `endPfn` exclusive), and
  * the level bitmaps say which leaf/table entries went away, as generic_pt's detailed gather
- * records them. The public members have the shape of `@iommu-lab/generic-pt`'s `PtGather`, so a
- * driver passes the core's gather straight to its page table.
+ * records them. A driver passes the core's gather straight to its generic-pt page table, which
+ * fills it.
  */
 export class IommuIotlbGather {
   /** First frame to invalidate (`Infinity` when empty). */

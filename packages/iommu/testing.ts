@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { PtGather, PtIommu } from "@iommu-lab/generic-pt";
+import { PtIommu } from "@iommu-lab/generic-pt";
 import {
   type Bus,
   bus_register,
@@ -93,8 +93,7 @@ export const mockDomainOps: IommuDomainOps = {
     mapped.bytes = _pt(domain).mapPages(iova, paddr, pgsize, pgcount, prot);
   },
   unmapPages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
-    // The core's gather has PtGather's public shape (PtGather's #private makes TS nominal).
-    return _pt(domain).unmapPages(iova, pgsize, pgcount, gather as unknown as PtGather);
+    return _pt(domain).unmapPages(iova, pgsize, pgcount, gather);
   },
   iotlbSync(domain, gather) {
     const drv = (domain as MockDomain).driver;
