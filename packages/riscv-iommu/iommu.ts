@@ -391,34 +391,36 @@ function _queue_cons(queue: RiscvIommuQueue): number {
   const iommu = queue.iommu!;
   const cons = queue.head;
   const last = cons & queue.mask;
-  const head = riscv_iommu_readl_timeout(
-    iommu,
-    _q_head(queue),
-    (h) => (h & ~queue.mask) === 0,
-    0,
-    RISCV_IOMMU_QUEUE_TIMEOUT,
-  );
-  if ((head & ~queue.mask) !== 0) return cons;
+  let head = riscv_iommu_readl(iommu, _q_head(queue));
+  if ((head & ~queue.mask) !== 0) {
+    // Reserved bits set: the register is mid-update or broken; give it the queue timeout.
+    head = riscv_iommu_readl_timeout(
+      iommu,
+      _q_head(queue),
+      (h) => (h & ~queue.mask) === 0,
+      0,
+      RISCV_IOMMU_QUEUE_TIMEOUT,
+    );
+    if ((head & ~queue.mask) !== 0) return cons;
+  }
   return (cons + ((head - last) & queue.mask)) >>> 0;
+}
+
+/** True once entry `index` was consumed or the command queue stopped on an error. */
+function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
+  const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
+  return (riscv_iommu_readl(queue.iommu!, queue.qcr) & stop) !== 0 ||
+    ((_queue_cons(queue) - index) | 0) > 0;
 }
 
 /**
  * Mirrors riscv_iommu_queue_wait(): waits until the hardware consumed entry `index`, or the
- * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout.
+ * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout. The first check is
+ * made inline so that a sync the hardware already completed allocates nothing (unmap path).
  */
 function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
-  const iommu = queue.iommu!;
-  const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
-  if (((queue.head - index) | 0) > 0) return true;
-  return riscv_iommu_poll(
-    iommu,
-    () =>
-      (riscv_iommu_readl(iommu, queue.qcr) & stop) !== 0 ||
-      ((_queue_cons(queue) - index) | 0) > 0,
-    (done) => done,
-    0,
-    timeoutUs,
-  );
+  if (((queue.head - index) | 0) > 0 || _queue_done(queue, index)) return true;
+  return riscv_iommu_poll(queue.iommu!, () => _queue_done(queue, index), (d) => d, 0, timeoutUs);
 }
 
 /**
