@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type PtGather, PtIommu } from "@iommu-lab/generic-pt";
+import { PtIommu } from "@iommu-lab/generic-pt";
 import {
   dev_dbg,
   dev_err,
@@ -1165,9 +1165,8 @@ export class RiscvIommuDriver {
       mapPages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
         mapped.bytes += (d as RiscvIommuDomain).pt.mapPages(iova, paddr, pgsize, pgcount, prot);
       },
-      // The core's gather has PtGather's public shape (PtGather's #private makes TS nominal).
       unmapPages: (d, iova, pgsize, pgcount, gather) =>
-        (d as RiscvIommuDomain).pt.unmapPages(iova, pgsize, pgcount, gather as unknown as PtGather),
+        (d as RiscvIommuDomain).pt.unmapPages(iova, pgsize, pgcount, gather),
       iovaToPhys: (d, iova) => (d as RiscvIommuDomain).pt.iovaToPhys(iova),
       iotlbSync: (d, gather) => {
         riscv_iommu_iotlb_inval(d as RiscvIommuDomain, gather);
