@@ -319,7 +319,7 @@ export function driver_register(bus: Bus, drv: Driver): void {
   const core = bus.kernel.core;
   core.run(() => {
     for (const dev of [...bus.devices]) {
-      if (dev.state !== "bound" && bus.type.match(dev, drv)) {
+      if (dev.state !== "bound" && dev.state !== "probing" && bus.type.match(dev, drv)) {
         core.probe(dev, drv);
       }
     }

@@ -28,9 +28,17 @@ export interface IommuLayer {
    * `fwnode`, or null while none is (the consumer's probe then defers).
    */
   ofXlate(fwnode: FwNode): ((dev: Device, args: readonly number[]) => void) | null;
-  /** Mirrors iommu_probe_device(): called in dma_configure once `dev.fwspec` is complete. */
+  /**
+   * Mirrors iommu_probe_device(): called in dma_configure once `dev.fwspec` is complete. It sets
+   * `dev.iommu` on success, and is not called again while `dev.iommu` is set (a re-bind keeps
+   * the device's IOMMU state, as in Linux). Throwing `ENODEV` means "no IOMMU for this device";
+   * the fwspec is then dropped and the device uses direct DMA.
+   */
   probeDevice(dev: Device): void;
-  /** Mirrors iommu_release_device(): called when a device with `dev.iommu` set is deleted. */
+  /**
+   * Mirrors iommu_release_device(): called by device_del() for a device with `dev.iommu` set;
+   * clears `dev.iommu` (and `dev.fwspec`).
+   */
   releaseDevice(dev: Device): void;
 }
 
