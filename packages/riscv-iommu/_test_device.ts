@@ -39,9 +39,9 @@ import { riscv_iommu_readl, riscv_iommu_readq, RiscvIommuDevice } from "./iommu_
 export interface FakeCommand {
   /** A short description, e.g. `"IOTINVAL.VMA pscid=1 addr=0x1000"` or `"IOFENCE.C pr pw"`. */
   readonly text: string;
-  /** The raw doublewords. */
+  /** The raw first doubleword. */
   readonly dword0: bigint;
-  /** The raw doublewords. */
+  /** The raw second doubleword. */
   readonly dword1: bigint;
 }
 
@@ -82,14 +82,23 @@ export class FakeIommu implements MmioBackend {
   /** Delivers the interrupt of a vector (wired by the test system to the irq layer). */
   raise: (vector: number) => void = () => {};
 
+  /** `capabilities`. */
   caps: bigint;
+  /** `fctl`. */
   fctl: number;
+  /** `ddtp`. */
   ddtp = 0n;
+  /** `cqb`, `fqb`, `pqb`. */
   readonly qb = [0n, 0n, 0n];
+  /** `cqh`, `fqh`, `pqh`. */
   readonly qh = [0, 0, 0];
+  /** `cqt`, `fqt`, `pqt`. */
   readonly qt = [0, 0, 0];
+  /** `cqcsr`, `fqcsr`, `pqcsr`. */
   readonly qcsr = [0, 0, 0];
+  /** `ipsr`. */
   ipsr = 0;
+  /** `icvec`. */
   icvec = 0n;
   readonly #mem: TestRam;
   readonly #clock: SimClock;
