@@ -55,8 +55,6 @@ export {
   type PtFormat,
 } from "./pt_defs.ts";
 export { PtState } from "./pt_state.ts";
-/** The core's gather under its generic_pt role; kept while drivers still import this name. */
-export { IommuIotlbGather as PtGather } from "@iommu-lab/iommu";
 export {
   riscv64,
   riscv64x4,

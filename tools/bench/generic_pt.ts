@@ -9,7 +9,8 @@
  * @module
  */
 import { PhysicalMemory } from "@iommu-lab/hw";
-import { IOMMU_READ, IOMMU_WRITE, PtGather, PtIommu } from "@iommu-lab/generic-pt";
+import { PtIommu } from "@iommu-lab/generic-pt";
+import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
 
 const PAGES = 262_144;
@@ -36,7 +37,7 @@ function _best(fn: () => number): number {
 export function run(): void {
   for (const vaBits of [39, 48, 57]) {
     const { pt } = _domain(vaBits);
-    const gather = new PtGather();
+    const gather = new IommuIotlbGather();
     const base = 0x1_0000_0000;
     const pa = DRAM + GIB;
     let mapMs = Infinity;
