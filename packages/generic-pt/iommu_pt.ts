@@ -147,7 +147,8 @@ export function ptComputeBestPgsize(
  * @example Mapping, translating, unmapping
  * ```ts
  * import assert from "node:assert/strict";
- * import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather, PtIommu } from "@iommu-lab/generic-pt";
+ * import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
+ * import { PtIommu } from "@iommu-lab/generic-pt";
  * import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  *
