@@ -7,7 +7,7 @@
 
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
-import { addressSpaceHash, addressSpaceKey } from "./iotlb.ts";
+import type { AddressSpace, Iotlb } from "./iotlb.ts";
 import {
   RISCV_IOMMU_DC_EXT_SIZE,
   RISCV_IOMMU_DC_TC_DPE,
@@ -126,15 +126,22 @@ export class DeviceContext {
   readonly patLo: number;
   /** msi_addr_pattern & ~mask, bits 51:32. */
   readonly patHi: number;
-  /** IOTLB address-space key of translations made with this DC's iosatp (PDTV = 0). */
-  readonly asKey: number;
-  /** Hash of {@linkcode asKey}. */
-  readonly asHash: number;
+  /** IOTLB address space of translations made with this DC alone (no process context). */
+  readonly as: AddressSpace;
   /** Untranslated requests without a process_id may be answered from the IOTLB. */
   readonly fast: boolean;
 
-  /** Decodes the doublewords of a DC (`w[2k]` low, `w[2k+1]` high half of doubleword k). */
-  constructor(w: Uint32Array, fsLevels: number, gLevels: number, pdtLevels: number) {
+  /**
+   * Decodes the doublewords of a DC (`w[2k]` low, `w[2k+1]` high half of doubleword k); `tlb`
+   * supplies its address space.
+   */
+  constructor(
+    w: Uint32Array,
+    fsLevels: number,
+    gLevels: number,
+    pdtLevels: number,
+    tlb: Iotlb,
+  ) {
     const tc = w[0];
     this.tc = tc;
     this.dtf = (tc & RISCV_IOMMU_DC_TC_DTF) !== 0;
@@ -156,8 +163,7 @@ export class DeviceContext {
     this.patLo = (w[12] & ~w[10]) >>> 0;
     this.patHi = (w[13] & ~w[11]) >>> 0;
     const fsOn = fsLevels !== 0;
-    this.asKey = addressSpaceKey(fsOn, gLevels !== 0, this.gscid, fsOn ? this.pscid : 0);
-    this.asHash = addressSpaceHash(this.asKey);
+    this.as = tlb.space(fsOn, gLevels !== 0, this.gscid, fsOn ? this.pscid : 0);
     this.fast = !this.pdtv && (fsOn || gLevels !== 0);
   }
 }
@@ -174,21 +180,25 @@ export class ProcessContext {
   readonly fsLevels: number;
   /** PC.fsc.PPN. */
   readonly fsRoot: number;
-  /** IOTLB address-space key of translations made with this PC. */
-  readonly asKey: number;
-  /** Hash of {@linkcode asKey}. */
-  readonly asHash: number;
+  /** IOTLB address space of translations made with this PC. */
+  readonly as: AddressSpace;
 
   /** Decodes a PC given its ta and fsc doublewords and the DC it hangs off. */
-  constructor(ta: number, fscLo: number, fscHi: number, fsLevels: number, dc: DeviceContext) {
+  constructor(
+    ta: number,
+    fscLo: number,
+    fscHi: number,
+    fsLevels: number,
+    dc: DeviceContext,
+    tlb: Iotlb,
+  ) {
     this.ens = (ta & RISCV_IOMMU_PC_TA_ENS) !== 0;
     this.sum = (ta & RISCV_IOMMU_PC_TA_SUM) !== 0;
     this.pscid = ta >>> 12;
     this.fsLevels = fsLevels;
     this.fsRoot = _ppn44(fscLo, fscHi);
     const fsOn = fsLevels !== 0;
-    this.asKey = addressSpaceKey(fsOn, dc.gLevels !== 0, dc.gscid, fsOn ? this.pscid : 0);
-    this.asHash = addressSpaceHash(this.asKey);
+    this.as = tlb.space(fsOn, dc.gLevels !== 0, dc.gscid, fsOn ? this.pscid : 0);
   }
 }
 
@@ -205,23 +215,29 @@ export class Directory {
   readonly #mem: PhysicalMemory;
   readonly #caps: IommuCaps;
   readonly #walker: PageWalker;
+  readonly #tlb: Iotlb;
   readonly #ddtEntries: number;
   readonly #pdtEntries: number;
   readonly #dcs = new Map<number, DeviceContext>();
   readonly #pcs = new Map<number, ProcessContext>();
   readonly #w = new Uint32Array(16);
 
-  /** Creates a directory reader; `walker` supplies fctl and the G stage for PDT accesses. */
+  /**
+   * Creates a directory reader; `walker` supplies fctl and the G stage for PDT accesses, `tlb`
+   * the address spaces of the contexts.
+   */
   constructor(
     mem: PhysicalMemory,
     caps: IommuCaps,
     walker: PageWalker,
+    tlb: Iotlb,
     ddtEntries: number,
     pdtEntries: number,
   ) {
     this.#mem = mem;
     this.#caps = caps;
     this.#walker = walker;
+    this.#tlb = tlb;
     this.#ddtEntries = Math.max(1, ddtEntries);
     this.#pdtEntries = Math.max(1, pdtEntries);
   }
@@ -339,7 +355,7 @@ export class Directory {
     if ((ta & 0xff8) !== 0 || taHi !== 0 || (fscHi & 0x0ffff000) !== 0 || fsLevels < 0) {
       return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_MISCONFIGURED);
     }
-    const pc = new ProcessContext(ta, fscLo, fscHi, fsLevels, dc);
+    const pc = new ProcessContext(ta, fscLo, fscHi, fsLevels, dc, this.#tlb);
     if (this.#pcs.size >= this.#pdtEntries) this.#pcs.delete(this.#pcs.keys().next().value!);
     this.#pcs.set(key, pc);
     return pc;
@@ -448,7 +464,7 @@ export class Directory {
     if (!caps.end && has(RISCV_IOMMU_DC_TC_SBE) !== walker.be) return null;
     // 16. SXL: must be 1 when GXL=1; must be 0 when GXL=0 is not writable.
     if (walker.gxl ? !sxl : sxl && !legalGxl(caps, true)) return null;
-    return new DeviceContext(w, fsLevels, gLevels, pdtLevels);
+    return new DeviceContext(w, fsLevels, gLevels, pdtLevels, this.#tlb);
   }
 
   /** MGPAW − 12: width of msi_addr_mask/pattern allowed by the widest G-stage scheme or PAS. */

@@ -14,13 +14,7 @@
 import type { PhysicalMemory } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
 import { type DeviceContext, Directory } from "./context.ts";
-import {
-  INFO_FS_BARE,
-  INFO_FS_SHIFT_SHIFT,
-  INFO_G_SHIFT_SHIFT,
-  INFO_PBMT_SHIFT,
-  Iotlb,
-} from "./iotlb.ts";
+import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
   ACC_EXEC,
@@ -87,11 +81,13 @@ const TWO20 = 1048576;
 const TWO32 = 4294967296;
 /** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
 const BARE_SHIFT = 63;
+/** Bytes in 2^shift pages, by shift. */
+const PAGE_BYTES = Array.from({ length: BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** s);
 
 /** TTYP by request kind (untranslated, translated, ATS) and access (read, write, exec). */
 const TTYP = [[2, 3, 1], [6, 7, 5], [8, 8, 8]];
-/** Permission bits (and U) an Untranslated user request needs on an IOTLB hit, by access. */
-const NEED_USER = [PTE_R | PTE_U, PTE_W | PTE_U, PTE_X | PTE_U];
+/** IOTLB info bits (R 1, W 2, X 4, U 8) a user request needs on a hit, by access. */
+const NEED_USER = [1 | 8, 2 | 8, 4 | 8];
 /** Causes an ATS request answers with Success and R=W=0, unlogged (digest §5.1). */
 const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
 
@@ -126,14 +122,15 @@ export class Translator implements TranslationPort {
   constructor(mem: PhysicalMemory, caps: IommuCaps, opts: CacheOptions = {}) {
     this.#caps = caps;
     this.#walker = new PageWalker(mem, caps);
+    this.#tlb = new Iotlb(opts.iotlbEntries ?? 1 << 19);
     this.#dir = new Directory(
       mem,
       caps,
       this.#walker,
+      this.#tlb,
       opts.ddtEntries ?? 4096,
       opts.pdtEntries ?? 4096,
     );
-    this.#tlb = new Iotlb(opts.iotlbEntries ?? 1 << 19);
     this.#msi = new MsiPageTable(mem, caps);
   }
 
@@ -185,14 +182,14 @@ export class Translator implements TranslationPort {
         const vlo = (lo >>> 12) | (hi << 20);
         const vhi = hi >>> 12;
         const tlb = this.#tlb;
-        const i = tlb.lookup(vlo, vhi, dc.asKey, dc.asHash);
+        const i = tlb.lookup(vlo, vhi, dc.as);
         if (i >= 0) {
-          const info = tlb.info[i];
+          const info = tlb.info(i);
           const need = NEED_USER[req.access];
           if ((info & need) === need) {
             res.status = XLATE_OK;
             res.pa = tlb.paOf(i, vlo, vhi, lo & 0xfff);
-            res.perm = (info >>> 1) & 7;
+            res.perm = info & 7;
             res.pbmt = (info >>> INFO_PBMT_SHIFT) & 3;
             res.size = tlb.sizeOf(i);
             res.global = false;
@@ -336,7 +333,7 @@ export class Translator implements TranslationPort {
     // Steps 7–8: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
     // a DC with PDTV=1 whose request ends up with no process context has none either, and its
     // address space is then the DC's (G stage only).
-    let asKey = dc.asKey, asHash = dc.asHash;
+    let as = dc.as;
     if (kind !== REQ_TRANSLATED && !dc.pdtv) {
       w.fsLevels = dc.fsLevels;
       w.fsRoot = dc.fscPpn;
@@ -353,8 +350,7 @@ export class Translator implements TranslationPort {
         w.pscid = pc.pscid;
         w.priv = priv;
         w.sum = pc.sum;
-        asKey = pc.asKey;
-        asHash = pc.asHash;
+        as = pc.as;
       }
     }
     const fsOn = w.fsLevels !== 0;
@@ -366,13 +362,13 @@ export class Translator implements TranslationPort {
     const useTlb = this.iotlbEnabled && kind === REQ_UNTRANSLATED && (fsOn || gOn);
     if (useTlb) {
       const tlb = this.#tlb;
-      const i = tlb.lookup(vlo, vhi, asKey, asHash);
-      if (i >= 0 && this.#allowed(tlb.info[i], req.access, w.priv, w.sum)) {
-        const info = tlb.info[i];
+      const i = tlb.lookup(vlo, vhi, as);
+      if (i >= 0 && this.#allowed(tlb.info(i), req.access, w.priv, w.sum)) {
+        const info = tlb.info(i);
         return this.#ok(
           res,
           tlb.paOf(i, vlo, vhi, off),
-          (info >>> 1) & 7,
+          info & 7,
           (info >>> INFO_PBMT_SHIFT) & 3,
           tlb.sizeOf(i),
         );
@@ -415,14 +411,14 @@ export class Translator implements TranslationPort {
       gPerm = w.gPerm;
       gPbmt = w.gPbmt;
     }
-    const shift = !fsOn && !gOn ? 0 : Math.min(fsShift, gShift);
+    const shift = !fsOn && !gOn ? 0 : fsShift < gShift ? fsShift : gShift;
     const pbmt = fsPbmt !== 0 ? fsPbmt : gPbmt;
     const perm = fsPerm & (gPerm | PTE_U | PTE_G);
     if (kind === REQ_ATS) {
       const rw = perm & (req.access === ACC_WRITE ? PTE_R | PTE_W : PTE_R);
       const x = req.access === ACC_EXEC && (rw & PTE_R) !== 0 ? perm & PTE_X : 0;
       const pn = dc.t2gpa ? gpn : spn;
-      this.#ok(res, pn * 4096 + off, (rw | x) >>> 1, pbmt, 4096 * 2 ** shift);
+      this.#ok(res, pn * 4096 + off, (rw | x) >>> 1, pbmt, PAGE_BYTES[shift]);
       res.global = req.pidValid && (perm & PTE_G) !== 0;
       return;
     }
@@ -431,25 +427,23 @@ export class Translator implements TranslationPort {
         vlo,
         vhi,
         shift,
-        asKey,
-        asHash,
+        as,
         spn - vpnLow(vlo, vhi, shift),
-        perm | (fsOn ? 0 : INFO_FS_BARE) | (pbmt << INFO_PBMT_SHIFT) |
-          (Math.min(fsShift, 63) << INFO_FS_SHIFT_SHIFT) |
-          (Math.min(gShift, 63) << INFO_G_SHIFT_SHIFT),
-        gOn ? gpn - gpn % 2 ** gShift : 0,
+        (perm >>> 1) | (fsOn ? 0 : INFO_FS_BARE) | (pbmt << INFO_PBMT_SHIFT),
+        fsShift,
+        gShift,
+        gOn ? gpn - gpn % (PAGE_BYTES[gShift] / 4096) : 0,
       );
     }
-    this.#ok(res, spn * 4096 + off, (perm >>> 1) & 7, pbmt, 4096 * 2 ** shift);
+    this.#ok(res, spn * 4096 + off, (perm >>> 1) & 7, pbmt, PAGE_BYTES[shift]);
   }
 
-  /** An IOTLB entry's permissions allow `access` at the request's privilege. */
+  /** An IOTLB entry's info allows `access` at the request's privilege. */
   #allowed(info: number, access: number, priv: boolean, sum: boolean): boolean {
-    const need = access === ACC_EXEC ? PTE_X : access === ACC_WRITE ? PTE_W : PTE_R;
-    if ((info & need) === 0) return false;
+    if ((info & (1 << access)) === 0) return false;
     if ((info & INFO_FS_BARE) !== 0) return true;
-    if (!priv) return (info & PTE_U) !== 0;
-    return (info & PTE_U) === 0 || (access !== ACC_EXEC && sum);
+    const user = (info & (PTE_U >>> 1)) !== 0;
+    return priv ? !user || (access !== ACC_EXEC && sum) : user;
   }
 
   /** Step 10: MSI translation of GPA page `gpn` (first-stage permissions `fsPerm`). */
