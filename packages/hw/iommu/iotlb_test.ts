@@ -10,6 +10,7 @@ import {
   RW_USER,
   xlate,
 } from "./_test_builders.ts";
+import { Iotlb } from "./iotlb.ts";
 import { ACC_WRITE, XLATE_OK } from "./request.ts";
 import { PTE_D, PTE_G, RISCV_IOMMU_DC_TC_SADE } from "./structs.ts";
 
@@ -359,4 +360,23 @@ Deno.test("IOTLB conflicts and capacity: a small IOTLB still translates every pa
     }
   }
   assert.ok(env.tr.iotlbSize <= 8);
+});
+
+Deno.test("IOTLB address-space ids: when 2^20 ids run out the IOTLB flushes and renumbers", () => {
+  const tlb = new Iotlb(64);
+  const first = tlb.space(true, false, 0, 1);
+  assert.equal(tlb.space(true, false, 0, 1), first, "one object per distinct space");
+  tlb.insert(5, 0, 0, first, 0x1234, 1, 0, 63, 0);
+  assert.notEqual(tlb.lookup(5, 0, first), -1);
+  // Number 2^20 - 1 more spaces: ids 1..2^20-1 are then taken and the next one recycles.
+  let last = first;
+  for (let i = 0; i < 2 ** 20 - 1; i++) {
+    last = tlb.space(i % 2 === 0, true, i >>> 12, i & 0xfff);
+    tlb.lookup(5, 0, last);
+  }
+  assert.equal(tlb.size, 0, "recycling ids flushed every entry");
+  assert.equal(tlb.lookup(5, 0, first), -1, "the old entry is gone");
+  tlb.insert(5, 0, 0, last, 0x9999, 1, 0, 63, 0);
+  assert.equal(tlb.lookup(5, 0, first), -1, "a renumbered space never hits another's entry");
+  assert.notEqual(tlb.lookup(5, 0, last), -1);
 });
