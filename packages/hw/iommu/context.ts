@@ -88,8 +88,6 @@ function _ppn44(lo: number, hi: number): number {
 
 /** A located, checked device context, decoded for the translator. */
 export class DeviceContext {
-  /** DC.tc, low word (every defined bit). */
-  readonly tc: number;
   /** DC.tc.DTF. */
   readonly dtf: boolean;
   /** DC.tc.EN_ATS. */
@@ -100,6 +98,14 @@ export class DeviceContext {
   readonly pdtv: boolean;
   /** DC.tc.DPE. */
   readonly dpe: boolean;
+  /** DC.tc.SXL. */
+  readonly sxl: boolean;
+  /** DC.tc.SBE. */
+  readonly sbe: boolean;
+  /** DC.tc.SADE. */
+  readonly sade: boolean;
+  /** DC.tc.GADE. */
+  readonly gade: boolean;
   /** G-stage levels (0 Bare). */
   readonly gLevels: number;
   /** G-stage root page number. */
@@ -143,12 +149,15 @@ export class DeviceContext {
     tlb: Iotlb,
   ) {
     const tc = w[0];
-    this.tc = tc;
     this.dtf = (tc & RISCV_IOMMU_DC_TC_DTF) !== 0;
     this.enAts = (tc & RISCV_IOMMU_DC_TC_EN_ATS) !== 0;
     this.t2gpa = (tc & RISCV_IOMMU_DC_TC_T2GPA) !== 0;
     this.pdtv = (tc & RISCV_IOMMU_DC_TC_PDTV) !== 0;
     this.dpe = (tc & RISCV_IOMMU_DC_TC_DPE) !== 0;
+    this.sxl = (tc & RISCV_IOMMU_DC_TC_SXL) !== 0;
+    this.sbe = (tc & RISCV_IOMMU_DC_TC_SBE) !== 0;
+    this.sade = (tc & RISCV_IOMMU_DC_TC_SADE) !== 0;
+    this.gade = (tc & RISCV_IOMMU_DC_TC_GADE) !== 0;
     this.gLevels = gLevels;
     this.gRoot = _ppn44(w[2], w[3]);
     this.gscid = (w[3] >>> 12) & 0xffff;
@@ -324,7 +333,7 @@ export class Directory {
       walker.hpm.count(RISCV_IOMMU_HPMEVENT_PD_WALK, did, true, pid, false, 0, false, 0);
     }
     const mem = this.#mem;
-    const sbe = (dc.tc & RISCV_IOMMU_DC_TC_SBE) !== 0;
+    const sbe = dc.sbe;
     let pn = dc.fscPpn;
     for (let level = dc.pdtLevels - 1; level > 0; level--) {
       const off = (level === 1 ? (pid >>> 8) & 0x1ff : (pid >>> 17) & 7) * 8;
@@ -349,8 +358,7 @@ export class Directory {
     if (mem.fault !== 0) return this.#fail(this.#pdtLoadCause());
     const fscLo = mem.lo, fscHi = mem.hi;
     if ((ta & RISCV_IOMMU_PC_TA_V) === 0) return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_INVALID);
-    const sxl = (dc.tc & RISCV_IOMMU_DC_TC_SXL) !== 0;
-    const fsLevels = _fsLevels(this.#caps, fscHi >>> 28, sxl);
+    const fsLevels = _fsLevels(this.#caps, fscHi >>> 28, dc.sxl);
     // Reserved: ta 11:3 and 63:32, fsc 59:44; MODE must be a supported encoding.
     if ((ta & 0xff8) !== 0 || taHi !== 0 || (fscHi & 0x0ffff000) !== 0 || fsLevels < 0) {
       return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_MISCONFIGURED);

@@ -37,10 +37,6 @@ import {
   PTE_W,
   PTE_X,
   reportedDespiteDtf,
-  RISCV_IOMMU_DC_TC_GADE,
-  RISCV_IOMMU_DC_TC_SADE,
-  RISCV_IOMMU_DC_TC_SBE,
-  RISCV_IOMMU_DC_TC_SXL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
@@ -316,13 +312,12 @@ export class Translator implements TranslationPort {
     // Step 6: a Translated request already carries an SPA unless T2GPA.
     if (kind === REQ_TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
 
-    const tc = dc.tc;
     w.access = req.access;
     w.ats = kind === REQ_ATS;
-    w.sxl = (tc & RISCV_IOMMU_DC_TC_SXL) !== 0;
-    w.sbe = (tc & RISCV_IOMMU_DC_TC_SBE) !== 0;
-    w.sade = (tc & RISCV_IOMMU_DC_TC_SADE) !== 0;
-    w.gade = (tc & RISCV_IOMMU_DC_TC_GADE) !== 0;
+    w.sxl = dc.sxl;
+    w.sbe = dc.sbe;
+    w.sade = dc.sade;
+    w.gade = dc.gade;
     w.gLevels = dc.gLevels;
     w.gRoot = dc.gRoot;
     w.gscid = dc.gscid;

@@ -192,6 +192,8 @@ export class PageWalker {
     const w = sv32 ? 10 : 9;
     const pteSize = sv32 ? 4 : 8;
     const gOn = this.gLevels !== 0;
+    const sbe = this.sbe;
+    const pasPages = this.#pasPages;
     walk: for (;;) {
       let pn = this.fsRoot;
       let global = PTE_G;
@@ -203,14 +205,14 @@ export class PageWalker {
           if (g !== G_OK) return this.#implicitFault(g, pn, off, false);
           spn = this.gPn;
         }
-        if (spn >= this.#pasPages) return ACCESS_FAULT[acc];
+        if (spn >= pasPages) return ACCESS_FAULT[acc];
         const a = spn * 4096 + off;
         let pte: number, pteHi: number;
         if (sv32) {
-          pte = mem.read32(a, this.sbe);
+          pte = mem.read32(a, sbe);
           pteHi = 0;
         } else {
-          mem.load64(a, this.sbe);
+          mem.load64(a, sbe);
           pte = mem.lo;
           pteHi = mem.hi;
         }
