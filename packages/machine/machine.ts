@@ -1,0 +1,380 @@
+/**
+ * The composition root: builds a `virt`-like machine from the silicon, generates its device
+ * tree, boots a kernel from that blob with the chosen driver packages, and hands back what a
+ * test, a tool or a demo needs (dmesg, devices, the DMA channels, the silicon, a trace).
+ *
+ * @module
+ */
+import {
+  Aplic,
+  APLIC_S_BASE,
+  APLIC_SIZE,
+  Clock,
+  type CostTable,
+  DmaEngine,
+  Imsic,
+  IMSIC_MMIO_PAGE_SZ,
+  IMSIC_S_BASE,
+  Iommu,
+  type IommuCaps,
+  type IommuOptions,
+  IommuPciFunction,
+  type MmioHandler,
+  PhysicalMemory,
+  type Region,
+  RootComplex,
+} from "@iommu-lab/hw";
+import {
+  type Device,
+  DeviceTree,
+  type IoremapFn,
+  Kernel,
+  of_platform_populate,
+  of_property_read_string,
+  pci_host_generic_driver,
+  pci_register_driver,
+  type PciDev,
+  platform_driver_register,
+  pr_info,
+} from "@iommu-lab/kernel";
+import { iommu_subsys_init, type IommuCore } from "@iommu-lab/iommu";
+import {
+  RiscvIommuDriver,
+  type RiscvIommuDriverOptions,
+  type RiscvIommuFeature,
+} from "@iommu-lab/riscv-iommu";
+import { riscv_iommu_pci_driver, riscv_iommu_platform_driver } from "@iommu-lab/riscv-iommu-probe";
+import { dma_engine_chans, dma_engine_driver, type DmaChan } from "./dma_engine_driver.ts";
+import { aplic_driver, imsic_driver } from "./irqchip.ts";
+import { Trace, type TraceOptions } from "./trace.ts";
+import {
+  traceCommands,
+  TracedMmio,
+  traceMsiWrites,
+  traceTranslations,
+  traceWalks,
+  traceWires,
+} from "./tracing.ts";
+import {
+  VIRT_APLIC_SOURCES,
+  virt_device_tree,
+  VIRT_DMA_SLOT,
+  VIRT_DRAM_BASE,
+  VIRT_IMSIC_IDS,
+  VIRT_IOMMU_PCI_SLOT,
+  VIRT_IOMMU_SYS_BASE,
+  VIRT_IOMMU_SYS_IRQ,
+  VIRT_IOMMU_SYS_IRQS,
+  VIRT_IOMMU_SYS_SIZE,
+} from "./virt_dt.ts";
+
+/** The RISC-V IOMMU driver with a set of series features, as a machine option. */
+export interface RiscvIommuSpec {
+  /** Which driver. */
+  readonly kind: "riscv-iommu";
+  /** The series features the driver instance runs, in probe order. */
+  readonly features: readonly RiscvIommuFeature[];
+}
+
+/**
+ * Picks the RISC-V IOMMU driver and its series features for a machine, like Kconfig:
+ * `Machine.boot({ iommu: riscvIommu({ features: [iopf(), hpm()] }) })`.
+ */
+export function riscvIommu(opts: RiscvIommuDriverOptions = {}): RiscvIommuSpec {
+  return { kind: "riscv-iommu", features: opts.features ?? [] };
+}
+
+/** How to build and boot a machine. Every field has a default. */
+export interface MachineOptions {
+  /** The IOMMU driver, or "none" for a machine without an IOMMU. Default `riscvIommu()`. */
+  iommu?: RiscvIommuSpec | "none";
+  /** Where the IOMMU sits: a platform device at 0x3010000 or PCI function 00:01.0 (1b36:0014). */
+  iommuBus?: "platform" | "pci";
+  /** IOMMU capabilities (unset ones from the hardware defaults). */
+  caps?: Partial<IommuCaps>;
+  /** Hardware variants of the IOMMU (refused DDT depths, a stalled command queue, ...). */
+  iommuOptions?: Omit<IommuOptions, "mem" | "caps" | "irq">;
+  /** Wired interrupts in the platform IOMMU's node (0..4). Default 4. */
+  iommuIrqs?: number;
+  /** Whether the platform IOMMU's node has an `msi-parent`. Default true. */
+  msiParent?: boolean;
+  /** Bytes of DRAM at 0x8000_0000 (sparse: only touched pages cost). Default 1 GiB. */
+  ramSize?: number;
+  /** DMA test engines on the PCIe bus (slots 2, 3, ...). Default 1. */
+  dmaEngines?: number;
+  /** Channels per DMA engine (1..32). Default 4. */
+  dmaChannels?: number;
+  /**
+   * Send endpoint MSIs through the IOMMU, as QEMU's `virt` does. Default false: the kernel maps
+   * no MSI doorbell into DMA domains (no `iommu_dma_prepare_msi()` for the IMSIC, no MSI page
+   * tables), so translated MSIs would fault; the default routes them around the IOMMU.
+   */
+  msiThroughIommu?: boolean;
+  /** iommu.passthrough=1: default domains are identity. */
+  passthrough?: boolean;
+  /** Overrides of the simulated clock's cost table. */
+  costs?: Partial<CostTable>;
+  /** Record a trace of the run (see {@linkcode Trace}). Default off. */
+  trace?: boolean | TraceOptions;
+  /** Record dev_dbg/pr_debug lines in dmesg. Default false. */
+  dmesgDebug?: boolean;
+}
+
+/** The hardware of a machine, for tests and tools that look at or poke the silicon. */
+export interface Silicon {
+  /** The simulated clock (also the kernel's). */
+  readonly clock: Clock;
+  /** The system bus. */
+  readonly mem: PhysicalMemory;
+  /** The IOMMU, or null on a machine without one. */
+  readonly iommu: Iommu | null;
+  /** The IOMMU's PCI function when it sits on PCI. */
+  readonly iommuPci: IommuPciFunction | null;
+  /** The PCIe root complex. */
+  readonly rc: RootComplex;
+  /** The wired interrupt controller. */
+  readonly aplic: Aplic;
+  /** The MSI controller (hart 0's supervisor interrupt file). */
+  readonly imsic: Imsic;
+  /** The DMA test engines, by slot order. */
+  readonly dmaEngines: readonly DmaEngine[];
+}
+
+/**
+ * A booted machine.
+ *
+ * @example Boot, then find the IOMMU and a DMA channel
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Machine } from "@iommu-lab/machine";
+ *
+ * const m = Machine.boot({ iommuBus: "platform" });
+ * assert.ok(m.dmesg.some((l) => l.endsWith("riscv,iommu 3010000.iommu: using MSIs")));
+ * assert.equal(m.iommuDevice?.name, "3010000.iommu");
+ * assert.equal(m.dmaChannel(0).name, "dma0chan0");
+ * ```
+ */
+export class Machine {
+  /** The kernel. */
+  readonly kernel: Kernel;
+  /** The hardware. */
+  readonly silicon: Silicon;
+  /** The IOMMU core of the kernel. */
+  readonly iommuCore: IommuCore;
+  /** The RISC-V IOMMU driver instance (null with `iommu: "none"`). */
+  readonly driver: RiscvIommuDriver | null;
+  /** The device tree blob the kernel booted from. */
+  readonly fdt: Uint8Array;
+  /** The trace (empty unless booted with `trace`). */
+  readonly trace: Trace;
+  /** The options the machine was booted with. */
+  readonly options: Readonly<MachineOptions>;
+
+  private constructor(
+    kernel: Kernel,
+    silicon: Silicon,
+    iommuCore: IommuCore,
+    driver: RiscvIommuDriver | null,
+    fdt: Uint8Array,
+    trace: Trace,
+    options: MachineOptions,
+  ) {
+    this.kernel = kernel;
+    this.silicon = silicon;
+    this.iommuCore = iommuCore;
+    this.driver = driver;
+    this.fdt = fdt;
+    this.trace = trace;
+    this.options = options;
+  }
+
+  /**
+   * Builds the hardware, generates the device tree, and boots a kernel from it: irq
+   * controllers, the PCIe host, the IOMMU glue (platform and PCI drivers both registered, as
+   * both are built in) and the DMA engine driver, then `lateInitcall()`. Throws RangeError on
+   * impossible options (more DMA engines than PCI slots, say).
+   */
+  static boot(opts: MachineOptions = {}): Machine {
+    const spec = opts.iommu ?? riscvIommu();
+    const bus = opts.iommuBus ?? "platform";
+    const ramSize = opts.ramSize ?? 2 ** 30;
+    const nEngines = opts.dmaEngines ?? 1;
+    if (!Number.isInteger(nEngines) || nEngines < 0 || VIRT_DMA_SLOT + nEngines > 32) {
+      throw new RangeError(`Cannot build a machine with ${nEngines} DMA engines`);
+    }
+
+    const clock = new Clock(opts.costs);
+    const trace = new Trace(
+      clock,
+      opts.trace !== undefined && opts.trace !== false,
+      typeof opts.trace === "object" ? opts.trace : {},
+    );
+    const traced = trace.enabled ? trace : null;
+    const mem = new PhysicalMemory();
+    mem.addRam(VIRT_DRAM_BASE, ramSize, "memory");
+    const imsic = new Imsic({ clock, ids: VIRT_IMSIC_IDS });
+    mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, traceMsiWrites(imsic, traced), "imsic");
+    const aplic = new Aplic({ clock, sources: VIRT_APLIC_SOURCES });
+    mem.addMmio(APLIC_S_BASE, APLIC_SIZE, aplic, "aplic");
+    const rc = new RootComplex({ mem, clock, translateMsi: opts.msiThroughIommu ?? false });
+
+    let iommu: Iommu | null = null;
+    let iommuPci: IommuPciFunction | null = null;
+    let iommuRegion: Region | null = null;
+    if (spec !== "none") {
+      iommu = new Iommu({ ...opts.iommuOptions, mem, caps: opts.caps });
+      if (bus === "platform") {
+        iommuRegion = mem.addMmio(
+          VIRT_IOMMU_SYS_BASE,
+          VIRT_IOMMU_SYS_SIZE,
+          new _ChargedMmio(iommu, clock),
+          "iommu",
+        );
+        const wires = traceWires(aplic, traced);
+        iommu.irq = {
+          setWire(line, level) {
+            if (line < VIRT_IOMMU_SYS_IRQS) wires.setWire(VIRT_IOMMU_SYS_IRQ + line, level);
+          },
+        };
+      } else {
+        iommuPci = new IommuPciFunction(iommu, { clock });
+        rc.attach(iommuPci.fn, VIRT_IOMMU_PCI_SLOT);
+      }
+      rc.translator = traceTranslations(iommu, traced);
+      iommu.atsPort = rc.atsPort;
+      traceWalks(iommu, traced);
+    }
+    const dmaEngines: DmaEngine[] = [];
+    for (let i = 0; i < nEngines; i++) {
+      const e = new DmaEngine({ clock, channels: opts.dmaChannels ?? 4 });
+      rc.attach(e.fn, VIRT_DMA_SLOT + i);
+      dmaEngines.push(e);
+    }
+
+    const fdt = virt_device_tree({
+      ramSize,
+      iommu: spec === "none" ? "none" : bus,
+      iommuIrqs: opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS,
+      iommuMsiParent: opts.msiParent ?? true,
+    }).toBlob();
+
+    const commands = iommu !== null && traced !== null ? traceCommands(iommu, mem, traced) : null;
+    const isIommu = (r: Region) => r === iommuRegion || r === iommuPci?.fn.barRegion(0);
+    const ioremap: IoremapFn = (phys, size) => {
+      const r = mem.mmioAt(phys);
+      if (r === undefined || phys + size > r.base + r.size) return null;
+      const backend = traced === null
+        ? r.mmio!
+        : new TracedMmio(r.mmio!, traced, r.name, isIommu(r) ? commands : null);
+      return { backend, offset: phys - r.base };
+    };
+    const kernel = new Kernel({
+      mem,
+      ram: [{ base: VIRT_DRAM_BASE, size: ramSize }],
+      clock,
+      ioremap,
+    });
+    kernel.dmesg.debug = opts.dmesgDebug ?? false;
+    trace.log = () => kernel.dmesg.records();
+
+    const dt = DeviceTree.fromBlob(fdt);
+    pr_info(kernel, `Machine model: ${of_property_read_string(dt.root, "model")}`);
+    const iommuCore = iommu_subsys_init(kernel, { passthrough: opts.passthrough });
+    const driver = spec === "none" ? null : new RiscvIommuDriver({ features: spec.features });
+
+    platform_driver_register(kernel, imsic_driver(imsic, traced));
+    platform_driver_register(kernel, aplic_driver(aplic, traced));
+    platform_driver_register(kernel, pci_host_generic_driver);
+    if (driver !== null) {
+      platform_driver_register(kernel, riscv_iommu_platform_driver(driver));
+      pci_register_driver(kernel, riscv_iommu_pci_driver(driver));
+    }
+    pci_register_driver(kernel, dma_engine_driver(clock, traced));
+    of_platform_populate(kernel, dt);
+    kernel.lateInitcall();
+
+    const silicon: Silicon = { clock, mem, iommu, iommuPci, rc, aplic, imsic, dmaEngines };
+    return new Machine(kernel, silicon, iommuCore, driver, fdt, trace, opts);
+  }
+
+  /** The kernel log as `dmesg` prints it. */
+  get dmesg(): string[] {
+    return this.kernel.dmesg.lines();
+  }
+
+  /** Every device of the kernel, in the order they were added. */
+  get devices(): readonly Device[] {
+    return this.kernel.core.devices;
+  }
+
+  /** The device the IOMMU hardware appears as (bound or not), or null without an IOMMU. */
+  get iommuDevice(): Device | null {
+    if (this.silicon.iommu === null) return null;
+    const want = this.silicon.iommuPci !== null
+      ? `0000:00:${VIRT_IOMMU_PCI_SLOT.toString(16).padStart(2, "0")}.0`
+      : `${VIRT_IOMMU_SYS_BASE.toString(16)}.iommu`;
+    return this.findDevice(want) ?? null;
+  }
+
+  /** The device named `name` (`dev_name()`), if any. */
+  findDevice(name: string): Device | undefined {
+    return this.kernel.core.devices.find((d) => d.name === name);
+  }
+
+  /** The PCI functions of the DMA engines, bound or not, by slot. */
+  get dmaDevices(): PciDev[] {
+    return this.silicon.dmaEngines.map((_, i) =>
+      this.findDevice(`0000:00:${(VIRT_DMA_SLOT + i).toString(16).padStart(2, "0")}.0`)
+    ).filter((d): d is PciDev => d !== undefined);
+  }
+
+  /** Every channel of the bound DMA engines (dmatest's channel list). */
+  dmaChannels(): DmaChan[] {
+    return this.dmaDevices.flatMap((d) => [...dma_engine_chans(d)]);
+  }
+
+  /** Channel `n` of {@linkcode dmaChannels}; RangeError when there is no such channel. */
+  dmaChannel(n = 0): DmaChan {
+    const chan = this.dmaChannels()[n];
+    if (chan === undefined) throw new RangeError(`No DMA channel ${n} on this machine`);
+    return chan;
+  }
+
+  /** Lets `ns` of simulated time pass on the CPU side (interrupts are taken meanwhile). */
+  run(ns: number): void {
+    this.silicon.clock.advance(ns);
+  }
+
+  /** Mirrors kernel_power_off(): shuts every device down, last bound first. */
+  shutdown(): void {
+    this.kernel.shutdown();
+  }
+}
+
+/**
+ * The platform IOMMU's register page on the bus: each CPU access costs `costs.mmio`, as the
+ * other devices charge for their own registers (the IOMMU model charges nothing itself).
+ */
+class _ChargedMmio implements MmioHandler {
+  constructor(readonly inner: MmioHandler, readonly clock: Clock) {}
+
+  read32(offset: number): number {
+    this.clock.charge(this.clock.costs.mmio);
+    return this.inner.read32(offset);
+  }
+
+  write32(offset: number, value: number): void {
+    this.clock.charge(this.clock.costs.mmio);
+    this.inner.write32(offset, value);
+  }
+
+  read64(offset: number): bigint {
+    this.clock.charge(this.clock.costs.mmio);
+    return this.inner.read64(offset);
+  }
+
+  write64(offset: number, value: bigint): void {
+    this.clock.charge(this.clock.costs.mmio);
+    this.inner.write64(offset, value);
+  }
+}

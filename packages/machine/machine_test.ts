@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import {
+  APLIC_S_BASE,
+  IMSIC_S_BASE,
+  PCIE_ECAM_BASE,
+  PCIE_MMIO_BASE,
+  RISCV_IOMMU_REG_FCTL,
+} from "@iommu-lab/hw";
+import {
+  DeviceTree,
+  DMA_BIDIRECTIONAL,
+  dma_map_page,
+  dmaDirectOps,
+  of_map_id,
+  of_property_read_u32,
+  of_property_read_u32_array,
+} from "@iommu-lab/kernel";
+import { IOMMU_DOMAIN_IDENTITY, iommu_get_domain_for_dev } from "@iommu-lab/iommu";
+import { Machine, VIRT_DRAM_BASE, VIRT_IOMMU_SYS_BASE } from "./mod.ts";
+
+Deno.test("the kernel boots from the blob the machine generates (platform IOMMU node)", () => {
+  const m = Machine.boot({ iommuBus: "platform", ramSize: 2 ** 31 });
+  const dt = DeviceTree.fromBlob(m.fdt);
+  assert.deepEqual(dt.toBlob(), m.fdt, "a well-formed blob round-trips");
+  assert.deepEqual(
+    of_property_read_u32_array(dt.findNode("/memory@80000000")!, "reg"),
+    [0, VIRT_DRAM_BASE, 0, 0x8000_0000],
+  );
+  const iommu = dt.findNode("/soc/iommu@3010000")!;
+  const aplic = dt.findNode("/soc/interrupt-controller@d000000")!;
+  const imsic = dt.findNode("/soc/interrupt-controller@28000000")!;
+  assert.deepEqual(of_property_read_u32_array(iommu, "reg"), [0, VIRT_IOMMU_SYS_BASE, 0, 0x1000]);
+  assert.equal(of_property_read_u32(iommu, "interrupt-parent"), aplic.phandle);
+  assert.deepEqual(of_property_read_u32_array(iommu, "interrupts"), [36, 4, 37, 4, 38, 4, 39, 4]);
+  assert.equal(of_property_read_u32(iommu, "msi-parent"), imsic.phandle);
+  assert.equal(of_property_read_u32(iommu, "#iommu-cells"), 1);
+  const pci = dt.findNode("/soc/pci@30000000")!;
+  assert.equal(of_map_id(pci, 0x10, "iommu-map", "iommu-map-mask")?.np, iommu);
+  assert.equal(of_map_id(pci, 0xffff, "iommu-map", "iommu-map-mask")?.id, 0xffff);
+  // The kernel's platform devices are the tree's nodes.
+  assert.equal(m.iommuDevice?.fwnode?.name, "iommu@3010000");
+  assert.equal(m.kernel.deviceTree?.findNode("/soc/iommu@3010000"), m.iommuDevice?.fwnode);
+});
+
+Deno.test("with the IOMMU on PCI, iommu-map skips the IOMMU's own requester ID", () => {
+  const m = Machine.boot({ iommuBus: "pci" });
+  const dt = DeviceTree.fromBlob(m.fdt);
+  assert.equal(dt.findNode("/soc/iommu@3010000"), undefined);
+  const pci = dt.findNode("/soc/pci@30000000")!;
+  const node = dt.findNode("/soc/pci@30000000/iommu@1")!;
+  assert.equal(of_map_id(pci, 0x08, "iommu-map", "iommu-map-mask"), null, "00:01.0 itself");
+  assert.deepEqual(of_map_id(pci, 0x10, "iommu-map", "iommu-map-mask"), { np: node, id: 0x10 });
+  assert.deepEqual(of_map_id(pci, 0x07, "iommu-map", "iommu-map-mask"), { np: node, id: 0x07 });
+  assert.equal(m.iommuDevice?.fwnode, m.kernel.deviceTree?.findNode("/soc/pci@30000000/iommu@1"));
+  assert.equal(m.silicon.iommuPci?.fn.bdf, 0x08);
+});
+
+Deno.test("the memory map mirrors QEMU virt; 64 GiB of RAM costs only what is touched", () => {
+  const m = Machine.boot({ ramSize: 64 * 2 ** 30 });
+  const mmio = new Map(m.silicon.mem.mmio.map((r) => [r.name, r.base]));
+  assert.equal(mmio.get("iommu"), 0x0301_0000);
+  assert.equal(mmio.get("aplic"), APLIC_S_BASE);
+  assert.equal(mmio.get("imsic"), IMSIC_S_BASE);
+  assert.equal(mmio.get("pcie-ecam"), PCIE_ECAM_BASE);
+  assert.equal(mmio.get("dma-engine BAR0"), PCIE_MMIO_BASE);
+  assert.deepEqual(m.silicon.mem.ram.map((r) => [r.base, r.size]), [[
+    VIRT_DRAM_BASE,
+    64 * 2 ** 30,
+  ]]);
+  assert.equal(m.kernel.pages.totalPages, 16 * 2 ** 20);
+  assert.ok(m.silicon.mem.touchedFrames < 1024, `${m.silicon.mem.touchedFrames} frames touched`);
+});
+
+Deno.test("a machine without an IOMMU: direct DMA on physical addresses", () => {
+  const m = Machine.boot({ iommu: "none" });
+  assert.equal(m.iommuDevice, null);
+  assert.equal(m.silicon.iommu, null);
+  assert.equal(
+    DeviceTree.fromBlob(m.fdt).findNode("/soc/pci@30000000")!.props.has("iommu-map"),
+    false,
+  );
+  const chan = m.dmaChannel(0);
+  assert.equal(chan.dev.dma, dmaDirectOps);
+  const buf = m.kernel.pages.alloc(0);
+  const addr = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+  assert.equal(addr, buf);
+  assert.equal(chan.memset(addr, 0xabab_abab, 4096).status, "complete");
+  assert.equal(m.kernel.mem.read32(buf + 100), 0xabab_abab);
+});
+
+Deno.test("several engines: channels dmaNchanM, one requester ID and group each", () => {
+  const m = Machine.boot({ dmaEngines: 2, dmaChannels: 2 });
+  assert.deepEqual(m.dmaChannels().map((c) => c.name), [
+    "dma0chan0",
+    "dma0chan1",
+    "dma1chan0",
+    "dma1chan1",
+  ]);
+  assert.deepEqual(m.dmaDevices.map((d) => d.fwspec?.ids), [[0x10], [0x18]]);
+  assert.notEqual(m.dmaDevices[0].iommuGroup, m.dmaDevices[1].iommuGroup);
+  assert.throws(() => m.dmaChannel(4), RangeError);
+  assert.throws(() => Machine.boot({ dmaEngines: 31 }), RangeError);
+});
+
+Deno.test("iommu.passthrough=1: identity default domains, DMA at physical addresses", () => {
+  const m = Machine.boot({ passthrough: true });
+  const chan = m.dmaChannel(0);
+  assert.equal(iommu_get_domain_for_dev(chan.dev)?.type, IOMMU_DOMAIN_IDENTITY);
+  const buf = m.kernel.pages.alloc(0);
+  assert.equal(dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL), buf);
+  assert.equal(chan.memset(buf, 0x0102_0304, 4096).status, "complete");
+  assert.equal(m.kernel.mem.read32(buf), 0x0102_0304);
+});
+
+Deno.test("msiThroughIommu: endpoint MSIs fault in a DMA domain (no doorbell mapping)", () => {
+  const m = Machine.boot({ msiThroughIommu: true });
+  const chan = m.dmaChannel(0);
+  const buf = m.kernel.pages.alloc(0);
+  const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+  const tx = chan.memset(iova, 1, 4096);
+  assert.equal(tx.status, "timeout", "the completion MSI never arrives");
+  assert.equal(m.kernel.mem.read32(buf), 1, "the data moved");
+  assert.equal(
+    m.kernel.dmesg.grep("Fault 15 devid: 0x10 iotval: 28000000").length,
+    1,
+    "the MSI write to the IMSIC page faulted",
+  );
+});
+
+Deno.test("the same options boot to the same state (deterministic)", () => {
+  const run = () => {
+    const m = Machine.boot({ iommuBus: "pci", dmaEngines: 2 });
+    const chan = m.dmaChannel(3);
+    const buf = m.kernel.pages.alloc(2);
+    const iova = dma_map_page(chan.dev, buf, 0, 16384, DMA_BIDIRECTIONAL);
+    chan.memcpy(iova + 8192, iova, 8192);
+    return { dmesg: m.dmesg, now: m.silicon.clock.now(), iova };
+  };
+  assert.deepEqual(run(), run());
+});
+
+Deno.test("register accesses of the kernel cost simulated time", () => {
+  const m = Machine.boot();
+  const t0 = m.silicon.clock.now();
+  m.kernel.mem.read32(VIRT_DRAM_BASE); // RAM: free
+  assert.equal(m.silicon.clock.now(), t0);
+  m.silicon.mem.read32(VIRT_IOMMU_SYS_BASE + RISCV_IOMMU_REG_FCTL);
+  assert.equal(m.silicon.clock.now(), t0 + m.silicon.clock.costs.mmio);
+});

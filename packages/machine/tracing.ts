@@ -1,0 +1,253 @@
+/**
+ * The machine's trace hooks: wrappers around the silicon's interfaces (MMIO windows, the
+ * IOMMU's translation port and HPM event sink, interrupt lines, the MSI doorbell) that record
+ * into a {@linkcode Trace}. Nothing in `hw` is edited; with tracing off every helper returns the
+ * object it was given, so an untraced machine pays nothing.
+ *
+ * @module
+ */
+import {
+  type Aplic,
+  type Imsic,
+  type Iommu,
+  type IrqSink,
+  type MmioHandler,
+  type PhysicalMemory,
+  RISCV_IOMMU_CMD_ATS_OPCODE,
+  RISCV_IOMMU_CMD_IODIR_OPCODE,
+  RISCV_IOMMU_CMD_IOFENCE_OPCODE,
+  RISCV_IOMMU_CMD_IOTINVAL_OPCODE,
+  RISCV_IOMMU_HPMEVENT_DD_WALK,
+  RISCV_IOMMU_HPMEVENT_G_WALKS,
+  RISCV_IOMMU_HPMEVENT_PD_WALK,
+  RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
+  RISCV_IOMMU_HPMEVENT_TLB_MISS,
+  RISCV_IOMMU_REG_CAPABILITIES,
+  RISCV_IOMMU_REG_CQB,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_CQH,
+  RISCV_IOMMU_REG_CQT,
+  RISCV_IOMMU_REG_DDTP,
+  RISCV_IOMMU_REG_FCTL,
+  RISCV_IOMMU_REG_FQB,
+  RISCV_IOMMU_REG_FQCSR,
+  RISCV_IOMMU_REG_FQH,
+  RISCV_IOMMU_REG_FQT,
+  RISCV_IOMMU_REG_ICVEC,
+  RISCV_IOMMU_REG_IPSR,
+  RISCV_IOMMU_REG_MSI_CFG_TBL,
+  RISCV_IOMMU_REG_PQB,
+  RISCV_IOMMU_REG_PQCSR,
+  RISCV_IOMMU_REG_PQH,
+  RISCV_IOMMU_REG_PQT,
+  type TranslationPort,
+  XLATE_FAULT,
+} from "@iommu-lab/hw";
+import { type Trace, TRACK_CPU, TRACK_IOMMU, TRACK_IRQ } from "./trace.ts";
+
+/** IOMMU register names for MMIO events. */
+const _IOMMU_REGS = new Map<number, string>([
+  [RISCV_IOMMU_REG_CAPABILITIES, "capabilities"],
+  [RISCV_IOMMU_REG_FCTL, "fctl"],
+  [RISCV_IOMMU_REG_DDTP, "ddtp"],
+  [RISCV_IOMMU_REG_CQB, "cqb"],
+  [RISCV_IOMMU_REG_CQH, "cqh"],
+  [RISCV_IOMMU_REG_CQT, "cqt"],
+  [RISCV_IOMMU_REG_FQB, "fqb"],
+  [RISCV_IOMMU_REG_FQH, "fqh"],
+  [RISCV_IOMMU_REG_FQT, "fqt"],
+  [RISCV_IOMMU_REG_PQB, "pqb"],
+  [RISCV_IOMMU_REG_PQH, "pqh"],
+  [RISCV_IOMMU_REG_PQT, "pqt"],
+  [RISCV_IOMMU_REG_CQCSR, "cqcsr"],
+  [RISCV_IOMMU_REG_FQCSR, "fqcsr"],
+  [RISCV_IOMMU_REG_PQCSR, "pqcsr"],
+  [RISCV_IOMMU_REG_IPSR, "ipsr"],
+  [RISCV_IOMMU_REG_ICVEC, "icvec"],
+]);
+
+function _iommuReg(offset: number): string {
+  const name = _IOMMU_REGS.get(offset);
+  if (name !== undefined) return name;
+  const n = (offset - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4;
+  if (n >= 0 && n < 16) return `msi_cfg_tbl[${n}]+0x${(offset & 0xf).toString(16)}`;
+  return `0x${offset.toString(16)}`;
+}
+
+/** Turns the command-queue entries the IOMMU consumed into `command` events. */
+export interface CommandTracer {
+  /** Called before a CPU write to the IOMMU at `offset`. */
+  before(offset: number): void;
+  /** Called after it. */
+  after(offset: number): void;
+}
+
+/** Command names by opcode and func3. */
+function _commandName(opcode: number, func: number): string {
+  switch (opcode) {
+    case RISCV_IOMMU_CMD_IOTINVAL_OPCODE:
+      return func === 0 ? "IOTINVAL.VMA" : func === 1 ? "IOTINVAL.GVMA" : `IOTINVAL.${func}`;
+    case RISCV_IOMMU_CMD_IOFENCE_OPCODE:
+      return func === 0 ? "IOFENCE.C" : `IOFENCE.${func}`;
+    case RISCV_IOMMU_CMD_IODIR_OPCODE:
+      return func === 0 ? "IODIR.INVAL_DDT" : func === 1 ? "IODIR.INVAL_PDT" : `IODIR.${func}`;
+    case RISCV_IOMMU_CMD_ATS_OPCODE:
+      return func === 0 ? "ATS.INVAL" : func === 1 ? "ATS.PRGR" : `ATS.${func}`;
+  }
+  return `opcode ${opcode}`;
+}
+
+/**
+ * Commands run inside the MMIO write that makes them runnable (`cqt`, or `cqcsr` restarting the
+ * queue), so comparing `cqh` around such a write gives the entries processed; they are read
+ * back from the ring in memory.
+ */
+export function traceCommands(iommu: Iommu, mem: PhysicalMemory, trace: Trace): CommandTracer {
+  let head = 0;
+  const runs = (off: number) => off === RISCV_IOMMU_REG_CQT || off === RISCV_IOMMU_REG_CQCSR;
+  return {
+    before(off) {
+      if (runs(off)) head = iommu.read32(RISCV_IOMMU_REG_CQH);
+    },
+    after(off) {
+      if (!runs(off)) return;
+      const now = iommu.read32(RISCV_IOMMU_REG_CQH);
+      const cqb = iommu.read64(RISCV_IOMMU_REG_CQB);
+      const entries = 2 ** (Number(cqb & 0x1fn) + 1);
+      const ring = Number(cqb >> 10n & (2n ** 44n - 1n)) * 4096;
+      for (let i = head; i !== now; i = (i + 1) % entries) {
+        const at = ring + i * 16;
+        const lo = mem.read32(at);
+        trace.instant("command", _commandName(lo & 0x7f, (lo >>> 7) & 7), TRACK_IOMMU, {
+          slot: i,
+          dword0: mem.read64(at),
+          dword1: mem.read64(at + 8),
+        });
+      }
+    },
+  };
+}
+
+/** A register window whose CPU accesses are recorded on the CPU track. */
+export class TracedMmio implements MmioHandler {
+  readonly #inner: MmioHandler;
+  readonly #trace: Trace;
+  readonly #name: string;
+  readonly #commands: CommandTracer | null;
+
+  /** Records accesses to `inner` (named `name`); IOMMU windows also record commands run. */
+  constructor(inner: MmioHandler, trace: Trace, name: string, commands: CommandTracer | null) {
+    this.#inner = inner;
+    this.#trace = trace;
+    this.#name = name;
+    this.#commands = commands;
+  }
+
+  /** Reads and (with `mmioReads`) records 4 bytes. */
+  read32(offset: number): number {
+    const v = this.#inner.read32(offset);
+    if (this.#trace.mmioReads) this.#record("read", offset, v);
+    return v;
+  }
+
+  /** Records and writes 4 bytes. */
+  write32(offset: number, value: number): void {
+    this.#commands?.before(offset);
+    this.#inner.write32(offset, value);
+    this.#record("write", offset, value >>> 0);
+    this.#commands?.after(offset);
+  }
+
+  /** Reads and (with `mmioReads`) records 8 bytes. */
+  read64(offset: number): bigint {
+    const v = this.#inner.read64(offset);
+    if (this.#trace.mmioReads) this.#record("read", offset, v);
+    return v;
+  }
+
+  /** Records and writes 8 bytes. */
+  write64(offset: number, value: bigint): void {
+    this.#commands?.before(offset);
+    this.#inner.write64(offset, value);
+    this.#record("write", offset, value);
+    this.#commands?.after(offset);
+  }
+
+  #record(op: string, offset: number, value: number | bigint): void {
+    const reg = this.#commands !== null ? _iommuReg(offset) : `0x${offset.toString(16)}`;
+    this.#trace.instant("mmio", `${op} ${this.#name} ${reg}`, TRACK_CPU, {
+      offset,
+      value: typeof value === "bigint" ? value : `0x${value.toString(16)}`,
+    });
+  }
+}
+
+/** The IOMMU's translation port, recording faults (cause, device, address) on the IOMMU track. */
+export function traceTranslations(iommu: Iommu, trace: Trace | null): TranslationPort {
+  if (trace === null) return iommu;
+  return {
+    translate(req, res) {
+      iommu.translate(req, res);
+      if (res.status !== XLATE_FAULT) return;
+      trace.instant("fault", `fault cause ${res.cause}`, TRACK_IOMMU, {
+        devid: req.deviceId,
+        iova: `0x${(req.iovaHi * 4294967296 + req.iovaLo).toString(16)}`,
+        cause: res.cause,
+        ttyp: res.ttyp,
+        reported: res.reported,
+      });
+    },
+  };
+}
+
+const _WALKS = new Map<number, string>([
+  [RISCV_IOMMU_HPMEVENT_TLB_MISS, "IOTLB miss"],
+  [RISCV_IOMMU_HPMEVENT_DD_WALK, "DDT walk"],
+  [RISCV_IOMMU_HPMEVENT_PD_WALK, "PDT walk"],
+  [RISCV_IOMMU_HPMEVENT_S_VS_WALKS, "S/VS-stage walk"],
+  [RISCV_IOMMU_HPMEVENT_G_WALKS, "G-stage walk"],
+]);
+
+/**
+ * Records the IOMMU's walks and IOTLB misses, from the translator's HPM event sink (chained to
+ * whatever sink was installed, so HPM counting keeps working).
+ */
+export function traceWalks(iommu: Iommu, trace: Trace | null): void {
+  if (trace === null) return;
+  const prev = iommu.translator.hpm;
+  iommu.translator.hpm = {
+    count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid) {
+      const name = _WALKS.get(eventId);
+      if (name !== undefined) trace.instant("walk", name, TRACK_IOMMU, { devid: deviceId });
+      prev?.count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
+    },
+  };
+}
+
+/** The APLIC's inputs as an IrqSink, recording level changes. */
+export function traceWires(aplic: Aplic, trace: Trace | null): IrqSink {
+  if (trace === null) return aplic;
+  return {
+    setWire(line, level) {
+      trace.instant("irq", `wire ${line} ${level ? "high" : "low"}`, TRACK_IRQ);
+      aplic.setWire(line, level);
+    },
+  };
+}
+
+/** The IMSIC's page, recording every MSI written to it. */
+export function traceMsiWrites(imsic: Imsic, trace: Trace | null): MmioHandler {
+  if (trace === null) return imsic;
+  return {
+    read32: (off) => imsic.read32(off),
+    read64: (off) => imsic.read64(off),
+    write32(off, value) {
+      trace.instant("msi", `msi ${value >>> 0}`, TRACK_IRQ, { offset: off });
+      imsic.write32(off, value);
+    },
+    write64(off, value) {
+      trace.instant("msi", `msi ${value & 0xffff_ffffn}`, TRACK_IRQ, { offset: off });
+      imsic.write64(off, value);
+    },
+  };
+}
