@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { DMA_BIDIRECTIONAL, dma_map_page } from "@iommu-lab/kernel";
+import { Machine, type TraceEvent, TRACK_CPU, TRACK_DMA, TRACK_IOMMU, TRACK_IRQ } from "./mod.ts";
+
+/** Boots a traced machine, copies a page through the IOMMU and makes one fault. */
+function tracedRun(iommuBus: "platform" | "pci") {
+  const m = Machine.boot({ iommuBus, trace: true });
+  const chan = m.dmaChannel(0);
+  const buf = m.kernel.pages.alloc(1);
+  const iova = dma_map_page(chan.dev, buf, 0, 8192, DMA_BIDIRECTIONAL);
+  assert.equal(chan.memcpy(iova + 4096, iova, 4096).status, "complete");
+  assert.equal(chan.memcpy(iova - 0x10_0000, iova, 64).status, "error");
+  m.run(100_000);
+  return m;
+}
+
+function named(events: TraceEvent[], cat: string, name?: string | RegExp): TraceEvent[] {
+  return events.filter((e) =>
+    e.cat === cat &&
+    (name === undefined || (typeof name === "string" ? e.name === name : name.test(e.name)))
+  );
+}
+
+for (const bus of ["platform", "pci"] as const) {
+  Deno.test(`trace (${bus}): the written file parses and holds the run's events`, async (t) => {
+    const m = tracedRun(bus);
+    const path = await Deno.makeTempFile({ suffix: ".json" });
+    try {
+      m.trace.write(path);
+      const json = JSON.parse(await Deno.readTextFile(path));
+      const events: TraceEvent[] = json.traceEvents;
+      const end = m.silicon.clock.now() / 1000;
+
+      await t.step("trace-event format: ph, ts in µs of simulated time, pid/tid", () => {
+        assert.ok(events.length > 50);
+        for (const e of events) {
+          assert.ok(["X", "i", "M"].includes(e.ph), e.ph);
+          assert.equal(typeof e.ts, "number");
+          assert.ok(e.ts >= 0 && e.ts <= end, `${e.name} at ${e.ts} µs is outside the run`);
+          assert.equal(e.pid, 1);
+          if (e.ph === "X") assert.ok((e.dur ?? -1) >= 0);
+        }
+        const ts = events.map((e) => e.ts);
+        assert.deepEqual(ts, [...ts].sort((a, b) => a - b), "sorted by time");
+        const threads = named(events, "__metadata", "thread_name").map((e) => e.args?.name);
+        assert.deepEqual(threads.slice(0, 3), ["cpu", "iommu", "intc"]);
+        assert.ok(threads.includes("dma0chan0"));
+      });
+
+      await t.step("MMIO writes, commands and walks", () => {
+        const cqt = named(events, "mmio", / cqt$/);
+        assert.ok(cqt.length > 0 && cqt.every((e) => e.tid === TRACK_CPU));
+        const cmds = named(events, "command").map((e) => e.name);
+        assert.ok(cmds.includes("IODIR.INVAL_DDT"), cmds.join());
+        assert.ok(cmds.includes("IOTINVAL.VMA"));
+        assert.ok(cmds.includes("IOFENCE.C"));
+        assert.ok(named(events, "command").every((e) => e.tid === TRACK_IOMMU));
+        assert.ok(named(events, "walk", "DDT walk").length > 0);
+        assert.ok(named(events, "walk", "S/VS-stage walk").length > 0);
+      });
+
+      await t.step("the fault, its interrupt and the driver's log line", () => {
+        const [fault] = named(events, "fault");
+        assert.equal(fault.name, "fault cause 15");
+        assert.equal(fault.args?.devid, 0x10);
+        const fqMsi = named(events, "msi").filter((e) => e.ts >= fault.ts);
+        assert.ok(fqMsi.length > 0 && fqMsi.every((e) => e.tid === TRACK_IRQ));
+        const handled = named(events, "irq", /^handle msi /).filter((e) => e.ts >= fault.ts);
+        assert.ok(handled.length >= 2, "the fault queue's and the DMA channel's handlers ran");
+        const log = named(events, "printk", /Fault 15 devid: 0x10/);
+        assert.equal(log.length, 1);
+        assert.ok(log[0].ts >= fault.ts);
+      });
+
+      await t.step("DMA transfers as spans on their channel's track", () => {
+        const dma = named(events, "dma");
+        assert.deepEqual(dma.map((e) => e.name), ["memcpy", "memcpy"]);
+        assert.ok(dma.every((e) => e.tid === TRACK_DMA && e.ph === "X"));
+        assert.ok(dma[0].dur! > 0);
+        assert.deepEqual([dma[0].args?.xferred, dma[1].args?.error], [4096, 2]);
+      });
+    } finally {
+      await Deno.remove(path);
+    }
+  });
+}
+
+Deno.test("trace: off by default, and then no hook wraps the silicon", () => {
+  const m = Machine.boot();
+  assert.equal(m.trace.enabled, false);
+  assert.equal(m.silicon.rc.translator, m.silicon.iommu, "the root complex talks to the IOMMU");
+  assert.equal(m.silicon.iommu!.translator.hpm, null);
+  const chan = m.dmaChannel(0);
+  const buf = m.kernel.pages.alloc(0);
+  chan.memset(dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL), 0, 4096);
+  assert.deepEqual(m.trace.events, []);
+  assert.deepEqual(m.trace.toJSON().traceEvents.filter((e) => e.ph !== "M"), []);
+});
+
+Deno.test("trace: mmioReads records reads too; limit caps the buffer", () => {
+  const reads = Machine.boot({ trace: { mmioReads: true } });
+  assert.ok(named(reads.trace.events, "mmio", /^read iommu capabilities$/).length > 0);
+  const capped = Machine.boot({ trace: { limit: 10 } });
+  assert.equal(capped.trace.events.length, 10);
+  assert.ok(capped.trace.dropped > 0);
+});
