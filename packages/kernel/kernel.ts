@@ -15,6 +15,7 @@ import { auxiliary_bus_type } from "./auxiliary.ts";
 import { pci_bus_type } from "./pci.ts";
 import { platform_bus_type } from "./platform.ts";
 import { Dmesg } from "./printk.ts";
+import { Slab } from "./slab.ts";
 import { type Clock, SimClock } from "./time.ts";
 
 /**
@@ -82,6 +83,8 @@ export class Kernel {
   readonly dmesg: Dmesg;
   /** The page allocator. */
   readonly pages: PageAllocator;
+  /** Object allocation accounting (kmalloc/kfree, failslab). */
+  readonly slab: Slab = new Slab();
   /** Registered buses by name. */
   readonly buses = new Map<string, Bus>();
   /** The driver core (device list, deferred probe). */

@@ -324,6 +324,7 @@ export {
   pr_warn,
   printk,
 } from "./printk.ts";
+export { kfree, kmalloc, Slab } from "./slab.ts";
 export {
   type Clock,
   type HasClock,
