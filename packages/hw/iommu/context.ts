@@ -251,9 +251,9 @@ export class Directory {
     this.#pdtEntries = Math.max(1, pdtEntries);
   }
 
-  /** The cached DC of `did`, if any. */
-  cachedDc(did: number): DeviceContext | undefined {
-    return this.#dcs.get(did);
+  /** The cached DC of `did`, if any (and if `did` fits `ddtp.iommu_mode` `mode`). */
+  cachedDc(mode: number, did: number): DeviceContext | undefined {
+    return this.#fits(mode, did) ? this.#dcs.get(did) : undefined;
   }
 
   /**
@@ -262,15 +262,9 @@ export class Directory {
    * corruption, 258 not valid, 259 misconfigured).
    */
   locateDc(mode: number, ppn: number, did: number): DeviceContext | null {
+    if (!this.#fits(mode, did)) return this.#fail(RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED);
     const ext = this.#caps.msiFlat;
     const b0 = ext ? 6 : 7;
-    if (
-      did >>> 24 !== 0 ||
-      (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL && did >>> b0 !== 0) ||
-      (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL && did >>> (b0 + 9) !== 0)
-    ) {
-      return this.#fail(RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED);
-    }
     const hit = this.#dcs.get(did);
     if (hit !== undefined) return hit;
     const walker = this.#walker;
@@ -390,6 +384,14 @@ export class Directory {
   flush(): void {
     this.#dcs.clear();
     this.#pcs.clear();
+  }
+
+  /** `did` is no wider than `mode` allows: DDI[2] (and for 1LVL DDI[1]) zero when unused. */
+  #fits(mode: number, did: number): boolean {
+    const b0 = this.#caps.msiFlat ? 6 : 7;
+    return did >>> 24 === 0 &&
+      (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL || did >>> b0 === 0) &&
+      (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL || did >>> (b0 + 9) === 0);
   }
 
   #fail(cause: number): null {

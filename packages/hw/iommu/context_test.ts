@@ -705,3 +705,11 @@ Deno.test("ATS requests: PDT not valid answers Success R=W=0; PDT load fault is 
   assert.equal(r2.cause, 265);
   assert.equal(r2.reported, true);
 });
+
+Deno.test("a cached DC is never used for a device_id too wide for the current ddtp mode", () => {
+  const env = sv39Env({}, 4, 0x1000);
+  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).pa, DATA);
+  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).pa, DATA, "IOTLB hit");
+  env.tr.ddtpMode = 2; // 1LVL: device_id must fit in 6 bits
+  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).cause, 260);
+});

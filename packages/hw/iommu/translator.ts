@@ -172,7 +172,9 @@ export class Translator implements TranslationPort {
       req.kind === REQ_UNTRANSLATED && !req.pidValid && this.iotlbEnabled
     ) {
       const did = req.deviceId;
-      const dc = did === this.#lastDid ? this.#lastDc : this.#dir.cachedDc(did);
+      const dc = did === this.#lastDid && mode === this.#lastMode
+        ? this.#lastDc
+        : this.#dir.cachedDc(mode, did);
       if (dc != null && dc.fast) {
         const lo = req.iovaLo, hi = req.iovaHi;
         const vlo = (lo >>> 12) | (hi << 20);
