@@ -95,6 +95,35 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * Untranslated requests (including debug-interface requests) use and fill the IOTLB; Translated
  * and ATS requests always walk. Translations with both stages Bare and MSI translations are not
  * cached.
+ *
+ * HPM events: 1/2/3 per request by kind (debug-interface requests count as Untranslated), 4 per
+ * translation that needs a page walk (whether or not the IOTLB is enabled), 5 per DDT walk, 6
+ * per PDT walk, 7 per first-stage walk, 8 per G-stage walk (one per implicit access too).
+ *
+ * @example Translating through a 1LVL device directory and an Sv39 page table
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { newRequest, newResult, PhysicalMemory, resolveCaps, Translator } from "@iommu-lab/hw";
+ *
+ * const mem = new PhysicalMemory();
+ * mem.addRam(0x8000_0000, 2 ** 30);
+ * // Sv39 tables at 0x8000_1000 → 0x8000_2000 → 0x8000_3000; IOVA 0x1000 maps to 0x8010_0000
+ * // with V R W U A D.
+ * mem.write64(0x8000_1000, 0x8000_2n << 10n | 1n);
+ * mem.write64(0x8000_2000, 0x8000_3n << 10n | 1n);
+ * mem.write64(0x8000_3008, 0x8010_0n << 10n | 0xd7n);
+ * // A 1LVL directory at 0x8000_0000: the 64-byte DC of device 5 is valid, fsc = Sv39 + root.
+ * mem.write64(0x8000_0000 + 5 * 64, 1n);
+ * mem.write64(0x8000_0000 + 5 * 64 + 0x18, 8n << 60n | 0x8000_1n);
+ *
+ * const tr = new Translator(mem, resolveCaps(), { iotlbEntries: 256 });
+ * tr.ddtpMode = 2; // 1LVL
+ * tr.ddtpPpn = 0x8000_0;
+ * const res = newResult();
+ * tr.translate(newRequest({ deviceId: 5, iovaLo: 0x1234 }), res);
+ * assert.equal(res.pa, 0x8010_0234);
+ * assert.equal(res.perm, 3); // R W
+ * ```
  */
 export class Translator implements TranslationPort {
   /** `ddtp.iommu_mode`: 0 Off, 1 Bare, 2 1LVL, 3 2LVL, 4 3LVL. */
