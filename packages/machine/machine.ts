@@ -93,7 +93,7 @@ export interface MachineOptions {
   /** IOMMU capabilities (unset ones from the hardware defaults). */
   caps?: Partial<IommuCaps>;
   /** Hardware variants of the IOMMU (refused DDT depths, a stalled command queue, ...). */
-  iommuOptions?: Omit<IommuOptions, "mem" | "caps" | "irq">;
+  iommuOptions?: Omit<IommuOptions, "mem" | "caps" | "irq" | "ats">;
   /** Wired interrupts in the platform IOMMU's node (0..4). Default 4. */
   iommuIrqs?: number;
   /** Whether the platform IOMMU's node has an `msi-parent`. Default true. */

@@ -20,6 +20,7 @@ import {
   RISCV_IOMMU_REG_FQCSR,
 } from "@iommu-lab/hw";
 import {
+  device_attach,
   device_release_driver,
   device_unregister,
   DMA_BIDIRECTIONAL,
@@ -29,6 +30,7 @@ import {
   dma_unmap_page,
   dmaDirectOps,
   LOGLEVEL_WARNING,
+  msi_get_virq,
 } from "@iommu-lab/kernel";
 import { IOMMU_DOMAIN_DMA, iommu_get_domain_for_dev } from "@iommu-lab/iommu";
 import { Machine, type MachineOptions } from "./mod.ts";
@@ -144,6 +146,35 @@ for (const path of PATHS) {
     assert.equal(iommu.read32(RISCV_IOMMU_REG_FQCSR), 0);
     assert.equal(m.iommuCore.iommus.length, 0);
     assert.deepEqual(m.kernel.pages.allocations(), [], "every page returned");
+  });
+
+  Deno.test(`probe conformance (${path.bus}): every allocation failure in probe unwinds cleanly`, () => {
+    const m = boot(path);
+    for (const eng of m.dmaDevices) device_unregister(eng);
+    const dev = m.iommuDevice!;
+    device_release_driver(dev);
+    const iommu = m.silicon.iommu!;
+    let n = 1;
+    for (; n < 64; n++) {
+      m.kernel.pages.failNth(n);
+      if (device_attach(dev)) break;
+      assert.deepEqual(m.kernel.pages.allocations(), [], `fail-nth ${n}: pages leaked`);
+      assert.equal(ddtMode(m), RISCV_IOMMU_DDTP_IOMMU_MODE_OFF, `fail-nth ${n}: ddtp`);
+      assert.equal(iommu.read32(RISCV_IOMMU_REG_CQCSR), 0, `fail-nth ${n}: cqcsr`);
+      assert.equal(iommu.read32(RISCV_IOMMU_REG_FQCSR), 0, `fail-nth ${n}: fqcsr`);
+      assert.equal(msi_get_virq(dev, 0), 0, `fail-nth ${n}: MSI vectors freed`);
+      assert.equal(m.iommuCore.iommus.length, 0);
+    }
+    m.kernel.pages.failNth(0);
+    // The DDT root page cannot be done without; a queue allocation that fails is retried at
+    // half the size, so later failures do not fail the probe.
+    assert.ok(n > 1);
+    assert.equal(
+      m.kernel.dmesg.grep(`${path.driver}: probe of ${path.dev} failed with error -12`).length,
+      n - 1,
+    );
+    assert.equal(dev.state, "bound", "probes once the allocations succeed");
+    assert.equal(ddtMode(m), RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL);
   });
 
   Deno.test(`probe conformance (${path.bus}): shutdown leaves ddtp Bare and the queues off`, () => {
