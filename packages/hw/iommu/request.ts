@@ -57,7 +57,8 @@ export const XLATE_OK = 0;
 /** The translation faulted; see {@linkcode TranslationResult.cause}. */
 export const XLATE_FAULT = 1;
 /** The IOMMU consumed the write itself (an MSI to an MRIF-mode MSI PTE, or one it silently
- * discards); the bridge must not forward it. */
+ * discards); the bridge must not forward it. An absorbed read (an aligned 32-bit read of an
+ * MRIF-mapped page) completes with zeros. */
 export const XLATE_ABSORBED = 2;
 
 /** The IOMMU's answer to an {@linkcode InboundRequest}. */
