@@ -104,6 +104,10 @@ export interface MachineOptions {
   dmaEngines?: number;
   /** Channels per DMA engine (1..32). Default 4. */
   dmaChannels?: number;
+  /** DMA engines advertise ATS (and use their ATC once software enables it). Default false. */
+  dmaAts?: boolean;
+  /** DMA engines advertise PASID (20 bits, privileged mode). Default false. */
+  dmaPasid?: boolean;
   /**
    * Send endpoint MSIs through the IOMMU, as QEMU's `virt` does. Default false: the kernel maps
    * no MSI doorbell into DMA domains (no `iommu_dma_prepare_msi()` for the IMSIC, no MSI page
@@ -246,7 +250,12 @@ export class Machine {
     }
     const dmaEngines: DmaEngine[] = [];
     for (let i = 0; i < nEngines; i++) {
-      const e = new DmaEngine({ clock, channels: opts.dmaChannels ?? 4 });
+      const e = new DmaEngine({
+        clock,
+        channels: opts.dmaChannels ?? 4,
+        ats: opts.dmaAts,
+        pasid: opts.dmaPasid,
+      });
       rc.attach(e.fn, VIRT_DMA_SLOT + i);
       dmaEngines.push(e);
     }
@@ -256,6 +265,7 @@ export class Machine {
       iommu: spec === "none" ? "none" : bus,
       iommuIrqs: opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS,
       iommuMsiParent: opts.msiParent ?? true,
+      atsSupported: iommu !== null,
     }).toBlob();
 
     const commands = iommu !== null && traced !== null ? traceCommands(iommu, mem, traced) : null;

@@ -11,6 +11,7 @@ import {
   DMA_BIDIRECTIONAL,
   dma_map_page,
   dmaDirectOps,
+  IOMMU_FWSPEC_PCI_RC_ATS,
   of_map_id,
   of_property_read_u32,
   of_property_read_u32_array,
@@ -37,6 +38,7 @@ Deno.test("the kernel boots from the blob the machine generates (platform IOMMU 
   const pci = dt.findNode("/soc/pci@30000000")!;
   assert.equal(of_map_id(pci, 0x10, "iommu-map", "iommu-map-mask")?.np, iommu);
   assert.equal(of_map_id(pci, 0xffff, "iommu-map", "iommu-map-mask")?.id, 0xffff);
+  assert.equal(pci.props.has("ats-supported"), true);
   // The kernel's platform devices are the tree's nodes.
   assert.equal(m.iommuDevice?.fwnode?.name, "iommu@3010000");
   assert.equal(m.kernel.deviceTree?.findNode("/soc/iommu@3010000"), m.iommuDevice?.fwnode);
@@ -86,6 +88,15 @@ Deno.test("a machine without an IOMMU: direct DMA on physical addresses", () => 
   assert.equal(addr, buf);
   assert.equal(chan.memset(addr, 0xabab_abab, 4096).status, "complete");
   assert.equal(m.kernel.mem.read32(buf + 100), 0xabab_abab);
+});
+
+Deno.test("DMA engines with ATS and PASID: the kernel finds the capabilities", () => {
+  const m = Machine.boot({ dmaAts: true, dmaPasid: true });
+  const [dev] = m.dmaDevices;
+  assert.notEqual(dev.atsCap, 0);
+  assert.notEqual(dev.pasidCap, 0);
+  assert.equal(dev.fwspec!.flags & IOMMU_FWSPEC_PCI_RC_ATS, IOMMU_FWSPEC_PCI_RC_ATS);
+  assert.equal(Machine.boot().dmaDevices[0].atsCap, 0);
 });
 
 Deno.test("several engines: channels dmaNchanM, one requester ID and group each", () => {

@@ -49,6 +49,8 @@ export interface VirtDtLayout {
   iommuIrqs: number;
   /** Whether the platform IOMMU node has an `msi-parent`. */
   iommuMsiParent: boolean;
+  /** Whether the PCIe host says `ats-supported` (the root complex forwards ATS requests). */
+  atsSupported: boolean;
 }
 
 /**
@@ -65,7 +67,13 @@ export interface VirtDtLayout {
  * import { of_property_read_string_array } from "@iommu-lab/kernel";
  * import { virt_device_tree } from "@iommu-lab/machine";
  *
- * const dt = virt_device_tree({ ramSize: 2 ** 30, iommu: "platform", iommuIrqs: 4, iommuMsiParent: true });
+ * const dt = virt_device_tree({
+ *   ramSize: 2 ** 30,
+ *   iommu: "platform",
+ *   iommuIrqs: 4,
+ *   iommuMsiParent: true,
+ *   atsSupported: true,
+ * });
  * const iommu = dt.findNode("/soc/iommu@3010000")!;
  * assert.deepEqual(of_property_read_string_array(iommu, "interrupt-names"), ["cmdq", "fltq", "pm", "priq"]);
  * ```
@@ -140,6 +148,7 @@ export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
       ...cells64(PCIE_MMIO_BASE),
       ...cells64(PCIE_MMIO_SIZE),
     ]);
+  if (layout.atsSupported) pci.set("ats-supported", true);
   if (layout.iommu === "pci") {
     const devfn = VIRT_IOMMU_PCI_SLOT << 3;
     iommuPh = dt.phandleOf(_pciChild(pci, "iommu", VIRT_IOMMU_PCI_SLOT));
