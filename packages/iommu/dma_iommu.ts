@@ -17,6 +17,9 @@ import {
   type DmaOps,
   Errno,
   get_order,
+  type Kernel,
+  kfree,
+  kmalloc,
   type Scatterlist,
 } from "@iommu-lab/kernel";
 import type { Device } from "@iommu-lab/kernel";
@@ -43,18 +46,28 @@ export class IommuDmaCookie {
   iovad: IovaDomain | null = null;
   /** Reused by unmaps so they allocate nothing. */
   readonly gather: IommuIotlbGather = new IommuIotlbGather();
+
+  /** A cookie accounted in the slab of `kernel` (none for a standalone domain). */
+  constructor(readonly kernel: Kernel | null = null) {}
 }
 
-/** Mirrors iommu_get_dma_cookie(): gives a DMA domain its cookie (EEXIST if it has one). */
-export function iommu_get_dma_cookie(domain: IommuDomain): void {
+/**
+ * Mirrors iommu_get_dma_cookie(): gives a DMA domain its cookie, kmalloc()ed in `kernel` when
+ * given (ENOMEM when that fails); EEXIST if the domain has one.
+ */
+export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null = null): void {
   if (domain.iovaCookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
-  domain.iovaCookie = new IommuDmaCookie();
+  const cookie = new IommuDmaCookie(kernel);
+  domain.iovaCookie = kernel === null ? cookie : kmalloc(kernel, cookie);
 }
 
-/** Mirrors iommu_put_dma_cookie(): drops the cookie and every IOVA with it. */
+/** Mirrors iommu_put_dma_cookie(): drops (and frees) the cookie and every IOVA with it. */
 export function iommu_put_dma_cookie(domain: IommuDomain): void {
-  domain.iovaCookie?.iovad?.put();
+  const cookie = domain.iovaCookie;
+  if (cookie === null) return;
+  cookie.iovad?.put();
   domain.iovaCookie = null;
+  if (cookie.kernel !== null) kfree(cookie.kernel, cookie);
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * The iommufd_fail_nth analog for the core: every page allocation of probe, domain
+ * The iommufd_fail_nth analog for the core: every page allocation (fail_page_alloc) and every
+ * object allocation (failslab: per-device data, groups, domains, DMA cookies) of probe, domain
  * allocation, attach, map, unmap and the DMA API is made to fail in turn; each failure must
  * surface as ENOMEM from the call that allocated, leave that call's effects undone, and after
- * teardown no page, device context or group may remain.
+ * teardown no page, object, device context or group may remain.
  */
 import assert from "node:assert/strict";
 import {
@@ -39,18 +40,26 @@ import { mockSystem } from "./testing.ts";
 const SZ_2M = 0x20_0000;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-/** One pass of the scenario; `failAt` = 0 runs it without injection. Returns whether it failed. */
-function pass(failAt: number): boolean {
+/** Which allocator the pass injects into. */
+type Allocator = "pages" | "slab";
+
+/**
+ * One pass of the scenario, failing the `failAt`th allocation of `which` (0: no injection).
+ * Returns whether an injected failure fired.
+ */
+function pass(which: Allocator, failAt: number): boolean {
   const sys = mockSystem({ iommu: { svnapot: true } });
   const { kernel, drv } = sys;
   const pages = kernel.pages;
   const base = pages.allocatedPages;
+  const baseObjects = kernel.slab.allocatedObjects;
+  const injector = which === "pages" ? pages : kernel.slab;
   const dev = new Device(kernel, { name: "dev0", bus: sys.bus });
   dev.fwspec = { fwnode: drv.fwnode, ids: [1], flags: 0 };
   device_add(dev);
   let domain: IommuDomain | null = null;
   let failed = false;
-  pages.failNth(failAt);
+  injector.failNth(failAt);
   const step = (what: string, fn: () => void, undone: () => void = () => {}) => {
     if (failed) return;
     try {
@@ -96,7 +105,7 @@ function pass(failAt: number): boolean {
     dma_map_sg(dev, sg, DMA_TO_DEVICE);
     dma_unmap_sg(dev, sg, DMA_TO_DEVICE);
   });
-  pages.failNth(0);
+  injector.failNth(0);
 
   // Teardown with the normal API, then nothing may remain.
   if (domain !== null) {
@@ -104,16 +113,28 @@ function pass(failAt: number): boolean {
     iommu_domain_free(domain);
   }
   device_del(dev);
-  assert.equal(pages.allocatedPages, base, `pages leaked at failure ${failAt}`);
+  assert.equal(pages.allocatedPages, base, `pages leaked at ${which} failure ${failAt}`);
+  assert.deepEqual(
+    kernel.slab.allocatedObjects,
+    baseObjects,
+    `objects leaked at ${which} failure ${failAt}: ${kernel.slab.allocations()}`,
+  );
   assert.equal(drv.contexts.size, 0);
   assert.equal(drv.attached.size, 0);
   return failed;
 }
 
 Deno.test("fail_nth: every page allocation failure in probe/attach/map/unmap/DMA unwinds", () => {
-  assert.equal(pass(0), false, "the scenario runs clean without injection");
+  assert.equal(pass("pages", 0), false, "the scenario runs clean without injection");
   let n = 1;
-  while (pass(n)) n++;
+  while (pass("pages", n)) n++;
   // Probe (context + DMA domain root), paging domain root, map tables, DMA tables and pages.
   assert.ok(n > 10, `only ${n - 1} allocations were exercised`);
+});
+
+Deno.test("fail_nth: every object allocation failure in probe/attach/map/unmap/DMA unwinds", () => {
+  let n = 1;
+  while (pass("slab", n)) n++;
+  // Probe: dev_iommu, group, DMA domain and its cookie; then the unmanaged paging domain.
+  assert.equal(n - 1, 5, `${n - 1} object allocations were exercised`);
 });

@@ -19,6 +19,8 @@ import {
   type FwNode,
   type IommuLayer,
   type Kernel,
+  kfree,
+  kmalloc,
   pr_info,
   pr_warn,
 } from "@iommu-lab/kernel";
@@ -540,9 +542,12 @@ export function dev_iommu_priv_set(dev: Device, priv: unknown): void {
   param.priv = priv;
 }
 
-/** Mirrors iommu_group_alloc(): a new empty group. */
+/**
+ * Mirrors iommu_group_alloc(): a new empty group, accounted in the kernel's slab (ENOMEM when
+ * the allocation fails). The core frees it when its last device is released.
+ */
 export function iommu_group_alloc(core: IommuCore): IommuGroup {
-  return new IommuGroup(core, core._allocGroupId());
+  return kmalloc(core.kernel, new IommuGroup(core, core._allocGroupId()));
 }
 
 /** Mirrors generic_device_group(): every device is isolated in its own group. */
@@ -576,12 +581,13 @@ function _probeDevice(core: IommuCore, dev: Device): void {
     throw new Errno("ENODEV", `No IOMMU registered for ${dev.name}`);
   }
   const ops = iommu.ops;
-  const param = new DevIommu(core);
+  // Mirrors dev_iommu_get().
+  const param = kmalloc(core.kernel, new DevIommu(core));
   dev.iommu = param;
   try {
     param.iommuDev = ops.probeDevice(dev);
   } catch (e) {
-    dev.iommu = null;
+    _devIommuFree(dev);
     throw e;
   }
   let group: IommuGroup;
@@ -589,7 +595,7 @@ function _probeDevice(core: IommuCore, dev: Device): void {
     group = ops.deviceGroup(dev);
   } catch (e) {
     ops.releaseDevice?.(dev);
-    dev.iommu = null;
+    _devIommuFree(dev);
     throw e;
   }
   group.devices.push(dev);
@@ -630,7 +636,7 @@ function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
   dev.iommuGroup = null;
   dev.dma = dmaDirectOps;
   ops.releaseDevice?.(dev);
-  dev.iommu = null;
+  _devIommuFree(dev);
   if (group.devices.length !== 0) return;
   if (group.domain !== null) group.domain.attachedGroups--;
   group.domain = null;
@@ -639,6 +645,15 @@ function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
   }
   group.defaultDomain = null;
   group.blockingDomain = null;
+  // Mirrors iommu_group_release() once the last reference is gone.
+  kfree(group.core.kernel, group);
+}
+
+/** Mirrors dev_iommu_free(): drops and frees `dev.iommu`. */
+function _devIommuFree(dev: Device): void {
+  const param = dev.iommu as DevIommu;
+  dev.iommu = null;
+  kfree(param.core.kernel, param);
 }
 
 /** Mirrors iommu_get_default_domain_type(): what the group's devices and the policy ask for. */
@@ -710,7 +725,7 @@ function _pagingDomainAlloc(dev: Device, type: number, flags: number): IommuDoma
   if (dom.pgsizeBitmap === 0) dom.pgsizeBitmap = ops.pgsizeBitmap ?? 0;
   if ((type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     try {
-      iommu_get_dma_cookie(dom);
+      iommu_get_dma_cookie(dom, dev.kernel);
     } catch (e) {
       dom.ops.free?.(dom);
       throw e;

@@ -15,6 +15,8 @@ import {
   Errno,
   type FwNode,
   Kernel,
+  kfree,
+  kmalloc,
   type PhysMem,
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
@@ -57,7 +59,10 @@ export class MockDomain extends IommuDomain {
   /** The page table. */
   readonly pt: PtIommu;
 
-  /** Allocates the top table from `mem`/`alloc` (ENOMEM from the allocator). */
+  /**
+   * Allocates the domain in the driver's kernel slab, then the top table from `mem`/`alloc`
+   * (ENOMEM from either).
+   */
   constructor(
     readonly driver: MockIommu | null,
     mem: PhysMem,
@@ -66,13 +71,19 @@ export class MockDomain extends IommuDomain {
     svnapot: boolean,
   ) {
     super(IOMMU_DOMAIN_UNMANAGED, mockDomainOps);
-    this.pt = new PtIommu({
-      mem,
-      alloc,
-      vaBits,
-      features: { svnapot },
-      iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
-    });
+    if (driver !== null) kmalloc(driver.kernel, this);
+    try {
+      this.pt = new PtIommu({
+        mem,
+        alloc,
+        vaBits,
+        features: { svnapot },
+        iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
+      });
+    } catch (e) {
+      if (driver !== null) kfree(driver.kernel, this);
+      throw e;
+    }
     this.pgsizeBitmap = this.pt.pgsizeBitmap;
     this.geometry.apertureEnd = 2 ** (vaBits - 1) - 1;
   }
@@ -110,6 +121,8 @@ export const mockDomainOps: IommuDomainOps = {
   },
   free(domain) {
     _pt(domain).deinit();
+    const drv = (domain as MockDomain).driver;
+    if (drv !== null) kfree(drv.kernel, domain);
   },
 };
 
