@@ -84,7 +84,8 @@ const PAGE_BYTES = Array.from({ length: BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** 
 const TTYP = [[2, 3, 1], [6, 7, 5], [8, 8, 8]];
 /** IOTLB info bits (R 1, W 2, X 4, U 8) a user request needs on a hit, by access. */
 const NEED_USER = [1 | 8, 2 | 8, 4 | 8];
-/** Causes an ATS request answers with Success and R=W=0, unlogged (digest §5.1). */
+/** Causes an ATS request answers with Success and R=W=0, unlogged (digest §5.1): page and
+ * guest-page faults, MSI PTE not valid (262), PDT entry not valid (266). */
 const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
 
 /**

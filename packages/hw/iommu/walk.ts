@@ -23,7 +23,16 @@ import {
   PTE_V,
   PTE_W,
   PTE_X,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT_S,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT_VS,
   RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED,
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT_S,
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT_VS,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT_S,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT_VS,
   RISCV_IOMMU_HPMEVENT_G_WALKS,
   RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
 } from "./structs.ts";
@@ -31,12 +40,24 @@ import type { HpmEventSink } from "./translator.ts";
 
 const TWO32 = 4294967296;
 
-/** Page-fault cause by access type (read, write, exec): 13, 15, 12. */
-const PAGE_FAULT = [13, 15, 12];
-/** Guest-page-fault cause by access type: 21, 23, 20. */
-const GUEST_PAGE_FAULT = [21, 23, 20];
-/** Access-fault cause by access type: 5, 7, 1. */
-const ACCESS_FAULT = [5, 7, 1];
+/** Page-fault cause by access type (read, write, exec). */
+const PAGE_FAULT = [
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT_S,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT_S,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT_S,
+];
+/** Guest-page-fault cause by access type. */
+const GUEST_PAGE_FAULT = [
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT_VS,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT_VS,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT_VS,
+];
+/** Access-fault cause by access type. */
+const ACCESS_FAULT = [
+  RISCV_IOMMU_FQ_CAUSE_RD_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_WR_FAULT,
+  RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
+];
 
 /** Outcome of one G-stage translation, before it is turned into a cause. */
 const G_OK = 0;
