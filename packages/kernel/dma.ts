@@ -119,6 +119,10 @@ function _checkSize(size: number): void {
   if (!Number.isInteger(size) || size <= 0) throw new Errno("EINVAL", `Bad DMA size ${size}`);
 }
 
+function _checkAddr(what: string, addr: number): void {
+  if (!Number.isSafeInteger(addr) || addr < 0) throw new Errno("EINVAL", `Bad DMA ${what} ${addr}`);
+}
+
 /**
  * Mirrors dma_map_page(): maps `size` bytes at `offset` into the page at physical `page`.
  *
@@ -144,11 +148,16 @@ export function dma_map_page(
   dir: DmaDirection,
   attrs = 0,
 ): number {
+  _checkAddr("page", page);
+  _checkAddr("offset", offset);
   _checkSize(size);
   return dev.dma.mapPage(dev, page + offset, size, dir, attrs);
 }
 
-/** Mirrors dma_unmap_page(). */
+/**
+ * Mirrors dma_unmap_page(). A size of 0 or an invalid direction is EINVAL (C BUG()s on the
+ * direction); the DMA ops reject addresses they did not map.
+ */
 export function dma_unmap_page(
   dev: Device,
   addr: number,
@@ -156,29 +165,37 @@ export function dma_unmap_page(
   dir: DmaDirection,
   attrs = 0,
 ): void {
+  _checkDir(dir);
+  _checkSize(size);
   dev.dma.unmapPage(dev, addr, size, dir, attrs);
 }
 
 /** Mirrors dma_map_single(): maps a buffer given by its physical address. */
 export function dma_map_single(dev: Device, phys: number, size: number, dir: DmaDirection): number {
+  _checkAddr("address", phys);
   _checkSize(size);
   return dev.dma.mapPage(dev, phys, size, dir, 0);
 }
 
-/** Mirrors dma_unmap_single(). */
+/** Mirrors dma_unmap_single(); the argument checks of {@linkcode dma_unmap_page}. */
 export function dma_unmap_single(dev: Device, addr: number, size: number, dir: DmaDirection): void {
-  dev.dma.unmapPage(dev, addr, size, dir, 0);
+  dma_unmap_page(dev, addr, size, dir);
 }
 
 /** Mirrors dma_map_sg(): maps a scatterlist; returns the number of DMA segments. */
 export function dma_map_sg(dev: Device, sg: Scatterlist[], dir: DmaDirection, attrs = 0): number {
   if (sg.length === 0) throw new Errno("EINVAL", "Cannot map an empty scatterlist");
-  for (const s of sg) _checkSize(s.length);
+  for (const s of sg) {
+    _checkAddr("address", s.phys);
+    _checkSize(s.length);
+  }
   return dev.dma.mapSg(dev, sg, dir, attrs);
 }
 
-/** Mirrors dma_unmap_sg(). */
+/** Mirrors dma_unmap_sg(): EINVAL for an empty list or an invalid direction. */
 export function dma_unmap_sg(dev: Device, sg: Scatterlist[], dir: DmaDirection, attrs = 0): void {
+  _checkDir(dir);
+  if (sg.length === 0) throw new Errno("EINVAL", "Cannot unmap an empty scatterlist");
   dev.dma.unmapSg(dev, sg, dir, attrs);
 }
 
@@ -195,6 +212,7 @@ export function dma_alloc_coherent(dev: Device, size: number): DmaCoherent {
 
 /** Mirrors dma_free_coherent(). */
 export function dma_free_coherent(dev: Device, size: number, mem: DmaCoherent): void {
+  _checkSize(size);
   dev.dma.free(dev, size, mem, 0);
 }
 

@@ -12,7 +12,9 @@ import {
   dma_set_mask,
   dma_set_mask_and_coherent,
   DMA_TO_DEVICE,
+  dma_unmap_page,
   dma_unmap_sg,
+  dma_unmap_single,
   dmaDirectOps,
   type DmaOps,
   Kernel,
@@ -50,11 +52,28 @@ Deno.test("dma-direct: buffers beyond the DMA mask fail with EIO (no bounce buff
   assert.throws(() => dma_set_mask(dev, 65), { code: "EIO" });
 });
 
-Deno.test("DMA API argument checks: direction, size, empty scatterlist are EINVAL", () => {
+Deno.test("DMA API argument checks: direction, size, address, empty scatterlist are EINVAL", async (t) => {
   const { dev } = setup();
-  assert.throws(() => dma_map_single(dev, 0x8000_0000, 16, DMA_NONE), { code: "EINVAL" });
-  assert.throws(() => dma_map_single(dev, 0x8000_0000, 0, DMA_TO_DEVICE), { code: "EINVAL" });
-  assert.throws(() => dma_map_sg(dev, [], DMA_TO_DEVICE), { code: "EINVAL" });
+  const page = 0x8000_1000;
+  const cases: [string, () => unknown][] = [
+    ["map with DMA_NONE", () => dma_map_single(dev, page, 16, DMA_NONE)],
+    ["map of size 0", () => dma_map_single(dev, page, 0, DMA_TO_DEVICE)],
+    ["map of a fractional size", () => dma_map_page(dev, page, 0, 1.5, DMA_TO_DEVICE)],
+    ["map of a negative address", () => dma_map_single(dev, -4096, 16, DMA_TO_DEVICE)],
+    ["map at a negative offset", () => dma_map_page(dev, page, -16, 16, DMA_TO_DEVICE)],
+    ["map of an empty scatterlist", () => dma_map_sg(dev, [], DMA_TO_DEVICE)],
+    ["map of an empty segment", () => dma_map_sg(dev, [sg_init_one(page, 0)], DMA_TO_DEVICE)],
+    ["unmap with DMA_NONE", () => dma_unmap_page(dev, page, 16, DMA_NONE)],
+    ["unmap of size 0", () => dma_unmap_single(dev, page, 0, DMA_TO_DEVICE)],
+    ["unmap of an empty scatterlist", () => dma_unmap_sg(dev, [], DMA_TO_DEVICE)],
+    ["unmap of a scatterlist with DMA_NONE", () => dma_unmap_sg(dev, [sg_init_one(page, 16)], 3)],
+    ["alloc of size 0", () => dma_alloc_coherent(dev, 0)],
+    ["free of size 0", () => dma_free_coherent(dev, 0, { cpuAddr: page, dmaAddr: page })],
+  ];
+  for (const [name, fn] of cases) {
+    await t.step(name, () => assert.throws(fn, { code: "EINVAL" }));
+  }
+  assert.equal(dev.kernel.pages.allocatedPages, 0);
 });
 
 Deno.test("dma_alloc_coherent(): zeroed pages from the page allocator, all returned on free", () => {
