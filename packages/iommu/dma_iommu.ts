@@ -157,6 +157,10 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
 /**
  * Mirrors __iommu_dma_unmap(): unmaps, invalidates (strict), then frees the IOVA. EINVAL when
  * `dmaAddr`/`size` is not a mapping this device's DMA API made (a double unmap included).
+ *
+ * The whole IOVA block is unmapped (the walk stops where the mapping ends), so a size that is
+ * wrong but rounds to the same block still leaves nothing mapped and the IOVA freed, as Linux
+ * does after its WARN; the call then throws EINVAL.
  */
 function _unmap(dev: Device, dmaAddr: number, size: number): void {
   const domain = _dmaDomain(dev);
@@ -167,17 +171,27 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
   const pfn = start / iovad.granule;
   const node = iovad.findIova(pfn);
   const pages = len / iovad.granule;
-  if (node === null || node.pfnLo !== pfn || node.pfnHi - pfn + 1 !== iovad.fastSize(pages)) {
+  const blockPages = node === null ? 0 : node.pfnHi - pfn + 1;
+  if (pages === 0 || node === null || node.pfnLo !== pfn || blockPages !== iovad.fastSize(pages)) {
     throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} was not mapped here`);
   }
   const gather = domain.iovaCookie!.gather;
   gather.reset();
-  const unmapped = iommu_unmap_fast(domain, start, len, gather);
+  const unmapped = iommu_unmap_fast(domain, start, blockPages * iovad.granule, gather);
   iommu_iotlb_sync(domain, gather);
-  if (unmapped !== len) {
+  // Nothing mapped: never mapped or already unmapped (its IOVA may sit in the rcache already).
+  if (unmapped === 0) {
     throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} is not mapped`);
   }
   iovad.freeIovaFast(pfn, pages);
+  if (unmapped !== len) {
+    throw new Errno(
+      "EINVAL",
+      `DMA unmap of 0x${dmaAddr.toString(16)} with size ${size}: 0x${
+        unmapped.toString(16)
+      } bytes were mapped`,
+    );
+  }
 }
 
 /**

@@ -88,6 +88,35 @@ Deno.test("dma_unmap_page() of an address not mapped, or twice, fails with EINVA
   assert.notEqual(x, y);
 });
 
+Deno.test("dma_unmap_page() of size 0 fails with EINVAL and leaves the mapping and its IOVA", () => {
+  const { dev, domain, pages } = setup();
+  const page = pages.alloc(0);
+  const addr = dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE);
+  assert.throws(() => dma_unmap_page(dev, addr, 0, DMA_TO_DEVICE), errno("EINVAL"));
+  assert.equal(iommu_iova_to_phys(domain, addr), page);
+  assert.notEqual(dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE), addr, "IOVA still in use");
+  dma_unmap_page(dev, addr, 4096, DMA_TO_DEVICE);
+});
+
+Deno.test("dma_unmap_page() with a wrong size in the same IOVA block unmaps all, frees the IOVA, then fails with EINVAL", async (t) => {
+  await t.step("larger than mapped", () => {
+    const { dev, domain, pages } = setup();
+    const buf = pages.alloc(2);
+    const addr = dma_map_page(dev, buf, 0, 3 * 4096, DMA_TO_DEVICE); // a 4-page IOVA block
+    assert.throws(() => dma_unmap_page(dev, addr, 4 * 4096, DMA_TO_DEVICE), errno("EINVAL"));
+    assert.equal(iommu_iova_to_phys(domain, addr), 0);
+    assert.equal(dma_map_page(dev, buf, 0, 3 * 4096, DMA_TO_DEVICE), addr, "IOVA was freed");
+  });
+  await t.step("smaller than mapped", () => {
+    const { dev, domain, pages } = setup();
+    const buf = pages.alloc(2);
+    const addr = dma_map_page(dev, buf, 0, 4 * 4096, DMA_TO_DEVICE);
+    assert.throws(() => dma_unmap_page(dev, addr, 3 * 4096, DMA_TO_DEVICE), errno("EINVAL"));
+    assert.equal(iommu_iova_to_phys(domain, addr + 3 * 4096), 0, "no page of the block is left");
+    assert.equal(dma_map_page(dev, buf, 0, 4 * 4096, DMA_TO_DEVICE), addr, "IOVA was freed");
+  });
+});
+
 Deno.test("dma_map_page() with the IOVA space exhausted fails with ENOMEM and leaks nothing", () => {
   const { dev, pages } = setup();
   dma_set_mask(dev, 14); // pfns 1..3 only
