@@ -14,7 +14,13 @@ import {
   isErrno,
   sg_init_one,
 } from "@iommu-lab/kernel";
-import { iommu_get_dma_domain, iommu_iova_to_phys, type IommuDomain } from "./iommu.ts";
+import {
+  IOMMU_DOMAIN_DMA,
+  iommu_get_dma_domain,
+  iommu_iova_to_phys,
+  IommuDomain,
+} from "./iommu.ts";
+import { iommu_dma_init_domain, iommu_get_dma_cookie, iommu_put_dma_cookie } from "./dma_iommu.ts";
 import { mockSystem } from "./testing.ts";
 
 function errno(code: ErrnoName) {
@@ -182,4 +188,47 @@ Deno.test("a device with an identity default domain does DMA at physical address
   const { dev, pages } = setup({ core: { passthrough: true } });
   const page = pages.alloc(0);
   assert.equal(dma_map_page(dev, page, 8, 64, DMA_TO_DEVICE), page + 8);
+});
+
+Deno.test("iommu_get_dma_cookie() on a domain that has one fails with EEXIST; put frees it in the slab", () => {
+  const sys = mockSystem();
+  const domain = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap: 4096 });
+  const base = sys.kernel.slab.allocatedObjects;
+  iommu_get_dma_cookie(domain, sys.kernel);
+  assert.equal(sys.kernel.slab.allocatedObjects, base + 1);
+  assert.throws(() => iommu_get_dma_cookie(domain, sys.kernel), errno("EEXIST"));
+  iommu_put_dma_cookie(domain);
+  assert.equal(domain.iovaCookie, null);
+  assert.equal(sys.kernel.slab.allocatedObjects, base);
+  iommu_put_dma_cookie(domain); // nothing left to put
+});
+
+Deno.test("iommu_dma_init_domain() needs a cookie and page sizes (EINVAL) and an aperture above IOVA 0 (EFAULT)", async (t) => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dma0", 1);
+  const dmaDomain = (geometry = {}, pgsizeBitmap = 4096) => {
+    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap, geometry });
+    iommu_get_dma_cookie(d);
+    return d;
+  };
+  await t.step("no cookie", () => {
+    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap: 4096 });
+    assert.throws(() => iommu_dma_init_domain(d, dev), errno("EINVAL"));
+  });
+  await t.step("no page sizes", () => {
+    assert.throws(() => iommu_dma_init_domain(dmaDomain({}, 0), dev), errno("EINVAL"));
+  });
+  await t.step("an aperture that ends before the first usable IOVA", () => {
+    const d = dmaDomain({ apertureStart: 0, apertureEnd: 0xfff });
+    assert.throws(() => iommu_dma_init_domain(d, dev), errno("EFAULT"));
+    assert.equal(d.iovaCookie!.iovad, null);
+  });
+  await t.step("a second device after the aperture changed", () => {
+    const d = dmaDomain({ apertureStart: 0x1000, apertureEnd: 0xffff_ffff });
+    iommu_dma_init_domain(d, dev);
+    d.geometry.apertureStart = 0x10_0000;
+    assert.throws(() => iommu_dma_init_domain(d, dev), errno("EFAULT"));
+    d.geometry.apertureStart = 0x1000;
+    iommu_dma_init_domain(d, dev);
+  });
 });

@@ -3,34 +3,59 @@ import {
   Device,
   device_add,
   device_del,
+  DeviceTree,
   dmaDirectOps,
   driver_register,
+  Errno,
   type ErrnoName,
+  iommu_fwspec_add_ids,
   isErrno,
+  Kernel,
+  of_platform_populate,
+  platform_driver_register,
 } from "@iommu-lab/kernel";
+import { TestRam } from "@iommu-lab/kernel/testing";
 import {
+  dev_iommu_ops,
+  dev_iommu_priv_get,
+  dev_iommu_priv_set,
+  device_iommu_capable,
   iommu_attach_device,
   iommu_attach_group,
+  IOMMU_CAP_CACHE_COHERENCY,
+  IOMMU_CAP_DIRTY_TRACKING,
   iommu_detach_device,
+  iommu_detach_group,
+  iommu_device_register,
   iommu_device_unregister,
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_DMA,
   iommu_domain_free,
   IOMMU_DOMAIN_IDENTITY,
   IOMMU_DOMAIN_UNMANAGED,
+  iommu_flush_iotlb_all,
   iommu_get_dma_domain,
   iommu_get_domain_for_dev,
+  iommu_group_alloc,
   iommu_group_get,
   iommu_group_replace_domain,
+  iommu_iotlb_gather_init,
+  iommu_iotlb_sync,
   iommu_iova_to_phys,
   iommu_map,
+  iommu_map_nosync,
   iommu_paging_domain_alloc,
   iommu_paging_domain_alloc_flags,
   IOMMU_READ,
+  iommu_subsys_init,
+  iommu_sync_map,
   iommu_unmap,
+  iommu_unmap_fast,
   IOMMU_WRITE,
+  type IommuCore,
   IommuDomain,
   type IommuDomainOps,
+  type IommuOps,
 } from "./iommu.ts";
 import { iommuDmaOps } from "./dma_iommu.ts";
 import { MockIommu, mockPagingDomain, mockSystem } from "./testing.ts";
@@ -163,7 +188,7 @@ Deno.test("iommu_map() unwinds what it mapped when map_pages fails midway", asyn
   });
 });
 
-Deno.test("iommu_unmap() of what isn't mapped returns 0, so does a double unmap", () => {
+Deno.test("iommu_unmap() of what isn't mapped returns 0, so does a double unmap (a count, no errno, as Linux)", () => {
   const domain = mockPagingDomain();
   assert.equal(iommu_unmap(domain, SZ_2M, SZ_4K), 0);
   iommu_map(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW);
@@ -171,7 +196,7 @@ Deno.test("iommu_unmap() of what isn't mapped returns 0, so does a double unmap"
   assert.equal(iommu_unmap(domain, SZ_2M, 2 * SZ_4K), 0);
 });
 
-Deno.test("iommu_unmap() returns 0 for unaligned, zero and wrapping ranges and unmaps nothing", () => {
+Deno.test("iommu_unmap() returns 0 for unaligned, zero and wrapping ranges and unmaps nothing (Linux returns a count, not an errno)", () => {
   const domain = mockPagingDomain();
   iommu_map(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW);
   assert.equal(iommu_unmap(domain, SZ_2M + 0x10, SZ_4K), 0);
@@ -422,10 +447,14 @@ Deno.test("iommu_paging_domain_alloc() needs an IOMMU (ENODEV) and known flags (
 Deno.test("deleting a device attaches the release domain, releases it and frees its group's domains", () => {
   const sys = mockSystem();
   const base = sys.kernel.pages.allocatedPages;
+  const baseObjects = sys.kernel.slab.allocatedObjects;
   const dev = sys.addDevice("dev0", 1);
   const def = iommu_get_dma_domain(dev)!;
   assert.ok(sys.kernel.pages.allocatedPages > base);
+  // dev_iommu, the group, the DMA domain and its cookie.
+  assert.equal(sys.kernel.slab.allocatedObjects, baseObjects + 4);
   device_del(dev);
+  assert.equal(sys.kernel.slab.allocatedObjects, baseObjects, `${sys.kernel.slab.allocations()}`);
   assert.deepEqual(sys.drv.attachLog.at(-1), { dev, domain: sys.drv.ops.blockedDomain, old: def });
   same(dev.iommu, null);
   same(iommu_group_get(dev), null);
@@ -459,4 +488,174 @@ Deno.test("iommu_device_register() of a second IOMMU for the same firmware node 
   assert.throws(() => twin.register(hw), errno("EEXIST"));
   assert.equal(twin.iommu.ops, null);
   assert.equal(sys.kernel.iommuLayer!.ofXlate(sys.drv.fwnode) !== null, true);
+});
+
+Deno.test("iommu_subsys_init() twice fails with EBUSY; a foreign IOMMU layer makes registration ENODEV", () => {
+  const sys = mockSystem();
+  assert.throws(() => iommu_subsys_init(sys.kernel), errno("EBUSY"));
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  kernel.iommuLayer = { ofXlate: () => null, probeDevice() {}, releaseDevice() {} };
+  const drv = new MockIommu(kernel);
+  assert.throws(() => drv.register(new Device(kernel, { name: "iommu0" })), errno("ENODEV"));
+  assert.equal(drv.iommu.ops, null);
+});
+
+Deno.test("dev_iommu_ops() and dev_iommu_priv_set() of a device without an IOMMU fail with ENODEV", () => {
+  const sys = mockSystem();
+  const stray = new Device(sys.kernel, { name: "stray" });
+  assert.throws(() => dev_iommu_ops(stray), errno("ENODEV"));
+  assert.throws(() => dev_iommu_priv_set(stray, 1), errno("ENODEV"));
+  assert.equal(dev_iommu_priv_get(stray), undefined);
+  const dev = sys.addDevice("dev0", 1);
+  same(dev_iommu_ops(dev), sys.drv.ops);
+  dev_iommu_priv_set(dev, "ctx");
+  assert.equal(dev_iommu_priv_get(dev), "ctx");
+});
+
+Deno.test("iommu_attach_group()/iommu_group_replace_domain() of an empty group fail with ENODEV; detaching a domain not attached with EINVAL", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const domain = iommu_paging_domain_alloc(dev);
+  const empty = iommu_group_alloc(sys.kernel.iommuLayer as IommuCore);
+  assert.throws(() => iommu_attach_group(domain, empty), errno("ENODEV"));
+  assert.throws(() => iommu_group_replace_domain(empty, domain), errno("ENODEV"));
+  const group = iommu_group_get(dev)!;
+  assert.throws(() => iommu_detach_group(domain, group), errno("EINVAL"));
+  same(group.domain, group.defaultDomain);
+  iommu_attach_group(domain, group);
+  iommu_detach_group(domain, group);
+  same(group.domain, group.defaultDomain);
+  assert.equal(domain.attachedGroups, 0);
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_map() into a domain without map_pages fails with ENODEV, without page sizes with EINVAL", () => {
+  const noOps = new IommuDomain(IOMMU_DOMAIN_UNMANAGED, {}, { pgsizeBitmap: SZ_4K });
+  assert.throws(() => iommu_map(noOps, 0, 0, SZ_4K, RW), errno("ENODEV"));
+  assert.equal(iommu_unmap(noOps, 0, SZ_4K), 0, "no unmap_pages: nothing unmapped");
+  const { domain } = recordingDomain(0);
+  assert.throws(() => iommu_map(domain, 0, 0, SZ_4K, RW), errno("EINVAL"));
+  for (const bad of [-1, 0.5, 2 ** 53]) {
+    assert.throws(() => domain.pgsizeBitmap = bad, errno("EINVAL"), `bitmap ${bad}`);
+  }
+});
+
+Deno.test("iommu_iova_to_phys() of a blocked domain or a domain without iova_to_phys is 0", () => {
+  const blocked = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {});
+  assert.equal(iommu_iova_to_phys(blocked, 0x8000_0000), 0);
+  const { domain } = recordingDomain(SZ_4K);
+  iommu_map(domain, SZ_2M, 0x9000_0000, SZ_4K, RW);
+  assert.equal(iommu_iova_to_phys(domain, SZ_2M), 0);
+});
+
+Deno.test("device_iommu_capable() asks the driver; false without an IOMMU or a capable op", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const asked: number[] = [];
+  sys.drv.ops.capable = (_d, cap) => (asked.push(cap), cap === IOMMU_CAP_CACHE_COHERENCY);
+  assert.equal(device_iommu_capable(dev, IOMMU_CAP_CACHE_COHERENCY), true);
+  assert.equal(device_iommu_capable(dev, IOMMU_CAP_DIRTY_TRACKING), false);
+  assert.deepEqual(asked, [IOMMU_CAP_CACHE_COHERENCY, IOMMU_CAP_DIRTY_TRACKING]);
+  delete sys.drv.ops.capable;
+  assert.equal(device_iommu_capable(dev, IOMMU_CAP_CACHE_COHERENCY), false);
+  const stray = new Device(sys.kernel, { name: "stray" });
+  assert.equal(device_iommu_capable(stray, IOMMU_CAP_CACHE_COHERENCY), false);
+});
+
+Deno.test("iommu_unmap_fast() only gathers; iommu_iotlb_sync() invalidates, then frees the tables", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const pages = sys.kernel.pages;
+  const domain = iommu_paging_domain_alloc(dev);
+  iommu_map(domain, SZ_2M, 0x9000_0000, SZ_4K, RW);
+  const withTable = pages.allocatedPages;
+  const syncs = sys.drv.stats.iotlbSync;
+  const gather = iommu_iotlb_gather_init();
+  assert.equal(iommu_unmap_fast(domain, SZ_2M, SZ_2M, gather), SZ_4K);
+  assert.equal(sys.drv.stats.iotlbSync, syncs, "no invalidation yet");
+  assert.deepEqual([gather.startPfn, gather.endPfn], [SZ_2M / SZ_4K, SZ_2M / SZ_4K + 1]);
+  assert.equal(iommu_iova_to_phys(domain, SZ_2M), 0);
+  assert.equal(pages.allocatedPages, withTable, "the emptied table waits for the flush");
+  assert.equal(iommu_unmap_fast(domain, SZ_2M, SZ_2M, gather), 0, "a second unmap gathers nothing");
+  iommu_iotlb_sync(domain, gather);
+  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  assert.ok(gather.isEmpty);
+  iommu_iotlb_sync(domain, gather);
+  assert.equal(sys.drv.stats.iotlbSync, syncs + 1, "an empty gather needs no invalidation");
+  iommu_flush_iotlb_all(domain);
+  assert.equal(sys.drv.stats.flushIotlbAll, 1);
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_map() unwinds the mapping when iotlb_sync_map fails; iommu_sync_map() reaches the driver", () => {
+  const { domain, leaves } = recordingDomain(SZ_4K);
+  const synced: [number, number][] = [];
+  let fail = true;
+  (domain.ops as IommuDomainOps).iotlbSyncMap = (_d, iova, size) => {
+    synced.push([iova, size]);
+    if (fail) throw new Errno("ENOMEM", "injected");
+  };
+  assert.throws(() => iommu_map(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW), errno("ENOMEM"));
+  assert.equal(leaves.size, 0, "nothing stays mapped");
+  fail = false;
+  iommu_map_nosync(domain, SZ_2M, 0x9000_0000, 2 * SZ_4K, RW);
+  assert.equal(synced.length, 1, "map_nosync does not sync");
+  iommu_sync_map(domain, SZ_2M, 2 * SZ_4K);
+  assert.deepEqual(synced.at(-1), [SZ_2M, 2 * SZ_4K]);
+});
+
+Deno.test("of_xlate: a platform device's iommus specifier reaches the driver, which probes it into a group", async (t) => {
+  function boot(withXlate: boolean) {
+    const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+    iommu_subsys_init(kernel);
+    const dt = new DeviceTree();
+    dt.root.set("#address-cells", [1]).set("#size-cells", [1]);
+    const iommuNode = dt.root.addChild("iommu@3010000")
+      .set("compatible", "riscv,iommu").set("reg", [0x301_0000, 0x1000]).set("#iommu-cells", [1]);
+    dt.root.addChild("dma@10100000").set("compatible", "lab,dma")
+      .set("reg", [0x1010_0000, 0x1000]).set("iommus", [dt.phandleOf(iommuNode), 0x10]);
+    const drv = new MockIommu(kernel);
+    const xlated: number[][] = [];
+    const ops: IommuOps = {
+      ...drv.ops,
+      ofXlate: withXlate
+        ? (dev, args) => (xlated.push([...args]), iommu_fwspec_add_ids(dev, args))
+        : undefined,
+    };
+    platform_driver_register(kernel, {
+      name: "riscv,iommu",
+      ofMatchTable: [{ compatible: "riscv,iommu" }],
+      probe: (pdev) => iommu_device_register(drv.iommu, ops, pdev),
+    });
+    const bound: Device[] = [];
+    platform_driver_register(kernel, {
+      name: "lab-dma",
+      ofMatchTable: [{ compatible: "lab,dma" }],
+      probe: (pdev) => void bound.push(pdev),
+    });
+    of_platform_populate(kernel, dt);
+    return { kernel, iommuNode, xlated, bound };
+  }
+  await t.step(
+    "the specifier becomes the fwspec ID; the device joins a group on a DMA domain",
+    () => {
+      const { iommuNode, xlated, bound } = boot(true);
+      assert.deepEqual(xlated, [[0x10]]);
+      assert.equal(bound.length, 1);
+      const dev = bound[0];
+      same(dev.fwspec?.fwnode, iommuNode);
+      assert.deepEqual(dev.fwspec?.ids, [0x10]);
+      assert.equal(iommu_get_dma_domain(dev)?.type, IOMMU_DOMAIN_DMA);
+      same(dev.dma, iommuDmaOps);
+    },
+  );
+  await t.step("an IOMMU without of_xlate (ENODEV) leaves the device on direct DMA", () => {
+    const { bound, kernel } = boot(false);
+    assert.equal(bound.length, 1);
+    const dev = bound[0];
+    same(dev.iommu, null);
+    same(dev.fwspec, null);
+    same(dev.dma, dmaDirectOps);
+    assert.equal(kernel.slab.allocatedObjects, 0, `${kernel.slab.allocations()}`);
+  });
 });
