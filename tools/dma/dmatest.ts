@@ -92,7 +92,8 @@ export interface DmatestOptions {
   seed?: number;
   /**
    * Fault injection: called after a descriptor's buffers are mapped and before it is prepared.
-   * It may poison memory or change `info.srcDma` / `info.dstDma` (to an unmapped IOVA, say).
+   * It may poison memory or change `info.srcDma` / `info.dstDma` (to an unmapped IOVA, say) or
+   * `info.len`.
    */
   inject?: (info: DmatestInjectInfo) => void;
 }
@@ -113,8 +114,8 @@ export interface DmatestInjectInfo {
   srcDma: number;
   /** Bus address the destination region starts at. */
   dstDma: number;
-  /** Bytes to move. */
-  readonly len: number;
+  /** Bytes to move (more makes the engine overrun the region dmatest verifies). */
+  len: number;
 }
 
 /** The outcome of one thread. */
@@ -478,8 +479,8 @@ function _submit(t: _Thread, mode: "copy" | "fill", opts: DmatestOptions, it: nu
   let tx: DmaTx;
   try {
     tx = mode === "copy"
-      ? t.chan.prepMemcpy(info.dstDma, info.srcDma, t.len)
-      : t.chan.prepMemset(info.dstDma, t.fill * 0x01010101, t.len);
+      ? t.chan.prepMemcpy(info.dstDma, info.srcDma, info.len)
+      : t.chan.prepMemset(info.dstDma, t.fill * 0x01010101, info.len);
   } catch (e) {
     if (!isErrno(e)) throw e;
     t.failures++;

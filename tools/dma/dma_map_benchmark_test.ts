@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { Machine, riscvIommu } from "@iommu-lab/machine";
+import {
+  DMA_MAP_MAX_TRANS_DELAY,
+  formatMapBenchmark,
+  type MapBenchmarkResult,
+  runMapBenchmark,
+} from "./dma_map_benchmark.ts";
+
+const LINES = [
+  /^dma mapping benchmark: threads:\d+ seconds:[\d.]+ node:-?\d+ dir:(BIDIRECTIONAL|TO_DEVICE|FROM_DEVICE) granule: \d+$/,
+  /^average map latency\(us\):\d+\.\d standard deviation:\d+\.\d$/,
+  /^average unmap latency\(us\):\d+\.\d standard deviation:\d+\.\d$/,
+];
+
+Deno.test("formatMapBenchmark prints the tool's lines, latencies in µs from 100 ns units", () => {
+  const r: MapBenchmarkResult = {
+    avg_map_100ns: 7.04,
+    map_stddev: 2,
+    avg_unmap_100ns: 14.96,
+    unmap_stddev: 0.3,
+    loops: 10,
+    simNs: 1e9,
+    realMs: 1,
+    params: { threads: 4, seconds: 1, granule: 2, dir: 1, dma_trans_ns: 0, dma_bits: 32, node: -1 },
+  };
+  assert.deepEqual(formatMapBenchmark(r).split("\n"), [
+    "dma mapping benchmark: threads:4 seconds:1 node:-1 dir:TO_DEVICE granule: 2",
+    "average map latency(us):0.7 standard deviation:0.2",
+    "average unmap latency(us):1.5 standard deviation:0.0",
+  ]);
+});
+
+Deno.test("dma_map_benchmark maps and unmaps through the IOMMU for the simulated seconds asked", async (t) => {
+  const m = Machine.boot({ iommu: riscvIommu({ features: [] }), dmaChannels: 1 });
+  const dev = m.dmaDevices[0];
+  const mask = dev.dmaMask;
+  await t.step("one thread, 50 µs", () => {
+    const t0 = m.silicon.clock.now();
+    const r = runMapBenchmark(dev, { seconds: 50e-6 });
+    assert.ok(r.simNs >= 50_000 && m.silicon.clock.now() - t0 === r.simNs);
+    assert.ok(r.loops > 10);
+    // Strict invalidation: every unmap waits for IOTINVAL + IOFENCE.C, which costs time.
+    assert.ok(r.avg_unmap_100ns > 0);
+    assert.ok(r.avg_map_100ns >= 0 && r.map_stddev >= 0 && r.unmap_stddev >= 0);
+    // The average covers the run: loops × (map + unmap) cannot exceed the time it took.
+    assert.ok(r.loops * (r.avg_map_100ns + r.avg_unmap_100ns) * 100 <= r.simNs + 1e-6);
+    formatMapBenchmark(r).split("\n").forEach((l, i) => assert.match(l, LINES[i]));
+  });
+  await t.step("four threads, 8-page granule, a 2 µs transfer, to the device", () => {
+    const r = runMapBenchmark(dev, {
+      threads: 4,
+      granule: 8,
+      dma_trans_ns: 2000,
+      dir: 1,
+      seconds: 50e-6,
+    });
+    assert.equal(r.loops % 4, 0);
+    // Each round of four pairs spends 2 µs transferring, so at most 25 rounds fit in 50 µs.
+    assert.ok(r.loops <= 4 * 26);
+    assert.match(
+      formatMapBenchmark(r),
+      /threads:4 seconds:0.00005 node:-1 dir:TO_DEVICE granule: 8/,
+    );
+  });
+  await t.step("nothing left behind: buffers freed, mask restored", () => {
+    // The first run grows the domain's page table below 2^40; tables stay, as in Linux.
+    runMapBenchmark(dev, { seconds: 10e-6, dma_bits: 40, granule: 4 });
+    const before = m.kernel.pages.allocatedPages;
+    runMapBenchmark(dev, { seconds: 10e-6, dma_bits: 40, granule: 4 });
+    assert.equal(m.kernel.pages.allocatedPages, before);
+    assert.equal(dev.dmaMask, mask);
+  });
+});
+
+Deno.test("dma_map_benchmark rejects what the kernel's ioctl rejects (EINVAL)", async (t) => {
+  const m = Machine.boot({ iommu: riscvIommu({ features: [] }), dmaChannels: 1 });
+  const dev = m.dmaDevices[0];
+  for (
+    const [name, opts] of [
+      ["0 threads", { threads: 0 }],
+      ["1025 threads", { threads: 1025 }],
+      ["0 seconds", { seconds: 0 }],
+      ["301 seconds", { seconds: 301 }],
+      ["granule 0", { granule: 0 }],
+      ["granule 1025", { granule: 1025 }],
+      ["direction 3 (DMA_NONE)", { dir: 3 }],
+      ["dma_trans_ns above 10 ms", { dma_trans_ns: DMA_MAP_MAX_TRANS_DELAY + 1 }],
+      ["dma_bits 19", { dma_bits: 19 }],
+      ["dma_bits 65", { dma_bits: 65 }],
+    ] as const
+  ) {
+    await t.step(name, () => assert.throws(() => runMapBenchmark(dev, opts), { code: "EINVAL" }));
+  }
+  await t.step("direct mapping without a transfer time never ends: refused", () => {
+    const direct = Machine.boot({ iommu: "none", dmaChannels: 1 });
+    assert.throws(() => runMapBenchmark(direct.dmaDevices[0], { seconds: 1e-6 }), {
+      code: "EINVAL",
+    });
+    const r = runMapBenchmark(direct.dmaDevices[0], { seconds: 1e-6, dma_trans_ns: 100 });
+    assert.equal(r.avg_map_100ns, 0);
+    assert.equal(r.loops, 10);
+  });
+});
+
+Deno.test("dma_map_benchmark.ts command line prints the tool's three lines", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./dma_map_benchmark.ts", import.meta.url).pathname,
+      "-t",
+      "2",
+      "-s",
+      "0.00002",
+      "--iommu-bus",
+      "pci",
+    ],
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  text.trim().split("\n").slice(0, 3).forEach((l, i) => assert.match(l, LINES[i]));
+});

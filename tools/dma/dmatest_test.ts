@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { MEM_POISON } from "@iommu-lab/hw";
+import { Machine, riscvIommu } from "@iommu-lab/machine";
+import { iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
+import { type DmatestInjectInfo, PATTERN_SRC, runDmatest } from "./dmatest.ts";
+
+function _boot(bus: "platform" | "pci"): Machine {
+  return Machine.boot({ iommu: riscvIommu({ features: [] }), iommuBus: bus, dmaChannels: 2 });
+}
+
+const SUMMARY =
+  /^dmatest: (dma0chan\d-(?:copy|memset)\d): summary (\d+) tests, (\d+) failures \d+\.\d\d iops \d+ KB\/s \(0\)$/;
+
+for (const bus of ["platform", "pci"] as const) {
+  Deno.test(`dmatest copies and fills through the ${bus} IOMMU's DMA domain and verifies every byte`, async (t) => {
+    const m = _boot(bus);
+    const domain = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!;
+    const bufs = new Set<number>();
+    const iovas = new Set<number>();
+    const record = (i: DmatestInjectInfo) => {
+      for (const pa of [i.srcPhys, i.dstPhys]) if (pa) bufs.add(pa);
+      for (const iova of [i.srcDma, i.dstDma]) if (iova) iovas.add(iova);
+    };
+    await t.step("copy, random lengths and offsets, two threads per channel", () => {
+      const seen: { phys: number; dma: number }[] = [];
+      const r = runDmatest(m, {
+        iterations: 6,
+        test_buf_size: 3 * 4096,
+        threads_per_chan: 2,
+        inject: (i) => {
+          record(i);
+          seen.push({ phys: i.dstPhys, dma: i.dstDma });
+        },
+      });
+      assert.equal(r.tests, 2 * 2 * 6);
+      assert.equal(r.failures, 0);
+      assert.ok(r.bytes > 0 && r.simNs > 0);
+      // The engine saw IOVAs of the DMA domain, not physical addresses.
+      assert.ok(seen.every((s) => s.dma < s.phys || s.dma >= s.phys + 3 * 4096));
+      const sums = r.log.filter((l) => SUMMARY.test(l));
+      assert.deepEqual(sums.map((l) => l.match(SUMMARY)![1]), [
+        "dma0chan0-copy0",
+        "dma0chan0-copy1",
+        "dma0chan1-copy0",
+        "dma0chan1-copy1",
+      ]);
+      for (const l of sums) assert.deepEqual(l.match(SUMMARY)!.slice(2), ["6", "0"]);
+    });
+    await t.step("fill (memset) with norandom and transfer_size", () => {
+      const r = runDmatest(m, {
+        mode: "fill",
+        iterations: 3,
+        test_buf_size: 8192,
+        norandom: true,
+        transfer_size: 5000,
+        inject: record,
+      });
+      assert.equal(r.failures, 0);
+      assert.equal(r.bytes, 2 * 3 * 5000);
+      assert.ok(r.log.some((l) => l.startsWith("dmatest: dma0chan1-memset0: summary 3 tests")));
+    });
+    await t.step("coherent buffers from dma_alloc_coherent", () => {
+      const r = runDmatest(m, {
+        coherent: true,
+        iterations: 4,
+        test_buf_size: 4096,
+        channel: "dma0chan1",
+        inject: record,
+      });
+      assert.equal(r.tests, 4);
+      assert.equal(r.failures, 0);
+    });
+    await t.step("every buffer freed and every IOVA unmapped afterwards", () => {
+      const live = new Set(m.kernel.pages.allocations().map((a) => a.phys));
+      assert.ok(bufs.size >= 4 && [...bufs].every((pa) => !live.has(pa)));
+      assert.ok(
+        iovas.size >= 4 && [...iovas].every((iova) => iommu_iova_to_phys(domain, iova) === 0),
+      );
+    });
+  });
+}
+
+Deno.test("dmatest reports a DMA to an unmapped IOVA as a completion error, and the IOMMU logs the fault", () => {
+  const m = _boot("platform");
+  const r = runDmatest(m, {
+    iterations: 3,
+    test_buf_size: 4096,
+    max_channels: 1,
+    inject: (i) => {
+      if (i.iteration === 1) i.dstDma = 0x1000; // below every IOVA dma-iommu hands out
+    },
+  });
+  assert.equal(r.tests, 3);
+  assert.equal(r.failures, 1);
+  assert.match(r.log.join("\n"), /dma0chan0-copy0: result #2: 'completion error status' .* \(2\)/);
+  // Cause 15: store/AMO page fault, at the IOVA the engine wrote.
+  assert.ok(
+    m.dmesg.some((l) => /riscv,iommu 3010000\.iommu: Fault 15 devid: 0x10 iotval: 1000 /.test(l)),
+  );
+});
+
+Deno.test("dmatest reports a write into a DMA_TO_DEVICE (read-only) mapping as a completion error", () => {
+  const m = _boot("pci");
+  const r = runDmatest(m, {
+    iterations: 1,
+    test_buf_size: 8192,
+    norandom: true,
+    transfer_size: 4096,
+    max_channels: 1,
+    inject: (i) => {
+      i.dstDma = i.srcDma + 4096; // the second page of the source buffer
+    },
+  });
+  assert.equal(r.failures, 1);
+  assert.ok(m.dmesg.some((l) => /Fault 15 devid: 0x10 /.test(l)));
+});
+
+Deno.test("dmatest reports poisoned source memory as a completion error", () => {
+  const m = _boot("platform");
+  const r = runDmatest(m, {
+    iterations: 2,
+    test_buf_size: 4096,
+    max_channels: 1,
+    inject: (i) => {
+      if (i.iteration === 0) m.silicon.mem.injectFault(i.srcPhys, 4096, MEM_POISON, "read");
+      else m.silicon.mem.clearFaults();
+    },
+  });
+  assert.equal(r.failures, 1);
+  assert.match(r.log.join("\n"), /result #1: 'completion error status' .* \(3\)/);
+});
+
+Deno.test("dmatest verification catches bad copies: not copied, was copied, mismatch", async (t) => {
+  const m = _boot("platform");
+  const run = (inject: (i: DmatestInjectInfo) => void) =>
+    runDmatest(m, {
+      iterations: 1,
+      test_buf_size: 4096,
+      norandom: true,
+      transfer_size: 2048,
+      max_channels: 1,
+      inject,
+    });
+  await t.step("an overrun of 8 bytes: was copied", () => {
+    const r = run((i) => i.len += 8);
+    assert.equal(r.failures, 1);
+    const log = r.log.join("\n");
+    const bad = r.log.filter((l) => / (not copied|was copied|mismatch)! /.test(l));
+    assert.equal(bad.length, 8, log);
+    // Past the region's end: source bytes where the destination pattern should be.
+    const m0 = /dstbuf\[0x800\] was copied! Expected 1f, got ([0-9a-f]{2})/.exec(log);
+    assert.ok(m0, log);
+    assert.equal(Number.parseInt(m0[1], 16), PATTERN_SRC | 0x1f);
+    assert.match(log, /result #1: 'data error' with src_off=0x0 dst_off=0x0 len=0x800 \(8\)/);
+  });
+  await t.step("a copy 32 bytes late: not copied, was copied, the rest counted", () => {
+    const r = run((i) => i.dstDma += 32);
+    const log = r.log.join("\n");
+    assert.match(log, /dstbuf\[0x1f\] not copied! Expected c0, got 20/);
+    assert.equal(r.log.filter((l) => / not copied! /.test(l)).length, 32);
+    assert.match(log, /dmatest: dma0chan0-copy0: 32 errors suppressed/);
+    assert.match(log, /'data error' .* \(64\)/);
+  });
+  await t.step("a copy 8 bytes late: the counters of the copied bytes mismatch", () => {
+    const r = run((i) => i.dstDma += 8);
+    const log = r.log.join("\n");
+    assert.match(log, /dstbuf\[0x8\] mismatch! Expected d7, got df/);
+    assert.match(log, /'data error' .* \(2056\)/);
+  });
+  await t.step("the source read from the wrong place: mismatch", () => {
+    const r = run((i) => i.srcDma += 4);
+    assert.equal(r.failures, 1);
+    assert.match(r.log.join("\n"), /dstbuf\[0x0\] mismatch! Expected df, got db/);
+  });
+});
+
+Deno.test("dmatest verification catches a misplaced fill (memset)", () => {
+  const m = _boot("platform");
+  const r = runDmatest(m, {
+    mode: "fill",
+    iterations: 2,
+    test_buf_size: 4096,
+    norandom: true,
+    transfer_size: 2048,
+    max_channels: 1,
+    inject: (i) => {
+      if (i.iteration === 1) i.dstDma += 4;
+    },
+  });
+  assert.equal(r.failures, 1);
+  const log = r.log.join("\n");
+  assert.equal(r.log.filter((l) => / not copied! /.test(l)).length, 4);
+  assert.match(log, /dma0chan0-memset0: dstbuf\[0x803\] was copied! Expected 1c, got de/);
+  assert.match(log, /result #2: 'data error' .* \(8\)/);
+});
+
+Deno.test("runDmatest rejects bad parameters (EINVAL) and unknown channels (ENODEV)", async (t) => {
+  const m = _boot("platform");
+  const pages = m.kernel.pages.allocatedPages;
+  for (
+    const [name, opts] of [
+      ["iterations 0", { iterations: 0 }],
+      ["test_buf_size 0", { test_buf_size: 0 }],
+      ["test_buf_size above 4 MiB", { test_buf_size: (4 << 20) + 1 }],
+      ["threads_per_chan 0", { threads_per_chan: 0 }],
+      ["alignment beyond the buffer", { test_buf_size: 4096, alignment: 13 }],
+      ["transfer_size beyond the buffer", { test_buf_size: 4096, transfer_size: 8192 }],
+    ] as const
+  ) {
+    await t.step(name, () => assert.throws(() => runDmatest(m, opts), { code: "EINVAL" }));
+  }
+  await t.step("channel dma9chan0", () => {
+    assert.throws(() => runDmatest(m, { channel: "dma9chan0" }), { code: "ENODEV" });
+  });
+  assert.equal(m.kernel.pages.allocatedPages, pages);
+});
+
+Deno.test("dmatest.ts command line prints the kernel's summary lines and fails on failures", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("./dmatest.ts", import.meta.url).pathname,
+      "--iterations",
+      "2",
+      "--channels",
+      "1",
+      "--iommu-bus",
+      "pci",
+    ],
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  assert.match(
+    text,
+    /^\[ +\d+\.\d{6}\] dmatest: dma0chan0-copy0: summary 2 tests, 0 failures \d+\.\d\d iops \d+ KB\/s \(0\)$/m,
+  );
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./dmatest.ts", import.meta.url).pathname, "--iterations", "x"],
+  }).output();
+  assert.equal(bad.code, 2);
+});
