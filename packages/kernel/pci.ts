@@ -336,24 +336,49 @@ function _hex(v: number, w: number, prefix = ""): string {
   return prefix + v.toString(16).padStart(w, "0");
 }
 
-/** Mirrors pci_read_config_dword(). */
+/**
+ * The dword holding `where`; `EFAULT` (PCIBIOS_BAD_REGISTER_NUMBER, as pcibios_err_to_errno()
+ * reports it) for an access outside the 4 KiB configuration space or not aligned to its size.
+ */
+function _dword(where: number, size: 1 | 2 | 4): number {
+  if (!Number.isInteger(where) || where < 0 || where + size > R.PCI_CFG_SPACE_EXP_SIZE) {
+    throw new Errno("EFAULT", `Configuration access at ${where} outside the config space`);
+  }
+  if (where % size !== 0) {
+    throw new Errno(
+      "EFAULT",
+      `Configuration access of ${size} bytes at unaligned 0x${where.toString(16)}`,
+    );
+  }
+  return where & ~3;
+}
+
+function _read32(pdev: PciDev, dw: number): number {
+  return pdev.host.accessor.read32(pdev.busNr, pdev.devfn, dw) >>> 0;
+}
+
+function _write32(pdev: PciDev, dw: number, value: number): void {
+  pdev.host.accessor.write32(pdev.busNr, pdev.devfn, dw, value >>> 0);
+}
+
+/** Mirrors pci_read_config_dword(); `EFAULT` for an unaligned or out-of-range `where`. */
 export function pci_read_config_dword(pdev: PciDev, where: number): number {
-  return pdev.host.accessor.read32(pdev.busNr, pdev.devfn, where & ~3) >>> 0;
+  return _read32(pdev, _dword(where, 4));
 }
 
-/** Mirrors pci_write_config_dword(). */
+/** Mirrors pci_write_config_dword(); `EFAULT` for an unaligned or out-of-range `where`. */
 export function pci_write_config_dword(pdev: PciDev, where: number, value: number): void {
-  pdev.host.accessor.write32(pdev.busNr, pdev.devfn, where & ~3, value >>> 0);
+  _write32(pdev, _dword(where, 4), value);
 }
 
-/** Mirrors pci_read_config_word(). */
+/** Mirrors pci_read_config_word(); `EFAULT` for an unaligned or out-of-range `where`. */
 export function pci_read_config_word(pdev: PciDev, where: number): number {
-  return (pci_read_config_dword(pdev, where) >>> ((where & 2) * 8)) & 0xffff;
+  return (_read32(pdev, _dword(where, 2)) >>> ((where & 2) * 8)) & 0xffff;
 }
 
-/** Mirrors pci_read_config_byte(). */
+/** Mirrors pci_read_config_byte(); `EFAULT` for an out-of-range `where`. */
 export function pci_read_config_byte(pdev: PciDev, where: number): number {
-  return (pci_read_config_dword(pdev, where) >>> ((where & 3) * 8)) & 0xff;
+  return (_read32(pdev, _dword(where, 1)) >>> ((where & 3) * 8)) & 0xff;
 }
 
 /**
@@ -361,21 +386,21 @@ export function pci_read_config_byte(pdev: PciDev, where: number): number {
  * known RW1C neighbours are written as 0 so their status bits survive.
  */
 function _writeSub(pdev: PciDev, where: number, size: 1 | 2, value: number): void {
-  const dw = where & ~3;
+  const dw = _dword(where, size);
   const shift = (where & 3) * 8;
   const field = (size === 1 ? 0xff : 0xffff) << shift;
   let keep = ~field;
   for (const half of [dw, dw + 2]) if (pdev._rw1c.has(half)) keep &= ~(0xffff << ((half - dw) * 8));
-  const old = pci_read_config_dword(pdev, dw);
-  pci_write_config_dword(pdev, dw, (old & keep) | ((value << shift) & field));
+  const old = _read32(pdev, dw);
+  _write32(pdev, dw, (old & keep) | ((value << shift) & field));
 }
 
-/** Mirrors pci_write_config_word(). */
+/** Mirrors pci_write_config_word(); `EFAULT` for an unaligned or out-of-range `where`. */
 export function pci_write_config_word(pdev: PciDev, where: number, value: number): void {
   _writeSub(pdev, where, 2, value);
 }
 
-/** Mirrors pci_write_config_byte(). */
+/** Mirrors pci_write_config_byte(); `EFAULT` for an out-of-range `where`. */
 export function pci_write_config_byte(pdev: PciDev, where: number, value: number): void {
   _writeSub(pdev, where, 1, value);
 }

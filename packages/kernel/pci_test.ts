@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  dev_is_pci,
+  Device,
   DeviceTree,
   type FwNode,
   generic_handle_domain_irq,
@@ -19,10 +21,13 @@ import {
   of_platform_populate,
   pci_alloc_irq_vectors,
   PCI_ANY_ID,
+  pci_ats_page_aligned,
   pci_ats_queue_depth,
+  pci_ats_supported,
   pci_dev_id,
   PCI_DEVFN,
   pci_disable_ats,
+  pci_disable_pasid,
   pci_disable_pri,
   pci_enable_ats,
   pci_enable_device,
@@ -33,21 +38,31 @@ import {
   pci_free_irq_vectors,
   pci_host_generic_driver,
   pci_host_probe,
+  pci_iomap,
   PCI_IRQ_MSI,
   PCI_IRQ_MSIX,
   pci_irq_vector,
   pci_max_pasids,
+  pci_msi_vec_count,
+  pci_msix_vec_count,
+  pci_pasid_features,
   pci_prg_resp_pasid_required,
+  pci_pri_supported,
+  pci_read_config_byte,
+  pci_read_config_dword,
   pci_read_config_word,
   pci_register_driver,
   pci_reset_pri,
   pci_set_master,
+  pci_write_config_byte,
+  pci_write_config_dword,
   pci_write_config_word,
   type PciConfigAccessor,
   type PciDev,
   type PciHostWindow,
   platform_driver_register,
   request_irq,
+  to_pci_dev,
 } from "./mod.ts";
 import * as R from "./pci_regs.ts";
 import { TestRam } from "./testing.ts";
@@ -488,4 +503,69 @@ Deno.test("a PCI function gets the DT child node whose reg names its devfn (the 
   assert.equal(a.ofNode, node);
   assert.equal(a.fwnode, node);
   assert.equal(b.ofNode, null);
+});
+
+Deno.test("PCI entry points reject what the function lacks or is not doing (EINVAL) and bad config offsets (EFAULT)", async (t) => {
+  const { cfg, kernel, probe } = setup();
+  cfg.fns.set(PCI_DEVFN(1, 0), caps(fn(1, 1), {})); // no BAR, no MSI/MSI-X, no extended caps
+  cfg.fns.set(PCI_DEVFN(2, 0), caps(fn(1, 2), { ext: true }));
+  const [bare, full] = probe().devices;
+  const einval = (what: string, f: () => unknown) =>
+    assert.throws(f, { code: "EINVAL" }, `${what} should be EINVAL`);
+  await t.step("a capability the function does not have", () => {
+    einval("ATS queue depth", () => pci_ats_queue_depth(bare));
+    einval("enable ATS", () => pci_enable_ats(bare, 12));
+    einval("enable PRI", () => pci_enable_pri(bare, 1));
+    einval("reset PRI", () => pci_reset_pri(bare));
+    einval("enable PASID", () => pci_enable_pasid(bare, 0));
+    einval("PASID features", () => pci_pasid_features(bare));
+    einval("max PASIDs", () => pci_max_pasids(bare));
+    einval("MSI-X count", () => pci_msix_vec_count(bare));
+    einval("MSI count", () => pci_msi_vec_count(bare));
+    assert.deepEqual(
+      [pci_ats_supported(bare), pci_pri_supported(bare), pci_ats_page_aligned(bare)],
+      [false, false, false],
+    );
+    assert.equal(pci_prg_resp_pasid_required(bare), false);
+    assert.deepEqual([pci_ats_supported(full), pci_pri_supported(full)], [true, true]);
+  });
+  await t.step("disabling what is not enabled (C WARNs)", () => {
+    einval("disable ATS", () => pci_disable_ats(full));
+    einval("disable PRI", () => pci_disable_pri(full));
+    einval("disable PASID", () => pci_disable_pasid(full));
+    pci_enable_pasid(full, R.PCI_PASID_CAP_EXEC);
+    assert.equal(pci_pasid_features(full), R.PCI_PASID_CAP_EXEC);
+    pci_disable_pasid(full);
+    assert.equal(pci_read_config_word(full, full.pasidCap + R.PCI_PASID_CTRL), 0);
+    einval("disable PASID twice", () => pci_disable_pasid(full));
+  });
+  await t.step("BARs, vectors and device types", () => {
+    einval("iomap of a missing BAR", () => pci_iomap(bare, 0));
+    einval("iomap past the last BAR", () => pci_iomap(bare, 6));
+    einval("vector range 0..1", () => pci_alloc_irq_vectors(bare, 0, 1, PCI_IRQ_MSIX));
+    einval("vector range 2..1", () => pci_alloc_irq_vectors(bare, 2, 1, PCI_IRQ_MSIX));
+    assert.throws(() => pci_alloc_irq_vectors(bare, 1, 1, PCI_IRQ_MSIX), { code: "ENOSPC" });
+    einval("an unallocated vector", () => pci_irq_vector(bare, 0));
+    const plain = new Device(kernel, { name: "plain" });
+    assert.equal(dev_is_pci(plain), false);
+    einval("to_pci_dev of a non-PCI device", () => to_pci_dev(plain));
+    assert.equal(to_pci_dev(full), full);
+  });
+  await t.step(
+    "config offsets outside 4 KiB or unaligned are EFAULT (PCIBIOS_BAD_REGISTER_NUMBER)",
+    () => {
+      const bad: [string, () => unknown][] = [
+        ["dword at 2", () => pci_read_config_dword(full, 2)],
+        ["word at 1", () => pci_read_config_word(full, 1)],
+        ["byte at 0x1000", () => pci_read_config_byte(full, 0x1000)],
+        ["dword at -4", () => pci_read_config_dword(full, -4)],
+        ["word write at 0xfff", () => pci_write_config_word(full, 0xfff, 0)],
+        ["dword write at 0x1000", () => pci_write_config_dword(full, 0x1000, 0)],
+        ["byte write at 1.5", () => pci_write_config_byte(full, 1.5, 0)],
+      ];
+      for (const [what, f] of bad) assert.throws(f, { code: "EFAULT" }, what);
+      assert.equal(pci_read_config_dword(full, 0), 2 << 16 | 1);
+      assert.equal(pci_read_config_byte(full, 0xfff), 0);
+    },
+  );
 });
