@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { runDemo } from "./demo.ts";
+
+Deno.test("demo: dmatest passes through the platform IOMMU, the fault is logged, the trace parses", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const lines: string[] = [];
+    const tracePath = `${dir}/sub/trace.json`;
+    const r = runDemo({ tracePath, iterations: 4, print: (l) => lines.push(l) });
+    assert.ok(r.ok);
+    assert.equal(r.tests, 16);
+    assert.equal(r.failures, 0);
+    const out = lines.join("\n");
+    assert.match(out, /riscv,iommu 3010000\.iommu: using MSIs/);
+    assert.match(out, /dmatest: dma0chan3-copy0: summary 4 tests, 0 failures/);
+    assert.equal(
+      r.faultLine,
+      `riscv,iommu 3010000.iommu: Fault 15 devid: 0x10 iotval: ${
+        r.faultIova.toString(16)
+      } iotval2: 0`,
+    );
+    // Strict unmaps: each waits for an IOFENCE.C after its IOTINVAL.VMAs.
+    assert.ok((r.commands["IOFENCE.C"] ?? 0) >= 2 * 16);
+    assert.ok((r.commands["IOTINVAL.VMA"] ?? 0) >= r.commands["IOFENCE.C"]);
+
+    const trace = JSON.parse(Deno.readTextFileSync(tracePath));
+    const events: {
+      name: string;
+      cat: string;
+      ph: string;
+      ts: number;
+      tid: number;
+      args?: { name?: string };
+    }[] = trace.traceEvents;
+    assert.ok(events.every((e) => typeof e.ts === "number" && ["X", "i", "M"].includes(e.ph)));
+    const tracks = events.filter((e) => e.name === "thread_name").map((e) => e.args?.name);
+    for (const t of ["cpu", "iommu", "intc", "dma0chan0", "dma0chan3"]) {
+      assert.ok(tracks.includes(t), t);
+    }
+    assert.equal(events.filter((e) => e.cat === "dma" && e.ph === "X").length, 16 + 1);
+    assert.equal(events.filter((e) => e.cat === "fault").length, 1);
+    assert.ok(events.some((e) => e.cat === "printk" && / Fault 15 /.test(e.name)));
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
