@@ -5,6 +5,7 @@ import {
   Device,
   device_add,
   device_del,
+  device_is_bound,
   device_link_add,
   device_release_driver,
   devm_add_action,
@@ -251,4 +252,22 @@ Deno.test("bus_register(): a bus name is unique per kernel, not globally", () =>
   });
   const other = new Kernel({ mem: new TestRam(0, 1 << 20) });
   assert.equal(bus_register(other, { name: "test", match: () => false }).name, "test");
+});
+
+Deno.test("driver core argument rules: no bus, added twice, duplicate names, unknown driver", () => {
+  const { kernel, bus } = setup();
+  assert.throws(() => device_add(new Device(kernel, { name: "orphan" })), { code: "EINVAL" });
+  const dev = add(kernel, bus, "a0");
+  assert.throws(() => device_add(dev), { code: "EEXIST" });
+  assert.throws(() => add(kernel, bus, "a0"), { code: "EEXIST" }, "names are unique on a bus");
+  const drv: Driver = { name: "a", probe() {} };
+  assert.throws(() => driver_unregister(bus, drv), { code: "ENODEV" });
+  driver_register(bus, drv);
+  assert.ok(device_is_bound(dev));
+  driver_unregister(bus, drv);
+  assert.ok(!device_is_bound(dev));
+  assert.throws(() => driver_unregister(bus, drv), { code: "ENODEV" });
+  assert.throws(() => bus_register(kernel, { name: "test", match: () => true }), {
+    code: "EEXIST",
+  });
 });

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   bus_register,
+  dev_get_msi_domain,
+  dev_set_msi_domain,
   Device,
   device_add,
   devm_request_irq,
@@ -330,4 +332,35 @@ Deno.test("MSI domain: identities allocated lowest first, messages composed and 
       [1, 2, 3],
     );
   });
+});
+
+Deno.test("irq layer argument rules: domains, MSI domains and vector counts", () => {
+  const { kernel, wires } = setup();
+  assert.throws(
+    () => irq_domain_create_linear(kernel, wires.fwnode!, 8),
+    { code: "EEXIST" },
+    "one domain per controller node",
+  );
+  assert.throws(() => irq_create_mapping(wires, -1), { code: "EINVAL" });
+  assert.equal(generic_handle_irq(kernel, 999), false, "a delivery never throws: spurious");
+  assert.throws(() => enable_irq(kernel, 999), { code: "EINVAL" });
+  assert.throws(() => free_irq(kernel, 999, null), { code: "EINVAL" });
+  const dev = new Device(kernel, { name: "dev0" });
+  assert.throws(() => dev_set_msi_domain(dev, wires), { code: "EINVAL" }, "a wired domain");
+  assert.equal(dev_get_msi_domain(dev), null);
+  const imsic = irq_domain_create_msi(kernel, { name: "imsic" }, 4, {
+    composeMsiMsg: (id) => ({ addressLo: 0x2800_0000, addressHi: 0, data: id }),
+  });
+  dev_set_msi_domain(dev, imsic);
+  assert.equal(dev_get_msi_domain(dev), imsic);
+  for (const n of [0, -1, 1.5]) {
+    assert.throws(() => msi_domain_alloc_irqs(dev, n, { write() {} }), { code: "EINVAL" }, `${n}`);
+  }
+  assert.throws(
+    () => irq_dispose_mapping(kernel, msi_domain_alloc_irqs(dev, 1, { write() {} })[0]),
+    {
+      code: "EINVAL",
+    },
+    "MSI vectors are freed with their device, not disposed",
+  );
 });

@@ -24,6 +24,7 @@ import {
   of_property_read_u32,
   of_property_read_u32_array,
   of_property_read_u64,
+  of_read_number,
   of_translate_address,
 } from "./mod.ts";
 
@@ -216,5 +217,35 @@ Deno.test("early_init_dt_scan_memory(): RAM from memory nodes, reservations from
   assert.deepEqual(early_init_dt_scan_memory(dt), {
     ram: [{ base: 0x8000_0000, size: 0x1000_0000 }, { base: 0x1_0000_0000, size: 0x1000_0000 }],
     reserved: [{ base: 0x8000_0000, size: 0x4_0000 }],
+  });
+});
+
+Deno.test("malformed typed properties are errors, never wrong values", async (t) => {
+  const dt = new DeviceTree();
+  const np = dt.root.addChild("x").set("one", [7]).set("wide", [0x20_0000, 0]);
+  await t.step("u64 shorter than two cells: EOVERFLOW", () => {
+    assert.throws(() => of_property_read_u64(np, "one"), { code: "EOVERFLOW" });
+  });
+  await t.step("cells at or beyond 2^53: EOVERFLOW", () => {
+    assert.throws(() => of_property_read_u64(np, "wide"), { code: "EOVERFLOW" });
+    assert.throws(() => of_read_number([0x20_0000, 0]), { code: "EOVERFLOW" });
+    assert.equal(of_read_number([0x1f_ffff, 0xffff_ffff]), Number.MAX_SAFE_INTEGER);
+  });
+  await t.step("a string list without its final NUL: EILSEQ", () => {
+    np.set("names", new Uint8Array([97, 0, 98]));
+    assert.throws(() => of_property_read_string_array(np, "names"), { code: "EILSEQ" });
+  });
+  await t.step("interrupts with no interrupt parent: EINVAL", () => {
+    np.set("interrupts", [5]);
+    assert.throws(() => of_irq_parse_one(np, 0), { code: "EINVAL" });
+  });
+  await t.step("an iommu-map that is not 4-cell entries, or names no node: EINVAL", () => {
+    const iommu = dt.root.addChild("iommu");
+    const ph = dt.phandleOf(iommu);
+    const host = dt.root.addChild("pci").set("iommu-map", [0, ph, 0]);
+    assert.throws(() => of_map_id(host, 0, "iommu-map", "iommu-map-mask"), { code: "EINVAL" });
+    host.set("iommu-map", [0, ph + 1, 0, 8]);
+    assert.throws(() => of_map_id(host, 1, "iommu-map", "iommu-map-mask"), { code: "EINVAL" });
+    assert.equal(of_map_id(host, 8, "iommu-map", "iommu-map-mask"), null, "outside the entry");
   });
 });

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
   dev_info,
+  Device,
   DeviceTree,
+  devm_ioremap_resource,
   devm_platform_ioremap_resource,
   type DtNode,
   Errno,
@@ -24,11 +26,13 @@ import {
   platform_driver_register,
   platform_get_irq,
   platform_get_irq_byname,
+  platform_get_irq_optional,
   platform_get_resource,
   platform_get_resource_byname,
   platform_irq_count,
   type PlatformDevice,
   readl,
+  to_platform_device,
 } from "./mod.ts";
 import { TestRam } from "./testing.ts";
 
@@ -276,4 +280,23 @@ Deno.test("code-registered platform devices: name.id, name match, IRQ resources"
   assert.equal(pdev.state, "bound");
   assert.equal(irq, 42);
   assert.throws(() => platform_get_irq(pdev, 1), (e) => e instanceof Errno && e.code === "ENXIO");
+});
+
+Deno.test("platform entry points: a missing IRQ is ENXIO (logged only by the non-optional call), a bad resource or device EINVAL", () => {
+  const { kernel, dt } = boot(virtBlob);
+  of_platform_populate(kernel, dt);
+  const serial = kernel.platformBus.devices.find((d) => d.name === "10000000.serial")!;
+  const pdev = to_platform_device(serial);
+  assert.ok(platform_get_irq_optional(pdev, 0) > 0);
+  assert.throws(() => platform_get_irq_optional(pdev, 1), { code: "ENXIO" });
+  assert.deepEqual(kernel.dmesg.grep("not found"), [], "the optional variant is quiet");
+  assert.throws(() => platform_get_irq(pdev, 1), { code: "ENXIO" });
+  assert.equal(kernel.dmesg.grep("IRQ index 1 not found").length, 1);
+  assert.throws(() => platform_get_irq_byname(pdev, "nope"), { code: "ENXIO" });
+  assert.throws(() => devm_ioremap_resource(pdev, null), { code: "EINVAL" });
+  const irqRes = { start: 1, end: 1, flags: IORESOURCE_IRQ, name: "" };
+  assert.throws(() => devm_ioremap_resource(pdev, irqRes), { code: "EINVAL" });
+  assert.throws(() => devm_platform_ioremap_resource(pdev, 1), { code: "EINVAL" });
+  const plain = new Device(kernel, { name: "plain" });
+  assert.throws(() => to_platform_device(plain), { code: "EINVAL" });
 });

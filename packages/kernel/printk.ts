@@ -79,8 +79,11 @@ export class Dmesg {
   #start = 0;
   #dropped = 0;
 
-  /** A log reading time from `clock`, holding at most `capacity` records. */
+  /** A log reading time from `clock`, holding at most `capacity` records (EINVAL below 1). */
   constructor(clock: Clock, capacity = 8192) {
+    if (!Number.isInteger(capacity) || capacity < 1) {
+      throw new Errno("EINVAL", `Cannot keep ${capacity} log records`);
+    }
     this.#clock = clock;
     this.#capacity = capacity;
   }

@@ -78,3 +78,13 @@ Deno.test("dmesg is a ring: the oldest records drop out and are counted", () => 
   log.clear();
   assert.equal(log.toString(), "");
 });
+
+Deno.test("Dmesg: a ring of fewer than one record is EINVAL, from the kernel options too", () => {
+  for (const n of [0, -1, 2.5]) {
+    assert.throws(() => new Dmesg(new SimClock(), n), { code: "EINVAL" }, `${n}`);
+    assert.throws(
+      () => new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20), dmesgSize: n }),
+      { code: "EINVAL" },
+    );
+  }
+});
