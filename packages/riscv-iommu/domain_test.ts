@@ -18,7 +18,7 @@ import {
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "./iommu.ts";
-import { type TestSystem, testSystem, type TestSystemOptions } from "./_test_device.ts";
+import { type TestSystem, testSystem, type TestSystemOptions } from "./testing.ts";
 
 const SV39 = 1n << 9n;
 const SV48 = 1n << 10n;

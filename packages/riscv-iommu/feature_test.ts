@@ -45,10 +45,9 @@ import {
 } from "./internal.ts";
 import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
 import { RiscvIommuDriver } from "./iommu.ts";
-import { type TestSystem, testSystem } from "./_test_device.ts";
+import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
 const ATS = 1n << 25n;
-const DEFAULT_CAPS = 0x10n | 7n << 9n;
 
 /** ATS.PRGR (opcode 4, func 1) answering page-request group `prgi` of device `did`. */
 function prgr(cmd: RiscvIommuCommand, did: number, prgi: number): void {
@@ -132,7 +131,7 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
 }
 
 function atsSystem(log: string[], failProbe = false): TestSystem {
-  return testSystem({ caps: DEFAULT_CAPS | ATS, features: [testFeature(log, { failProbe })] });
+  return testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [testFeature(log, { failProbe })] });
 }
 
 Deno.test("feature queue and probe run after CQ and FQ are on and before the directory is set", () => {
@@ -182,7 +181,7 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
     name: "coherent",
     ops: { capable: (_dev, cap) => cap === IOMMU_CAP_CACHE_COHERENCY },
   };
-  const sys = testSystem({ caps: DEFAULT_CAPS | ATS, features: [testFeature(log), other] });
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [testFeature(log), other] });
   const ep = sys.addEndpoint("ep0", 0x42);
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));

@@ -19,7 +19,7 @@ import {
   RISCV_IOMMU_REG_PQCSR,
 } from "./bits.ts";
 import { riscv_iommu_iodir_set_mode } from "./iommu.ts";
-import { type TestSystem, testSystem } from "./_test_device.ts";
+import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
 const PPN = (pa: number) => BigInt(pa / 4096) << 10n;
 
@@ -105,7 +105,7 @@ Deno.test("init_check() refuses a busy or already translating IOMMU (EBUSY)", as
 
 Deno.test("init_check() switches fctl.BE to little-endian when capabilities.END allows", async (t) => {
   await t.step("END: BE flipped and read back", () => {
-    const sys = testSystem({ caps: 0x10n | 7n << 9n | 1n << 27n, fctl: 1 });
+    const sys = testSystem({ caps: FAKE_IOMMU_CAPS | 1n << 27n, fctl: 1 });
     assert.deepEqual(sys.rec.writes()[0], [RISCV_IOMMU_REG_FCTL, 0]);
     assert.equal(sys.iommu!.fctl, 0);
   });

@@ -16,7 +16,7 @@ import {
   riscv_iommu_cmd_sync,
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
 } from "./iommu.ts";
-import { testSystem } from "./_test_device.ts";
+import { testSystem } from "./testing.ts";
 
 const US = 1000;
 

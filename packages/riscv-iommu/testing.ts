@@ -1,10 +1,26 @@
 /**
- * Test fixtures of the driver: a minimal fake RISC-V IOMMU register file and a kernel that
- * binds the driver to it through a platform-like bus. The fake knows just enough of the spec
- * for the driver's sequences (WARL read-backs, queue enable handshakes, command execution,
- * fault records, interrupts) and decodes commands on its own, from the spec's bit positions,
- * so it does not agree with `bits.ts` on a mistake. End-to-end tests against the silicon model
- * live in the machine package.
+ * Test fixtures of the driver and its bus glue (`@iommu-lab/riscv-iommu/testing`): a fake
+ * RISC-V IOMMU register page and a kernel that binds the driver to it through a platform-like
+ * bus. The fake knows just enough of the spec for the driver's and the glue's sequences (WARL
+ * read-backs, queue enable handshakes, command execution, fault records, interrupts,
+ * `msi_cfg_tbl`) and decodes offsets and commands on its own, from the spec's numbers, so it
+ * does not agree with `bits.ts` on a mistake. End-to-end tests against the silicon model live
+ * in the machine package.
+ *
+ * @example The driver bound to the fake: probing invalidates the directory and the TLBs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { testSystem } from "@iommu-lab/riscv-iommu/testing";
+ *
+ * const sys = testSystem();
+ * assert.equal(sys.dev.state, "bound");
+ * assert.equal(sys.fake.ddtMode, 4, "3LVL");
+ * assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+ *   "IODIR.INVAL_DDT",
+ *   "IOTINVAL.VMA",
+ *   "IOFENCE.C pr pw",
+ * ]);
+ * ```
  *
  * @module
  */
@@ -35,6 +51,15 @@ import {
 import type { RiscvIommuFeature } from "./feature.ts";
 import { riscv_iommu_readl, riscv_iommu_readq, RiscvIommuDevice } from "./iommu_h.ts";
 
+/**
+ * `capabilities.IGS` encodings (spec numbers, not `bits.ts`): which interrupt signalling the
+ * hardware offers, and so which `fctl.WSI` values it takes.
+ */
+export const IGS = { MSI: 0, WSI: 1, BOTH: 2, RSRV: 3 } as const;
+
+/** `capabilities` of the fake by default: version 1.0, Sv39/48/57, IGS=MSI, nothing else. */
+export const FAKE_IOMMU_CAPS = 0x10n | 7n << 9n;
+
 /** One command the fake executed (or refused), decoded. */
 export interface FakeCommand {
   /** A short description, e.g. `"IOTINVAL.VMA pscid=1 addr=0x1000"` or `"IOFENCE.C pr pw"`. */
@@ -47,7 +72,7 @@ export interface FakeCommand {
 
 /** What the fake implements; every field has a default. */
 export interface FakeIommuOptions {
-  /** `capabilities` (default: Sv39/48/57, MSI_FLAT off, END off, 1.0). */
+  /** `capabilities` (default {@linkcode FAKE_IOMMU_CAPS}). */
   caps?: bigint;
   /** Directory modes the hardware takes besides Off/Bare (default 1LVL, 2LVL, 3LVL). */
   ddtModes?: number[];
@@ -65,7 +90,10 @@ export interface FakeIommuOptions {
   icvecBits?: number;
   /** icvec is hard-wired to this value. */
   icvecFixed?: bigint;
-  /** fctl at reset. */
+  /**
+   * fctl at reset (default 0). BE is writable only with capabilities.END; WSI reads 1 on
+   * WSI-only hardware, 0 on MSI-only hardware, and is writable only when IGS is BOTH.
+   */
   fctl?: number;
   /** Queues never turn on. */
   queuesNeverOn?: boolean;
@@ -73,7 +101,12 @@ export interface FakeIommuOptions {
   illegal?: string;
 }
 
-/** A 1 KiB-ish subset of the RISC-V IOMMU, enough to exercise the driver. */
+/**
+ * The register page of a RISC-V IOMMU, enough to exercise the driver and its bus glue: WARL
+ * read-backs (fctl, ddtp, queue bases, icvec, msi_cfg_tbl), queue enable handshakes, command
+ * execution, fault records and interrupts. 64-bit registers also take 32-bit halves, as the
+ * MSI-X code writes `msi_cfg_tbl`; reserved offsets of the page read 0 and ignore writes.
+ */
 export class FakeIommu implements MmioBackend {
   /** Commands executed so far (or refused with cmd_ill), oldest first. */
   readonly commands: FakeCommand[] = [];
@@ -100,6 +133,12 @@ export class FakeIommu implements MmioBackend {
   ipsr = 0;
   /** `icvec`. */
   icvec = 0n;
+  /** `msi_cfg_tbl` msi_addr_x. */
+  readonly msiAddr: bigint[] = new Array(16).fill(0n);
+  /** `msi_cfg_tbl` msi_data_x. */
+  readonly msiData: number[] = new Array(16).fill(0);
+  /** `msi_cfg_tbl` msi_vec_ctl_x (reset: masked). */
+  readonly msiCtl: number[] = new Array(16).fill(1);
   readonly #mem: TestRam;
   readonly #clock: SimClock;
   readonly #o:
@@ -112,7 +151,7 @@ export class FakeIommu implements MmioBackend {
     this.#mem = mem;
     this.#clock = clock;
     this.#o = {
-      caps: 0x10n | 7n << 9n,
+      caps: FAKE_IOMMU_CAPS,
       ddtModes: [2, 3, 4],
       ddtpStuckBusy: false,
       resetMode: 0,
@@ -124,9 +163,23 @@ export class FakeIommu implements MmioBackend {
       ...opts,
     };
     this.caps = this.#o.caps;
-    this.fctl = this.#o.fctl;
+    const igs = this.#igs();
+    this.fctl = igs === IGS.WSI
+      ? this.#o.fctl | 2
+      : igs === IGS.MSI
+      ? this.#o.fctl & ~2
+      : this.#o.fctl;
     this.ddtp = BigInt(this.#o.resetMode) | (this.#o.ddtpStuckBusy ? 16n : 0n);
     if (opts.fixedDdt !== undefined) this.ddtp |= BigInt(opts.fixedDdt / 4096) << 10n;
+  }
+
+  /** ddtp.iommu_mode. */
+  get ddtMode(): number {
+    return Number(this.ddtp & 15n);
+  }
+
+  #igs(): number {
+    return Number(this.caps >> 28n & 3n);
   }
 
   /** Queue index of a base/head/tail/csr offset: 0 CQ, 1 FQ, 2 PQ. */
@@ -143,8 +196,15 @@ export class FakeIommu implements MmioBackend {
     return Number(this.qb[q] >> 10n & (2n ** 44n - 1n)) * 4096;
   }
 
-  /** Reads 8 bytes. */
-  read64(off: number): bigint {
+  /** Rejects an access the driver should never make: unaligned or outside the 4 KiB page. */
+  #check(off: number, what: string): void {
+    if (!(off >= 0 && off < 0x1000 && off % 4 === 0)) {
+      throw new Errno("EINVAL", `fake IOMMU: bad ${what} at 0x${off.toString(16)}`);
+    }
+  }
+
+  /** The 64-bit register at `off` (no side effects), or undefined if there is none. */
+  #reg64(off: number): bigint | undefined {
     switch (off) {
       case 0x00:
         return this.caps;
@@ -157,12 +217,15 @@ export class FakeIommu implements MmioBackend {
       case 0x2f8:
         return this.icvec;
     }
-    return BigInt(this.read32(off)) | BigInt(this.read32(off + 4)) << 32n;
+    if (off >= 0x300 && off < 0x400 && (off & 0xf) === 0) return this.msiAddr[(off - 0x300) >> 4];
+    return undefined;
   }
 
-  /** Writes 8 bytes. */
-  write64(off: number, v: bigint): void {
+  /** Writes the 64-bit register at `off` (one that `#reg64` knows). */
+  #set64(off: number, v: bigint): void {
     switch (off) {
+      case 0x00:
+        return;
       case 0x10:
         return this.#writeDdtp(v);
       case 0x18:
@@ -181,6 +244,21 @@ export class FakeIommu implements MmioBackend {
         return;
       }
     }
+    // msi_addr_x: ADDR[55:2].
+    this.msiAddr[(off - 0x300) >> 4] = v & (2n ** 56n - 4n);
+  }
+
+  /** Reads 8 bytes. */
+  read64(off: number): bigint {
+    this.#check(off, "read");
+    return this.#reg64(off) ??
+      (BigInt(this.read32(off)) | BigInt(this.read32(off + 4)) << 32n);
+  }
+
+  /** Writes 8 bytes. */
+  write64(off: number, v: bigint): void {
+    this.#check(off, "write");
+    if (this.#reg64(off) !== undefined) return this.#set64(off, v);
     this.write32(off, Number(v & 0xffff_ffffn));
     this.write32(off + 4, Number(v >> 32n));
   }
@@ -197,6 +275,7 @@ export class FakeIommu implements MmioBackend {
 
   /** Reads 4 bytes. */
   read32(off: number): number {
+    this.#check(off, "read");
     switch (off) {
       case 0x08:
         return this.fctl;
@@ -218,19 +297,23 @@ export class FakeIommu implements MmioBackend {
       case 0x54:
         return this.ipsr;
     }
-    if (off >= 0 && off < 0x1000 && off % 4 === 0) {
-      const v = this.read64(off & ~7);
-      return Number(off & 4 ? v >> 32n : v & 0xffff_ffffn);
+    if (off >= 0x300 && off < 0x400) {
+      if ((off & 0xf) === 0x8) return this.msiData[(off - 0x300) >> 4];
+      if ((off & 0xf) === 0xc) return this.msiCtl[(off - 0x300) >> 4];
     }
-    throw new Errno("EINVAL", `fake IOMMU: bad read at 0x${off.toString(16)}`);
+    const v = this.#reg64(off & ~7) ?? 0n;
+    return Number(off & 4 ? v >> 32n : v & 0xffff_ffffn);
   }
 
   /** Writes 4 bytes. */
   write32(off: number, v: number): void {
+    this.#check(off, "write");
     switch (off) {
-      case 0x08:
-        if (this.caps & 1n << 27n) this.fctl = (this.fctl & ~1) | (v & 1);
+      case 0x08: {
+        const writable = (this.caps & 1n << 27n ? 1 : 0) | (this.#igs() === IGS.BOTH ? 2 : 0);
+        this.fctl = (this.fctl & ~writable) | (v & writable);
         return;
+      }
       case 0x24:
         this.qt[0] = v & (this.#size(0) - 1);
         this.#runCommands();
@@ -247,8 +330,17 @@ export class FakeIommu implements MmioBackend {
         this.ipsr &= ~v;
         return;
     }
-    if (off >= 0 && off < 0x1000 && off % 4 === 0) return;
-    throw new Errno("EINVAL", `fake IOMMU: bad write at 0x${off.toString(16)}`);
+    if (off >= 0x300 && off < 0x400 && (off & 0xf) >= 0x8) {
+      const n = (off - 0x300) >> 4;
+      if ((off & 0xf) === 0x8) this.msiData[n] = v >>> 0;
+      else this.msiCtl[n] = v & 1;
+      return;
+    }
+    const base = off & ~7;
+    const cur = this.#reg64(base);
+    if (cur === undefined) return;
+    const half = BigInt(v >>> 0);
+    this.#set64(base, off & 4 ? (cur & 0xffff_ffffn) | half << 32n : (cur >> 32n) << 32n | half);
   }
 
   #writeCsr(q: number, v: number): void {
