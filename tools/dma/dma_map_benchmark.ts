@@ -97,10 +97,16 @@ export interface MapBenchmarkResult {
  * and `EINVAL` when a round of map + unmap takes no simulated time (nothing would end the run:
  * direct mapping without `dma_trans_ns`).
  *
- * @example Half a millisecond of one thread
- * ```ts ignore
- * const r = runMapBenchmark(chan.dev, { seconds: 0.0005 });
- * console.log(formatMapBenchmark(r));
+ * @example 100 µs of one thread on the DMA engine behind the IOMMU
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Machine } from "@iommu-lab/machine";
+ * import { formatMapBenchmark, runMapBenchmark } from "./dma_map_benchmark.ts";
+ *
+ * const machine = Machine.boot({ iommuBus: "platform" });
+ * const r = runMapBenchmark(machine.dmaDevices[0], { seconds: 100e-6 });
+ * assert.ok(r.loops > 0 && r.avg_unmap_100ns > 0);
+ * assert.match(formatMapBenchmark(r), /^average unmap latency\(us\):\d+\.\d /m);
  * ```
  */
 export function runMapBenchmark(dev: Device, opts: MapBenchmarkOptions = {}): MapBenchmarkResult {

@@ -3,7 +3,8 @@
  * with every buffer reached through the DMA API of the engine (so through the IOMMU).
  *
  * Each test thread owns a source and a destination buffer of `test_buf_size` bytes from the page
- * allocator. Per iteration it picks a length and offsets (random unless `norandom`), writes the
+ * allocator. Per iteration it picks a length and offsets (random unless `norandom` or
+ * `transfer_size`), writes the
  * dmatest patterns into both buffers, maps them with `dma_map_page` (source `DMA_TO_DEVICE`,
  * destination `DMA_BIDIRECTIONAL`, as Linux does), submits a memcpy (or memset) descriptor, waits
  * for its completion interrupt, unmaps, and verifies that:
@@ -74,9 +75,9 @@ export interface DmatestOptions {
   channel?: string;
   /** Skip filling and verifying the buffers. */
   noverify?: boolean;
-  /** Use the whole buffer (or `transfer_size`) at offset 0 instead of random lengths/offsets. */
+  /** Offsets 0 and, without `transfer_size`, the whole buffer: no random lengths or offsets. */
   norandom?: boolean;
-  /** Length of every transfer when `norandom` (0: `test_buf_size`). */
+  /** Length of every transfer, below `test_buf_size` (0: random, or the buffer with `norandom`). */
   transfer_size?: number;
   /** log2 of the alignment of lengths and offsets. Default 0 (the engine needs none). */
   alignment?: number;
@@ -126,7 +127,7 @@ export interface DmatestThreadResult {
   readonly tests: number;
   /** Tests failed. */
   readonly failures: number;
-  /** Bytes moved by the tests. */
+  /** Bytes the tests asked to move (failed ones included, as the kernel counts `total_len`). */
   readonly bytes: number;
   /** The thread's run time in simulated ns. */
   readonly simNs: number;
@@ -134,7 +135,7 @@ export interface DmatestThreadResult {
   readonly iops: number;
   /** KiB per second of simulated time (the kernel's `KB/s`). */
   readonly kbps: number;
-  /** The thread's return value (0, or the negative errno that stopped it). */
+  /** The thread's return value: 0, or the negative errno that kept it from starting. */
   readonly ret: number;
 }
 
@@ -186,11 +187,16 @@ interface _Thread {
  * Throws `ENODEV` when no channel matches, `EINVAL` for bad parameters; failures of tests are
  * results, not exceptions. Every page and mapping is returned before it returns.
  *
- * @example Copy 10 buffers on every channel
- * ```ts ignore
+ * @example Ten copies on every channel through the platform IOMMU
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Machine, riscvIommu } from "@iommu-lab/machine";
+ * import { runDmatest } from "./dmatest.ts";
+ *
  * const machine = Machine.boot({ iommu: riscvIommu({ features: [] }), iommuBus: "platform" });
  * const r = runDmatest(machine, { iterations: 10, test_buf_size: 4096 });
  * assert.equal(r.failures, 0);
+ * assert.match(r.log.at(-1)!, /^dmatest: dma0chan3-copy0: summary 10 tests, 0 failures /);
  * ```
  */
 export function runDmatest(machine: Machine, opts: DmatestOptions = {}): DmatestResult {
@@ -207,8 +213,8 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
   _check(Number.isInteger(perChan) && perChan > 0, "threads_per_chan must be at least 1");
   _check(Number.isInteger(align) && align >= 0 && 1 << align <= bufSize, "bad alignment");
   _check(
-    xferSize >= 0 && xferSize <= bufSize && xferSize % (1 << align) === 0,
-    "bad transfer_size",
+    xferSize >= 0 && xferSize < bufSize && xferSize % (1 << align) === 0,
+    "transfer_size must be lower than test_buf_size",
   );
   _check(mode === "copy" || mode === "fill", `unknown mode ${mode}`);
 
@@ -248,7 +254,8 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
     for (const t of threads) t.startNs = kernel.clock.now();
     for (let it = 0; it < iterations; it++) {
       for (const t of threads) {
-        _pick(t, rand, bufSize, align, xferSize, opts, it);
+        if (t.ret !== 0) continue;
+        _pick(t, rand, bufSize, align, xferSize, opts.norandom ?? false, it);
         if (!opts.noverify) {
           _initSrc(t, srcImg, srcBase, mode);
           if (mode === "copy") kernel.mem.writeBytes(t.srcPhys, srcImg);
@@ -260,6 +267,7 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
       }
       for (const t of threads) t.chan.issuePending();
       for (const t of threads) {
+        if (t.ret !== 0) continue;
         const tx = t.tx;
         if (tx !== null) t.chan.syncWait(tx, timeoutUs);
         _unmap(t, mode, opts);
@@ -276,7 +284,6 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
           );
           continue;
         }
-        t.bytes += t.len;
         if (opts.noverify) {
           if (opts.verbose) _result(kernel, t, "test passed", 0);
           continue;
@@ -389,16 +396,22 @@ function _threadAlloc(
     dstMap: 0,
     tx: null,
   };
-  if (opts.coherent) {
-    const src = dma_alloc_coherent(chan.dev, size);
-    t.srcPhys = src.cpuAddr;
-    t.srcDmaBase = src.dmaAddr;
-    const dst = dma_alloc_coherent(chan.dev, size);
-    t.dstPhys = dst.cpuAddr;
-    t.dstDmaBase = dst.dmaAddr;
-  } else {
-    t.srcPhys = kernel.pages.alloc(order);
-    t.dstPhys = kernel.pages.alloc(order);
+  // A thread that cannot get its buffers reports the errno in its summary, as the kernel's does.
+  try {
+    if (opts.coherent) {
+      const src = dma_alloc_coherent(chan.dev, size);
+      t.srcPhys = src.cpuAddr;
+      t.srcDmaBase = src.dmaAddr;
+      const dst = dma_alloc_coherent(chan.dev, size);
+      t.dstPhys = dst.cpuAddr;
+      t.dstDmaBase = dst.dmaAddr;
+    } else {
+      t.srcPhys = kernel.pages.alloc(order);
+      t.dstPhys = kernel.pages.alloc(order);
+    }
+  } catch (e) {
+    if (!isErrno(e)) throw e;
+    t.ret = -e.errno;
   }
   return t;
 }
@@ -424,18 +437,22 @@ function _pick(
   bufSize: number,
   align: number,
   xferSize: number,
-  opts: DmatestOptions,
+  norandom: boolean,
   it: number,
 ): void {
-  if (opts.norandom || opts.noverify) {
-    t.len = xferSize || bufSize;
+  if (xferSize) {
+    t.len = xferSize;
+  } else {
+    t.len = norandom ? bufSize : (rand() % bufSize) + 1;
+    t.len = (t.len >>> align) << align || 1 << align;
+  }
+  if (norandom) {
     t.srcOff = t.dstOff = 0;
   } else {
-    t.len = (rand() % bufSize) + 1;
-    t.len = (t.len >>> align) << align || 1 << align;
     t.srcOff = ((rand() % (bufSize - t.len + 1)) >>> align) << align;
     t.dstOff = ((rand() % (bufSize - t.len + 1)) >>> align) << align;
   }
+  t.bytes += t.len;
   // A fill value that changes per iteration, so a stale destination cannot pass.
   t.fill = PATTERN_SRC | PATTERN_COPY | (~it & PATTERN_COUNT_MASK);
 }

@@ -194,6 +194,28 @@ Deno.test("dmatest verification catches a misplaced fill (memset)", () => {
   assert.match(log, /result #2: 'data error' .* \(8\)/);
 });
 
+Deno.test("dmatest: a thread whose buffers cannot be allocated reports -ENOMEM and runs nothing", () => {
+  const m = _boot("platform");
+  runDmatest(m, { iterations: 2, test_buf_size: 4096 }); // grows the page table once
+  const pages = m.kernel.pages.allocatedPages;
+  m.kernel.pages.failNth(2); // dma0chan0-copy0's destination buffer
+  const r = runDmatest(m, { iterations: 2, test_buf_size: 4096 });
+  assert.deepEqual(r.threads.map((t) => [t.name, t.tests, t.ret]), [
+    ["dma0chan0-copy0", 0, -12],
+    ["dma0chan1-copy0", 2, 0],
+  ]);
+  assert.equal(r.failures, 0);
+  assert.match(
+    r.log.join("\n"),
+    /dma0chan0-copy0: summary 0 tests, 0 failures 0\.00 iops 0 KB\/s \(-12\)/,
+  );
+  assert.equal(
+    m.kernel.pages.allocatedPages,
+    pages,
+    "the source buffer of the failed thread is freed",
+  );
+});
+
 Deno.test("runDmatest rejects bad parameters (EINVAL) and unknown channels (ENODEV)", async (t) => {
   const m = _boot("platform");
   const pages = m.kernel.pages.allocatedPages;
@@ -204,7 +226,7 @@ Deno.test("runDmatest rejects bad parameters (EINVAL) and unknown channels (ENOD
       ["test_buf_size above 4 MiB", { test_buf_size: (4 << 20) + 1 }],
       ["threads_per_chan 0", { threads_per_chan: 0 }],
       ["alignment beyond the buffer", { test_buf_size: 4096, alignment: 13 }],
-      ["transfer_size beyond the buffer", { test_buf_size: 4096, transfer_size: 8192 }],
+      ["transfer_size of the whole buffer", { test_buf_size: 4096, transfer_size: 4096 }],
     ] as const
   ) {
     await t.step(name, () => assert.throws(() => runDmatest(m, opts), { code: "EINVAL" }));
