@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { device_attach, device_release_driver, pci_irq_vector } from "@iommu-lab/kernel";
 import { RiscvIommuDevice } from "@iommu-lab/riscv-iommu";
-import { capsWith, IGS, pciSystem } from "./_test_fixture.ts";
+import { IGS } from "@iommu-lab/riscv-iommu/testing";
+import { capsWith, pciSystem } from "./_test_fixture.ts";
 
 const NAME = "iommu_pci 0000:00:01.0";
 
@@ -22,13 +23,13 @@ Deno.test("riscv_iommu_pci_probe() binds 1b36:0014 and 1efd:0008 with MSI-X vect
       for (let v = 0; v < 4; v++) {
         assert.equal(iommu.irqs[v], pci_irq_vector(pdev, v));
         // The MSI-X table is msi_cfg_tbl: the kernel's MSI-X code programmed it.
-        assert.equal(sys.regs.msiAddr[v], 0x2800_0000n);
-        assert.equal(sys.regs.msiData[v], sys.kernel.irq.desc(iommu.irqs[v])!.hwirq);
+        assert.equal(sys.fake.msiAddr[v], 0x2800_0000n);
+        assert.equal(sys.fake.msiData[v], sys.kernel.irq.desc(iommu.irqs[v])!.hwirq);
         // Unmasked once requested: the command and fault queues' vectors (CIV 0, FIV 1).
-        assert.equal(sys.regs.msiCtl[v], v < 2 ? 0 : 1);
+        assert.equal(sys.fake.msiCtl[v], v < 2 ? 0 : 1);
       }
       assert.equal(sys.core.iommus.length, 1);
-      assert.equal(sys.regs.ddtMode, 4, "directory on, 3LVL");
+      assert.equal(sys.fake.ddtMode, 4, "directory on, 3LVL");
     });
   }
 });
@@ -43,10 +44,10 @@ Deno.test("IGS=BOTH: a set fctl.WSI is cleared before init", () => {
   const sys = pciSystem({ caps: capsWith(IGS.BOTH) });
   const pdev = sys.host.devices[0];
   device_release_driver(pdev);
-  sys.regs.fctl = 2; // as if firmware had selected wired interrupts
+  sys.fake.fctl = 2; // as if firmware had selected wired interrupts
   sys.rec.clear();
   assert.equal(device_attach(pdev), true, "rebinds: the vectors were released at unbind");
-  assert.equal(sys.regs.fctl & 2, 0);
+  assert.equal(sys.fake.fctl & 2, 0);
   assert.deepEqual(sys.rec.writes().filter(([off]) => off === 0x08), [[0x08, 0]]);
 });
 
@@ -83,7 +84,7 @@ Deno.test("pci_alloc_irq_vectors(1..4): two MSI-X entries give two vectors", () 
   const sys = pciSystem({ caps: capsWith(IGS.MSI), msixVectors: 2 });
   const iommu = iommuOf(sys.host.devices[0]);
   assert.equal(iommu.irqs_count, 2);
-  assert.equal(sys.regs.icvec, 0x0110n, "FIV 1, PIV 0, PMIV 1");
+  assert.equal(sys.fake.icvec, 0x0110n, "FIV 1, PIV 0, PMIV 1");
 });
 
 Deno.test("no MSI domain: unable to allocate irq vectors (ENODEV)", () => {
@@ -99,8 +100,8 @@ Deno.test("riscv_iommu_pci_remove() turns the IOMMU off and returns every page",
   const pdev = sys.host.devices[0];
   device_release_driver(pdev);
   assert.equal(pdev.state, "unbound");
-  assert.equal(sys.regs.ddtMode, 0, "ddtp Off");
-  assert.deepEqual(sys.regs.csr, [0, 0, 0]);
+  assert.equal(sys.fake.ddtMode, 0, "ddtp Off");
+  assert.deepEqual(sys.fake.qcsr, [0, 0, 0]);
   assert.equal(sys.core.iommus.length, 0);
   assert.equal(sys.kernel.pages.allocatedPages, 0);
 });
@@ -108,6 +109,6 @@ Deno.test("riscv_iommu_pci_remove() turns the IOMMU off and returns every page",
 Deno.test("riscv_iommu_pci_shutdown() leaves the directory in Bare with the queues off", () => {
   const sys = pciSystem({ caps: capsWith(IGS.MSI) });
   sys.kernel.shutdown();
-  assert.equal(sys.regs.ddtMode, 1);
-  assert.deepEqual(sys.regs.csr, [0, 0, 0]);
+  assert.equal(sys.fake.ddtMode, 1);
+  assert.deepEqual(sys.fake.qcsr, [0, 0, 0]);
 });
