@@ -157,7 +157,7 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   const verdict = (pass: boolean) => pass ? styleText("green", "PASS") : styleText("red", "FAIL");
   print(
     `dmatest        ${verdict(r.failures === 0)}  ${r.tests} tests, ${r.failures} failures, ` +
-      `${(r.bytes / 1048576).toFixed(2)} MiB verified, ${(r.simNs / 1000).toFixed(1)} us simulated`,
+      `${(r.bytes / 1048576).toFixed(2)} MiB copied, ${(r.simNs / 1000).toFixed(1)} us simulated`,
   );
   print(`fault          ${verdict(faultLine !== null)}  ${faultLine ?? "no fault line in dmesg"}`);
   const cmdList = Object.entries(commands).map(([k, v]) => `${k} ${v}`).join(", ");
