@@ -284,8 +284,12 @@ export class PtIommu implements PtIommuDomainOps {
     return bitmap;
   }
 
-  /** The top table's address and the context MODE. Mirrors pt_iommu_riscv_64_hw_info(). */
+  /**
+   * The top table's address and the context MODE. Mirrors pt_iommu_riscv_64_hw_info().
+   * EINVAL after {@linkcode deinit}.
+   */
   hwInfo(): PtIommuHwInfo {
+    this.#checkLive();
     return {
       rootPa: this.#root,
       ppn: this.#root / PT_GRANULE_SIZE,
@@ -464,7 +468,7 @@ export class PtIommu implements PtIommuDomainOps {
    */
   iovaToPhys(iova: Iova): number {
     const pfn = this.#toPfn(iova);
-    if (!this.#inRange(pfn, pfn)) return 0;
+    if (!this.#inRange(pfn, pfn) || this.#root < 0) return 0;
     const mem = this.#mem;
     let table = this.#root;
     for (let level = this.topLevel; level >= 0; level--) {
@@ -486,12 +490,13 @@ export class PtIommu implements PtIommuDomainOps {
    * its length in pages, its first output frame and its level; an Svnapot leaf counts once.
    */
   forEachLeaf(fn: (pfn: number, pages: number, ppn: number, level: number) => void): void {
-    this.#visit(this.#root, this.topLevel, 0, fn);
+    if (this.#root >= 0) this.#visit(this.#root, this.topLevel, 0, fn);
   }
 
   /**
    * Frees every table, the top one included. The IOMMU must no longer walk them and its
-   * caches must have been invalidated. Mirrors pt_iommu_deinit().
+   * caches must have been invalidated. Mirrors pt_iommu_deinit(). Idempotent; afterwards map,
+   * unmap and {@linkcode hwInfo} are EINVAL (a use after free), `iovaToPhys` is 0.
    */
   deinit(): void {
     if (this.#root < 0) return;
@@ -586,6 +591,7 @@ export class PtIommu implements PtIommuDomainOps {
    * `EADDRINUSE` when creating) where a leaf or, without `create`, a hole is in the way.
    */
   #tableFor(pfn: number, level: number, create: boolean): number {
+    this.#checkLive();
     const top = this.topLevel;
     if (level === top) return this.#root;
     const ckey = this.#ckey;
@@ -711,6 +717,7 @@ export class PtIommu implements PtIommuDomainOps {
 
   /** Unmaps frames `pfn..last` with Linux's rules; returns the pages unmapped. */
   #unmapRange(pfn: number, last: number, gather: IommuIotlbGather): number {
+    this.#checkLive();
     this.#unmapped = 0;
     this.#unmapLevel(this.#root, this.topLevel, pfn, last, gather);
     if (this.#unmapped > 0) gather.addRange(pfn, this.#unmapped);
@@ -802,6 +809,11 @@ export class PtIommu implements PtIommuDomainOps {
       this.#freeTables(child, level - 1);
       this.#alloc.freeTable(child, 0);
     }
+  }
+
+  /** Refuses to touch the tables once {@linkcode deinit} freed them. */
+  #checkLive(): void {
+    if (this.#root < 0) throw new Errno("EINVAL", "The page table was freed (pt_iommu_deinit)");
   }
 
   #syncOwnGather(): void {

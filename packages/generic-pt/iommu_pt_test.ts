@@ -5,7 +5,7 @@ import { type ErrnoName, isErrno } from "@iommu-lab/kernel";
 import { type Iova, PtIommu } from "./iommu_pt.ts";
 import type { PtFeatures } from "./pt_defs.ts";
 import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
-import { riscv64 } from "./riscv.ts";
+import { riscv64, riscv64x4 } from "./riscv.ts";
 import { forEachConfig, PtFixture } from "./test_fixture.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -292,11 +292,47 @@ Deno.test("iova_to_phys() keeps the page offset and is 0 where nothing maps", ()
   fx.finish();
 });
 
-Deno.test("deinit() frees every table without unmapping first, once", () => {
+Deno.test("deinit() frees every table without unmapping first, once; the table is then unusable (EINVAL)", () => {
   const fx = fixture(48);
   for (let i = 0; i < 64; i++) fx.doMap(i * 0x4_0123, i, 1);
   assert.ok(fx.alloc.allocatedPages > 64);
   fx.pt.deinit();
   fx.pt.deinit();
   assert.equal(fx.alloc.allocatedPages, 0);
+  throwsErrno(() => fx.pt.mapPages(0x1000, 0x1000, 4096, 1, RW), "EINVAL");
+  throwsErrno(() => fx.pt.map(M2, 0, 2 * M2, RW), "EINVAL");
+  throwsErrno(() => fx.pt.unmapPages(0, 4096, 1, fx.gather), "EINVAL");
+  throwsErrno(() => fx.pt.unmap(0, M2, fx.gather), "EINVAL");
+  throwsErrno(() => fx.pt.hwInfo(), "EINVAL");
+  assert.equal(fx.pt.iovaToPhys(0), 0);
+  assert.equal(fx.countValids(), 0);
+  assert.equal(fx.alloc.allocatedPages, 0, "nothing allocated after the free");
+});
+
+Deno.test("pt_iommu_init(): a width or feature the format lacks, or a root the IOMMU cannot address, is EINVAL", async (t) => {
+  const fx = fixture();
+  const make = (config: Partial<ConstructorParameters<typeof PtIommu>[0]>) => () =>
+    new PtIommu({ mem: fx.ram, alloc: fx.alloc, vaBits: 39, ...config });
+  await t.step("riscv64 has no 41-bit space, riscv64x4 no 39-bit one", () => {
+    throwsErrno(make({ vaBits: 41 }), "EINVAL");
+    throwsErrno(make({ vaBits: 39, format: riscv64x4 }), "EINVAL");
+    throwsErrno(make({ vaBits: 32 }), "EINVAL");
+  });
+  await t.step("the second stage cannot sign-extend", () => {
+    throwsErrno(make({ vaBits: 41, format: riscv64x4, features: { signExtend: true } }), "EINVAL");
+  });
+  await t.step("a root above 56 bits of output address is freed again", () => {
+    const high = { allocTable: () => 2 ** 56, freeTable: (pa: number) => freed.push(pa) };
+    const freed: number[] = [];
+    throwsErrno(make({ alloc: high }), "EINVAL");
+    assert.deepEqual(freed, [2 ** 56]);
+  });
+  await t.step("a misaligned second-stage root is freed again", () => {
+    const odd = { allocTable: () => 0x8000_1000, freeTable: (pa: number) => freed.push(pa) };
+    const freed: number[] = [];
+    throwsErrno(make({ alloc: odd, vaBits: 41, format: riscv64x4 }), "EINVAL");
+    assert.deepEqual(freed, [0x8000_1000]);
+  });
+  assert.equal(fx.alloc.allocatedPages, 1, "only the fixture's own root");
+  fx.finish();
 });
