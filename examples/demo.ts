@@ -35,6 +35,7 @@ import { IOMMU_DOMAIN_DMA, iommu_get_domain_for_dev, iommu_iova_to_phys } from "
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 import { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import { runDmatest } from "../tools/dma/dmatest.ts";
+import { intFlag } from "../tools/dma/_cli.ts";
 
 /** What {@linkcode runDemo} did, for the caller (and the demo's test). */
 export interface DemoResult {
@@ -196,6 +197,9 @@ if (import.meta.main) {
     console.log("Usage: deno task demo [--trace out/demo-trace.json] [--iterations 64]");
     Deno.exit(0);
   }
-  const res = runDemo({ tracePath: values.trace, iterations: Number(values.iterations) });
+  const res = runDemo({
+    tracePath: values.trace,
+    iterations: intFlag(values.iterations, "--iterations"),
+  });
   Deno.exit(res.ok ? 0 : 1);
 }
