@@ -57,18 +57,18 @@ export const __IOMMU_DOMAIN_NESTED = 1 << 6;
 /** All DMA is blocked. */
 export const IOMMU_DOMAIN_BLOCKED = 0;
 /** DMA addresses are physical addresses. */
-export const IOMMU_DOMAIN_IDENTITY = __IOMMU_DOMAIN_PT;
+export const IOMMU_DOMAIN_IDENTITY: number = __IOMMU_DOMAIN_PT;
 /** A paging domain a user (VFIO, iommufd, a driver) manages. */
-export const IOMMU_DOMAIN_UNMANAGED = __IOMMU_DOMAIN_PAGING;
+export const IOMMU_DOMAIN_UNMANAGED: number = __IOMMU_DOMAIN_PAGING;
 /** A paging domain behind the DMA API (strict invalidation). */
-export const IOMMU_DOMAIN_DMA = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API;
+export const IOMMU_DOMAIN_DMA: number = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API;
 /** A DMA domain with a flush queue (not implemented: the core is always strict). */
-export const IOMMU_DOMAIN_DMA_FQ = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API |
+export const IOMMU_DOMAIN_DMA_FQ: number = __IOMMU_DOMAIN_PAGING | __IOMMU_DOMAIN_DMA_API |
   __IOMMU_DOMAIN_DMA_FQ;
 /** An SVA domain (a process address space). */
-export const IOMMU_DOMAIN_SVA = __IOMMU_DOMAIN_SVA;
+export const IOMMU_DOMAIN_SVA: number = __IOMMU_DOMAIN_SVA;
 /** A nested domain. */
-export const IOMMU_DOMAIN_NESTED = __IOMMU_DOMAIN_NESTED;
+export const IOMMU_DOMAIN_NESTED: number = __IOMMU_DOMAIN_NESTED;
 
 /** enum iommu_cap: IOMMU_CAP_CACHE_COHERENCY. */
 export const IOMMU_CAP_CACHE_COHERENCY = 0;
@@ -226,7 +226,7 @@ export interface IommuPagesAllocator {
  */
 export class IommuIotlbGather {
   /** First frame to invalidate (`Infinity` when empty). */
-  startPfn = Infinity;
+  startPfn: number = Infinity;
   /** Frame after the last to invalidate. */
   endPfn = 0;
   /** Bit `L`: a leaf at level `L` was removed. */
