@@ -261,6 +261,12 @@ function _queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
   return IRQ_NONE;
 }
 
+/** Waits until the queue CSR is no longer busy (or the CSR timeout passed); returns the CSR. */
+function _queue_csr_settled(iommu: RiscvIommuDevice, queue: RiscvIommuQueue): number {
+  const notBusy = (csr: number) => (csr & RISCV_IOMMU_QUEUE_BUSY) === 0;
+  return riscv_iommu_readl_timeout(iommu, queue.qcr, notBusy, 10, RISCV_IOMMU_QCSR_TIMEOUT);
+}
+
 /**
  * Mirrors riscv_iommu_queue_enable(): requests the queue's interrupt (the vector `icvec` gives
  * its qid; shared, oneshot, with `thread` as the threaded handler), empties the queue, sets
@@ -310,13 +316,7 @@ export function riscv_iommu_queue_enable(
     queue.qcr,
     RISCV_IOMMU_QUEUE_ENABLE | RISCV_IOMMU_QUEUE_INTR_ENABLE | RISCV_IOMMU_QUEUE_MEM_FAULT,
   );
-  const csr = riscv_iommu_readl_timeout(
-    iommu,
-    queue.qcr,
-    (v) => (v & RISCV_IOMMU_QUEUE_BUSY) === 0,
-    10,
-    RISCV_IOMMU_QCSR_TIMEOUT,
-  );
+  const csr = _queue_csr_settled(iommu, queue);
   const state = csr & (RISCV_IOMMU_QUEUE_ACTIVE | RISCV_IOMMU_QUEUE_BUSY |
     RISCV_IOMMU_QUEUE_MEM_FAULT);
   if (state !== RISCV_IOMMU_QUEUE_ACTIVE) {
@@ -339,13 +339,7 @@ export function riscv_iommu_queue_disable(queue: RiscvIommuQueue): void {
   if (iommu === null) return;
   free_irq(iommu.dev.kernel, riscv_iommu_irq(iommu, queue.qid), queue);
   riscv_iommu_writel(iommu, queue.qcr, 0);
-  const csr = riscv_iommu_readl_timeout(
-    iommu,
-    queue.qcr,
-    (v) => (v & RISCV_IOMMU_QUEUE_BUSY) === 0,
-    10,
-    RISCV_IOMMU_QCSR_TIMEOUT,
-  );
+  const csr = _queue_csr_settled(iommu, queue);
   if (csr & (RISCV_IOMMU_QUEUE_ACTIVE | RISCV_IOMMU_QUEUE_BUSY)) {
     dev_err(iommu.dev, `fail to disable hardware queue #${queue.qid}, csr 0x${csr.toString(16)}`);
   }
