@@ -321,7 +321,7 @@ export class Machine {
   get iommuDevice(): Device | null {
     if (this.silicon.iommu === null) return null;
     const want = this.silicon.iommuPci !== null
-      ? `0000:00:${VIRT_IOMMU_PCI_SLOT.toString(16).padStart(2, "0")}.0`
+      ? _pciSlotName(VIRT_IOMMU_PCI_SLOT)
       : `${VIRT_IOMMU_SYS_BASE.toString(16)}.iommu`;
     return this.findDevice(want) ?? null;
   }
@@ -333,9 +333,8 @@ export class Machine {
 
   /** The PCI functions of the DMA engines, bound or not, by slot. */
   get dmaDevices(): PciDev[] {
-    return this.silicon.dmaEngines.map((_, i) =>
-      this.findDevice(`0000:00:${(VIRT_DMA_SLOT + i).toString(16).padStart(2, "0")}.0`)
-    ).filter((d): d is PciDev => d !== undefined);
+    return this.silicon.dmaEngines.map((_, i) => this.findDevice(_pciSlotName(VIRT_DMA_SLOT + i)))
+      .filter((d): d is PciDev => d !== undefined);
   }
 
   /** Every channel of the bound DMA engines (dmatest's channel list). */
@@ -359,6 +358,11 @@ export class Machine {
   shutdown(): void {
     this.kernel.shutdown();
   }
+}
+
+/** dev_name() of function 0 in `slot` of the root bus, e.g. `"0000:00:02.0"`. */
+function _pciSlotName(slot: number): string {
+  return `0000:00:${slot.toString(16).padStart(2, "0")}.0`;
 }
 
 /**
