@@ -170,13 +170,13 @@ export class PhysicalMemory {
   read32(pa: number, be = false): number {
     this.fault = MEM_OK;
     if (this.#injected.length !== 0 && this.#faulted(pa, 4, false)) return 0;
+    const off = pa & 0xfff;
+    if (off > 0xffc) return this.#slowRead(pa, 4, be);
     const f = this.#frameFor(pa, false);
     if (f === undefined) {
       if (this.fault !== MEM_OK) return this.#mmioRead32(pa, be);
       return 0;
     }
-    const off = pa & 0xfff;
-    if (off > 0xffc) return this.#slowRead(pa, 4, be);
     return f.getUint32(off, !be);
   }
 
@@ -184,13 +184,13 @@ export class PhysicalMemory {
   write32(pa: number, value: number, be = false): void {
     this.fault = MEM_OK;
     if (this.#injected.length !== 0 && this.#faulted(pa, 4, true)) return;
+    const off = pa & 0xfff;
+    if (off > 0xffc) return this.#slowWrite(pa, 4, value, be);
     const f = this.#frameFor(pa, true);
     if (f === undefined) {
       if (this.fault !== MEM_OK) this.#mmioWrite32(pa, value, be);
       return;
     }
-    const off = pa & 0xfff;
-    if (off > 0xffc) return this.#slowWrite(pa, 4, value, be);
     f.setUint32(off, value >>> 0, !be);
   }
 
@@ -203,6 +203,19 @@ export class PhysicalMemory {
     this.lo = 0;
     this.hi = 0;
     if (this.#injected.length !== 0 && this.#faulted(pa, 8, false)) return;
+    const off = pa & 0xfff;
+    if (off > 0xff8) {
+      // Two halves across a frame boundary: a fault on either half is the access's fault.
+      const lo = this.#slowRead(pa, 4, false);
+      const fault = this.fault;
+      const hi = this.#slowRead(pa + 4, 4, false);
+      if (fault !== MEM_OK) this.fault = fault;
+      if (this.fault !== MEM_OK) return;
+      this.lo = lo;
+      this.hi = hi;
+      if (be) this.#swapLoHi();
+      return;
+    }
     const f = this.#frameFor(pa, false);
     if (f === undefined) {
       if (this.fault !== MEM_OK) {
@@ -212,13 +225,6 @@ export class PhysicalMemory {
         const v = r.mmio!.read64(pa - r.base);
         this.#split(be ? byteSwap64(v) : v);
       }
-      return;
-    }
-    const off = pa & 0xfff;
-    if (off > 0xff8) {
-      this.lo = this.#slowRead(pa, 4, false);
-      this.hi = this.#slowRead(pa + 4, 4, false);
-      if (be) this.#swapLoHi();
       return;
     }
     if (be) {
@@ -234,6 +240,17 @@ export class PhysicalMemory {
   store64(pa: number, lo: number, hi: number, be = false): void {
     this.fault = MEM_OK;
     if (this.#injected.length !== 0 && this.#faulted(pa, 8, true)) return;
+    const off = pa & 0xfff;
+    if (off > 0xff8) {
+      if (this.#ramAt(pa + 7) === undefined) {
+        this.fault = MEM_ACCESS_FAULT;
+        return;
+      }
+      this.#slowWrite(pa, 4, be ? hi : lo, be);
+      if (this.fault !== MEM_OK) return;
+      this.#slowWrite(pa + 4, 4, be ? lo : hi, be);
+      return;
+    }
     const f = this.#frameFor(pa, true);
     if (f === undefined) {
       const r = this.mmioAt(pa);
@@ -241,12 +258,6 @@ export class PhysicalMemory {
       this.fault = MEM_OK;
       const v = BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0);
       r.mmio!.write64(pa - r.base, be ? byteSwap64(v) : v);
-      return;
-    }
-    const off = pa & 0xfff;
-    if (off > 0xff8) {
-      this.#slowWrite(pa, 4, be ? hi : lo, be);
-      this.#slowWrite(pa + 4, 4, be ? lo : hi, be);
       return;
     }
     if (be) {
@@ -506,6 +517,11 @@ export class PhysicalMemory {
   #slowWrite(pa: number, size: number, value: number, be: boolean): void {
     this.fault = MEM_OK;
     if (this.#injected.length !== 0 && this.#faulted(pa, size, true)) return;
+    // Nothing is stored unless every byte is RAM.
+    if (this.#ramAt(pa) === undefined || this.#ramAt(pa + size - 1) === undefined) {
+      this.fault = MEM_ACCESS_FAULT;
+      return;
+    }
     for (let i = 0; i < size; i++) {
       const a = pa + i;
       const f = this.#frameFor(a, true);
@@ -551,6 +567,26 @@ export function lo32(v: bigint): number {
 /** Number form of a 64-bit value's high half. */
 export function hi32(v: bigint): number {
   return Number(v >> 32n & 0xffff_ffffn);
+}
+
+/**
+ * An 8-byte read of a device whose registers are 32-bit: two 4-byte reads, low word first.
+ */
+export function read64Split(dev: Pick<MmioHandler, "read32">, offset: number): bigint {
+  const lo = dev.read32(offset);
+  return join64(lo, dev.read32(offset + 4));
+}
+
+/**
+ * An 8-byte write to a device whose registers are 32-bit: two 4-byte writes, low word first.
+ */
+export function write64Split(
+  dev: Pick<MmioHandler, "write32">,
+  offset: number,
+  value: bigint,
+): void {
+  dev.write32(offset, lo32(value));
+  dev.write32(offset + 4, hi32(value));
 }
 
 /** Splits a physical address held in a number into its frame number and offset. */

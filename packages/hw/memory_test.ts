@@ -6,6 +6,8 @@ import {
   MEM_POISON,
   type MmioHandler,
   PhysicalMemory,
+  read64Split,
+  write64Split,
 } from "./memory.ts";
 
 const RAM = 0x8000_0000;
@@ -60,6 +62,46 @@ Deno.test("memory: little- and big-endian 32/64-bit accesses", async (t) => {
     m.write32(RAM + 0x1ffe, 0xcafe_f00d, true);
     assert.equal(m.read32(RAM + 0x1ffe, true), 0xcafe_f00d);
   });
+});
+
+Deno.test("memory: an access straddling the end of RAM or a fault faults whole and stores nothing", async (t) => {
+  const END = RAM + 64 * 2 ** 30;
+  await t.step("a 64-bit read whose high half is past RAM", () => {
+    const m = ram();
+    m.write32(END - 4, 0x1234_5678);
+    m.load64(END - 4);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+    assert.deepEqual([m.lo, m.hi], [0, 0]);
+    assert.equal(m.read32(END - 2), 0);
+    assert.equal(m.fault, MEM_ACCESS_FAULT, "a 32-bit read too, even of an untouched frame");
+  });
+  await t.step("a 64-bit read whose low half is poisoned keeps the poison", () => {
+    const m = ram();
+    m.injectFault(RAM + 0xffc, 4, MEM_POISON);
+    m.load64(RAM + 0xffc);
+    assert.equal(m.fault, MEM_POISON);
+  });
+  await t.step("writes store no byte of a straddling access", () => {
+    const m = ram();
+    m.write32(END - 8, 0x1111_1111);
+    m.write32(END - 4, 0x2222_2222);
+    m.write64(END - 4, 0xffff_ffff_ffff_ffffn);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+    m.write32(END - 2, 0xffff_ffff);
+    assert.equal(m.fault, MEM_ACCESS_FAULT);
+    assert.equal(m.read32(END - 4), 0x2222_2222, "nothing half-written");
+  });
+});
+
+Deno.test("memory: read64Split/write64Split are two 4-byte accesses, low word first", () => {
+  const log: string[] = [];
+  const dev = {
+    read32: (o: number) => (log.push(`r${o}`), o === 8 ? 0x89ab_cdef : 0x0123_4567),
+    write32: (o: number, v: number) => void log.push(`w${o}=${v.toString(16)}`),
+  };
+  assert.equal(read64Split(dev, 8), 0x0123_4567_89ab_cdefn);
+  write64Split(dev, 16, 0x1122_3344_5566_7788n);
+  assert.deepEqual(log, ["r8", "r12", "w16=55667788", "w20=11223344"]);
 });
 
 Deno.test("memory: atomic compare-and-swap and OR", () => {

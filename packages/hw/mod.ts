@@ -48,8 +48,10 @@ export {
   PAGE_SIZE,
   pfnOf,
   PhysicalMemory,
+  read64Split,
   type Region,
   toNumber64,
+  write64Split,
 } from "./memory.ts";
 export {
   CAP,
