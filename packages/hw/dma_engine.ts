@@ -36,7 +36,7 @@
  * @module
  */
 import type { Clock } from "./clock.ts";
-import { type MmioHandler, toNumber64 } from "./memory.ts";
+import { type MmioHandler, read64Split, toNumber64, write64Split } from "./memory.ts";
 import {
   DMA_ERR_ABORT,
   DMA_ERR_ATS_DENIED,
@@ -324,14 +324,12 @@ export class DmaEngine implements MmioHandler {
 
   /** Two 4-byte reads, low first. */
   read64(offset: number): bigint {
-    const lo = this.read32(offset);
-    return BigInt(this.read32(offset + 4)) << 32n | BigInt(lo);
+    return read64Split(this, offset);
   }
 
   /** Two 4-byte writes, low first (so a 64-bit address register is written whole). */
   write64(offset: number, value: bigint): void {
-    this.write32(offset, Number(value & 0xffff_ffffn));
-    this.write32(offset + 4, Number(value >> 32n & 0xffff_ffffn));
+    write64Split(this, offset, value);
   }
 
   #channel(offset: number): Channel | undefined {

@@ -23,7 +23,7 @@
  * @module
  */
 import type { Clock, CostTable } from "../clock.ts";
-import type { MmioHandler } from "../memory.ts";
+import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
 import { _HartInput } from "./hart.ts";
 
 /** Physical base of the supervisor-level APLIC on the `virt` memory map. */
@@ -299,14 +299,12 @@ export class Aplic implements MmioHandler {
 
   /** Reads 8 bytes as two 4-byte accesses, low word first. */
   read64(offset: number): bigint {
-    const lo = this.read32(offset);
-    return BigInt(this.read32(offset + 4)) << 32n | BigInt(lo);
+    return read64Split(this, offset);
   }
 
   /** Writes 8 bytes as two 4-byte accesses, low word first. */
   write64(offset: number, value: bigint): void {
-    this.write32(offset, Number(value & 0xffff_ffffn));
-    this.write32(offset + 4, Number(value >> 32n & 0xffff_ffffn));
+    write64Split(this, offset, value);
   }
 
   #valid(line: number): boolean {

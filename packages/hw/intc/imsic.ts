@@ -17,7 +17,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { byteSwap32, type MmioHandler } from "../memory.ts";
+import { byteSwap32, type MmioHandler, write64Split } from "../memory.ts";
 import { _HartInput } from "./hart.ts";
 
 /** Physical base of hart 0's supervisor-level interrupt file on the `virt` memory map. */
@@ -182,8 +182,7 @@ export class Imsic implements MmioHandler {
 
   /** Two 4-byte writes, low word first. */
   write64(offset: number, value: bigint): void {
-    this.write32(offset, Number(value & 0xffff_ffffn));
-    this.write32(offset + 4, Number(value >> 32n & 0xffff_ffffn));
+    write64Split(this, offset, value);
   }
 
   #get(arr: Uint32Array, id: number): boolean {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { MmioHandler } from "../memory.ts";
+import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
 import type { RootComplex } from "./root_complex.ts";
 
 /** Shift of the bus number in an ECAM offset. */
@@ -44,13 +44,11 @@ export class Ecam implements MmioHandler {
 
   /** Two dword reads, low first. */
   read64(offset: number): bigint {
-    const lo = this.read32(offset);
-    return BigInt(this.read32(offset + 4)) << 32n | BigInt(lo);
+    return read64Split(this, offset);
   }
 
   /** Two dword writes, low first. */
   write64(offset: number, value: bigint): void {
-    this.write32(offset, Number(value & 0xffff_ffffn));
-    this.write32(offset + 4, Number(value >> 32n & 0xffff_ffffn));
+    write64Split(this, offset, value);
   }
 }

@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { toNumber64 } from "../memory.ts";
+import { read64Split, toNumber64, write64Split } from "../memory.ts";
 import type { MmioHandler, PhysicalMemory, Region } from "../memory.ts";
 import type { Clock } from "../clock.ts";
 import {
@@ -690,13 +690,11 @@ export class PciFunction {
     };
     const read64 = (off: number): bigint => {
       if (msixRange(off) === 0) return dev.read64(off);
-      const lo = read32(off);
-      return BigInt(read32(off + 4)) << 32n | BigInt(lo);
+      return read64Split({ read32 }, off);
     };
     const write64 = (off: number, v: bigint): void => {
       if (msixRange(off) === 0) return dev.write64(off, v);
-      write32(off, Number(v & 0xffff_ffffn));
-      write32(off + 4, Number(v >> 32n & 0xffff_ffffn));
+      write64Split({ write32 }, off, v);
     };
     return { read32, write32, read64, write64 };
   }

@@ -15,7 +15,7 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import type { MmioHandler } from "../memory.ts";
+import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
 import { IGS_WSI } from "../iommu/caps.ts";
 import type { Iommu } from "../iommu/iommu.ts";
 import {
@@ -167,16 +167,14 @@ export class IommuPciFunction {
           this.#clock.charge(this.#clock.costs.mmio);
           return this.iommu.read64(off);
         }
-        const lo = read32(off);
-        return BigInt(read32(off + 4)) << 32n | BigInt(lo);
+        return read64Split({ read32 }, off);
       },
       write64: (off: number, v: bigint): void => {
         if (!isCtl(off + 4) && !isPba(off)) {
           this.#clock.charge(this.#clock.costs.mmio);
           return this.iommu.write64(off, v);
         }
-        write32(off, Number(v & 0xffff_ffffn));
-        write32(off + 4, Number(v >> 32n & 0xffff_ffffn));
+        write64Split({ write32 }, off, v);
       },
     };
   }
