@@ -42,7 +42,7 @@ import {
   RISCV_IOMMU_PC_TA_V,
   RISCV_IOMMU_PDTE_V,
 } from "./structs.ts";
-import type { PageWalker } from "./walk.ts";
+import { type PageWalker, ppnOf } from "./walk.ts";
 
 const TWO32 = 4294967296;
 
@@ -84,6 +84,11 @@ function _fits(lo: number, hi: number, bits: number): boolean {
 /** A 44-bit PPN field (43:0) of a doubleword as a number. */
 function _ppn44(lo: number, hi: number): number {
   return (hi & 0xfff) * TWO32 + (lo >>> 0);
+}
+
+/** A non-leaf DDTE or PDTE (they share a format) has a reserved bit set: 9:1 or 63:54. */
+function _nonLeafReserved(lo: number, hi: number): boolean {
+  return (lo & 0x3fe) !== 0 || (hi & 0xffc00000) !== 0;
 }
 
 /** A located, checked device context, decoded for the translator. */
@@ -289,10 +294,8 @@ export class Directory {
       if (mem.fault !== 0) return this.#fail(this.#ddtLoadCause());
       const lo = mem.lo, hi = mem.hi;
       if ((lo & RISCV_IOMMU_DDTE_V) === 0) return this.#fail(RISCV_IOMMU_FQ_CAUSE_DDT_INVALID);
-      if ((lo & 0x3fe) !== 0 || (hi & 0xffc00000) !== 0) {
-        return this.#fail(RISCV_IOMMU_FQ_CAUSE_DDT_MISCONFIGURED);
-      }
-      pn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
+      if (_nonLeafReserved(lo, hi)) return this.#fail(RISCV_IOMMU_FQ_CAUSE_DDT_MISCONFIGURED);
+      pn = ppnOf(lo, hi);
     }
     const w = this.#w;
     const n = ext ? 8 : 4;
@@ -337,10 +340,8 @@ export class Directory {
       if (mem.fault !== 0) return this.#fail(this.#pdtLoadCause());
       const lo = mem.lo, hi = mem.hi;
       if ((lo & RISCV_IOMMU_PDTE_V) === 0) return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_INVALID);
-      if ((lo & 0x3fe) !== 0 || (hi & 0xffc00000) !== 0) {
-        return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_MISCONFIGURED);
-      }
-      pn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
+      if (_nonLeafReserved(lo, hi)) return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_MISCONFIGURED);
+      pn = ppnOf(lo, hi);
     }
     const off = (pid & 0xff) * 16;
     const spn = this.#pdtSpn(dc, pn, off);

@@ -24,6 +24,7 @@ import {
   RISCV_IOMMU_MSI_PTE_SIZE,
   RISCV_IOMMU_MSI_PTE_V,
 } from "./structs.ts";
+import { ppnOf } from "./walk.ts";
 
 const TWO32 = 4294967296;
 
@@ -97,7 +98,7 @@ export class MsiPageTable {
         return RISCV_IOMMU_FQ_CAUSE_MSI_MISCONFIGURED;
       }
       this.mode = m;
-      this.pn = (hi & 0x3fffff) * 4194304 + (lo >>> 10);
+      this.pn = ppnOf(lo, hi);
       return 0;
     }
     // Reserved: 6:3, 62:54 of the first doubleword; 59:54, 63:61 of the second.
@@ -109,7 +110,7 @@ export class MsiPageTable {
     }
     this.mode = m;
     this.mrif = ((hi & 0x3fffff) * 33554432 + (lo >>> 7)) * 512;
-    this.nppn = (hi1 & 0x3fffff) * 4194304 + (lo1 >>> 10);
+    this.nppn = ppnOf(lo1, hi1);
     this.nid = (lo1 & RISCV_IOMMU_MSI_MRIF_NID) | (((hi1 >>> 28) & 1) << 10);
     return 0;
   }

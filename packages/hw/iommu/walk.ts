@@ -96,8 +96,11 @@ export function vpnLow(lo: number, hi: number, k: number): number {
   return (hi & (POW2[k - 32] - 1)) * TWO32 + (lo >>> 0);
 }
 
-/** The PPN of a 64-bit PTE (bits 53:10) as a number. */
-function _ppn64(lo: number, hi: number): number {
+/**
+ * The PPN in bits 53:10 of the doubleword `hi:lo`, as a number: the format of 64-bit PTEs,
+ * non-leaf DDTEs and PDTEs, and MSI PTEs.
+ */
+export function ppnOf(lo: number, hi: number): number {
   return (hi & 0x3fffff) * 4194304 + (lo >>> 10);
 }
 
@@ -248,10 +251,10 @@ export class PageWalker {
             return PAGE_FAULT[acc];
           }
           global &= pte;
-          pn = sv32 ? pte >>> 10 : _ppn64(pte, pteHi);
+          pn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
-        const ppn = sv32 ? pte >>> 10 : _ppn64(pte, pteHi);
+        const ppn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
         if (!this.ats) {
           const need = acc === ACC_EXEC ? PTE_X : acc === ACC_WRITE ? PTE_W : PTE_R;
           if ((pte & need) === 0) return PAGE_FAULT[acc];
@@ -376,10 +379,10 @@ export class PageWalker {
           if (level === 0 || (pte & (PTE_D | PTE_A | PTE_U)) !== 0 || pteHi >>> 29 !== 0) {
             return G_PAGE_FAULT;
           }
-          pn = sv32x4 ? pte >>> 10 : _ppn64(pte, pteHi);
+          pn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
-        const ppn = sv32x4 ? pte >>> 10 : _ppn64(pte, pteHi);
+        const ppn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
         // Implicit accesses need R (W to update A/D); the transaction's own access needs what
         // it asks for, except ATS requests, whose missing permissions are reported.
         const need = kind === G_IMPLICIT_READ
