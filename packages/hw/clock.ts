@@ -77,7 +77,7 @@ interface Event {
  * @example Charging costs and running a scheduled event
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "./clock.ts";
+ * import { Clock } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const seen: number[] = [];

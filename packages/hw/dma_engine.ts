@@ -166,11 +166,21 @@ interface Channel {
  * @example Copying a page through the root complex
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "./clock.ts";
- * import { PhysicalMemory } from "./memory.ts";
- * import { RootComplex } from "./pcie/root_complex.ts";
- * import { DMAE_CH_BASE, DMAE_CH_CMD, DMAE_CH_DST_LO, DMAE_CH_LEN, DMAE_CH_SRC_LO,
- *   DMAE_CH_STATUS, DMAE_CMD_GO, DMAE_OP_COPY, DMAE_STATUS_DONE, DmaEngine } from "./dma_engine.ts";
+ * import {
+ *   Clock,
+ *   DMAE_CH_BASE,
+ *   DMAE_CH_CMD,
+ *   DMAE_CH_DST_LO,
+ *   DMAE_CH_LEN,
+ *   DMAE_CH_SRC_LO,
+ *   DMAE_CH_STATUS,
+ *   DMAE_CMD_GO,
+ *   DMAE_OP_COPY,
+ *   DMAE_STATUS_DONE,
+ *   DmaEngine,
+ *   PhysicalMemory,
+ *   RootComplex,
+ * } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();

@@ -114,7 +114,6 @@ export interface AplicOptions {
  * @example A level line is delivered until the device lowers it
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "../clock.ts";
  * import {
  *   Aplic,
  *   APLIC_DOMAINCFG,
@@ -124,7 +123,8 @@ export interface AplicOptions {
  *   APLIC_SETIENUM,
  *   APLIC_SOURCECFG_BASE,
  *   APLIC_SOURCECFG_SM_LEVEL_HIGH,
- * } from "./aplic.ts";
+ *   Clock,
+ * } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const aplic = new Aplic({ clock });

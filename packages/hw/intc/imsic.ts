@@ -46,9 +46,7 @@ export interface ImsicOptions {
  * @example An MSI to the page becomes an interrupt the CPU side takes once
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "../clock.ts";
- * import { PhysicalMemory } from "../memory.ts";
- * import { Imsic, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "./imsic.ts";
+ * import { Clock, Imsic, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE, PhysicalMemory } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();

@@ -48,35 +48,59 @@ export const IGS_BOTH = 2;
 export interface IommuCaps {
   /** `capabilities.version`; v1.0 reports 0x10. */
   version: number;
+  /** First-stage Sv32 (with DC.tc.SXL = 1). */
   sv32: boolean;
+  /** First-stage Sv39. */
   sv39: boolean;
+  /** First-stage Sv48 (requires Sv39). */
   sv48: boolean;
+  /** First-stage Sv57 (requires Sv48). */
   sv57: boolean;
+  /** [post-1.0] PTE bits 60:59 are free for software. */
   svrsw60t59b: boolean;
+  /** Page-based memory types (PTE.PBMT). */
   svpbmt: boolean;
+  /** G-stage Sv32x4 (34-bit GPAs; selected by `fctl.GXL` = 1). */
   sv32x4: boolean;
+  /** G-stage Sv39x4 (41-bit GPAs). */
   sv39x4: boolean;
+  /** G-stage Sv48x4 (50-bit GPAs). */
   sv48x4: boolean;
+  /** G-stage Sv57x4 (59-bit GPAs). */
   sv57x4: boolean;
+  /** Atomic (AMOOR) updates of MRIF pending bits. */
   amoMrif: boolean;
+  /** MSI translation with basic-translate MSI PTEs; also selects the 64-byte extended DC. */
   msiFlat: boolean;
+  /** MRIF-mode MSI PTEs. */
   msiMrif: boolean;
+  /** Atomic hardware A/D updates (makes DC.tc.SADE/GADE legal). */
   amoHwad: boolean;
+  /** PCIe ATS and PRI (also makes the page-request queue registers present). */
   ats: boolean;
+  /** ATS completions may return GPAs (DC.tc.T2GPA). */
   t2gpa: boolean;
   /** Both endiannesses supported (then `fctl.BE` is writable). */
   end: boolean;
   /** Interrupt generation support: {@linkcode IGS_MSI}, {@linkcode IGS_WSI} or {@linkcode IGS_BOTH}. */
   igs: 0 | 1 | 2;
+  /** The performance monitor registers are present. */
   hpm: boolean;
+  /** The debug translation interface (`tr_req_*`, `tr_response`) is present. */
   dbg: boolean;
   /** Physical address size in bits. */
   pas: number;
+  /** One-level process directory (8-bit process_id). */
   pd8: boolean;
+  /** Two-level process directory (17-bit process_id). */
   pd17: boolean;
+  /** Three-level process directory (20-bit process_id). */
   pd20: boolean;
+  /** [post-1.0] QoS IDs (`iommu_qosid`, DC.ta RCID/MCID). */
   qosid: boolean;
+  /** [post-1.0] IOTINVAL NL (non-leaf) operand. */
   nl: boolean;
+  /** [post-1.0] IOTINVAL S (NAPOT address range) operand. */
   s: boolean;
 }
 

@@ -121,22 +121,22 @@ export const RISCV_IOMMU_DDTP_IOMMU_MODE = 0xfn;
 /** `ddtp.busy` (RO). */
 export const RISCV_IOMMU_DDTP_BUSY = 1n << 4n;
 /** `ddtp.PPN` (WARL): root DDT page. The `iommu_mode` values are in `structs.ts`. */
-export const RISCV_IOMMU_DDTP_PPN = RISCV_IOMMU_PPN_FIELD;
+export const RISCV_IOMMU_DDTP_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 
 // -- Queue bases cqb/fqb/pqb (digest §3.4) --
 
 /** `cqb.LOG2SZ-1` (WARL): the queue holds 2^(field + 1) entries. */
 export const RISCV_IOMMU_CQB_ENTRIES = 0x1fn;
 /** `cqb.PPN` (WARL). */
-export const RISCV_IOMMU_CQB_PPN = RISCV_IOMMU_PPN_FIELD;
+export const RISCV_IOMMU_CQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 /** `fqb.LOG2SZ-1` (WARL). */
 export const RISCV_IOMMU_FQB_ENTRIES = 0x1fn;
 /** `fqb.PPN` (WARL). */
-export const RISCV_IOMMU_FQB_PPN = RISCV_IOMMU_PPN_FIELD;
+export const RISCV_IOMMU_FQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 /** `pqb.LOG2SZ-1` (WARL). */
 export const RISCV_IOMMU_PQB_ENTRIES = 0x1fn;
 /** `pqb.PPN` (WARL). */
-export const RISCV_IOMMU_PQB_PPN = RISCV_IOMMU_PPN_FIELD;
+export const RISCV_IOMMU_PQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 
 /** Command-queue entry size in bytes. */
 export const RISCV_IOMMU_CQ_ENTRY_SIZE = 16;
@@ -161,11 +161,11 @@ export const RISCV_IOMMU_QUEUE_ACTIVE = 1 << 16;
 export const RISCV_IOMMU_QUEUE_BUSY = 1 << 17;
 
 /** `cqcsr.cqen`. */
-export const RISCV_IOMMU_CQCSR_CQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_CQCSR_CQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** `cqcsr.cie`. */
-export const RISCV_IOMMU_CQCSR_CIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_CQCSR_CIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** `cqcsr.cqmf` (RW1C): memory fault fetching a command or storing for IOFENCE.C. */
-export const RISCV_IOMMU_CQCSR_CQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_CQCSR_CQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** `cqcsr.cmd_to` (RW1C): an IOFENCE.C found a timed-out ATS.INVAL. */
 export const RISCV_IOMMU_CQCSR_CMD_TO = 1 << 9;
 /** `cqcsr.cmd_ill` (RW1C): illegal or unsupported command. */
@@ -173,35 +173,35 @@ export const RISCV_IOMMU_CQCSR_CMD_ILL = 1 << 10;
 /** `cqcsr.fence_w_ip` (RW1C): an IOFENCE.C with WSI=1 completed. */
 export const RISCV_IOMMU_CQCSR_FENCE_W_IP = 1 << 11;
 /** `cqcsr.cqon` (RO). */
-export const RISCV_IOMMU_CQCSR_CQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_CQCSR_CQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** `cqcsr.busy` (RO). */
-export const RISCV_IOMMU_CQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_CQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 /** `fqcsr.fqen`. */
-export const RISCV_IOMMU_FQCSR_FQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_FQCSR_FQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** `fqcsr.fie`. */
-export const RISCV_IOMMU_FQCSR_FIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_FQCSR_FIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** `fqcsr.fqmf` (RW1C): store fault writing a record. */
-export const RISCV_IOMMU_FQCSR_FQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_FQCSR_FQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** `fqcsr.fqof` (RW1C): a record was dropped because the queue was full. */
-export const RISCV_IOMMU_FQCSR_FQOF = RISCV_IOMMU_QUEUE_OVERFLOW;
+export const RISCV_IOMMU_FQCSR_FQOF: number = RISCV_IOMMU_QUEUE_OVERFLOW;
 /** `fqcsr.fqon` (RO). */
-export const RISCV_IOMMU_FQCSR_FQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_FQCSR_FQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** `fqcsr.busy` (RO). */
-export const RISCV_IOMMU_FQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_FQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 /** `pqcsr.pqen`. */
-export const RISCV_IOMMU_PQCSR_PQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_PQCSR_PQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** `pqcsr.pie`. */
-export const RISCV_IOMMU_PQCSR_PIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_PQCSR_PIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** `pqcsr.pqmf` (RW1C). */
-export const RISCV_IOMMU_PQCSR_PQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_PQCSR_PQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** `pqcsr.pqof` (RW1C). */
-export const RISCV_IOMMU_PQCSR_PQOF = RISCV_IOMMU_QUEUE_OVERFLOW;
+export const RISCV_IOMMU_PQCSR_PQOF: number = RISCV_IOMMU_QUEUE_OVERFLOW;
 /** `pqcsr.pqon` (RO). */
-export const RISCV_IOMMU_PQCSR_PQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_PQCSR_PQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** `pqcsr.busy` (RO). */
-export const RISCV_IOMMU_PQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_PQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 // -- ipsr (digest §3.8) --
 
@@ -277,7 +277,7 @@ export const RISCV_IOMMU_TR_RESPONSE_PBMT = 3n << 7n;
 /** `tr_response.S`: the range is larger than 4 KiB, size encoded in the PPN's low bits. */
 export const RISCV_IOMMU_TR_RESPONSE_SZ = 1n << 9n;
 /** `tr_response.PPN`. */
-export const RISCV_IOMMU_TR_RESPONSE_PPN = RISCV_IOMMU_PPN_FIELD;
+export const RISCV_IOMMU_TR_RESPONSE_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 
 // -- icvec (digest §3.11) --
 

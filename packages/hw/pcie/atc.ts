@@ -13,7 +13,7 @@ const F_GLOBAL = 2;
 /** `pasid` of a free slot. */
 const FREE = -2;
 /** `pasid` of a translation obtained without a PASID. */
-export const ATC_NO_PASID = -1;
+export const ATC_NO_PASID: number = -1;
 
 /**
  * A small fully associative ATC with round-robin replacement.
@@ -25,7 +25,7 @@ export const ATC_NO_PASID = -1;
  * @example Fill, hit, invalidate
  * ```ts
  * import assert from "node:assert/strict";
- * import { Atc, ATC_NO_PASID } from "./atc.ts";
+ * import { Atc, ATC_NO_PASID } from "@iommu-lab/hw";
  *
  * const atc = new Atc(8);
  * atc.insert(ATC_NO_PASID, 0x20_0123, 0x20_0000, 0x8020_0123, 3, false, false); // a 2 MiB page

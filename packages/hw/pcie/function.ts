@@ -167,10 +167,7 @@ const PAGE = 4096;
  * @example BAR sizing, assignment and decode
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "../clock.ts";
- * import { PhysicalMemory } from "../memory.ts";
- * import { PciFunction } from "./function.ts";
- * import { RootComplex } from "./root_complex.ts";
+ * import { Clock, PciFunction, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();
@@ -209,7 +206,7 @@ export class PciFunction {
   readonly name: string;
 
   /** Why the last DMA stopped: {@linkcode DMA_OK} or a `DMA_ERR_*` code. */
-  faultKind = DMA_OK;
+  faultKind: number = DMA_OK;
   /** Address of the transaction that failed. */
   faultAddr = 0;
   /** The failed transaction was a write. */

@@ -59,11 +59,7 @@ export interface IommuPciOptions {
  * @example Enumerated as QEMU's riscv-iommu-pci
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "../clock.ts";
- * import { PhysicalMemory } from "../memory.ts";
- * import { Iommu } from "../iommu/iommu.ts";
- * import { RootComplex } from "./root_complex.ts";
- * import { IommuPciFunction } from "./iommu_pci.ts";
+ * import { Clock, Iommu, IommuPciFunction, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();

@@ -86,10 +86,7 @@ class _Identity implements TranslationPort {
  * @example Enumerating a function through ECAM
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock } from "../clock.ts";
- * import { PhysicalMemory } from "../memory.ts";
- * import { PciFunction } from "./function.ts";
- * import { PCIE_ECAM_BASE, RootComplex } from "./root_complex.ts";
+ * import { Clock, PCIE_ECAM_BASE, PciFunction, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();
