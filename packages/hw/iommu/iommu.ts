@@ -651,10 +651,11 @@ export class Iommu implements MmioHandler, TranslationPort {
         this.#pq.writeCsr(v);
         return this.#updateIp();
       case RISCV_IOMMU_REG_IPSR:
-        // RW1C per bit; a bit whose condition still holds sets again (and re-signals).
+        // RW1C per bit; a bit whose condition still holds sets again (an MSI re-signals it; a
+        // wire it keeps high does not drop for a moment).
         this.#ipsr &= ~(v & ((1 << RISCV_IOMMU_INTR_COUNT) - 1));
-        this.#updateWires();
-        return this.#updateIp();
+        this.#updateIp();
+        return this.#updateWires();
       case RISCV_IOMMU_REG_IOCOUNTINH:
         if (caps.hpm) this.#iocountinh = v;
         return;

@@ -491,6 +491,27 @@ Deno.test("WSI: each wire is the OR of the ipsr bits icvec maps to it (level-tri
   assert.deepEqual([wires.get(2), wires.get(7)], [false, true], "moving pmiv moves the level");
 });
 
+Deno.test("WSI: clearing an ipsr bit whose condition still holds keeps its wire high, no glitch", () => {
+  const mem = new PhysicalMemory();
+  mem.addRam(RAM, 2 ** 30);
+  const calls: string[] = [];
+  const iommu = new Iommu({
+    mem,
+    caps: { igs: IGS_WSI },
+    irq: { setWire: (l, v) => void calls.push(`${l}=${v}`) },
+  });
+  iommu.write64(R.RISCV_IOMMU_REG_ICVEC, 0x3n); // civ 3
+  enableCq(iommu, RAM, 4, R.RISCV_IOMMU_CQCSR_CQEN | R.RISCV_IOMMU_CQCSR_CIE);
+  submit(iommu, mem, ILLEGAL);
+  assert.deepEqual(calls, ["3=true"]);
+  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_CIP);
+  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), R.RISCV_IOMMU_IPSR_CIP, "cmd_ill still set");
+  assert.deepEqual(calls, ["3=true"], "the level never dropped");
+  iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN | R.RISCV_IOMMU_CQCSR_CMD_ILL);
+  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_CIP);
+  assert.deepEqual(calls, ["3=true", "3=false"]);
+});
+
 Deno.test("MSI: one message per ipsr 0→1 edge from msi_cfg_tbl; masked vectors stay pending", () => {
   const { iommu, mem } = make({}, { igs: IGS_MSI });
   const IMSIC = RAM + 0x20_0000;
