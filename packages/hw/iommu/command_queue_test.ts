@@ -288,6 +288,20 @@ Deno.test("IOFENCE.C WSI=1 sets fence_w_ip under fctl.WSI=1 and the queue goes o
   assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR) & R.RISCV_IOMMU_IPSR_CIP, 1);
 });
 
+Deno.test("endianness: commands are fetched with fctl.BE (digest §4.6)", () => {
+  const { cq, cqh, csr, iommu, mem, ddts } = machine({}, { end: true });
+  iommu.write32(R.RISCV_IOMMU_REG_FCTL, R.RISCV_IOMMU_FCTL_BE);
+  cq();
+  mem.write64(RAM, ddt(0x42)[0], true);
+  mem.write64(RAM + 8, 0n, true);
+  iommu.write32(R.RISCV_IOMMU_REG_CQT, 1);
+  assert.deepEqual([cqh(), ddts, csr() & ILL], [1, [0x42], 0]);
+  mem.write64(RAM + 16, ddt(0x42)[0]); // little-endian: opcode 0 when read big-endian
+  mem.write64(RAM + 24, 0n);
+  iommu.write32(R.RISCV_IOMMU_REG_CQT, 2);
+  assert.deepEqual([cqh(), ddts, csr() & ILL], [1, [0x42], ILL]);
+});
+
 Deno.test("stallCommandQueue: cqh does not advance until the stall is lifted", () => {
   const { cq, submit, cqh, iommu, ddts } = machine({ stallCommandQueue: true });
   cq();

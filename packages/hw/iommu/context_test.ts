@@ -663,6 +663,34 @@ Deno.test("PDT pointers are GPAs translated by the G stage; faults are guest-pag
   });
 });
 
+Deno.test("endianness: the PDT and PCs follow DC.tc.SBE, not fctl.BE (digest §4.6)", async (t) => {
+  // Device 1: a PD17 directory and a first-stage table of endianness `sbe`, DDT of `fctlBe`.
+  const mk = (fctlBe: boolean, sbe: boolean, pdtBe = sbe) => {
+    const env = makeEnv({ end: true });
+    env.tr.fctlBE = fctlBe;
+    const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, fctlBe);
+    env.tr.ddtpPpn = ddt.rootPn;
+    const pdt = new PdtBuilder(env.mem, env.alloc, PD17, pdtBe);
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39", sbe);
+    pt.map(0x1000, DATA);
+    pdt.set(0x1_0203, pcTa(7), atp(SV39, pt.root));
+    ddt.set(1, {
+      tc: RISCV_IOMMU_DC_TC_PDTV | (sbe ? RISCV_IOMMU_DC_TC_SBE : 0),
+      fsc: atp(PD17, pdt.root),
+    });
+    return xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0x1_0203 }));
+  };
+  await t.step("SBE=1 under fctl.BE=0: big-endian PDT, PC and page table", () => {
+    assert.equal(mk(false, true).pa, DATA);
+  });
+  await t.step("SBE=0 under fctl.BE=1: little-endian PDT, PC and page table", () => {
+    assert.equal(mk(true, false).pa, DATA);
+  });
+  await t.step("a little-endian PDT read with SBE=1 is misread", () => {
+    assert.equal(mk(false, true, false).status, XLATE_FAULT);
+  });
+});
+
 Deno.test("PDT cache: INVAL_PDT drops one PC; INVAL_DDT(DV=1) drops the device's PCs", () => {
   const env = pdtEnv(PD8);
   env.tr.iotlbEnabled = false; // PCs keep their PSCIDs: only the PDT cache can be stale

@@ -4,6 +4,7 @@ import type { IommuCaps } from "./caps.ts";
 import {
   atp,
   dcTa,
+  DdtBuilder,
   iohgatp,
   makeEnv,
   PageTableBuilder,
@@ -13,7 +14,7 @@ import {
 } from "./_test_builders.ts";
 import { extractBits } from "./msi.ts";
 import { ACC_EXEC, ACC_WRITE, REQ_ATS, XLATE_ABSORBED, XLATE_FAULT, XLATE_OK } from "./request.ts";
-import { RISCV_IOMMU_DC_TC_EN_ATS } from "./structs.ts";
+import { RISCV_IOMMU_DC_TC_EN_ATS, RISCV_IOMMU_DC_TC_SBE } from "./structs.ts";
 
 /** Guest interrupt files: GPA pages 0x2800_0 + n (n = 0..7, mask bits 0..2) and 0x2801_0 + n. */
 const MASK = 0x17n; // bits 0, 1, 2 and 4 → 16 files, non-contiguous
@@ -285,4 +286,34 @@ Deno.test("ATS translation of MSI addresses: basic → SPA; MRIF → Success wit
   const c = xlate(env.tr, req(1, 0x2800_6000, { kind: REQ_ATS }));
   assert.equal(c.status, XLATE_FAULT, "263 is a Completer Abort");
   assert.equal(c.reported, true);
+});
+
+Deno.test("endianness: the MSI page table follows fctl.BE; MRIFs and notice MSIs stay little-endian (digest §4.6)", () => {
+  const env = makeEnv({ end: true });
+  env.tr.fctlBE = true;
+  const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
+  env.tr.ddtpPpn = ddt.rootPn;
+  const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4", true);
+  for (let gb = 0; gb < 4; gb++) g.map(gb * 2 ** 30, gb * 2 ** 30, { level: 2 });
+  const msiPt = env.alloc.pages();
+  ddt.set(1, {
+    tc: RISCV_IOMMU_DC_TC_SBE,
+    iohgatp: iohgatp(8, 4, g.root),
+    msiptp: atp(1, msiPt),
+    msiMask: MASK,
+    msiPattern: PATTERN,
+  });
+  const setPte = (file: number, [w0, w1]: [bigint, bigint], be: boolean) => {
+    put64(env.mem, msiPt * 4096 + file * 16, w0, be);
+    put64(env.mem, msiPt * 4096 + file * 16 + 8, w1, be);
+  };
+  setPte(3, basicPte(0x2e00_0), true);
+  assert.equal(xlate(env.tr, msiWrite(0x2800_3010, 1)).pa, 0x2e00_0010);
+  setPte(5, basicPte(0x2e00_0), false);
+  assert.equal(xlate(env.tr, msiWrite(0x2800_5010, 1)).status, XLATE_FAULT, "LE PTE misread");
+  const mrif = 0x9100_0200, nppn = 0xa0123;
+  setPte(4, mrifPte(mrif, nppn, 0x5a5), true);
+  assert.equal(xlate(env.tr, msiWrite(0x2800_4000, 70)).status, XLATE_ABSORBED);
+  assert.equal(env.mem.read64(mrif + 16), 1n << 6n, "pending bit 70, little-endian");
+  assert.equal(env.mem.read32(nppn * 4096), 0x5a5, "notice MSI data, little-endian");
 });

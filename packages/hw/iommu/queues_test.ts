@@ -201,6 +201,33 @@ Deno.test("page requests: records at pqt, pip, and the PRI outcomes off/overflow
   assert.equal(noAts.enqueuePageRequest(pr), QUEUE_RECORD_OFF);
 });
 
+Deno.test("endianness: page-request records are big-endian under fctl.BE (digest §4.6)", () => {
+  const mem = new PhysicalMemory();
+  mem.addRam(RAM, 2 ** 30);
+  const iommu = new Iommu({ mem, caps: { end: true } });
+  iommu.write32(R.RISCV_IOMMU_REG_FCTL, R.RISCV_IOMMU_FCTL_BE);
+  iommu.write64(R.RISCV_IOMMU_REG_PQB, BigInt(PQ / 4096) << 10n | 3n);
+  iommu.write32(R.RISCV_IOMMU_REG_PQCSR, R.RISCV_IOMMU_PQCSR_PQEN);
+  const pr: PageRequest = {
+    deviceId: 0x12_3456,
+    pidValid: true,
+    pid: 0x789,
+    priv: false,
+    exec: false,
+    read: true,
+    write: false,
+    last: true,
+    prgIndex: 1,
+    addrLo: 0xabcd_e000,
+    addrHi: 0x12,
+  };
+  assert.equal(iommu.enqueuePageRequest(pr), QUEUE_RECORD_WRITTEN);
+  const rec = new Uint32Array(4);
+  encodePageRequest(rec, pr);
+  assert.deepEqual([mem.read64(PQ, true), mem.read64(PQ + 8, true)], dwords(rec));
+  assert.equal(mem.read8(PQ), 0x12, "DID[23:16], the most significant byte, comes first");
+});
+
 Deno.test("HwQueue: a 2^32-entry queue wraps its 32-bit index", () => {
   const mem = new PhysicalMemory();
   mem.addRam(0, 2 ** 40);
