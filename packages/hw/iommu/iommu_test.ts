@@ -83,6 +83,74 @@ Deno.test("reset state: enables, on/busy bits, ipsr, Go/Busy and ddtp.busy are 0
   });
 });
 
+Deno.test("register map: every register at its digest §2 offset, its reset value, and what writing all ones leaves (RO/RW/RW1C/WARL, capability-gated presence)", async (t) => {
+  // [offset, size, reset, after writing all ones]; everything else reads 0 before and after.
+  const ONES = 0xffff_ffff_ffff_ffffn;
+  const PPN44 = ((1n << 44n) - 1n) << 10n; // PAS 56
+  const full = (caps: IommuCaps): [number, 4 | 8, bigint, bigint][] => {
+    const ats = caps.ats, hpm = caps.hpm, dbg = caps.dbg, msi = caps.igs !== IGS_WSI;
+    const wsi = caps.igs === IGS_WSI ? 2n : 0n;
+    const on = (present: boolean, v: bigint) => present ? v : 0n;
+    const regs: [number, 4 | 8, bigint, bigint][] = [
+      [R.RISCV_IOMMU_REG_CAPABILITIES, 8, encodeCaps(caps), encodeCaps(caps)],
+      [R.RISCV_IOMMU_REG_FCTL, 4, wsi, caps.igs === IGS_MSI ? 0n : 2n],
+      [R.RISCV_IOMMU_REG_DDTP, 8, 0n, 0n], // mode 15 is reserved: the write is dropped
+      [R.RISCV_IOMMU_REG_CQB, 8, 0n, PPN44 | 0x1fn],
+      [R.RISCV_IOMMU_REG_CQH, 4, 0n, 0n],
+      [R.RISCV_IOMMU_REG_CQT, 4, 0n, 1n], // a 2-entry queue after reset
+      [R.RISCV_IOMMU_REG_FQB, 8, 0n, PPN44 | 0x1fn],
+      [R.RISCV_IOMMU_REG_FQH, 4, 0n, 1n],
+      [R.RISCV_IOMMU_REG_FQT, 4, 0n, 0n],
+      [R.RISCV_IOMMU_REG_PQB, 8, 0n, on(ats, PPN44 | 0x1fn)],
+      [R.RISCV_IOMMU_REG_PQH, 4, 0n, on(ats, 1n)],
+      [R.RISCV_IOMMU_REG_PQT, 4, 0n, 0n],
+      [R.RISCV_IOMMU_REG_CQCSR, 4, 0n, 0x1_0003n], // cqen, cie, then cqon
+      [R.RISCV_IOMMU_REG_FQCSR, 4, 0n, 0x1_0003n],
+      [R.RISCV_IOMMU_REG_PQCSR, 4, 0n, on(ats, 0x1_0003n)],
+      [R.RISCV_IOMMU_REG_IPSR, 4, 0n, 0n],
+      [R.RISCV_IOMMU_REG_IOCOUNTOVF, 4, 0n, 0n],
+      [R.RISCV_IOMMU_REG_IOCOUNTINH, 4, 0n, on(hpm, 0xffff_ffffn)],
+      [R.RISCV_IOMMU_REG_IOHPMCYCLES, 8, 0n, on(hpm, ONES)],
+      [R.RISCV_IOMMU_REG_TR_REQ_IOVA, 8, 0n, on(dbg, 0xffff_ffff_ffff_f000n)],
+      [R.RISCV_IOMMU_REG_TR_REQ_CTL, 8, 0n, on(dbg, 0xffff_ff01_ffff_f00en)], // Go cleared
+      [R.RISCV_IOMMU_REG_TR_RESPONSE, 8, 0n, 0n],
+      [R.RISCV_IOMMU_REG_ICVEC, 8, 0n, 0xffffn],
+    ];
+    for (let n = 1; n <= 31; n++) {
+      regs.push([R.RISCV_IOMMU_REG_IOHPMCTR(n), 8, 0n, on(hpm, ONES)]);
+      regs.push([R.RISCV_IOMMU_REG_IOHPMEVT(n), 8, 0n, on(hpm, ONES & ~0x7fffn)]); // eventID WARL
+    }
+    for (let n = 0; n < 16; n++) {
+      regs.push([R.RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(n), 8, 0n, on(msi, 0x00ff_ffff_ffff_fffcn)]);
+      regs.push([R.RISCV_IOMMU_REG_MSI_CFG_TBL_DATA(n), 4, 0n, on(msi, 0xffff_ffffn)]);
+      regs.push([R.RISCV_IOMMU_REG_MSI_CFG_TBL_CTRL(n), 4, on(msi, 1n), on(msi, 1n)]);
+    }
+    return regs;
+  };
+  const sweep = (capsOpt: Partial<IommuCaps>) => {
+    const caps = resolveCaps(capsOpt);
+    const table = new Map<number, [4 | 8, bigint, bigint, number]>();
+    for (const [off, size, reset, ones] of full(caps)) {
+      table.set(off, [size, reset, ones, off]);
+      if (size === 8) table.set(off + 4, [size, reset >> 32n, ones >> 32n, off]);
+    }
+    for (let off = 0; off < 0x1000; off += 4) {
+      const [size, reset, ones, base] = table.get(off) ?? [4, 0n, 0n, off];
+      const { iommu } = make({ cache: { iotlbEntries: 16 } }, capsOpt);
+      const where = `0x${off.toString(16)}`;
+      assert.equal(iommu.read32(off), Number(reset & 0xffff_ffffn), `${where} reset`);
+      if (size === 8) iommu.write64(base, ONES);
+      else iommu.write32(off, 0xffff_ffff);
+      assert.equal(iommu.read32(off), Number(ones & 0xffff_ffffn), `${where} after all ones`);
+    }
+  };
+  await t.step("every capability", () => sweep({ igs: IGS_BOTH }));
+  await t.step("no ATS, HPM or DBG; WSI only: their registers read 0 and ignore writes", () => {
+    sweep({ ats: false, hpm: false, dbg: false, igs: IGS_WSI });
+  });
+  await t.step("MSI only: fctl.WSI stays 0", () => sweep({ igs: IGS_MSI }));
+});
+
 Deno.test("capabilities is read-only and reflects the caps option", () => {
   const caps = { sv57: false, ats: false, igs: IGS_WSI, pas: 48 } as const;
   const { iommu } = make({}, caps);
