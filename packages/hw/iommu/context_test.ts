@@ -596,6 +596,20 @@ Deno.test("DPE: requests without a process_id use process_id 0 only when DPE=1",
   });
 });
 
+Deno.test("process_id 0 is a process_id, not the absence of one (QEMU conflates them)", async (t) => {
+  await t.step("PDTV=0: a request with process_id 0 is disallowed (260)", () => {
+    const env = sv39Env();
+    assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA);
+    assert.equal(xlate(env.tr, req(0x2a, 0x1000, { pidValid: true, pid: 0 })).cause, 260);
+  });
+  await t.step("PDTV=1, DPE=0: without a process_id the first stage is Bare; with 0, PC 0", () => {
+    const env = pdtEnv(PD8);
+    env.pc(0, DATA);
+    assert.equal(xlate(env.tr, req(1, 0x1000)).pa, 0x1000);
+    assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0 })).pa, DATA);
+  });
+});
+
 Deno.test("ENS and SUM: supervisor requests (PC.ta)", async (t) => {
   const mk = (ta: bigint, flags = RW_USER) => {
     const env = pdtEnv(PD8);
