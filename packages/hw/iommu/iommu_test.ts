@@ -604,6 +604,33 @@ Deno.test("MSI: one message per ipsr 0→1 edge from msi_cfg_tbl; masked vectors
   assert.equal(sent(), 0x42);
 });
 
+Deno.test("pmip: every HPM overflow after software clears pmip and OF sends a new MSI (QEMU sends one ever)", () => {
+  const { iommu, mem } = make({}, { igs: IGS_MSI });
+  const IMSIC = RAM + 0x20_0000;
+  iommu.write64(R.RISCV_IOMMU_REG_ICVEC, 0x0200n); // pmiv 2
+  iommu.write64(R.RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(2), BigInt(IMSIC));
+  iommu.write32(R.RISCV_IOMMU_REG_MSI_CFG_TBL_DATA(2), 0x77);
+  iommu.write32(R.RISCV_IOMMU_REG_MSI_CFG_TBL_CTRL(2), 0);
+  let sent = 0;
+  const overflow = (counter: number) => {
+    mem.write32(IMSIC, 0);
+    iommu.hpmOverflow(counter);
+    if (mem.read32(IMSIC) === 0x77) sent++;
+  };
+  overflow(3);
+  assert.equal(sent, 1);
+  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_PMIP);
+  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0);
+  iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(3), 4n); // the handler clears OF
+  overflow(3);
+  assert.equal(sent, 2, "the second overflow interrupts again");
+  overflow(0);
+  assert.equal(sent, 2, "pmip still set: no edge");
+  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_PMIP);
+  overflow(0);
+  assert.equal(sent, 2, "iohpmcycles.OF already 1: no interrupt");
+});
+
 Deno.test("a faulting IOMMU MSI write logs cause 273 with TTYP 0 and iotval = msi_addr", () => {
   const { iommu, mem } = make({}, { igs: IGS_MSI });
   const FQ = RAM + 0x10_0000;
