@@ -224,6 +224,34 @@ Deno.test("cmd_ill leaves cqh on the bad command; clearing cmd_ill resumes witho
   assert.deepEqual([cqh(), ddts], [3, [1, 9, 2]]);
 });
 
+Deno.test("a reserved bit in any command stops the queue with cmd_ill and cqh on that command", async (t) => {
+  // [name, a legal dword0, dword1, the dword (0 or 1) and bit made reserved-illegal]
+  const cases: [string, bigint, bigint, 0 | 1, number][] = [
+    ["IOTINVAL.VMA", 1n, 0n, 0, 11],
+    ["IOTINVAL.VMA ADDR[63:62]", 1n, 0n, 1, 63],
+    ["IOTINVAL.GVMA PSCV", 1n | 1n << 7n, 0n, 0, 32],
+    ["IOFENCE.C", 2n, 0n, 0, 20],
+    ["IOFENCE.C WSI under fctl.WSI=0", 2n, 0n, 0, 11],
+    ["IODIR.INVAL_DDT PID", 3n, 0n, 0, 12],
+    ["IODIR.INVAL_PDT dword1", 3n | 1n << 7n | bits(33), 0n, 1, 0],
+    ["ATS.INVAL", 4n, 0n, 0, 35],
+    ["ATS.PRGR", 4n | 1n << 7n, 0n, 0, 10],
+  ];
+  for (const [name, d0, d1, dw, bit] of cases) {
+    await t.step(name, () => {
+      const { cq, submit, cqh, csr, ddts, iommu } = machine();
+      cq();
+      const bad: [bigint, bigint] = dw === 0
+        ? [d0 | 1n << BigInt(bit), d1]
+        : [d0, 1n << BigInt(bit)];
+      submit(ddt(1), [d0, d1], bad, ddt(2));
+      assert.deepEqual([cqh(), csr() & ILL], [2, ILL], "the legal form ran, the bad one did not");
+      assert.ok(!ddts.includes(2), "nothing after it ran");
+      assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR) & R.RISCV_IOMMU_IPSR_CIP, 1);
+    });
+  }
+});
+
 Deno.test("a command fetch fault sets cqmf and stalls until cleared", () => {
   const { cq, submit, cqh, csr, ddts, iommu, mem } = machine();
   cq();
