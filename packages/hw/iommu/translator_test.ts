@@ -250,7 +250,7 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
           level: fc.constantFrom(0, 0, 0, 1),
           flags: fc.constantFrom(RW_USER, PTE_V | PTE_R | PTE_U | PTE_A, RW_USER | PTE_X, 0),
         }),
-        { minLength: 1, maxLength: 40 },
+        { minLength: 4, maxLength: 40 },
       ),
       fc.array(
         fc.record({
@@ -258,7 +258,7 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
           off: fc.integer({ min: 0, max: 4095 }),
           access: fc.constantFrom(ACC_READ, ACC_WRITE, ACC_EXEC),
         }),
-        { minLength: 1, maxLength: 200 },
+        { minLength: 100, maxLength: 200 },
       ),
       (maps, reqs) => {
         const env = makeEnv({}, 4, { iotlbEntries: 64 });
@@ -277,6 +277,78 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
         walker.iotlbEnabled = false;
         for (const q of reqs) {
           const r = req(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 });
+          const a = xlate(env.tr, r), b = xlate(walker, r);
+          assert.deepEqual(
+            [a.status, a.pa, a.perm, a.size, a.cause],
+            [b.status, b.pa, b.perm, b.size, b.cause],
+          );
+        }
+      },
+    ),
+    { numRuns: runs },
+  );
+});
+
+Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and a G stage (property)", () => {
+  const runs = Number(Deno.env.get("IOMMU_XLATE_PROP_RUNS") ?? 30);
+  const GPA = 0x1_0000_0000;
+  const leaf = fc.constantFrom(
+    RW_USER,
+    RW_USER & ~PTE_U,
+    PTE_V | PTE_R | PTE_U | PTE_A,
+    RW_USER | PTE_X,
+    (RW_USER | PTE_X) & ~PTE_U,
+    0,
+  );
+  const gLeaf = fc.constantFrom(RW_USER, PTE_V | PTE_R | PTE_U | PTE_A, RW_USER | PTE_X, 0);
+  fc.assert(
+    fc.property(
+      fc.boolean(),
+      fc.array(fc.record({ page: fc.nat(7), flags: leaf, gFlags: gLeaf }), {
+        minLength: 4,
+        maxLength: 16,
+      }),
+      fc.array(
+        fc.record({
+          page: fc.nat(7),
+          off: fc.nat(4095),
+          access: fc.constantFrom(ACC_READ, ACC_WRITE, ACC_EXEC),
+          pid: fc.constantFrom(null, 1, 2, 3),
+          priv: fc.boolean(),
+        }),
+        { minLength: 100, maxLength: 200 },
+      ),
+      (gOn, maps, reqs) => {
+        const env = makeEnv({}, 4, { iotlbEntries: 64 });
+        const g = gOn ? new PageTableBuilder(env.mem, env.alloc, "sv39x4") : null;
+        const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+        const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+        for (const m of maps) {
+          pt.map(m.page * 4096, GPA + m.page * 4096, { flags: m.flags });
+          g?.map(GPA + m.page * 4096, DATA + m.page * 4096, { flags: m.gFlags });
+          g?.map(m.page * 4096, DATA + m.page * 4096, { flags: m.gFlags }); // no process_id
+        }
+        // PCs 1 and 2 share PSCID 5 (and so IOTLB entries), only 2 with SUM; 3 lacks ENS.
+        pdt.set(1, pcTa(5, { ens: true }), atp(8, pt.root));
+        pdt.set(2, pcTa(5, { ens: true, sum: true }), atp(8, pt.root));
+        pdt.set(3, pcTa(6), atp(8, pt.root));
+        for (const pn of [...pdt.pages, ...pt.pages]) g?.map(pn * 4096, pn * 4096);
+        env.ddt.set(1, {
+          tc: RISCV_IOMMU_DC_TC_PDTV,
+          fsc: atp(1, pdt.root),
+          iohgatp: g === null ? 0n : iohgatp(8, 2, g.root),
+        });
+        const walker = new Translator(env.mem, env.caps);
+        walker.ddtpMode = env.tr.ddtpMode;
+        walker.ddtpPpn = env.tr.ddtpPpn;
+        walker.iotlbEnabled = false;
+        for (const q of reqs) {
+          const r = req(1, q.page * 4096 + q.off, {
+            access: q.access as 0 | 1 | 2,
+            pidValid: q.pid !== null,
+            pid: q.pid ?? 0,
+            priv: q.priv,
+          });
           const a = xlate(env.tr, r), b = xlate(walker, r);
           assert.deepEqual(
             [a.status, a.pa, a.perm, a.size, a.cause],
