@@ -212,118 +212,118 @@ function expectDc(
   }
 }
 
-Deno.test("DC misconfiguration checks of digest §4.3 (cause 259)", async (t) => {
+Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one step per check", async (t) => {
   const G39 = (ppn = 0x80000) => iohgatp(8, 1, ppn);
   const tc = (v: number) => v;
   const cases: [string, object, Parameters<DdtBuilder["set"]>[1]][] = [
     // 1. Reserved bits and encodings.
-    ["tc reserved bit 12", {}, { tc: tc(1 << 12) }],
-    ["tc reserved bit 23", {}, { tc: tc(1 << 23) }],
-    ["tc reserved bit 40", {}, { tc: 1n << 40n }],
-    ["ta reserved bit 0", {}, { ta: 1n }],
-    ["ta reserved bit 32", {}, { ta: 1n << 32n }],
-    ["ta bit 35 with QOSID", { qosid: true }, { ta: 1n << 35n }],
-    ["fsc reserved bit 44", {}, { fsc: 1n << 44n }],
-    ["iosatp reserved MODE 1", {}, { fsc: atp(1, 0) }],
-    ["iosatp reserved MODE 11", {}, { fsc: atp(11, 0) }],
-    ["iosatp custom MODE 14", {}, { fsc: atp(14, 0) }],
-    ["pdtp reserved MODE 4", {}, { tc: tc(RISCV_IOMMU_DC_TC_PDTV), fsc: atp(4, 0) }],
-    ["iohgatp reserved MODE 1", {}, { iohgatp: iohgatp(1, 0, 0) }],
-    ["iohgatp reserved MODE 11", {}, { iohgatp: iohgatp(11, 0, 0) }],
-    ["msiptp reserved bit 50", {}, { msiptp: 1n << 50n }],
-    ["msi_addr_mask bit 52", {}, { msiMask: 1n << 52n }],
-    ["msi_addr_pattern bit 63", {}, { msiPattern: 1n << 63n }],
-    ["msi_addr_mask above MGPAW-12 (Sv57x4: bit 47)", {}, { msiMask: 1n << 47n }],
-    ["reserved doubleword 7", {}, { reserved: 1n }],
+    ["#1 tc reserved bit 12", {}, { tc: tc(1 << 12) }],
+    ["#1 tc reserved bit 23", {}, { tc: tc(1 << 23) }],
+    ["#1 tc reserved bit 40", {}, { tc: 1n << 40n }],
+    ["#1 ta reserved bit 0", {}, { ta: 1n }],
+    ["#1 ta reserved bit 32", {}, { ta: 1n << 32n }],
+    ["#1 ta bit 35 with QOSID", { qosid: true }, { ta: 1n << 35n }],
+    ["#1 fsc reserved bit 44", {}, { fsc: 1n << 44n }],
+    ["#1 iosatp reserved MODE 1", {}, { fsc: atp(1, 0) }],
+    ["#1 iosatp reserved MODE 11", {}, { fsc: atp(11, 0) }],
+    ["#1 iosatp custom MODE 14", {}, { fsc: atp(14, 0) }],
+    ["#1 pdtp reserved MODE 4", {}, { tc: tc(RISCV_IOMMU_DC_TC_PDTV), fsc: atp(4, 0) }],
+    ["#1 iohgatp reserved MODE 1", {}, { iohgatp: iohgatp(1, 0, 0) }],
+    ["#1 iohgatp reserved MODE 11", {}, { iohgatp: iohgatp(11, 0, 0) }],
+    ["#1 msiptp reserved bit 50", {}, { msiptp: 1n << 50n }],
+    ["#1 msi_addr_mask bit 52", {}, { msiMask: 1n << 52n }],
+    ["#1 msi_addr_pattern bit 63", {}, { msiPattern: 1n << 63n }],
+    ["#1 msi_addr_mask above MGPAW-12 (Sv57x4: bit 47)", {}, { msiMask: 1n << 47n }],
+    ["#1 reserved doubleword 7", {}, { reserved: 1n }],
     // 2–7. ATS/PRI/PRPR/T2GPA.
-    ["capabilities.ATS=0 and EN_ATS", { ats: false }, { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS) }],
+    ["#2 capabilities.ATS=0 and EN_ATS", { ats: false }, { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS) }],
     [
-      "capabilities.ATS=0 and EN_PRI",
+      "#2 capabilities.ATS=0 and EN_PRI",
       { ats: false },
       { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_EN_PRI) },
     ],
-    ["capabilities.ATS=0 and PRPR", { ats: false }, { tc: tc(RISCV_IOMMU_DC_TC_PRPR) }],
+    ["#2 capabilities.ATS=0 and PRPR", { ats: false }, { tc: tc(RISCV_IOMMU_DC_TC_PRPR) }],
     [
-      "EN_ATS=0 and T2GPA=1",
+      "#3 EN_ATS=0 and T2GPA=1",
       { t2gpa: true },
       { tc: tc(RISCV_IOMMU_DC_TC_T2GPA), iohgatp: G39() },
     ],
-    ["DC with EN_PRI=1 and EN_ATS=0", {}, { tc: tc(RISCV_IOMMU_DC_TC_EN_PRI) }],
+    ["#4 DC with EN_PRI=1 and EN_ATS=0", {}, { tc: tc(RISCV_IOMMU_DC_TC_EN_PRI) }],
     [
-      "EN_PRI=0 and PRPR=1",
+      "#5 EN_PRI=0 and PRPR=1",
       {},
       { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PRPR) },
     ],
     [
-      "capabilities.T2GPA=0 and T2GPA=1",
+      "#6 capabilities.T2GPA=0 and T2GPA=1",
       {},
       { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_T2GPA), iohgatp: G39() },
     ],
     [
-      "T2GPA=1 with iohgatp Bare",
+      "#7 T2GPA=1 with iohgatp Bare",
       { t2gpa: true },
       { tc: tc(RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_T2GPA) },
     ],
     // 8. pdtp modes without their capability.
-    ["PD20 without capabilities.PD20", { pd20: false }, {
+    ["#8 PD20 without capabilities.PD20", { pd20: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
       fsc: atp(PD20, 0),
     }],
-    ["PD17 without capabilities.PD17", { pd17: false }, {
+    ["#8 PD17 without capabilities.PD17", { pd17: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
       fsc: atp(PD17, 0),
     }],
-    ["PD8 without capabilities.PD8", { pd8: false }, {
+    ["#8 PD8 without capabilities.PD8", { pd8: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
       fsc: atp(PD8, 0),
     }],
     // 9. iosatp modes without their capability.
-    ["Sv39 without capabilities.Sv39", { sv39: false }, { fsc: atp(SV39, 0) }],
-    ["Sv48 without capabilities.Sv48", { sv48: false }, { fsc: atp(SV48, 0) }],
-    ["Sv57 without capabilities.Sv57", { sv57: false }, { fsc: atp(SV57, 0) }],
+    ["#9 Sv39 without capabilities.Sv39", { sv39: false }, { fsc: atp(SV39, 0) }],
+    ["#9 Sv48 without capabilities.Sv48", { sv48: false }, { fsc: atp(SV48, 0) }],
+    ["#9 Sv57 without capabilities.Sv57", { sv57: false }, { fsc: atp(SV57, 0) }],
     [
-      "SXL=1: Sv32 without capabilities.Sv32",
+      "#9 SXL=1: Sv32 without capabilities.Sv32",
       { sv32x4: true },
       { tc: tc(RISCV_IOMMU_DC_TC_SXL), fsc: atp(8, 0) },
     ],
-    ["SXL=1: MODE 9 is reserved", { sv32: true, sv32x4: true }, {
+    ["#9 SXL=1: MODE 9 is reserved", { sv32: true, sv32x4: true }, {
       tc: tc(RISCV_IOMMU_DC_TC_SXL),
       fsc: atp(9, 0),
     }],
     // 10. DPE without PDTV.
-    ["PDTV=0 and DPE=1", {}, { tc: tc(RISCV_IOMMU_DC_TC_DPE) }],
+    ["#10 PDTV=0 and DPE=1", {}, { tc: tc(RISCV_IOMMU_DC_TC_DPE) }],
     // 11. iohgatp modes without their capability.
-    ["Sv57x4 without capabilities.Sv57x4", { sv57x4: false }, { iohgatp: iohgatp(10, 0, 0) }],
-    ["Sv48x4 without capabilities.Sv48x4", { sv48x4: false }, { iohgatp: iohgatp(9, 0, 0) }],
-    ["Sv39x4 without capabilities.Sv39x4", { sv39x4: false }, { iohgatp: iohgatp(8, 0, 0) }],
+    ["#11 Sv57x4 without capabilities.Sv57x4", { sv57x4: false }, { iohgatp: iohgatp(10, 0, 0) }],
+    ["#11 Sv48x4 without capabilities.Sv48x4", { sv48x4: false }, { iohgatp: iohgatp(9, 0, 0) }],
+    ["#11 Sv39x4 without capabilities.Sv39x4", { sv39x4: false }, { iohgatp: iohgatp(8, 0, 0) }],
     // 12. msiptp modes.
-    ["msiptp MODE 2", {}, { msiptp: atp(2, 0), iohgatp: G39() }],
-    ["msiptp custom MODE 15", {}, { msiptp: atp(15, 0), iohgatp: G39() }],
-    ["[post-1.0] msiptp Flat with iohgatp Bare", {}, { msiptp: atp(1, 0) }],
+    ["#12 msiptp MODE 2", {}, { msiptp: atp(2, 0), iohgatp: G39() }],
+    ["#12 msiptp custom MODE 15", {}, { msiptp: atp(15, 0), iohgatp: G39() }],
+    ["#18 [post-1.0] msiptp Flat with iohgatp Bare", {}, { msiptp: atp(1, 0) }],
     // 13. G-stage root alignment.
-    ["iohgatp root not 16 KiB aligned", {}, { iohgatp: G39(0x80001) }],
-    ["iohgatp root 8 KiB aligned", {}, { iohgatp: G39(0x80002) }],
+    ["#13 iohgatp root not 16 KiB aligned", {}, { iohgatp: G39(0x80001) }],
+    ["#13 iohgatp root 8 KiB aligned", {}, { iohgatp: G39(0x80002) }],
     // 14. A/D without AMO_HWAD.
-    ["SADE without capabilities.AMO_HWAD", { amoHwad: false }, {
+    ["#14 SADE without capabilities.AMO_HWAD", { amoHwad: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_SADE),
     }],
-    ["GADE without capabilities.AMO_HWAD", { amoHwad: false }, {
+    ["#14 GADE without capabilities.AMO_HWAD", { amoHwad: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_GADE),
     }],
     // 15/17. SBE vs fctl.BE without END.
-    ["capabilities.END=0 and SBE != fctl.BE", {}, { tc: tc(RISCV_IOMMU_DC_TC_SBE) }],
+    ["#15/#17 capabilities.END=0 and SBE != fctl.BE", {}, { tc: tc(RISCV_IOMMU_DC_TC_SBE) }],
     // 16. SXL legality.
-    ["SXL=1 when fctl.GXL is hard-wired 0", { sv32: true }, { tc: tc(RISCV_IOMMU_DC_TC_SXL) }],
+    ["#16 SXL=1 when fctl.GXL is hard-wired 0", { sv32: true }, { tc: tc(RISCV_IOMMU_DC_TC_SXL) }],
   ];
   for (const [name, caps, fields] of cases) {
     await t.step(`${name} is misconfigured`, () => expectDc(caps, fields));
   }
-  await t.step("fctl.GXL=1 requires SXL=1", () => {
+  await t.step("#16 fctl.GXL=1 requires SXL=1", () => {
     const caps = { sv32: true, sv32x4: true };
     expectDc(caps, {}, false, (env) => env.tr.fctlGXL = true);
     expectDc(caps, { tc: RISCV_IOMMU_DC_TC_SXL }, true, (env) => env.tr.fctlGXL = true);
   });
-  await t.step("fctl.GXL=1: only Sv32x4 is a valid iohgatp mode", () => {
+  await t.step("#11 fctl.GXL=1: only Sv32x4 is a valid iohgatp mode", () => {
     const caps = { sv32: true, sv32x4: true };
     const gxl = (env: ReturnType<typeof makeEnv>) => env.tr.fctlGXL = true;
     expectDc(caps, { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: iohgatp(9, 0, 0) }, false, gxl);
