@@ -427,8 +427,10 @@ Deno.test("queue CSRs: enable/on sequencing, busy window, RW1C bits (digest §3.
     assert.ok(iommu.read32(R.RISCV_IOMMU_REG_FQCSR) & R.RISCV_IOMMU_FQCSR_FQOF);
     iommu.write32(R.RISCV_IOMMU_REG_FQCSR, 0);
     assert.equal(iommu.read32(R.RISCV_IOMMU_REG_FQCSR), R.RISCV_IOMMU_FQCSR_FQOF);
+    iommu.write32(R.RISCV_IOMMU_REG_FQH, 1);
     iommu.write32(R.RISCV_IOMMU_REG_FQCSR, R.RISCV_IOMMU_FQCSR_FQEN);
     assert.equal(iommu.read32(R.RISCV_IOMMU_REG_FQT), 0);
+    assert.equal(iommu.read32(R.RISCV_IOMMU_REG_FQH), 1, "fqh is left alone (QEMU zeroes it)");
     assert.equal(
       iommu.read32(R.RISCV_IOMMU_REG_FQCSR),
       R.RISCV_IOMMU_FQCSR_FQEN | R.RISCV_IOMMU_FQCSR_FQON,
