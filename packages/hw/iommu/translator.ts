@@ -101,6 +101,11 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * translation that needs a page walk (whether or not the IOTLB is enabled), 5 per DDT walk, 6
  * per PDT walk, 7 per first-stage walk, 8 per G-stage walk (one per implicit access too).
  *
+ * Causes it never reports: 4 and 6 (requests have no alignment rule here, except MRIF-mapped
+ * pages, whose odd accesses are access faults 5/7 as the AIA says), 272 (the model has no
+ * internal data path to fail). TTYP 9 (PCIe Message Request) belongs to the page-request path,
+ * which is not a translation. Cause 273 comes from the register file's own MSIs.
+ *
  * @example Translating through a 1LVL device directory and an Sv39 page table
  * ```ts
  * import assert from "node:assert/strict";
