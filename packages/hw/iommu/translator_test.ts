@@ -18,6 +18,7 @@ import {
   ACC_EXEC,
   ACC_READ,
   ACC_WRITE,
+  type InboundRequest,
   REQ_ATS,
   REQ_TRANSLATED,
   REQ_UNTRANSLATED,
@@ -240,6 +241,22 @@ Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) 
   });
 });
 
+/** Translates `requests` in order with `env.tr` and with a twin that never uses an IOTLB:
+ * every answer must be the same. */
+function agree(env: ReturnType<typeof makeEnv>, requests: InboundRequest[]): void {
+  const walker = new Translator(env.mem, env.caps);
+  walker.ddtpMode = env.tr.ddtpMode;
+  walker.ddtpPpn = env.tr.ddtpPpn;
+  walker.iotlbEnabled = false;
+  for (const r of requests) {
+    const a = xlate(env.tr, r), b = xlate(walker, r);
+    assert.deepEqual(
+      [a.status, a.pa, a.perm, a.size, a.cause],
+      [b.status, b.pa, b.perm, b.size, b.cause],
+    );
+  }
+}
+
 Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (property)", () => {
   const runs = Number(Deno.env.get("IOMMU_XLATE_PROP_RUNS") ?? 30);
   fc.assert(
@@ -271,18 +288,10 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
           });
         }
         env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
-        const walker = new Translator(env.mem, env.caps);
-        walker.ddtpMode = env.tr.ddtpMode;
-        walker.ddtpPpn = env.tr.ddtpPpn;
-        walker.iotlbEnabled = false;
-        for (const q of reqs) {
-          const r = req(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 });
-          const a = xlate(env.tr, r), b = xlate(walker, r);
-          assert.deepEqual(
-            [a.status, a.pa, a.perm, a.size, a.cause],
-            [b.status, b.pa, b.perm, b.size, b.cause],
-          );
-        }
+        agree(
+          env,
+          reqs.map((q) => req(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 })),
+        );
       },
     ),
     { numRuns: runs },
@@ -338,23 +347,17 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
           fsc: atp(1, pdt.root),
           iohgatp: g === null ? 0n : iohgatp(8, 2, g.root),
         });
-        const walker = new Translator(env.mem, env.caps);
-        walker.ddtpMode = env.tr.ddtpMode;
-        walker.ddtpPpn = env.tr.ddtpPpn;
-        walker.iotlbEnabled = false;
-        for (const q of reqs) {
-          const r = req(1, q.page * 4096 + q.off, {
-            access: q.access as 0 | 1 | 2,
-            pidValid: q.pid !== null,
-            pid: q.pid ?? 0,
-            priv: q.priv,
-          });
-          const a = xlate(env.tr, r), b = xlate(walker, r);
-          assert.deepEqual(
-            [a.status, a.pa, a.perm, a.size, a.cause],
-            [b.status, b.pa, b.perm, b.size, b.cause],
-          );
-        }
+        agree(
+          env,
+          reqs.map((q) =>
+            req(1, q.page * 4096 + q.off, {
+              access: q.access as 0 | 1 | 2,
+              pidValid: q.pid !== null,
+              pid: q.pid ?? 0,
+              priv: q.priv,
+            })
+          ),
+        );
       },
     ),
     { numRuns: runs },
