@@ -445,6 +445,27 @@ Deno.test("endianness: first-stage tables follow DC.tc.SBE, G-stage tables fctl.
     ddt.set(1, { iohgatp: iohgatp(8, 1, g.root) });
     assert.equal(rd(env, 0x1000).pa, DATA);
   });
+  await t.step(
+    "hardware A/D updates store in the table's endianness (SADE with SBE, GADE with BE)",
+    () => {
+      const fs = fsEnv("sv39", { end: true }, RISCV_IOMMU_DC_TC_SBE | RISCV_IOMMU_DC_TC_SADE, true);
+      const a = fs.pt.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+      assert.equal(wr(fs, 0x1000).pa, DATA);
+      assert.equal(fs.pt.read(a) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
+      const env = makeEnv({ end: true });
+      env.tr.fctlBE = true;
+      const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
+      env.tr.ddtpPpn = ddt.rootPn;
+      const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4", true);
+      const ga = g.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+      ddt.set(1, {
+        tc: RISCV_IOMMU_DC_TC_GADE | RISCV_IOMMU_DC_TC_SBE,
+        iohgatp: iohgatp(8, 1, g.root),
+      });
+      assert.equal(wr(env, 0x1000).pa, DATA);
+      assert.equal(g.read(ga) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
+    },
+  );
 });
 
 Deno.test("G stage Sv32x4/Sv39x4/Sv48x4/Sv57x4: 16 KiB root with 2 extra index bits, GPA width", async (t) => {
