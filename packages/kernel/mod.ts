@@ -85,6 +85,7 @@ export {
   type FdtReserveEntry,
   type PropValue,
 } from "./fdt.ts";
+export { Ida, ida_alloc, ida_alloc_range, ida_free, ida_is_empty } from "./idr.ts";
 export {
   IoMem,
   ioremap,
