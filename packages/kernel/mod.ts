@@ -300,14 +300,21 @@ export {
 } from "./page_alloc.ts";
 export type { PhysMem } from "./phys.ts";
 export {
+  __ratelimit,
+  DEFAULT_RATELIMIT_BURST,
+  DEFAULT_RATELIMIT_INTERVAL,
   dev_dbg,
   dev_driver_string,
   dev_err,
+  dev_err_once,
   dev_err_probe,
+  dev_err_ratelimited,
   dev_info,
   dev_notice,
   dev_printk,
   dev_warn,
+  dev_warn_once,
+  dev_warn_ratelimited,
   Dmesg,
   formatTimestamp,
   LOGLEVEL_ALERT,
@@ -324,6 +331,7 @@ export {
   pr_info,
   pr_warn,
   printk,
+  RatelimitState,
 } from "./printk.ts";
 export { kfree, kmalloc, Slab } from "./slab.ts";
 export {

@@ -6,7 +6,7 @@
  */
 import type { Device } from "./device.ts";
 import { Errno, type ErrnoName, isErrno } from "./errno.ts";
-import type { Clock } from "./time.ts";
+import { type Clock, NSEC_PER_SEC } from "./time.ts";
 
 /** KERN_EMERG: system is unusable. */
 export const LOGLEVEL_EMERG = 0;
@@ -78,6 +78,8 @@ export class Dmesg {
   #records: LogRecord[] = [];
   #start = 0;
   #dropped = 0;
+  /** Texts already printed once, per device (the `*_once` helpers). */
+  readonly #once = new WeakMap<object, Set<string>>();
 
   /** A log reading time from `clock`, holding at most `capacity` records (EINVAL below 1). */
   constructor(clock: Clock, capacity = 8192) {
@@ -129,6 +131,15 @@ export class Dmesg {
       ? (t: string) => t.includes(pattern)
       : (t: string) => pattern.test(t);
     return this.records().filter((r) => hit(r.text)).map((r) => r.text);
+  }
+
+  /** True the first time `text` is asked about for `owner`: the state of the `*_once` helpers. */
+  _firstTime(owner: object, text: string): boolean {
+    let seen = this.#once.get(owner);
+    if (seen === undefined) this.#once.set(owner, seen = new Set());
+    if (seen.has(text)) return false;
+    seen.add(text);
+    return true;
   }
 
   /** Empties the buffer (`dmesg -C`). */
@@ -219,6 +230,106 @@ export function dev_info(dev: Device, text: string): void {
 /** Mirrors dev_dbg() (recorded only with {@linkcode Dmesg.debug} on). */
 export function dev_dbg(dev: Device, text: string): void {
   dev_printk(LOGLEVEL_DEBUG, dev, text);
+}
+
+/**
+ * Mirrors dev_err_once(): dev_err() the first time. Linux keeps one flag per call site; with no
+ * global state here the flag is per device and message text (so a message that varies is printed
+ * once per variant).
+ */
+export function dev_err_once(dev: Device, text: string): void {
+  if (dev.kernel.dmesg._firstTime(dev, text)) dev_err(dev, text);
+}
+
+/** Mirrors dev_warn_once(): dev_warn() the first time (see {@linkcode dev_err_once}). */
+export function dev_warn_once(dev: Device, text: string): void {
+  if (dev.kernel.dmesg._firstTime(dev, text)) dev_warn(dev, text);
+}
+
+/** DEFAULT_RATELIMIT_INTERVAL: 5 s, in nanoseconds of simulated time. */
+export const DEFAULT_RATELIMIT_INTERVAL = 5 * NSEC_PER_SEC;
+/** DEFAULT_RATELIMIT_BURST: messages allowed per interval. */
+export const DEFAULT_RATELIMIT_BURST = 10;
+
+/**
+ * Mirrors struct ratelimit_state (DEFINE_RATELIMIT_STATE()): at most `burst` messages per
+ * `interval` ns. Linux defines one static state per call site; here the caller keeps one in its
+ * instance (per device, per driver...), named after the function that uses it, as the
+ * "callbacks suppressed" line names `__func__`.
+ */
+export class RatelimitState {
+  /** Start of the current interval (ns), or -1 before the first message. */
+  begin = -1;
+  /** Messages let through in the current interval. */
+  printed = 0;
+  /** Messages suppressed in the current interval. */
+  missed = 0;
+
+  /** A state for call site `func`, allowing `burst` messages per `interval` ns. */
+  constructor(
+    readonly func: string,
+    readonly interval: number = DEFAULT_RATELIMIT_INTERVAL,
+    readonly burst: number = DEFAULT_RATELIMIT_BURST,
+  ) {}
+}
+
+/**
+ * Mirrors __ratelimit(): whether a message may be printed now under `rs`, in `kernel`'s simulated
+ * time. When an interval with suppressed messages is over, logs `"<func>: N callbacks
+ * suppressed"` first. An interval of 0 never limits.
+ */
+export function __ratelimit(
+  kernel: { readonly clock: Clock; readonly dmesg: Dmesg },
+  rs: RatelimitState,
+): boolean {
+  if (!rs.interval) return true;
+  const now = kernel.clock.now();
+  if (rs.begin < 0) rs.begin = now;
+  if (now > rs.begin + rs.interval) {
+    if (rs.missed > 0) {
+      kernel.dmesg.printk(LOGLEVEL_WARNING, `${rs.func}: ${rs.missed} callbacks suppressed`);
+      rs.missed = 0;
+    }
+    rs.begin = now;
+    rs.printed = 0;
+  }
+  if (rs.burst > rs.printed) {
+    rs.printed++;
+    return true;
+  }
+  rs.missed++;
+  return false;
+}
+
+/**
+ * Mirrors dev_err_ratelimited(): dev_err() unless `rs` is over its burst.
+ *
+ * @example Ten messages per five seconds, then a count of what was dropped
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Device, dev_err_ratelimited, Kernel, RatelimitState } from "@iommu-lab/kernel";
+ * import { TestRam } from "@iommu-lab/kernel/testing";
+ *
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+ * const dev = new Device(kernel, { name: "dev0" });
+ * const rs = new RatelimitState("dev0_irq");
+ * for (let i = 0; i < 12; i++) dev_err_ratelimited(dev, rs, `event ${i}`);
+ * kernel.clock.advance(6e9);
+ * dev_err_ratelimited(dev, rs, "event 12");
+ * assert.deepEqual(kernel.dmesg.grep(/event (9|1[0-2])|suppressed/), [
+ *   "dev0: event 9",
+ *   "dev0_irq: 2 callbacks suppressed",
+ *   "dev0: event 12",
+ * ]);
+ * ```
+ */
+export function dev_err_ratelimited(dev: Device, rs: RatelimitState, text: string): void {
+  if (__ratelimit(dev.kernel, rs)) dev_err(dev, text);
+}
+
+/** Mirrors dev_warn_ratelimited(): dev_warn() unless `rs` is over its burst. */
+export function dev_warn_ratelimited(dev: Device, rs: RatelimitState, text: string): void {
+  if (__ratelimit(dev.kernel, rs)) dev_warn(dev, text);
 }
 
 /**

@@ -1,15 +1,20 @@
 import assert from "node:assert/strict";
 import {
+  __ratelimit,
   dev_dbg,
   dev_err,
+  dev_err_once,
   dev_err_probe,
   dev_info,
+  dev_warn_once,
+  dev_warn_ratelimited,
   Device,
   Dmesg,
   Errno,
   formatTimestamp,
   Kernel,
   LOGLEVEL_WARNING,
+  RatelimitState,
   SimClock,
 } from "./mod.ts";
 import { TestRam } from "./testing.ts";
@@ -87,4 +92,51 @@ Deno.test("Dmesg: a ring of fewer than one record is EINVAL, from the kernel opt
       { code: "EINVAL" },
     );
   }
+});
+
+Deno.test("dev_err_once()/dev_warn_once(): each message once per device, at its level", () => {
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  const a = new Device(kernel, { name: "a" });
+  const b = new Device(kernel, { name: "b" });
+  for (let i = 0; i < 3; i++) {
+    dev_err_once(a, "Hardware error: command execution timeout");
+    dev_warn_once(a, "odd");
+    dev_err_once(b, "Hardware error: command execution timeout");
+  }
+  dev_err_once(a, "Hardware error: command enqueue failed");
+  assert.deepEqual(kernel.dmesg.records().map((r) => [r.level, r.text]), [
+    [3, "a: Hardware error: command execution timeout"],
+    [LOGLEVEL_WARNING, "a: odd"],
+    [3, "b: Hardware error: command execution timeout"],
+    [3, "a: Hardware error: command enqueue failed"],
+  ]);
+  kernel.dmesg.clear();
+  dev_err_once(a, "Hardware error: command execution timeout");
+  assert.deepEqual(kernel.dmesg.records(), [], "dmesg -C does not re-arm");
+  const other = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  dev_warn_once(new Device(other, { name: "a" }), "odd");
+  assert.deepEqual(other.dmesg.grep("odd"), ["a: odd"], "no state shared between kernels");
+});
+
+Deno.test("__ratelimit(): burst per interval of simulated time, then '<func>: N callbacks suppressed'", () => {
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  const dev = new Device(kernel, { name: "iommu" });
+  const rs = new RatelimitState("riscv_iommu_fault");
+  for (let i = 0; i < 13; i++) dev_warn_ratelimited(dev, rs, `Fault ${i}`);
+  assert.equal(kernel.dmesg.grep("Fault").length, 10, "DEFAULT_RATELIMIT_BURST");
+  kernel.clock.advance(5e9);
+  dev_warn_ratelimited(dev, rs, "Fault 13");
+  assert.equal(kernel.dmesg.grep("Fault 13").length, 0, "still inside the 5 s interval");
+  kernel.clock.advance(1);
+  dev_warn_ratelimited(dev, rs, "Fault 14");
+  assert.deepEqual(kernel.dmesg.records().slice(-2).map((r) => [r.level, r.text]), [
+    [LOGLEVEL_WARNING, "riscv_iommu_fault: 4 callbacks suppressed"],
+    [LOGLEVEL_WARNING, "iommu: Fault 14"],
+  ]);
+  assert.deepEqual([rs.printed, rs.missed], [1, 0]);
+
+  const tight = new RatelimitState("f", 100, 1);
+  assert.deepEqual([__ratelimit(kernel, tight), __ratelimit(kernel, tight)], [true, false]);
+  const off = new RatelimitState("g", 0, 0);
+  assert.ok([1, 2, 3].every(() => __ratelimit(kernel, off)), "interval 0 never limits");
 });
