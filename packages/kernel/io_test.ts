@@ -6,6 +6,7 @@ import {
   type MmioBackend,
   MmioRecorder,
   PollTimeout,
+  read_poll_timeout_backoff,
   readl,
   readl_poll_timeout,
   readq,
@@ -114,4 +115,39 @@ Deno.test("readq_poll_timeout() with delay 0 still advances time (1 us steps), n
   assert.throws(() => readq_poll_timeout(io, 0, (v) => v === 1n, 0, 5), { code: "ETIMEDOUT" });
   assert.equal(clock.now(), 6_000);
   assert.throws(() => readq_poll_timeout(io, 0, () => true, 0, 0), { code: "EINVAL" });
+});
+
+Deno.test("read_poll_timeout_backoff() doubles the delay up to timeout/1024: few reads, quick answers seen", async (t) => {
+  await t.step("a device ready after 40 us is seen before 80 us", () => {
+    const clock = new SimClock();
+    const times: number[] = [];
+    const v = read_poll_timeout_backoff(
+      clock,
+      () => (times.push(clock.now()), clock.now() < 40_000 ? 1 : 0),
+      (x) => x === 0,
+      0,
+      90e6,
+    );
+    assert.equal(v, 0);
+    // 1, 2, 4, 8, 16, 32 us steps.
+    assert.deepEqual(times, [0, 1, 3, 7, 15, 31, 63].map((us) => us * 1000));
+  });
+  await t.step("a stuck device times out after the timeout, reading about a thousand times", () => {
+    const clock = new SimClock();
+    let reads = 0;
+    assert.throws(
+      () => read_poll_timeout_backoff(clock, () => (reads++, 7), (x) => x === 0, 10, 1_000_000),
+      (e: unknown) => e instanceof PollTimeout && e.value === 7 && e.code === "ETIMEDOUT",
+    );
+    assert.ok(clock.now() > 1e9 && clock.now() <= 1e9 + 1e9 / 1024 + 1, `${clock.now()} ns`);
+    assert.ok(reads > 1000 && reads < 1100, `${reads} reads`);
+  });
+  await t.step("bad delay or timeout is EINVAL", () => {
+    const clock = new SimClock();
+    for (const [d, to] of [[-1, 10], [0, 0], [NaN, 10]]) {
+      assert.throws(() => read_poll_timeout_backoff(clock, () => 0, () => true, d, to), {
+        code: "EINVAL",
+      });
+    }
+  });
 });

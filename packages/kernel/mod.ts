@@ -95,6 +95,7 @@ export {
   MmioRecorder,
   PollTimeout,
   read_poll_timeout,
+  read_poll_timeout_backoff,
   readl,
   readl_poll_timeout,
   readl_relaxed,
