@@ -187,6 +187,12 @@ export class IrqDesc {
       this.pending = true;
       return;
     }
+    const layer = this.domain.kernel.irq;
+    if (layer._irqsOff) {
+      this.pending = true;
+      layer._deferred.add(this);
+      return;
+    }
     this.#inHardirq = true;
     try {
       do {
@@ -251,6 +257,10 @@ export class IrqLayer {
   readonly domains: IrqDomain[] = [];
   /** Deliveries to hwirqs without a mapping. */
   spurious = 0;
+  /** Interrupts are off on the (one) CPU: local_irq_save() is in force. */
+  _irqsOff = false;
+  /** Descriptors whose delivery waits for local_irq_restore(). */
+  readonly _deferred: Set<IrqDesc> = new Set();
   readonly #descs = new Map<number, IrqDesc>();
   readonly #msi = new Map<Device, MsiDesc[]>();
   #nextIrq = 1;
@@ -517,6 +527,60 @@ export function devm_request_irq(
   devId: unknown,
 ): void {
   devm_request_threaded_irq(dev, irq, handler, null, flags, name, devId);
+}
+
+/**
+ * Mirrors local_irq_save(): no interrupt is handled on the CPU (the kernel's only one) until the
+ * matching {@linkcode local_irq_restore}; returns the flags to restore (true when interrupts were
+ * already off). Interrupts raised meanwhile are taken at restore, as a CPU takes a pending
+ * interrupt when it re-enables them. A driver needs it where a handler could run inside a
+ * sequence that must not be interleaved: in simulated time a handler runs whenever a poll loop
+ * lets the clock advance.
+ *
+ * @example A delivery during the section runs at restore
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import {
+ *   generic_handle_domain_irq, irq_create_mapping, irq_domain_create_linear, IRQ_HANDLED, Kernel,
+ *   local_irq_restore, local_irq_save, request_irq,
+ * } from "@iommu-lab/kernel";
+ * import { TestRam } from "@iommu-lab/kernel/testing";
+ *
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+ * const wires = irq_domain_create_linear(kernel, null, 4);
+ * const seen: string[] = [];
+ * request_irq(kernel, irq_create_mapping(wires, 1), () => (seen.push("irq"), IRQ_HANDLED), 0, "demo", null);
+ * const flags = local_irq_save(kernel);
+ * generic_handle_domain_irq(wires, 1);
+ * seen.push("critical section done");
+ * local_irq_restore(kernel, flags);
+ * assert.deepEqual(seen, ["critical section done", "irq"]);
+ * ```
+ */
+export function local_irq_save(kernel: Kernel): boolean {
+  const flags = kernel.irq._irqsOff;
+  kernel.irq._irqsOff = true;
+  return flags;
+}
+
+/**
+ * Mirrors local_irq_restore(): puts back the state {@linkcode local_irq_save} returned; when that
+ * turns interrupts on, the deliveries held back meanwhile are handled, in arrival order.
+ */
+export function local_irq_restore(kernel: Kernel, flags: boolean): void {
+  const layer = kernel.irq;
+  layer._irqsOff = flags;
+  if (flags) return;
+  for (const d of layer._deferred) {
+    layer._deferred.delete(d);
+    if (d.pending && !d._blocked()) d._deliver();
+    if (layer._irqsOff) return;
+  }
+}
+
+/** Mirrors irqs_disabled(): whether local_irq_save() is in force. */
+export function irqs_disabled(kernel: Kernel): boolean {
+  return kernel.irq._irqsOff;
 }
 
 /** Mirrors disable_irq(): masks `irq`; nests. Deliveries meanwhile are replayed on enable. */

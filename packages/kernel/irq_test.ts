@@ -27,7 +27,10 @@ import {
   IRQF_ONESHOT,
   IRQF_SHARED,
   type IrqHandler,
+  irqs_disabled,
   Kernel,
+  local_irq_restore,
+  local_irq_save,
   msi_domain_alloc_irqs,
   msi_domain_free_irqs_all,
   msi_get_virq,
@@ -253,6 +256,53 @@ Deno.test("disable_irq()/enable_irq() nest; deliveries while disabled replay on 
   assert.equal(hits, 2);
   assert.throws(() => enable_irq(kernel, irq), { code: "EINVAL" });
   assert.deepEqual(masks, ["unmask 11", "mask 11", "unmask 11"]);
+});
+
+Deno.test("local_irq_save()/local_irq_restore(): deliveries wait for restore, nest, run in arrival order", () => {
+  const { kernel, wires } = setup();
+  const log: string[] = [];
+  const a = irq_create_mapping(wires, 1);
+  const b = irq_create_mapping(wires, 2);
+  request_threaded_irq(
+    kernel,
+    a,
+    () => (log.push("hard a"), IRQ_WAKE_THREAD),
+    () => (log.push("thread a"), IRQ_HANDLED),
+    IRQF_ONESHOT,
+    "a",
+    null,
+  );
+  request_irq(kernel, b, () => (log.push("b"), IRQ_HANDLED), 0, "b", null);
+
+  const outer = local_irq_save(kernel);
+  assert.equal(outer, false);
+  assert.equal(irqs_disabled(kernel), true);
+  generic_handle_irq(kernel, b);
+  const inner = local_irq_save(kernel);
+  generic_handle_irq(kernel, a);
+  generic_handle_irq(kernel, b);
+  local_irq_restore(kernel, inner);
+  assert.equal(log.length, 0, "still off: the inner restore puts back 'off'");
+  assert.equal(kernel.irq.desc(b)!.count, 2, "deliveries are counted when they arrive");
+  log.push("section done");
+  local_irq_restore(kernel, outer);
+  assert.equal(irqs_disabled(kernel), false);
+  // b arrived twice while off: one pending delivery, as a level a CPU takes once.
+  assert.deepEqual(log, ["section done", "b", "hard a", "thread a"]);
+  generic_handle_irq(kernel, b);
+  assert.equal(log.at(-1), "b", "delivered at once when on");
+});
+
+Deno.test("local_irq_restore(): an irq freed while held back is not delivered", () => {
+  const { kernel, wires } = setup();
+  const irq = irq_create_mapping(wires, 4);
+  let hits = 0;
+  request_irq(kernel, irq, () => (hits++, IRQ_HANDLED), 0, "x", null);
+  const flags = local_irq_save(kernel);
+  generic_handle_irq(kernel, irq);
+  free_irq(kernel, irq, null);
+  local_irq_restore(kernel, flags);
+  assert.equal(hits, 0);
 });
 
 Deno.test("devm_request_irq() is freed when the driver unbinds", () => {
