@@ -294,6 +294,10 @@ export class PciDev extends Device {
   msiEnabled = false;
   /** pdev->irq: the first vector after pci_alloc_irq_vectors(), else 0. */
   irq = 0;
+  /** pdev->is_managed: enabled with pcim_enable_device(), so its MSI vectors are devres. */
+  isManaged = false;
+  /** pdev->is_msi_managed: the devres action freeing the vectors is registered. */
+  _msiManaged = false;
   /** 16-bit registers whose bits are RW1C, so sub-dword writes must not write them back. */
   readonly _rw1c = new Set<number>([R.PCI_STATUS]);
 
@@ -695,10 +699,17 @@ export function pci_disable_device(pdev: PciDev): void {
   _setCommand(pdev, 0, R.PCI_COMMAND_MEMORY | R.PCI_COMMAND_IO | R.PCI_COMMAND_MASTER);
 }
 
-/** Mirrors pcim_enable_device(): pci_enable_device() undone when the driver unbinds. */
+/**
+ * Mirrors pcim_enable_device(): pci_enable_device() undone when the driver unbinds, and the
+ * device made managed: the vectors of a later pci_alloc_irq_vectors() are freed at unbind too.
+ */
 export function pcim_enable_device(pdev: PciDev): void {
   pci_enable_device(pdev);
-  devm_add_action(pdev, () => pci_disable_device(pdev));
+  devm_add_action(pdev, () => {
+    pci_disable_device(pdev);
+    pdev.isManaged = false;
+  });
+  pdev.isManaged = true;
 }
 
 /** Mirrors pci_set_master(): lets the function issue DMA. */
@@ -955,6 +966,8 @@ function _msiEnable(pdev: PciDev, nvec: number): void {
  * MSI as `flags` allow, programming the MSI-X table (through MMIO on its BAR) or the MSI
  * capability with messages from the function's MSI domain. Returns the number allocated;
  * ENOSPC when fewer than `min` are possible, EINVAL for bad bounds or when already enabled.
+ * On a managed device (pcim_enable_device()) the vectors are freed when the driver unbinds or its
+ * probe fails, as pcim_setup_msi_release() arranges.
  */
 export function pci_alloc_irq_vectors(
   pdev: PciDev,
@@ -971,6 +984,7 @@ export function pci_alloc_irq_vectors(
   if (flags & PCI_IRQ_MSIX && pdev.msixCap && pdev.msiDomain) {
     const n = Math.min(max, pci_msix_vec_count(pdev));
     if (n >= min) {
+      _setupMsiRelease(pdev);
       _msixEnable(pdev, n);
       pdev.irq = msi_get_virq(pdev, 0);
       return n;
@@ -980,12 +994,23 @@ export function pci_alloc_irq_vectors(
     let n = Math.min(max, pci_msi_vec_count(pdev));
     while (n & (n - 1)) n &= n - 1; // multi-message MSI needs a power of two
     if (n >= min) {
+      _setupMsiRelease(pdev);
       _msiEnable(pdev, n);
       pdev.irq = msi_get_virq(pdev, 0);
       return n;
     }
   }
   throw new Errno("ENOSPC", `${pdev.name}: cannot allocate ${min}..${max} interrupt vectors`);
+}
+
+/** Mirrors pcim_setup_msi_release(): a managed device frees its vectors at unbind, once. */
+function _setupMsiRelease(pdev: PciDev): void {
+  if (!pdev.isManaged || pdev._msiManaged) return;
+  devm_add_action(pdev, () => {
+    pdev._msiManaged = false;
+    pci_free_irq_vectors(pdev);
+  });
+  pdev._msiManaged = true;
 }
 
 /** Mirrors pci_irq_vector(): the virq of vector `nr` (EINVAL when not allocated). */

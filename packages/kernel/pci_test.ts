@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import {
   dev_is_pci,
   Device,
+  device_attach,
+  device_release_driver,
   DeviceTree,
+  Errno,
   type FwNode,
   generic_handle_domain_irq,
   iommu_fwspec_add_ids,
@@ -17,6 +20,7 @@ import {
   Kernel,
   type MmioBackend,
   MmioRecorder,
+  msi_get_virq,
   of_pci_get_ranges,
   of_platform_populate,
   pci_alloc_irq_vectors,
@@ -60,6 +64,7 @@ import {
   type PciConfigAccessor,
   type PciDev,
   type PciHostWindow,
+  pcim_enable_device,
   platform_driver_register,
   request_irq,
   to_pci_dev,
@@ -406,6 +411,54 @@ Deno.test("MSI-X: pci_alloc_irq_vectors() programs the table in the BAR through 
     assert.equal(pci_alloc_irq_vectors(d, 1, 32, PCI_IRQ_MSIX), 8);
     pci_free_irq_vectors(d);
     assert.throws(() => pci_alloc_irq_vectors(d, 9, 9, PCI_IRQ_MSIX), { code: "ENOSPC" });
+  });
+});
+
+Deno.test("pcim_enable_device() makes pci_alloc_irq_vectors() managed: vectors freed at unbind or failed probe", async (t) => {
+  const { cfg, kernel, probe } = setup();
+  cfg.fns.set(PCI_DEVFN(1, 0), caps(bar(fn(1, 1), 0, 0x1000), { msix: 8 }));
+  cfg.fns.set(PCI_DEVFN(2, 0), caps(bar(fn(1, 2), 0, 0x1000), { msix: 8 }));
+  let fail = true;
+  pci_register_driver(kernel, {
+    name: "managed",
+    idTable: [{ vendor: 1, device: 1 }],
+    probe(pdev) {
+      pcim_enable_device(pdev);
+      pci_alloc_irq_vectors(pdev, 1, 4, PCI_IRQ_MSIX);
+      if (fail) throw new Errno("EIO", "later probe step");
+    },
+  });
+  pci_register_driver(kernel, {
+    name: "unmanaged",
+    idTable: [{ vendor: 1, device: 2 }],
+    probe(pdev) {
+      pci_enable_device(pdev);
+      pci_alloc_irq_vectors(pdev, 1, 4, PCI_IRQ_MSIX);
+    },
+  });
+  const [managed, plain] = probe().devices;
+  await t.step("a failed probe leaves no vector and MSI-X off", () => {
+    assert.equal(managed.state, "unbound");
+    assert.equal(managed.msixEnabled, false);
+    assert.equal(msi_get_virq(managed, 0), 0);
+    assert.equal(managed.isManaged, false, "devres undid pcim_enable_device");
+  });
+  await t.step("unbinding a managed driver frees them, and a rebind can allocate again", () => {
+    fail = false;
+    assert.equal(device_attach(managed), true);
+    assert.equal(managed.msixEnabled, true);
+    device_release_driver(managed);
+    assert.equal(managed.msixEnabled, false);
+    assert.equal(msi_get_virq(managed, 0), 0);
+    assert.equal(device_attach(managed), true);
+    pci_free_irq_vectors(managed); // a driver freeing them itself is fine too
+    device_release_driver(managed);
+    assert.equal(managed.msixEnabled, false);
+  });
+  await t.step("without pcim_enable_device() the vectors stay with the device", () => {
+    device_release_driver(plain);
+    assert.equal(plain.msixEnabled, true);
+    pci_free_irq_vectors(plain);
   });
 });
 
