@@ -44,11 +44,13 @@ import {
   type RiscvIommuFeature,
 } from "@iommu-lab/riscv-iommu";
 import { riscv_iommu_pci_driver, riscv_iommu_platform_driver } from "@iommu-lab/riscv-iommu-probe";
+import { type CpuCostTable, CpuMem, DEFAULT_CPU_COSTS } from "./cpu_mem.ts";
 import { dma_engine_chans, dma_engine_driver, type DmaChan } from "./dma_engine_driver.ts";
 import { aplic_driver, imsic_driver } from "./irqchip.ts";
 import { Trace, type TraceOptions } from "./trace.ts";
+import { IommuWindow } from "./iommu_window.ts";
 import {
-  traceCommands,
+  iommuRegName,
   TracedMmio,
   traceMsiWrites,
   traceTranslations,
@@ -116,8 +118,10 @@ export interface MachineOptions {
   msiThroughIommu?: boolean;
   /** iommu.passthrough=1: default domains are identity. */
   passthrough?: boolean;
-  /** Overrides of the simulated clock's cost table. */
+  /** Overrides of the simulated clock's cost table (what devices and the IOMMU cost). */
   costs?: Partial<CostTable>;
+  /** Overrides of the CPU's cost table (what the kernel's own work costs). */
+  cpuCosts?: Partial<CpuCostTable>;
   /** Record a trace of the run (see {@linkcode Trace}). Default off. */
   trace?: boolean | TraceOptions;
   /** Record dev_dbg/pr_debug lines in dmesg. Default false. */
@@ -173,6 +177,8 @@ export class Machine {
   readonly trace: Trace;
   /** The options the machine was booted with. */
   readonly options: Readonly<MachineOptions>;
+  /** What the CPU's own work costs (the defaults with `options.cpuCosts` over them). */
+  readonly cpuCosts: Readonly<CpuCostTable>;
 
   private constructor(
     kernel: Kernel,
@@ -182,6 +188,7 @@ export class Machine {
     fdt: Uint8Array,
     trace: Trace,
     options: MachineOptions,
+    cpuCosts: Readonly<CpuCostTable>,
   ) {
     this.kernel = kernel;
     this.silicon = silicon;
@@ -190,6 +197,7 @@ export class Machine {
     this.fdt = fdt;
     this.trace = trace;
     this.options = options;
+    this.cpuCosts = cpuCosts;
   }
 
   /**
@@ -268,18 +276,24 @@ export class Machine {
       atsSupported: iommu !== null,
     }).toBlob();
 
-    const commands = iommu !== null && traced !== null ? traceCommands(iommu, mem, traced) : null;
     const isIommu = (r: Region) => r === iommuRegion || r === iommuPci?.fn.barRegion(0);
+    // What the kernel's ioremap() gets: the IOMMU's window prices its commands; with a trace,
+    // every window records the CPU's accesses.
     const ioremap: IoremapFn = (phys, size) => {
       const r = mem.mmioAt(phys);
       if (r === undefined || phys + size > r.base + r.size) return null;
-      const backend = traced === null
-        ? r.mmio!
-        : new TracedMmio(r.mmio!, traced, r.name, isIommu(r) ? commands : null);
+      let backend: MmioHandler = r.mmio!;
+      if (iommu !== null && isIommu(r)) {
+        backend = new IommuWindow(backend, iommu, mem, clock, traced);
+        if (traced !== null) backend = new TracedMmio(backend, traced, r.name, iommuRegName);
+      } else if (traced !== null) {
+        backend = new TracedMmio(backend, traced, r.name);
+      }
       return { backend, offset: phys - r.base };
     };
+    const cpuCosts = Object.freeze({ ...DEFAULT_CPU_COSTS, ...opts.cpuCosts });
     const kernel = new Kernel({
-      mem,
+      mem: new CpuMem(mem, clock, cpuCosts),
       ram: [{ base: VIRT_DRAM_BASE, size: ramSize }],
       clock,
       ioremap,
@@ -292,19 +306,27 @@ export class Machine {
     const iommuCore = iommu_subsys_init(kernel, { passthrough: opts.passthrough });
     const driver = spec === "none" ? null : new RiscvIommuDriver({ features: spec.features });
 
-    platform_driver_register(kernel, imsic_driver(imsic, traced));
-    platform_driver_register(kernel, aplic_driver(aplic, traced));
-    platform_driver_register(kernel, pci_host_generic_driver);
+    // Every driver is built in; each probe also pays for the driver core's work around it.
+    const timed = <D extends { probe(...args: never[]): void }>(drv: D): D => ({
+      ...drv,
+      probe(...args: Parameters<D["probe"]>) {
+        clock.charge(cpuCosts.probe);
+        drv.probe(...args);
+      },
+    });
+    platform_driver_register(kernel, timed(imsic_driver(imsic, traced)));
+    platform_driver_register(kernel, timed(aplic_driver(aplic, traced)));
+    platform_driver_register(kernel, timed(pci_host_generic_driver));
     if (driver !== null) {
-      platform_driver_register(kernel, riscv_iommu_platform_driver(driver));
-      pci_register_driver(kernel, riscv_iommu_pci_driver(driver));
+      platform_driver_register(kernel, timed(riscv_iommu_platform_driver(driver)));
+      pci_register_driver(kernel, timed(riscv_iommu_pci_driver(driver)));
     }
-    pci_register_driver(kernel, dma_engine_driver(clock, traced));
+    pci_register_driver(kernel, timed(dma_engine_driver(clock, traced)));
     of_platform_populate(kernel, dt);
     kernel.lateInitcall();
 
     const silicon: Silicon = { clock, mem, iommu, iommuPci, rc, aplic, imsic, dmaEngines };
-    return new Machine(kernel, silicon, iommuCore, driver, fdt, trace, opts);
+    return new Machine(kernel, silicon, iommuCore, driver, fdt, trace, opts, cpuCosts);
   }
 
   /** The kernel log as `dmesg` prints it. */

@@ -10,6 +10,7 @@ import {
   DeviceTree,
   DMA_BIDIRECTIONAL,
   dma_map_page,
+  dma_unmap_page,
   dmaDirectOps,
   IOMMU_FWSPEC_PCI_RC_ATS,
   of_map_id,
@@ -150,11 +151,93 @@ Deno.test("the same options boot to the same state (deterministic)", () => {
   assert.deepEqual(run(), run());
 });
 
-Deno.test("register accesses of the kernel cost simulated time", () => {
+Deno.test("register accesses of the kernel cost costs.mmio, RAM accesses cpuCosts", async (t) => {
   const m = Machine.boot();
-  const t0 = m.silicon.clock.now();
-  m.kernel.mem.read32(VIRT_DRAM_BASE); // RAM: free
-  assert.equal(m.silicon.clock.now(), t0);
-  m.silicon.mem.read32(VIRT_IOMMU_SYS_BASE + RISCV_IOMMU_REG_FCTL);
-  assert.equal(m.silicon.clock.now(), t0 + m.silicon.clock.costs.mmio);
+  const clock = m.silicon.clock;
+  const { memAccess, memLine } = m.cpuCosts;
+  assert.ok(memAccess > 0 && memLine > 0);
+  const spent = (fn: () => void) => {
+    const t0 = clock.now();
+    fn();
+    return clock.now() - t0;
+  };
+  await t.step("an MMIO register access costs costs.mmio", () => {
+    const fctl = VIRT_IOMMU_SYS_BASE + RISCV_IOMMU_REG_FCTL;
+    assert.equal(spent(() => m.silicon.mem.read32(fctl)), clock.costs.mmio);
+  });
+  await t.step("a word of RAM costs memAccess, whatever its width", () => {
+    const pa = m.kernel.pages.alloc(0);
+    assert.equal(spent(() => m.kernel.mem.read32(pa)), memAccess);
+    assert.equal(spent(() => m.kernel.mem.store64(pa, 1, 2)), memAccess);
+    assert.equal(spent(() => m.kernel.mem.read64(pa)), memAccess);
+    assert.equal(m.kernel.mem.read32(pa + 4), 2, "the view writes through to the bus");
+  });
+  await t.step("a bulk access costs memLine per 64-byte line it touches", () => {
+    const pa = m.kernel.pages.alloc(0);
+    assert.equal(spent(() => m.kernel.mem.fill(pa, 4096, 0)), 64 * memLine);
+    assert.equal(spent(() => m.kernel.mem.readBytes(pa + 60, 8)), 2 * memLine);
+    assert.equal(spent(() => m.kernel.mem.writeBytes(pa + 64, new Uint8Array(64))), memLine);
+    assert.equal(spent(() => m.kernel.mem.readBytes(pa, 0)), 0);
+  });
+  await t.step("the silicon's own accesses to RAM are not the CPU's", () => {
+    assert.equal(spent(() => m.silicon.mem.read32(VIRT_DRAM_BASE)), 0);
+  });
+});
+
+Deno.test("dma_map_page costs the CPU's PTE accesses; with cpuCosts zeroed it is free", () => {
+  const mapTime = (cpuCosts?: { memAccess: number; memLine: number }) => {
+    const m = Machine.boot({ cpuCosts });
+    const chan = m.dmaChannel(0);
+    const buf = m.kernel.pages.alloc(0);
+    // The first map allocates the page-table levels; time the steady state.
+    const first = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+    dma_unmap_page(chan.dev, first, 4096, DMA_BIDIRECTIONAL);
+    const t0 = m.silicon.clock.now();
+    dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+    return { ns: m.silicon.clock.now() - t0, memAccess: m.cpuCosts.memAccess };
+  };
+  const { ns, memAccess } = mapTime();
+  assert.ok(ns >= 2 * memAccess, `a map reads and writes PTEs: ${ns} ns`);
+  assert.equal(ns % memAccess, 0, "nothing but RAM accesses");
+  assert.equal(mapTime({ memAccess: 0, memLine: 0 }).ns, 0);
+});
+
+Deno.test("each probe pays cpuCosts.probe, so boot lines are stamped in probe order", () => {
+  const probe = 1_000_000;
+  const m = Machine.boot({ cpuCosts: { probe } });
+  const at = (re: RegExp) => m.kernel.dmesg.records().find((r) => re.test(r.text))!.ns;
+  const ns = m.kernel.dmesg.records().map((r) => r.ns);
+  assert.deepEqual(ns, [...ns].sort((a, b) => a - b), "timestamps never go back");
+  assert.equal(at(/^Machine model: /), 0);
+  const imsic = at(/^riscv-imsic .*identities/);
+  const aplic = at(/^riscv-aplic .*directly connected/);
+  const iommu = at(/^riscv,iommu 3010000\.iommu: using MSIs$/);
+  const dmae = at(/^iommu-lab-dmae 0000:00:02\.0: 4 channels/);
+  assert.ok(imsic >= probe && imsic < 2 * probe, `${imsic}`);
+  assert.ok(aplic >= imsic + probe && iommu >= aplic + probe && dmae >= iommu + probe);
+  const free = Machine.boot({ cpuCosts: { probe: 0 } });
+  // IMSIC, APLIC, IOMMU, PCIe host, DMA engine: five probes, nothing else differs.
+  assert.equal(m.silicon.clock.now() - free.silicon.clock.now(), 5 * probe);
+});
+
+Deno.test("the command queue's work is priced: costs.command per entry the IOMMU ran", async (t) => {
+  // A 16-entry queue wraps every 8 unmaps (IOTINVAL.VMA + IOFENCE.C each).
+  const run = (command: number) => {
+    const m = Machine.boot({ costs: { command }, iommuOptions: { maxLog2Sz: { cq: 4 } } });
+    const chan = m.dmaChannel(0);
+    const buf = m.kernel.pages.alloc(0);
+    const times: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+      const t0 = m.silicon.clock.now();
+      dma_unmap_page(chan.dev, iova, 4096, DMA_BIDIRECTIONAL);
+      times.push(m.silicon.clock.now() - t0);
+    }
+    return times;
+  };
+  await t.step("an unmap runs two commands, across the queue's wrap too", () => {
+    const free = run(0);
+    const priced = run(1_000);
+    assert.deepEqual(priced.map((ns, i) => ns - free[i]), Array(20).fill(2_000));
+  });
 });

@@ -23,6 +23,7 @@
  *
  * @module
  */
+export { type CpuCostTable, CpuMem, DEFAULT_CPU_COSTS } from "./cpu_mem.ts";
 export {
   dma_engine_chans,
   dma_engine_driver,

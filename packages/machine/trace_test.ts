@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { DMA_BIDIRECTIONAL, dma_map_page } from "@iommu-lab/kernel";
+import {
+  device_attach,
+  device_release_driver,
+  device_unregister,
+  DMA_BIDIRECTIONAL,
+  dma_map_page,
+  dma_unmap_page,
+} from "@iommu-lab/kernel";
 import { Machine, type TraceEvent, TRACK_CPU, TRACK_DMA, TRACK_IOMMU, TRACK_IRQ } from "./mod.ts";
 
 /** Boots a traced machine, copies a page through the IOMMU and makes one fault. */
@@ -103,4 +110,32 @@ Deno.test("trace: mmioReads records reads too; limit caps the buffer", () => {
   const capped = Machine.boot({ trace: { limit: 10 } });
   assert.equal(capped.trace.events.length, 10);
   assert.ok(capped.trace.dropped > 0);
+});
+
+Deno.test("trace: each command is a span of costs.command, counted from cqh 0 after a re-enable", () => {
+  const m = Machine.boot({ trace: true, costs: { command: 250 } });
+  const chan = m.dmaChannel(0);
+  const buf = m.kernel.pages.alloc(0);
+  for (let i = 0; i < 3; i++) {
+    dma_unmap_page(chan.dev, dma_map_page(chan.dev, buf, 0, 4096, 0), 4096, DMA_BIDIRECTIONAL);
+  }
+  m.kernel.pages.free(buf, 0);
+  const boot = named(m.trace.events, "command");
+  assert.ok(boot.every((e) => e.ph === "X" && e.dur === 0.25 && e.tid === TRACK_IOMMU));
+  const slots = boot.map((e) => e.args?.slot);
+  assert.deepEqual(slots, slots.map((_, i) => i), "one span per queue slot, in order");
+  assert.deepEqual(
+    boot.slice(-6).map((e) => e.name),
+    Array(3).fill(["IOTINVAL.VMA", "IOFENCE.C"]).flat(),
+  );
+  for (let i = 1; i < boot.length; i++) assert.ok(boot[i].ts >= boot[i - 1].ts + 0.25);
+
+  // Unbind and rebind: the driver turns the queue off, and turning it on again zeroes cqh.
+  for (const eng of m.dmaDevices) device_unregister(eng);
+  device_release_driver(m.iommuDevice!);
+  const before = named(m.trace.events, "command").length;
+  assert.ok(device_attach(m.iommuDevice!));
+  const rebind = named(m.trace.events, "command").slice(before);
+  assert.ok(rebind.length > 0 && rebind.length < 8, `${rebind.length} commands`);
+  assert.equal(rebind[0].args?.slot, 0);
 });

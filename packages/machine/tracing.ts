@@ -1,7 +1,7 @@
 /**
  * The machine's trace hooks: wrappers around the silicon's interfaces (MMIO windows, the
  * IOMMU's translation port and HPM event sink, interrupt lines, the MSI doorbell) that record
- * into a {@linkcode Trace}. Nothing in `hw` is edited; with tracing off every helper returns the
+ * into a {@linkcode Trace} (commands are recorded by the IOMMU's window, `iommu_window.ts`). Nothing in `hw` is edited; with tracing off every helper returns the
  * object it was given, so an untraced machine pays nothing.
  *
  * @module
@@ -12,11 +12,6 @@ import {
   type Iommu,
   type IrqSink,
   type MmioHandler,
-  type PhysicalMemory,
-  RISCV_IOMMU_CMD_ATS_OPCODE,
-  RISCV_IOMMU_CMD_IODIR_OPCODE,
-  RISCV_IOMMU_CMD_IOFENCE_OPCODE,
-  RISCV_IOMMU_CMD_IOTINVAL_OPCODE,
   RISCV_IOMMU_HPMEVENT_DD_WALK,
   RISCV_IOMMU_HPMEVENT_G_WALKS,
   RISCV_IOMMU_HPMEVENT_PD_WALK,
@@ -66,7 +61,8 @@ const _IOMMU_REGS = new Map<number, string>([
   [RISCV_IOMMU_REG_ICVEC, "icvec"],
 ]);
 
-function _iommuReg(offset: number): string {
+/** The name of the IOMMU register at `offset`, for MMIO events. */
+export function iommuRegName(offset: number): string {
   const name = _IOMMU_REGS.get(offset);
   if (name !== undefined) return name;
   const n = (offset - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4;
@@ -74,73 +70,27 @@ function _iommuReg(offset: number): string {
   return `0x${offset.toString(16)}`;
 }
 
-/** Turns the command-queue entries the IOMMU consumed into `command` events. */
-export interface CommandTracer {
-  /** Called before a CPU write to the IOMMU at `offset`. */
-  before(offset: number): void;
-  /** Called after it. */
-  after(offset: number): void;
-}
-
-/** Command names by opcode and func3. */
-function _commandName(opcode: number, func: number): string {
-  switch (opcode) {
-    case RISCV_IOMMU_CMD_IOTINVAL_OPCODE:
-      return func === 0 ? "IOTINVAL.VMA" : func === 1 ? "IOTINVAL.GVMA" : `IOTINVAL.${func}`;
-    case RISCV_IOMMU_CMD_IOFENCE_OPCODE:
-      return func === 0 ? "IOFENCE.C" : `IOFENCE.${func}`;
-    case RISCV_IOMMU_CMD_IODIR_OPCODE:
-      return func === 0 ? "IODIR.INVAL_DDT" : func === 1 ? "IODIR.INVAL_PDT" : `IODIR.${func}`;
-    case RISCV_IOMMU_CMD_ATS_OPCODE:
-      return func === 0 ? "ATS.INVAL" : func === 1 ? "ATS.PRGR" : `ATS.${func}`;
-  }
-  return `opcode ${opcode}`;
-}
-
-/**
- * Commands run inside the MMIO write that makes them runnable (`cqt`, or `cqcsr` restarting the
- * queue), so comparing `cqh` around such a write gives the entries processed; they are read
- * back from the ring in memory.
- */
-export function traceCommands(iommu: Iommu, mem: PhysicalMemory, trace: Trace): CommandTracer {
-  let head = 0;
-  const runs = (off: number) => off === RISCV_IOMMU_REG_CQT || off === RISCV_IOMMU_REG_CQCSR;
-  return {
-    before(off) {
-      if (runs(off)) head = iommu.read32(RISCV_IOMMU_REG_CQH);
-    },
-    after(off) {
-      if (!runs(off)) return;
-      const now = iommu.read32(RISCV_IOMMU_REG_CQH);
-      const cqb = iommu.read64(RISCV_IOMMU_REG_CQB);
-      const entries = 2 ** (Number(cqb & 0x1fn) + 1);
-      const ring = Number(cqb >> 10n & (2n ** 44n - 1n)) * 4096;
-      for (let i = head; i !== now; i = (i + 1) % entries) {
-        const at = ring + i * 16;
-        const lo = mem.read32(at);
-        trace.instant("command", _commandName(lo & 0x7f, (lo >>> 7) & 7), TRACK_IOMMU, {
-          slot: i,
-          dword0: mem.read64(at),
-          dword1: mem.read64(at + 8),
-        });
-      }
-    },
-  };
-}
-
 /** A register window whose CPU accesses are recorded on the CPU track. */
 export class TracedMmio implements MmioHandler {
   readonly #inner: MmioHandler;
   readonly #trace: Trace;
   readonly #name: string;
-  readonly #commands: CommandTracer | null;
+  readonly #regName: (offset: number) => string;
 
-  /** Records accesses to `inner` (named `name`); IOMMU windows also record commands run. */
-  constructor(inner: MmioHandler, trace: Trace, name: string, commands: CommandTracer | null) {
+  /**
+   * Records accesses to `inner` (named `name`, e.g. `iommu`), naming registers with `regName`
+   * (default: the offset in hex).
+   */
+  constructor(
+    inner: MmioHandler,
+    trace: Trace,
+    name: string,
+    regName: (offset: number) => string = (off) => `0x${off.toString(16)}`,
+  ) {
     this.#inner = inner;
     this.#trace = trace;
     this.#name = name;
-    this.#commands = commands;
+    this.#regName = regName;
   }
 
   /** Reads and (with `mmioReads`) records 4 bytes. */
@@ -150,12 +100,10 @@ export class TracedMmio implements MmioHandler {
     return v;
   }
 
-  /** Records and writes 4 bytes. */
+  /** Records and writes 4 bytes (the event is the write's start: what it sets off follows). */
   write32(offset: number, value: number): void {
-    this.#commands?.before(offset);
-    this.#inner.write32(offset, value);
     this.#record("write", offset, value >>> 0);
-    this.#commands?.after(offset);
+    this.#inner.write32(offset, value);
   }
 
   /** Reads and (with `mmioReads`) records 8 bytes. */
@@ -167,15 +115,12 @@ export class TracedMmio implements MmioHandler {
 
   /** Records and writes 8 bytes. */
   write64(offset: number, value: bigint): void {
-    this.#commands?.before(offset);
-    this.#inner.write64(offset, value);
     this.#record("write", offset, value);
-    this.#commands?.after(offset);
+    this.#inner.write64(offset, value);
   }
 
   #record(op: string, offset: number, value: number | bigint): void {
-    const reg = this.#commands !== null ? _iommuReg(offset) : `0x${offset.toString(16)}`;
-    this.#trace.instant("mmio", `${op} ${this.#name} ${reg}`, TRACK_CPU, {
+    this.#trace.instant("mmio", `${op} ${this.#name} ${this.#regName(offset)}`, TRACK_CPU, {
       offset,
       value: typeof value === "bigint" ? value : `0x${value.toString(16)}`,
     });
