@@ -9,11 +9,11 @@ import {
 
 const LINES = [
   /^dma mapping benchmark: threads:\d+ seconds:[\d.]+ node:-?\d+ dir:(BIDIRECTIONAL|TO_DEVICE|FROM_DEVICE) granule: \d+$/,
-  /^average map latency\(us\):\d+\.\d standard deviation:\d+\.\d$/,
-  /^average unmap latency\(us\):\d+\.\d standard deviation:\d+\.\d$/,
+  /^average map latency\(us\):\d+\.\d\d standard deviation:\d+\.\d\d$/,
+  /^average unmap latency\(us\):\d+\.\d\d standard deviation:\d+\.\d\d$/,
 ];
 
-Deno.test("formatMapBenchmark prints the tool's lines, latencies in µs from 100 ns units", () => {
+Deno.test("formatMapBenchmark prints the tool's lines, latencies in µs (two decimals) from 100 ns units", () => {
   const r: MapBenchmarkResult = {
     avg_map_100ns: 7.04,
     map_stddev: 2,
@@ -26,8 +26,8 @@ Deno.test("formatMapBenchmark prints the tool's lines, latencies in µs from 100
   };
   assert.deepEqual(formatMapBenchmark(r).split("\n"), [
     "dma mapping benchmark: threads:4 seconds:1 node:-1 dir:TO_DEVICE granule: 2",
-    "average map latency(us):0.7 standard deviation:0.2",
-    "average unmap latency(us):1.5 standard deviation:0.0",
+    "average map latency(us):0.70 standard deviation:0.20",
+    "average unmap latency(us):1.50 standard deviation:0.03",
   ]);
 });
 
@@ -38,11 +38,15 @@ Deno.test("dma_map_benchmark maps and unmaps through the IOMMU for the simulated
   await t.step("one thread, 50 µs", () => {
     const t0 = m.silicon.clock.now();
     const r = runMapBenchmark(dev, { seconds: 50e-6 });
-    assert.ok(r.simNs >= 50_000 && m.silicon.clock.now() - t0 === r.simNs);
+    // The run is timed once its buffer is allocated (zeroing the page costs CPU time too).
+    const alloc = m.silicon.clock.now() - t0 - r.simNs;
+    assert.ok(r.simNs >= 50_000 && alloc >= 0 && alloc < 1_000, `${r.simNs} ns, ${alloc} ns`);
     assert.ok(r.loops > 10);
-    // Strict invalidation: every unmap waits for IOTINVAL + IOFENCE.C, which costs time.
-    assert.ok(r.avg_unmap_100ns > 0);
-    assert.ok(r.avg_map_100ns >= 0 && r.map_stddev >= 0 && r.unmap_stddev >= 0);
+    // A map writes PTEs (CPU memory accesses); an unmap also waits for IOTINVAL.VMA +
+    // IOFENCE.C to run on the command queue, so it takes longer.
+    assert.ok(r.avg_map_100ns > 0);
+    assert.ok(r.avg_unmap_100ns > r.avg_map_100ns, `${r.avg_unmap_100ns} <= ${r.avg_map_100ns}`);
+    assert.ok(r.map_stddev >= 0 && r.unmap_stddev >= 0);
     // The average covers the run: loops × (map + unmap) cannot exceed the time it took.
     assert.ok(r.loops * (r.avg_map_100ns + r.avg_unmap_100ns) * 100 <= r.simNs + 1e-6);
     formatMapBenchmark(r).split("\n").forEach((l, i) => assert.match(l, LINES[i]));
@@ -92,14 +96,17 @@ Deno.test("dma_map_benchmark rejects what the kernel's ioctl rejects (EINVAL)", 
   ) {
     await t.step(name, () => assert.throws(() => runMapBenchmark(dev, opts), { code: "EINVAL" }));
   }
-  await t.step("direct mapping without a transfer time never ends: refused", () => {
+  await t.step("direct FROM_DEVICE mapping without a transfer time never ends: refused", () => {
     const direct = Machine.boot({ iommu: "none", dmaChannels: 1 });
-    assert.throws(() => runMapBenchmark(direct.dmaDevices[0], { seconds: 1e-6 }), {
-      code: "EINVAL",
-    });
-    const r = runMapBenchmark(direct.dmaDevices[0], { seconds: 1e-6, dma_trans_ns: 100 });
+    const dev = direct.dmaDevices[0];
+    assert.throws(() => runMapBenchmark(dev, { seconds: 1e-6, dir: 2 }), { code: "EINVAL" });
+    const r = runMapBenchmark(dev, { seconds: 1e-6, dir: 2, dma_trans_ns: 100 });
     assert.equal(r.avg_map_100ns, 0);
     assert.equal(r.loops, 10);
+    // Other directions dirty the buffer before each map: that time ends the run.
+    const touched = runMapBenchmark(dev, { seconds: 1e-6 });
+    assert.equal(touched.avg_map_100ns, 0);
+    assert.ok(touched.loops > 0 && touched.simNs >= 1000);
   });
 });
 
