@@ -12,6 +12,15 @@ Deno.test("demo: dmatest passes through the platform IOMMU, the fault is logged,
     assert.equal(r.failures, 0);
     const out = lines.join("\n");
     assert.match(out, /riscv,iommu 3010000\.iommu: using MSIs/);
+    // Every line is a heading, a kernel log line, or the demo's own under a label column.
+    for (const l of lines.flatMap((l) => l.split("\n")).filter((l) => l !== "")) {
+      const labelled = l[14] === " " && /^[A-Za-z]* *$/.test(l.slice(0, 15));
+      assert.ok(/^== |^\[ +\d+\.\d{6}\] /.test(l) || labelled, `unformatted line: ${l}`);
+    }
+    // Probes cost time: the boot is not all stamped 0.
+    const stamps = [...out.matchAll(/^\[ +(\d+\.\d{6})\] /gm)].map((m) => Number(m[1]));
+    assert.deepEqual(stamps, [...stamps].sort((a, b) => a - b));
+    assert.doesNotMatch(out, /^\[ +0\.000000\] riscv,iommu 3010000\.iommu: using MSIs$/m);
     assert.match(out, /dmatest: dma0chan3-copy0: summary 4 tests, 0 failures/);
     assert.equal(
       r.faultLine,
