@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 
 /** parseArgs option specs of the machine flags. */
@@ -20,6 +21,37 @@ export const MACHINE_HELP = `machine:
   --iommu-bus platform|pci    the platform IOMMU at 0x3010000 (default) or the PCI one (1b36:0014)
   --engines N                 DMA test engines (default 1)
   --channels N                channels per engine (default 4)`;
+
+/**
+ * Parses a tool's command line: its `options`, the machine flags and `-h`/`--help`. Returns the
+ * values, or the exit status when there is nothing to run: 0 once `help` (the tool's usage text)
+ * is printed for `--help`, 2 once a parse error and the usage are printed.
+ */
+export function parseToolArgs<const O extends NonNullable<ParseArgsConfig["options"]>>(
+  tool: string,
+  args: string[],
+  options: O,
+  help: string,
+) {
+  const all = {
+    ...MACHINE_FLAGS,
+    ...options,
+    help: { type: "boolean", short: "h", default: false },
+  } as const;
+  let values;
+  try {
+    ({ values } = parseArgs({ args, options: all }));
+  } catch (e) {
+    console.error(`${tool}: ${(e as Error).message}\n\n${help}${MACHINE_HELP}`);
+    return 2;
+  }
+  // (The generic config leaves `values` opaque here; callers see their options' types.)
+  if ((values as { help?: boolean }).help) {
+    console.log(`${help}${MACHINE_HELP}`);
+    return 0;
+  }
+  return values;
+}
 
 /** Boots the machine the flags describe; RangeError on a bad value. */
 export function bootFromFlags(v: {

@@ -29,7 +29,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import {
   type Device,
   DMA_BIDIRECTIONAL,
@@ -44,7 +43,7 @@ import {
   type Kernel,
 } from "@iommu-lab/kernel";
 import type { Machine } from "@iommu-lab/machine";
-import { bootFromFlags, intFlag, MACHINE_FLAGS, MACHINE_HELP } from "./_cli.ts";
+import { bootFromFlags, intFlag, parseToolArgs } from "./_cli.ts";
 
 /** DMA_MAP_MAX_THREADS. */
 export const DMA_MAP_MAX_THREADS = 1024;
@@ -243,30 +242,16 @@ Maps and unmaps a buffer on the DMA test engine in a loop and prints the average
  * and prints the tool's three lines plus the loop count and real time. Returns the exit status.
  */
 export function mapBenchmarkMain(args: string[]): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...MACHINE_FLAGS,
-        t: { type: "string", short: "t", default: "1" },
-        s: { type: "string", short: "s", default: "1" },
-        g: { type: "string", short: "g", default: "1" },
-        d: { type: "string", short: "d", default: "0" },
-        x: { type: "string", short: "x", default: "0" },
-        b: { type: "string", short: "b", default: "32" },
-        n: { type: "string", short: "n", default: "-1" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (e) {
-    console.error(`dma_map_benchmark: ${(e as Error).message}\n\n${_HELP}${MACHINE_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(`${_HELP}${MACHINE_HELP}`);
-    return 0;
-  }
+  const values = parseToolArgs("dma_map_benchmark", args, {
+    t: { type: "string", short: "t", default: "1" },
+    s: { type: "string", short: "s", default: "1" },
+    g: { type: "string", short: "g", default: "1" },
+    d: { type: "string", short: "d", default: "0" },
+    x: { type: "string", short: "x", default: "0" },
+    b: { type: "string", short: "b", default: "32" },
+    n: { type: "string", short: "n", default: "-1" },
+  }, _HELP);
+  if (typeof values === "number") return values;
   let r: MapBenchmarkResult;
   try {
     const seconds = Number(values.s);

@@ -30,7 +30,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import {
   dma_alloc_coherent,
   DMA_BIDIRECTIONAL,
@@ -47,7 +46,7 @@ import {
   pr_warn,
 } from "@iommu-lab/kernel";
 import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
-import { bootFromFlags, intFlag, MACHINE_FLAGS, MACHINE_HELP } from "./_cli.ts";
+import { bootFromFlags, intFlag, parseToolArgs } from "./_cli.ts";
 
 /** Source bytes carry this bit. */
 export const PATTERN_SRC = 0x80;
@@ -613,39 +612,25 @@ dmatest (as the module's parameters):
  * simulated and real time. Returns the exit status (1 when a test failed, 2 on bad usage).
  */
 export function dmatestMain(args: string[]): number {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        ...MACHINE_FLAGS,
-        "iterations": { type: "string", default: "10" },
-        "test_buf_size": { type: "string", default: "16384" },
-        "threads_per_chan": { type: "string", default: "1" },
-        "max_channels": { type: "string", default: "0" },
-        "channel": { type: "string", default: "" },
-        "dmatest": { type: "string" },
-        "mode": { type: "string", default: "copy" },
-        "noverify": { type: "boolean", default: false },
-        "norandom": { type: "boolean", default: false },
-        "transfer_size": { type: "string", default: "0" },
-        "alignment": { type: "string", default: "0" },
-        "coherent": { type: "boolean", default: false },
-        "timeout": { type: "string", default: "3000" },
-        "seed": { type: "string", default: "1" },
-        "verbose": { type: "boolean", default: false },
-        "dmesg": { type: "boolean", default: false },
-        "help": { type: "boolean", short: "h", default: false },
-      },
-    }));
-  } catch (e) {
-    console.error(`dmatest: ${(e as Error).message}\n\n${_HELP}${MACHINE_HELP}`);
-    return 2;
-  }
-  if (values.help) {
-    console.log(`${_HELP}${MACHINE_HELP}`);
-    return 0;
-  }
+  const values = parseToolArgs("dmatest", args, {
+    "iterations": { type: "string", default: "10" },
+    "test_buf_size": { type: "string", default: "16384" },
+    "threads_per_chan": { type: "string", default: "1" },
+    "max_channels": { type: "string", default: "0" },
+    "channel": { type: "string", default: "" },
+    "dmatest": { type: "string" },
+    "mode": { type: "string", default: "copy" },
+    "noverify": { type: "boolean", default: false },
+    "norandom": { type: "boolean", default: false },
+    "transfer_size": { type: "string", default: "0" },
+    "alignment": { type: "string", default: "0" },
+    "coherent": { type: "boolean", default: false },
+    "timeout": { type: "string", default: "3000" },
+    "seed": { type: "string", default: "1" },
+    "verbose": { type: "boolean", default: false },
+    "dmesg": { type: "boolean", default: false },
+  }, _HELP);
+  if (typeof values === "number") return values;
   let machine: Machine;
   let r: DmatestResult;
   try {
