@@ -139,3 +139,23 @@ Deno.test("trace: each command is a span of costs.command, counted from cqh 0 af
   assert.ok(rebind.length > 0 && rebind.length < 8, `${rebind.length} commands`);
   assert.equal(rebind[0].args?.slot, 0);
 });
+
+Deno.test("trace: each walk is recorded once (a miss and a first-stage walk per fresh mapping)", () => {
+  const m = Machine.boot({ trace: true });
+  const chan = m.dmaChannel(0);
+  const buf = m.kernel.pages.alloc(0);
+  const from = m.trace.events.length;
+  for (let i = 0; i < 5; i++) {
+    const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+    assert.equal(chan.memset(iova, i, 4096).status, "complete");
+    // The unmap's IOTINVAL.VMA empties the IOTLB, so the next memset misses again.
+    dma_unmap_page(chan.dev, iova, 4096, DMA_BIDIRECTIONAL);
+  }
+  const walks = named(m.trace.events.slice(from), "walk");
+  const count = (name: string) => walks.filter((e) => e.name === name).length;
+  assert.equal(count("IOTLB miss"), 5);
+  assert.equal(count("S/VS-stage walk"), 5);
+  assert.equal(count("DDT walk"), 1, "the device context stays cached");
+  assert.equal(walks.length, 11);
+  assert.ok(walks.every((e) => e.args?.devid === 0x10 && e.tid === TRACK_IOMMU));
+});

@@ -155,7 +155,11 @@ const _WALKS = new Map<number, string>([
 
 /**
  * Records the IOMMU's walks and IOTLB misses, from the translator's HPM event sink (chained to
- * whatever sink was installed, so HPM counting keeps working).
+ * whatever sink was installed at boot, so HPM counting keeps working).
+ *
+ * The translator has one sink: anything that sets `translator.hpm` after boot replaces this one
+ * and the trace stops seeing walks. `hw` has no HPM unit installing a sink yet; when it gets one,
+ * the translator wants an observer slot of its own beside `hpm` (see the README).
  */
 export function traceWalks(iommu: Iommu, trace: Trace | null): void {
   if (trace === null) return;
