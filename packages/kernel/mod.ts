@@ -337,7 +337,7 @@ export {
   printk,
   RatelimitState,
 } from "./printk.ts";
-export { kfree, kmalloc, Slab } from "./slab.ts";
+export { devm_kzalloc, kfree, kmalloc, Slab } from "./slab.ts";
 export {
   type Clock,
   type HasClock,

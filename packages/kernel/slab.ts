@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { type Device, devm_add_action } from "./device.ts";
 import { Errno } from "./errno.ts";
 
 /**
@@ -81,4 +82,14 @@ export function kmalloc<T extends object>(kernel: { readonly slab: Slab }, obj: 
 /** Mirrors kfree(): `EINVAL` for an object `kernel` did not allocate or already freed. */
 export function kfree(kernel: { readonly slab: Slab }, obj: object): void {
   kernel.slab.free(obj);
+}
+
+/**
+ * Mirrors devm_kzalloc(): kmalloc() for `dev`'s driver, freed when it unbinds or its probe fails
+ * (as driver-private structures are allocated in probe). ENOMEM like kmalloc().
+ */
+export function devm_kzalloc<T extends object>(dev: Device, obj: T): T {
+  kmalloc(dev.kernel, obj);
+  devm_add_action(dev, () => kfree(dev.kernel, obj));
+  return obj;
 }

@@ -1,5 +1,17 @@
 import assert from "node:assert/strict";
-import { Kernel, kfree, kmalloc, Slab } from "./mod.ts";
+import {
+  bus_register,
+  Device,
+  device_add,
+  device_del,
+  devm_kzalloc,
+  driver_register,
+  Errno,
+  Kernel,
+  kfree,
+  kmalloc,
+  Slab,
+} from "./mod.ts";
 import { TestRam } from "./testing.ts";
 
 class IommuGroupLike {}
@@ -42,4 +54,32 @@ Deno.test("failNth(n): exactly the nth object allocation from now fails with ENO
   slab.free(third);
   assert.equal(slab.allocatedObjects, 0);
   for (const bad of [-1, 1.5, NaN]) assert.throws(() => slab.failNth(bad), { code: "EINVAL" });
+});
+
+Deno.test("devm_kzalloc(): freed when the driver unbinds or its probe fails; ENOMEM injectable", () => {
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  const bus = bus_register(kernel, { name: "test", match: () => true });
+  let failLater = true;
+  driver_register(bus, {
+    name: "drv",
+    probe(dev) {
+      dev.driverData = devm_kzalloc(dev, new IommuGroupLike());
+      if (failLater) throw new Errno("EIO", "a later probe step");
+    },
+  });
+  const dev = new Device(kernel, { name: "d0", bus });
+  device_add(dev);
+  assert.equal(dev.state, "unbound");
+  assert.equal(kernel.slab.allocatedObjects, 0, "freed by the failed probe");
+  failLater = false;
+  const other = new Device(kernel, { name: "d1", bus });
+  device_add(other);
+  assert.deepEqual(kernel.slab.allocations(), ["IommuGroupLike"]);
+  device_del(other);
+  assert.equal(kernel.slab.allocatedObjects, 0, "freed at unbind");
+  kernel.slab.failNth(1);
+  const third = new Device(kernel, { name: "d2", bus });
+  device_add(third);
+  assert.equal(third.state, "unbound");
+  assert.equal(kernel.slab.allocatedObjects, 0);
 });
