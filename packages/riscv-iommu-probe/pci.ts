@@ -9,12 +9,11 @@ import {
   dev_err_probe,
   dev_get_drvdata,
   dev_set_drvdata,
-  devm_add_action,
+  devm_kzalloc,
   Errno,
   type IoMem,
   IORESOURCE_MEM,
   pci_alloc_irq_vectors,
-  pci_free_irq_vectors,
   PCI_IRQ_MSI,
   PCI_IRQ_MSIX,
   pci_irq_vector,
@@ -87,7 +86,7 @@ export function riscv_iommu_pci_probe(pdev: PciDev, driver: RiscvIommuDriver): v
   } catch (e) {
     throw dev_err_probe(pdev, e, "pcim_iomap_regions failed");
   }
-  const iommu = new RiscvIommuDevice(pdev, reg, driver);
+  const iommu = devm_kzalloc(pdev, new RiscvIommuDevice(pdev, reg, driver));
   pci_set_master(pdev);
   dev_set_drvdata(pdev, iommu);
 
@@ -106,8 +105,6 @@ export function riscv_iommu_pci_probe(pdev: PciDev, driver: RiscvIommuDriver): v
     if (!(e instanceof Errno)) throw e;
     throw dev_err_probe(pdev, "ENODEV", "unable to allocate irq vectors");
   }
-  // pcim-managed in Linux: the vectors go when the driver unbinds or a later step fails.
-  devm_add_action(pdev, () => pci_free_irq_vectors(pdev));
   iommu.irqs_count = n;
   for (let vec = 0; vec < n; vec++) iommu.irqs[vec] = pci_irq_vector(pdev, vec);
 

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { device_attach, device_release_driver, pci_irq_vector } from "@iommu-lab/kernel";
+import {
+  device_attach,
+  device_release_driver,
+  msi_get_virq,
+  pci_irq_vector,
+} from "@iommu-lab/kernel";
 import { RiscvIommuDevice } from "@iommu-lab/riscv-iommu";
 import { IGS } from "@iommu-lab/riscv-iommu/testing";
 import { capsWith, pciSystem } from "./_test_fixture.ts";
@@ -93,6 +98,20 @@ Deno.test("no MSI domain: unable to allocate irq vectors (ENODEV)", () => {
     `${NAME}: error -ENODEV: unable to allocate irq vectors`,
   ]);
   assert.equal(sys.host.devices[0].state, "unbound");
+});
+
+Deno.test("an init failure releases the managed MSI-X vectors, every page and object", () => {
+  const sys = pciSystem({ caps: capsWith(IGS.MSI), ddtModes: [] }); // no xLVL directory mode
+  const pdev = sys.host.devices[0];
+  assert.equal(pdev.state, "unbound");
+  assert.deepEqual(sys.kernel.dmesg.grep(/DDTP|failed/), [
+    `${NAME}: DDTP hw mode 0, failed to set 4`,
+    "iommu_pci: probe of 0000:00:01.0 failed with error -22",
+  ]);
+  assert.equal(pdev.msixEnabled, false);
+  assert.equal(msi_get_virq(pdev, 0), 0, "vectors freed by devres");
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.slab.allocations(), []);
 });
 
 Deno.test("riscv_iommu_pci_remove() turns the IOMMU off and returns every page", () => {

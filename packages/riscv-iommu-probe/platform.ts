@@ -12,7 +12,7 @@
  * @module
  */
 import {
-  dev_err,
+  dev_err_once,
   dev_err_probe,
   dev_get_drvdata,
   dev_get_msi_domain,
@@ -20,6 +20,7 @@ import {
   dev_set_drvdata,
   dev_warn,
   devm_add_action,
+  devm_kzalloc,
   devm_platform_ioremap_resource,
   Errno,
   type IoMem,
@@ -79,13 +80,12 @@ export function riscv_iommu_write_msi_msg(desc: MsiDesc, msg: MsiMsg): void {
   let addr = BigInt(msg.addressHi >>> 0) << 32n | BigInt(msg.addressLo >>> 0);
   if ((addr & RISCV_IOMMU_MSI_CFG_TBL_ADDR) !== addr) {
     const to = addr & RISCV_IOMMU_MSI_CFG_TBL_ADDR;
-    const text = `uh oh, the IOMMU can't send MSIs to 0x${addr.toString(16)}, sending to 0x${
-      to.toString(16)
-    } instead`;
-    if (!iommu._once.has(text)) {
-      iommu._once.add(text);
-      dev_err(desc.dev, text);
-    }
+    dev_err_once(
+      desc.dev,
+      `uh oh, the IOMMU can't send MSIs to 0x${addr.toString(16)}, sending to 0x${
+        to.toString(16)
+      } instead`,
+    );
     addr = to;
   }
   riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(idx), addr);
@@ -147,7 +147,7 @@ export function riscv_iommu_platform_probe(pdev: PlatformDevice, driver: RiscvIo
   } catch (e) {
     throw dev_err_probe(pdev, e, "could not map register region");
   }
-  const iommu = new RiscvIommuDevice(pdev, reg, driver);
+  const iommu = devm_kzalloc(pdev, new RiscvIommuDevice(pdev, reg, driver));
   dev_set_drvdata(pdev, iommu);
 
   iommu.caps = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_CAPABILITIES);
