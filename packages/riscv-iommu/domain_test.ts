@@ -1,7 +1,7 @@
 // Device directory management, identity/blocking/paging domains, bonds and IOTLB invalidation
 // (spec chapters 2 and 6.3), through the IOMMU core, on the fake register file.
 import assert from "node:assert/strict";
-import { device_del } from "@iommu-lab/kernel";
+import { type Device, device_del, isErrno } from "@iommu-lab/kernel";
 import {
   iommu_attach_device,
   iommu_attach_group,
@@ -391,18 +391,63 @@ Deno.test("release_device(): the device leaves through the blocking domain; unbi
   assert.equal(sys.kernel.pages.allocatedPages, 0);
 });
 
-Deno.test("every page allocation of an endpoint probe may fail without leaking", () => {
-  // Allocations: two DDT levels, then the default domain's root table.
-  for (let n = 1; n <= 3; n++) {
-    const sys = testSystem();
-    const before = sys.kernel.pages.allocatedPages;
-    sys.kernel.pages.failNth(n);
-    assert.throws(() => sys.addEndpoint("ep0", 0x12345));
-    assert.ok(sys.kernel.pages.allocatedPages <= before + 2, "only directory levels stay (devres)");
-    assert.ok(
-      sys.kernel.dmesg.grep(/cannot set up device context|Adding to IOMMU failed/).length <= 1,
-    );
-    device_del(sys.dev);
-    assert.equal(sys.kernel.pages.allocatedPages, 0);
+/**
+ * One pass of an endpoint's life (probe with its default domain, a paging domain allocated,
+ * attached, mapped, unmapped, detached) with the `n`th page or object allocation failing.
+ * Returns whether the injected failure fired; teardown must then leave nothing behind.
+ */
+function failNthPass(which: "pages" | "slab", n: number): boolean {
+  const sys = testSystem();
+  const { kernel } = sys;
+  let ep: Device | null = null;
+  let domain: RiscvIommuDomain | null = null;
+  let failed: string | null = null;
+  const step = (what: string, fn: () => void) => {
+    if (failed !== null) return;
+    try {
+      fn();
+    } catch (e) {
+      // A directory level that cannot be allocated is ENODEV, as riscv_iommu_get_dc() failing is.
+      const ok = isErrno(e, "ENOMEM") || (what === "probe" && isErrno(e, "ENODEV"));
+      assert.ok(ok, `${what} at ${which} failure ${n} threw ${e}`);
+      failed = what;
+    }
+  };
+  kernel[which].failNth(n);
+  step("probe", () => ep = sys.addEndpoint("ep0", 0x12345));
+  step("alloc", () => domain = iommu_paging_domain_alloc(ep!) as RiscvIommuDomain);
+  step("attach", () => iommu_attach_device(domain!, ep!));
+  if (failed === "attach") {
+    assert.notEqual(iommu_get_domain_for_dev(ep!), domain);
+    assert.equal(domain!.bonds.length, 0);
+  }
+  // A 4 KiB page, a 2 MiB leaf and a 4 KiB page: tables of every level on the way.
+  step("map", () => iommu_map(domain!, 0x1f_f000, 0x801f_f000, 0x20_2000, RW));
+  step("unmap", () => assert.equal(iommu_unmap(domain!, 0x1f_f000, 0x20_2000), 0x20_2000));
+  step("detach", () => iommu_detach_device(domain!, ep!));
+  kernel[which].failNth(0);
+
+  if (domain !== null) {
+    if (iommu_get_domain_for_dev(ep!) === domain) iommu_detach_device(domain, ep!);
+    iommu_domain_free(domain);
+  }
+  if (ep !== null) device_del(ep);
+  device_del(sys.dev);
+  assert.equal(kernel.pages.allocatedPages, 0, `pages leaked at ${which} failure ${n}`);
+  assert.deepEqual(kernel.slab.allocations(), [], `objects leaked at ${which} failure ${n}`);
+  return failed !== null;
+}
+
+Deno.test("fail-nth: every page and object allocation of an endpoint's probe, attach and map unwinds", async (t) => {
+  assert.equal(failNthPass("pages", 0), false, "the scenario runs clean without injection");
+  // Pages: two directory levels and the default domain's root; the paging domain's root and
+  // three tables of the map. Objects: the core's and the driver's per-device data, the group, the
+  // default domain, its bond and DMA cookie; the paging domain and its bond; the bond back.
+  for (const [which, count] of [["pages", 9], ["slab", 9]] as const) {
+    await t.step(which, () => {
+      let n = 1;
+      while (failNthPass(which, n)) n++;
+      assert.equal(n - 1, count, "allocations swept");
+    });
   }
 });

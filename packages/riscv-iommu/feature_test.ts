@@ -20,6 +20,8 @@ import {
   IOMMU_READ,
 } from "@iommu-lab/iommu";
 import {
+  riscv_iommu_cmd_iodir_inval_ddt,
+  riscv_iommu_cmd_iodir_set_did,
   RISCV_IOMMU_INTR_PM,
   RISCV_IOMMU_INTR_PQ,
   RISCV_IOMMU_IPSR_PIP,
@@ -165,6 +167,38 @@ Deno.test("feature queue: records are consumed by its thread on the PIV vector, 
   ]);
   assert.equal(sys.fake.qh[2], 2, "pqh advanced");
   assert.equal(sys.fake.ipsr & RISCV_IOMMU_IPSR_PIP, 0);
+});
+
+Deno.test("queue_send() runs with interrupts off: a feature thread's command waits for the interrupted one", () => {
+  const log: string[] = [];
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [testFeature(log)], cqLog2: 2 });
+  const iommu = sys.iommu!;
+  sys.fake.commands.length = 0;
+  sys.fake.stallUntil = sys.kernel.clock.now() + 1000 * 1000;
+  const cmd = new RiscvIommuCommand();
+  const inval = (did: number) => {
+    riscv_iommu_cmd_iodir_inval_ddt(cmd);
+    riscv_iommu_cmd_iodir_set_did(cmd, did);
+    riscv_iommu_cmd_send(iommu, cmd);
+  };
+  for (let did = 1; did <= 3; did++) inval(did); // 4 slots: the queue is full
+  // A page request is raised; its thread answers on the CQ as soon as the CPU takes it.
+  sys.fake.record(2, [0x42n << 40n, 7n << 3n | 4n]);
+  inval(4); // waits for the stalled hardware, letting time (and the interrupt) pass
+  riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+    "IODIR.INVAL_DDT did=0x1",
+    "IODIR.INVAL_DDT did=0x2",
+    "IODIR.INVAL_DDT did=0x3",
+    "IODIR.INVAL_DDT did=0x4",
+    `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
+      (7n << 32n).toString(16)
+    }`,
+    "IOFENCE.C pr pw",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(log.slice(1), ["page request did=66 prgi=7"]);
+  assert.deepEqual(sys.kernel.dmesg.grep(/error|Queue/), []);
 });
 
 Deno.test("feature claims the HPM vector (icvec.pmiv) with riscv_iommu_irq()", () => {

@@ -32,7 +32,16 @@ function assertProbeFailed(sys: TestSystem, errno: number, why: RegExp): void {
     assert.deepEqual(sys.kernel.dmesg.grep(`failed with error -${errno}`).length, 1);
   }
   assert.equal(sys.kernel.pages.allocatedPages, 0, "pages leaked");
+  assert.deepEqual(sys.kernel.slab.allocations(), [], "objects leaked");
   assert.deepEqual(sys.kernel.irq.procInterrupts(), [], "irqs left requested");
+}
+
+/** A system whose IOMMU probe runs with the `n`th page or object allocation failing. */
+function probeFailing(which: "pages" | "slab", n: number): TestSystem {
+  const sys = testSystem({ bind: false });
+  sys.kernel[which].failNth(n);
+  device_add(sys.dev);
+  return sys;
 }
 
 Deno.test("riscv_iommu_init() register sequence: icvec, DDT probe, CQ then FQ enable, 3LVL, invalidate", () => {
@@ -180,7 +189,7 @@ Deno.test("queue_alloc() takes min(requested, hardware WARL maximum) entries", a
 
 Deno.test("queue_alloc() halves the ring while pages are short", () => {
   // Allocation 1 is the DDT root, 2 the 128 KiB command ring.
-  const sys = testSystem({ failNth: 2 });
+  const sys = probeFailing("pages", 2);
   assert.equal(sys.iommu!.cmdq.mask, 4095);
   assert.equal(sys.iommu!.fltq.mask, 4095);
   assert.deepEqual(sys.kernel.dmesg.grep("error"), []);
@@ -197,17 +206,27 @@ Deno.test("queue_enable() is EBUSY when the queue does not turn on, and unwinds"
   assert.deepEqual(sys.rec.writes().at(-1), [RISCV_IOMMU_REG_CQCSR, 0]);
 });
 
-Deno.test("every page allocation of the probe may fail: clear message or smaller queue, no leak", () => {
-  for (let n = 1; n <= 3; n++) {
-    const sys = testSystem({ failNth: n });
-    if (sys.iommu === null) {
-      assertProbeFailed(sys, 12, /probe of 3010000\.iommu failed with error -12/);
-    } else {
-      device_del(sys.dev);
-      assert.equal(sys.kernel.pages.allocatedPages, 0);
-    }
+Deno.test("fail-nth: each page and object allocation of the probe fails it cleanly or shrinks a queue", async (t) => {
+  // Pages: the DDT root, the command ring, the fault ring. Objects: the IOMMU structure.
+  for (const [which, count] of [["pages", 3], ["slab", 1]] as const) {
+    await t.step(which, () => {
+      let n = 1;
+      for (;; n++) {
+        const sys = probeFailing(which, n);
+        const iommu = sys.iommu;
+        if (iommu === null) {
+          assertProbeFailed(sys, 12, /probe of 3010000\.iommu failed with error -12/);
+          continue;
+        }
+        const shrunk = iommu.cmdq.mask < 8191 || iommu.fltq.mask < 4095;
+        device_del(sys.dev);
+        assert.equal(sys.kernel.pages.allocatedPages, 0, `pages leaked at ${which} ${n}`);
+        assert.deepEqual(sys.kernel.slab.allocations(), [], `objects leaked at ${which} ${n}`);
+        if (!shrunk) break;
+      }
+      assert.equal(n - 1, count, "allocations swept");
+    });
   }
-  assertProbeFailed(testSystem({ failNth: 1 }), 12, /failed with error -12/);
 });
 
 Deno.test("riscv_iommu_remove(): directory Off and invalidated, queues off, irqs and pages freed", () => {

@@ -10,14 +10,19 @@ import { PtIommu } from "@iommu-lab/generic-pt";
 import {
   dev_dbg,
   dev_err,
+  dev_err_once,
   dev_err_probe,
   dev_name,
   dev_warn,
+  dev_warn_ratelimited,
   type Device,
   devm_add_action,
   Errno,
   free_irq,
   get_order,
+  Ida,
+  ida_alloc_range,
+  ida_free,
   iommu_fwspec_add_ids,
   IRQ_HANDLED,
   IRQ_NONE,
@@ -26,6 +31,10 @@ import {
   IRQF_SHARED,
   isErrno,
   type Kernel,
+  kfree,
+  kmalloc,
+  local_irq_restore,
+  local_irq_save,
   pr_warn,
   request_threaded_irq,
 } from "@iommu-lab/kernel";
@@ -151,9 +160,6 @@ export const RISCV_IOMMU_DEF_FQ_COUNT = 4096;
 /** Largest PSCID (20 bits); PSCIDs are allocated in [1, RISCV_IOMMU_MAX_PSCID]. */
 export const RISCV_IOMMU_MAX_PSCID = 2 ** 20 - 1;
 
-const _RATELIMIT_INTERVAL_NS = 5_000_000_000;
-const _RATELIMIT_BURST = 10;
-
 /** ddtp/cqb/fqb PPN[53:10] of a physical address. Mirrors phys_to_ppn(). */
 function _phys_to_ppn(pa: number): bigint {
   return BigInt(Math.floor(pa / 4096)) << 10n & RISCV_IOMMU_PPN_FIELD;
@@ -180,13 +186,6 @@ function _get_pages(iommu: RiscvIommuDevice, size: number): number {
   }
   devm_add_action(iommu.dev, () => pages.free(pa, order));
   return pa;
-}
-
-/** Mirrors dev_err_once(): one message per IOMMU instance and text. */
-function _dev_err_once(iommu: RiscvIommuDevice, text: string): void {
-  if (iommu._once.has(text)) return;
-  iommu._once.add(text);
-  dev_err(iommu.dev, text);
 }
 
 /*
@@ -366,7 +365,7 @@ export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
     RISCV_IOMMU_QUEUE_TIMEOUT,
   );
   if ((tail & ~queue.mask) !== 0) {
-    _dev_err_once(iommu, "Hardware error: queue access timeout");
+    dev_err_once(iommu.dev, "Hardware error: queue access timeout");
     return 0;
   }
   if (tail === last) return 0;
@@ -421,13 +420,34 @@ function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): 
  * Mirrors riscv_iommu_queue_send(): copies `cmd` into the next command-queue slot and rings the
  * tail doorbell; returns the slot's index. When the queue is full it waits (in simulated time)
  * for the hardware head to move; if it does not, the command is dropped and reported once.
+ *
+ * Interrupts stay off throughout, as in Linux: the wait lets the clock advance, and a threaded
+ * handler sending a command (a page-request response) must not take the next slot and ring the
+ * doorbell over this one before it is written.
  */
 function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   const iommu = queue.iommu;
   const prod = queue.prod;
   if (iommu === null) return prod;
-  queue.prod = (prod + 1) >>> 0;
+  const kernel = iommu.dev.kernel;
+  const flags = local_irq_save(kernel);
+  let queued: boolean;
+  try {
+    queued = _queue_put(iommu, queue, prod, cmd);
+  } finally {
+    local_irq_restore(kernel, flags);
+  }
+  if (!queued) dev_err_once(iommu.dev, "Hardware error: command enqueue failed");
+  return prod;
+}
 
+/** The body of {@linkcode _queue_send}, run with interrupts off; false when the queue stays full. */
+function _queue_put(
+  iommu: RiscvIommuDevice,
+  queue: RiscvIommuQueue,
+  prod: number,
+  cmd: RiscvIommuCommand,
+): boolean {
   const head = queue.head;
   if (((prod - head) >>> 0) >= queue.mask) {
     const last = head & queue.mask;
@@ -438,13 +458,11 @@ function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
     );
-    if ((hw & ~queue.mask) !== 0 || hw === last) {
-      queue.prod = prod;
-      _dev_err_once(iommu, "Hardware error: command enqueue failed");
-      return prod;
-    }
+    // Linux keeps the slot reserved and wedges the queue; dropping it keeps later commands going.
+    if ((hw & ~queue.mask) !== 0 || hw === last) return false;
     queue.head = (head + ((hw - last) & queue.mask)) >>> 0;
   }
+  queue.prod = (prod + 1) >>> 0;
 
   const mem = iommu.dev.kernel.mem;
   const slot = queue.phys + (prod & queue.mask) * 16;
@@ -452,7 +470,7 @@ function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   mem.store64(slot + 8, cmd.dword1Lo, cmd.dword1Hi);
   riscv_iommu_writel(iommu, _q_tail(queue), (prod + 1) & queue.mask);
   queue.tail = (queue.tail + 1) >>> 0;
-  return prod;
+  return true;
 }
 
 /** Mirrors riscv_iommu_cmd_send(): queues one command (no wait). */
@@ -470,7 +488,7 @@ export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number)
   const prod = _queue_send(iommu.cmdq, cmd);
   if (!timeoutUs || iommu.cmdq.iommu === null) return;
   if (!_queue_wait(iommu.cmdq, prod, timeoutUs)) {
-    _dev_err_once(iommu, "Hardware error: command execution timeout");
+    dev_err_once(iommu.dev, "Hardware error: command execution timeout");
   }
 }
 
@@ -496,37 +514,18 @@ function _cmdq_process(queue: RiscvIommuQueue): void {
   riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
 }
 
-/** ___ratelimit() with the default 10 messages per 5 s, in simulated time. */
-function _ratelimit(iommu: RiscvIommuDevice): boolean {
-  const rs = iommu._rs;
-  const now = iommu.reg.clock.now();
-  if (now - rs.begin >= _RATELIMIT_INTERVAL_NS) {
-    if (rs.missed > 0) {
-      pr_warn(iommu.dev.kernel, `riscv_iommu_fault: ${rs.missed} callbacks suppressed`);
-    }
-    rs.begin = now;
-    rs.printed = 0;
-    rs.missed = 0;
-  }
-  if (rs.printed < _RATELIMIT_BURST) {
-    rs.printed++;
-    return true;
-  }
-  rs.missed++;
-  return false;
-}
-
 /** Mirrors riscv_iommu_fault(): logs the fault record at `pa` (rate limited). */
 function _fault(iommu: RiscvIommuDevice, pa: number): void {
   const mem = iommu.dev.kernel.mem;
   mem.load64(pa + riscv_iommu_fq_record.hdr);
   const cause = mem.lo & 0xfff;
   const devid = mem.hi >>> 8;
-  if (cause === 0 || !_ratelimit(iommu)) return;
+  if (cause === 0) return;
   const iotval = mem.read64(pa + riscv_iommu_fq_record.iotval);
   const iotval2 = mem.read64(pa + riscv_iommu_fq_record.iotval2);
-  dev_warn(
+  dev_warn_ratelimited(
     iommu.dev,
+    iommu._faultRs,
     `Fault ${cause} devid: 0x${devid.toString(16)} iotval: ${iotval.toString(16)} iotval2: ${
       iotval2.toString(16)
     }`,
@@ -715,52 +714,51 @@ export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: nu
  * Domains and their attachment (the bond lists).
  */
 
-/** A device attached to a paging domain, through its IOMMU. Mirrors struct riscv_iommu_bond. */
-export interface RiscvIommuBond {
-  /** The attached device. */
-  readonly dev: Device;
-  /** The IOMMU that translates it. */
-  readonly iommu: RiscvIommuDevice;
+/**
+ * A device attached to a paging domain, through its IOMMU. Mirrors struct riscv_iommu_bond
+ * (kmalloc()ed by the attach, freed by the detach).
+ */
+export class RiscvIommuBond {
+  /** A bond of `dev`, translated by `iommu`. */
+  constructor(readonly dev: Device, readonly iommu: RiscvIommuDevice) {}
 }
 
-/** The driver's per-device data (dev_iommu_priv). Mirrors struct riscv_iommu_info. */
-export interface RiscvIommuInfo {
+/**
+ * The driver's per-device data (dev_iommu_priv), kmalloc()ed by probe_device and freed by
+ * release_device. Mirrors struct riscv_iommu_info.
+ */
+export class RiscvIommuInfo {
   /** The paging domain the device is attached to, or null (identity, blocking). */
-  domain: RiscvIommuDomain | null;
+  domain: RiscvIommuDomain | null = null;
 }
 
 /**
  * A paging domain: a generic-pt riscv64 first-stage table, a PSCID and the devices attached
- * (grouped by IOMMU). Mirrors struct riscv_iommu_domain.
+ * (grouped by IOMMU). Mirrors struct riscv_iommu_domain: kmalloc()ed first, then given its PSCID
+ * and table by `riscv_iommu_alloc_paging_domain()`.
  */
 export class RiscvIommuDomain extends IommuDomain {
   /** Attached devices; bonds of one IOMMU are kept next to each other. */
   readonly bonds: RiscvIommuBond[] = [];
+  /** The PSCID (0 until allocated). */
+  pscid = 0;
+  /** The page table (unset until allocated). */
+  pt!: PtIommu;
 
   /** Use the driver's `domainAllocPaging`. */
-  constructor(
-    ops: IommuDomainOps,
-    readonly kernel: Kernel,
-    readonly driver: RiscvIommuDriver,
-    readonly pscid: number,
-    readonly pt: PtIommu,
-  ) {
-    super(0, ops, {
-      pgsizeBitmap: pt.pgsizeBitmap,
-      geometry: {
-        apertureStart: 0,
-        // The lower half of the sign-extended space, as far as numbers are exact.
-        apertureEnd: Math.min(2 ** (pt.vaBits - 1), 2 ** 53) - 1,
-        forceAperture: true,
-      },
-    });
+  constructor(ops: IommuDomainOps, readonly kernel: Kernel, readonly driver: RiscvIommuDriver) {
+    super(0, ops);
   }
 }
 
-/** Mirrors riscv_iommu_bond_link(): next to the other devices of the same IOMMU. */
+/**
+ * Mirrors riscv_iommu_bond_link(): a new bond next to the other devices of the same IOMMU (at the
+ * front when it is the first). ENOMEM when the bond cannot be allocated.
+ */
 function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void {
+  const bond = kmalloc(dev.kernel, new RiscvIommuBond(dev, iommu));
   const i = domain.bonds.findIndex((b) => b.iommu === iommu);
-  domain.bonds.splice(i + 1, 0, { dev, iommu });
+  domain.bonds.splice(i + 1, 0, bond);
 }
 
 /**
@@ -774,7 +772,7 @@ function _bond_unlink(
 ): void {
   if (domain === null) return;
   const i = domain.bonds.findIndex((b) => b.dev === dev);
-  if (i >= 0) domain.bonds.splice(i, 1);
+  if (i >= 0) kfree(dev.kernel, domain.bonds.splice(i, 1)[0]);
   if (domain.bonds.some((b) => b.iommu === iommu)) return;
   const cmd = iommu._cmd;
   riscv_iommu_cmd_inval_vma(cmd);
@@ -987,8 +985,9 @@ function _attach_direct(dev: Device, ta: bigint): void {
 
 /**
  * Mirrors riscv_iommu_alloc_paging_domain(): a domain on the widest first-stage mode the IOMMU
- * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM without a
- * PSCID or table page. A feature's `domainAllocPagingFlags` delegates plain allocations here.
+ * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM when the
+ * domain, a PSCID or the table page cannot be allocated. A feature's `domainAllocPagingFlags`
+ * delegates plain allocations here.
  */
 export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
   const iommu = dev_to_iommu(dev);
@@ -1002,17 +1001,19 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
     throw new Errno("ENODEV", "No first-stage page-table mode");
   }
 
-  const pscid = drv._pscids.alloc();
-  if (pscid < 0) throw new Errno("ENOMEM", "Out of PSCIDs");
-  const pages = dev.kernel.pages;
-  let domain: RiscvIommuDomain | null = null;
-  let pt: PtIommu;
+  const kernel = dev.kernel;
+  const domain = kmalloc(kernel, new RiscvIommuDomain(drv._pagingOps, kernel, drv));
   try {
-    pt = new PtIommu({
-      mem: dev.kernel.mem,
+    try {
+      domain.pscid = ida_alloc_range(drv._pscids, 1, RISCV_IOMMU_MAX_PSCID);
+    } catch (e) {
+      throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of PSCIDs") : e;
+    }
+    domain.pt = new PtIommu({
+      mem: kernel.mem,
       alloc: {
-        allocTable: (order) => pages.alloc(order),
-        freeTable: (pa, order) => pages.free(pa, order),
+        allocTable: (order) => kernel.pages.alloc(order),
+        freeTable: (pa, order) => kernel.pages.free(pa, order),
       },
       vaBits,
       // Svnapot is mandatory for IOMMUs (spec §6.4).
@@ -1021,31 +1022,36 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
         signExtend: true,
         svpbmt: (iommu.caps & RISCV_IOMMU_CAPABILITIES_SVPBMT) !== 0n,
       },
-      iotlbSync: (gather) => riscv_iommu_iotlb_inval(domain!, gather),
+      iotlbSync: (gather) => riscv_iommu_iotlb_inval(domain, gather),
     });
   } catch (e) {
-    drv._pscids.free(pscid);
+    _free_paging_domain(domain);
     throw e;
   }
-  domain = new RiscvIommuDomain(drv._pagingOps, dev.kernel, drv, pscid, pt);
+  domain.pgsizeBitmap = domain.pt.pgsizeBitmap;
+  // The lower half of the sign-extended space, as far as numbers are exact.
+  domain.geometry.apertureEnd = Math.min(2 ** (vaBits - 1), 2 ** 53) - 1;
   return domain;
 }
 
-/** Mirrors riscv_iommu_free_paging_domain(). */
+/**
+ * Mirrors riscv_iommu_free_paging_domain(): the PSCID, the table and the domain itself (also for
+ * a domain whose allocation failed half-way).
+ */
 function _free_paging_domain(domain: RiscvIommuDomain): void {
-  const drv = domain.driver;
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
   }
-  drv._pscids.free(domain.pscid);
-  domain.pt.deinit();
+  if (domain.pscid > 0) ida_free(domain.driver._pscids, domain.pscid);
+  if (domain.pt !== undefined) domain.pt.deinit();
+  kfree(domain.kernel, domain);
 }
 
 /**
- * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, and pre-creates each of its
- * device contexts invalid (tc = 0), warning if one was already valid. ENODEV without IDs or
- * IOMMU, when the directory is Off/Bare (the hardware passes everything through anyway), or
- * when a context cannot be created.
+ * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, allocates its per-device data
+ * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid.
+ * ENODEV without IDs or IOMMU, when the directory is Off/Bare (the hardware passes everything
+ * through anyway), or when a context cannot be created; ENOMEM.
  */
 function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
   const fwspec = dev.fwspec;
@@ -1059,10 +1065,13 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
     throw new Errno("ENODEV", "The IOMMU is in pass-through mode");
   }
 
-  const mem = dev.kernel.mem;
+  const kernel = dev.kernel;
+  const info = kmalloc(kernel, new RiscvIommuInfo());
+  const mem = kernel.mem;
   for (const id of fwspec.ids) {
     const dc = riscv_iommu_get_dc(iommu, id);
     if (dc < 0) {
+      kfree(kernel, info);
       dev_err(dev, `cannot set up device context for device ID 0x${id.toString(16)}`);
       throw new Errno("ENODEV", `No device context for 0x${id.toString(16)}`);
     }
@@ -1071,41 +1080,21 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
     }
     mem.write64(dc + riscv_iommu_dc.tc, 0n);
   }
-  const info: RiscvIommuInfo = { domain: null };
   dev_iommu_priv_set(dev, info);
   return iommu.iommu;
 }
 
 /**
- * Mirrors riscv_iommu_release_device(). The core attaches the release (blocking) domain first,
- * so the device is normally unbonded already; if not, it is unlinked here so no paging domain
- * keeps invalidating for a device that is gone.
+ * Mirrors riscv_iommu_release_device(): frees the per-device data. The core attaches the release
+ * (blocking) domain first, so the device is normally unbonded already; if not, it is unlinked here
+ * so no paging domain keeps invalidating for a device that is gone.
  */
 function _release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
-  if (info?.domain) _bond_unlink(info.domain, dev, dev_to_iommu(dev));
-}
-
-/** A small ID allocator handing out the lowest free ID of a range (lib/idr.c's IDA). */
-class _Ida {
-  readonly #used = new Set<number>();
-  constructor(readonly min: number, readonly max: number) {}
-
-  /** The lowest free ID, or -1 when the range is used up. */
-  alloc(): number {
-    for (let id = this.min; id <= this.max; id++) {
-      if (!this.#used.has(id)) {
-        this.#used.add(id);
-        return id;
-      }
-    }
-    return -1;
-  }
-
-  /** Returns `id` to the pool. */
-  free(id: number): void {
-    this.#used.delete(id);
-  }
+  if (info === null) return;
+  if (info.domain) _bond_unlink(info.domain, dev, dev_to_iommu(dev));
+  dev_iommu_priv_set(dev, null);
+  kfree(dev.kernel, info);
 }
 
 /** Options of a {@linkcode RiscvIommuDriver}. */
@@ -1133,8 +1122,8 @@ export class RiscvIommuDriver {
   readonly blockedDomain: IommuDomain;
   /** The ops of every paging domain (the base ones plus the features' domainOps). */
   readonly _pagingOps: IommuDomainOps;
-  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID]. */
-  readonly _pscids: _Ida = new _Ida(1, RISCV_IOMMU_MAX_PSCID);
+  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids, per driver instance). */
+  readonly _pscids: Ida = new Ida();
   /** The IOMMUs registered with the core, found by firmware node at probe_device. */
   readonly _instances: Set<RiscvIommuDevice> = new Set();
 

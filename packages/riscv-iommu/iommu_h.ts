@@ -5,7 +5,18 @@
  *
  * @module
  */
-import { type Device, Errno, type IoMem, readl, readq, writel, writeq } from "@iommu-lab/kernel";
+import {
+  type Device,
+  Errno,
+  type IoMem,
+  PollTimeout,
+  RatelimitState,
+  read_poll_timeout_backoff,
+  readl,
+  readq,
+  writel,
+  writeq,
+} from "@iommu-lab/kernel";
 import { DevIommu, IommuDevice } from "@iommu-lab/iommu";
 import {
   RISCV_IOMMU_INTR_CQ,
@@ -125,10 +136,8 @@ export class RiscvIommuDevice {
   _nl = false;
   /** capabilities.S, cached likewise. */
   _napot = false;
-  /** Messages printed once (dev_err_once) so far. */
-  readonly _once: Set<string> = new Set();
-  /** Fault-log rate limit: window start (ns), messages in it, messages suppressed. */
-  readonly _rs = { begin: -Infinity, printed: 0, missed: 0 };
+  /** Rate limit of the fault log (dev_warn_ratelimited() in riscv_iommu_fault()). */
+  readonly _faultRs: RatelimitState = new RatelimitState("riscv_iommu_fault");
 
   /** An instance of `driver` for `dev` with registers `reg`. */
   constructor(dev: Device, reg: IoMem, driver: RiscvIommuDriver) {
@@ -178,10 +187,9 @@ export function riscv_iommu_writeq(iommu: RiscvIommuDevice, addr: number, val: b
 }
 
 /**
- * Polls `op` until `cond` holds or `timeoutUs` of simulated time passed, with a delay that
- * starts at `delayUs` (at least 1 µs) and doubles up to 1/1024 of the timeout. Linux spins; in
- * simulated time only the number of reads costs, so a stalled device costs about a thousand
- * reads instead of millions, while a quick one is seen within twice its latency.
+ * read_poll_timeout_backoff() on the IOMMU's clock that returns the last value read on timeout
+ * instead of throwing: the C macros set `val` either way and their callers test it, not the return
+ * code.
  */
 export function riscv_iommu_poll<T>(
   iommu: RiscvIommuDevice,
@@ -190,16 +198,11 @@ export function riscv_iommu_poll<T>(
   delayUs: number,
   timeoutUs: number,
 ): T {
-  const clock = iommu.reg.clock;
-  const deadline = clock.now() + timeoutUs * 1000;
-  const capUs = Math.max(delayUs, 1, timeoutUs / 1024);
-  let stepUs = Math.max(delayUs, 1);
-  for (;;) {
-    const v = op();
-    const left = deadline - clock.now();
-    if (cond(v) || left <= 0) return v;
-    clock.advance(Math.min(stepUs * 1000, left));
-    stepUs = Math.min(stepUs * 2, capUs);
+  try {
+    return read_poll_timeout_backoff(iommu.reg.clock, op, cond, delayUs, timeoutUs);
+  } catch (e) {
+    if (e instanceof PollTimeout) return e.value as T;
+    throw e;
   }
 }
 

@@ -28,6 +28,8 @@ import {
   bus_register,
   Device,
   device_add,
+  device_del,
+  devm_kzalloc,
   driver_register,
   Errno,
   type FwNode,
@@ -491,8 +493,6 @@ export interface TestSystemOptions extends FakeIommuOptions {
   cqLog2?: number;
   /** log2 of the fault queue the glue asks for (default: the driver's 4096 entries). */
   fqLog2?: number;
-  /** Fail the `n`th page allocation of the probe (fail-nth). */
-  failNth?: number;
   /** Add the IOMMU device, which binds the driver (default true). */
   bind?: boolean;
   /** Default domains are identity (iommu.passthrough=1). */
@@ -517,7 +517,10 @@ export interface TestSystem {
   readonly drv: RiscvIommuDriver;
   /** The IOMMU instance once the probe ran (null if it failed). */
   iommu: RiscvIommuDevice | null;
-  /** Adds an endpoint with device IDs `ids` behind the IOMMU and probes it into the core. */
+  /**
+   * Adds an endpoint with device IDs `ids` behind the IOMMU and probes it into the core; when the
+   * IOMMU probe fails the endpoint is removed again and the error thrown.
+   */
   addEndpoint(name: string, ...ids: number[]): Device;
 }
 
@@ -563,21 +566,25 @@ export function testSystem(opts: TestSystemOptions = {}): TestSystem {
       const ep = new Device(kernel, { name, bus });
       ep.fwspec = { fwnode, ids, flags: 0 };
       device_add(ep);
-      if (ep.iommu === null) kernel.iommuLayer!.probeDevice(ep);
+      try {
+        if (ep.iommu === null) kernel.iommuLayer!.probeDevice(ep);
+      } catch (e) {
+        device_del(ep);
+        throw e;
+      }
       return ep;
     },
   };
   driver_register(bus, {
     name: "riscv,iommu",
     probe(d) {
-      const iommu = new RiscvIommuDevice(d, new IoMem(rec, 0x1000, clock), drv);
+      const iommu = devm_kzalloc(d, new RiscvIommuDevice(d, new IoMem(rec, 0x1000, clock), drv));
       iommu.caps = riscv_iommu_readq(iommu, 0);
       iommu.fctl = riscv_iommu_readl(iommu, 8);
       iommu.irqs = irqs;
       iommu.irqs_count = nirq;
       if (opts.cqLog2) iommu.cmdq.log2sz = opts.cqLog2;
       if (opts.fqLog2) iommu.fltq.log2sz = opts.fqLog2;
-      if (opts.failNth) kernel.pages.failNth(opts.failNth);
       riscv_iommu_init(iommu);
       d.driverData = iommu;
       sys.iommu = iommu;
