@@ -38,11 +38,24 @@ export function iommuCommandName(opcode: number, func: number): string {
   return `opcode ${opcode}`;
 }
 
+/** What an {@linkcode IommuWindow} needs besides the registers and the IOMMU behind them. */
+export interface IommuWindowOptions {
+  /** Where commands are read back from for the trace. */
+  readonly mem: PhysicalMemory;
+  /** The clock the work is charged to. */
+  readonly clock: Clock;
+  /** The trace commands are recorded in, or null. */
+  readonly trace: Trace | null;
+  /** Cost of each access to the registers themselves (0 when the front end charges it). */
+  readonly mmio: number;
+}
+
 /**
- * The IOMMU's registers with the command queue's work priced: a CPU write to `cqt` (or to
- * `cqcsr`, restarting the queue) charges `costs.command` for each entry the IOMMU consumed in
- * it, so the driver's following `cqh` poll sees them done that much later. With a trace, each
- * entry is a `command` span on the IOMMU track, named by opcode and holding both dwords.
+ * The IOMMU's registers with their work priced: each access costs `mmio`, and a write to `cqt`
+ * (or to `cqcsr`, restarting the queue) charges `costs.command` for each entry the IOMMU
+ * consumed in it, so the driver's following `cqh` poll sees them done that much later. With a
+ * trace, each entry is a `command` span on the IOMMU track, named by opcode and holding both
+ * dwords.
  */
 export class IommuWindow implements MmioHandler {
   readonly #inner: MmioHandler;
@@ -50,39 +63,35 @@ export class IommuWindow implements MmioHandler {
   readonly #mem: PhysicalMemory;
   readonly #clock: Clock;
   readonly #trace: Trace | null;
-  /** CQCSR.CQEN as the CPU last wrote it: turning it on zeroes `cqh` before commands run. */
+  readonly #mmio: number;
+  /** CQCSR.CQEN as last written: turning it on zeroes `cqh` before commands run. */
   #cqen = false;
 
-  /**
-   * The window `inner` onto `iommu`; commands are read back from `mem` (only when `trace` is
-   * not null) and charged to `clock`.
-   */
-  constructor(
-    inner: MmioHandler,
-    iommu: Iommu,
-    mem: PhysicalMemory,
-    clock: Clock,
-    trace: Trace | null,
-  ) {
+  /** The window `inner` onto the registers of `iommu` (often `iommu` itself). */
+  constructor(inner: MmioHandler, iommu: Iommu, opts: IommuWindowOptions) {
     this.#inner = inner;
     this.#iommu = iommu;
-    this.#mem = mem;
-    this.#clock = clock;
-    this.#trace = trace?.enabled ? trace : null;
+    this.#mem = opts.mem;
+    this.#clock = opts.clock;
+    this.#trace = opts.trace?.enabled ? opts.trace : null;
+    this.#mmio = opts.mmio;
   }
 
   /** Reads 4 bytes. */
   read32(offset: number): number {
+    this.#clock.charge(this.#mmio);
     return this.#inner.read32(offset);
   }
 
   /** Reads 8 bytes. */
   read64(offset: number): bigint {
+    this.#clock.charge(this.#mmio);
     return this.#inner.read64(offset);
   }
 
   /** Writes 4 bytes, then charges the commands the write ran. */
   write32(offset: number, value: number): void {
+    this.#clock.charge(this.#mmio);
     if (offset !== RISCV_IOMMU_REG_CQT && offset !== RISCV_IOMMU_REG_CQCSR) {
       this.#inner.write32(offset, value);
       return;
@@ -99,6 +108,7 @@ export class IommuWindow implements MmioHandler {
 
   /** Writes 8 bytes (no 64-bit register makes commands runnable). */
   write64(offset: number, value: bigint): void {
+    this.#clock.charge(this.#mmio);
     this.#inner.write64(offset, value);
   }
 

@@ -236,10 +236,11 @@ export class Machine {
     if (spec !== "none") {
       iommu = new Iommu({ ...opts.iommuOptions, mem, caps: opts.caps });
       if (bus === "platform") {
+        // The model charges nothing for its registers; the PCI function charges for its BAR.
         iommuRegion = mem.addMmio(
           VIRT_IOMMU_SYS_BASE,
           VIRT_IOMMU_SYS_SIZE,
-          new _ChargedMmio(iommu, clock),
+          new IommuWindow(iommu, iommu, { mem, clock, trace: traced, mmio: clock.costs.mmio }),
           "iommu",
         );
         const wires = traceWires(aplic, traced);
@@ -276,18 +277,18 @@ export class Machine {
       atsSupported: iommu !== null,
     }).toBlob();
 
-    const isIommu = (r: Region) => r === iommuRegion || r === iommuPci?.fn.barRegion(0);
-    // What the kernel's ioremap() gets: the IOMMU's window prices its commands; with a trace,
-    // every window records the CPU's accesses.
+    // What the kernel's ioremap() gets: the bus's window (the PCI IOMMU's BAR with its commands
+    // priced as the platform IOMMU's are); with a trace, one recording the CPU's accesses.
     const ioremap: IoremapFn = (phys, size) => {
       const r = mem.mmioAt(phys);
       if (r === undefined || phys + size > r.base + r.size) return null;
       let backend: MmioHandler = r.mmio!;
-      if (iommu !== null && isIommu(r)) {
-        backend = new IommuWindow(backend, iommu, mem, clock, traced);
-        if (traced !== null) backend = new TracedMmio(backend, traced, r.name, iommuRegName);
-      } else if (traced !== null) {
-        backend = new TracedMmio(backend, traced, r.name);
+      if (iommu !== null && r === iommuPci?.fn.barRegion(0)) {
+        backend = new IommuWindow(backend, iommu, { mem, clock, trace: traced, mmio: 0 });
+      }
+      if (traced !== null) {
+        const named = r === iommuRegion || r === iommuPci?.fn.barRegion(0);
+        backend = new TracedMmio(backend, traced, r.name, named ? iommuRegName : undefined);
       }
       return { backend, offset: phys - r.base };
     };
@@ -385,32 +386,4 @@ export class Machine {
 /** dev_name() of function 0 in `slot` of the root bus, e.g. `"0000:00:02.0"`. */
 function _pciSlotName(slot: number): string {
   return `0000:00:${slot.toString(16).padStart(2, "0")}.0`;
-}
-
-/**
- * The platform IOMMU's register page on the bus: each CPU access costs `costs.mmio`, as the
- * other devices charge for their own registers (the IOMMU model charges nothing itself).
- */
-class _ChargedMmio implements MmioHandler {
-  constructor(readonly inner: MmioHandler, readonly clock: Clock) {}
-
-  read32(offset: number): number {
-    this.clock.charge(this.clock.costs.mmio);
-    return this.inner.read32(offset);
-  }
-
-  write32(offset: number, value: number): void {
-    this.clock.charge(this.clock.costs.mmio);
-    this.inner.write32(offset, value);
-  }
-
-  read64(offset: number): bigint {
-    this.clock.charge(this.clock.costs.mmio);
-    return this.inner.read64(offset);
-  }
-
-  write64(offset: number, value: bigint): void {
-    this.clock.charge(this.clock.costs.mmio);
-    this.inner.write64(offset, value);
-  }
 }
