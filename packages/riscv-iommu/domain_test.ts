@@ -18,7 +18,7 @@ import {
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "./iommu.ts";
-import { type TestSystem, testSystem, type TestSystemOptions } from "./testing.ts";
+import { mmioTrace, type TestSystem, testSystem, type TestSystemOptions } from "./testing.ts";
 
 const SV39 = 1n << 9n;
 const SV48 = 1n << 10n;
@@ -164,7 +164,20 @@ Deno.test("attach_paging(): two-phase DC update, V cleared first and set last, t
     }
     write64(pa, v);
   };
+  const t0 = sys.iommu!.cmdq.tail;
+  sys.rec.clear();
   const cmds = commandsOf(sys, () => iommu_attach_device(domain, ep));
+  // MMIO: a doorbell per command, and one CSR + head read per IOFENCE.C (done at once).
+  const ring = (n: number) => `w cqt 0x${(t0 + n).toString(16)}`;
+  const fence = (n: number) => ["r cqcsr 0x10003", `r cqh 0x${(t0 + n).toString(16)}`];
+  assert.deepEqual(mmioTrace(sys.rec.accesses), [
+    ...[1, 2, 3].map(ring),
+    ...fence(3),
+    ...[4, 5, 6].map(ring),
+    ...fence(6),
+    ...[7, 8].map(ring),
+    ...fence(8),
+  ]);
   const { ppn } = domain.pt.hwInfo();
   assert.deepEqual(writes, [
     "tc=0",

@@ -8,18 +8,12 @@ import {
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_REG_CQB,
   RISCV_IOMMU_REG_CQCSR,
-  RISCV_IOMMU_REG_CQT,
   RISCV_IOMMU_REG_DDTP,
   RISCV_IOMMU_REG_FCTL,
-  RISCV_IOMMU_REG_FQB,
   RISCV_IOMMU_REG_FQCSR,
-  RISCV_IOMMU_REG_FQH,
-  RISCV_IOMMU_REG_ICVEC,
-  RISCV_IOMMU_REG_IPSR,
-  RISCV_IOMMU_REG_PQCSR,
 } from "./bits.ts";
 import { riscv_iommu_iodir_set_mode } from "./iommu.ts";
-import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
+import { FAKE_IOMMU_CAPS, mmioTrace, type TestSystem, testSystem } from "./testing.ts";
 
 const PPN = (pa: number) => BigInt(pa / 4096) << 10n;
 
@@ -47,33 +41,50 @@ function probeFailing(which: "pages" | "slab", n: number): TestSystem {
 Deno.test("riscv_iommu_init() register sequence: icvec, DDT probe, CQ then FQ enable, 3LVL, invalidate", () => {
   const sys = testSystem();
   const iommu = sys.iommu!;
-  const cq = iommu.cmdq.phys;
-  const fq = iommu.fltq.phys;
-  const ddt = iommu.ddt_phys;
-  assert.deepEqual(sys.rec.writes(), [
-    [RISCV_IOMMU_REG_ICVEC, 0x2310n], // CIV 0, FIV 1, PMIV 3, PIV 2
-    [RISCV_IOMMU_REG_DDTP, 0n], // WARL probe of a fixed root in Off
-    [RISCV_IOMMU_REG_CQB, 0x1fn],
-    [RISCV_IOMMU_REG_CQB, PPN(cq) | 12n], // 8192 entries
-    [RISCV_IOMMU_REG_FQB, 0x1fn],
-    [RISCV_IOMMU_REG_FQB, PPN(fq) | 11n], // 4096 entries
-    [RISCV_IOMMU_REG_CQT, 0],
-    [RISCV_IOMMU_REG_CQCSR, 0x103], // CQEN | CIE | CQMF
-    [RISCV_IOMMU_REG_IPSR, 1],
-    [RISCV_IOMMU_REG_FQH, 0],
-    [RISCV_IOMMU_REG_FQCSR, 0x103],
-    [RISCV_IOMMU_REG_IPSR, 2],
-    [RISCV_IOMMU_REG_DDTP, PPN(ddt) | 4n],
-    [RISCV_IOMMU_REG_CQT, 1],
-    [RISCV_IOMMU_REG_CQT, 2],
-    [RISCV_IOMMU_REG_CQT, 3],
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const cqb = hex(PPN(iommu.cmdq.phys) | 12n); // 8192 entries
+  const fqb = hex(PPN(iommu.fltq.phys) | 11n); // 4096 entries
+  const ddtp = hex(PPN(iommu.ddt_phys) | 4n); // 3LVL
+  assert.deepEqual(mmioTrace(sys.rec.accesses), [
+    // The glue.
+    `r capabilities 0x${FAKE_IOMMU_CAPS.toString(16)}`,
+    "r fctl 0x0",
+    // init_check(): idle, then icvec CIV 0, FIV 1, PMIV 3, PIV 2 and its read-back.
+    "r ddtp 0x0",
+    "w icvec 0x2310",
+    "r icvec 0x2310",
+    // iodir_alloc(): WARL probe of a hardware-fixed root in Off.
+    "r ddtp 0x0",
+    "w ddtp 0x0",
+    "r ddtp 0x0",
+    // queue_alloc(): WARL probe of LOG2SZ, then base and size, read back.
+    "w cqb 0x1f",
+    "r cqb 0x1f",
+    `w cqb ${cqb}`,
+    `r cqb ${cqb}`,
+    "w fqb 0x1f",
+    "r fqb 0x1f",
+    `w fqb ${fqb}`,
+    `r fqb ${fqb}`,
+    // queue_enable() CQ then FQ: empty, EN|IE|MF, settled and on, pending bit cleared.
+    "w cqt 0x0",
+    "w cqcsr 0x103",
+    "r cqcsr 0x10003",
+    "w ipsr 0x1",
+    "w fqh 0x0",
+    "w fqcsr 0x103",
+    "r fqcsr 0x10003",
+    "w ipsr 0x2",
+    // iodir_set_mode(3LVL), then IODIR.INVAL_DDT, IOTINVAL.VMA, IOFENCE.C and its wait.
+    "r ddtp 0x0",
+    `w ddtp ${ddtp}`,
+    `r ddtp ${ddtp}`,
+    "w cqt 0x1",
+    "w cqt 0x2",
+    "w cqt 0x3",
+    "r cqcsr 0x10003",
+    "r cqh 0x3",
   ]);
-  // Each enable is followed by a poll of its CSR, each base write by its read-back.
-  const acc = sys.rec.accesses.map((a) => `${a.op}${a.offset}`);
-  for (const reg of [RISCV_IOMMU_REG_CQCSR, RISCV_IOMMU_REG_FQCSR]) {
-    assert.equal(acc[acc.indexOf(`w${reg}`) + 1], `r${reg}`);
-  }
-  assert.equal(acc[acc.lastIndexOf(`w${RISCV_IOMMU_REG_CQB}`) + 1], `r${RISCV_IOMMU_REG_CQB}`);
   assert.deepEqual(sys.fake.commands.map((c) => c.text), [
     "IODIR.INVAL_DDT",
     "IOTINVAL.VMA",
@@ -81,6 +92,7 @@ Deno.test("riscv_iommu_init() register sequence: icvec, DDT probe, CQ then FQ en
   ]);
   assert.equal(iommu.ddt_mode, RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL);
   assert.equal(sys.kernel.pages.allocatedPages, 1 + 32 + 32);
+  assert.ok(sys.drv._instances.has(iommu), "registered with the IOMMU core");
 });
 
 Deno.test("init_check() distributes icvec over the vectors the glue provides", async (t) => {
@@ -229,20 +241,48 @@ Deno.test("fail-nth: each page and object allocation of the probe fails it clean
   }
 });
 
-Deno.test("riscv_iommu_remove(): directory Off and invalidated, queues off, irqs and pages freed", () => {
+Deno.test("riscv_iommu_remove(): devices blocked, directory Off and invalidated, CQ then FQ off, all freed", () => {
   const sys = testSystem();
   sys.addEndpoint("ep0", 7);
+  const iommu = sys.iommu!;
+  const ddtp = `0x${(PPN(iommu.ddt_phys) | 4n).toString(16)}`;
+  const t0 = iommu.cmdq.tail;
+  const cqt = (n: number) => `w cqt 0x${(t0 + n).toString(16)}`;
+  const cqh = (n: number) => `r cqh 0x${(t0 + n).toString(16)}`;
   sys.rec.clear();
   sys.fake.commands.length = 0;
   device_del(sys.dev);
-  const w = sys.rec.writes();
-  const ddtp = w.filter(([o]) => o === RISCV_IOMMU_REG_DDTP);
-  assert.deepEqual(ddtp, [[RISCV_IOMMU_REG_DDTP, 0n]]);
-  assert.deepEqual(w.slice(-2), [[RISCV_IOMMU_REG_CQCSR, 0], [RISCV_IOMMU_REG_FQCSR, 0]]);
-  const texts = sys.fake.commands.map((c) => c.text);
-  // The endpoint goes to the blocking domain first, then the directory is switched off.
-  assert.deepEqual(texts.slice(-3), ["IODIR.INVAL_DDT", "IOTINVAL.VMA", "IOFENCE.C pr pw"]);
+  // The endpoint goes to the blocking domain (two-phase update, old PSCID flushed) first.
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+    "IODIR.INVAL_DDT did=0x7",
+    "IOTINVAL.VMA pscid=1",
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT did=0x7",
+    "IOTINVAL.VMA",
+    "IOFENCE.C pr pw",
+    "IOTINVAL.VMA pscid=1",
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT",
+    "IOTINVAL.VMA",
+    "IOFENCE.C pr pw",
+  ]);
+  const trace = mmioTrace(sys.rec.accesses);
+  assert.deepEqual(trace.slice(trace.indexOf(`r ddtp ${ddtp}`)), [
+    `r ddtp ${ddtp}`,
+    "w ddtp 0x0",
+    "r ddtp 0x0",
+    cqt(9),
+    cqt(10),
+    cqt(11),
+    "r cqcsr 0x10003",
+    cqh(11),
+    "w cqcsr 0x0",
+    "r cqcsr 0x0",
+    "w fqcsr 0x0",
+    "r fqcsr 0x0",
+  ]);
   assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.slab.allocations(), []);
   assert.deepEqual(sys.kernel.irq.procInterrupts(), []);
 });
 
@@ -250,11 +290,10 @@ Deno.test("riscv_iommu_disable() at shutdown: Bare, every queue CSR cleared, no 
   const sys = testSystem();
   sys.rec.clear();
   sys.kernel.shutdown();
-  assert.deepEqual(sys.rec.writes(), [
-    [RISCV_IOMMU_REG_DDTP, 1n],
-    [RISCV_IOMMU_REG_CQCSR, 0],
-    [RISCV_IOMMU_REG_FQCSR, 0],
-    [RISCV_IOMMU_REG_PQCSR, 0],
+  assert.deepEqual(mmioTrace(sys.rec.accesses), [
+    "w ddtp 0x1",
+    "w cqcsr 0x0",
+    "w fqcsr 0x0",
+    "w pqcsr 0x0",
   ]);
-  assert.equal(sys.rec.accesses.filter((a) => a.op === "r").length, 0);
 });

@@ -38,6 +38,7 @@ import {
   irq_create_mapping,
   irq_domain_create_linear,
   Kernel,
+  type MmioAccess,
   type MmioBackend,
   MmioRecorder,
   SimClock,
@@ -433,6 +434,37 @@ export class FakeIommu implements MmioBackend {
   pmInterrupt(): void {
     this.#pend(2, -1);
   }
+}
+
+/** Register names by offset (spec numbers, not bits.ts), for readable MMIO traces. */
+const _REG_NAMES: Record<number, string> = {
+  0x00: "capabilities",
+  0x08: "fctl",
+  0x10: "ddtp",
+  0x18: "cqb",
+  0x20: "cqh",
+  0x24: "cqt",
+  0x28: "fqb",
+  0x30: "fqh",
+  0x34: "fqt",
+  0x38: "pqb",
+  0x40: "pqh",
+  0x44: "pqt",
+  0x48: "cqcsr",
+  0x4c: "fqcsr",
+  0x50: "pqcsr",
+  0x54: "ipsr",
+  0x2f8: "icvec",
+};
+
+/**
+ * Recorded accesses as lines like `"w cqcsr 0x103"` (op, register name or hex offset, value):
+ * what the exact register-sequence tests compare.
+ */
+export function mmioTrace(accesses: readonly MmioAccess[]): string[] {
+  return accesses.map((a) =>
+    `${a.op} ${_REG_NAMES[a.offset] ?? "0x" + a.offset.toString(16)} 0x${a.value.toString(16)}`
+  );
 }
 
 /** Decodes a command from the spec's bit positions (not bits.ts). */
