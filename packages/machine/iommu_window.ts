@@ -1,7 +1,8 @@
 /**
- * The IOMMU's register window as the kernel reaches it. The IOMMU model runs the command queue
- * inside the MMIO write that makes entries runnable, and charges nothing for it; this window
- * prices that work and, on a traced machine, records each command as it runs.
+ * The IOMMU's registers with their work priced: the platform IOMMU's page on the bus, and the
+ * PCI IOMMU's BAR as `ioremap()` hands it out. The IOMMU model runs the command queue inside the
+ * MMIO write that makes entries runnable, and charges nothing for it (nor, on the platform bus,
+ * for the access); this window prices both and, on a traced machine, records each command.
  *
  * @module
  */
