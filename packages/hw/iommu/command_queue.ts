@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { hi32, join64, lo32, MEM_OK, type PhysicalMemory } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
 import {
   RISCV_IOMMU_CMD_ATS_DSEG,
@@ -21,31 +21,22 @@ import {
   RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE,
   RISCV_IOMMU_CMD_ATS_PV,
   RISCV_IOMMU_CMD_ATS_RID,
-  RISCV_IOMMU_CMD_FUNC,
-  RISCV_IOMMU_CMD_IODIR_DID,
   RISCV_IOMMU_CMD_IODIR_DV,
   RISCV_IOMMU_CMD_IODIR_FUNC_INVAL_DDT,
   RISCV_IOMMU_CMD_IODIR_FUNC_INVAL_PDT,
   RISCV_IOMMU_CMD_IODIR_OPCODE,
-  RISCV_IOMMU_CMD_IODIR_PID,
-  RISCV_IOMMU_CMD_IOFENCE_ADDR,
   RISCV_IOMMU_CMD_IOFENCE_AV,
-  RISCV_IOMMU_CMD_IOFENCE_DATA,
   RISCV_IOMMU_CMD_IOFENCE_FUNC_C,
   RISCV_IOMMU_CMD_IOFENCE_OPCODE,
   RISCV_IOMMU_CMD_IOFENCE_WSI,
-  RISCV_IOMMU_CMD_IOTINVAL_ADDR,
   RISCV_IOMMU_CMD_IOTINVAL_AV,
   RISCV_IOMMU_CMD_IOTINVAL_FUNC_GVMA,
   RISCV_IOMMU_CMD_IOTINVAL_FUNC_VMA,
-  RISCV_IOMMU_CMD_IOTINVAL_GSCID,
   RISCV_IOMMU_CMD_IOTINVAL_GV,
   RISCV_IOMMU_CMD_IOTINVAL_NL,
   RISCV_IOMMU_CMD_IOTINVAL_OPCODE,
-  RISCV_IOMMU_CMD_IOTINVAL_PSCID,
   RISCV_IOMMU_CMD_IOTINVAL_PSCV,
   RISCV_IOMMU_CMD_IOTINVAL_S,
-  RISCV_IOMMU_CMD_OPCODE,
   RISCV_IOMMU_FCTL_BE,
   RISCV_IOMMU_FCTL_WSI,
 } from "./regs.ts";
@@ -144,6 +135,22 @@ const IOFENCE_RSVD1 = 3n << 62n;
 const IODIR_RSVD0 = 3n << 10n | 1n << 32n | 0x3fn << 34n;
 const ATS_RSVD0 = 3n << 10n | 0x3fn << 34n;
 
+// The fetch loop decodes the unsigned 32-bit halves of each doubleword (lo = bits 31:0, hi =
+// bits 63:32) so invalidations, the driver's hot path, run without bigint: these are the masks
+// above and the regs.ts fields, split once.
+const IOTINVAL_RSVD0_LO = lo32(IOTINVAL_RSVD0), IOTINVAL_RSVD0_HI = hi32(IOTINVAL_RSVD0);
+const IOTINVAL_RSVD1_LO = lo32(IOTINVAL_RSVD1), IOTINVAL_RSVD1_HI = hi32(IOTINVAL_RSVD1);
+const IOTINVAL_NL_HI = hi32(RISCV_IOMMU_CMD_IOTINVAL_NL);
+const IOTINVAL_S_LO = lo32(RISCV_IOMMU_CMD_IOTINVAL_S);
+const IOTINVAL_AV_LO = lo32(RISCV_IOMMU_CMD_IOTINVAL_AV);
+const IOTINVAL_PSCV_HI = hi32(RISCV_IOMMU_CMD_IOTINVAL_PSCV);
+const IOTINVAL_GV_HI = hi32(RISCV_IOMMU_CMD_IOTINVAL_GV);
+const IOFENCE_RSVD0_LO = lo32(IOFENCE_RSVD0), IOFENCE_RSVD1_HI = hi32(IOFENCE_RSVD1);
+const IOFENCE_AV_LO = lo32(RISCV_IOMMU_CMD_IOFENCE_AV);
+const IOFENCE_WSI_LO = lo32(RISCV_IOMMU_CMD_IOFENCE_WSI);
+const IODIR_RSVD0_LO = lo32(IODIR_RSVD0), IODIR_RSVD0_HI = hi32(IODIR_RSVD0);
+const IODIR_DV_HI = hi32(RISCV_IOMMU_CMD_IODIR_DV);
+
 /**
  * Executes one command at a time, synchronously: when `execute` returns, the command's effect
  * is complete (so IOFENCE.C PR/PW have nothing left to order).
@@ -156,47 +163,66 @@ export class CommandUnit {
   readonly #mem: PhysicalMemory;
   readonly #caps: IommuCaps;
   readonly #inval: Invalidator;
-  readonly #rsvd0Iotinval: bigint;
-  readonly #rsvd1Iotinval: bigint;
+  readonly #rsvd0HiIotinval: number;
+  readonly #rsvd1LoIotinval: number;
 
   /** A command unit storing through `mem` and invalidating `inval`'s caches. */
   constructor(mem: PhysicalMemory, caps: IommuCaps, inval: Invalidator) {
     this.#mem = mem;
     this.#caps = caps;
     this.#inval = inval;
-    this.#rsvd0Iotinval = caps.nl ? IOTINVAL_RSVD0 & ~RISCV_IOMMU_CMD_IOTINVAL_NL : IOTINVAL_RSVD0;
-    this.#rsvd1Iotinval = caps.s ? IOTINVAL_RSVD1 & ~RISCV_IOMMU_CMD_IOTINVAL_S : IOTINVAL_RSVD1;
+    this.#rsvd0HiIotinval = caps.nl ? IOTINVAL_RSVD0_HI & ~IOTINVAL_NL_HI : IOTINVAL_RSVD0_HI;
+    this.#rsvd1LoIotinval = caps.s ? IOTINVAL_RSVD1_LO & ~IOTINVAL_S_LO : IOTINVAL_RSVD1_LO;
   }
 
   /** Executes the command `d0`/`d1` under feature control `fctl`; returns a `CMD_*` outcome. */
   execute(d0: bigint, d1: bigint, fctl: number): number {
-    const func = Number((d0 & RISCV_IOMMU_CMD_FUNC) >> 7n);
-    switch (Number(d0 & RISCV_IOMMU_CMD_OPCODE)) {
+    return this.executeHalves(
+      Number(d0 & 0xffff_ffffn),
+      Number(d0 >> 32n & 0xffff_ffffn),
+      Number(d1 & 0xffff_ffffn),
+      Number(d1 >> 32n & 0xffff_ffffn),
+      fctl,
+    );
+  }
+
+  /**
+   * {@linkcode execute} on the unsigned 32-bit halves of the two doublewords, as the fetch loop
+   * reads them: invalidations are the driver's hot path, so they decode without `bigint`.
+   */
+  executeHalves(d0lo: number, d0hi: number, d1lo: number, d1hi: number, fctl: number): number {
+    const func = (d0lo >>> 7) & 7;
+    switch (d0lo & 0x7f) {
       case RISCV_IOMMU_CMD_IOTINVAL_OPCODE:
-        return this.#iotinval(func, d0, d1);
+        return this.#iotinval(func, d0lo, d0hi, d1lo, d1hi);
       case RISCV_IOMMU_CMD_IOFENCE_OPCODE:
-        return this.#iofence(func, d0, d1, fctl);
+        return this.#iofence(func, d0lo, d0hi, d1lo, d1hi, fctl);
       case RISCV_IOMMU_CMD_IODIR_OPCODE:
-        return this.#iodir(func, d0, d1);
+        return this.#iodir(func, d0lo, d0hi, d1lo, d1hi);
       case RISCV_IOMMU_CMD_ATS_OPCODE:
-        return this.#ats(func, d0, d1);
+        return this.#ats(func, join64(d0lo, d0hi), join64(d1lo, d1hi));
     }
     return CMD_ILLEGAL;
   }
 
-  #iotinval(func: number, d0: bigint, d1: bigint): number {
-    if (d0 & this.#rsvd0Iotinval || d1 & this.#rsvd1Iotinval) return CMD_ILLEGAL;
-    const addr = (d1 & RISCV_IOMMU_CMD_IOTINVAL_ADDR) << 2n;
-    const lo = Number(addr & 0xffff_ffffn), hi = Number(addr >> 32n & 0xffff_ffffn);
-    const av = (d0 & RISCV_IOMMU_CMD_IOTINVAL_AV) !== 0n;
-    const gv = (d0 & RISCV_IOMMU_CMD_IOTINVAL_GV) !== 0n;
-    const pscv = (d0 & RISCV_IOMMU_CMD_IOTINVAL_PSCV) !== 0n;
-    const gscid = Number((d0 & RISCV_IOMMU_CMD_IOTINVAL_GSCID) >> 44n);
-    const nl = (d0 & RISCV_IOMMU_CMD_IOTINVAL_NL) !== 0n;
-    const s = (d1 & RISCV_IOMMU_CMD_IOTINVAL_S) !== 0n;
+  #iotinval(func: number, d0lo: number, d0hi: number, d1lo: number, d1hi: number): number {
+    if (
+      d0lo & IOTINVAL_RSVD0_LO || d0hi & this.#rsvd0HiIotinval ||
+      d1lo & this.#rsvd1LoIotinval || d1hi & IOTINVAL_RSVD1_HI
+    ) {
+      return CMD_ILLEGAL;
+    }
+    // ADDR[63:12] sits in bits 61:10 of dword1.
+    const lo = (d1lo << 2 & 0xffff_f000) >>> 0;
+    const hi = ((d1hi & 0x3fff_ffff) << 2 | d1lo >>> 30) >>> 0;
+    const av = (d0lo & IOTINVAL_AV_LO) !== 0;
+    const gv = (d0hi & IOTINVAL_GV_HI) !== 0;
+    const pscv = (d0hi & IOTINVAL_PSCV_HI) !== 0;
+    const gscid = (d0hi >>> 12) & 0xffff;
+    const nl = (d0hi & IOTINVAL_NL_HI) !== 0;
+    const s = (d1lo & IOTINVAL_S_LO) !== 0;
     if (func === RISCV_IOMMU_CMD_IOTINVAL_FUNC_VMA) {
-      const pscid = Number((d0 & RISCV_IOMMU_CMD_IOTINVAL_PSCID) >> 12n);
-      this.#inval.iotinvalVma(gv, av, pscv, gscid, pscid, lo, hi, nl, s);
+      this.#inval.iotinvalVma(gv, av, pscv, gscid, d0lo >>> 12, lo, hi, nl, s);
       return CMD_OK;
     }
     if (func === RISCV_IOMMU_CMD_IOTINVAL_FUNC_GVMA && !pscv) {
@@ -206,31 +232,40 @@ export class CommandUnit {
     return CMD_ILLEGAL;
   }
 
-  #iofence(func: number, d0: bigint, d1: bigint, fctl: number): number {
-    const wsi = (d0 & RISCV_IOMMU_CMD_IOFENCE_WSI) !== 0n;
+  #iofence(
+    func: number,
+    d0lo: number,
+    d0hi: number,
+    d1lo: number,
+    d1hi: number,
+    fctl: number,
+  ): number {
+    const wsi = (d0lo & IOFENCE_WSI_LO) !== 0;
     if (func !== RISCV_IOMMU_CMD_IOFENCE_FUNC_C) return CMD_ILLEGAL;
-    if (d0 & IOFENCE_RSVD0 || d1 & IOFENCE_RSVD1) return CMD_ILLEGAL;
+    if (d0lo & IOFENCE_RSVD0_LO || d1hi & IOFENCE_RSVD1_HI) return CMD_ILLEGAL;
     // WSI is a reserved bit unless interrupts are wire-signalled.
     if (wsi && !(fctl & RISCV_IOMMU_FCTL_WSI)) return CMD_ILLEGAL;
     if (this.atsTimedOut) {
       this.atsTimedOut = false;
       return CMD_TIMEOUT;
     }
-    if (d0 & RISCV_IOMMU_CMD_IOFENCE_AV) {
-      const addr = Number((d1 & RISCV_IOMMU_CMD_IOFENCE_ADDR) << 2n);
-      if (addr >= 2 ** this.#caps.pas) return CMD_MEM_FAULT;
-      const data = Number((d0 & RISCV_IOMMU_CMD_IOFENCE_DATA) >> 32n);
-      this.#mem.write32(addr, data, (fctl & RISCV_IOMMU_FCTL_BE) !== 0);
+    if (d0lo & IOFENCE_AV_LO) {
+      // ADDR[63:2] sits in bits 61:0 of dword1.
+      const hi = ((d1hi & 0x3fff_ffff) << 2 | d1lo >>> 30) >>> 0;
+      if (this.#caps.pas < 64 && hi >= 2 ** (this.#caps.pas - 32)) return CMD_MEM_FAULT;
+      this.#mem.write32(hi * 2 ** 32 + (d1lo << 2 >>> 0), d0hi, (fctl & RISCV_IOMMU_FCTL_BE) !== 0);
       if (this.#mem.fault !== MEM_OK) return CMD_MEM_FAULT;
     }
     return wsi ? CMD_FENCE_W_IP : CMD_OK;
   }
 
-  #iodir(func: number, d0: bigint, d1: bigint): number {
-    if (d0 & IODIR_RSVD0 || d1 !== 0n) return CMD_ILLEGAL;
-    const dv = (d0 & RISCV_IOMMU_CMD_IODIR_DV) !== 0n;
-    const did = Number((d0 & RISCV_IOMMU_CMD_IODIR_DID) >> 40n);
-    const pid = Number((d0 & RISCV_IOMMU_CMD_IODIR_PID) >> 12n);
+  #iodir(func: number, d0lo: number, d0hi: number, d1lo: number, d1hi: number): number {
+    if (d0lo & IODIR_RSVD0_LO || d0hi & IODIR_RSVD0_HI || d1lo !== 0 || d1hi !== 0) {
+      return CMD_ILLEGAL;
+    }
+    const dv = (d0hi & IODIR_DV_HI) !== 0;
+    const did = d0hi >>> 8;
+    const pid = d0lo >>> 12;
     if (func === RISCV_IOMMU_CMD_IODIR_FUNC_INVAL_DDT && pid === 0) {
       this.#inval.invalDdt(dv, did);
       return CMD_OK;

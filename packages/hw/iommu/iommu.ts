@@ -835,13 +835,14 @@ export class Iommu implements MmioHandler, TranslationPort {
     while (q.on && !(q.csr & CQ_STOP) && !this.#stall && q.head !== q.tail) {
       const be = (this.#fctl & RISCV_IOMMU_FCTL_BE) !== 0;
       const addr = q.entryAddr(q.head);
-      const d0 = mem.read64(addr, be);
+      mem.load64(addr, be);
       let outcome = mem.fault !== MEM_OK ? CMD_MEM_FAULT : CMD_OK;
-      const d1 = mem.read64(addr + 8, be);
+      const d0lo = mem.lo, d0hi = mem.hi;
+      mem.load64(addr + 8, be);
       if (mem.fault !== MEM_OK) outcome = CMD_MEM_FAULT;
       if (outcome === CMD_OK) {
         this.#selfStore = true;
-        outcome = this.#cmd.execute(d0, d1, this.#fctl);
+        outcome = this.#cmd.executeHalves(d0lo, d0hi, mem.lo, mem.hi, this.#fctl);
         this.#selfStore = false;
       }
       if (outcome === CMD_OK || outcome === CMD_FENCE_W_IP) {

@@ -61,6 +61,8 @@ export class HwQueue {
   readonly #cfg: HwQueueConfig;
   readonly #ppnMask: bigint;
   #log2SzM1 = 0;
+  // Kept beside the size field: every queue step masks an index with it.
+  #mask = 1;
   #ppn = 0;
   #busyReads = 0;
   #onShown = 0;
@@ -74,12 +76,12 @@ export class HwQueue {
 
   /** Number of entries. */
   get size(): number {
-    return 2 ** (this.#log2SzM1 + 1);
+    return this.#mask + 1;
   }
 
   /** `size - 1`: the bits of an index that are writable. */
   get mask(): number {
-    return 2 ** (this.#log2SzM1 + 1) - 1;
+    return this.#mask;
   }
 
   /** Physical address of entry `index`. */
@@ -103,6 +105,7 @@ export class HwQueue {
     this.tail = 0;
     this.csr = 0;
     this.#log2SzM1 = 0;
+    this.#mask = 1;
     this.#ppn = this.#cfg.fixedPpn ?? 0;
     this.#busyReads = 0;
   }
@@ -116,6 +119,7 @@ export class HwQueue {
   writeBase(v: bigint): void {
     if ((this.csr & (RISCV_IOMMU_QUEUE_ENABLE | RISCV_IOMMU_QUEUE_ACTIVE)) !== 0) return;
     this.#log2SzM1 = Math.min(Number(v & 0x1fn), this.#cfg.maxLog2Sz - 1);
+    this.#mask = 2 ** (this.#log2SzM1 + 1) - 1;
     this.#ppn = this.#cfg.fixedPpn ?? Number(v >> 10n & this.#ppnMask);
     this.head = (this.head & this.mask) >>> 0;
     this.tail = (this.tail & this.mask) >>> 0;
