@@ -199,6 +199,22 @@ Deno.test("queue_alloc() takes min(requested, hardware WARL maximum) entries", a
   });
 });
 
+Deno.test("queue_alloc() uses a hardware-fixed ring location (WARL cqb.PPN) without allocating", () => {
+  const ring = 0x83f0_0000;
+  const sys = testSystem({ fixedCq: ring });
+  const iommu = sys.iommu!;
+  assert.equal(iommu.cmdq.phys, ring);
+  assert.equal(iommu.cmdq.mask, 8191);
+  assert.equal(sys.kernel.pages.allocatedPages, 1 + 32, "the DDT root and the fault ring only");
+  // The init's invalidation went through the fixed ring.
+  assert.equal(sys.ram.read64(ring + 2 * 16) & 0x7fn, 2n, "IOFENCE.C in slot 2");
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), [
+    "IODIR.INVAL_DDT",
+    "IOTINVAL.VMA",
+    "IOFENCE.C pr pw",
+  ]);
+});
+
 Deno.test("queue_alloc() halves the ring while pages are short", () => {
   // Allocation 1 is the DDT root, 2 the 128 KiB command ring.
   const sys = probeFailing("pages", 2);
@@ -210,6 +226,23 @@ Deno.test("queue_alloc() halves the ring while pages are short", () => {
 Deno.test("queue_alloc() is ENODEV when the base register does not read back", () => {
   const sys = testSystem({ brokenQueueBase: true });
   assertProbeFailed(sys, 19, /queue #0 allocation failed/);
+});
+
+Deno.test("a command queue that never executes: init logs 'command execution timeout' once and binds, as Linux", () => {
+  const sys = testSystem({ bind: false });
+  sys.fake.stallUntil = Infinity;
+  const t0 = sys.kernel.clock.now();
+  device_add(sys.dev);
+  assert.equal(sys.dev.state, "bound", "Linux does not fail the probe on a command timeout");
+  assert.ok(sys.kernel.clock.now() - t0 >= 90e9, "the 90 s IOFENCE.C timeout");
+  assert.deepEqual(sys.kernel.dmesg.grep("Hardware error"), [
+    "riscv,iommu 3010000.iommu: Hardware error: command execution timeout",
+  ]);
+  assert.deepEqual(sys.fake.commands, [], "nothing was executed");
+  device_del(sys.dev);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.slab.allocations(), []);
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), []);
 });
 
 Deno.test("queue_enable() is EBUSY when the queue does not turn on, and unwinds", () => {

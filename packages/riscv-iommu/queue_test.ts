@@ -1,6 +1,7 @@
 // The command queue producer and IOFENCE.C sync, the CQ and FQ interrupt threads (spec
 // chapter 3), on the fake register file with interrupts delivered as simulated time passes.
 import assert from "node:assert/strict";
+import { device_del } from "@iommu-lab/kernel";
 import {
   riscv_iommu_cmd_iodir_inval_ddt,
   RISCV_IOMMU_CQCSR_CMD_TO,
@@ -16,9 +17,17 @@ import {
   riscv_iommu_cmd_sync,
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
 } from "./iommu.ts";
-import { testSystem } from "./testing.ts";
+import { type TestSystem, testSystem } from "./testing.ts";
 
 const US = 1000;
+
+/** After an error path, unbinding the driver must still return every page, object and irq. */
+function assertUnbindFreesAll(sys: TestSystem): void {
+  device_del(sys.dev);
+  assert.equal(sys.kernel.pages.allocatedPages, 0, "pages leaked");
+  assert.deepEqual(sys.kernel.slab.allocations(), [], "objects leaked");
+  assert.deepEqual(sys.kernel.irq.procInterrupts(), [], "irqs left requested");
+}
 
 /** An FQ record header: CAUSE, TTYP, DID. */
 function hdr(cause: number, ttyp: number, did: number): bigint {
@@ -54,6 +63,7 @@ Deno.test("cmd_sync() on a stalled command queue: 'command execution timeout' on
   assert.deepEqual(sys.kernel.dmesg.grep("Hardware error"), [
     "riscv,iommu 3010000.iommu: Hardware error: command execution timeout",
   ]);
+  assertUnbindFreesAll(sys);
 });
 
 Deno.test("queue_send() on a full queue waits for the hardware head, then goes on in order", () => {
@@ -91,6 +101,7 @@ Deno.test("queue_send() on a full queue the hardware never drains: 'command enqu
     "riscv,iommu 3010000.iommu: Hardware error: command enqueue failed",
   ]);
   assert.equal(iommu.cmdq.prod - iommu.cmdq.head, 3, "dropped commands reserve no slot");
+  assertUnbindFreesAll(sys);
 });
 
 Deno.test("an illegal command: cmd_sync stops early, the CQ thread reports and clears cmd_ill", () => {
@@ -112,6 +123,7 @@ Deno.test("an illegal command: cmd_sync stops early, the CQ thread reports and c
   assert.deepEqual(w, [[RISCV_IOMMU_REG_CQCSR, 0x10403], [RISCV_IOMMU_REG_IPSR, 1]]);
   assert.equal(sys.fake.qcsr[0] & 0x400, 0, "cmd_ill cleared");
   assert.equal(sys.fake.ipsr & 1, 0, "cip cleared");
+  assertUnbindFreesAll(sys);
 });
 
 Deno.test("cmd_to and cqmf stop cmd_sync early and are reported by the CQ thread", async (t) => {
@@ -124,12 +136,13 @@ Deno.test("cmd_to and cqmf stop cmd_sync early and are reported by the CQ thread
     await t.step(text, () => {
       const sys = testSystem();
       const t0 = sys.kernel.clock.now();
-      sys.fake.cqError(bit);
+      sys.fake.queueError(0, bit);
       riscv_iommu_cmd_sync(sys.iommu!, RISCV_IOMMU_IOTINVAL_TIMEOUT);
       assert.ok(sys.kernel.clock.now() - t0 < 1e9);
       sys.kernel.clock.advance(1 * US);
       assert.equal(sys.kernel.dmesg.grep(text).length, 1);
       assert.equal(sys.fake.qcsr[0] & 0xf00, 0);
+      assertUnbindFreesAll(sys);
     });
   }
 });
@@ -172,6 +185,36 @@ Deno.test("fault queue overflow: records up to full are logged, then fqof is rep
     RISCV_IOMMU_REG_FQCSR,
     0x10203,
   ]);
+  assertUnbindFreesAll(sys);
+});
+
+Deno.test("fault queue memory fault: fqmf is reported and cleared, the queue keeps running", () => {
+  const sys = testSystem();
+  const { fake } = sys;
+  fake.queueError(1, 1 << 8);
+  sys.rec.clear();
+  sys.kernel.clock.advance(1 * US);
+  assert.deepEqual(sys.kernel.dmesg.grep("Queue #1"), [
+    "riscv,iommu 3010000.iommu: Queue #1 error; memory fault:1 overflow:0",
+  ]);
+  assert.equal(fake.qcsr[1] & 0x300, 0, "fqmf cleared");
+  assert.ok(fake.record(1, [hdr(1, 1, 3), 0n, 0n, 0n]), "records are accepted again");
+  sys.kernel.clock.advance(1 * US);
+  assert.equal(sys.kernel.dmesg.grep("Fault 1 devid: 0x3 ").length, 1);
+  assertUnbindFreesAll(sys);
+});
+
+Deno.test("fence_w_ip is reported and cleared by the CQ thread without stopping cmd_sync", () => {
+  const sys = testSystem();
+  sys.fake.queueError(0, 1 << 11);
+  sys.kernel.clock.advance(1 * US);
+  assert.deepEqual(sys.kernel.dmesg.grep("Queue #0"), [
+    "riscv,iommu 3010000.iommu: Queue #0 error; fault:0 timeout:0 illegal:0 fence_w_ip:1",
+  ]);
+  assert.equal(sys.fake.qcsr[0] & 0xf00, 0);
+  sys.fake.commands.length = 0;
+  riscv_iommu_cmd_sync(sys.iommu!, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+  assert.deepEqual(sys.fake.commands.map((c) => c.text), ["IOFENCE.C pr pw"]);
 });
 
 Deno.test("fault logs are rate limited to 10 per 5 s, then the suppressed count is printed", () => {

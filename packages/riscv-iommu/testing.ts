@@ -81,6 +81,8 @@ export interface FakeIommuOptions {
   ddtModes?: number[];
   /** A hardware-fixed DDT root address, reported in ddtp.PPN. */
   fixedDdt?: number;
+  /** A hardware-fixed command-queue ring address, reported in cqb.PPN. */
+  fixedCq?: number;
   /** ddtp.busy never clears. */
   ddtpStuckBusy?: boolean;
   /** ddtp.iommu_mode at reset (default Off). */
@@ -145,7 +147,7 @@ export class FakeIommu implements MmioBackend {
   readonly #mem: TestRam;
   readonly #clock: SimClock;
   readonly #o:
-    & Required<Omit<FakeIommuOptions, "fixedDdt" | "illegal" | "icvecFixed">>
+    & Required<Omit<FakeIommuOptions, "fixedDdt" | "fixedCq" | "illegal" | "icvecFixed">>
     & FakeIommuOptions;
   readonly #pending: number[] = [];
 
@@ -174,6 +176,7 @@ export class FakeIommu implements MmioBackend {
       : this.#o.fctl;
     this.ddtp = BigInt(this.#o.resetMode) | (this.#o.ddtpStuckBusy ? 16n : 0n);
     if (opts.fixedDdt !== undefined) this.ddtp |= BigInt(opts.fixedDdt / 4096) << 10n;
+    if (opts.fixedCq !== undefined) this.qb[0] = BigInt(opts.fixedCq / 4096) << 10n;
   }
 
   /** ddtp.iommu_mode. */
@@ -237,7 +240,12 @@ export class FakeIommu implements MmioBackend {
         const q = this.#queue(off, 0x18, 0x10);
         const log2 = v & 0x1fn;
         const max = BigInt(this.#o.maxLog2sz);
-        const ppn = this.#o.brokenQueueBase ? 0n : v & (2n ** 44n - 1n) << 10n;
+        const fixed = q === 0 ? this.#o.fixedCq : undefined;
+        const ppn = fixed !== undefined
+          ? BigInt(fixed / 4096) << 10n
+          : this.#o.brokenQueueBase
+          ? 0n
+          : v & (2n ** 44n - 1n) << 10n;
         this.qb[q] = ppn | (log2 > max ? max : log2);
         return;
       }
@@ -359,10 +367,10 @@ export class FakeIommu implements MmioBackend {
     this.qcsr[q] = csr;
   }
 
-  /** Sets `bits` in cqcsr and the CQ's pending bit. */
-  #cqError(bits: number): void {
-    this.qcsr[0] |= bits;
-    this.#pend(0, 0);
+  /** Sets `bits` in the CSR of queue `q` (0 CQ, 1 FQ, 2 PQ) and raises its interrupt. */
+  #queueError(q: 0 | 1 | 2, bits: number): void {
+    this.qcsr[q] |= bits;
+    this.#pend(q === 2 ? 3 : q, q);
   }
 
   /** Sets ipsr bit `cause` (interrupt-enabled queue `q`, or -1) and raises its vector. */
@@ -394,7 +402,7 @@ export class FakeIommu implements MmioBackend {
       const text = _decode(d0, d1);
       this.commands.push({ text, dword0: d0, dword1: d1 });
       if (text.startsWith("illegal") || (this.#o.illegal && text.startsWith(this.#o.illegal))) {
-        return this.#cqError(1 << 10);
+        return this.#queueError(0, 1 << 10);
       }
       if (text.startsWith("IOFENCE.C") && d0 & 1n << 10n) {
         this.#mem.write32(Number(d1 << 2n), Number(d0 >> 32n));
@@ -403,9 +411,12 @@ export class FakeIommu implements MmioBackend {
     }
   }
 
-  /** Sets cqcsr error bits (cmd_to, cqmf) as the hardware would, with the CQ interrupt. */
-  cqError(bits: number): void {
-    this.#cqError(bits);
+  /**
+   * Sets error bits in the CSR of queue `q` (cqcsr cmd_to/cqmf/fence_w_ip, fqcsr/pqcsr mf) as the
+   * hardware would, with the queue's interrupt.
+   */
+  queueError(q: 0 | 1 | 2, bits: number): void {
+    this.#queueError(q, bits);
   }
 
   /**
