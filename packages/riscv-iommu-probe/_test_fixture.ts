@@ -6,7 +6,10 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
 import {
+  type Device,
+  device_release_driver,
   DeviceTree,
   type DtNode,
   IORESOURCE_IO,
@@ -16,6 +19,7 @@ import {
   type IrqDomain,
   Kernel,
   MmioRecorder,
+  msi_get_virq,
   of_platform_populate,
   PCI_DEVFN,
   pci_host_probe,
@@ -27,7 +31,7 @@ import {
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
 import { iommu_subsys_init, type IommuCore } from "@iommu-lab/iommu";
-import { RiscvIommuDriver } from "@iommu-lab/riscv-iommu";
+import { type RiscvIommuDevice, RiscvIommuDriver } from "@iommu-lab/riscv-iommu";
 import { FAKE_IOMMU_CAPS, FakeIommu, type FakeIommuOptions } from "@iommu-lab/riscv-iommu/testing";
 import { riscv_iommu_pci_driver } from "./pci.ts";
 import { riscv_iommu_platform_driver } from "./platform.ts";
@@ -35,6 +39,12 @@ import { riscv_iommu_platform_driver } from "./platform.ts";
 /** The fake's default `capabilities` with the given IGS (bits 29:28). */
 export function capsWith(igs: number): bigint {
   return FAKE_IOMMU_CAPS | BigInt(igs) << 28n;
+}
+
+/** What both fixtures take besides the fake's variant. */
+interface BootOptions extends FakeIommuOptions {
+  /** Runs on the kernel just before the IOMMU is bound (to inject allocation failures). */
+  beforeBind?: (kernel: Kernel) => void;
 }
 
 /**
@@ -60,7 +70,7 @@ function _kernel(
 }
 
 /** Options of {@linkcode platformSystem}. */
-export interface PlatformSystemOptions extends FakeIommuOptions {
+export interface PlatformSystemOptions extends BootOptions {
   /** Wired interrupts listed in the node (default 4). */
   irqs?: number;
   /** Give the node an `msi-parent` (default true). */
@@ -134,6 +144,7 @@ export function platformSystem(opts: PlatformSystemOptions): PlatformSystem {
   };
   if (!opts.lateWires) sys.addWiredDomain();
   platform_driver_register(kernel, riscv_iommu_platform_driver(new RiscvIommuDriver()));
+  opts.beforeBind?.(kernel);
   const devs = of_platform_populate(kernel, dt);
   (sys as { pdev: PlatformDevice }).pdev = devs.find((d) => d.ofNode === _find(dt, "iommu"))!;
   return sys;
@@ -144,7 +155,7 @@ function _find(dt: DeviceTree, base: string): DtNode | undefined {
 }
 
 /** Options of {@linkcode pciSystem}. */
-export interface PciSystemOptions extends FakeIommuOptions {
+export interface PciSystemOptions extends BootOptions {
   /** Vendor and device ID (default 1b36:0014). */
   id?: [number, number];
   /** BAR0 size (default 4 KiB). */
@@ -208,6 +219,7 @@ export function pciSystem(opts: PciSystemOptions): PciSystem {
     else if (where === 0x40 && vectors > 0) cfg[i] = (cfg[i] & 0x3fff_ffff) | (v & 0xc000_0000);
   };
   pci_register_driver(kernel, riscv_iommu_pci_driver(new RiscvIommuDriver()));
+  opts.beforeBind?.(kernel);
   const host = pci_host_probe(kernel, {
     accessor: {
       read32: (bus, devfn, where) =>
@@ -225,4 +237,32 @@ export function pciSystem(opts: PciSystemOptions): PciSystem {
     msiDomain: msi,
   });
   return { kernel, core, fake, rec, host, msi };
+}
+
+/**
+ * The fail-nth sweep both glues pass: boots with the `n`th page or object allocation failing, for
+ * n = 1, 2, ... until an injection no longer fires. Each failed probe must leave a dmesg line, no
+ * page, object, irq or MSI vector; a probe that survives (a smaller queue) must unbind clean.
+ * Returns how many allocations the probe made of that kind.
+ */
+export function sweepProbeFailures(
+  which: "pages" | "slab",
+  boot: (beforeBind: (kernel: Kernel) => void) => { kernel: Kernel; dev: Device },
+): number {
+  for (let n = 1;; n++) {
+    const { kernel, dev } = boot((k) => k[which].failNth(n));
+    const iommu = dev.driverData as RiscvIommuDevice | null;
+    const shrunk = iommu !== null && (iommu.cmdq.mask < 8191 || iommu.fltq.mask < 4095);
+    if (dev.state === "bound") {
+      if (!shrunk) return n - 1;
+      device_release_driver(dev);
+    } else {
+      assert.ok(kernel.dmesg.grep("failed with error -12").length === 1, `no message at ${n}`);
+    }
+    assert.equal(dev.state, "unbound");
+    assert.equal(kernel.pages.allocatedPages, 0, `pages leaked at ${which} ${n}`);
+    assert.deepEqual(kernel.slab.allocations(), [], `objects leaked at ${which} ${n}`);
+    assert.deepEqual(kernel.irq.procInterrupts(), [], `irqs left at ${which} ${n}`);
+    assert.equal(msi_get_virq(dev, 0), 0, `MSI vectors left at ${which} ${n}`);
+  }
 }

@@ -7,7 +7,7 @@ import {
 } from "@iommu-lab/kernel";
 import { RiscvIommuDevice } from "@iommu-lab/riscv-iommu";
 import { IGS } from "@iommu-lab/riscv-iommu/testing";
-import { capsWith, pciSystem } from "./_test_fixture.ts";
+import { capsWith, pciSystem, sweepProbeFailures } from "./_test_fixture.ts";
 
 const NAME = "iommu_pci 0000:00:01.0";
 
@@ -112,6 +112,19 @@ Deno.test("an init failure releases the managed MSI-X vectors, every page and ob
   assert.equal(msi_get_virq(pdev, 0), 0, "vectors freed by devres");
   assert.equal(sys.kernel.pages.allocatedPages, 0);
   assert.deepEqual(sys.kernel.slab.allocations(), []);
+});
+
+Deno.test("fail-nth: every allocation of the PCI probe fails it cleanly, vectors included", async (t) => {
+  // Pages: the DDT root, the command ring, the fault ring. Objects: the IOMMU structure.
+  for (const [which, count] of [["pages", 3], ["slab", 1]] as const) {
+    await t.step(which, () => {
+      const n = sweepProbeFailures(which, (beforeBind) => {
+        const sys = pciSystem({ caps: capsWith(IGS.MSI), beforeBind });
+        return { kernel: sys.kernel, dev: sys.host.devices[0] };
+      });
+      assert.equal(n, count);
+    });
+  }
 });
 
 Deno.test("riscv_iommu_pci_remove() turns the IOMMU off and returns every page", () => {

@@ -7,7 +7,7 @@ import {
 } from "@iommu-lab/kernel";
 import { RiscvIommuDevice, RiscvIommuDriver } from "@iommu-lab/riscv-iommu";
 import { IGS } from "@iommu-lab/riscv-iommu/testing";
-import { capsWith, platformSystem } from "./_test_fixture.ts";
+import { capsWith, platformSystem, sweepProbeFailures } from "./_test_fixture.ts";
 import { riscv_iommu_platform_driver } from "./platform.ts";
 
 const NAME = "riscv,iommu 3010000.iommu";
@@ -146,14 +146,19 @@ Deno.test("riscv_iommu_write_msi_msg() truncates an address outside ADDR[55:2], 
   assert.equal(sys.fake.msiAddr[3], 0x2800_0000n);
 });
 
-Deno.test("an init failure unwinds the platform MSIs and every page", () => {
-  const sys = platformSystem({ caps: capsWith(IGS.MSI), lateWires: true });
-  sys.kernel.pages.failNth(1); // the device directory page
-  sys.addWiredDomain();
-  assert.equal(sys.pdev.state, "unbound");
-  assert.equal(msi_get_virq(sys.pdev, 0), 0, "MSIs freed");
-  assert.equal(sys.kernel.pages.allocatedPages, 0);
-  assert.equal(sys.core.iommus.length, 0);
+Deno.test("fail-nth: every allocation of the platform probe fails it cleanly (MSIs and wires)", async (t) => {
+  // Pages: the DDT root, the command ring, the fault ring. Objects: the IOMMU structure.
+  for (const igs of [IGS.MSI, IGS.WSI]) {
+    for (const [which, count] of [["pages", 3], ["slab", 1]] as const) {
+      await t.step(`IGS ${igs}, ${which}`, () => {
+        const n = sweepProbeFailures(which, (beforeBind) => {
+          const sys = platformSystem({ caps: capsWith(igs), beforeBind });
+          return { kernel: sys.kernel, dev: sys.pdev };
+        });
+        assert.equal(n, count);
+      });
+    }
+  }
 });
 
 Deno.test("riscv_iommu_platform_remove() turns the IOMMU off and frees MSIs and pages", () => {
