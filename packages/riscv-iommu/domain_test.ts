@@ -82,6 +82,23 @@ Deno.test("probe_device() + default domain: the DC of each ID, 3LVL base format 
   assert.equal(mode, 10, "Sv57, the widest mode of the default caps");
 });
 
+Deno.test("get_dc() allocates missing directory levels lazily, once: neighbours share them", () => {
+  const sys = testSystem();
+  const pages = () => sys.kernel.pages.allocatedPages;
+  const root = sys.iommu!.ddt_phys;
+  const dirPages = (fn: () => void) => {
+    const before = pages();
+    fn();
+    return pages() - before - 1; // minus the default domain's root table
+  };
+  assert.ok(sys.ram.readBytes(root, 4096).every((b) => b === 0), "empty root");
+  assert.equal(dirPages(() => sys.addEndpoint("ep0", 0x12345)), 2, "DDI[2] and DDI[1] tables");
+  assert.equal(dirPages(() => sys.addEndpoint("ep1", 0x12346)), 0, "same leaf table");
+  assert.equal(dirPages(() => sys.addEndpoint("ep2", 0x12445)), 1, "same DDI[2], new leaf");
+  assert.equal(dirPages(() => sys.addEndpoint("ep3", 0x22345)), 2, "new DDI[2] entry");
+  assert.ok(sys.ram.read64(root + 0x1 * 8) & 1n && sys.ram.read64(root + 0x2 * 8) & 1n);
+});
+
 Deno.test("probe_device() uses the extended 64-byte DC and DDI 6/9/9 with capabilities.MSI_FLAT", () => {
   const sys = testSystem({ caps: V1 | SV39 | MSI_FLAT });
   sys.addEndpoint("ep0", 0x41);
