@@ -9,6 +9,7 @@
  * @module
  */
 import {
+  dev_is_pci,
   DMA_BIDIRECTIONAL,
   DMA_FROM_DEVICE,
   DMA_TO_DEVICE,
@@ -25,6 +26,7 @@ import {
 import type { Device } from "@iommu-lab/kernel";
 import {
   __IOMMU_DOMAIN_DMA_API,
+  type DevIommu,
   IOMMU_CACHE,
   iommu_get_dma_domain,
   iommu_iotlb_sync,
@@ -124,15 +126,36 @@ function _prot(dir: DmaDirection): number {
 
 /**
  * Mirrors iommu_dma_alloc_iova(): `size` bytes (granule-aligned) of IOVA ending at or below
- * the `bits`-bit mask and the aperture. ENOMEM when the space is full.
+ * the device's DMA mask and the aperture. A PCI device tries below 4 GiB first, as Linux does
+ * for devices whose 64-bit DMA is untested (unless iommu.forcedac), and stops trying once that
+ * space is full. ENOMEM when the space is full.
  */
-function _allocIova(domain: IommuDomain, iovad: IovaDomain, size: number, bits: number): number {
+function _allocIova(
+  dev: Device,
+  domain: IommuDomain,
+  iovad: IovaDomain,
+  size: number,
+  bits: number,
+): number {
   let limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
   if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
-  const pfn = iovad.allocIovaFast(size / iovad.granule, Math.floor(limit / iovad.granule), true);
+  const pages = size / iovad.granule;
+  const param = dev.iommu as DevIommu | null;
+  if (
+    param !== null && param.pci32bitWorkaround && !param.core.forcedac && dev_is_pci(dev) &&
+    limit > DMA_32BIT_MASK
+  ) {
+    const pfn = iovad.allocIovaFast(pages, Math.floor(DMA_32BIT_MASK / iovad.granule), false);
+    if (pfn !== 0) return pfn * iovad.granule;
+    param.pci32bitWorkaround = false;
+  }
+  const pfn = iovad.allocIovaFast(pages, Math.floor(limit / iovad.granule), true);
   if (pfn === 0) throw new Errno("ENOMEM", `No IOVA space for ${size} bytes`);
   return pfn * iovad.granule;
 }
+
+/** DMA_BIT_MASK(32). */
+const DMA_32BIT_MASK = 2 ** 32 - 1;
 
 function _align(iovad: IovaDomain, n: number): number {
   return Math.ceil(n / iovad.granule) * iovad.granule;
@@ -144,7 +167,7 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
   const iovad = domain.iovaCookie!.iovad!;
   const off = phys % iovad.granule;
   const len = _align(iovad, size + off);
-  const iova = _allocIova(domain, iovad, len, bits);
+  const iova = _allocIova(dev, domain, iovad, len, bits);
   try {
     iommu_map(domain, iova, phys - off, len, prot);
   } catch (e) {
@@ -215,7 +238,7 @@ export const iommuDmaOps: DmaOps = {
     const iovad = domain.iovaCookie!.iovad!;
     let total = 0;
     for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
-    const iova = _allocIova(domain, iovad, total, dev.dmaMask);
+    const iova = _allocIova(dev, domain, iovad, total, dev.dmaMask);
     let cur = iova;
     try {
       for (const s of sg) {

@@ -364,6 +364,8 @@ export class DevIommu {
   priv: unknown = null;
   /** PASIDs the device may use. */
   maxPasids = 0;
+  /** A PCI device still tries 32-bit IOVAs first (cleared once that space runs out). */
+  pci32bitWorkaround = true;
 
   /** Per-device state in the core of one kernel. */
   constructor(readonly core: IommuCore) {}
@@ -394,6 +396,8 @@ export class IommuGroup {
 export interface IommuCoreOptions {
   /** iommu.passthrough=1: default domains are identity rather than DMA. */
   passthrough?: boolean;
+  /** iommu.forcedac=1: PCI devices get IOVAs above 4 GiB straight away (no 32-bit first try). */
+  forcedac?: boolean;
 }
 
 /**
@@ -405,11 +409,14 @@ export class IommuCore implements IommuLayer {
   readonly iommus: IommuDevice[] = [];
   /** iommu_def_domain_type: IOMMU_DOMAIN_DMA or IOMMU_DOMAIN_IDENTITY. */
   readonly defDomainType: number;
+  /** iommu_dma_forcedac: see {@linkcode IommuCoreOptions.forcedac}. */
+  readonly forcedac: boolean;
   #nextGroupId = 0;
 
   /** Use {@linkcode iommu_subsys_init}. */
   constructor(readonly kernel: Kernel, opts: IommuCoreOptions = {}) {
     this.defDomainType = opts.passthrough ? IOMMU_DOMAIN_IDENTITY : IOMMU_DOMAIN_DMA;
+    this.forcedac = opts.forcedac ?? false;
   }
 
   /** Mirrors iommu_ops_from_fwnode() + of_iommu_xlate(): the xlate for `fwnode`, or null. */

@@ -118,6 +118,8 @@ export interface MachineOptions {
   msiThroughIommu?: boolean;
   /** iommu.passthrough=1: default domains are identity. */
   passthrough?: boolean;
+  /** iommu.forcedac=1: PCI devices get IOVAs above 4 GiB from the first map. */
+  forcedac?: boolean;
   /** Overrides of the simulated clock's cost table (what devices and the IOMMU cost). */
   costs?: Partial<CostTable>;
   /** Overrides of the CPU's cost table (what the kernel's own work costs). */
@@ -304,7 +306,10 @@ export class Machine {
 
     const dt = DeviceTree.fromBlob(fdt);
     pr_info(kernel, `Machine model: ${of_property_read_string(dt.root, "model")}`);
-    const iommuCore = iommu_subsys_init(kernel, { passthrough: opts.passthrough });
+    const iommuCore = iommu_subsys_init(kernel, {
+      passthrough: opts.passthrough,
+      forcedac: opts.forcedac,
+    });
     const driver = spec === "none" ? null : new RiscvIommuDriver({ features: spec.features });
 
     // Every driver is built in; each probe also pays for the driver core's work around it.

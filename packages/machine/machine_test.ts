@@ -124,6 +124,31 @@ Deno.test("iommu.passthrough=1: identity default domains, DMA at physical addres
   assert.equal(m.kernel.mem.read32(buf), 0x0102_0304);
 });
 
+Deno.test("PCI devices get 32-bit IOVAs first (pci_32bit_workaround) unless iommu.forcedac", () => {
+  const page = (m: Machine) => {
+    const chan = m.dmaChannel(0);
+    const buf = m.kernel.pages.alloc(0);
+    const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+    m.kernel.mem.write32(buf, 0x5a5a_0001);
+    assert.equal(chan.memcpy(iova + 2048, iova, 4).status, "complete");
+    assert.equal(m.kernel.mem.read32(buf + 2048), 0x5a5a_0001);
+    return iova;
+  };
+  const low = page(Machine.boot({}));
+  assert.ok(low < 2 ** 32, `IOVA 0x${low.toString(16)} is below 4 GiB`);
+  assert.ok(low >= 2 ** 31, "allocated top-down from the 32-bit limit");
+  const high = page(Machine.boot({ forcedac: true }));
+  assert.ok(high >= 2 ** 32, `forcedac IOVA 0x${high.toString(16)} is above 4 GiB`);
+
+  // Once the 32-bit space is full, the device goes above 4 GiB and stops trying below.
+  const m = Machine.boot({});
+  const iovad = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iovaCookie!.iovad!;
+  const below4g = iovad.allocIova(0x10_0000 - iovad.startPfn, 0xf_ffff, false)!;
+  assert.ok(page(m) >= 2 ** 32, "falls back above 4 GiB when the 32-bit space is full");
+  iovad.freeIova(below4g.pfnLo);
+  assert.ok(page(m) >= 2 ** 32, "and does not try below 4 GiB again");
+});
+
 Deno.test("msiThroughIommu: endpoint MSIs fault in a DMA domain (no doorbell mapping)", () => {
   const m = Machine.boot({ msiThroughIommu: true });
   const chan = m.dmaChannel(0);
