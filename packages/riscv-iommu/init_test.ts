@@ -1,7 +1,8 @@
 // riscv_iommu_init() / riscv_iommu_remove() / riscv_iommu_disable() against the fake register
 // file: exact register sequences, WARL probing, and every error path unwinding cleanly.
 import assert from "node:assert/strict";
-import { device_add, device_del } from "@iommu-lab/kernel";
+import { Device, device_add, device_del } from "@iommu-lab/kernel";
+import { iommu_device_register, IommuDevice, type IommuOps } from "@iommu-lab/iommu";
 import {
   RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL,
@@ -272,6 +273,23 @@ Deno.test("fail-nth: each page and object allocation of the probe fails it clean
       assert.equal(n - 1, count, "allocations swept");
     });
   }
+});
+
+Deno.test("iommu_device_register() failing: 'cannot register iommu interface', directory Off, unwound", () => {
+  const sys = testSystem({ bind: false });
+  // Another IOMMU already registered for the same firmware node.
+  const other = new Device(sys.kernel, { name: "other", fwnode: sys.fwnode });
+  iommu_device_register(new IommuDevice(), {} as IommuOps, other);
+  device_add(sys.dev);
+  assertProbeFailed(sys, 17, /error -EEXIST: cannot register iommu interface/);
+  const trace = mmioTrace(sys.rec.accesses);
+  assert.deepEqual(trace.filter((l) => /^w (ddtp|cqcsr|fqcsr) /.test(l)).slice(-3), [
+    "w ddtp 0x0",
+    "w fqcsr 0x0",
+    "w cqcsr 0x0",
+  ]);
+  assert.equal(sys.fake.ddtMode, 0, "directory Off");
+  assert.equal(sys.drv._instances.size, 0);
 });
 
 Deno.test("riscv_iommu_remove(): devices blocked, directory Off and invalidated, CQ then FQ off, all freed", () => {
