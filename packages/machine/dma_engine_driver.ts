@@ -39,7 +39,6 @@ import {
   dev_get_drvdata,
   dev_info,
   dev_set_drvdata,
-  devm_add_action,
   devm_request_irq,
   dma_set_mask_and_coherent,
   Errno,
@@ -47,7 +46,6 @@ import {
   IRQ_HANDLED,
   IRQ_NONE,
   pci_alloc_irq_vectors,
-  pci_free_irq_vectors,
   PCI_IRQ_MSIX,
   pci_irq_vector,
   pci_set_master,
@@ -347,8 +345,8 @@ export function dma_engine_driver(clock: IdleClock, trace: Trace | null): PciDri
       pci_set_master(pdev);
       dma_set_mask_and_coherent(pdev, 64);
       const n = readl(io, DMAE_REG_CHANNELS);
+      // pcim_enable_device() made the device managed: devres frees the vectors at unbind.
       pci_alloc_irq_vectors(pdev, n, n, PCI_IRQ_MSIX);
-      devm_add_action(pdev, () => pci_free_irq_vectors(pdev));
       const id = engines++;
       const chans: DmaChan[] = [];
       for (let i = 0; i < n; i++) {
