@@ -256,7 +256,7 @@ export class PhysicalMemory {
       const r = this.mmioAt(pa);
       if (r === undefined) return;
       this.fault = MEM_OK;
-      const v = BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0);
+      const v = join64(lo, hi);
       r.mmio!.write64(pa - r.base, be ? byteSwap64(v) : v);
       return;
     }
@@ -272,12 +272,12 @@ export class PhysicalMemory {
   /** Reads a 64-bit value as a `bigint` (API edges; hot paths use {@linkcode load64}). */
   read64(pa: number, be = false): bigint {
     this.load64(pa, be);
-    return BigInt(this.hi) << 32n | BigInt(this.lo);
+    return join64(this.lo, this.hi);
   }
 
   /** Writes a 64-bit `bigint` value. */
   write64(pa: number, value: bigint, be = false): void {
-    this.store64(pa, Number(value & 0xffff_ffffn), Number((value >> 32n) & 0xffff_ffffn), be);
+    this.store64(pa, lo32(value), hi32(value), be);
   }
 
   /** Reads one byte. */
@@ -324,13 +324,13 @@ export class PhysicalMemory {
   cmpxchg64(pa: number, expected: bigint, value: bigint, be = false): bigint {
     this.cas64(
       pa,
-      Number(expected & 0xffff_ffffn),
-      Number(expected >> 32n & 0xffff_ffffn),
-      Number(value & 0xffff_ffffn),
-      Number(value >> 32n & 0xffff_ffffn),
+      lo32(expected),
+      hi32(expected),
+      lo32(value),
+      hi32(value),
       be,
     );
-    return BigInt(this.hi) << 32n | BigInt(this.lo);
+    return join64(this.lo, this.hi);
   }
 
   /** Atomic 32-bit OR; returns the old value. */
@@ -532,8 +532,8 @@ export class PhysicalMemory {
   }
 
   #split(v: bigint): void {
-    this.lo = Number(v & 0xffff_ffffn);
-    this.hi = Number(v >> 32n & 0xffff_ffffn);
+    this.lo = lo32(v);
+    this.hi = hi32(v);
   }
 
   #swapLoHi(): void {
@@ -550,8 +550,7 @@ export function byteSwap32(v: number): number {
 
 /** Reverses the bytes of a 64-bit value. */
 export function byteSwap64(v: bigint): bigint {
-  const lo = Number(v & 0xffff_ffffn), hi = Number(v >> 32n & 0xffff_ffffn);
-  return BigInt(byteSwap32(lo)) << 32n | BigInt(byteSwap32(hi));
+  return join64(byteSwap32(hi32(v)), byteSwap32(lo32(v)));
 }
 
 /** Joins two unsigned 32-bit halves into a `bigint` (API edges only). */

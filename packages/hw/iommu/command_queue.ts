@@ -177,13 +177,7 @@ export class CommandUnit {
 
   /** Executes the command `d0`/`d1` under feature control `fctl`; returns a `CMD_*` outcome. */
   execute(d0: bigint, d1: bigint, fctl: number): number {
-    return this.executeHalves(
-      Number(d0 & 0xffff_ffffn),
-      Number(d0 >> 32n & 0xffff_ffffn),
-      Number(d1 & 0xffff_ffffn),
-      Number(d1 >> 32n & 0xffff_ffffn),
-      fctl,
-    );
+    return this.executeHalves(lo32(d0), hi32(d0), lo32(d1), hi32(d1), fctl);
   }
 
   /**

@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { hi32, lo32, MEM_OK, type MmioHandler, type PhysicalMemory } from "../memory.ts";
+import { hi32, join64, lo32, MEM_OK, type MmioHandler, type PhysicalMemory } from "../memory.ts";
 import { encodeCaps, IGS_BOTH, IGS_WSI, type IommuCaps, resolveCaps } from "./caps.ts";
 import {
   type AtsPort,
@@ -434,7 +434,7 @@ export class Iommu implements MmioHandler, TranslationPort {
     if (!_inPage(offset, 8)) return 0n;
     if (this.#is64(offset)) return this.#read64Reg(offset, true);
     const lo = this.#read32Reg(offset);
-    return BigInt(this.#read32Reg(offset + 4)) << 32n | BigInt(lo);
+    return join64(lo, this.#read32Reg(offset + 4));
   }
 
   /** Writes 4 bytes at `offset`; a half of a 64-bit register merges with the other half. */
@@ -499,7 +499,7 @@ export class Iommu implements MmioHandler, TranslationPort {
     const caps = this.caps;
     switch (off) {
       case RISCV_IOMMU_REG_CAPABILITIES:
-        return BigInt(this.#capsHi) << 32n | BigInt(this.#capsLo);
+        return join64(this.#capsLo, this.#capsHi);
       case RISCV_IOMMU_REG_DDTP: {
         let busy = 0n;
         if (consume && this.#ddtpBusyReads > 0) {

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { hi32, lo32, MEM_OK, type PhysicalMemory } from "../memory.ts";
 import {
   RISCV_IOMMU_QUEUE_ACTIVE,
   RISCV_IOMMU_QUEUE_BUSY,
@@ -214,10 +214,10 @@ export function encodeFaultRecord(
     (inbound ? (did & 0xffffff) << 8 : 0)) >>> 0;
   out[2] = 0;
   out[3] = 0;
-  out[4] = Number(iotval & 0xffff_ffffn);
-  out[5] = Number(iotval >> 32n & 0xffff_ffffn);
-  out[6] = Number(iotval2 & 0xffff_ffffn);
-  out[7] = Number(iotval2 >> 32n & 0xffff_ffffn);
+  out[4] = lo32(iotval);
+  out[5] = hi32(iotval);
+  out[6] = lo32(iotval2);
+  out[7] = hi32(iotval2);
 }
 
 /** A PCIe Page Request message, as the page-request queue records it (digest §6.3). */
