@@ -17,6 +17,9 @@ import {
   dmaDirectOps,
   Errno,
   type FwNode,
+  Ida,
+  ida_alloc,
+  ida_free,
   type IommuLayer,
   type Kernel,
   kfree,
@@ -411,7 +414,8 @@ export class IommuCore implements IommuLayer {
   readonly defDomainType: number;
   /** iommu_dma_forcedac: see {@linkcode IommuCoreOptions.forcedac}. */
   readonly forcedac: boolean;
-  #nextGroupId = 0;
+  /** iommu_group_ida: group numbers, the lowest free one first, reused once a group is freed. */
+  readonly _groupIda: Ida = new Ida();
 
   /** Use {@linkcode iommu_subsys_init}. */
   constructor(readonly kernel: Kernel, opts: IommuCoreOptions = {}) {
@@ -437,11 +441,6 @@ export class IommuCore implements IommuLayer {
   /** Mirrors iommu_release_device(). */
   releaseDevice(dev: Device): void {
     _releaseDevice(dev);
-  }
-
-  /** Next group number (the group ida). */
-  _allocGroupId(): number {
-    return this.#nextGroupId++;
   }
 }
 
@@ -550,11 +549,18 @@ export function dev_iommu_priv_set(dev: Device, priv: unknown): void {
 }
 
 /**
- * Mirrors iommu_group_alloc(): a new empty group, accounted in the kernel's slab (ENOMEM when
- * the allocation fails). The core frees it when its last device is released.
+ * Mirrors iommu_group_alloc(): a new empty group with the lowest free group number, accounted in
+ * the kernel's slab (ENOMEM when the allocation fails). The core frees it, and its number, when
+ * its last device is released.
  */
 export function iommu_group_alloc(core: IommuCore): IommuGroup {
-  return kmalloc(core.kernel, new IommuGroup(core, core._allocGroupId()));
+  const id = ida_alloc(core._groupIda);
+  try {
+    return kmalloc(core.kernel, new IommuGroup(core, id));
+  } catch (e) {
+    ida_free(core._groupIda, id);
+    throw e;
+  }
 }
 
 /** Mirrors generic_device_group(): every device is isolated in its own group. */
@@ -653,6 +659,7 @@ function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
   group.defaultDomain = null;
   group.blockingDomain = null;
   // Mirrors iommu_group_release() once the last reference is gone.
+  ida_free(group.core._groupIda, group.id);
   kfree(group.core.kernel, group);
 }
 

@@ -464,6 +464,29 @@ Deno.test("deleting a device attaches the release domain, releases it and frees 
   assert.equal(sys.kernel.pages.allocatedPages, base);
 });
 
+Deno.test("group numbers come from iommu_group_ida: a freed group's number is reused, a failed allocation uses none", async (t) => {
+  const sys = mockSystem();
+  const core = sys.kernel.iommuLayer as IommuCore;
+  const a = sys.addDevice("dev0", 1);
+  const b = sys.addDevice("dev1", 2);
+  const [ida, idb] = [iommu_group_get(a)!.id, iommu_group_get(b)!.id];
+  assert.deepEqual([ida, idb], [0, 1]);
+  await t.step("freeing a group gives its number to the next one", () => {
+    device_del(a);
+    const c = sys.addDevice("dev2", 3);
+    assert.equal(iommu_group_get(c)!.id, ida);
+    assert.equal(
+      sys.kernel.dmesg.grep("Adding to iommu group").at(-1),
+      `mock dev2: Adding to iommu group ${ida}`,
+    );
+  });
+  await t.step("an iommu_group_alloc() that fails with ENOMEM keeps no number", () => {
+    sys.kernel.slab.failNth(1);
+    assert.throws(() => iommu_group_alloc(core), errno("ENOMEM"));
+    assert.equal(iommu_group_alloc(core).id, 2);
+  });
+});
+
 Deno.test("iommu_device_unregister() releases the devices it serves", () => {
   const sys = mockSystem();
   const base = sys.kernel.pages.allocatedPages;
