@@ -148,6 +148,8 @@ export class Translator implements TranslationPort {
   #lastDid = -1;
   #lastMode = -1;
   #lastDc: DeviceContext | null = null;
+  #rangeStart = 0;
+  #rangeEnd = 0;
 
   /** Creates the translation core of an IOMMU with `caps` reading structures from `mem`. */
   constructor(mem: PhysicalMemory, caps: IommuCaps, opts: CacheOptions = {}) {
@@ -262,12 +264,11 @@ export class Translator implements TranslationPort {
     pscid: number,
     addrLo: number,
     addrHi: number,
-    nl: boolean,
+    _nl: boolean,
     s: boolean,
   ): void {
-    void nl;
-    const [start, end] = this.#range(av, addrLo, addrHi, s);
-    this.#tlb.invalVma(gv, gscid, pscv, pscid, av, start, end);
+    this.#range(av, addrLo, addrHi, s);
+    this.#tlb.invalVma(gv, gscid, pscv, pscid, av, this.#rangeStart, this.#rangeEnd);
   }
 
   /**
@@ -281,12 +282,11 @@ export class Translator implements TranslationPort {
     gscid: number,
     addrLo: number,
     addrHi: number,
-    nl: boolean,
+    _nl: boolean,
     s: boolean,
   ): void {
-    void nl;
-    const [start, end] = this.#range(av, addrLo, addrHi, s);
-    this.#tlb.invalGvma(gv, gscid, av, start, end);
+    this.#range(av, addrLo, addrHi, s);
+    this.#tlb.invalGvma(gv, gscid, av, this.#rangeStart, this.#rangeEnd);
   }
 
   /** Empties every cache (reset). */
@@ -297,19 +297,31 @@ export class Translator implements TranslationPort {
     this.#lastDc = null;
   }
 
-  /** Page range [start, end) an IOTINVAL's ADDR selects (NAPOT-encoded when `s`). */
-  #range(av: boolean, addrLo: number, addrHi: number, s: boolean): [number, number] {
-    if (!av) return [0, 0];
+  /**
+   * Sets `#rangeStart`/`#rangeEnd` to the page range [start, end) an IOTINVAL's ADDR selects
+   * (NAPOT-encoded when `s`): fields rather than a returned pair, so that the driver's per-page
+   * invalidations allocate nothing.
+   */
+  #range(av: boolean, addrLo: number, addrHi: number, s: boolean): void {
+    this.#rangeStart = 0;
+    this.#rangeEnd = 0;
+    if (!av) return;
     const pn = (addrHi >>> 0) * TWO20 + (addrLo >>> 12);
-    if (!s || !this.#caps.s) return [pn, pn + 1];
+    this.#rangeStart = pn;
+    this.#rangeEnd = pn + 1;
+    if (!s || !this.#caps.s) return;
     // The first 0 bit at position X makes a range of 2^(X+1) pages; all ones is the whole
     // space (UNSPECIFIED by the spec).
     let x = 0;
     while (x < 52 && Math.floor(pn / 2 ** x) % 2 === 1) x++;
-    if (x >= 51) return [0, 2 ** 52];
+    if (x >= 51) {
+      this.#rangeStart = 0;
+      this.#rangeEnd = 2 ** 52;
+      return;
+    }
     const size = 2 ** (x + 1);
-    const start = pn - pn % size;
-    return [start, start + size];
+    this.#rangeStart = pn - pn % size;
+    this.#rangeEnd = this.#rangeStart + size;
   }
 
   #translate(req: InboundRequest, res: TranslationResult): void {
@@ -395,8 +407,8 @@ export class Translator implements TranslationPort {
     if (useTlb) {
       const tlb = this.#tlb;
       const i = tlb.lookup(vlo, vhi, as);
-      if (i >= 0 && this.#allowed(tlb.info(i), req.access, w.priv, w.sum)) {
-        const info = tlb.info(i);
+      const info = i >= 0 ? tlb.info(i) : 0;
+      if (i >= 0 && this.#allowed(info, req.access, w.priv, w.sum)) {
         return this.#ok(
           res,
           tlb.paOf(i, vlo, vhi, off),
