@@ -4,7 +4,7 @@
  * memory windows, walks capability lists, and adds a {@linkcode PciDev} per function. Drivers
  * match by vendor/device ID; ATS, PRI, PASID and MSI/MSI-X are driven as Linux drives them.
  *
- * Bus 0 only: type-1 headers (bridges) are added as devices but not scanned behind.
+ * The root bus only: type-1 headers (bridges) are added as devices but not scanned behind.
  *
  * @module
  */
@@ -43,7 +43,7 @@ import {
 import { of_iommu_configure } from "./of_iommu.ts";
 import * as R from "./pci_regs.ts";
 import type { PlatformDevice, PlatformDriver } from "./platform.ts";
-import { dev_info } from "./printk.ts";
+import { dev_info, pr_info } from "./printk.ts";
 import {
   IORESOURCE_IO,
   IORESOURCE_MEM,
@@ -165,6 +165,8 @@ export interface PciHostBridgeOptions {
   domain?: number;
   /** MSI domain for the functions; defaults to the `msi-parent` of `ofNode`. */
   msiDomain?: IrqDomain | null;
+  /** Bus numbers behind the bridge (`bus-range`, default `[0, 0xff]`); the root bus is the first. */
+  busRange?: readonly [number, number];
 }
 
 /** struct pci_host_bridge: one root bus and what its functions share. */
@@ -181,6 +183,8 @@ export class PciHostBridge {
   readonly domain: number;
   /** MSI domain for the functions. */
   readonly msiDomain: IrqDomain | null;
+  /** Bus numbers behind the bridge; the root bus is the first. */
+  readonly busRange: readonly [number, number];
   /** Next free PCI bus address per window. */
   readonly _next: number[];
 
@@ -195,6 +199,7 @@ export class PciHostBridge {
       of_parse_phandle_with_args(this.ofNode, "msi-parent", "#msi-cells", 0);
     this.msiDomain = opts.msiDomain ??
       (msiParent ? irq_find_matching_fwnode(kernel, msiParent.np) : null);
+    this.busRange = opts.busRange ?? [0, 0xff];
     this._next = this.windows.map((w) => w.pciAddr);
   }
 }
@@ -338,6 +343,21 @@ export class PciDev extends Device {
 
 function _hex(v: number, w: number, prefix = ""): string {
   return prefix + v.toString(16).padStart(w, "0");
+}
+
+/** `[start, end]` as `%pR` prints it: `[mem 0x40000000-0x40003fff 64bit]`, `[io  0x0000-0x001f]`. */
+function _pR(start: number, end: number, flags: number): string {
+  const io = (flags & IORESOURCE_IO) !== 0;
+  const w = io ? 4 : 8;
+  const attrs = `${flags & IORESOURCE_MEM_64 ? " 64bit" : ""}${
+    flags & IORESOURCE_PREFETCH ? " pref" : ""
+  }`;
+  return `[${io ? "io " : "mem"} ${_hex(start, w, "0x")}-${_hex(end, w, "0x")}${attrs}]`;
+}
+
+/** A bus-number range as `%pR` prints it: `[bus 00-ff]`. */
+function _busStr(range: readonly [number, number]): string {
+  return `[bus ${_hex(range[0], 2)}-${_hex(range[1], 2)}]`;
 }
 
 /**
@@ -518,16 +538,9 @@ function _assignBars(host: PciHostBridge, devs: PciDev[]): void {
     pci_write_config_dword(b.pdev, reg, pci % 4294967296);
     if (b.is64) pci_write_config_dword(b.pdev, reg + 4, Math.floor(pci / 4294967296));
     const start = w.cpuAddr + (pci - w.pciAddr);
-    b.pdev.resource[b.i] = { start, end: start + b.size - 1, flags: b.flags, name: b.pdev.name };
-    const attrs = `${b.flags & IORESOURCE_MEM_64 ? " 64bit" : ""}${
-      b.flags & IORESOURCE_PREFETCH ? " pref" : ""
-    }`;
-    dev_info(
-      b.pdev,
-      `BAR ${b.i} [${kind} ${_hex(start, 8, "0x")}-${
-        _hex(start + b.size - 1, 8, "0x")
-      }${attrs}]: assigned`,
-    );
+    const end = start + b.size - 1;
+    b.pdev.resource[b.i] = { start, end, flags: b.flags, name: b.pdev.name };
+    dev_info(b.pdev, `BAR ${b.i} ${_pR(start, end, b.flags)}: assigned`);
   }
 }
 
@@ -544,6 +557,13 @@ function _scanDevice(host: PciHostBridge, busNr: number, devfn: number): PciDev 
       ? host.accessor.read32(busNr, devfn, R.PCI_SUBSYSTEM_VENDOR_ID) >>> 0
       : 0,
   });
+  // As pci_setup_device() announces each function when it reads its header.
+  dev_info(
+    pdev,
+    `[${_hex(pdev.vendor, 4)}:${_hex(pdev.device, 4)}] type ${_hex(pdev.hdrType, 2)} class ${
+      _hex(pdev.classCode, 6, "0x")
+    }`,
+  );
   pdev.msiCap = pci_find_capability(pdev, R.PCI_CAP_ID_MSI);
   pdev.msixCap = pci_find_capability(pdev, R.PCI_CAP_ID_MSIX);
   const exp = pci_find_capability(pdev, R.PCI_CAP_ID_EXP);
@@ -581,15 +601,17 @@ function _scanDevice(host: PciHostBridge, busNr: number, devfn: number): PciDev 
  */
 export function pci_host_probe(kernel: Kernel, opts: PciHostBridgeOptions): PciHostBridge {
   const host = new PciHostBridge(kernel, opts.parent ?? null, opts);
+  const busNr = host.busRange[0];
+  _registerHostBridge(host);
   const found: PciDev[] = [];
   for (let slot = 0; slot < 32; slot++) {
-    const f0 = _scanDevice(host, 0, PCI_DEVFN(slot, 0));
+    const f0 = _scanDevice(host, busNr, PCI_DEVFN(slot, 0));
     if (f0 === null) continue;
     found.push(f0);
-    const mfd = (opts.accessor.read32(0, PCI_DEVFN(slot, 0), R.PCI_HEADER_TYPE & ~3) >>> 16) &
+    const mfd = (opts.accessor.read32(busNr, PCI_DEVFN(slot, 0), R.PCI_HEADER_TYPE & ~3) >>> 16) &
       R.PCI_HEADER_TYPE_MFD;
     for (let fn = 1; mfd && fn < 8; fn++) {
-      const f = _scanDevice(host, 0, PCI_DEVFN(slot, fn));
+      const f = _scanDevice(host, busNr, PCI_DEVFN(slot, fn));
       if (f !== null) found.push(f);
     }
   }
@@ -601,6 +623,25 @@ export function pci_host_probe(kernel: Kernel, opts: PciHostBridgeOptions): PciH
     }
   });
   return host;
+}
+
+/** Mirrors the log of pci_register_host_bridge(): the root bus and the resources it decodes. */
+function _registerHostBridge(host: PciHostBridge): void {
+  const bus = `${_hex(host.domain, 4)}:${_hex(host.busRange[0], 2)}`;
+  const msg = `PCI host bridge to bus ${bus}`;
+  if (host.parent !== null) dev_info(host.parent, msg);
+  else pr_info(host.kernel, msg);
+  pr_info(host.kernel, `pci_bus ${bus}: root bus resource ${_busStr(host.busRange)}`);
+  for (const w of host.windows) {
+    const end = w.cpuAddr + w.size - 1;
+    // devm_of_pci_get_host_bridge_resources() drops MEM_64 from windows: a BAR's property.
+    const res = _pR(w.cpuAddr, end, w.flags & ~IORESOURCE_MEM_64);
+    const wd = w.flags & IORESOURCE_IO ? 4 : 8;
+    const offset = w.cpuAddr === w.pciAddr
+      ? ""
+      : ` (bus address [${_hex(w.pciAddr, wd, "0x")}-${_hex(w.pciAddr + w.size - 1, wd, "0x")}])`;
+    pr_info(host.kernel, `pci_bus ${bus}: root bus resource ${res}${offset}`);
+  }
 }
 
 /** Mirrors pci_remove_root_bus(): deletes every function of the bridge. */
@@ -1037,8 +1078,9 @@ export function pci_free_irq_vectors(pdev: PciDev): void {
 }
 
 /**
- * pci-host-ecam-generic as a platform driver: maps the ECAM window (`reg` 0), reads `ranges`
- * and `bus-range`, and scans the bus. The machine registers it like any other driver.
+ * pci-host-ecam-generic as a platform driver: reads `bus-range` and `ranges` (logging the
+ * windows), maps the ECAM window (`reg` 0), and scans the bus. The machine registers it like any
+ * other driver.
  */
 export const pci_host_generic_driver: PlatformDriver = {
   name: "pci-host-generic",
@@ -1047,23 +1089,35 @@ export const pci_host_generic_driver: PlatformDriver = {
     const np = pdev.ofNode!;
     const ecam = pdev.resources[0];
     if (ecam === undefined) throw new Errno("ENODEV", `${pdev.name}: no ECAM window`);
-    const io = ioremap(pdev.kernel, ecam.start, resource_size(ecam));
-    const busStart = of_property_read_u32_array(np, "bus-range")?.[0] ?? 0;
-    const host = pci_host_probe(pdev.kernel, {
-      accessor: pci_ecam_accessor(io, busStart),
-      windows: of_pci_get_ranges(np),
-      ofNode: np,
-      parent: pdev,
-    });
-    pdev.driverData = host;
-    for (const w of host.windows) {
+    // As devm_of_pci_get_host_bridge_resources() logs what it parses.
+    dev_info(pdev, `host bridge ${np.fullName} ranges:`);
+    const cells = of_property_read_u32_array(np, "bus-range");
+    const busRange: [number, number] = cells !== undefined && cells.length >= 2
+      ? [cells[0], cells[1]]
+      : [0, 0xff];
+    if (cells === undefined || cells.length < 2) {
+      dev_info(pdev, `  No bus range found for ${np.fullName}, using ${_busStr(busRange)}`);
+    }
+    const windows = of_pci_get_ranges(np);
+    for (const w of windows) {
+      const type = (w.flags & IORESOURCE_IO ? "IO" : "MEM").padStart(6);
       dev_info(
         pdev,
-        `   ${w.flags & IORESOURCE_IO ? "IO " : "MEM"} 0x${w.cpuAddr.toString(16)}..0x${
-          (w.cpuAddr + w.size - 1).toString(16)
-        } -> 0x${w.pciAddr.toString(16)}`,
+        `  ${type} ${_hex(w.cpuAddr, 10, "0x")}..${_hex(w.cpuAddr + w.size - 1, 10, "0x")} -> ${
+          _hex(w.pciAddr, 10, "0x")
+        }`,
       );
     }
+    const io = ioremap(pdev.kernel, ecam.start, resource_size(ecam));
+    // As pci_ecam_create() announces the window.
+    dev_info(pdev, `ECAM at ${_pR(ecam.start, ecam.end, ecam.flags)} for ${_busStr(busRange)}`);
+    pdev.driverData = pci_host_probe(pdev.kernel, {
+      accessor: pci_ecam_accessor(io, busRange[0]),
+      windows,
+      ofNode: np,
+      parent: pdev,
+      busRange,
+    });
   },
   remove(pdev: PlatformDevice): void {
     pci_remove_root_bus(pdev.driverData as PciHostBridge);

@@ -45,6 +45,24 @@ Deno.test("the kernel boots from the blob the machine generates (platform IOMMU 
   assert.equal(m.kernel.deviceTree?.findNode("/soc/iommu@3010000"), m.iommuDevice?.fwnode);
 });
 
+Deno.test("the PCIe host logs its ranges, ECAM and root bus before the engine, as Linux on QEMU virt", () => {
+  const m = Machine.boot({ iommuBus: "platform" });
+  const host = "pci-host-generic 30000000.pci:";
+  const first = m.kernel.dmesg.grep(`${host} host bridge`)[0];
+  const log = m.kernel.dmesg.records().map((r) => r.text);
+  assert.deepEqual(log.slice(log.indexOf(first), log.indexOf(first) + 9), [
+    `${host} host bridge /soc/pci@30000000 ranges:`,
+    `${host}      MEM 0x0040000000..0x007fffffff -> 0x0040000000`,
+    `${host} ECAM at [mem 0x30000000-0x3fffffff] for [bus 00-ff]`,
+    `${host} PCI host bridge to bus 0000:00`,
+    "pci_bus 0000:00: root bus resource [bus 00-ff]",
+    "pci_bus 0000:00: root bus resource [mem 0x40000000-0x7fffffff]",
+    "pci 0000:00:02.0: [1234:d3a0] type 00 class 0x080100",
+    "pci 0000:00:02.0: BAR 0 [mem 0x40000000-0x40003fff 64bit]: assigned",
+    "iommu-lab-dmae 0000:00:02.0: Adding to iommu group 0",
+  ]);
+});
+
 Deno.test("with the IOMMU on PCI, iommu-map skips the IOMMU's own requester ID", () => {
   const m = Machine.boot({ iommuBus: "pci" });
   const dt = DeviceTree.fromBlob(m.fdt);
