@@ -442,6 +442,9 @@ export class IommuCore implements IommuLayer {
   releaseDevice(dev: Device): void {
     _releaseDevice(dev);
   }
+
+  /** Mirrors iommu_dma_prepare_msi() before dma-iommu maps doorbells: MSIs stay physical. */
+  prepareMsi(): void {}
 }
 
 /**

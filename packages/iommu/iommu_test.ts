@@ -517,7 +517,12 @@ Deno.test("iommu_subsys_init() twice fails with EBUSY; a foreign IOMMU layer mak
   const sys = mockSystem();
   assert.throws(() => iommu_subsys_init(sys.kernel), errno("EBUSY"));
   const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
-  kernel.iommuLayer = { ofXlate: () => null, probeDevice() {}, releaseDevice() {} };
+  kernel.iommuLayer = {
+    ofXlate: () => null,
+    probeDevice() {},
+    releaseDevice() {},
+    prepareMsi() {},
+  };
   const drv = new MockIommu(kernel);
   assert.throws(() => drv.register(new Device(kernel, { name: "iommu0" })), errno("ENODEV"));
   assert.equal(drv.iommu.ops, null);

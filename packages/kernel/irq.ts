@@ -57,6 +57,13 @@ export interface MsiDesc {
   readonly irq: number;
   /** The message last written to the device. */
   msg: MsiMsg;
+  /**
+   * msi_desc.iommu_msi_iova: where the IOMMU maps the doorbell page for this device, set by
+   * {@linkcode iommu_dma_prepare_msi} (meaningless while `iommuMsiShift` is 0).
+   */
+  iommuMsiIova: number;
+  /** msi_desc.iommu_msi_shift: log2 of that page's size; 0 when the doorbell is not remapped. */
+  iommuMsiShift: number;
 }
 
 /**
@@ -68,8 +75,17 @@ export interface MsiDesc {
 export interface IrqDomainOps {
   /** Masks (`true`) or unmasks a hwirq at the controller. */
   mask?(hwirq: number, masked: boolean): void;
-  /** Mirrors irq_compose_msi_msg(): the message that raises `hwirq` (MSI domains only). */
-  composeMsiMsg?(hwirq: number): MsiMsg;
+  /**
+   * Mirrors the MSI part of irq_domain_ops.alloc: readies vector `desc` (identity `hwirq`)
+   * before its message is composed. A controller whose doorbell sits behind an IOMMU calls
+   * {@linkcode iommu_dma_prepare_msi} here; throwing fails the allocation.
+   */
+  prepareMsi?(hwirq: number, desc: MsiDesc): void;
+  /**
+   * Mirrors irq_compose_msi_msg(): the message that raises `hwirq` for `desc` (MSI domains
+   * only); a controller that prepared `desc` sets the address with {@linkcode msi_msg_set_addr}.
+   */
+  composeMsiMsg?(hwirq: number, desc: MsiDesc): MsiMsg;
   /** Mirrors irq_domain_ops.xlate: the hwirq of a device-tree interrupt specifier. */
   xlate?(cells: readonly number[]): number;
 }
@@ -621,10 +637,32 @@ export interface MsiWriter {
 }
 
 /**
+ * Mirrors iommu_dma_prepare_msi(), as an MSI controller calls it when it allocates `desc`: has
+ * the IOMMU core map the doorbell at `msiAddr` into the domain of `desc.dev` and record where in
+ * `desc`. A no-op without an IOMMU core (Linux's stub without CONFIG_IOMMU_API). Throws what the
+ * core throws (ENOMEM when the doorbell cannot be mapped).
+ */
+export function iommu_dma_prepare_msi(desc: MsiDesc, msiAddr: number): void {
+  desc.dev.kernel.iommuLayer?.prepareMsi(desc, msiAddr);
+}
+
+/**
+ * Mirrors msi_msg_set_addr(): points `msg` at the doorbell `msiAddr`, or at its IOMMU mapping
+ * (same offset in the page) when {@linkcode iommu_dma_prepare_msi} remapped it for `desc`.
+ */
+export function msi_msg_set_addr(desc: MsiDesc, msg: MsiMsg, msiAddr: number): void {
+  const shift = desc.iommuMsiShift;
+  const addr = shift === 0 ? msiAddr : desc.iommuMsiIova + msiAddr % 2 ** shift;
+  msg.addressLo = addr % 4294967296;
+  msg.addressHi = Math.floor(addr / 4294967296);
+}
+
+/**
  * Mirrors msi_domain_alloc_irqs_range(): allocates `nvec` vectors (indices after the existing
- * ones) from `dev`'s MSI domain, composes each message and writes it with `writer`. Returns the
- * virqs. `contiguous` gives size-aligned consecutive identities (multi-message MSI).
- * ENOSPC when the domain is full, ENODEV without an MSI domain.
+ * ones) from `dev`'s MSI domain, prepares them (the controller's `prepareMsi`), then composes
+ * each message and writes it with `writer`. Returns the virqs. `contiguous` gives size-aligned
+ * consecutive identities (multi-message MSI). ENOSPC when the domain is full, ENODEV without an
+ * MSI domain, or what `prepareMsi` threw; a failed call leaves no vector behind.
  */
 export function msi_domain_alloc_irqs(
   dev: Device,
@@ -636,19 +674,41 @@ export function msi_domain_alloc_irqs(
   if (domain === null) throw new Errno("ENODEV", `${dev.name}: no MSI domain`);
   if (!Number.isInteger(nvec) || nvec < 1) throw new Errno("EINVAL", `Bad vector count ${nvec}`);
   const ids = domain._allocIds(nvec, contiguous);
-  const list = dev.kernel.irq.msiDescs(dev);
+  const irq = dev.kernel.irq;
+  const list = irq.msiDescs(dev);
   const base = list.length;
-  return ids.map((id, i) => {
-    const d = dev.kernel.irq._newDesc(domain, id);
-    const msg = domain.ops.composeMsiMsg!(id);
-    const desc: MsiDesc = { dev, msiIndex: base + i, irq: d.irq, msg };
-    d.msi = desc;
+  const descs: MsiDesc[] = [];
+  try {
+    for (let i = 0; i < nvec; i++) {
+      const d = irq._newDesc(domain, ids[i]);
+      const msg = { addressLo: 0, addressHi: 0, data: 0 };
+      const desc: MsiDesc = {
+        dev,
+        msiIndex: base + i,
+        irq: d.irq,
+        msg,
+        iommuMsiIova: 0,
+        iommuMsiShift: 0,
+      };
+      d.msi = desc;
+      descs.push(desc);
+      domain.ops.prepareMsi?.(ids[i], desc);
+    }
+  } catch (e) {
+    for (const desc of descs) irq._dropDesc(irq.desc(desc.irq)!);
+    for (const id of ids) domain._freeId(id);
+    if (base === 0) irq._dropMsi(dev);
+    throw e;
+  }
+  return descs.map((desc, i) => {
+    const msg = domain.ops.composeMsiMsg!(ids[i], desc);
+    desc.msg = msg;
     const mask = writer.mask;
-    if (mask) d.maskHook = (m) => mask(desc, m);
+    if (mask) irq.desc(desc.irq)!.maskHook = (m) => mask(desc, m);
     list.push(desc);
     mask?.(desc, true);
     writer.write(desc, msg);
-    return d.irq;
+    return desc.irq;
   });
 }
 

@@ -10,9 +10,11 @@ import {
   driver_register,
   driver_unregister,
   enable_irq,
+  Errno,
   free_irq,
   generic_handle_domain_irq,
   generic_handle_irq,
+  iommu_dma_prepare_msi,
   irq_create_mapping,
   irq_dispose_mapping,
   irq_domain_create_linear,
@@ -34,6 +36,8 @@ import {
   msi_domain_alloc_irqs,
   msi_domain_free_irqs_all,
   msi_get_virq,
+  msi_msg_set_addr,
+  type MsiDesc,
   type MsiMsg,
   request_irq,
   request_threaded_irq,
@@ -381,6 +385,69 @@ Deno.test("MSI domain: identities allocated lowest first, messages composed and 
       [0, 1, 2].map((i) => kernel.irq.desc(msi_get_virq(again, i))!.hwirq),
       [1, 2, 3],
     );
+  });
+});
+
+Deno.test("MSI domain: iommu_dma_prepare_msi() remaps the doorbell before the message is composed", async (t) => {
+  const { kernel } = setup();
+  const DOORBELL = 0x2800_0000;
+  const order: string[] = [];
+  const imsic = irq_domain_create_msi(kernel, { name: "imsic" }, 8, {
+    prepareMsi(id, desc) {
+      order.push(`prepare ${id}`);
+      iommu_dma_prepare_msi(desc, DOORBELL + 4);
+    },
+    composeMsiMsg(id, desc) {
+      order.push(`compose ${id}`);
+      const msg = { addressLo: 0, addressHi: 0, data: id };
+      msi_msg_set_addr(desc, msg, DOORBELL + 4);
+      return msg;
+    },
+  });
+  const dev = new Device(kernel, { name: "dev0" });
+  dev.msiDomain = imsic;
+  const addr = (i: number) => {
+    const m = kernel.irq.desc(msi_get_virq(dev, i))!.msi!.msg;
+    return m.addressHi * 2 ** 32 + m.addressLo;
+  };
+  await t.step("without an IOMMU core the message targets the doorbell itself", () => {
+    msi_domain_alloc_irqs(dev, 2, { write() {} });
+    assert.deepEqual(order, ["prepare 1", "prepare 2", "compose 1", "compose 2"]);
+    assert.equal(addr(0), DOORBELL + 4);
+  });
+  const prepared: [MsiDesc, number][] = [];
+  let failAt = 0;
+  kernel.iommuLayer = {
+    ofXlate: () => null,
+    probeDevice() {},
+    releaseDevice() {},
+    prepareMsi(desc, msiAddr) {
+      if (--failAt === 0) throw new Errno("ENOMEM", "no IOVA");
+      prepared.push([desc, msiAddr]);
+      desc.iommuMsiIova = 0x1_ffff_f000;
+      desc.iommuMsiShift = 12;
+    },
+  };
+  await t.step("the IOMMU core's mapping replaces the page, the offset is kept", () => {
+    msi_domain_alloc_irqs(dev, 1, { write() {} });
+    assert.deepEqual(prepared.map(([d, a]) => [d.msiIndex, a]), [[2, DOORBELL + 4]]);
+    assert.equal(addr(2), 0x1_ffff_f004);
+    assert.equal(addr(0), DOORBELL + 4, "vectors prepared earlier keep their message");
+  });
+  await t.step("a failed prepare leaves no vector, virq or identity behind", () => {
+    const other = new Device(kernel, { name: "dev1" });
+    other.msiDomain = imsic;
+    failAt = 2;
+    assert.throws(() => msi_domain_alloc_irqs(other, 3, { write: () => assert.fail() }), {
+      code: "ENOMEM",
+    });
+    assert.equal(msi_get_virq(other, 0), 0);
+    assert.equal(imsic.mappings.size, 3, "only dev0's vectors are mapped");
+    failAt = 1;
+    assert.throws(() => msi_domain_alloc_irqs(dev, 1, { write() {} }), { code: "ENOMEM" });
+    assert.ok(msi_get_virq(dev, 2) > 0 && msi_get_virq(dev, 3) === 0, "dev0 keeps its three");
+    msi_domain_alloc_irqs(other, 1, { write() {} });
+    assert.equal(kernel.irq.desc(msi_get_virq(other, 0))!.hwirq, 4, "identity 4 came back");
   });
 });
 

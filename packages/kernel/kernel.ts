@@ -7,7 +7,7 @@
 import { type Bus, bus_register, type Device, DriverCore, type FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
 import type { IoremapFn } from "./io.ts";
-import { IrqLayer } from "./irq.ts";
+import { IrqLayer, type MsiDesc } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
@@ -41,6 +41,13 @@ export interface IommuLayer {
    * clears `dev.iommu` (and `dev.fwspec`).
    */
   releaseDevice(dev: Device): void;
+  /**
+   * Mirrors iommu_dma_prepare_msi(): maps the MSI doorbell at `msiAddr` where `desc.dev`'s
+   * current domain needs it and records the mapping in `desc` (`iommuMsiIova`/`iommuMsiShift`);
+   * leaves `desc` alone for a device without an IOMMU or in an identity domain. Throws an errno
+   * (ENOMEM when the doorbell cannot be mapped).
+   */
+  prepareMsi(desc: MsiDesc, msiAddr: number): void;
 }
 
 /** Options for a {@linkcode Kernel}. */

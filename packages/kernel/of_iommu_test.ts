@@ -27,6 +27,7 @@ function setup(layer: Partial<IommuLayer> = {}) {
     ofXlate: () => (dev, args) => iommu_fwspec_add_ids(dev, args),
     probeDevice: (dev) => void probed.push(dev.name),
     releaseDevice() {},
+    prepareMsi() {},
     ...layer,
   };
   kernel.core.initDone = true;

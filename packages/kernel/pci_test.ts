@@ -489,6 +489,7 @@ Deno.test("pci dma_configure: iommu-map gives the fwspec; the excluded RID gets 
     ofXlate: (n: FwNode) => n === iommuNode ? (dev, args) => iommu_fwspec_add_ids(dev, args) : null,
     probeDevice: (dev) => void (dev.iommu = "probed"),
     releaseDevice() {},
+    prepareMsi() {},
   };
   kernel.iommuLayer = layer;
   const cfg = new FakeCfg();

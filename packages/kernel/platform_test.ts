@@ -84,6 +84,7 @@ class FakeIommuLayer implements IommuLayer {
   releaseDevice(dev: PlatformDevice): void {
     dev.iommu = null;
   }
+  prepareMsi(): void {}
 }
 
 Deno.test("of_platform_populate(): one device per available compatible node, named like Linux", () => {
