@@ -21,6 +21,7 @@ import {
   type Kernel,
   kfree,
   kmalloc,
+  type MsiDesc,
   type Scatterlist,
 } from "@iommu-lab/kernel";
 import type { Device } from "@iommu-lab/kernel";
@@ -32,6 +33,8 @@ import {
   iommu_iotlb_sync,
   iommu_map,
   iommu_map_nosync,
+  IOMMU_MMIO,
+  IOMMU_NOEXEC,
   IOMMU_READ,
   iommu_sync_map,
   iommu_unmap,
@@ -42,12 +45,23 @@ import {
 } from "./iommu.ts";
 import { IovaDomain } from "./iova.ts";
 
+/** struct iommu_dma_msi_page: an MSI doorbell page mapped into a DMA domain. */
+export class IommuDmaMsiPage {
+  /** IOVA the page is mapped at. */
+  iova = 0;
+
+  /** The record of doorbell page `phys`, before it is mapped. */
+  constructor(readonly phys: number) {}
+}
+
 /** struct iommu_dma_cookie: the dma-iommu state of a DMA domain. */
 export class IommuDmaCookie {
   /** The IOVA space, set up when the first device uses the domain. */
   iovad: IovaDomain | null = null;
   /** Reused by unmaps so they allocate nothing. */
   readonly gather: IommuIotlbGather = new IommuIotlbGather();
+  /** msi_page_list: doorbells mapped so far, one per page, kept until the cookie is put. */
+  readonly msiPages: IommuDmaMsiPage[] = [];
 
   /** A cookie accounted in the slab of `kernel` (none for a standalone domain). */
   constructor(readonly kernel: Kernel | null = null) {}
@@ -63,13 +77,18 @@ export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null 
   domain.iovaCookie = kernel === null ? cookie : kmalloc(kernel, cookie);
 }
 
-/** Mirrors iommu_put_dma_cookie(): drops (and frees) the cookie and every IOVA with it. */
+/**
+ * Mirrors iommu_put_dma_cookie(): drops (and frees) the cookie, every IOVA and the MSI page
+ * records with it. The doorbell mappings go with the domain's page table.
+ */
 export function iommu_put_dma_cookie(domain: IommuDomain): void {
   const cookie = domain.iovaCookie;
   if (cookie === null) return;
   cookie.iovad?.put();
   domain.iovaCookie = null;
-  if (cookie.kernel !== null) kfree(cookie.kernel, cookie);
+  if (cookie.kernel === null) return;
+  for (const page of cookie.msiPages) kfree(cookie.kernel, page);
+  kfree(cookie.kernel, cookie);
 }
 
 /**
@@ -280,3 +299,56 @@ export const iommuDmaOps: DmaOps = {
     dev.kernel.pages.free(mem.cpuAddr, get_order(size));
   },
 };
+
+/**
+ * Mirrors iommu_dma_sw_msi(): maps the doorbell page holding `msiAddr` into `domain` (once per
+ * page: later vectors reuse the mapping) and records its IOVA and page shift in `desc`, so the
+ * controller composes the message with msi_msg_set_addr(). A domain without a DMA cookie leaves
+ * the doorbell physical.
+ *
+ * The page is mapped write-only, no-exec, as MMIO, at an IOVA allocated like a streaming
+ * mapping of `desc.dev` (below its DMA mask). ENOMEM, as in Linux, when no IOVA is left or the
+ * record or the mapping cannot be allocated; nothing is left behind then.
+ */
+export function iommu_dma_sw_msi(domain: IommuDomain, desc: MsiDesc, msiAddr: number): void {
+  const cookie = domain.iovaCookie;
+  if (cookie === null) {
+    desc.iommuMsiIova = desc.iommuMsiShift = 0;
+    return;
+  }
+  const page = _getMsiPage(desc.dev, msiAddr, domain, cookie);
+  desc.iommuMsiIova = page.iova;
+  desc.iommuMsiShift = Math.log2(cookie.iovad!.granule);
+}
+
+/** Mirrors iommu_dma_get_msi_page(): the cookie's mapping of the page of `msiAddr`, made if new. */
+function _getMsiPage(
+  dev: Device,
+  msiAddr: number,
+  domain: IommuDomain,
+  cookie: IommuDmaCookie,
+): IommuDmaMsiPage {
+  const iovad = cookie.iovad;
+  if (iovad === null) throw new Errno("ENOMEM", `${dev.name}: DMA domain has no IOVA space`);
+  const size = iovad.granule;
+  const phys = msiAddr - msiAddr % size;
+  for (const p of cookie.msiPages) if (p.phys === phys) return p;
+  const kernel = cookie.kernel;
+  const page = new IommuDmaMsiPage(phys);
+  if (kernel !== null) kmalloc(kernel, page);
+  try {
+    page.iova = _allocIova(dev, domain, iovad, size, dev.dmaMask);
+    try {
+      iommu_map(domain, page.iova, phys, size, IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO);
+    } catch (e) {
+      iovad.freeIovaFast(page.iova / size, 1);
+      throw e;
+    }
+  } catch (e) {
+    if (kernel !== null) kfree(kernel, page);
+    if (!(e instanceof Errno)) throw e;
+    throw new Errno("ENOMEM", `Cannot map MSI doorbell 0x${phys.toString(16)}: ${e.message}`);
+  }
+  cookie.msiPages.push(page);
+  return page;
+}

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import {
+  Device,
+  device_del,
   dma_alloc_coherent,
   DMA_BIDIRECTIONAL,
   dma_free_coherent,
@@ -11,14 +13,25 @@ import {
   dma_unmap_page,
   dma_unmap_sg,
   type ErrnoName,
+  iommu_dma_prepare_msi,
   isErrno,
+  msi_msg_set_addr,
+  type MsiDesc,
   sg_init_one,
 } from "@iommu-lab/kernel";
 import {
+  iommu_attach_device,
+  iommu_detach_device,
   IOMMU_DOMAIN_DMA,
+  iommu_domain_free,
   iommu_get_dma_domain,
   iommu_iova_to_phys,
+  IOMMU_MMIO,
+  IOMMU_NOEXEC,
+  iommu_paging_domain_alloc,
+  IOMMU_WRITE,
   IommuDomain,
+  type IommuDomainOps,
 } from "./iommu.ts";
 import { iommu_dma_init_domain, iommu_get_dma_cookie, iommu_put_dma_cookie } from "./dma_iommu.ts";
 import { mockSystem } from "./testing.ts";
@@ -231,4 +244,135 @@ Deno.test("iommu_dma_init_domain() needs a cookie and page sizes (EINVAL) and an
     d.geometry.apertureStart = 0x1000;
     iommu_dma_init_domain(d, dev);
   });
+});
+
+/** An MSI vector of `dev`, as the MSI layer hands it to its controller. */
+function msiDesc(dev: Device): MsiDesc {
+  const msg = { addressLo: 0, addressHi: 0, data: 1 };
+  return { dev, msiIndex: 0, irq: 0, msg, iommuMsiIova: 0, iommuMsiShift: 0 };
+}
+
+/** Records the prot of every map_pages call `domain` gets. */
+function spyProt(domain: IommuDomain): number[] {
+  const prots: number[] = [];
+  const ops = domain.ops;
+  (domain as { ops: IommuDomainOps }).ops = {
+    ...ops,
+    mapPages(d, iova, paddr, pgsize, pgcount, prot, mapped) {
+      prots.push(prot);
+      ops.mapPages!(d, iova, paddr, pgsize, pgcount, prot, mapped);
+    },
+  };
+  return prots;
+}
+
+const IMSIC = 0x2800_0000;
+
+Deno.test("iommu_dma_prepare_msi() maps a doorbell page once per DMA domain, write-only no-exec MMIO", async (t) => {
+  const { sys, dev, domain } = setup();
+  const prots = spyProt(domain);
+  const cookie = domain.iovaCookie!;
+  const first = msiDesc(dev);
+  await t.step(
+    "the first vector maps the page below the DMA mask; the message keeps the offset",
+    () => {
+      iommu_dma_prepare_msi(first, IMSIC + 4);
+      assert.equal(first.iommuMsiShift, 12);
+      assert.equal(first.iommuMsiIova % 4096, 0);
+      assert.ok(first.iommuMsiIova < 2 ** dev.dmaMask);
+      assert.equal(iommu_iova_to_phys(domain, first.iommuMsiIova + 4), IMSIC + 4);
+      assert.deepEqual(prots, [IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO]);
+      msi_msg_set_addr(first, first.msg, IMSIC + 4);
+      assert.deepEqual(first.msg, { addressLo: first.iommuMsiIova + 4, addressHi: 0, data: 1 });
+    },
+  );
+  await t.step("later vectors on the same page reuse the mapping", () => {
+    const again = msiDesc(dev);
+    iommu_dma_prepare_msi(again, IMSIC);
+    assert.equal(again.iommuMsiIova, first.iommuMsiIova);
+    assert.equal(prots.length, 1);
+    assert.deepEqual(cookie.msiPages.map((p) => [p.phys, p.iova]), [[IMSIC, first.iommuMsiIova]]);
+  });
+  await t.step("another doorbell page gets its own mapping", () => {
+    const other = msiDesc(dev);
+    iommu_dma_prepare_msi(other, IMSIC + 0x1000);
+    assert.notEqual(other.iommuMsiIova, first.iommuMsiIova);
+    assert.equal(iommu_iova_to_phys(domain, other.iommuMsiIova), IMSIC + 0x1000);
+    assert.equal(cookie.msiPages.length, 2);
+  });
+  await t.step("a device in another group maps the doorbell in its own domain", () => {
+    const dev2 = sys.addDevice("dma1", 2);
+    const domain2 = iommu_get_dma_domain(dev2)!;
+    assert.notEqual(domain2, domain);
+    iommu_dma_prepare_msi(msiDesc(dev2), IMSIC);
+    assert.equal(domain2.iovaCookie!.msiPages.length, 1);
+    assert.equal(cookie.msiPages.length, 2, "the first domain is untouched");
+  });
+});
+
+Deno.test("iommu_dma_prepare_msi() follows the current domain: identity and no IOMMU stay physical, blocked/unmanaged are EOPNOTSUPP", async (t) => {
+  const { sys, dev, domain } = setup();
+  const physical = (d: MsiDesc) => {
+    msi_msg_set_addr(d, d.msg, IMSIC + 4);
+    return d.iommuMsiShift === 0 && d.msg.addressLo === IMSIC + 4 && d.msg.addressHi === 0;
+  };
+  await t.step("a device without an IOMMU", () => {
+    const desc = msiDesc(new Device(sys.kernel, { name: "plain" }));
+    iommu_dma_prepare_msi(desc, IMSIC + 4);
+    assert.ok(physical(desc));
+  });
+  await t.step("an identity default domain (iommu.passthrough=1)", () => {
+    const pt = setup({ core: { passthrough: true } });
+    const desc = msiDesc(pt.dev);
+    iommu_dma_prepare_msi(desc, IMSIC + 4);
+    assert.ok(physical(desc));
+  });
+  await t.step("a device moved to the identity domain gets the physical doorbell", () => {
+    iommu_attach_device(sys.drv.ops.identityDomain!, dev);
+    const desc = msiDesc(dev);
+    iommu_dma_prepare_msi(desc, IMSIC + 4);
+    assert.ok(physical(desc));
+    assert.equal(domain.iovaCookie!.msiPages.length, 0, "nothing mapped in the DMA domain");
+    iommu_detach_device(sys.drv.ops.identityDomain!, dev);
+  });
+  await t.step("nothing maps the doorbell in a blocking domain", () => {
+    iommu_attach_device(sys.drv.ops.blockedDomain!, dev);
+    assert.throws(() => iommu_dma_prepare_msi(msiDesc(dev), IMSIC), errno("EOPNOTSUPP"));
+    iommu_detach_device(sys.drv.ops.blockedDomain!, dev);
+  });
+  await t.step("an unmanaged domain has no MSI cookie", () => {
+    const unmanaged = iommu_paging_domain_alloc(dev);
+    iommu_attach_device(unmanaged, dev);
+    assert.throws(() => iommu_dma_prepare_msi(msiDesc(dev), IMSIC), errno("EOPNOTSUPP"));
+    iommu_detach_device(unmanaged, dev);
+    iommu_domain_free(unmanaged);
+  });
+  await t.step("back in the DMA domain the doorbell is mapped there", () => {
+    const desc = msiDesc(dev);
+    iommu_dma_prepare_msi(desc, IMSIC + 4);
+    assert.equal(iommu_iova_to_phys(domain, desc.iommuMsiIova + 4), IMSIC + 4);
+  });
+});
+
+Deno.test("iommu_dma_prepare_msi() without IOVA space is ENOMEM; the MSI pages go with the domain", () => {
+  const { sys, dev, domain, pages } = setup();
+  const base = { pages: pages.allocatedPages, objects: sys.kernel.slab.allocatedObjects };
+  dma_set_mask(dev, 14); // pfns 1..3 only
+  const page = pages.alloc(0);
+  const got = [1, 2, 3].map(() => dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE));
+  const objects = sys.kernel.slab.allocatedObjects;
+  assert.throws(() => iommu_dma_prepare_msi(msiDesc(dev), IMSIC), errno("ENOMEM"));
+  assert.equal(domain.iovaCookie!.msiPages.length, 0);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects, "the MSI page record was freed");
+  dma_unmap_page(dev, got[1], 4096, DMA_TO_DEVICE);
+  const desc = msiDesc(dev);
+  iommu_dma_prepare_msi(desc, IMSIC);
+  assert.equal(desc.iommuMsiIova, got[1]);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects + 1);
+  for (const iova of [got[0], got[2]]) dma_unmap_page(dev, iova, 4096, DMA_TO_DEVICE);
+  pages.free(page, 0);
+  device_del(dev); // the last device: its group, DMA domain, cookie and MSI page go
+  assert.deepEqual(sys.kernel.slab.allocations(), [], "dev_iommu, group, domain, cookie");
+  assert.equal(base.objects, 4);
+  assert.equal(pages.allocatedPages, base.pages - 2, "context and root table");
 });

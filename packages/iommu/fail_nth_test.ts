@@ -1,9 +1,9 @@
 /**
  * The iommufd_fail_nth analog for the core: every page allocation (fail_page_alloc) and every
- * object allocation (failslab: per-device data, groups, domains, DMA cookies) of probe, domain
- * allocation, attach, map, unmap and the DMA API is made to fail in turn; each failure must
- * surface as ENOMEM from the call that allocated, leave that call's effects undone, and after
- * teardown no page, object, device context or group may remain.
+ * object allocation (failslab: per-device data, groups, domains, DMA cookies, MSI pages) of probe,
+ * domain allocation, attach, map, unmap, the MSI doorbell mapping and the DMA API is made to fail
+ * in turn; each failure must surface as ENOMEM from the call that allocated, leave that call's
+ * effects undone, and after teardown no page, object, device context or group may remain.
  */
 import assert from "node:assert/strict";
 import {
@@ -18,13 +18,16 @@ import {
   DMA_TO_DEVICE,
   dma_unmap_page,
   dma_unmap_sg,
+  iommu_dma_prepare_msi,
   isErrno,
+  type MsiDesc,
   sg_init_one,
 } from "@iommu-lab/kernel";
 import {
   iommu_attach_device,
   iommu_detach_device,
   iommu_domain_free,
+  iommu_get_dma_domain,
   iommu_get_domain_for_dev,
   iommu_group_get,
   iommu_iova_to_phys,
@@ -90,6 +93,13 @@ function pass(which: Allocator, failAt: number): boolean {
   );
   step("unmap", () => assert.equal(iommu_unmap(domain!, SZ_2M, SZ_2M), SZ_2M));
   step("detach", () => iommu_detach_device(domain!, dev));
+  // Back in the DMA domain: the doorbell's record, IOVA and page tables.
+  const msg = { addressLo: 0, addressHi: 0, data: 1 };
+  const desc: MsiDesc = { dev, msiIndex: 0, irq: 0, msg, iommuMsiIova: 0, iommuMsiShift: 0 };
+  step("iommu_dma_prepare_msi", () => iommu_dma_prepare_msi(desc, 0x2800_0000), () => {
+    assert.equal(desc.iommuMsiShift, 0);
+    assert.deepEqual(iommu_get_dma_domain(dev)!.iovaCookie!.msiPages, []);
+  });
   step("dma_alloc_coherent", () => {
     const mem = dma_alloc_coherent(dev, 0x5000);
     dma_free_coherent(dev, 0x5000, mem);
@@ -135,6 +145,6 @@ Deno.test("fail_nth: every page allocation failure in probe/attach/map/unmap/DMA
 Deno.test("fail_nth: every object allocation failure in probe/attach/map/unmap/DMA unwinds", () => {
   let n = 1;
   while (pass("slab", n)) n++;
-  // Probe: dev_iommu, group, DMA domain and its cookie; then the unmanaged paging domain.
-  assert.equal(n - 1, 5, `${n - 1} object allocations were exercised`);
+  // Probe: dev_iommu, group, DMA domain and its cookie; the unmanaged paging domain; the MSI page.
+  assert.equal(n - 1, 6, `${n - 1} object allocations were exercised`);
 });

@@ -24,10 +24,16 @@ import {
   type Kernel,
   kfree,
   kmalloc,
+  type MsiDesc,
   pr_info,
   pr_warn,
 } from "@iommu-lab/kernel";
-import { iommu_dma_init_domain, iommu_get_dma_cookie, iommu_put_dma_cookie } from "./dma_iommu.ts";
+import {
+  iommu_dma_init_domain,
+  iommu_dma_sw_msi,
+  iommu_get_dma_cookie,
+  iommu_put_dma_cookie,
+} from "./dma_iommu.ts";
 import type { IommuDmaCookie } from "./dma_iommu.ts";
 
 /** prot: the device may read. */
@@ -443,8 +449,21 @@ export class IommuCore implements IommuLayer {
     _releaseDevice(dev);
   }
 
-  /** Mirrors iommu_dma_prepare_msi() before dma-iommu maps doorbells: MSIs stay physical. */
-  prepareMsi(): void {}
+  /**
+   * Mirrors iommu_dma_prepare_msi(): MSIs of a device outside any group, or attached to an
+   * identity domain, go to the physical doorbell; a DMA domain maps the doorbell page
+   * ({@linkcode iommu_dma_sw_msi}) as the device's current domain, so the mapping lives and
+   * dies with that domain. EOPNOTSUPP in any other domain (blocked, unmanaged without a DMA
+   * cookie): nothing there would map the doorbell.
+   */
+  prepareMsi(desc: MsiDesc, msiAddr: number): void {
+    const domain = iommu_group_get(desc.dev)?.domain ?? null;
+    if (domain === null || domain.type === IOMMU_DOMAIN_IDENTITY) return;
+    if (domain.iovaCookie === null) {
+      throw new Errno("EOPNOTSUPP", `${desc.dev.name}: no MSI mapping in this domain`);
+    }
+    iommu_dma_sw_msi(domain, desc, msiAddr);
+  }
 }
 
 /**

@@ -20,9 +20,11 @@
  */
 export {
   iommu_dma_init_domain,
+  iommu_dma_sw_msi,
   iommu_get_dma_cookie,
   iommu_put_dma_cookie,
   IommuDmaCookie,
+  IommuDmaMsiPage,
   iommuDmaOps,
 } from "./dma_iommu.ts";
 export {
