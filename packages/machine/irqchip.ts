@@ -31,9 +31,11 @@ import {
   devm_platform_ioremap_resource,
   Errno,
   generic_handle_domain_irq,
+  iommu_dma_prepare_msi,
   irq_domain_create_linear,
   irq_domain_create_msi,
   type IrqDomain,
+  msi_msg_set_addr,
   of_property_read_u32,
   type PlatformDevice,
   type PlatformDriver,
@@ -103,8 +105,17 @@ export function aplic_driver(aplic: Aplic, trace: Trace | null): PlatformDriver 
 /**
  * The IMSIC driver (hart 0's supervisor interrupt file): `riscv,imsics` nodes. Identities are
  * the MSI data; the doorbell is the file's page; masking is the file's `eie` bits.
+ *
+ * With `behindIommu` (endpoint MSIs are translated, as on QEMU `virt`), each vector is prepared
+ * with iommu_dma_prepare_msi() as imsic_irq_domain_alloc() does, so a device in a DMA domain
+ * writes to the IOVA its domain maps the page at. Without it the bus sends MSIs around the
+ * IOMMU and the message carries the physical page.
  */
-export function imsic_driver(imsic: Imsic, trace: Trace | null): PlatformDriver {
+export function imsic_driver(
+  imsic: Imsic,
+  trace: Trace | null,
+  behindIommu: boolean,
+): PlatformDriver {
   return {
     name: "riscv-imsic",
     ofMatchTable: [{ compatible: "riscv,imsics" }],
@@ -114,10 +125,15 @@ export function imsic_driver(imsic: Imsic, trace: Trace | null): PlatformDriver 
       if (page === undefined) throw new Errno("ENODEV", `${pdev.name}: no interrupt file page`);
       const ids = Math.min(of_property_read_u32(np, "riscv,num-ids") ?? 0, imsic.ids);
       if (ids < 63) throw new Errno("EINVAL", `${pdev.name}: riscv,num-ids ${ids} is too small`);
-      const addressLo = page.start % 4294967296;
-      const addressHi = Math.floor(page.start / 4294967296);
       const domain = irq_domain_create_msi(pdev.kernel, np, ids, {
-        composeMsiMsg: (id) => ({ addressLo, addressHi, data: id }),
+        prepareMsi: behindIommu
+          ? (_id, desc) => iommu_dma_prepare_msi(desc, page.start)
+          : undefined,
+        composeMsiMsg(id, desc) {
+          const msg = { addressLo: 0, addressHi: 0, data: id };
+          msi_msg_set_addr(desc, msg, page.start);
+          return msg;
+        },
         mask: (id, masked) => masked ? imsic.disable(id) : imsic.enable(id),
       }, "imsic");
       imsic.eidelivery = 1;

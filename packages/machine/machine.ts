@@ -111,9 +111,10 @@ export interface MachineOptions {
   /** DMA engines advertise PASID (20 bits, privileged mode). Default false. */
   dmaPasid?: boolean;
   /**
-   * Send endpoint MSIs through the IOMMU, as QEMU's `virt` does. Default false: the kernel maps
-   * no MSI doorbell into DMA domains (no `iommu_dma_prepare_msi()` for the IMSIC, no MSI page
-   * tables), so translated MSIs would fault; the default routes them around the IOMMU.
+   * Send endpoint MSIs through the IOMMU, as QEMU's `virt` does. Default true: the IMSIC driver
+   * has dma-iommu map its page into each DMA domain (`iommu_dma_prepare_msi()`) and devices write
+   * to that IOVA. False routes endpoint MSIs around the IOMMU (a bus with an untranslated MSI
+   * window) and the kernel programs the physical doorbell.
    */
   msiThroughIommu?: boolean;
   /** iommu.passthrough=1: default domains are identity. */
@@ -230,7 +231,8 @@ export class Machine {
     mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, traceMsiWrites(imsic, traced), "imsic");
     const aplic = new Aplic({ clock, sources: VIRT_APLIC_SOURCES });
     mem.addMmio(APLIC_S_BASE, APLIC_SIZE, aplic, "aplic");
-    const rc = new RootComplex({ mem, clock, translateMsi: opts.msiThroughIommu ?? false });
+    const msiThroughIommu = opts.msiThroughIommu ?? true;
+    const rc = new RootComplex({ mem, clock, translateMsi: msiThroughIommu });
 
     let iommu: Iommu | null = null;
     let iommuPci: IommuPciFunction | null = null;
@@ -320,7 +322,7 @@ export class Machine {
         drv.probe(...args);
       },
     });
-    platform_driver_register(kernel, timed(imsic_driver(imsic, traced)));
+    platform_driver_register(kernel, timed(imsic_driver(imsic, traced, msiThroughIommu)));
     platform_driver_register(kernel, timed(aplic_driver(aplic, traced)));
     platform_driver_register(kernel, timed(pci_host_generic_driver));
     if (driver !== null) {

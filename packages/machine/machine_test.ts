@@ -7,6 +7,7 @@ import {
   RISCV_IOMMU_REG_FCTL,
 } from "@iommu-lab/hw";
 import {
+  type Device,
   DeviceTree,
   DMA_BIDIRECTIONAL,
   dma_map_page,
@@ -17,7 +18,12 @@ import {
   of_property_read_u32,
   of_property_read_u32_array,
 } from "@iommu-lab/kernel";
-import { IOMMU_DOMAIN_IDENTITY, iommu_get_domain_for_dev } from "@iommu-lab/iommu";
+import {
+  IOMMU_DOMAIN_IDENTITY,
+  iommu_get_domain_for_dev,
+  iommu_iova_to_phys,
+  iommu_unmap,
+} from "@iommu-lab/iommu";
 import { Machine, VIRT_DRAM_BASE, VIRT_IOMMU_SYS_BASE } from "./mod.ts";
 
 Deno.test("the kernel boots from the blob the machine generates (platform IOMMU node)", () => {
@@ -160,26 +166,92 @@ Deno.test("PCI devices get 32-bit IOVAs first (pci_32bit_workaround) unless iomm
 
   // Once the 32-bit space is full, the device goes above 4 GiB and stops trying below.
   const m = Machine.boot({});
-  const iovad = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iovaCookie!.iovad!;
-  const below4g = iovad.allocIova(0x10_0000 - iovad.startPfn, 0xf_ffff, false)!;
+  const domain = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!;
+  const iovad = domain.iovaCookie!.iovad!;
+  // The MSI doorbell took the top page below 4 GiB at probe; fill the rest.
+  assert.equal(domain.iovaCookie!.msiPages[0].iova, 0xffff_f000);
+  const below4g = iovad.allocIova(0xf_ffff - iovad.startPfn, 0xf_fffe, false)!;
   assert.ok(page(m) >= 2 ** 32, "falls back above 4 GiB when the 32-bit space is full");
   iovad.freeIova(below4g.pfnLo);
   assert.ok(page(m) >= 2 ** 32, "and does not try below 4 GiB again");
 });
 
-Deno.test("msiThroughIommu: endpoint MSIs fault in a DMA domain (no doorbell mapping)", () => {
-  const m = Machine.boot({ msiThroughIommu: true });
+/** Where vector `n` of `dev` sends its MSI, as the kernel programmed it. */
+function msiAddr(m: Machine, dev: Device, n: number): number {
+  const msg = m.kernel.irq.msiDescs(dev)[n].msg;
+  return msg.addressHi * 2 ** 32 + msg.addressLo;
+}
+
+Deno.test("endpoint MSIs go through the IOMMU: the doorbell is mapped in the DMA domain (iommu_dma_prepare_msi)", async (t) => {
+  const m = Machine.boot({ trace: true });
   const chan = m.dmaChannel(0);
+  const domain = iommu_get_domain_for_dev(chan.dev)!;
+  const pages = domain.iovaCookie!.msiPages;
+  await t.step("one doorbell page for every vector, mapped to the IMSIC", () => {
+    assert.equal(pages.length, 1);
+    assert.equal(pages[0].phys, IMSIC_S_BASE);
+    assert.equal(iommu_iova_to_phys(domain, pages[0].iova), IMSIC_S_BASE);
+    const n = m.kernel.irq.msiDescs(chan.dev).length;
+    assert.equal(n, 4);
+    for (let i = 0; i < n; i++) assert.equal(msiAddr(m, chan.dev, i), pages[0].iova);
+  });
   const buf = m.kernel.pages.alloc(0);
   const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
-  const tx = chan.memset(iova, 1, 4096);
-  assert.equal(tx.status, "timeout", "the completion MSI never arrives");
-  assert.equal(m.kernel.mem.read32(buf), 1, "the data moved");
-  assert.equal(
-    m.kernel.dmesg.grep("Fault 15 devid: 0x10 iotval: 28000000").length,
-    1,
-    "the MSI write to the IMSIC page faulted",
-  );
+  await t.step("the completion MSI is translated on its way to the IMSIC", () => {
+    const from = m.trace.events.length;
+    assert.equal(chan.memset(iova, 1, 4096).status, "complete");
+    const events = m.trace.events.slice(from);
+    const msi = events.findIndex((e) => e.cat === "msi");
+    assert.ok(msi > 0, "the MSI reached the IMSIC");
+    const before = events.slice(0, msi).filter((e) => e.cat === "walk" && e.ts === events[msi].ts);
+    assert.deepEqual(before.map((e) => [e.name, e.args?.devid]), [
+      ["IOTLB miss", 0x10],
+      ["S/VS-stage walk", 0x10],
+    ]);
+  });
+  await t.step("with the doorbell unmapped the MSI faults (cause 15 at its IOVA)", () => {
+    assert.equal(iommu_unmap(domain, pages[0].iova, 4096), 4096);
+    const tx = chan.memset(iova, 2, 4096);
+    assert.equal(tx.status, "timeout", "the completion MSI never arrives");
+    assert.equal(m.kernel.mem.read32(buf), 2, "the data moved");
+    const line = `Fault 15 devid: 0x10 iotval: ${pages[0].iova.toString(16)} iotval2: 0`;
+    assert.equal(m.kernel.dmesg.grep(line).length, 1);
+  });
+});
+
+Deno.test("MSIs keep the physical doorbell around the IOMMU, in an identity domain and for the IOMMU itself", async (t) => {
+  const delivered = (m: Machine) => {
+    const chan = m.dmaChannel(0);
+    const buf = m.kernel.pages.alloc(0);
+    const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+    assert.equal(chan.memset(iova, 1, 4096).status, "complete");
+    return msiAddr(m, chan.dev, 0);
+  };
+  await t.step("msiThroughIommu: false (MSIs bypass translation; nothing is mapped)", () => {
+    const m = Machine.boot({ msiThroughIommu: false });
+    assert.equal(delivered(m), IMSIC_S_BASE);
+    assert.deepEqual(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iovaCookie!.msiPages, []);
+  });
+  await t.step("iommu.passthrough=1 (identity domain, MSIs translated 1:1)", () => {
+    const m = Machine.boot({ passthrough: true });
+    assert.equal(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.type, IOMMU_DOMAIN_IDENTITY);
+    assert.equal(delivered(m), IMSIC_S_BASE);
+  });
+  for (const iommuBus of ["platform", "pci"] as const) {
+    await t.step(`the IOMMU's own vectors (${iommuBus}): it is not behind itself`, () => {
+      const m = Machine.boot({ iommuBus });
+      const dev = m.iommuDevice!;
+      assert.equal(dev.iommuGroup, null);
+      const n = m.kernel.irq.msiDescs(dev).length;
+      assert.ok(n > 0);
+      for (let i = 0; i < n; i++) assert.equal(msiAddr(m, dev, i), IMSIC_S_BASE);
+      assert.notEqual(delivered(m), IMSIC_S_BASE, "while the endpoint's are translated");
+      // A fault reaches the driver through the fault queue's (physical) MSI.
+      const chan = m.dmaChannel(0);
+      assert.equal(chan.memset(0xdead_0000, 0, 64).status, "error");
+      assert.equal(m.kernel.dmesg.grep("Fault 15 devid: 0x10 iotval: dead0000").length, 1);
+    });
+  }
 });
 
 Deno.test("the same options boot to the same state (deterministic)", () => {
