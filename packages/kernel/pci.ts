@@ -1005,8 +1005,10 @@ function _msiEnable(pdev: PciDev, nvec: number): void {
 /**
  * Mirrors pci_alloc_irq_vectors(): allocates between `min` and `max` vectors, MSI-X first then
  * MSI as `flags` allow, programming the MSI-X table (through MMIO on its BAR) or the MSI
- * capability with messages from the function's MSI domain. Returns the number allocated;
- * ENOSPC when fewer than `min` are possible, EINVAL for bad bounds or when already enabled.
+ * capability with messages from the function's MSI domain. MSI is tried when MSI-X is absent,
+ * offers fewer than `min` or fails. Returns the number allocated; ENOSPC when fewer than `min`
+ * are possible, the last attempt's error when one failed, EINVAL for bad bounds or when already
+ * enabled.
  * On a managed device (pcim_enable_device()) the vectors are freed when the driver unbinds or its
  * probe fails, as pcim_setup_msi_release() arranges.
  */
@@ -1022,26 +1024,34 @@ export function pci_alloc_irq_vectors(
   if (pdev.msixEnabled || pdev.msiEnabled) {
     throw new Errno("EINVAL", `${pdev.name}: MSI/MSI-X already enabled`);
   }
+  // As Linux: MSI-X first, then MSI when MSI-X is absent, too small or fails; the error is the
+  // last attempt's, or ENOSPC when neither could offer `min` vectors.
+  let err: unknown = new Errno(
+    "ENOSPC",
+    `${pdev.name}: cannot allocate ${min}..${max} interrupt vectors`,
+  );
+  const attempt = (n: number, enable: (pdev: PciDev, n: number) => void): boolean => {
+    if (n < min) return false;
+    try {
+      _setupMsiRelease(pdev);
+      enable(pdev, n);
+    } catch (e) {
+      err = e;
+      return false;
+    }
+    pdev.irq = msi_get_virq(pdev, 0);
+    return true;
+  };
   if (flags & PCI_IRQ_MSIX && pdev.msixCap && pdev.msiDomain) {
     const n = Math.min(max, pci_msix_vec_count(pdev));
-    if (n >= min) {
-      _setupMsiRelease(pdev);
-      _msixEnable(pdev, n);
-      pdev.irq = msi_get_virq(pdev, 0);
-      return n;
-    }
+    if (attempt(n, _msixEnable)) return n;
   }
   if (flags & PCI_IRQ_MSI && pdev.msiCap && pdev.msiDomain) {
     let n = Math.min(max, pci_msi_vec_count(pdev));
     while (n & (n - 1)) n &= n - 1; // multi-message MSI needs a power of two
-    if (n >= min) {
-      _setupMsiRelease(pdev);
-      _msiEnable(pdev, n);
-      pdev.irq = msi_get_virq(pdev, 0);
-      return n;
-    }
+    if (attempt(n, _msiEnable)) return n;
   }
-  throw new Errno("ENOSPC", `${pdev.name}: cannot allocate ${min}..${max} interrupt vectors`);
+  throw err;
 }
 
 /** Mirrors pcim_setup_msi_release(): a managed device frees its vectors at unbind, once. */

@@ -407,7 +407,7 @@ Deno.test("MSI-X: pci_alloc_irq_vectors() programs the table in the BAR through 
     assert.equal(pci_read_config_word(d, 0x52) & R.PCI_MSIX_FLAGS_ENABLE, 0);
     assert.equal(d.irq, 0);
   });
-  await t.step("more than the table holds is capped; min above it falls back to MSI", () => {
+  await t.step("more than the table holds is capped; min above it is ENOSPC", () => {
     assert.equal(pci_alloc_irq_vectors(d, 1, 32, PCI_IRQ_MSIX), 8);
     pci_free_irq_vectors(d);
     assert.throws(() => pci_alloc_irq_vectors(d, 9, 9, PCI_IRQ_MSIX), { code: "ENOSPC" });
@@ -475,6 +475,43 @@ Deno.test("MSI: multi-message needs a power of two and aligned identities", () =
   assert.equal(pci_read_config_word(d, 0x62) & 0x71, 1 << 4 | 1, "MME = log2(2), enabled");
   assert.throws(() => pci_alloc_irq_vectors(none, 1, 1, PCI_IRQ_MSIX | PCI_IRQ_MSI), {
     code: "ENOSPC",
+  });
+});
+
+Deno.test("pci_alloc_irq_vectors() falls back from MSI-X to MSI when MSI-X is too small or fails (as Linux)", async (t) => {
+  const { cfg, probe } = setup();
+  cfg.fns.set(PCI_DEVFN(1, 0), caps(bar(fn(1, 1), 0, 0x1000), { msix: 2, msi: 4 }));
+  // BAR 0 ends where the MSI-X table would start, so enabling MSI-X fails.
+  cfg.fns.set(PCI_DEVFN(2, 0), caps(bar(fn(1, 2), 0, 0x800), { msix: 8, msi: 4 }));
+  cfg.fns.set(PCI_DEVFN(3, 0), caps(bar(fn(1, 3), 0, 0x800), { msix: 8 }));
+  const [small, broken, only] = probe().devices;
+  await t.step("MSI-X offers fewer than min: MSI gives them", () => {
+    assert.equal(pci_alloc_irq_vectors(small, 4, 4, PCI_IRQ_MSIX | PCI_IRQ_MSI), 4);
+    assert.ok(small.msiEnabled && !small.msixEnabled);
+    assert.equal(small.irq, pci_irq_vector(small, 0));
+  });
+  await t.step("MSI-X fails: MSI is tried and MSI-X is left disabled", () => {
+    assert.equal(pci_alloc_irq_vectors(broken, 1, 8, PCI_IRQ_MSIX | PCI_IRQ_MSI), 4);
+    assert.ok(broken.msiEnabled && !broken.msixEnabled);
+    assert.equal(pci_read_config_word(broken, 0x52) & R.PCI_MSIX_FLAGS_ENABLE, 0);
+  });
+  await t.step("fewer than min from MSI too: ENOSPC, nothing enabled", () => {
+    assert.throws(() => pci_alloc_irq_vectors(small, 8, 8, PCI_IRQ_MSIX | PCI_IRQ_MSI), {
+      code: "EINVAL", // already enabled
+    });
+    pci_free_irq_vectors(small);
+    assert.throws(() => pci_alloc_irq_vectors(small, 8, 8, PCI_IRQ_MSIX | PCI_IRQ_MSI), {
+      code: "ENOSPC",
+    });
+    assert.ok(!small.msiEnabled && !small.msixEnabled);
+    assert.equal(msi_get_virq(small, 0), 0);
+  });
+  await t.step("MSI-X fails and there is no MSI: its error is returned", () => {
+    assert.throws(() => pci_alloc_irq_vectors(only, 1, 8, PCI_IRQ_MSIX | PCI_IRQ_MSI), {
+      code: "EINVAL",
+    });
+    assert.ok(!only.msixEnabled);
+    assert.equal(msi_get_virq(only, 0), 0);
   });
 });
 
