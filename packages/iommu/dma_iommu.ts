@@ -160,10 +160,7 @@ function _allocIova(
   if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
   const pages = size / iovad.granule;
   const param = dev.iommu as DevIommu | null;
-  if (
-    param !== null && param.pci32bitWorkaround && !param.core.forcedac && dev_is_pci(dev) &&
-    limit > DMA_32BIT_MASK
-  ) {
+  if (param !== null && param.pci32bitWorkaround && dev_is_pci(dev) && limit > DMA_32BIT_MASK) {
     const pfn = iovad.allocIovaFast(pages, Math.floor(DMA_32BIT_MASK / iovad.granule), false);
     if (pfn !== 0) return pfn * iovad.granule;
     param.pci32bitWorkaround = false;

@@ -373,11 +373,16 @@ export class DevIommu {
   priv: unknown = null;
   /** PASIDs the device may use. */
   maxPasids = 0;
-  /** A PCI device still tries 32-bit IOVAs first (cleared once that space runs out). */
-  pci32bitWorkaround = true;
+  /**
+   * A PCI device still tries 32-bit IOVAs first: set unless iommu.forcedac, cleared once that
+   * space runs out.
+   */
+  pci32bitWorkaround: boolean;
 
   /** Per-device state in the core of one kernel. */
-  constructor(readonly core: IommuCore) {}
+  constructor(readonly core: IommuCore) {
+    this.pci32bitWorkaround = !core.forcedac;
+  }
 }
 
 /** struct iommu_group: devices that cannot be isolated from each other. */
