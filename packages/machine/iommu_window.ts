@@ -25,7 +25,7 @@ import {
 import { type Trace, TRACK_IOMMU } from "./trace.ts";
 
 /** The name of a command by opcode and func3, as the spec names it. */
-export function iommuCommandName(opcode: number, func: number): string {
+function _commandName(opcode: number, func: number): string {
   switch (opcode) {
     case RISCV_IOMMU_CMD_IOTINVAL_OPCODE:
       return func === 0 ? "IOTINVAL.VMA" : func === 1 ? "IOTINVAL.GVMA" : `IOTINVAL.${func}`;
@@ -127,14 +127,15 @@ export class IommuWindow implements MmioHandler {
     }
     const cqb = this.#iommu.read64(RISCV_IOMMU_REG_CQB);
     const ring = Number((cqb & RISCV_IOMMU_CQB_PPN) >> 10n) * 4096;
-    for (let k = 0, i = head; k < n; k++, i = (i + 1) % (2 << Number(cqb & 0x1fn))) {
+    const entries = 2 << Number(cqb & 0x1fn);
+    for (let k = 0, i = head; k < n; k++, i = (i + 1) % entries) {
       const at = ring + i * 16;
       const lo = this.#mem.read32(at);
       const start = clock.now();
       clock.charge(cost);
       this.#trace.complete(
         "command",
-        iommuCommandName(lo & 0x7f, (lo >>> 7) & 7),
+        _commandName(lo & 0x7f, (lo >>> 7) & 7),
         TRACK_IOMMU,
         start,
         { slot: i, dword0: this.#mem.read64(at), dword1: this.#mem.read64(at + 8) },
