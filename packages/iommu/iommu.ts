@@ -851,12 +851,17 @@ export function iommu_attach_group(domain: IommuDomain, group: IommuGroup): void
  * which must hold only `dev` (EINVAL otherwise; ENODEV without an IOMMU).
  */
 export function iommu_attach_device(domain: IommuDomain, dev: Device): void {
+  iommu_attach_group(domain, _singleDeviceGroup(dev));
+}
+
+/** The group of `dev`, which must hold only `dev` (ENODEV without an IOMMU, EINVAL otherwise). */
+function _singleDeviceGroup(dev: Device): IommuGroup {
   const group = iommu_group_get(dev);
   if (group === null) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
   if (group.devices.length !== 1) {
     throw new Errno("EINVAL", `iommu group ${group.id} of ${dev.name} has several devices`);
   }
-  iommu_attach_group(domain, group);
+  return group;
 }
 
 /** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
@@ -892,12 +897,7 @@ export function iommu_detach_group(domain: IommuDomain, group: IommuGroup): void
 
 /** Mirrors iommu_detach_device(): {@linkcode iommu_detach_group} for a single-device group. */
 export function iommu_detach_device(domain: IommuDomain, dev: Device): void {
-  const group = iommu_group_get(dev);
-  if (group === null) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
-  if (group.devices.length !== 1) {
-    throw new Errno("EINVAL", `iommu group ${group.id} of ${dev.name} has several devices`);
-  }
-  iommu_detach_group(domain, group);
+  iommu_detach_group(domain, _singleDeviceGroup(dev));
 }
 
 /**
