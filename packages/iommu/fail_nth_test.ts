@@ -58,8 +58,9 @@ function pass(which: Allocator, failAt: number): boolean {
   const baseObjects = kernel.slab.allocatedObjects;
   const injector = which === "pages" ? pages : kernel.slab;
   const dev = new Device(kernel, { name: "dev0", bus: sys.bus });
-  dev.fwspec = { fwnode: drv.fwnode, ids: [1], flags: 0 };
   device_add(dev);
+  // Named after device_add so that the probe below is the device's first.
+  dev.fwspec = { fwnode: drv.fwnode, ids: [1], flags: 0 };
   let domain: IommuDomain | null = null;
   let failed = false;
   injector.failNth(failAt);

@@ -219,7 +219,10 @@ export interface MockSystem {
   readonly hwdev: Device;
   /** The driver. */
   readonly drv: MockIommu;
-  /** Adds a device with ID `id` behind the IOMMU (fwspec as of_xlate would leave it). */
+  /**
+   * Adds a device with ID `id` behind the IOMMU (fwspec as of_xlate would leave it); device_add
+   * probes it into the core, or iommu_device_register() does if the IOMMU is not registered yet.
+   */
   addDevice(name: string, id: number): Device;
 }
 
@@ -275,9 +278,6 @@ export function mockSystem(
       const dev = new Device(kernel, { name, bus });
       dev.fwspec = { fwnode: drv.fwnode, ids: [id], flags: 0 };
       device_add(dev);
-      if (dev.iommu === null && kernel.iommuLayer!.ofXlate(drv.fwnode) !== null) {
-        kernel.iommuLayer!.probeDevice(dev);
-      }
       return dev;
     },
   };

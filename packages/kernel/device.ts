@@ -1,6 +1,6 @@
 /**
- * The driver model: devices, drivers and buses, binding (match → dma_configure → probe),
- * deferred probe on `EPROBE_DEFER` with re-probe after any driver binds, device links
+ * The driver model: devices, drivers and buses, the IOMMU side of a device probed when it is
+ * added, binding (match → dma_configure → probe), deferred probe on `EPROBE_DEFER` with re-probe after any driver binds, device links
  * (suppliers bind before consumers and unbind after them), and devres actions.
  *
  * Everything is synchronous, as Linux's synchronous probe is: `device_add()` and
@@ -75,7 +75,8 @@ export interface BusType {
   shutdown?(dev: Device, drv: Driver): void;
   /**
    * Mirrors bus->dma_configure(): sets up `dev.fwspec` and `dev.dma` before probe (OF/PCI IOMMU
-   * configuration); may throw `EPROBE_DEFER` while the device's IOMMU has no driver yet.
+   * configuration); may throw `EPROBE_DEFER` while the device's IOMMU has no driver yet. Also
+   * run without a driver by {@linkcode device_iommu_probe}, which ignores its errors.
    */
   dmaConfigure?(dev: Device): void;
   /** Mirrors bus->dma_cleanup(): undoes dmaConfigure after unbind or a failed probe. */
@@ -262,7 +263,9 @@ function _remove<T>(list: T[], item: T): void {
 }
 
 /**
- * Mirrors device_add(): puts `dev` on its bus and binds a matching driver if one is registered.
+ * Mirrors device_add(): puts `dev` on its bus, probes its IOMMU side (the IOMMU core's
+ * BUS_NOTIFY_ADD_DEVICE, see {@linkcode device_iommu_probe}) and binds a matching driver if one
+ * is registered.
  */
 export function device_add(dev: Device): void {
   if (dev.bus === null) throw new Errno("EINVAL", `Cannot add ${dev.name}: no bus`);
@@ -273,7 +276,30 @@ export function device_add(dev: Device): void {
   dev.state = "unbound";
   dev.bus.devices.push(dev);
   dev.kernel.core.devices.push(dev);
-  dev.kernel.core.run(() => dev.kernel.core.attach(dev));
+  dev.kernel.core.run(() => {
+    device_iommu_probe(dev);
+    dev.kernel.core.attach(dev);
+  });
+}
+
+/**
+ * Probes the IOMMU side of a device no driver is bound to: runs the bus's dma_configure, which
+ * resolves `dev.fwspec` and hands the device to the IOMMU core when its IOMMU is registered, so
+ * the device joins a group without a driver. Mirrors iommu_probe_device() as
+ * iommu_bus_notifier() (device_add) and bus_iommu_probe() (iommu_device_register) call it, with
+ * its replay of the bus's dma_configure. Errors are ignored, as the notifier ignores them: the
+ * device stays without an IOMMU, and its driver's bind runs dma_configure again (deferring while
+ * the IOMMU has no driver).
+ */
+export function device_iommu_probe(dev: Device): void {
+  const type = dev.bus?.type;
+  if (dev.kernel.iommuLayer === null || dev.iommu !== null || dev.driver !== null) return;
+  if (type?.dmaConfigure === undefined || dev.state === "new" || dev.state === "removed") return;
+  try {
+    type.dmaConfigure(dev);
+  } catch (e) {
+    if (!(e instanceof Errno)) throw e;
+  }
 }
 
 /**

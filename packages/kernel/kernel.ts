@@ -30,10 +30,12 @@ export interface IommuLayer {
    */
   ofXlate(fwnode: FwNode): ((dev: Device, args: readonly number[]) => void) | null;
   /**
-   * Mirrors iommu_probe_device(): called in dma_configure once `dev.fwspec` is complete. It sets
-   * `dev.iommu` on success, and is not called again while `dev.iommu` is set (a re-bind keeps
-   * the device's IOMMU state, as in Linux). Throwing `ENODEV` means "no IOMMU for this device";
-   * the fwspec is then dropped and the device uses direct DMA.
+   * Mirrors iommu_probe_device(): called in dma_configure once `dev.fwspec` is complete, which
+   * happens when the device is added (see `device_iommu_probe`), when its IOMMU registers, and
+   * at driver bind if neither got it done. It sets `dev.iommu` on success, and is not called
+   * again while `dev.iommu` is set (a re-bind keeps the device's IOMMU state, as in Linux).
+   * Throwing `ENODEV` means "no IOMMU for this device"; the fwspec is then dropped and the
+   * device uses direct DMA.
    */
   probeDevice(dev: Device): void;
   /**

@@ -29,6 +29,7 @@ export {
   device_add,
   device_attach,
   device_del,
+  device_iommu_probe,
   device_is_bound,
   device_link_add,
   device_link_del,

@@ -607,10 +607,11 @@ export function testSystem(opts: TestSystemOptions = {}): TestSystem {
     iommu: null,
     addEndpoint(name, ...ids) {
       const ep = new Device(kernel, { name, bus });
-      ep.fwspec = { fwnode, ids, flags: 0 };
       device_add(ep);
+      // The fwspec comes after device_add so that this probe, not the add's, reports failures.
+      ep.fwspec = { fwnode, ids, flags: 0 };
       try {
-        if (ep.iommu === null) kernel.iommuLayer!.probeDevice(ep);
+        kernel.iommuLayer!.probeDevice(ep);
       } catch (e) {
         device_del(ep);
         throw e;
