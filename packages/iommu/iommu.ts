@@ -14,6 +14,7 @@ import {
   dev_info,
   dev_warn,
   type Device,
+  device_iommu_probe,
   dmaDirectOps,
   Errno,
   type FwNode,
@@ -508,7 +509,8 @@ function _core(kernel: Kernel): IommuCore {
 
 /**
  * Mirrors iommu_device_register(): makes `iommu` (served by `ops`, on hardware `hwdev`)
- * available, then probes the devices whose fwspec already names it.
+ * available, then probes the IOMMU side of every device without a driver that was added
+ * before, so those behind `iommu` join their groups (bus_iommu_probe()).
  */
 export function iommu_device_register(iommu: IommuDevice, ops: IommuOps, hwdev: Device): void {
   const core = _core(hwdev.kernel);
@@ -523,16 +525,8 @@ export function iommu_device_register(iommu: IommuDevice, ops: IommuOps, hwdev: 
   iommu.dev = hwdev;
   iommu.fwnode = fwnode;
   core.iommus.push(iommu);
-  // Mirrors bus_iommu_probe(): devices configured before the IOMMU registered.
-  for (const dev of [...core.kernel.core.devices]) {
-    if (dev.iommu !== null || dev.fwspec === null || dev.fwspec.fwnode !== iommu.fwnode) continue;
-    try {
-      _probeDevice(core, dev);
-    } catch (e) {
-      if (!(e instanceof Errno)) throw e;
-      dev_warn(dev, `Adding to IOMMU failed: ${-e.errno}`);
-    }
-  }
+  // Mirrors bus_iommu_probe(): devices added before the IOMMU registered.
+  for (const dev of [...core.kernel.core.devices]) device_iommu_probe(dev);
 }
 
 /** Mirrors iommu_device_unregister(): releases every device `iommu` serves, then forgets it. */

@@ -687,3 +687,83 @@ Deno.test("of_xlate: a platform device's iommus specifier reaches the driver, wh
     assert.equal(kernel.slab.allocatedObjects, 0, `${kernel.slab.allocations()}`);
   });
 });
+
+/**
+ * A board with an IOMMU node and two consumers naming it in `iommus`: 10100000.dma (ID 0x10)
+ * has a driver ("lab,dma"), 10200000.dma (ID 0x20) has none ("lab,idle"). `iommuFirst` puts
+ * the IOMMU node first in the tree, so it binds and registers before the consumers are added.
+ */
+function ofBoard(iommuFirst: boolean) {
+  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+  iommu_subsys_init(kernel);
+  const dt = new DeviceTree();
+  dt.root.set("#address-cells", [1]).set("#size-cells", [1]);
+  const addIommu = () =>
+    dt.root.addChild("iommu@3010000").set("compatible", "riscv,iommu")
+      .set("reg", [0x301_0000, 0x1000]).set("#iommu-cells", [1]);
+  const first = iommuFirst ? addIommu() : null;
+  const dmaNode = dt.root.addChild("dma@10100000").set("compatible", "lab,dma")
+    .set("reg", [0x1010_0000, 0x1000]);
+  const idleNode = dt.root.addChild("dma@10200000").set("compatible", "lab,idle")
+    .set("reg", [0x1020_0000, 0x1000]);
+  const iommuNode = first ?? addIommu();
+  dmaNode.set("iommus", [dt.phandleOf(iommuNode), 0x10]);
+  idleNode.set("iommus", [dt.phandleOf(iommuNode), 0x20]);
+  const drv = new MockIommu(kernel);
+  const ops: IommuOps = { ...drv.ops, ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, args) };
+  platform_driver_register(kernel, {
+    name: "riscv,iommu",
+    ofMatchTable: [{ compatible: "riscv,iommu" }],
+    probe: (pdev) => iommu_device_register(drv.iommu, ops, pdev),
+  });
+  platform_driver_register(kernel, {
+    name: "lab-dma",
+    ofMatchTable: [{ compatible: "lab,dma" }],
+    probe: () => {},
+  });
+  const devs = of_platform_populate(kernel, dt);
+  const dma = devs.find((d) => d.ofNode === dmaNode)!;
+  const idle = devs.find((d) => d.ofNode === idleNode)!;
+  return { kernel, drv, iommuNode, dma, idle };
+}
+
+Deno.test("a device without a driver joins an IOMMU group at device_add", () => {
+  const { kernel, drv, iommuNode, idle } = ofBoard(true);
+  const objects = kernel.slab.allocatedObjects;
+  same(idle.driver, null);
+  assert.equal(idle.state, "unbound");
+  same(idle.fwspec?.fwnode, iommuNode);
+  assert.deepEqual(idle.fwspec?.ids, [0x20]);
+  assert.deepEqual(iommu_group_get(idle)?.devices, [idle]);
+  assert.equal(iommu_get_dma_domain(idle)?.type, IOMMU_DOMAIN_DMA);
+  same(idle.dma, iommuDmaOps);
+  // No driver: dev_driver_string() is the bus name, as Linux prints it from the bus notifier.
+  assert.deepEqual(kernel.dmesg.grep("Adding to iommu group"), [
+    "platform 10100000.dma: Adding to iommu group 0",
+    "platform 10200000.dma: Adding to iommu group 1",
+  ]);
+  // device_del releases it (iommu_release_device) without a driver ever having bound.
+  device_del(idle);
+  same(iommu_group_get(idle), null);
+  same(idle.iommu, null);
+  assert.equal(drv.contexts.has(idle), false);
+  assert.ok(kernel.slab.allocatedObjects < objects, "its group and domain are freed");
+});
+
+Deno.test("devices added before the IOMMU registers are probed by iommu_device_register (bus_iommu_probe)", () => {
+  const { kernel, iommuNode, dma, idle } = ofBoard(false);
+  // The IOMMU node comes last: at device_add nothing could be probed, and the driver's bind
+  // deferred; iommu_device_register() then probed both, before the deferred bind ran again.
+  assert.deepEqual(kernel.dmesg.grep("Adding to iommu group"), [
+    "platform 10100000.dma: Adding to iommu group 0",
+    "platform 10200000.dma: Adding to iommu group 1",
+  ]);
+  assert.equal(dma.state, "bound");
+  assert.equal(idle.state, "unbound");
+  for (const [dev, id] of [[dma, 0x10], [idle, 0x20]] as const) {
+    same(dev.fwspec?.fwnode, iommuNode);
+    assert.deepEqual(dev.fwspec?.ids, [id]);
+    assert.equal(iommu_get_dma_domain(dev)?.type, IOMMU_DOMAIN_DMA);
+    same(dev.dma, iommuDmaOps);
+  }
+});
