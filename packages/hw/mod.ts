@@ -399,7 +399,8 @@ export {
   RISCV_IOMMU_PDTE_V,
   RISCV_IOMMU_TA_PSCID_SHIFT,
 } from "./iommu/structs.ts";
-export { type CacheOptions, type HpmEventSink, Translator } from "./iommu/translator.ts";
+export { type CacheOptions, Translator } from "./iommu/translator.ts";
+export type { HpmEventSink } from "./iommu/hpm_event.ts";
 export { Clock, type CostTable, DEFAULT_COSTS } from "./clock.ts";
 export {
   Aplic,

@@ -14,6 +14,7 @@
 import type { PhysicalMemory } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
 import { type DeviceContext, Directory } from "./context.ts";
+import type { HpmEventSink } from "./hpm_event.ts";
 import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
@@ -56,21 +57,6 @@ export interface CacheOptions {
   pdtEntries?: number;
   /** IOTLB entries, rounded up to a power of two (default 2^19). */
   iotlbEntries?: number;
-}
-
-/** Receives the standard HPM events (digest §3.9) as they happen. */
-export interface HpmEventSink {
-  /** Counts one occurrence of `eventId` with the IDs the counter filters look at. */
-  count(
-    eventId: number,
-    deviceId: number,
-    pidValid: boolean,
-    pid: number,
-    gscidValid: boolean,
-    gscid: number,
-    pscidValid: boolean,
-    pscid: number,
-  ): void;
 }
 
 const TWO20 = 1048576;

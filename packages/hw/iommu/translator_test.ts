@@ -38,7 +38,8 @@ import {
   RISCV_IOMMU_DC_TC_PDTV,
   RISCV_IOMMU_DC_TC_SADE,
 } from "./structs.ts";
-import { type HpmEventSink, Translator } from "./translator.ts";
+import type { HpmEventSink } from "./hpm_event.ts";
+import { Translator } from "./translator.ts";
 
 const DATA = 0x9000_0000;
 

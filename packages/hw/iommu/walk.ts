@@ -36,7 +36,7 @@ import {
   RISCV_IOMMU_HPMEVENT_G_WALKS,
   RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
 } from "./structs.ts";
-import type { HpmEventSink } from "./translator.ts";
+import type { HpmEventSink } from "./hpm_event.ts";
 
 const TWO32 = 4294967296;
 
