@@ -36,7 +36,8 @@
  * @module
  */
 import type { Clock } from "./clock.ts";
-import { type MmioHandler, read64Split, toNumber64, write64Split } from "./memory.ts";
+import type { MmioHandler } from "./memory.ts";
+import { hiOf, loOf, read64Split, toNumber64, write64Split } from "./_u64.ts";
 import {
   DMA_ERR_ABORT,
   DMA_ERR_ATS_DENIED,
@@ -382,8 +383,8 @@ export class DmaEngine implements MmioHandler {
         : fn.faultWrite
         ? DMAE_ERR_WRITE
         : DMAE_ERR_READ;
-      ch.errLo = fn.faultAddr % 4294967296 >>> 0;
-      ch.errHi = Math.floor(fn.faultAddr / 4294967296) >>> 0;
+      ch.errLo = loOf(fn.faultAddr);
+      ch.errHi = hiOf(fn.faultAddr);
       ch.errCause = fn.faultKind === DMA_ERR_ABORT ? fn.faultCause : 0;
     }
     const pages = Math.ceil(done / 4096) + (err !== 0 ? 1 : 0);

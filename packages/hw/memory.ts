@@ -13,6 +13,8 @@
  * @module
  */
 
+import { byteSwap32, byteSwap64, hi32, join64, lo32 } from "./_u64.ts";
+
 /** Size of a frame, the unit in which RAM is allocated on first touch. */
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */
@@ -61,7 +63,6 @@ interface Injected {
   on: FaultOn;
 }
 
-const TWO32 = 4294967296;
 /** Entries of the frame cache (a power of two). */
 const FRAME_CACHE = 1024;
 
@@ -543,57 +544,7 @@ export class PhysicalMemory {
   }
 }
 
-/** Reverses the bytes of a 32-bit value. */
-export function byteSwap32(v: number): number {
-  return (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
-}
-
-/** Reverses the bytes of a 64-bit value. */
-export function byteSwap64(v: bigint): bigint {
-  return join64(byteSwap32(hi32(v)), byteSwap32(lo32(v)));
-}
-
-/** Joins two unsigned 32-bit halves into a `bigint` (API edges only). */
-export function join64(lo: number, hi: number): bigint {
-  return BigInt(hi >>> 0) << 32n | BigInt(lo >>> 0);
-}
-
-/** Number form of a 64-bit value's low half. */
-export function lo32(v: bigint): number {
-  return Number(v & 0xffff_ffffn);
-}
-
-/** Number form of a 64-bit value's high half. */
-export function hi32(v: bigint): number {
-  return Number(v >> 32n & 0xffff_ffffn);
-}
-
-/**
- * An 8-byte read of a device whose registers are 32-bit: two 4-byte reads, low word first.
- */
-export function read64Split(dev: Pick<MmioHandler, "read32">, offset: number): bigint {
-  const lo = dev.read32(offset);
-  return join64(lo, dev.read32(offset + 4));
-}
-
-/**
- * An 8-byte write to a device whose registers are 32-bit: two 4-byte writes, low word first.
- */
-export function write64Split(
-  dev: Pick<MmioHandler, "write32">,
-  offset: number,
-  value: bigint,
-): void {
-  dev.write32(offset, lo32(value));
-  dev.write32(offset + 4, hi32(value));
-}
-
 /** Splits a physical address held in a number into its frame number and offset. */
 export function pfnOf(pa: number): number {
   return Math.floor(pa / PAGE_SIZE);
-}
-
-/** `hi * 2^32 + lo` as a number (exact below 2^53). */
-export function toNumber64(lo: number, hi: number): number {
-  return hi * TWO32 + (lo >>> 0);
 }

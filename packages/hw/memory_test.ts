@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
 import {
-  byteSwap64,
   MEM_ACCESS_FAULT,
   MEM_OK,
   MEM_POISON,
   type MmioHandler,
   PhysicalMemory,
-  read64Split,
-  write64Split,
 } from "./memory.ts";
+import { byteSwap64, read64Split, write64Split } from "./_u64.ts";
 
 const RAM = 0x8000_0000;
 

@@ -33,12 +33,7 @@
  * @module
  */
 export {
-  byteSwap32,
-  byteSwap64,
   type FaultOn,
-  hi32,
-  join64,
-  lo32,
   MEM_ACCESS_FAULT,
   MEM_OK,
   MEM_POISON,
@@ -48,10 +43,7 @@ export {
   PAGE_SIZE,
   pfnOf,
   PhysicalMemory,
-  read64Split,
   type Region,
-  toNumber64,
-  write64Split,
 } from "./memory.ts";
 export {
   CAP,

@@ -23,7 +23,8 @@
  * @module
  */
 import type { Clock, CostTable } from "../clock.ts";
-import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
+import type { MmioHandler } from "../memory.ts";
+import { read64Split, write64Split } from "../_u64.ts";
 import { _HartInput } from "./hart.ts";
 
 /** Physical base of the supervisor-level APLIC on the `virt` memory map. */

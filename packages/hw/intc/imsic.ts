@@ -17,7 +17,8 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { byteSwap32, type MmioHandler, write64Split } from "../memory.ts";
+import type { MmioHandler } from "../memory.ts";
+import { byteSwap32, write64Split } from "../_u64.ts";
 import { _HartInput } from "./hart.ts";
 
 /** Physical base of hart 0's supervisor-level interrupt file on the `virt` memory map. */

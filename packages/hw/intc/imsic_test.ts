@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { Clock } from "../clock.ts";
-import { byteSwap32, PhysicalMemory } from "../memory.ts";
+import { PhysicalMemory } from "../memory.ts";
+import { byteSwap32 } from "../_u64.ts";
 import {
   Imsic,
   IMSIC_MMIO_PAGE_BE,

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { hi32, join64, lo32, MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { hi32, join64, lo32, toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import {
   RISCV_IOMMU_CMD_ATS_DSEG,
@@ -247,7 +248,7 @@ export class CommandUnit {
       // ADDR[63:2] sits in bits 61:0 of dword1.
       const hi = ((d1hi & 0x3fff_ffff) << 2 | d1lo >>> 30) >>> 0;
       if (this.#caps.pas < 64 && hi >= 2 ** (this.#caps.pas - 32)) return CMD_MEM_FAULT;
-      this.#mem.write32(hi * 2 ** 32 + (d1lo << 2 >>> 0), d0hi, (fctl & RISCV_IOMMU_FCTL_BE) !== 0);
+      this.#mem.write32(toNumber64(d1lo << 2, hi), d0hi, (fctl & RISCV_IOMMU_FCTL_BE) !== 0);
       if (this.#mem.fault !== MEM_OK) return CMD_MEM_FAULT;
     }
     return wsi ? CMD_FENCE_W_IP : CMD_OK;

@@ -6,6 +6,7 @@
  */
 
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
+import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import type { AddressSpace, Iotlb } from "./iotlb.ts";
 import {
@@ -44,8 +45,6 @@ import {
 } from "./structs.ts";
 import { type PageWalker, ppnOf } from "./walk.ts";
 
-const TWO32 = 4294967296;
-
 /**
  * The legal value of `fctl.GXL` after software writes `requested` (WARL): writable when the
  * IOMMU has Sv32x4 and a wider G-stage scheme; hard-wired to 1 when Sv32x4 is its only G-stage
@@ -83,7 +82,7 @@ function _fits(lo: number, hi: number, bits: number): boolean {
 
 /** A 44-bit PPN field (43:0) of a doubleword as a number. */
 function _ppn44(lo: number, hi: number): number {
-  return (hi & 0xfff) * TWO32 + (lo >>> 0);
+  return toNumber64(lo, hi & 0xfff);
 }
 
 /** A non-leaf DDTE or PDTE (they share a format) has a reserved bit set: 9:1 or 63:54. */

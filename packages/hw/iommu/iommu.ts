@@ -9,7 +9,8 @@
  *
  * @module
  */
-import { hi32, join64, lo32, MEM_OK, type MmioHandler, type PhysicalMemory } from "../memory.ts";
+import { MEM_OK, type MmioHandler, type PhysicalMemory } from "../memory.ts";
+import { hi32, join64, lo32 } from "../_u64.ts";
 import { encodeCaps, IGS_BOTH, IGS_WSI, type IommuCaps, resolveCaps } from "./caps.ts";
 import {
   type AtsPort,

@@ -15,9 +15,8 @@
  * @module
  */
 
+import { TWO32 } from "../_u64.ts";
 import { vpnLow } from "./walk.ts";
-
-const TWO32 = 4294967296;
 
 /** log2 of the entry size in pages, per size class: 4 KiB, 64 KiB, 2 MiB, 4 MiB, 1 GiB, 512
  * GiB, 256 TiB. */

@@ -7,6 +7,7 @@
  */
 
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
+import { hiOf } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import type { DeviceContext } from "./context.ts";
 import {
@@ -26,13 +27,11 @@ import {
 } from "./structs.ts";
 import { ppnOf } from "./walk.ts";
 
-const TWO32 = 4294967296;
-
 /** True when GPA page `gpn` belongs to a virtual interrupt file of `dc`:
  * `(gpn & ~mask) == (pattern & ~mask)`. */
 export function msiAddressMatch(dc: DeviceContext, gpn: number): boolean {
   const lo = gpn >>> 0;
-  const hi = (gpn - lo) / TWO32;
+  const hi = hiOf(gpn);
   return (lo & ~dc.maskLo) >>> 0 === dc.patLo && (hi & ~dc.maskHi) >>> 0 === dc.patHi;
 }
 
@@ -42,7 +41,7 @@ export function msiAddressMatch(dc: DeviceContext, gpn: number): boolean {
  */
 export function extractBits(gpn: number, maskLo: number, maskHi: number): number {
   const lo = gpn >>> 0;
-  const hi = (gpn - lo) / TWO32;
+  const hi = hiOf(gpn);
   let r = 0, weight = 1;
   for (let b = 0; b < 52; b++) {
     const m = b < 32 ? maskLo >>> b : maskHi >>> (b - 32);

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { hi32, lo32, MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { MEM_OK, type PhysicalMemory } from "../memory.ts";
+import { hi32, lo32 } from "../_u64.ts";
 import {
   RISCV_IOMMU_QUEUE_ACTIVE,
   RISCV_IOMMU_QUEUE_BUSY,

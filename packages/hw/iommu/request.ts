@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { hi32, hiOf, join64, lo32, loOf } from "../_u64.ts";
 
 /** Kind of inbound transaction. */
 export const REQ_UNTRANSLATED = 0;
@@ -132,17 +133,17 @@ export function newResult(): TranslationResult {
 export function setIova(req: InboundRequest, iova: number | bigint): void {
   if (typeof iova === "bigint") {
     const v = BigInt.asUintN(64, iova);
-    req.iovaLo = Number(v & 0xffff_ffffn);
-    req.iovaHi = Number(v >> 32n);
+    req.iovaLo = lo32(v);
+    req.iovaHi = hi32(v);
   } else {
-    req.iovaLo = iova % 4294967296 >>> 0;
-    req.iovaHi = Math.floor(iova / 4294967296) >>> 0;
+    req.iovaLo = loOf(iova);
+    req.iovaHi = hiOf(iova);
   }
 }
 
 /** The address of `req` as a `bigint` (API edges, fault records). */
 export function iovaOf(req: InboundRequest): bigint {
-  return BigInt(req.iovaHi >>> 0) << 32n | BigInt(req.iovaLo >>> 0);
+  return join64(req.iovaLo, req.iovaHi);
 }
 
 /** Anything that answers inbound transactions: the IOMMU, or a bridge with no IOMMU. */

@@ -12,6 +12,7 @@
  */
 
 import type { PhysicalMemory } from "../memory.ts";
+import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import { type DeviceContext, Directory } from "./context.ts";
 import type { HpmEventSink } from "./hpm_event.ts";
@@ -60,7 +61,6 @@ export interface CacheOptions {
 }
 
 const TWO20 = 1048576;
-const TWO32 = 4294967296;
 /** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
 const BARE_SHIFT = 63;
 /** Bytes in 2^shift pages, by shift. */
@@ -513,7 +513,7 @@ export class Translator implements TranslationPort {
 
   /** Answers `req` with its own address (Bare mode, or a Translated request without T2GPA). */
   #passThrough(req: InboundRequest, res: TranslationResult): void {
-    this.#ok(res, (req.iovaHi >>> 0) * TWO32 + (req.iovaLo >>> 0), 7, 0, 4096);
+    this.#ok(res, toNumber64(req.iovaLo, req.iovaHi), 7, 0, 4096);
   }
 
   #ok(res: TranslationResult, pa: number, perm: number, pbmt: number, size: number): void {

@@ -10,6 +10,7 @@
  */
 
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
+import { TWO32 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import { ACC_EXEC, ACC_WRITE } from "./request.ts";
 import {
@@ -37,8 +38,6 @@ import {
   RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
 } from "./structs.ts";
 import type { HpmEventSink } from "./hpm_event.ts";
-
-const TWO32 = 4294967296;
 
 /** Page-fault cause by access type (read, write, exec). */
 const PAGE_FAULT = [

@@ -4,7 +4,8 @@
  *
  * @module
  */
-import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
+import type { MmioHandler } from "../memory.ts";
+import { read64Split, write64Split } from "../_u64.ts";
 import type { RootComplex } from "./root_complex.ts";
 
 /** Shift of the bus number in an ECAM offset. */

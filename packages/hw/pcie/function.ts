@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { read64Split, toNumber64, write64Split } from "../memory.ts";
+import { read64Split, toNumber64, write64Split } from "../_u64.ts";
 import type { MmioHandler, PhysicalMemory, Region } from "../memory.ts";
 import type { Clock } from "../clock.ts";
 import {

@@ -15,7 +15,8 @@
  * @module
  */
 import type { Clock } from "../clock.ts";
-import { type MmioHandler, read64Split, write64Split } from "../memory.ts";
+import type { MmioHandler } from "../memory.ts";
+import { read64Split, write64Split } from "../_u64.ts";
 import { IGS_WSI } from "../iommu/caps.ts";
 import type { Iommu } from "../iommu/iommu.ts";
 import {

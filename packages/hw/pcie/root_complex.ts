@@ -7,6 +7,7 @@
  */
 import type { Clock } from "../clock.ts";
 import type { PhysicalMemory, Region } from "../memory.ts";
+import { toNumber64 } from "../_u64.ts";
 import {
   type InboundRequest,
   REQ_UNTRANSLATED,
@@ -73,7 +74,7 @@ class _Identity implements TranslationPort {
       return;
     }
     res.status = XLATE_OK;
-    res.pa = req.iovaHi * 4294967296 + req.iovaLo;
+    res.pa = toNumber64(req.iovaLo, req.iovaHi);
     res.perm = 7;
     res.size = 4096;
   }
