@@ -359,39 +359,48 @@ export class PhysicalMemory {
     return out;
   }
 
-  /** Copies RAM at `pa` into `out`; stops at the first fault (see {@linkcode fault}). */
-  copyOut(pa: number, out: Uint8Array): void {
+  /**
+   * Copies RAM at `pa` into `out[off, off + len)`; stops at the first fault (see
+   * {@linkcode fault}). The window arguments let a DMA engine move a page of a larger buffer
+   * without making a view of it.
+   */
+  copyOut(pa: number, out: Uint8Array, off = 0, len: number = out.length - off): void {
     this.fault = MEM_OK;
     let done = 0;
-    while (done < out.length) {
+    while (done < len) {
       const a = pa + done;
-      const n = Math.min(out.length - done, PAGE_SIZE - (a & 0xfff));
+      const n = Math.min(len - done, PAGE_SIZE - (a & 0xfff));
       if (this.#injected.length !== 0 && this.#faulted(a, n, false)) return;
       if (this.#ramAt(a) === undefined) {
         this.fault = MEM_ACCESS_FAULT;
         return;
       }
       const f = this.#frames.get(Math.floor(a / PAGE_SIZE));
-      if (f === undefined) out.fill(0, done, done + n);
-      else out.set(new Uint8Array(f.buffer, a & 0xfff, n), done);
+      if (f === undefined) out.fill(0, off + done, off + done + n);
+      else out.set(new Uint8Array(f.buffer, a & 0xfff, n), off + done);
       done += n;
     }
   }
 
-  /** Copies `data` into RAM at `pa`; stops at the first fault (see {@linkcode fault}). */
-  writeBytes(pa: number, data: Uint8Array): void {
+  /**
+   * Copies `data[off, off + len)` into RAM at `pa`; stops at the first fault (see
+   * {@linkcode fault}).
+   */
+  writeBytes(pa: number, data: Uint8Array, off = 0, len: number = data.length - off): void {
     this.fault = MEM_OK;
     let done = 0;
-    while (done < data.length) {
+    while (done < len) {
       const a = pa + done;
-      const n = Math.min(data.length - done, PAGE_SIZE - (a & 0xfff));
+      const n = Math.min(len - done, PAGE_SIZE - (a & 0xfff));
       if (this.#injected.length !== 0 && this.#faulted(a, n, true)) return;
       const f = this.#frameFor(a, true);
       if (f === undefined) {
         this.fault = MEM_ACCESS_FAULT;
         return;
       }
-      new Uint8Array(f.buffer, a & 0xfff, n).set(data.subarray(done, done + n));
+      const from = off + done;
+      const dst = new Uint8Array(f.buffer, a & 0xfff, n);
+      dst.set(from === 0 && n === data.length ? data : data.subarray(from, from + n));
       done += n;
     }
   }

@@ -446,7 +446,7 @@ export class PciFunction {
       const n = Math.min(out.length - done, PAGE - (a % PAGE));
       const pa = this.#xlate(a, false, pasid, priv);
       if (pa < 0) return done;
-      mem.copyOut(pa, n === out.length ? out : out.subarray(done, done + n));
+      mem.copyOut(pa, out, done, n);
       if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, a, false, 0, done);
       done += n;
     }
@@ -461,11 +461,7 @@ export class PciFunction {
     while (done < data.length) {
       const a = addr + done;
       const n = Math.min(data.length - done, PAGE - (a % PAGE));
-      if (
-        !this.#put(mem, a, n === data.length ? data : data.subarray(done, done + n), pasid, priv)
-      ) {
-        return done;
-      }
+      if (!this.#put(mem, a, data, done, n, pasid, priv)) return done;
       done += n;
     }
     return done;
@@ -485,14 +481,13 @@ export class PciFunction {
       const n = Math.min(len - done, PAGE - (s % PAGE));
       const spa = this.#xlate(s, false, pasid, priv);
       if (spa < 0) return done;
-      const buf = n === PAGE ? bounce : bounce.subarray(0, n);
-      mem.copyOut(spa, buf);
+      mem.copyOut(spa, bounce, 0, n);
       if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, s, false, 0, done);
       let w = 0;
       while (w < n) {
         const d = dst + done + w;
         const m = Math.min(n - w, PAGE - (d % PAGE));
-        if (!this.#put(mem, d, m === n ? buf : buf.subarray(w, w + m), pasid, priv)) {
+        if (!this.#put(mem, d, bounce, w, m, pasid, priv)) {
           return done + w;
         }
         w += m;
@@ -527,7 +522,7 @@ export class PciFunction {
       if (pa === -1) return done;
       if (pa >= 0) {
         if (uniform) mem.fill(pa, n, byte);
-        else mem.writeBytes(pa, buf!.subarray(done & 3, (done & 3) + n));
+        else mem.writeBytes(pa, buf!, done & 3, n);
         if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, d, true, 0, done);
       }
       done += n;
@@ -589,12 +584,20 @@ export class PciFunction {
     return done;
   }
 
-  /** One write transaction of `data` (within a page) at `addr`; false when it failed. */
-  #put(mem: PhysicalMemory, addr: number, data: Uint8Array, pasid: number, priv: boolean) {
+  /** One write transaction of `data[off, off + len)` (within a page) at `addr`; false when it failed. */
+  #put(
+    mem: PhysicalMemory,
+    addr: number,
+    data: Uint8Array,
+    off: number,
+    len: number,
+    pasid: number,
+    priv: boolean,
+  ): boolean {
     const pa = this.#xlate(addr, true, pasid, priv);
     if (pa === -1) return false;
     if (pa === -2) return true; // absorbed by the IOMMU
-    mem.writeBytes(pa, data);
+    mem.writeBytes(pa, data, off, len);
     if (mem.fault !== 0) {
       this.#fail(DMA_ERR_BUS, addr, true, 0, 0);
       return false;
