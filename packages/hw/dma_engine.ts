@@ -167,21 +167,8 @@ interface Channel {
  * @example Copying a page through the root complex
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   Clock,
- *   DMAE_CH_BASE,
- *   DMAE_CH_CMD,
- *   DMAE_CH_DST_LO,
- *   DMAE_CH_LEN,
- *   DMAE_CH_SRC_LO,
- *   DMAE_CH_STATUS,
- *   DMAE_CMD_GO,
- *   DMAE_OP_COPY,
- *   DMAE_STATUS_DONE,
- *   DmaEngine,
- *   PhysicalMemory,
- *   RootComplex,
- * } from "@iommu-lab/hw";
+ * import { Clock, DmaEngine, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
+ * import { DMAE_CH_BASE, DMAE_CH_CMD, DMAE_CH_DST_LO, DMAE_CH_LEN, DMAE_CH_SRC_LO, DMAE_CH_STATUS, DMAE_CMD_GO, DMAE_OP_COPY, DMAE_STATUS_DONE } from "@iommu-lab/hw/regs";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();

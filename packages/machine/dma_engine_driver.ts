@@ -34,7 +34,7 @@ import {
   DMAE_STATUS_ERR_SHIFT,
   DMAE_STATUS_ERROR,
   DMAE_VENDOR_ID,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import {
   dev_get_drvdata,
   dev_info,

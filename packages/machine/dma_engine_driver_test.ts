@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DMAE_ERR_READ, DMAE_ERR_WRITE } from "@iommu-lab/hw";
+import { DMAE_ERR_READ, DMAE_ERR_WRITE } from "@iommu-lab/hw/regs";
 import {
   device_attach,
   device_release_driver,

@@ -6,11 +6,8 @@
  *
  * @module
  */
+import { type Clock, type Iommu, type MmioHandler, type PhysicalMemory } from "@iommu-lab/hw";
 import {
-  type Clock,
-  type Iommu,
-  type MmioHandler,
-  type PhysicalMemory,
   RISCV_IOMMU_CMD_ATS_OPCODE,
   RISCV_IOMMU_CMD_IODIR_OPCODE,
   RISCV_IOMMU_CMD_IOFENCE_OPCODE,
@@ -21,7 +18,7 @@ import {
   RISCV_IOMMU_REG_CQCSR,
   RISCV_IOMMU_REG_CQH,
   RISCV_IOMMU_REG_CQT,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import { type Trace, TRACK_IOMMU } from "./trace.ts";
 
 /** The name of a command by opcode and func3, as the spec names it. */

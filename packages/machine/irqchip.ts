@@ -9,8 +9,8 @@
  *
  * @module
  */
+import { type Aplic, type Imsic } from "@iommu-lab/hw";
 import {
-  type Aplic,
   APLIC_CLRIENUM,
   APLIC_DOMAINCFG,
   APLIC_DOMAINCFG_IE,
@@ -24,8 +24,7 @@ import {
   APLIC_SOURCECFG_SM_LEVEL_HIGH,
   APLIC_SOURCECFG_SM_LEVEL_LOW,
   APLIC_TARGET_BASE,
-  type Imsic,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import {
   dev_info,
   devm_platform_ioremap_resource,

@@ -7,14 +7,10 @@
  */
 import {
   Aplic,
-  APLIC_S_BASE,
-  APLIC_SIZE,
   Clock,
   type CostTable,
   DmaEngine,
   Imsic,
-  IMSIC_MMIO_PAGE_SZ,
-  IMSIC_S_BASE,
   Iommu,
   type IommuCaps,
   type IommuOptions,
@@ -24,6 +20,7 @@ import {
   type Region,
   RootComplex,
 } from "@iommu-lab/hw";
+import { APLIC_S_BASE, APLIC_SIZE, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "@iommu-lab/hw/regs";
 import {
   type Device,
   DeviceTree,

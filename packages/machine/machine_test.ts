@@ -5,7 +5,7 @@ import {
   PCIE_ECAM_BASE,
   PCIE_MMIO_BASE,
   RISCV_IOMMU_REG_FCTL,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import {
   type Device,
   DeviceTree,

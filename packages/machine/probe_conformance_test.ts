@@ -5,10 +5,9 @@
  * registers.
  */
 import assert from "node:assert/strict";
+import { IGS_BOTH, IGS_WSI } from "@iommu-lab/hw";
 import {
   CAP,
-  IGS_BOTH,
-  IGS_WSI,
   RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
@@ -18,7 +17,7 @@ import {
   RISCV_IOMMU_REG_DDTP,
   RISCV_IOMMU_REG_FCTL,
   RISCV_IOMMU_REG_FQCSR,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import {
   device_attach,
   device_release_driver,

@@ -12,6 +12,10 @@ import {
   type Iommu,
   type IrqSink,
   type MmioHandler,
+  type TranslationPort,
+  XLATE_FAULT,
+} from "@iommu-lab/hw";
+import {
   RISCV_IOMMU_HPMEVENT_DD_WALK,
   RISCV_IOMMU_HPMEVENT_G_WALKS,
   RISCV_IOMMU_HPMEVENT_PD_WALK,
@@ -35,9 +39,7 @@ import {
   RISCV_IOMMU_REG_PQCSR,
   RISCV_IOMMU_REG_PQH,
   RISCV_IOMMU_REG_PQT,
-  type TranslationPort,
-  XLATE_FAULT,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import { type Trace, TRACK_CPU, TRACK_IOMMU, TRACK_IRQ } from "./trace.ts";
 
 /** IOMMU register names for MMIO events. */

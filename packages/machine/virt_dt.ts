@@ -14,7 +14,7 @@ import {
   PCIE_ECAM_SIZE,
   PCIE_MMIO_BASE,
   PCIE_MMIO_SIZE,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import { cells64, DeviceTree, type DtNode } from "@iommu-lab/kernel";
 
 /** Base of DRAM. */

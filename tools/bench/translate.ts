@@ -19,19 +19,15 @@
  *
  * @module
  */
+import { Iommu, newRequest, newResult, PhysicalMemory, XLATE_OK } from "@iommu-lab/hw";
 import {
-  Iommu,
-  newRequest,
-  newResult,
-  PhysicalMemory,
   RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39,
   RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV48,
   RISCV_IOMMU_DC_TC_V,
   RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_REG_DDTP,
-  XLATE_OK,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 
 /** One benchmark figure. */
 export interface TranslateFigure {

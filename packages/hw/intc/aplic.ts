@@ -115,17 +115,8 @@ export interface AplicOptions {
  * @example A level line is delivered until the device lowers it
  * ```ts
  * import assert from "node:assert/strict";
- * import {
- *   Aplic,
- *   APLIC_DOMAINCFG,
- *   APLIC_DOMAINCFG_IE,
- *   APLIC_IDC_BASE,
- *   APLIC_IDC_IDELIVERY,
- *   APLIC_SETIENUM,
- *   APLIC_SOURCECFG_BASE,
- *   APLIC_SOURCECFG_SM_LEVEL_HIGH,
- *   Clock,
- * } from "@iommu-lab/hw";
+ * import { Aplic, Clock } from "@iommu-lab/hw";
+ * import { APLIC_DOMAINCFG, APLIC_DOMAINCFG_IE, APLIC_IDC_BASE, APLIC_IDC_IDELIVERY, APLIC_SETIENUM, APLIC_SOURCECFG_BASE, APLIC_SOURCECFG_SM_LEVEL_HIGH } from "@iommu-lab/hw/regs";
  *
  * const clock = new Clock();
  * const aplic = new Aplic({ clock });

@@ -47,7 +47,8 @@ export interface ImsicOptions {
  * @example An MSI to the page becomes an interrupt the CPU side takes once
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock, Imsic, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE, PhysicalMemory } from "@iommu-lab/hw";
+ * import { Clock, Imsic, PhysicalMemory } from "@iommu-lab/hw";
+ * import { IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "@iommu-lab/hw/regs";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();

@@ -189,7 +189,8 @@ const MSI_CFG_TBL_END = RISCV_IOMMU_REG_MSI_CFG_TBL + RISCV_IOMMU_MSI_CFG_TBL_EN
  * @example Probing the command queue's size, then running an IOFENCE.C
  * ```ts
  * import assert from "node:assert/strict";
- * import { Iommu, PhysicalMemory, RISCV_IOMMU_REG_CQB } from "@iommu-lab/hw";
+ * import { Iommu, PhysicalMemory } from "@iommu-lab/hw";
+ * import { RISCV_IOMMU_REG_CQB } from "@iommu-lab/hw/regs";
  *
  * const mem = new PhysicalMemory();
  * mem.addRam(0x8000_0000, 2 ** 30);

@@ -199,7 +199,8 @@ export const PCI_EXT_CAP_PASID_SIZEOF = 8;
  * @example A BAR sizes itself through its write mask
  * ```ts
  * import assert from "node:assert/strict";
- * import { ConfigSpace, PCI_BASE_ADDRESS_0 } from "@iommu-lab/hw";
+ * import { ConfigSpace } from "@iommu-lab/hw";
+ * import { PCI_BASE_ADDRESS_0 } from "@iommu-lab/hw/regs";
  *
  * const cfg = new ConfigSpace();
  * cfg.setWritable(PCI_BASE_ADDRESS_0, 4, ~(0x4000 - 1)); // a 16 KiB memory BAR

@@ -87,7 +87,8 @@ class _Identity implements TranslationPort {
  * @example Enumerating a function through ECAM
  * ```ts
  * import assert from "node:assert/strict";
- * import { Clock, PCIE_ECAM_BASE, PciFunction, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
+ * import { Clock, PciFunction, PhysicalMemory, RootComplex } from "@iommu-lab/hw";
+ * import { PCIE_ECAM_BASE } from "@iommu-lab/hw/regs";
  *
  * const clock = new Clock();
  * const mem = new PhysicalMemory();
