@@ -12,8 +12,14 @@ import {
   PCI_MSIX_FLAGS_ENABLE,
 } from "./pcie/config.ts";
 import { PCIE_MMIO_BASE, RootComplex } from "./pcie/root_complex.ts";
-import { pcieRig, TEST_RAM } from "./pcie/testing.ts";
-import { atp, dcTa, makeEnv, PageTableBuilder } from "./iommu/_test_builders.ts";
+import {
+  encodeAtp,
+  encodeDcTa,
+  PageTableBuilder,
+  TEST_RAM_BASE,
+  testIommuEnv,
+  testPcieRig,
+} from "./testing.ts";
 import { RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, RISCV_IOMMU_DC_TC_EN_ATS } from "./iommu/structs.ts";
 import {
   DMAE_CH_BASE,
@@ -53,13 +59,13 @@ const BAR = PCIE_MMIO_BASE;
 const ch = (n: number, reg: number) => BAR + DMAE_CH_BASE + n * DMAE_CH_STRIDE + reg;
 
 function setup(opts: { pasid?: boolean } = {}) {
-  const rig = pcieRig();
+  const rig = testPcieRig();
   const dma = new DmaEngine({ clock: rig.clock, channels: 2, pasid: opts.pasid });
   rig.rc.attach(dma.fn, 4);
   dma.fn.configWrite32(PCI_BASE_ADDRESS_0, BAR);
   dma.fn.configWrite32(PCI_BASE_ADDRESS_0 + 4, 0);
   dma.fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-  const ram = (iova: number) => TEST_RAM + rig.port.offset + iova;
+  const ram = (iova: number) => TEST_RAM_BASE + rig.port.offset + iova;
   return { ...rig, dma, ram };
 }
 
@@ -189,7 +195,7 @@ Deno.test("dma engine: BUSY lasts the simulated transfer time; writes are ignore
 
 Deno.test("dma engine: completion with IRQ_EN raises the channel's MSI-X vector at the IMSIC", () => {
   const mem = new PhysicalMemory();
-  mem.addRam(TEST_RAM, 1 << 24);
+  mem.addRam(TEST_RAM_BASE, 1 << 24);
   const clock = new Clock();
   const imsic = new Imsic({ clock });
   mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, imsic, "imsic");
@@ -207,12 +213,12 @@ Deno.test("dma engine: completion with IRQ_EN raises the channel's MSI-X vector 
   mem.write32(entry, IMSIC_S_BASE);
   mem.write32(entry + 8, 33);
   mem.write32(entry + 12, 0);
-  run(mem, 1, DMAE_OP_FILL, TEST_RAM, 4096, 0xabab_abab, true);
+  run(mem, 1, DMAE_OP_FILL, TEST_RAM_BASE, 4096, 0xabab_abab, true);
   assert.deepEqual(got, []);
   while (clock.advanceToNextEvent());
   assert.deepEqual(got, [33]);
   assert.equal(mem.read32(ch(1, DMAE_CH_STATUS)), DMAE_STATUS_DONE);
-  assert.equal(mem.read32(TEST_RAM + 4092), 0xabab_abab);
+  assert.equal(mem.read32(TEST_RAM_BASE + 4092), 0xabab_abab);
 });
 
 Deno.test("dma engine: out-of-range register offsets read 0 and ignore writes", () => {
@@ -224,13 +230,13 @@ Deno.test("dma engine: out-of-range register offsets read 0 and ignore writes", 
 });
 
 Deno.test("dma engine: dmatest through the RISC-V IOMMU translator with 4 KiB mappings", () => {
-  const { mem, alloc, ddt, tr } = makeEnv();
+  const { mem, alloc, ddt, tr } = testIommuEnv();
   const clock = new Clock();
   const rc = new RootComplex({ mem, clock, translator: tr });
   const dma = new DmaEngine({ clock });
   const bdf = rc.attach(dma.fn, 4);
   const pt = new PageTableBuilder(mem, alloc, "sv39");
-  ddt.set(bdf, { ta: dcTa(1), fsc: atp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root) });
+  ddt.set(bdf, { ta: encodeDcTa(1), fsc: encodeAtp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root) });
   const pages = 64, src = 0x1_0000_0000, dst = 0x1_1000_0000;
   for (let i = 0; i < pages; i++) {
     pt.map(0x100_0000 + i * 4096, src + i * 4096);
@@ -255,7 +261,7 @@ Deno.test("dma engine: dmatest through the RISC-V IOMMU translator with 4 KiB ma
 });
 
 Deno.test("dma engine: with ATS, pages come from ATS completions; an unmapped one is denied", () => {
-  const { mem, alloc, ddt, tr } = makeEnv();
+  const { mem, alloc, ddt, tr } = testIommuEnv();
   const clock = new Clock();
   const rc = new RootComplex({ mem, clock, translator: tr });
   const dma = new DmaEngine({ clock, ats: true });
@@ -263,8 +269,8 @@ Deno.test("dma engine: with ATS, pages come from ATS completions; an unmapped on
   const pt = new PageTableBuilder(mem, alloc, "sv39");
   ddt.set(bdf, {
     tc: RISCV_IOMMU_DC_TC_EN_ATS,
-    ta: dcTa(1),
-    fsc: atp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root),
+    ta: encodeDcTa(1),
+    fsc: encodeAtp(RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39, pt.root),
   });
   for (let i = 0; i < 4; i++) pt.map(0x300_0000 + i * 4096, 0x1_2000_0000 + i * 4096);
   dma.fn.configWrite32(PCI_BASE_ADDRESS_0, BAR);

@@ -1,19 +1,20 @@
 import assert from "node:assert/strict";
 import { MEM_POISON } from "../memory.ts";
 import {
-  atp,
-  dcTa,
   DdtBuilder,
-  iohgatp,
-  makeEnv,
+  encodeAtp,
+  encodeDcTa,
+  encodeIohgatp,
+  encodePcTa,
   PageTableBuilder,
-  pcTa,
   PdtBuilder,
-  put64,
-  req,
-  RW_USER,
-  xlate,
-} from "./_test_builders.ts";
+  TEST_PTE_RW_USER,
+  type TestIommuEnv,
+  testIommuEnv,
+  testRequest,
+  testTranslate,
+  testWrite64,
+} from "../testing.ts";
 import { legalGxl } from "./context.ts";
 import { resolveCaps } from "./caps.ts";
 import { REQ_ATS, REQ_TRANSLATED, XLATE_FAULT, XLATE_OK } from "./request.ts";
@@ -38,17 +39,17 @@ const DATA = 0x9000_0000;
 
 /** An env whose device `did` translates IOVA 0x1000 to DATA through an Sv39 table. */
 function sv39Env(caps = {}, mode = 4, did = 0x2a) {
-  const env = makeEnv(caps, mode);
+  const env = testIommuEnv(caps, mode);
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, DATA);
-  env.ddt.set(did, { fsc: atp(SV39, pt.root), ta: dcTa(1) });
+  env.ddt.set(did, { fsc: encodeAtp(SV39, pt.root), ta: encodeDcTa(1) });
   return { ...env, pt };
 }
 
 Deno.test("ddtp.iommu_mode Off blocks every transaction (cause 256, reported)", () => {
   const env = sv39Env();
   env.tr.ddtpMode = 0;
-  const r = xlate(env.tr, req(0x2a, 0x1234, { access: 1 }));
+  const r = testTranslate(env.tr, testRequest(0x2a, 0x1234, { access: 1 }));
   assert.equal(r.status, XLATE_FAULT);
   assert.equal(r.cause, 256);
   assert.equal(r.ttyp, 3);
@@ -57,15 +58,15 @@ Deno.test("ddtp.iommu_mode Off blocks every transaction (cause 256, reported)", 
 });
 
 Deno.test("ddtp.iommu_mode Bare passes Untranslated requests only (Translated/ATS: 260)", async (t) => {
-  const env = makeEnv({}, 1);
+  const env = testIommuEnv({}, 1);
   await t.step("Untranslated: SPA = IOVA", () => {
-    const r = xlate(env.tr, req(5, 0x8123_4567));
+    const r = testTranslate(env.tr, testRequest(5, 0x8123_4567));
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.pa, 0x8123_4567);
   });
   for (const kind of [REQ_TRANSLATED, REQ_ATS] as const) {
     await t.step(`kind ${kind} is disallowed`, () => {
-      const r = xlate(env.tr, req(5, 0x8123_4000, { kind }));
+      const r = testTranslate(env.tr, testRequest(5, 0x8123_4000, { kind }));
       assert.equal(r.status, XLATE_FAULT);
       assert.equal(r.cause, 260);
       assert.equal(r.ttyp, kind === REQ_ATS ? 8 : 6);
@@ -75,41 +76,41 @@ Deno.test("ddtp.iommu_mode Bare passes Untranslated requests only (Translated/AT
 });
 
 Deno.test("3LVL extended DC: device_id 0x12345a resolves through DDI[2]/DDI[1]/DDI[0]", () => {
-  const env = makeEnv({}, 4);
+  const env = testIommuEnv({}, 4);
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, DATA);
   // Hand-built: DDI[2] = did[23:15], DDI[1] = did[14:6], DDI[0] = did[5:0], 64-byte DCs.
   const did = 0x12345a;
   const l1 = env.alloc.pages(), l0 = env.alloc.pages();
-  put64(env.mem, env.ddt.rootPn * 4096 + (did >>> 15) * 8, BigInt(l1) << 10n | 1n);
-  put64(env.mem, l1 * 4096 + ((did >>> 6) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
+  testWrite64(env.mem, env.ddt.rootPn * 4096 + (did >>> 15) * 8, BigInt(l1) << 10n | 1n);
+  testWrite64(env.mem, l1 * 4096 + ((did >>> 6) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
   const dc = l0 * 4096 + (did & 0x3f) * 64;
-  put64(env.mem, dc, BigInt(RISCV_IOMMU_DC_TC_V));
-  put64(env.mem, dc + 0x18, atp(SV39, pt.root));
-  const r = xlate(env.tr, req(did, 0x1008));
+  testWrite64(env.mem, dc, BigInt(RISCV_IOMMU_DC_TC_V));
+  testWrite64(env.mem, dc + 0x18, encodeAtp(SV39, pt.root));
+  const r = testTranslate(env.tr, testRequest(did, 0x1008));
   assert.equal(r.status, XLATE_OK);
   assert.equal(r.pa, DATA + 8);
 });
 
 Deno.test("3LVL base DC (MSI_FLAT=0): device_id resolves through 8/9/7-bit DDIs and 32-byte DCs", () => {
-  const env = makeEnv({ msiFlat: false, msiMrif: false }, 4);
+  const env = testIommuEnv({ msiFlat: false, msiMrif: false }, 4);
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, DATA);
   const did = 0xab_cdef;
   const l1 = env.alloc.pages(), l0 = env.alloc.pages();
-  put64(env.mem, env.ddt.rootPn * 4096 + (did >>> 16) * 8, BigInt(l1) << 10n | 1n);
-  put64(env.mem, l1 * 4096 + ((did >>> 7) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
+  testWrite64(env.mem, env.ddt.rootPn * 4096 + (did >>> 16) * 8, BigInt(l1) << 10n | 1n);
+  testWrite64(env.mem, l1 * 4096 + ((did >>> 7) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
   const dc = l0 * 4096 + (did & 0x7f) * 32;
-  put64(env.mem, dc, BigInt(RISCV_IOMMU_DC_TC_V));
-  put64(env.mem, dc + 0x18, atp(SV39, pt.root));
-  assert.equal(xlate(env.tr, req(did, 0x1000)).pa, DATA);
+  testWrite64(env.mem, dc, BigInt(RISCV_IOMMU_DC_TC_V));
+  testWrite64(env.mem, dc + 0x18, encodeAtp(SV39, pt.root));
+  assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).pa, DATA);
 });
 
 Deno.test("2LVL and 1LVL directories locate DCs with the builder's layout", async (t) => {
   for (const [mode, did] of [[3, 0x7fff], [2, 0x3f]] as const) {
     await t.step(`mode ${mode}, device ${did.toString(16)}`, () => {
       const env = sv39Env({}, mode, did);
-      assert.equal(xlate(env.tr, req(did, 0x1010)).pa, DATA + 0x10);
+      assert.equal(testTranslate(env.tr, testRequest(did, 0x1010)).pa, DATA + 0x10);
     });
   }
 });
@@ -124,18 +125,18 @@ Deno.test("device_id wider than the DDT mode allows is disallowed (cause 260)", 
   ];
   for (const [name, caps, mode, did] of cases) {
     await t.step(name, () => {
-      const env = makeEnv(caps, mode);
+      const env = testIommuEnv(caps, mode);
       env.ddt.set(did - 1, {});
-      assert.equal(xlate(env.tr, req(did - 1, 0)).status, XLATE_OK);
-      const r = xlate(env.tr, req(did, 0));
+      assert.equal(testTranslate(env.tr, testRequest(did - 1, 0)).status, XLATE_OK);
+      const r = testTranslate(env.tr, testRequest(did, 0));
       assert.equal(r.cause, 260);
       assert.equal(r.reported, true);
     });
   }
   await t.step("1LVL base: device_id 127 fits", () => {
-    const env = makeEnv({ msiFlat: false, msiMrif: false }, 2);
+    const env = testIommuEnv({ msiFlat: false, msiMrif: false }, 2);
     env.ddt.set(127, {});
-    assert.equal(xlate(env.tr, req(127, 0)).status, XLATE_OK);
+    assert.equal(testTranslate(env.tr, testRequest(127, 0)).status, XLATE_OK);
   });
 });
 
@@ -148,23 +149,23 @@ Deno.test("non-leaf DDTE faults: load access 257, poison 268, V=0 258, reserved 
   await t.step("load access fault → 257", () => {
     const env = mk();
     env.mem.injectFault(env.a, 8);
-    assert.equal(xlate(env.tr, req(did, 0x1000)).cause, 257);
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).cause, 257);
   });
   await t.step("poison → 268", () => {
     const env = mk();
     env.mem.injectFault(env.a, 8, MEM_POISON);
-    assert.equal(xlate(env.tr, req(did, 0x1000)).cause, 268);
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).cause, 268);
   });
   await t.step("V=0 → 258", () => {
     const env = mk();
-    put64(env.mem, env.a, env.mem.read64(env.a) & ~1n);
-    assert.equal(xlate(env.tr, req(did, 0x1000)).cause, 258);
+    testWrite64(env.mem, env.a, env.mem.read64(env.a) & ~1n);
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).cause, 258);
   });
   for (const bit of [1n, 9n, 54n, 63n]) {
     await t.step(`reserved bit ${bit} → 259`, () => {
       const env = mk();
-      put64(env.mem, env.a, env.mem.read64(env.a) | 1n << bit);
-      const r = xlate(env.tr, req(did, 0x1000));
+      testWrite64(env.mem, env.a, env.mem.read64(env.a) | 1n << bit);
+      const r = testTranslate(env.tr, testRequest(did, 0x1000));
       assert.equal(r.cause, 259);
       assert.equal(r.reported, true);
     });
@@ -176,17 +177,17 @@ Deno.test("DC faults: load access 257, poison 268, V=0 258", async (t) => {
   await t.step("DC load access fault → 257", () => {
     const env = sv39Env({}, 4, did);
     env.mem.injectFault(env.ddt.dcAddr(did) + 0x18, 8);
-    assert.equal(xlate(env.tr, req(did, 0x1000)).cause, 257);
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).cause, 257);
   });
   await t.step("DC poison → 268", () => {
     const env = sv39Env({}, 4, did);
     env.mem.injectFault(env.ddt.dcAddr(did) + 0x30, 8, MEM_POISON);
-    assert.equal(xlate(env.tr, req(did, 0x1000)).cause, 268);
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).cause, 268);
   });
   await t.step("DC.tc.V=0 → 258", () => {
     const env = sv39Env({}, 4, did);
     env.ddt.set(did, { invalid: true, tc: RISCV_IOMMU_DC_TC_DTF });
-    const r = xlate(env.tr, req(did, 0x1000));
+    const r = testTranslate(env.tr, testRequest(did, 0x1000));
     assert.equal(r.cause, 258);
     assert.equal(r.reported, true, "DTF of an invalid DC is taken as 0");
   });
@@ -197,12 +198,12 @@ function expectDc(
   caps: object,
   fields: Parameters<DdtBuilder["set"]>[1],
   ok = false,
-  setup?: (env: ReturnType<typeof makeEnv>) => void,
+  setup?: (env: TestIommuEnv) => void,
 ) {
-  const env = makeEnv(caps);
+  const env = testIommuEnv(caps);
   setup?.(env);
   env.ddt.set(1, fields);
-  const r = xlate(env.tr, req(1, 0x1000));
+  const r = testTranslate(env.tr, testRequest(1, 0x1000));
   if (ok) {
     assert.notEqual(r.cause, 259, "a well-formed DC must not be misconfigured");
   } else {
@@ -213,7 +214,7 @@ function expectDc(
 }
 
 Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one step per check", async (t) => {
-  const G39 = (ppn = 0x80000) => iohgatp(8, 1, ppn);
+  const G39 = (ppn = 0x80000) => encodeIohgatp(8, 1, ppn);
   const tc = (v: number) => v;
   const cases: [string, object, Parameters<DdtBuilder["set"]>[1]][] = [
     // 1. Reserved bits and encodings.
@@ -224,12 +225,12 @@ Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one 
     ["#1 ta reserved bit 32", {}, { ta: 1n << 32n }],
     ["#1 ta bit 35 with QOSID", { qosid: true }, { ta: 1n << 35n }],
     ["#1 fsc reserved bit 44", {}, { fsc: 1n << 44n }],
-    ["#1 iosatp reserved MODE 1", {}, { fsc: atp(1, 0) }],
-    ["#1 iosatp reserved MODE 11", {}, { fsc: atp(11, 0) }],
-    ["#1 iosatp custom MODE 14", {}, { fsc: atp(14, 0) }],
-    ["#1 pdtp reserved MODE 4", {}, { tc: tc(RISCV_IOMMU_DC_TC_PDTV), fsc: atp(4, 0) }],
-    ["#1 iohgatp reserved MODE 1", {}, { iohgatp: iohgatp(1, 0, 0) }],
-    ["#1 iohgatp reserved MODE 11", {}, { iohgatp: iohgatp(11, 0, 0) }],
+    ["#1 iosatp reserved MODE 1", {}, { fsc: encodeAtp(1, 0) }],
+    ["#1 iosatp reserved MODE 11", {}, { fsc: encodeAtp(11, 0) }],
+    ["#1 iosatp custom MODE 14", {}, { fsc: encodeAtp(14, 0) }],
+    ["#1 pdtp reserved MODE 4", {}, { tc: tc(RISCV_IOMMU_DC_TC_PDTV), fsc: encodeAtp(4, 0) }],
+    ["#1 iohgatp reserved MODE 1", {}, { iohgatp: encodeIohgatp(1, 0, 0) }],
+    ["#1 iohgatp reserved MODE 11", {}, { iohgatp: encodeIohgatp(11, 0, 0) }],
     ["#1 msiptp reserved bit 50", {}, { msiptp: 1n << 50n }],
     ["#1 msi_addr_mask bit 52", {}, { msiMask: 1n << 52n }],
     ["#1 msi_addr_pattern bit 63", {}, { msiPattern: 1n << 63n }],
@@ -267,39 +268,45 @@ Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one 
     // 8. pdtp modes without their capability.
     ["#8 PD20 without capabilities.PD20", { pd20: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
-      fsc: atp(PD20, 0),
+      fsc: encodeAtp(PD20, 0),
     }],
     ["#8 PD17 without capabilities.PD17", { pd17: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
-      fsc: atp(PD17, 0),
+      fsc: encodeAtp(PD17, 0),
     }],
     ["#8 PD8 without capabilities.PD8", { pd8: false }, {
       tc: tc(RISCV_IOMMU_DC_TC_PDTV),
-      fsc: atp(PD8, 0),
+      fsc: encodeAtp(PD8, 0),
     }],
     // 9. iosatp modes without their capability.
-    ["#9 Sv39 without capabilities.Sv39", { sv39: false }, { fsc: atp(SV39, 0) }],
-    ["#9 Sv48 without capabilities.Sv48", { sv48: false }, { fsc: atp(SV48, 0) }],
-    ["#9 Sv57 without capabilities.Sv57", { sv57: false }, { fsc: atp(SV57, 0) }],
+    ["#9 Sv39 without capabilities.Sv39", { sv39: false }, { fsc: encodeAtp(SV39, 0) }],
+    ["#9 Sv48 without capabilities.Sv48", { sv48: false }, { fsc: encodeAtp(SV48, 0) }],
+    ["#9 Sv57 without capabilities.Sv57", { sv57: false }, { fsc: encodeAtp(SV57, 0) }],
     [
       "#9 SXL=1: Sv32 without capabilities.Sv32",
       { sv32x4: true },
-      { tc: tc(RISCV_IOMMU_DC_TC_SXL), fsc: atp(8, 0) },
+      { tc: tc(RISCV_IOMMU_DC_TC_SXL), fsc: encodeAtp(8, 0) },
     ],
     ["#9 SXL=1: MODE 9 is reserved", { sv32: true, sv32x4: true }, {
       tc: tc(RISCV_IOMMU_DC_TC_SXL),
-      fsc: atp(9, 0),
+      fsc: encodeAtp(9, 0),
     }],
     // 10. DPE without PDTV.
     ["#10 PDTV=0 and DPE=1", {}, { tc: tc(RISCV_IOMMU_DC_TC_DPE) }],
     // 11. iohgatp modes without their capability.
-    ["#11 Sv57x4 without capabilities.Sv57x4", { sv57x4: false }, { iohgatp: iohgatp(10, 0, 0) }],
-    ["#11 Sv48x4 without capabilities.Sv48x4", { sv48x4: false }, { iohgatp: iohgatp(9, 0, 0) }],
-    ["#11 Sv39x4 without capabilities.Sv39x4", { sv39x4: false }, { iohgatp: iohgatp(8, 0, 0) }],
+    ["#11 Sv57x4 without capabilities.Sv57x4", { sv57x4: false }, {
+      iohgatp: encodeIohgatp(10, 0, 0),
+    }],
+    ["#11 Sv48x4 without capabilities.Sv48x4", { sv48x4: false }, {
+      iohgatp: encodeIohgatp(9, 0, 0),
+    }],
+    ["#11 Sv39x4 without capabilities.Sv39x4", { sv39x4: false }, {
+      iohgatp: encodeIohgatp(8, 0, 0),
+    }],
     // 12. msiptp modes.
-    ["#12 msiptp MODE 2", {}, { msiptp: atp(2, 0), iohgatp: G39() }],
-    ["#12 msiptp custom MODE 15", {}, { msiptp: atp(15, 0), iohgatp: G39() }],
-    ["#18 [post-1.0] msiptp Flat with iohgatp Bare", {}, { msiptp: atp(1, 0) }],
+    ["#12 msiptp MODE 2", {}, { msiptp: encodeAtp(2, 0), iohgatp: G39() }],
+    ["#12 msiptp custom MODE 15", {}, { msiptp: encodeAtp(15, 0), iohgatp: G39() }],
+    ["#18 [post-1.0] msiptp Flat with iohgatp Bare", {}, { msiptp: encodeAtp(1, 0) }],
     // 13. G-stage root alignment.
     ["#13 iohgatp root not 16 KiB aligned", {}, { iohgatp: G39(0x80001) }],
     ["#13 iohgatp root 8 KiB aligned", {}, { iohgatp: G39(0x80002) }],
@@ -325,8 +332,8 @@ Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one 
   });
   await t.step("#11 fctl.GXL=1: only Sv32x4 is a valid iohgatp mode", () => {
     const caps = { sv32: true, sv32x4: true };
-    const gxl = (env: ReturnType<typeof makeEnv>) => env.tr.fctlGXL = true;
-    expectDc(caps, { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: iohgatp(9, 0, 0) }, false, gxl);
+    const gxl = (env: TestIommuEnv) => env.tr.fctlGXL = true;
+    expectDc(caps, { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: encodeIohgatp(9, 0, 0) }, false, gxl);
     expectDc(
       { sv32: true, sv32x4: false },
       { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: G39() },
@@ -337,18 +344,26 @@ Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one 
   });
   await t.step("well-formed DCs of each kind pass", () => {
     expectDc({}, {}, true);
-    expectDc({}, { fsc: atp(SV57, 0x80000), ta: dcTa(0xfffff) }, true);
-    expectDc({}, { tc: RISCV_IOMMU_DC_TC_PDTV | RISCV_IOMMU_DC_TC_DPE, fsc: atp(PD20, 0) }, true);
+    expectDc({}, { fsc: encodeAtp(SV57, 0x80000), ta: encodeDcTa(0xfffff) }, true);
+    expectDc(
+      {},
+      { tc: RISCV_IOMMU_DC_TC_PDTV | RISCV_IOMMU_DC_TC_DPE, fsc: encodeAtp(PD20, 0) },
+      true,
+    );
     expectDc({}, {
       tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_EN_PRI | RISCV_IOMMU_DC_TC_PRPR |
         RISCV_IOMMU_DC_TC_SADE | RISCV_IOMMU_DC_TC_GADE,
       iohgatp: G39(),
-      msiptp: atp(1, 0x90000),
+      msiptp: encodeAtp(1, 0x90000),
       msiMask: 0xffn,
       msiPattern: 0x28000n,
     }, true);
     expectDc({ end: true }, { tc: RISCV_IOMMU_DC_TC_SBE }, true);
-    expectDc({ sv32: true, sv32x4: true }, { tc: RISCV_IOMMU_DC_TC_SXL, fsc: atp(8, 0) }, true);
+    expectDc(
+      { sv32: true, sv32x4: true },
+      { tc: RISCV_IOMMU_DC_TC_SXL, fsc: encodeAtp(8, 0) },
+      true,
+    );
     expectDc({ qosid: true }, { ta: 0xfff_fffn << 40n }, true);
     expectDc({ t2gpa: true }, {
       tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_T2GPA,
@@ -369,13 +384,13 @@ Deno.test("legalGxl: fctl.GXL is writable only with Sv32x4 and a wider G-stage s
 Deno.test("step 5: transaction types the DC disallows (cause 260)", async (t) => {
   await t.step("Translated request with EN_ATS=0", () => {
     const env = sv39Env();
-    const r = xlate(env.tr, req(0x2a, 0x1000, { kind: REQ_TRANSLATED }));
+    const r = testTranslate(env.tr, testRequest(0x2a, 0x1000, { kind: REQ_TRANSLATED }));
     assert.equal(r.cause, 260);
     assert.equal(r.ttyp, 6);
   });
   await t.step("ATS request with EN_ATS=0 (Unsupported Request, logged)", () => {
     const env = sv39Env();
-    const r = xlate(env.tr, req(0x2a, 0x1000, { kind: REQ_ATS }));
+    const r = testTranslate(env.tr, testRequest(0x2a, 0x1000, { kind: REQ_ATS }));
     assert.equal(r.status, XLATE_FAULT);
     assert.equal(r.cause, 260);
     assert.equal(r.ttyp, 8);
@@ -383,25 +398,31 @@ Deno.test("step 5: transaction types the DC disallows (cause 260)", async (t) =>
   });
   await t.step("process_id with PDTV=0", () => {
     const env = sv39Env();
-    assert.equal(xlate(env.tr, req(0x2a, 0x1000, { pidValid: true, pid: 1 })).cause, 260);
+    assert.equal(
+      testTranslate(env.tr, testRequest(0x2a, 0x1000, { pidValid: true, pid: 1 })).cause,
+      260,
+    );
   });
   for (const [mode, pid] of [[PD8, 256], [PD17, 1 << 17]]) {
     await t.step(`process_id ${pid} wider than pdtp mode ${mode}`, () => {
-      const env = makeEnv();
+      const env = testIommuEnv();
       const pdt = new PdtBuilder(env.mem, env.alloc, mode);
-      env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: atp(mode, pdt.root) });
-      pdt.set(pid - 1, pcTa(1), 0n);
+      env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: encodeAtp(mode, pdt.root) });
+      pdt.set(pid - 1, encodePcTa(1), 0n);
       assert.equal(
-        xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: pid - 1 })).status,
+        testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: pid - 1 })).status,
         XLATE_OK,
       );
-      assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid })).cause, 260);
+      assert.equal(
+        testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid })).cause,
+        260,
+      );
     });
   }
   await t.step("DTF=1 suppresses the 260 record", () => {
-    const env = makeEnv();
+    const env = testIommuEnv();
     env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_DTF });
-    const r = xlate(env.tr, req(1, 0x1000, { kind: REQ_TRANSLATED }));
+    const r = testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_TRANSLATED }));
     assert.equal(r.cause, 260);
     assert.equal(r.reported, false);
   });
@@ -411,61 +432,73 @@ Deno.test("DDT cache: a DC change is seen only after IODIR.INVAL_DDT for its dev
   const env = sv39Env();
   const pt2 = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt2.map(0x1000, DATA + 0x10000);
-  assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA);
-  env.ddt.set(0x2a, { fsc: atp(SV39, pt2.root), ta: dcTa(2) });
-  assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA, "stale DC still used");
+  assert.equal(testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa, DATA);
+  env.ddt.set(0x2a, { fsc: encodeAtp(SV39, pt2.root), ta: encodeDcTa(2) });
+  assert.equal(testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa, DATA, "stale DC still used");
   env.tr.invalDdt(true, 0x2b);
-  assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA, "another device's INVAL_DDT");
+  assert.equal(
+    testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa,
+    DATA,
+    "another device's INVAL_DDT",
+  );
   env.tr.invalDdt(true, 0x2a);
-  assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA + 0x10000);
-  env.ddt.set(0x2a, { fsc: atp(SV39, env.pt.root), ta: dcTa(1) });
+  assert.equal(testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa, DATA + 0x10000);
+  env.ddt.set(0x2a, { fsc: encodeAtp(SV39, env.pt.root), ta: encodeDcTa(1) });
   env.tr.invalDdt(false, 0);
-  assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA, "INVAL_DDT DV=0 drops all");
+  assert.equal(
+    testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa,
+    DATA,
+    "INVAL_DDT DV=0 drops all",
+  );
 });
 
 Deno.test("DDT cache never holds an invalid or misconfigured DC", () => {
   const env = sv39Env();
   env.ddt.set(3, { invalid: true });
-  assert.equal(xlate(env.tr, req(3, 0x1000)).cause, 258);
+  assert.equal(testTranslate(env.tr, testRequest(3, 0x1000)).cause, 258);
   env.ddt.set(3, { tc: 1 << 12 });
-  assert.equal(xlate(env.tr, req(3, 0x1000)).cause, 259);
-  env.ddt.set(3, { fsc: atp(SV39, env.pt.root) });
-  assert.equal(xlate(env.tr, req(3, 0x1000)).pa, DATA);
+  assert.equal(testTranslate(env.tr, testRequest(3, 0x1000)).cause, 259);
+  env.ddt.set(3, { fsc: encodeAtp(SV39, env.pt.root) });
+  assert.equal(testTranslate(env.tr, testRequest(3, 0x1000)).pa, DATA);
 });
 
 Deno.test("DDT cache evicts to its capacity and still translates every device", () => {
-  const env = makeEnv({}, 4, { ddtEntries: 1, iotlbEntries: 64 });
+  const env = testIommuEnv({}, 4, { ddtEntries: 1, iotlbEntries: 64 });
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, DATA);
-  for (const did of [1, 2, 3]) env.ddt.set(did, { fsc: atp(SV39, pt.root), ta: dcTa(did) });
-  for (let i = 0; i < 6; i++) assert.equal(xlate(env.tr, req(1 + i % 3, 0x1000)).pa, DATA);
+  for (const did of [1, 2, 3]) {
+    env.ddt.set(did, { fsc: encodeAtp(SV39, pt.root), ta: encodeDcTa(did) });
+  }
+  for (let i = 0; i < 6; i++) {
+    assert.equal(testTranslate(env.tr, testRequest(1 + i % 3, 0x1000)).pa, DATA);
+  }
 });
 
 Deno.test("endianness: the DDT follows fctl.BE", () => {
-  const env = makeEnv({ end: true });
+  const env = testIommuEnv({ end: true });
   env.tr.fctlBE = true;
   const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
   env.tr.ddtpPpn = ddt.rootPn;
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39", true);
   pt.map(0x1000, DATA);
-  ddt.set(0x4321, { tc: RISCV_IOMMU_DC_TC_SBE, fsc: atp(SV39, pt.root) });
-  assert.equal(xlate(env.tr, req(0x4321, 0x1000)).pa, DATA);
+  ddt.set(0x4321, { tc: RISCV_IOMMU_DC_TC_SBE, fsc: encodeAtp(SV39, pt.root) });
+  assert.equal(testTranslate(env.tr, testRequest(0x4321, 0x1000)).pa, DATA);
   env.tr.fctlBE = false;
   env.tr.invalDdt(false, 0);
-  assert.equal(xlate(env.tr, req(0x4321, 0x1000)).status, XLATE_FAULT);
+  assert.equal(testTranslate(env.tr, testRequest(0x4321, 0x1000)).status, XLATE_FAULT);
 });
 
 // ---- Process directory ----
 
 /** An env whose device 1 has a PDT of `mode`; PCs map IOVA 0x1000 through their own table. */
 function pdtEnv(mode: number, tcExtra = 0, caps = {}) {
-  const env = makeEnv(caps);
+  const env = testIommuEnv(caps);
   const pdt = new PdtBuilder(env.mem, env.alloc, mode);
-  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV | tcExtra, fsc: atp(mode, pdt.root) });
-  const pc = (pid: number, pa: number, ta = pcTa(pid + 1), flags = RW_USER) => {
+  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV | tcExtra, fsc: encodeAtp(mode, pdt.root) });
+  const pc = (pid: number, pa: number, ta = encodePcTa(pid + 1), flags = TEST_PTE_RW_USER) => {
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     pt.map(0x1000, pa, { flags });
-    return pdt.set(pid, ta, atp(SV39, pt.root));
+    return pdt.set(pid, ta, encodeAtp(SV39, pt.root));
   };
   return { ...env, pdt, pc };
 }
@@ -473,26 +506,26 @@ function pdtEnv(mode: number, tcExtra = 0, caps = {}) {
 Deno.test("PD8/PD17/PD20: process_id resolves through PDI[2]/PDI[1]/PDI[0]", async (t) => {
   for (const [mode, pid] of [[PD8, 0xab], [PD17, 0x1_2345], [PD20, 0xf_edcb]]) {
     await t.step(`mode ${mode} pid ${pid.toString(16)}`, () => {
-      const env = makeEnv();
+      const env = testIommuEnv();
       const root = env.alloc.pages();
-      env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: atp(mode, root) });
+      env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: encodeAtp(mode, root) });
       // Hand-built: PDI[2] = pid[19:17], PDI[1] = pid[16:8], PDI[0] = pid[7:0]; 16-byte PCs.
       let pn = root;
       if (mode === PD20) {
         const l1 = env.alloc.pages();
-        put64(env.mem, pn * 4096 + (pid >>> 17) * 8, BigInt(l1) << 10n | 1n);
+        testWrite64(env.mem, pn * 4096 + (pid >>> 17) * 8, BigInt(l1) << 10n | 1n);
         pn = l1;
       }
       if (mode >= PD17) {
         const l0 = env.alloc.pages();
-        put64(env.mem, pn * 4096 + ((pid >>> 8) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
+        testWrite64(env.mem, pn * 4096 + ((pid >>> 8) & 0x1ff) * 8, BigInt(l0) << 10n | 1n);
         pn = l0;
       }
       const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
       pt.map(0x1000, DATA);
-      put64(env.mem, pn * 4096 + (pid & 0xff) * 16, pcTa(9));
-      put64(env.mem, pn * 4096 + (pid & 0xff) * 16 + 8, atp(SV39, pt.root));
-      const r = xlate(env.tr, req(1, 0x1004, { pidValid: true, pid }));
+      testWrite64(env.mem, pn * 4096 + (pid & 0xff) * 16, encodePcTa(9));
+      testWrite64(env.mem, pn * 4096 + (pid & 0xff) * 16 + 8, encodeAtp(SV39, pt.root));
+      const r = testTranslate(env.tr, testRequest(1, 0x1004, { pidValid: true, pid }));
       assert.equal(r.status, XLATE_OK);
       assert.equal(r.pa, DATA + 4);
     });
@@ -507,7 +540,7 @@ Deno.test("PDT faults: PDTE 265/269/266/267 and PC 266/267", async (t) => {
     return env;
   };
   const run = (env: ReturnType<typeof mk>) =>
-    xlate(env.tr, req(1, 0x1000, { pidValid: true, pid }));
+    testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid }));
   await t.step("PDTE load access fault → 265", () => {
     const env = mk();
     env.mem.injectFault(env.pdt.pdteAddr(pid, 2), 8);
@@ -521,14 +554,14 @@ Deno.test("PDT faults: PDTE 265/269/266/267 and PC 266/267", async (t) => {
   await t.step("PDTE V=0 → 266", () => {
     const env = mk();
     const a = env.pdt.pdteAddr(pid, 1);
-    put64(env.mem, a, env.mem.read64(a) & ~1n);
+    testWrite64(env.mem, a, env.mem.read64(a) & ~1n);
     assert.equal(run(env).cause, 266);
   });
   for (const bit of [3n, 60n]) {
     await t.step(`PDTE reserved bit ${bit} → 267`, () => {
       const env = mk();
       const a = env.pdt.pdteAddr(pid, 2);
-      put64(env.mem, a, env.mem.read64(a) | 1n << bit);
+      testWrite64(env.mem, a, env.mem.read64(a) | 1n << bit);
       assert.equal(run(env).cause, 267);
     });
   }
@@ -545,7 +578,7 @@ Deno.test("PDT faults: PDTE 265/269/266/267 and PC 266/267", async (t) => {
   await t.step("PC.ta.V=0 → 266", () => {
     const env = mk();
     const a = env.pdt.pcAddr(pid);
-    put64(env.mem, a, env.mem.read64(a) & ~1n);
+    testWrite64(env.mem, a, env.mem.read64(a) & ~1n);
     const r = run(env);
     assert.equal(r.cause, 266);
     assert.equal(r.reported, true);
@@ -560,19 +593,22 @@ Deno.test("PDT faults: PDTE 265/269/266/267 and PC 266/267", async (t) => {
     await t.step(`${name} → 267`, () => {
       const env = mk();
       const a = env.pdt.pcAddr(pid);
-      put64(env.mem, a, env.mem.read64(a) | taX);
-      put64(env.mem, a + 8, env.mem.read64(a + 8) ^ fscX);
+      testWrite64(env.mem, a, env.mem.read64(a) | taX);
+      testWrite64(env.mem, a + 8, env.mem.read64(a + 8) ^ fscX);
       assert.equal(run(env).cause, 267);
     });
   }
   await t.step("PC.fsc Sv48 without capabilities.Sv48 → 267", () => {
     const env = pdtEnv(PD8, 0, { sv48: false });
-    env.pdt.set(5, pcTa(1), atp(SV48, 0x80000));
-    assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 5 })).cause, 267);
+    env.pdt.set(5, encodePcTa(1), encodeAtp(SV48, 0x80000));
+    assert.equal(
+      testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 5 })).cause,
+      267,
+    );
   });
   await t.step("DTF=1 suppresses PDT fault records", () => {
     const env = pdtEnv(PD8, RISCV_IOMMU_DC_TC_DTF);
-    const r = xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 5 }));
+    const r = testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 5 }));
     assert.equal(r.cause, 266);
     assert.equal(r.reported, false);
   });
@@ -582,62 +618,71 @@ Deno.test("DPE: requests without a process_id use process_id 0 only when DPE=1",
   await t.step("DPE=1 → PC of process_id 0", () => {
     const env = pdtEnv(PD8, RISCV_IOMMU_DC_TC_DPE);
     env.pc(0, DATA);
-    assert.equal(xlate(env.tr, req(1, 0x1000)).pa, DATA);
+    assert.equal(testTranslate(env.tr, testRequest(1, 0x1000)).pa, DATA);
   });
   await t.step("DPE=0 → first stage Bare (IOVA is the address)", () => {
     const env = pdtEnv(PD8);
     env.pc(0, DATA);
-    assert.equal(xlate(env.tr, req(1, 0x1000)).pa, 0x1000);
+    assert.equal(testTranslate(env.tr, testRequest(1, 0x1000)).pa, 0x1000);
   });
   await t.step("pdtp.MODE Bare → first stage Bare", () => {
-    const env = makeEnv();
+    const env = testIommuEnv();
     env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: 0n });
-    assert.equal(xlate(env.tr, req(1, 0x5000, { pidValid: true, pid: 3 })).pa, 0x5000);
+    assert.equal(
+      testTranslate(env.tr, testRequest(1, 0x5000, { pidValid: true, pid: 3 })).pa,
+      0x5000,
+    );
   });
 });
 
 Deno.test("process_id 0 is a process_id, not the absence of one (QEMU conflates them)", async (t) => {
   await t.step("PDTV=0: a request with process_id 0 is disallowed (260)", () => {
     const env = sv39Env();
-    assert.equal(xlate(env.tr, req(0x2a, 0x1000)).pa, DATA);
-    assert.equal(xlate(env.tr, req(0x2a, 0x1000, { pidValid: true, pid: 0 })).cause, 260);
+    assert.equal(testTranslate(env.tr, testRequest(0x2a, 0x1000)).pa, DATA);
+    assert.equal(
+      testTranslate(env.tr, testRequest(0x2a, 0x1000, { pidValid: true, pid: 0 })).cause,
+      260,
+    );
   });
   await t.step("PDTV=1, DPE=0: without a process_id the first stage is Bare; with 0, PC 0", () => {
     const env = pdtEnv(PD8);
     env.pc(0, DATA);
-    assert.equal(xlate(env.tr, req(1, 0x1000)).pa, 0x1000);
-    assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0 })).pa, DATA);
+    assert.equal(testTranslate(env.tr, testRequest(1, 0x1000)).pa, 0x1000);
+    assert.equal(
+      testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 0 })).pa,
+      DATA,
+    );
   });
 });
 
 Deno.test("ENS and SUM: supervisor requests (PC.ta)", async (t) => {
-  const mk = (ta: bigint, flags = RW_USER) => {
+  const mk = (ta: bigint, flags = TEST_PTE_RW_USER) => {
     const env = pdtEnv(PD8);
     env.pc(4, DATA, ta, flags);
     return env;
   };
   const sreq = (access: 0 | 1 | 2 = 0) =>
-    req(1, 0x1000, { pidValid: true, pid: 4, priv: true, access });
+    testRequest(1, 0x1000, { pidValid: true, pid: 4, priv: true, access });
   await t.step("supervisor request with ENS=0 → 260", () => {
-    const env = mk(pcTa(1));
-    assert.equal(xlate(env.tr, sreq()).cause, 260);
+    const env = mk(encodePcTa(1));
+    assert.equal(testTranslate(env.tr, sreq()).cause, 260);
   });
   await t.step("supervisor read of a U page with SUM=0 → 13", () => {
-    const env = mk(pcTa(1, { ens: true }));
-    assert.equal(xlate(env.tr, sreq()).cause, 13);
+    const env = mk(encodePcTa(1, { ens: true }));
+    assert.equal(testTranslate(env.tr, sreq()).cause, 13);
   });
   await t.step("supervisor read of a U page with SUM=1 succeeds", () => {
-    const env = mk(pcTa(1, { ens: true, sum: true }));
-    assert.equal(xlate(env.tr, sreq()).pa, DATA);
+    const env = mk(encodePcTa(1, { ens: true, sum: true }));
+    assert.equal(testTranslate(env.tr, sreq()).pa, DATA);
   });
   await t.step("supervisor exec of a U page faults even with SUM=1 (12)", () => {
-    const env = mk(pcTa(1, { ens: true, sum: true }), RW_USER | 8);
-    assert.equal(xlate(env.tr, sreq(2)).cause, 12);
+    const env = mk(encodePcTa(1, { ens: true, sum: true }), TEST_PTE_RW_USER | 8);
+    assert.equal(testTranslate(env.tr, sreq(2)).cause, 12);
   });
   await t.step("supervisor read of a non-U page succeeds; user read of it faults", () => {
-    const env = mk(pcTa(1, { ens: true }), RW_USER & ~0x10);
-    assert.equal(xlate(env.tr, sreq()).pa, DATA);
-    const r = xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 4 }));
+    const env = mk(encodePcTa(1, { ens: true }), TEST_PTE_RW_USER & ~0x10);
+    assert.equal(testTranslate(env.tr, sreq()).pa, DATA);
+    const r = testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 4 }));
     assert.equal(r.cause, 13);
   });
 });
@@ -646,32 +691,35 @@ Deno.test("PDT pointers are GPAs translated by the G stage; faults are guest-pag
   // G stage maps GPA page g + OFF → SPA page g for the PDT pages; the rest is identity.
   const OFF = 0x100000;
   const mk = () => {
-    const env = makeEnv({});
+    const env = testIommuEnv({});
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
     const pdt = new PdtBuilder(env.mem, env.alloc, PD17, false, (pn) => pn + OFF);
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     pt.map(0x1000, DATA);
-    pdt.set(0x123, pcTa(1), atp(SV39, pt.root));
+    pdt.set(0x123, encodePcTa(1), encodeAtp(SV39, pt.root));
     for (const pn of pdt.pages) g.map((pn + OFF) * 4096, pn * 4096);
     for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
     g.map(DATA, DATA);
     env.ddt.set(1, {
       tc: RISCV_IOMMU_DC_TC_PDTV,
-      fsc: atp(PD17, pdt.root),
-      iohgatp: iohgatp(8, 3, g.root),
+      fsc: encodeAtp(PD17, pdt.root),
+      iohgatp: encodeIohgatp(8, 3, g.root),
     });
     return { ...env, g, pdt };
   };
   await t.step("translation succeeds through the G-stage-translated PDT", () => {
     const env = mk();
-    assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0x123 })).pa, DATA);
+    assert.equal(
+      testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 0x123 })).pa,
+      DATA,
+    );
   });
   await t.step("unmapped PDT page → guest-page fault, iotval2 = GPA with bit 0 (implicit)", () => {
     const env = mk();
     const leafPn = env.pdt.pages[1];
     const gpte = env.g.pteAddr((leafPn + OFF) * 4096, 0);
     env.g.write(gpte, 0n);
-    const r = xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0x123 }));
+    const r = testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 0x123 }));
     assert.equal(r.cause, 21);
     assert.equal(r.iotval2, BigInt((leafPn + OFF) * 4096 + 0x23 * 16) | 1n);
   });
@@ -680,19 +728,19 @@ Deno.test("PDT pointers are GPAs translated by the G stage; faults are guest-pag
 Deno.test("endianness: the PDT and PCs follow DC.tc.SBE, not fctl.BE (digest §4.6)", async (t) => {
   // Device 1: a PD17 directory and a first-stage table of endianness `sbe`, DDT of `fctlBe`.
   const mk = (fctlBe: boolean, sbe: boolean, pdtBe = sbe) => {
-    const env = makeEnv({ end: true });
+    const env = testIommuEnv({ end: true });
     env.tr.fctlBE = fctlBe;
     const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, fctlBe);
     env.tr.ddtpPpn = ddt.rootPn;
     const pdt = new PdtBuilder(env.mem, env.alloc, PD17, pdtBe);
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39", sbe);
     pt.map(0x1000, DATA);
-    pdt.set(0x1_0203, pcTa(7), atp(SV39, pt.root));
+    pdt.set(0x1_0203, encodePcTa(7), encodeAtp(SV39, pt.root));
     ddt.set(1, {
       tc: RISCV_IOMMU_DC_TC_PDTV | (sbe ? RISCV_IOMMU_DC_TC_SBE : 0),
-      fsc: atp(PD17, pdt.root),
+      fsc: encodeAtp(PD17, pdt.root),
     });
-    return xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 0x1_0203 }));
+    return testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 0x1_0203 }));
   };
   await t.step("SBE=1 under fctl.BE=0: big-endian PDT, PC and page table", () => {
     assert.equal(mk(false, true).pa, DATA);
@@ -710,8 +758,8 @@ Deno.test("PDT cache: INVAL_PDT drops one PC; INVAL_DDT(DV=1) drops the device's
   env.tr.iotlbEnabled = false; // PCs keep their PSCIDs: only the PDT cache can be stale
   env.pc(1, DATA);
   env.pc(2, DATA);
-  const r1 = () => xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 1 }));
-  const r2 = () => xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 2 }));
+  const r1 = () => testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 1 }));
+  const r2 = () => testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 2 }));
   assert.equal(r1().pa, DATA);
   assert.equal(r2().pa, DATA);
   env.pc(1, DATA + 0x4000);
@@ -729,20 +777,29 @@ Deno.test("PDT cache: INVAL_PDT drops one PC; INVAL_DDT(DV=1) drops the device's
 Deno.test("PDT cache never holds an invalid PC", () => {
   const env = pdtEnv(PD8);
   const a = env.pdt.set(9, 0n, 0n);
-  assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 9 })).cause, 266);
+  assert.equal(
+    testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 9 })).cause,
+    266,
+  );
   env.pc(9, DATA);
   assert.equal(env.mem.read64(a) & 1n, 1n);
-  assert.equal(xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 9 })).pa, DATA);
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid: 9 })).pa, DATA);
 });
 
 Deno.test("ATS requests: PDT not valid answers Success R=W=0; PDT load fault is logged", () => {
   const env = pdtEnv(PD8, RISCV_IOMMU_DC_TC_EN_ATS);
-  const r = xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 7, kind: REQ_ATS }));
+  const r = testTranslate(
+    env.tr,
+    testRequest(1, 0x1000, { pidValid: true, pid: 7, kind: REQ_ATS }),
+  );
   assert.equal(r.status, XLATE_OK);
   assert.equal(r.perm, 0);
   assert.equal(r.reported, false);
   env.mem.injectFault(env.pdt.pcAddr(8), 16);
-  const r2 = xlate(env.tr, req(1, 0x1000, { pidValid: true, pid: 8, kind: REQ_ATS }));
+  const r2 = testTranslate(
+    env.tr,
+    testRequest(1, 0x1000, { pidValid: true, pid: 8, kind: REQ_ATS }),
+  );
   assert.equal(r2.status, XLATE_FAULT);
   assert.equal(r2.cause, 265);
   assert.equal(r2.reported, true);
@@ -750,8 +807,8 @@ Deno.test("ATS requests: PDT not valid answers Success R=W=0; PDT load fault is 
 
 Deno.test("a cached DC is never used for a device_id too wide for the current ddtp mode", () => {
   const env = sv39Env({}, 4, 0x1000);
-  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).pa, DATA);
-  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).pa, DATA, "IOTLB hit");
+  assert.equal(testTranslate(env.tr, testRequest(0x1000, 0x1000)).pa, DATA);
+  assert.equal(testTranslate(env.tr, testRequest(0x1000, 0x1000)).pa, DATA, "IOTLB hit");
   env.tr.ddtpMode = 2; // 1LVL: device_id must fit in 6 bits
-  assert.equal(xlate(env.tr, req(0x1000, 0x1000)).cause, 260);
+  assert.equal(testTranslate(env.tr, testRequest(0x1000, 0x1000)).cause, 260);
 });

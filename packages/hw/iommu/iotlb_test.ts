@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
 import type { IommuCaps } from "./caps.ts";
 import {
-  atp,
-  dcTa,
-  iohgatp,
-  makeEnv,
+  encodeAtp,
+  encodeDcTa,
+  encodeIohgatp,
   PageTableBuilder,
-  req,
-  RW_USER,
-  xlate,
-} from "./_test_builders.ts";
+  TEST_PTE_RW_USER,
+  type TestIommuEnv,
+  testIommuEnv,
+  testRequest,
+  testTranslate,
+} from "../testing.ts";
 import { Iotlb } from "./iotlb.ts";
 import { ACC_WRITE, XLATE_OK } from "./request.ts";
 import { PTE_D, PTE_G, RISCV_IOMMU_DC_TC_SADE } from "./structs.ts";
@@ -29,7 +30,7 @@ const ALL: Name[] = ["h1A", "h1B", "h2A", "v7_1A", "v7_1B", "v7_2A", "v8_1A", "g
  * VM first stages map IOVA A/B to distinct GPAs; the G-stage leaves of those GPAs change.
  */
 function world(caps: Partial<IommuCaps> = {}) {
-  const env = makeEnv(caps);
+  const env = testIommuEnv(caps);
   const { mem, alloc, ddt } = env;
   const where = new Map<Name, { did: number; iova: number; old: number }>();
   const rewrite: (() => void)[] = [];
@@ -44,7 +45,7 @@ function world(caps: Partial<IommuCaps> = {}) {
       const old = OLD + slot * 4096, neu = NEW + slot * 4096;
       slot++;
       const target = g === null ? old : gpaBase + iova;
-      const leaf = pt.map(iova, target, { flags: RW_USER | (global ? PTE_G : 0) });
+      const leaf = pt.map(iova, target, { flags: TEST_PTE_RW_USER | (global ? PTE_G : 0) });
       if (global) {
         for (const l of [1, 2]) {
           const a = pt.pteAddr(iova, l);
@@ -52,18 +53,18 @@ function world(caps: Partial<IommuCaps> = {}) {
         }
       }
       if (g === null) {
-        rewrite.push(() => pt.write(leaf, BigInt(neu) >> 12n << 10n | BigInt(RW_USER)));
+        rewrite.push(() => pt.write(leaf, BigInt(neu) >> 12n << 10n | BigInt(TEST_PTE_RW_USER)));
       } else {
         const gl = g.map(target, old);
-        rewrite.push(() => g.write(gl, BigInt(neu) >> 12n << 10n | BigInt(RW_USER)));
+        rewrite.push(() => g.write(gl, BigInt(neu) >> 12n << 10n | BigInt(TEST_PTE_RW_USER)));
       }
       where.set(name, { did, iova, old });
     }
     if (g !== null) { for (const pn of pt.pages) g.map(pn * 4096, pn * 4096); }
     ddt.set(did, {
-      fsc: atp(8, pt.root),
-      ta: dcTa(pscid),
-      iohgatp: g === null ? 0n : iohgatp(8, gscid!, g.root),
+      fsc: encodeAtp(8, pt.root),
+      ta: encodeDcTa(pscid),
+      iohgatp: g === null ? 0n : encodeIohgatp(8, gscid!, g.root),
     });
     did++;
   };
@@ -78,13 +79,13 @@ function world(caps: Partial<IommuCaps> = {}) {
   const g7 = gStages.get(7)!;
   const gl = g7.map(0x7200_0000, OLD + slot * 4096);
   const neu = NEW + slot * 4096;
-  rewrite.push(() => g7.write(gl, BigInt(neu) >> 12n << 10n | BigInt(RW_USER)));
+  rewrite.push(() => g7.write(gl, BigInt(neu) >> 12n << 10n | BigInt(TEST_PTE_RW_USER)));
   where.set("g7", { did, iova: 0x7200_0000, old: OLD + slot * 4096 });
-  ddt.set(did, { iohgatp: iohgatp(8, 7, g7.root) });
+  ddt.set(did, { iohgatp: encodeIohgatp(8, 7, g7.root) });
 
   const pa = (name: Name) => {
     const w = where.get(name)!;
-    return xlate(env.tr, req(w.did, w.iova)).pa;
+    return testTranslate(env.tr, testRequest(w.did, w.iova)).pa;
   };
   for (const name of ALL) assert.equal(pa(name), where.get(name)!.old, `${name} primes`);
   for (const f of rewrite) f();
@@ -95,7 +96,7 @@ function world(caps: Partial<IommuCaps> = {}) {
 }
 
 Deno.test("IOTINVAL.VMA: all 8 GV/AV/PSCV cases, with the global-entry exceptions", async (t) => {
-  const cases: [string, Parameters<ReturnType<typeof makeEnv>["tr"]["iotinvalVma"]>, Name[]][] = [
+  const cases: [string, Parameters<TestIommuEnv["tr"]["iotinvalVma"]>, Name[]][] = [
     ["GV=0 AV=0 PSCV=0: every host entry, global included", [
       false,
       false,
@@ -199,34 +200,38 @@ Deno.test("IOTINVAL.GVMA drops G-stage and combined entries, never host entries"
 });
 
 Deno.test("IOTINVAL.GVMA by address drops entries made through the G-stage superpage mapping it", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, 0x7005_3000);
   for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
   const leaf = g.map(0x7000_0000, OLD, { level: 1 });
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1), iohgatp: iohgatp(8, 3, g.root) });
-  assert.equal(xlate(env.tr, req(1, 0x1000)).pa, OLD + 0x5_3000);
-  g.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(RW_USER));
+  env.ddt.set(1, {
+    fsc: encodeAtp(8, pt.root),
+    ta: encodeDcTa(1),
+    iohgatp: encodeIohgatp(8, 3, g.root),
+  });
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x1000)).pa, OLD + 0x5_3000);
+  g.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
   env.tr.iotinvalGvma(true, true, 3, 0x7010_0000, 0, false, false);
-  assert.equal(xlate(env.tr, req(1, 0x1000)).pa, NEW + 0x5_3000);
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x1000)).pa, NEW + 0x5_3000);
 });
 
 Deno.test("IOTINVAL S=1 invalidates the NAPOT range ADDR encodes (capabilities.S)", async (t) => {
   const mk = (caps: Partial<IommuCaps>) => {
-    const env = makeEnv(caps);
+    const env = testIommuEnv(caps);
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     const leaves = new Map<number, number>();
     for (let p = 0xe; p <= 0x18; p++) leaves.set(p, pt.map(p * 4096, OLD + p * 4096));
-    env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
-    for (let p = 0xe; p <= 0x18; p++) xlate(env.tr, req(1, p * 4096));
+    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+    for (let p = 0xe; p <= 0x18; p++) testTranslate(env.tr, testRequest(1, p * 4096));
     for (const [p, a] of leaves) {
-      pt.write(a, BigInt(NEW + p * 4096) >> 12n << 10n | BigInt(RW_USER));
+      pt.write(a, BigInt(NEW + p * 4096) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
     }
     const fresh = () => {
       const out: number[] = [];
       for (let p = 0xe; p <= 0x18; p++) {
-        if (xlate(env.tr, req(1, p * 4096)).pa === NEW + p * 4096) out.push(p);
+        if (testTranslate(env.tr, testRequest(1, p * 4096)).pa === NEW + p * 4096) out.push(p);
       }
       return out;
     };
@@ -248,114 +253,134 @@ Deno.test("IOTINVAL S=1 invalidates the NAPOT range ADDR encodes (capabilities.S
     assert.deepEqual(fresh(), [0x11]);
   });
   await t.step("GVMA with S=1", () => {
-    const env = makeEnv({ s: true });
+    const env = testIommuEnv({ s: true });
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
     const leaves = [0x3f, 0x40, 0x7f, 0x80].map((p) => [p, g.map(p * 4096, OLD + p * 4096)]);
-    env.ddt.set(1, { iohgatp: iohgatp(8, 2, g.root) });
-    for (const [p] of leaves) xlate(env.tr, req(1, p * 4096));
-    for (const [p, a] of leaves) g.write(a, BigInt(NEW + p * 4096) >> 12n << 10n | BigInt(RW_USER));
+    env.ddt.set(1, { iohgatp: encodeIohgatp(8, 2, g.root) });
+    for (const [p] of leaves) testTranslate(env.tr, testRequest(1, p * 4096));
+    for (const [p, a] of leaves) {
+      g.write(a, BigInt(NEW + p * 4096) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
+    }
     env.tr.iotinvalGvma(true, true, 2, 0x5f * 4096, 0, false, true); // 0x40..0x7f
-    const fresh = leaves.filter(([p]) => xlate(env.tr, req(1, p * 4096)).pa === NEW + p * 4096);
+    const fresh = leaves.filter(([p]) =>
+      testTranslate(env.tr, testRequest(1, p * 4096)).pa === NEW + p * 4096
+    );
     assert.deepEqual(fresh.map(([p]) => p), [0x40, 0x7f]);
   });
 });
 
 Deno.test("a superpage is one IOTLB entry; any address in it invalidates it", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   const leaf = pt.map(0x20_0000, OLD, { level: 1 });
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
   for (const off of [0, 0x1000, 0x1f_f000, 0x12_3456]) {
-    assert.equal(xlate(env.tr, req(1, 0x20_0000 + off)).pa, OLD + off);
+    assert.equal(testTranslate(env.tr, testRequest(1, 0x20_0000 + off)).pa, OLD + off);
   }
   assert.equal(env.tr.iotlbSize, 1);
-  pt.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(RW_USER));
-  assert.equal(xlate(env.tr, req(1, 0x20_5000)).pa, OLD + 0x5000, "stale until invalidated");
+  pt.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
+  assert.equal(
+    testTranslate(env.tr, testRequest(1, 0x20_5000)).pa,
+    OLD + 0x5000,
+    "stale until invalidated",
+  );
   env.tr.iotinvalVma(false, true, true, 0, 1, 0x21_7000, 0, false, false);
-  assert.equal(xlate(env.tr, req(1, 0x20_5000)).pa, NEW + 0x5000);
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x20_5000)).pa, NEW + 0x5000);
 });
 
 Deno.test("IOTLB entries are tagged by PSCID and IOVA, not by device", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt1 = new PageTableBuilder(env.mem, env.alloc, "sv39");
   const pt2 = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt1.map(A, OLD);
   pt2.map(A, NEW);
-  env.ddt.set(1, { fsc: atp(8, pt1.root), ta: dcTa(5) });
-  env.ddt.set(2, { fsc: atp(8, pt2.root), ta: dcTa(5) });
-  env.ddt.set(3, { fsc: atp(8, pt2.root), ta: dcTa(6) });
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD);
-  assert.equal(xlate(env.tr, req(2, A)).pa, OLD, "same PSCID shares the entry");
-  assert.equal(xlate(env.tr, req(3, A)).pa, NEW);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt1.root), ta: encodeDcTa(5) });
+  env.ddt.set(2, { fsc: encodeAtp(8, pt2.root), ta: encodeDcTa(5) });
+  env.ddt.set(3, { fsc: encodeAtp(8, pt2.root), ta: encodeDcTa(6) });
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, OLD);
+  assert.equal(testTranslate(env.tr, testRequest(2, A)).pa, OLD, "same PSCID shares the entry");
+  assert.equal(testTranslate(env.tr, testRequest(3, A)).pa, NEW);
 });
 
 Deno.test("IODIR does not touch the IOTLB and IOTINVAL does not touch the DDT cache", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt1 = new PageTableBuilder(env.mem, env.alloc, "sv39");
   const pt2 = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt1.map(A, OLD);
   pt2.map(A, NEW);
-  env.ddt.set(1, { fsc: atp(8, pt1.root), ta: dcTa(5) });
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD);
-  env.ddt.set(1, { fsc: atp(8, pt2.root), ta: dcTa(5) });
+  env.ddt.set(1, { fsc: encodeAtp(8, pt1.root), ta: encodeDcTa(5) });
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, OLD);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt2.root), ta: encodeDcTa(5) });
   env.tr.iotinvalVma(false, false, false, 0, 0, 0, 0, false, false);
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD, "the cached DC still points at table 1");
+  assert.equal(
+    testTranslate(env.tr, testRequest(1, A)).pa,
+    OLD,
+    "the cached DC still points at table 1",
+  );
   env.tr.invalDdt(true, 1);
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD, "IOTLB entry of PSCID 5 still there");
+  assert.equal(
+    testTranslate(env.tr, testRequest(1, A)).pa,
+    OLD,
+    "IOTLB entry of PSCID 5 still there",
+  );
   env.tr.iotinvalVma(false, false, true, 0, 5, 0, 0, false, false);
-  assert.equal(xlate(env.tr, req(1, A)).pa, NEW);
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, NEW);
 });
 
 Deno.test("the IOTLB never holds a faulting translation", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
-  assert.equal(xlate(env.tr, req(1, A)).cause, 13);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).cause, 13);
   assert.equal(env.tr.iotlbSize, 0);
   pt.map(A, OLD);
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD, "no invalidation needed after V 0→1");
+  assert.equal(
+    testTranslate(env.tr, testRequest(1, A)).pa,
+    OLD,
+    "no invalidation needed after V 0→1",
+  );
 });
 
 Deno.test("a cached clean page still walks on a write so D gets set (SADE)", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
-  const leaf = pt.map(A, OLD, { flags: RW_USER & ~PTE_D });
-  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_SADE, fsc: atp(8, pt.root), ta: dcTa(1) });
-  assert.equal(xlate(env.tr, req(1, A)).perm, 1, "cached without W: D is clear");
+  const leaf = pt.map(A, OLD, { flags: TEST_PTE_RW_USER & ~PTE_D });
+  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_SADE, fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).perm, 1, "cached without W: D is clear");
   assert.equal(pt.read(leaf) & BigInt(PTE_D), 0n);
-  const w = xlate(env.tr, req(1, A, { access: ACC_WRITE }));
+  const w = testTranslate(env.tr, testRequest(1, A, { access: ACC_WRITE }));
   assert.equal(w.status, XLATE_OK);
   assert.equal(pt.read(leaf) & BigInt(PTE_D), BigInt(PTE_D));
   assert.equal(w.perm, 3);
 });
 
 Deno.test("iotlbEnabled=false: every translation walks; flushAll empties the caches", () => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   const leaf = pt.map(A, OLD);
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
   env.tr.iotlbEnabled = false;
-  assert.equal(xlate(env.tr, req(1, A)).pa, OLD);
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, OLD);
   assert.equal(env.tr.iotlbSize, 0);
-  pt.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(RW_USER));
-  assert.equal(xlate(env.tr, req(1, A)).pa, NEW);
+  pt.write(leaf, BigInt(NEW) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, NEW);
   env.tr.iotlbEnabled = true;
-  xlate(env.tr, req(1, A));
+  testTranslate(env.tr, testRequest(1, A));
   assert.equal(env.tr.iotlbSize, 1);
   env.tr.flushAll();
   assert.equal(env.tr.iotlbSize, 0);
 });
 
 Deno.test("IOTLB conflicts and capacity: a small IOTLB still translates every page right", () => {
-  const env = makeEnv({}, 4, { iotlbEntries: 8 });
+  const env = testIommuEnv({}, 4, { iotlbEntries: 8 });
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   for (let p = 0; p < 64; p++) pt.map(p * 4096 * 3, OLD + p * 4096);
   pt.map(0x4000_0000, 0x1_0000_0000, { level: 2 });
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
   for (let round = 0; round < 3; round++) {
     for (let p = 0; p < 64; p++) {
-      assert.equal(xlate(env.tr, req(1, p * 4096 * 3 + 8)).pa, OLD + p * 4096 + 8);
-      const r = xlate(env.tr, req(1, 0x4000_0000 + p * 0x10_0000));
+      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096 * 3 + 8)).pa, OLD + p * 4096 + 8);
+      const r = testTranslate(env.tr, testRequest(1, 0x4000_0000 + p * 0x10_0000));
       assert.equal(r.pa, 0x1_0000_0000 + p * 0x10_0000);
     }
   }

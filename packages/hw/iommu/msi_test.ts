@@ -2,16 +2,16 @@ import assert from "node:assert/strict";
 import { MEM_POISON } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
 import {
-  atp,
-  dcTa,
   DdtBuilder,
-  iohgatp,
-  makeEnv,
+  encodeAtp,
+  encodeDcTa,
+  encodeIohgatp,
   PageTableBuilder,
-  put64,
-  req,
-  xlate,
-} from "./_test_builders.ts";
+  testIommuEnv,
+  testRequest,
+  testTranslate,
+  testWrite64,
+} from "../testing.ts";
 import { extractBits } from "./msi.ts";
 import { ACC_EXEC, ACC_WRITE, REQ_ATS, XLATE_ABSORBED, XLATE_FAULT, XLATE_OK } from "./request.ts";
 import { RISCV_IOMMU_DC_TC_EN_ATS, RISCV_IOMMU_DC_TC_SBE } from "./structs.ts";
@@ -38,7 +38,7 @@ function mrifPte(mrif: number, nppn: number, nid: number): [bigint, bigint] {
  * `fs` adds a first stage mapping IOVA 0x5000 to the MSI GPA 0x2800_3000.
  */
 function msiEnv(caps: Partial<IommuCaps> = {}, opts: { fs?: boolean; tc?: number } = {}) {
-  const env = makeEnv(caps);
+  const env = testIommuEnv(caps);
   const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
   for (let gb = 0; gb < 4; gb++) g.map(gb * 2 ** 30, gb * 2 ** 30, { level: 2 });
   const msiPt = env.alloc.pages();
@@ -47,27 +47,27 @@ function msiEnv(caps: Partial<IommuCaps> = {}, opts: { fs?: boolean; tc?: number
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     pt.map(0x5000, IMSIC + 0x3000);
     pt.map(0x6000, DATA);
-    fsc = atp(8, pt.root);
+    fsc = encodeAtp(8, pt.root);
   }
   env.ddt.set(1, {
     tc: opts.tc ?? 0,
-    iohgatp: iohgatp(8, 4, g.root),
+    iohgatp: encodeIohgatp(8, 4, g.root),
     fsc,
-    ta: dcTa(3),
-    msiptp: atp(1, msiPt),
+    ta: encodeDcTa(3),
+    msiptp: encodeAtp(1, msiPt),
     msiMask: MASK,
     msiPattern: PATTERN,
   });
   const setPte = (file: number, [w0, w1]: [bigint, bigint]) => {
-    put64(env.mem, msiPt * 4096 + file * 16, w0);
-    put64(env.mem, msiPt * 4096 + file * 16 + 8, w1);
+    testWrite64(env.mem, msiPt * 4096 + file * 16, w0);
+    testWrite64(env.mem, msiPt * 4096 + file * 16 + 8, w1);
     return msiPt * 4096 + file * 16;
   };
   return { ...env, g, msiPt, setPte };
 }
 
 const msiWrite = (gpa: number, data: number, init = {}) =>
-  req(1, gpa, { access: ACC_WRITE, data, len: 4, ...init });
+  testRequest(1, gpa, { access: ACC_WRITE, data, len: 4, ...init });
 
 Deno.test("extractBits packs the masked bits towards bit 0 (the spec's example)", () => {
   // x = a b c d e f g h, y = 1 0 1 0 0 1 1 0 → 0 0 0 0 a c f g.
@@ -84,46 +84,46 @@ Deno.test("basic-translate MSI PTE (M=3): the interrupt file number selects the 
   env.setPte(11, basicPte(0x2f00_0));
   env.setPte(3, basicPte(0x2e00_0));
   await t.step("file 11", () => {
-    const r = xlate(env.tr, msiWrite(0x2801_3004, 5));
+    const r = testTranslate(env.tr, msiWrite(0x2801_3004, 5));
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.pa, 0x2f00_0004);
     assert.equal(r.size, 4096);
   });
   await t.step("file 3", () => {
-    assert.equal(xlate(env.tr, msiWrite(0x2800_3000, 5)).pa, 0x2e00_0000);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).pa, 0x2e00_0000);
   });
   await t.step("reads are translated too (R=W=1)", () => {
-    assert.equal(xlate(env.tr, req(1, 0x2800_3000)).pa, 0x2e00_0000);
+    assert.equal(testTranslate(env.tr, testRequest(1, 0x2800_3000)).pa, 0x2e00_0000);
   });
   await t.step("read-for-execute → instruction access fault (cause 1)", () => {
-    const r = xlate(env.tr, req(1, 0x2800_3000, { access: ACC_EXEC }));
+    const r = testTranslate(env.tr, testRequest(1, 0x2800_3000, { access: ACC_EXEC }));
     assert.equal(r.cause, 1);
     assert.equal(r.ttyp, 1);
   });
   await t.step("addresses outside the pattern use the G stage", () => {
-    assert.equal(xlate(env.tr, msiWrite(0x2802_3000, 5)).pa, 0x2802_3000);
-    assert.equal(xlate(env.tr, msiWrite(0x2808_3000, 5)).pa, 0x2808_3000);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2802_3000, 5)).pa, 0x2802_3000);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2808_3000, 5)).pa, 0x2808_3000);
   });
 });
 
 Deno.test("MSI recognition applies to the GPA after the first stage", () => {
   const env = msiEnv({}, { fs: true });
   env.setPte(3, basicPte(0x2e00_0));
-  assert.equal(xlate(env.tr, msiWrite(0x5010, 1)).pa, 0x2e00_0010);
-  assert.equal(xlate(env.tr, msiWrite(0x6010, 1)).pa, DATA + 0x10);
+  assert.equal(testTranslate(env.tr, msiWrite(0x5010, 1)).pa, 0x2e00_0010);
+  assert.equal(testTranslate(env.tr, msiWrite(0x6010, 1)).pa, DATA + 0x10);
 });
 
 Deno.test("msiptp.MODE Off: no MSI translation even when the pattern matches", () => {
   const env = msiEnv();
   const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
   g.map(0x2800_3000, DATA);
-  env.ddt.set(1, { iohgatp: iohgatp(8, 4, g.root), msiMask: MASK, msiPattern: PATTERN });
+  env.ddt.set(1, { iohgatp: encodeIohgatp(8, 4, g.root), msiMask: MASK, msiPattern: PATTERN });
   env.tr.invalDdt(true, 1);
-  assert.equal(xlate(env.tr, msiWrite(0x2800_3000, 1)).pa, DATA);
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 1)).pa, DATA);
 });
 
 Deno.test("MSI PTE faults: 261 load, 270 poison, 262 V=0, 263 misconfigured", async (t) => {
-  const run = (env: ReturnType<typeof msiEnv>) => xlate(env.tr, msiWrite(0x2800_3000, 1));
+  const run = (env: ReturnType<typeof msiEnv>) => testTranslate(env.tr, msiWrite(0x2800_3000, 1));
   await t.step("load access fault → 261", () => {
     const env = msiEnv();
     env.mem.injectFault(env.setPte(3, basicPte(1)) + 8, 8);
@@ -180,22 +180,22 @@ Deno.test("MRIF MSI PTE (M=1): set the pending bit at 16·(id/64), then send the
       env.setPte(3, mrifPte(mrif, nppn, nid));
       env.mem.write64(mrif + 16, 1n << 63n); // an earlier pending id 127
       env.mem.write64(mrif + 24, 0xffn); // enable bits of ids 64..71
-      const r = xlate(env.tr, msiWrite(0x2800_3000, 70));
+      const r = testTranslate(env.tr, msiWrite(0x2800_3000, 70));
       assert.equal(r.status, XLATE_ABSORBED);
       assert.equal(env.mem.read64(mrif + 16), 1n << 63n | 1n << 6n);
       assert.equal(env.mem.read64(mrif + 24), 0xffn, "enable bits untouched");
       assert.equal(env.mem.read64(mrif + 8), 0n, "not at 8·(id/64) (QEMU's layout)");
       assert.equal(env.mem.read32(nppn * 4096), nid);
-      xlate(env.tr, msiWrite(0x2800_3000, 2047));
+      testTranslate(env.tr, msiWrite(0x2800_3000, 2047));
       assert.equal(env.mem.read64(mrif + 16 * 31) >> 63n, 1n);
-      xlate(env.tr, msiWrite(0x2800_3000, 33));
+      testTranslate(env.tr, msiWrite(0x2800_3000, 33));
       assert.equal(env.mem.read64(mrif), 1n << 33n);
     });
   }
   await t.step("NID[10] comes from bit 60 of the second doubleword", () => {
     const env = msiEnv();
     env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 0x7ff));
-    xlate(env.tr, msiWrite(0x2800_3000, 1));
+    testTranslate(env.tr, msiWrite(0x2800_3000, 1));
     assert.equal(env.mem.read32(0xa000_0000), 0x7ff);
   });
 });
@@ -210,7 +210,7 @@ Deno.test("MRIF writes the spec discards are absorbed without effect", async (t)
     await t.step(name, () => {
       const env = msiEnv();
       env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
-      const r = xlate(env.tr, msiWrite(gpa, data));
+      const r = testTranslate(env.tr, msiWrite(gpa, data));
       assert.equal(r.status, XLATE_ABSORBED);
       assert.equal(env.mem.read64(0x9100_0000), 0n);
       assert.equal(env.mem.read32(0xa000_0000), 0, "no notice MSI");
@@ -221,12 +221,12 @@ Deno.test("MRIF writes the spec discards are absorbed without effect", async (t)
 Deno.test("MRIF pages: aligned 32-bit reads read zero, other accesses abort", () => {
   const env = msiEnv();
   env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
-  assert.equal(xlate(env.tr, req(1, 0x2800_3000)).status, XLATE_ABSORBED);
-  const r = xlate(env.tr, msiWrite(0x2800_3002, 1));
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x2800_3000)).status, XLATE_ABSORBED);
+  const r = testTranslate(env.tr, msiWrite(0x2800_3002, 1));
   assert.equal(r.cause, 7);
-  const r8 = xlate(env.tr, msiWrite(0x2800_3000, 1, { len: 8 }));
+  const r8 = testTranslate(env.tr, msiWrite(0x2800_3000, 1, { len: 8 }));
   assert.equal(r8.cause, 7);
-  assert.equal(xlate(env.tr, req(1, 0x2800_3000, { len: 2 })).cause, 5);
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x2800_3000, { len: 2 })).cause, 5);
   assert.equal(env.mem.read64(0x9100_0000), 0n);
 });
 
@@ -235,19 +235,19 @@ Deno.test("MRIF access faults: 264 for a faulting MRIF or notice write, 271 for 
     const env = msiEnv();
     env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
     env.mem.injectFault(0x9100_0000, 16);
-    assert.equal(xlate(env.tr, msiWrite(0x2800_3000, 5)).cause, 264);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).cause, 264);
   });
   await t.step("MRIF poison", () => {
     const env = msiEnv();
     env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
     env.mem.injectFault(0x9100_0000, 16, MEM_POISON);
-    assert.equal(xlate(env.tr, msiWrite(0x2800_3000, 5)).cause, 271);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).cause, 271);
   });
   await t.step("notice MSI write fault", () => {
     const env = msiEnv();
     env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
     env.mem.injectFault(0xa000_0000, 4);
-    assert.equal(xlate(env.tr, msiWrite(0x2800_3000, 5)).cause, 264);
+    assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).cause, 264);
   });
 });
 
@@ -255,41 +255,47 @@ Deno.test("debug-interface requests to an MRIF-mapped address are disallowed (ca
   const env = msiEnv();
   env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
   env.setPte(4, basicPte(0x2e00_0));
-  const r = xlate(env.tr, req(1, 0x2800_3000, { debug: true }));
+  const r = testTranslate(env.tr, testRequest(1, 0x2800_3000, { debug: true }));
   assert.equal(r.status, XLATE_FAULT);
   assert.equal(r.cause, 260);
   assert.equal(env.mem.read64(0x9100_0000), 0n);
-  assert.equal(xlate(env.tr, req(1, 0x2800_4000, { debug: true })).pa, 0x2e00_0000);
+  assert.equal(testTranslate(env.tr, testRequest(1, 0x2800_4000, { debug: true })).pa, 0x2e00_0000);
 });
 
 Deno.test("ATS translation of MSI addresses: basic → SPA; MRIF → Success with U=1", () => {
   const env = msiEnv({}, { tc: RISCV_IOMMU_DC_TC_EN_ATS });
   env.setPte(3, mrifPte(0x9100_0000, 0xa0000, 9));
   env.setPte(4, basicPte(0x2e00_0));
-  const m = xlate(env.tr, req(1, 0x2800_3000, { kind: REQ_ATS, access: ACC_WRITE }));
+  const m = testTranslate(
+    env.tr,
+    testRequest(1, 0x2800_3000, { kind: REQ_ATS, access: ACC_WRITE }),
+  );
   assert.equal(m.status, XLATE_OK);
   assert.equal(m.untranslatedOnly, true);
   assert.equal(m.perm, 3);
-  const b = xlate(env.tr, req(1, 0x2800_4000, { kind: REQ_ATS, access: ACC_WRITE }));
+  const b = testTranslate(
+    env.tr,
+    testRequest(1, 0x2800_4000, { kind: REQ_ATS, access: ACC_WRITE }),
+  );
   assert.equal(b.untranslatedOnly, false);
   assert.equal(b.pa, 0x2e00_0000);
   assert.equal(b.perm, 3);
   assert.equal(b.global, false);
-  const bro = xlate(env.tr, req(1, 0x2800_4000, { kind: REQ_ATS }));
+  const bro = testTranslate(env.tr, testRequest(1, 0x2800_4000, { kind: REQ_ATS }));
   assert.equal(bro.perm, 1, "no write asked (NW=1): read only");
   env.setPte(5, [0n, 0n]);
-  const v = xlate(env.tr, req(1, 0x2800_5000, { kind: REQ_ATS }));
+  const v = testTranslate(env.tr, testRequest(1, 0x2800_5000, { kind: REQ_ATS }));
   assert.equal(v.status, XLATE_OK, "262 answers Success with R=W=0");
   assert.equal(v.perm, 0);
   assert.equal(v.reported, false);
   env.setPte(6, [1n, 0n]);
-  const c = xlate(env.tr, req(1, 0x2800_6000, { kind: REQ_ATS }));
+  const c = testTranslate(env.tr, testRequest(1, 0x2800_6000, { kind: REQ_ATS }));
   assert.equal(c.status, XLATE_FAULT, "263 is a Completer Abort");
   assert.equal(c.reported, true);
 });
 
 Deno.test("endianness: the MSI page table follows fctl.BE; MRIFs and notice MSIs stay little-endian (digest §4.6)", () => {
-  const env = makeEnv({ end: true });
+  const env = testIommuEnv({ end: true });
   env.tr.fctlBE = true;
   const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
   env.tr.ddtpPpn = ddt.rootPn;
@@ -298,22 +304,26 @@ Deno.test("endianness: the MSI page table follows fctl.BE; MRIFs and notice MSIs
   const msiPt = env.alloc.pages();
   ddt.set(1, {
     tc: RISCV_IOMMU_DC_TC_SBE,
-    iohgatp: iohgatp(8, 4, g.root),
-    msiptp: atp(1, msiPt),
+    iohgatp: encodeIohgatp(8, 4, g.root),
+    msiptp: encodeAtp(1, msiPt),
     msiMask: MASK,
     msiPattern: PATTERN,
   });
   const setPte = (file: number, [w0, w1]: [bigint, bigint], be: boolean) => {
-    put64(env.mem, msiPt * 4096 + file * 16, w0, be);
-    put64(env.mem, msiPt * 4096 + file * 16 + 8, w1, be);
+    testWrite64(env.mem, msiPt * 4096 + file * 16, w0, be);
+    testWrite64(env.mem, msiPt * 4096 + file * 16 + 8, w1, be);
   };
   setPte(3, basicPte(0x2e00_0), true);
-  assert.equal(xlate(env.tr, msiWrite(0x2800_3010, 1)).pa, 0x2e00_0010);
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_3010, 1)).pa, 0x2e00_0010);
   setPte(5, basicPte(0x2e00_0), false);
-  assert.equal(xlate(env.tr, msiWrite(0x2800_5010, 1)).status, XLATE_FAULT, "LE PTE misread");
+  assert.equal(
+    testTranslate(env.tr, msiWrite(0x2800_5010, 1)).status,
+    XLATE_FAULT,
+    "LE PTE misread",
+  );
   const mrif = 0x9100_0200, nppn = 0xa0123;
   setPte(4, mrifPte(mrif, nppn, 0x5a5), true);
-  assert.equal(xlate(env.tr, msiWrite(0x2800_4000, 70)).status, XLATE_ABSORBED);
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_4000, 70)).status, XLATE_ABSORBED);
   assert.equal(env.mem.read64(mrif + 16), 1n << 6n, "pending bit 70, little-endian");
   assert.equal(env.mem.read32(nppn * 4096), 0x5a5, "notice MSI data, little-endian");
 });

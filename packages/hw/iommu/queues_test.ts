@@ -22,7 +22,14 @@ import {
   setIova,
   XLATE_FAULT,
 } from "./request.ts";
-import { atp, iohgatp, makeEnv, PageTableBuilder, pcTa, PdtBuilder } from "./_test_builders.ts";
+import {
+  encodeAtp,
+  encodeIohgatp,
+  encodePcTa,
+  PageTableBuilder,
+  PdtBuilder,
+  testIommuEnv,
+} from "../testing.ts";
 import { RISCV_IOMMU_DC_TC_DPE, RISCV_IOMMU_DC_TC_PDTV } from "./structs.ts";
 
 const RAM = 0x8000_0000;
@@ -128,19 +135,19 @@ Deno.test("fault records land at fqt, 32 bytes apart, and raise fip", () => {
 Deno.test("fault records end to end: CAUSE, PID, PV, PRIV, TTYP, DID, iotval and iotval2 of real faults (QEMU gets these wrong)", () => {
   // Device 0x1234: PD8 directory behind an Sv39x4 G stage; PC 5 (ENS, SUM) and PC 0 have an Sv39
   // first stage mapping IOVA 0x1000 to GPA 0x7000_0000, which the G stage leaves unmapped.
-  const env = makeEnv();
+  const env = testIommuEnv();
   const { mem, alloc } = env;
   const g = new PageTableBuilder(mem, alloc, "sv39x4");
   const pdt = new PdtBuilder(mem, alloc, 1);
   const pt = new PageTableBuilder(mem, alloc, "sv39");
   pt.map(0x1000, 0x7000_0000);
-  pdt.set(5, pcTa(9, { ens: true, sum: true }), atp(8, pt.root));
-  pdt.set(0, pcTa(9), atp(8, pt.root));
+  pdt.set(5, encodePcTa(9, { ens: true, sum: true }), encodeAtp(8, pt.root));
+  pdt.set(0, encodePcTa(9), encodeAtp(8, pt.root));
   for (const pn of [...pdt.pages, ...pt.pages]) g.map(pn * 4096, pn * 4096);
   env.ddt.set(0x1234, {
     tc: RISCV_IOMMU_DC_TC_PDTV | RISCV_IOMMU_DC_TC_DPE,
-    fsc: atp(1, pdt.root),
-    iohgatp: iohgatp(8, 3, g.root),
+    fsc: encodeAtp(1, pdt.root),
+    iohgatp: encodeIohgatp(8, 3, g.root),
   });
   const iommu = new Iommu({ mem });
   const fq = alloc.page();

@@ -1,19 +1,20 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
-  atp,
-  dcTa,
-  iohgatp,
-  makeEnv,
+  encodeAtp,
+  encodeDcTa,
+  encodeIohgatp,
+  encodePcTa,
   PageTableBuilder,
-  pcTa,
   PdtBuilder,
-  put64,
-  RAM_BASE,
-  req,
-  RW_USER,
-  xlate,
-} from "./_test_builders.ts";
+  TEST_PTE_RW_USER,
+  TEST_RAM_BASE,
+  type TestIommuEnv,
+  testIommuEnv,
+  testRequest,
+  testTranslate,
+  testWrite64,
+} from "../testing.ts";
 import {
   ACC_EXEC,
   ACC_READ,
@@ -66,39 +67,39 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
   await t.step(
     "Untranslated miss: 1, DDT walk 5, TLB miss 4, first-stage walk 7; hit: 1 only",
     () => {
-      const env = makeEnv();
+      const env = testIommuEnv();
       const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
       pt.map(0x1000, DATA);
-      env.ddt.set(9, { fsc: atp(8, pt.root), ta: dcTa(33) });
+      env.ddt.set(9, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(33) });
       const hpm = new Recorder();
       env.tr.hpm = hpm;
-      xlate(env.tr, req(9, 0x1000));
+      testTranslate(env.tr, testRequest(9, 0x1000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-", "5:9:-:-:-", "4:9:-:-:33", "7:9:-:-:33"]);
       hpm.events = [];
-      xlate(env.tr, req(9, 0x1000));
+      testTranslate(env.tr, testRequest(9, 0x1000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
       env.tr.hpm = null;
-      xlate(env.tr, req(9, 0x2000));
+      testTranslate(env.tr, testRequest(9, 0x2000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
     },
   );
   await t.step("PDT walk 6 and G-stage walks 8 (one per G-stage translation)", () => {
-    const env = makeEnv({});
+    const env = testIommuEnv({});
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
     const pdt = new PdtBuilder(env.mem, env.alloc, 1);
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     pt.map(0x1000, DATA);
-    pdt.set(4, pcTa(77), atp(8, pt.root));
+    pdt.set(4, encodePcTa(77), encodeAtp(8, pt.root));
     for (const pn of [...pdt.pages, ...pt.pages]) g.map(pn * 4096, pn * 4096);
     g.map(DATA, DATA);
     env.ddt.set(2, {
       tc: RISCV_IOMMU_DC_TC_PDTV,
-      fsc: atp(1, pdt.root),
-      iohgatp: iohgatp(8, 12, g.root),
+      fsc: encodeAtp(1, pdt.root),
+      iohgatp: encodeIohgatp(8, 12, g.root),
     });
     const hpm = new Recorder();
     env.tr.hpm = hpm;
-    xlate(env.tr, req(2, 0x1000, { pidValid: true, pid: 4 }));
+    testTranslate(env.tr, testRequest(2, 0x1000, { pidValid: true, pid: 4 }));
     assert.deepEqual(hpm.events, [
       "1:2:4:-:-",
       "5:2:4:-:-",
@@ -114,30 +115,34 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
     ]);
   });
   await t.step("Translated requests count 2, ATS translation requests 3", () => {
-    const env = makeEnv();
+    const env = testIommuEnv();
     env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_EN_ATS });
     const hpm = new Recorder();
     env.tr.hpm = hpm;
-    xlate(env.tr, req(3, 0x1000, { kind: REQ_TRANSLATED }));
-    xlate(env.tr, req(3, 0x1000, { kind: REQ_ATS }));
+    testTranslate(env.tr, testRequest(3, 0x1000, { kind: REQ_TRANSLATED }));
+    testTranslate(env.tr, testRequest(3, 0x1000, { kind: REQ_ATS }));
     assert.deepEqual(hpm.events.filter((e) => !e.startsWith("5:")), ["2:3:-:-:-", "3:3:-:-:-"]);
   });
 });
 
 /** Device 1 with EN_ATS and an Sv39 table; `flags` of the leaf at 0x1000. */
 function atsEnv(flags: number, tc = 0, caps = {}) {
-  const env = makeEnv(caps);
+  const env = testIommuEnv(caps);
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   const leaf = pt.map(0x1000, DATA, { flags });
-  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_EN_ATS | tc, fsc: atp(8, pt.root), ta: dcTa(1) });
+  env.ddt.set(1, {
+    tc: RISCV_IOMMU_DC_TC_EN_ATS | tc,
+    fsc: encodeAtp(8, pt.root),
+    ta: encodeDcTa(1),
+  });
   const ats = (access: 0 | 1 | 2 = ACC_READ, init = {}) =>
-    xlate(env.tr, req(1, 0x1000, { kind: REQ_ATS, access, ...init }));
+    testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_ATS, access, ...init }));
   return { ...env, pt, leaf, ats };
 }
 
 Deno.test("ATS translation requests: completion outcomes of digest §5.1", async (t) => {
   await t.step("Success with the permissions the tables grant", () => {
-    const env = atsEnv(RW_USER);
+    const env = atsEnv(TEST_PTE_RW_USER);
     const r = env.ats(ACC_WRITE);
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.pa, DATA);
@@ -152,15 +157,15 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
     assert.equal(r.reported, false);
   });
   await t.step("NW=1 (read asked): W not granted even on a writable page", () => {
-    assert.equal(atsEnv(RW_USER).ats(ACC_READ).perm, 1);
+    assert.equal(atsEnv(TEST_PTE_RW_USER).ats(ACC_READ).perm, 1);
   });
   await t.step("X only when execute is requested and only with R", () => {
-    assert.equal(atsEnv(RW_USER | PTE_X).ats(ACC_READ).perm, 1);
-    assert.equal(atsEnv(RW_USER | PTE_X).ats(ACC_EXEC).perm, 5);
+    assert.equal(atsEnv(TEST_PTE_RW_USER | PTE_X).ats(ACC_READ).perm, 1);
+    assert.equal(atsEnv(TEST_PTE_RW_USER | PTE_X).ats(ACC_EXEC).perm, 5);
     assert.equal(atsEnv(PTE_V | PTE_X | PTE_U | PTE_A).ats(ACC_EXEC).perm, 0);
   });
   await t.step("page faults (V=0, U mismatch, A=0 without SADE): Success R=W=0, not logged", () => {
-    for (const flags of [0, RW_USER & ~PTE_U, RW_USER & ~PTE_A]) {
+    for (const flags of [0, TEST_PTE_RW_USER & ~PTE_U, TEST_PTE_RW_USER & ~PTE_A]) {
       const r = atsEnv(flags).ats(ACC_WRITE);
       assert.equal(r.status, XLATE_OK, `flags ${flags}`);
       assert.equal(r.perm, 0);
@@ -168,12 +173,12 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
     }
   });
   await t.step("write asked on a clean page: SADE sets D and grants W", () => {
-    const env = atsEnv(RW_USER & ~PTE_D, RISCV_IOMMU_DC_TC_SADE);
+    const env = atsEnv(TEST_PTE_RW_USER & ~PTE_D, RISCV_IOMMU_DC_TC_SADE);
     assert.equal(env.ats(ACC_WRITE).perm, 3);
     assert.equal(env.pt.read(env.leaf) & BigInt(PTE_D), BigInt(PTE_D));
   });
   await t.step("PTE access fault: Completer Abort (fault, logged)", () => {
-    const env = atsEnv(RW_USER);
+    const env = atsEnv(TEST_PTE_RW_USER);
     env.mem.injectFault(env.leaf, 8);
     const r = env.ats(ACC_READ);
     assert.equal(r.status, XLATE_FAULT);
@@ -182,29 +187,29 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
     assert.equal(r.reported, true);
   });
   await t.step("DDT faults: Unsupported Request (fault, logged)", () => {
-    const env = atsEnv(RW_USER);
-    const r = xlate(env.tr, req(2, 0x1000, { kind: REQ_ATS }));
+    const env = atsEnv(TEST_PTE_RW_USER);
+    const r = testTranslate(env.tr, testRequest(2, 0x1000, { kind: REQ_ATS }));
     assert.equal(r.status, XLATE_FAULT);
     assert.equal(r.cause, 258);
     assert.equal(r.reported, true);
   });
   await t.step("ATS requests do not fill the IOTLB", () => {
-    const env = atsEnv(RW_USER);
+    const env = atsEnv(TEST_PTE_RW_USER);
     env.ats();
     assert.equal(env.tr.iotlbSize, 0);
   });
   await t.step("Global only with a PASID and a global first-stage leaf", () => {
-    const env = atsEnv(RW_USER | PTE_G);
+    const env = atsEnv(TEST_PTE_RW_USER | PTE_G);
     for (const l of [1, 2]) {
       const a = env.pt.pteAddr(0x1000, l);
       env.pt.write(a, env.pt.read(a) | BigInt(PTE_G));
     }
     assert.equal(env.ats().global, false, "no PASID");
     const pdt = new PdtBuilder(env.mem, env.alloc, 1);
-    pdt.set(5, pcTa(3), atp(8, env.pt.root));
+    pdt.set(5, encodePcTa(3), encodeAtp(8, env.pt.root));
     env.ddt.set(1, {
       tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
-      fsc: atp(1, pdt.root),
+      fsc: encodeAtp(1, pdt.root),
     });
     env.tr.invalDdt(true, 1);
     assert.equal(env.ats(ACC_READ, { pidValid: true, pid: 5 }).global, true);
@@ -212,17 +217,17 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
 });
 
 Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) => {
-  const env = makeEnv();
+  const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
-  env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
-  env.ddt.set(2, { tc: RISCV_IOMMU_DC_TC_DTF, fsc: atp(8, pt.root), ta: dcTa(1) });
-  env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_DTF | 1 << 13, fsc: atp(8, pt.root) });
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  env.ddt.set(2, { tc: RISCV_IOMMU_DC_TC_DTF, fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_DTF | 1 << 13, fsc: encodeAtp(8, pt.root) });
   await t.step("page fault record: TTYP 2/3/1 by access, iotval = IOVA, iotval2 = 0", () => {
     const iova = 0xffff_ffff_8000_1234n;
     for (
       const [access, ttyp, cause] of [[ACC_READ, 2, 13], [ACC_WRITE, 3, 15], [ACC_EXEC, 1, 12]]
     ) {
-      const r = xlate(env.tr, req(1, iova, { access: access as 0 | 1 | 2 }));
+      const r = testTranslate(env.tr, testRequest(1, iova, { access: access as 0 | 1 | 2 }));
       assert.equal(r.cause, cause);
       assert.equal(r.ttyp, ttyp);
       assert.equal(r.iotval, iova);
@@ -231,12 +236,12 @@ Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) 
     }
   });
   await t.step("DTF=1 suppresses translation faults", () => {
-    const r = xlate(env.tr, req(2, 0x1000));
+    const r = testTranslate(env.tr, testRequest(2, 0x1000));
     assert.equal(r.cause, 13);
     assert.equal(r.reported, false);
   });
   await t.step("a misconfigured DC is reported even with DTF set (DTF taken as 0)", () => {
-    const r = xlate(env.tr, req(3, 0x1000));
+    const r = testTranslate(env.tr, testRequest(3, 0x1000));
     assert.equal(r.cause, 259);
     assert.equal(r.reported, true);
   });
@@ -244,13 +249,13 @@ Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) 
 
 /** Translates `requests` in order with `env.tr` and with a twin that never uses an IOTLB:
  * every answer must be the same. */
-function agree(env: ReturnType<typeof makeEnv>, requests: InboundRequest[]): void {
+function agree(env: TestIommuEnv, requests: InboundRequest[]): void {
   const walker = new Translator(env.mem, env.caps);
   walker.ddtpMode = env.tr.ddtpMode;
   walker.ddtpPpn = env.tr.ddtpPpn;
   walker.iotlbEnabled = false;
   for (const r of requests) {
-    const a = xlate(env.tr, r), b = xlate(walker, r);
+    const a = testTranslate(env.tr, r), b = testTranslate(walker, r);
     assert.deepEqual(
       [a.status, a.pa, a.perm, a.size, a.cause],
       [b.status, b.pa, b.perm, b.size, b.cause],
@@ -266,7 +271,12 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
         fc.record({
           page: fc.integer({ min: 0, max: 4095 }),
           level: fc.constantFrom(0, 0, 0, 1),
-          flags: fc.constantFrom(RW_USER, PTE_V | PTE_R | PTE_U | PTE_A, RW_USER | PTE_X, 0),
+          flags: fc.constantFrom(
+            TEST_PTE_RW_USER,
+            PTE_V | PTE_R | PTE_U | PTE_A,
+            TEST_PTE_RW_USER | PTE_X,
+            0,
+          ),
         }),
         { minLength: 4, maxLength: 40 },
       ),
@@ -279,7 +289,7 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
         { minLength: 100, maxLength: 200 },
       ),
       (maps, reqs) => {
-        const env = makeEnv({}, 4, { iotlbEntries: 64 });
+        const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
         const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
         for (const m of maps) {
           const va = m.level === 1 ? (m.page & ~511) * 4096 : m.page * 4096;
@@ -288,10 +298,10 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
             flags: m.flags,
           });
         }
-        env.ddt.set(1, { fsc: atp(8, pt.root), ta: dcTa(1) });
+        env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
         agree(
           env,
-          reqs.map((q) => req(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 })),
+          reqs.map((q) => testRequest(1, q.page * 4096 + q.off, { access: q.access as 0 | 1 | 2 })),
         );
       },
     ),
@@ -303,14 +313,19 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
   const runs = Number(Deno.env.get("IOMMU_XLATE_PROP_RUNS") ?? 30);
   const GPA = 0x1_0000_0000;
   const leaf = fc.constantFrom(
-    RW_USER,
-    RW_USER & ~PTE_U,
+    TEST_PTE_RW_USER,
+    TEST_PTE_RW_USER & ~PTE_U,
     PTE_V | PTE_R | PTE_U | PTE_A,
-    RW_USER | PTE_X,
-    (RW_USER | PTE_X) & ~PTE_U,
+    TEST_PTE_RW_USER | PTE_X,
+    (TEST_PTE_RW_USER | PTE_X) & ~PTE_U,
     0,
   );
-  const gLeaf = fc.constantFrom(RW_USER, PTE_V | PTE_R | PTE_U | PTE_A, RW_USER | PTE_X, 0);
+  const gLeaf = fc.constantFrom(
+    TEST_PTE_RW_USER,
+    PTE_V | PTE_R | PTE_U | PTE_A,
+    TEST_PTE_RW_USER | PTE_X,
+    0,
+  );
   fc.assert(
     fc.property(
       fc.boolean(),
@@ -329,7 +344,7 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
         { minLength: 100, maxLength: 200 },
       ),
       (gOn, maps, reqs) => {
-        const env = makeEnv({}, 4, { iotlbEntries: 64 });
+        const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
         const g = gOn ? new PageTableBuilder(env.mem, env.alloc, "sv39x4") : null;
         const pdt = new PdtBuilder(env.mem, env.alloc, 1);
         const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
@@ -339,19 +354,19 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
           g?.map(m.page * 4096, DATA + m.page * 4096, { flags: m.gFlags }); // no process_id
         }
         // PCs 1 and 2 share PSCID 5 (and so IOTLB entries), only 2 with SUM; 3 lacks ENS.
-        pdt.set(1, pcTa(5, { ens: true }), atp(8, pt.root));
-        pdt.set(2, pcTa(5, { ens: true, sum: true }), atp(8, pt.root));
-        pdt.set(3, pcTa(6), atp(8, pt.root));
+        pdt.set(1, encodePcTa(5, { ens: true }), encodeAtp(8, pt.root));
+        pdt.set(2, encodePcTa(5, { ens: true, sum: true }), encodeAtp(8, pt.root));
+        pdt.set(3, encodePcTa(6), encodeAtp(8, pt.root));
         for (const pn of [...pdt.pages, ...pt.pages]) g?.map(pn * 4096, pn * 4096);
         env.ddt.set(1, {
           tc: RISCV_IOMMU_DC_TC_PDTV,
-          fsc: atp(1, pdt.root),
-          iohgatp: g === null ? 0n : iohgatp(8, 2, g.root),
+          fsc: encodeAtp(1, pdt.root),
+          iohgatp: g === null ? 0n : encodeIohgatp(8, 2, g.root),
         });
         agree(
           env,
           reqs.map((q) =>
-            req(1, q.page * 4096 + q.off, {
+            testRequest(1, q.page * 4096 + q.off, {
               access: q.access as 0 | 1 | 2,
               pidValid: q.pid !== null,
               pid: q.pid ?? 0,
@@ -386,20 +401,20 @@ Deno.test("garbage in every in-memory structure never throws (property)", () => 
       ),
       fc.boolean(),
       (words, reqs, small) => {
-        const env = makeEnv({ t2gpa: true, end: true, sv32: true, sv32x4: true, s: true }, 2);
+        const env = testIommuEnv({ t2gpa: true, end: true, sv32: true, sv32x4: true, s: true }, 2);
         // Page 0 of RAM holds the DDT; pages 1.. hold the random words, which also point at
         // each other (PPNs of RAM pages) often enough to reach deep into every structure.
-        const base = RAM_BASE / 4096;
+        const base = TEST_RAM_BASE / 4096;
         env.tr.ddtpPpn = base;
         words.forEach((w, i) => {
           const ptrish = (w & 0xf_0000_0000_03ffn) | BigInt(base + (i % 8)) << 10n;
           const v = small ? ptrish : w;
-          put64(env.mem, RAM_BASE + i * 8, v);
-          put64(env.mem, RAM_BASE + 4096 * (1 + (i % 7)) + 8 * i, v);
+          testWrite64(env.mem, TEST_RAM_BASE + i * 8, v);
+          testWrite64(env.mem, TEST_RAM_BASE + 4096 * (1 + (i % 7)) + 8 * i, v);
         });
         for (const q of reqs) {
-          const r = req(q.did, q.iova, { ...q, kind: q.kind as 0 | 1 | 2 });
-          const res = xlate(env.tr, r);
+          const r = testRequest(q.did, q.iova, { ...q, kind: q.kind as 0 | 1 | 2 });
+          const res = testTranslate(env.tr, r);
           assert.ok([0, 1, 2].includes(res.status));
           if (res.status === XLATE_FAULT) assert.ok(res.cause > 0 && res.cause < 275);
         }
@@ -412,7 +427,7 @@ Deno.test("garbage in every in-memory structure never throws (property)", () => 
 });
 
 Deno.test("fctlBE, fctlGXL and hpm read back what was set", () => {
-  const env = makeEnv({ end: true, sv32x4: true });
+  const env = testIommuEnv({ end: true, sv32x4: true });
   const hpm = new Recorder();
   env.tr.fctlBE = true;
   env.tr.fctlGXL = true;

@@ -2,18 +2,18 @@ import assert from "node:assert/strict";
 import { MEM_POISON } from "../memory.ts";
 import type { IommuCaps } from "./caps.ts";
 import {
-  atp,
-  dcTa,
   DdtBuilder,
-  type Env,
-  iohgatp,
-  makeEnv,
+  encodeAtp,
+  encodeDcTa,
+  encodeIohgatp,
   PageTableBuilder,
-  req,
-  RW_USER,
-  type Scheme,
-  xlate,
-} from "./_test_builders.ts";
+  type PageTableScheme,
+  TEST_PTE_RW_USER,
+  type TestIommuEnv,
+  testIommuEnv,
+  testRequest,
+  testTranslate,
+} from "../testing.ts";
 import { ACC_EXEC, ACC_WRITE, REQ_ATS, REQ_TRANSLATED, XLATE_FAULT, XLATE_OK } from "./request.ts";
 import {
   PTE_A,
@@ -32,7 +32,7 @@ import {
 } from "./structs.ts";
 
 const DATA = 0x9000_0000;
-const MODE: Record<Scheme, number> = {
+const MODE: Record<PageTableScheme, number> = {
   sv32: 8,
   sv39: 8,
   sv48: 9,
@@ -46,32 +46,33 @@ const MODE: Record<Scheme, number> = {
 const SV32_CAPS = { sv32: true, sv32x4: true };
 
 /** An env whose device 1 has a first stage of `scheme` (SXL=1 for Sv32). */
-function fsEnv(scheme: Scheme, caps: Partial<IommuCaps> = {}, tc = 0, be = false) {
-  const env = makeEnv(scheme === "sv32" ? { ...SV32_CAPS, ...caps } : caps);
+function fsEnv(scheme: PageTableScheme, caps: Partial<IommuCaps> = {}, tc = 0, be = false) {
+  const env = testIommuEnv(scheme === "sv32" ? { ...SV32_CAPS, ...caps } : caps);
   const pt = new PageTableBuilder(env.mem, env.alloc, scheme, be);
   env.ddt.set(1, {
     tc: tc | (scheme === "sv32" ? RISCV_IOMMU_DC_TC_SXL : 0),
-    fsc: atp(MODE[scheme], pt.root),
-    ta: dcTa(1),
+    fsc: encodeAtp(MODE[scheme], pt.root),
+    ta: encodeDcTa(1),
   });
   return { ...env, pt };
 }
 
 /** An env whose device 1 has only a G stage of `scheme` (GPA = IOVA). */
-function gEnv(scheme: Scheme, caps: Partial<IommuCaps> = {}, tc = 0) {
-  const env = makeEnv(scheme === "sv32x4" ? { ...SV32_CAPS, ...caps } : caps);
+function gEnv(scheme: PageTableScheme, caps: Partial<IommuCaps> = {}, tc = 0) {
+  const env = testIommuEnv(scheme === "sv32x4" ? { ...SV32_CAPS, ...caps } : caps);
   if (scheme === "sv32x4") env.tr.fctlGXL = true;
   const g = new PageTableBuilder(env.mem, env.alloc, scheme);
   env.ddt.set(1, {
     tc: tc | (scheme === "sv32x4" ? RISCV_IOMMU_DC_TC_SXL : 0),
-    iohgatp: iohgatp(MODE[scheme], 5, g.root),
+    iohgatp: encodeIohgatp(MODE[scheme], 5, g.root),
   });
   return { ...env, g };
 }
 
-const rd = (env: Env, iova: number | bigint, init = {}) => xlate(env.tr, req(1, iova, init));
-const wr = (env: Env, iova: number | bigint) => rd(env, iova, { access: ACC_WRITE });
-const ex = (env: Env, iova: number | bigint) => rd(env, iova, { access: ACC_EXEC });
+const rd = (env: TestIommuEnv, iova: number | bigint, init = {}) =>
+  testTranslate(env.tr, testRequest(1, iova, init));
+const wr = (env: TestIommuEnv, iova: number | bigint) => rd(env, iova, { access: ACC_WRITE });
+const ex = (env: TestIommuEnv, iova: number | bigint) => rd(env, iova, { access: ACC_EXEC });
 
 Deno.test("first stage Sv32/Sv39/Sv48/Sv57: 4 KiB pages translate with their offset", async (t) => {
   for (const scheme of ["sv32", "sv39", "sv48", "sv57"] as const) {
@@ -94,7 +95,7 @@ Deno.test("first stage Sv32/Sv39/Sv48/Sv57: 4 KiB pages translate with their off
 });
 
 Deno.test("superpages at every level of every scheme translate with their size; misaligned ones fault", async (t) => {
-  const schemes: [Scheme, number, number][] = [
+  const schemes: [PageTableScheme, number, number][] = [
     // [scheme, levels, index bits per level]
     ["sv32", 2, 10],
     ["sv39", 3, 9],
@@ -192,11 +193,11 @@ Deno.test("Svpbmt: PBMT is reported; reserved uses fault", async (t) => {
     assert.equal(rd(env, 0x1000).cause, 13);
   });
   await t.step("first-stage PBMT overrides G-stage PBMT unless PMA", () => {
-    const env = makeEnv();
+    const env = testIommuEnv();
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
-    env.ddt.set(1, { iohgatp: iohgatp(8, 1, g.root), fsc: atp(8, pt.root) });
+    env.ddt.set(1, { iohgatp: encodeIohgatp(8, 1, g.root), fsc: encodeAtp(8, pt.root) });
     pt.map(0x1000, 0xa000_0000, { pbmt: 0 });
     pt.map(0x2000, 0xa000_1000, { pbmt: 1 });
     g.map(0xa000_0000, DATA, { pbmt: 2 });
@@ -254,7 +255,7 @@ Deno.test("non-leaf PTEs with A, D or U set, and non-leaf level-0 PTEs, fault", 
 });
 
 Deno.test("IOVA sign extension: bits above the VA width must equal its top bit", async (t) => {
-  const cases: [Scheme, bigint, bigint][] = [
+  const cases: [PageTableScheme, bigint, bigint][] = [
     ["sv39", 0xffff_ffc0_1234_5000n, 0x0000_0040_0000_0000n],
     ["sv48", 0xffff_8000_1234_5000n, 0x0000_8000_0000_0000n],
     ["sv57", 0xff00_0000_1234_5000n, 0x0100_0000_0000_0000n],
@@ -279,11 +280,11 @@ Deno.test("IOVA sign extension: bits above the VA width must equal its top bit",
 });
 
 Deno.test("SXL=1: GPA bits above 33 are a guest-page fault", () => {
-  const env = makeEnv(SV32_CAPS);
+  const env = testIommuEnv(SV32_CAPS);
   const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
   g.map(0x3_0000_0000, DATA);
   g.map(0x4_0000_0000, DATA);
-  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: iohgatp(8, 1, g.root) });
+  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_SXL, iohgatp: encodeIohgatp(8, 1, g.root) });
   assert.equal(rd(env, 0x3_0000_0000).pa, DATA);
   const r = rd(env, 0x4_0000_0004);
   assert.equal(r.cause, 21);
@@ -293,12 +294,12 @@ Deno.test("SXL=1: GPA bits above 33 are a guest-page fault", () => {
 Deno.test("privilege: requests without a process_id are user accesses (U must be 1)", async (t) => {
   await t.step("first stage U=0 → page fault", () => {
     const env = fsEnv("sv39");
-    env.pt.map(0x1000, DATA, { flags: RW_USER & ~PTE_U });
+    env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_U });
     assert.equal(rd(env, 0x1000).cause, 13);
   });
   await t.step("G-stage leaves need U=1 → guest-page fault", () => {
     const env = gEnv("sv39x4");
-    env.g.map(0x1000, DATA, { flags: RW_USER & ~PTE_U });
+    env.g.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_U });
     const r = rd(env, 0x1000);
     assert.equal(r.cause, 21);
     assert.equal(r.iotval2, 0x1000n);
@@ -339,20 +340,20 @@ Deno.test("permissions: R for reads, W for writes, X only for execute requests",
 
 Deno.test("A/D without hardware update: A=0, or D=0 on a write, is a page fault", () => {
   const env = fsEnv("sv39");
-  env.pt.map(0x1000, DATA, { flags: RW_USER & ~PTE_A });
-  env.pt.map(0x2000, DATA, { flags: RW_USER & ~PTE_D });
+  env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_A });
+  env.pt.map(0x2000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_D });
   assert.equal(rd(env, 0x1000).cause, 13);
   assert.equal(rd(env, 0x2000).status, XLATE_OK);
   assert.equal(wr(env, 0x2000).cause, 15);
   const g = gEnv("sv39x4");
-  g.g.map(0x1000, DATA, { flags: RW_USER & ~PTE_A });
+  g.g.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_A });
   assert.equal(rd(g, 0x1000).cause, 21);
 });
 
 Deno.test("A/D with SADE/GADE: the IOMMU sets A (and D on writes) atomically", async (t) => {
   await t.step("first stage", () => {
     const env = fsEnv("sv39", {}, RISCV_IOMMU_DC_TC_SADE);
-    const a = env.pt.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+    const a = env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~(PTE_A | PTE_D) });
     env.tr.iotlbEnabled = false;
     assert.equal(rd(env, 0x1000).pa, DATA);
     assert.equal(env.pt.read(a) & BigInt(PTE_A | PTE_D), BigInt(PTE_A));
@@ -361,13 +362,13 @@ Deno.test("A/D with SADE/GADE: the IOMMU sets A (and D on writes) atomically", a
   });
   await t.step("Sv32 first stage (32-bit PTEs)", () => {
     const env = fsEnv("sv32", {}, RISCV_IOMMU_DC_TC_SADE);
-    const a = env.pt.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+    const a = env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~(PTE_A | PTE_D) });
     assert.equal(wr(env, 0x1000).pa, DATA);
     assert.equal(env.pt.read(a) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
   });
   await t.step("G stage", () => {
     const env = gEnv("sv48x4", {}, RISCV_IOMMU_DC_TC_GADE);
-    const a = env.g.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+    const a = env.g.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~(PTE_A | PTE_D) });
     assert.equal(wr(env, 0x1000).pa, DATA);
     assert.equal(env.g.read(a) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
   });
@@ -384,7 +385,7 @@ Deno.test("A/D with SADE/GADE: the IOMMU sets A (and D on writes) atomically", a
 Deno.test("PTE load access fault is cause 1/5/7 by access; poisoned PTE is 274", async (t) => {
   const mk = () => {
     const env = fsEnv("sv39");
-    env.pt.map(0x1000, DATA, { flags: RW_USER | PTE_X });
+    env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER | PTE_X });
     return env;
   };
   for (const [access, cause] of [[0, 5], [1, 7], [2, 1]] as const) {
@@ -410,7 +411,7 @@ Deno.test("PTE load access fault is cause 1/5/7 by access; poisoned PTE is 274",
   });
   await t.step("A/D update store fault → 7", () => {
     const env = fsEnv("sv39", {}, RISCV_IOMMU_DC_TC_SADE);
-    const a = env.pt.map(0x1000, DATA, { flags: RW_USER & ~PTE_D });
+    const a = env.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~PTE_D });
     env.mem.injectFault(a, 8, 1, "write");
     assert.equal(wr(env, 0x1000).cause, 7);
   });
@@ -436,31 +437,31 @@ Deno.test("endianness: first-stage tables follow DC.tc.SBE, G-stage tables fctl.
     assert.equal(rd(env, 0x1000).status, XLATE_FAULT);
   });
   await t.step("G stage with fctl.BE=1", () => {
-    const env = makeEnv({ end: true });
+    const env = testIommuEnv({ end: true });
     env.tr.fctlBE = true;
     const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
     env.tr.ddtpPpn = ddt.rootPn;
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4", true);
     g.map(0x1000, DATA);
-    ddt.set(1, { iohgatp: iohgatp(8, 1, g.root) });
+    ddt.set(1, { iohgatp: encodeIohgatp(8, 1, g.root) });
     assert.equal(rd(env, 0x1000).pa, DATA);
   });
   await t.step(
     "hardware A/D updates store in the table's endianness (SADE with SBE, GADE with BE)",
     () => {
       const fs = fsEnv("sv39", { end: true }, RISCV_IOMMU_DC_TC_SBE | RISCV_IOMMU_DC_TC_SADE, true);
-      const a = fs.pt.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+      const a = fs.pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~(PTE_A | PTE_D) });
       assert.equal(wr(fs, 0x1000).pa, DATA);
       assert.equal(fs.pt.read(a) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
-      const env = makeEnv({ end: true });
+      const env = testIommuEnv({ end: true });
       env.tr.fctlBE = true;
       const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);
       env.tr.ddtpPpn = ddt.rootPn;
       const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4", true);
-      const ga = g.map(0x1000, DATA, { flags: RW_USER & ~(PTE_A | PTE_D) });
+      const ga = g.map(0x1000, DATA, { flags: TEST_PTE_RW_USER & ~(PTE_A | PTE_D) });
       ddt.set(1, {
         tc: RISCV_IOMMU_DC_TC_GADE | RISCV_IOMMU_DC_TC_SBE,
-        iohgatp: iohgatp(8, 1, g.root),
+        iohgatp: encodeIohgatp(8, 1, g.root),
       });
       assert.equal(wr(env, 0x1000).pa, DATA);
       assert.equal(g.read(ga) & BigInt(PTE_A | PTE_D), BigInt(PTE_A | PTE_D));
@@ -469,7 +470,7 @@ Deno.test("endianness: first-stage tables follow DC.tc.SBE, G-stage tables fctl.
 });
 
 Deno.test("G stage Sv32x4/Sv39x4/Sv48x4/Sv57x4: 16 KiB root with 2 extra index bits, GPA width", async (t) => {
-  const cases: [Scheme, number][] = [["sv32x4", 34], ["sv39x4", 41], ["sv48x4", 50], [
+  const cases: [PageTableScheme, number][] = [["sv32x4", 34], ["sv39x4", 41], ["sv48x4", 50], [
     "sv57x4",
     59,
   ]];
@@ -501,10 +502,15 @@ Deno.test("G stage Sv32x4/Sv39x4/Sv48x4/Sv57x4: 16 KiB root with 2 extra index b
 /** Two stages: first-stage tables live at GPA = SPA + GOFF, mapped back by the G stage. */
 function nested(tc = 0) {
   const GOFF = 0x4000_0000;
-  const env = makeEnv();
+  const env = testIommuEnv();
   const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39", false, (pn) => pn + GOFF / 4096);
-  env.ddt.set(1, { tc, iohgatp: iohgatp(8, 2, g.root), fsc: atp(8, pt.root), ta: dcTa(9) });
+  env.ddt.set(1, {
+    tc,
+    iohgatp: encodeIohgatp(8, 2, g.root),
+    fsc: encodeAtp(8, pt.root),
+    ta: encodeDcTa(9),
+  });
   const mapTables = () => {
     for (const pn of pt.pages) g.map(pn * 4096 + GOFF, pn * 4096);
   };
@@ -536,7 +542,7 @@ Deno.test("two-stage translation: first-stage PTE addresses go through the G sta
     "implicit write (A/D update) to a read-only table page: iotval2 bits 1:0 = 11",
     () => {
       const env = nested(RISCV_IOMMU_DC_TC_SADE);
-      env.pt.map(0x1000, 0x7000_0000, { flags: RW_USER & ~PTE_A });
+      env.pt.map(0x1000, 0x7000_0000, { flags: TEST_PTE_RW_USER & ~PTE_A });
       env.mapTables();
       env.g.map(0x7000_0000, DATA);
       const leafTable = env.pt.pages[2];
@@ -595,14 +601,14 @@ Deno.test("Translated requests: SPA as is (T2GPA=0) or G-stage translated (T2GPA
     assert.equal(x.ttyp, 5);
   });
   await t.step("ATS with T2GPA=1 returns the GPA", () => {
-    const env = makeEnv({ t2gpa: true });
+    const env = testIommuEnv({ t2gpa: true });
     const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
     env.ddt.set(1, {
       tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_T2GPA,
-      iohgatp: iohgatp(8, 1, g.root),
-      fsc: atp(8, pt.root),
+      iohgatp: encodeIohgatp(8, 1, g.root),
+      fsc: encodeAtp(8, pt.root),
     });
     pt.map(0x1000, 0x7000_0000);
     for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);

@@ -25,7 +25,7 @@ import {
   PciFunction,
 } from "./function.ts";
 import { PCIE_MMIO_BASE, RootComplex } from "./root_complex.ts";
-import { FakePort, pcieRig, TEST_RAM } from "./testing.ts";
+import { TEST_RAM_BASE, testPcieRig, TestTranslationPort } from "../testing.ts";
 import { Clock } from "../clock.ts";
 
 /** A register file that records writes and reads back a constant. */
@@ -41,7 +41,7 @@ function regs(): MmioHandler & { writes: [number, number][] } {
 }
 
 function setup(opts: { ats?: boolean; msiVectors?: number } = {}) {
-  const rig = pcieRig();
+  const rig = testPcieRig();
   const dev = regs();
   const fn = new PciFunction({
     clock: rig.clock,
@@ -88,7 +88,7 @@ Deno.test("pcie: a BAR decodes only while Memory Space Enable is set", async (t)
     assert.equal(mem.mmio.some((r) => r.name.includes("BAR0")), false);
   });
   await t.step("an address outside the MMIO windows or over RAM is not decoded", () => {
-    fn.configWrite32(PCI_BASE_ADDRESS_0, TEST_RAM);
+    fn.configWrite32(PCI_BASE_ADDRESS_0, TEST_RAM_BASE);
     fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY);
     assert.equal(fn.barRegion(0), undefined);
     fn.configWrite32(PCI_BASE_ADDRESS_0, 0xffff_c000);
@@ -118,7 +118,7 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
   enable(fn);
   const table = PCIE_MMIO_BASE + 0x2000, pba = PCIE_MMIO_BASE + 0x3000;
   const target = 0x2800_0000; // an IOVA; the fake port maps it into RAM
-  const landed = () => mem.read32(TEST_RAM + port.offset + target);
+  const landed = () => mem.read32(TEST_RAM_BASE + port.offset + target);
   const msix = fn.msix!;
   const ctrl = (v: number) => fn.configWrite32(msix.cap, v << 16);
   await t.step("vectors start masked; table reads back what was written", () => {
@@ -151,7 +151,7 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
     );
   });
   await t.step("function mask holds every vector until cleared", () => {
-    mem.write32(TEST_RAM + port.offset + target, 0);
+    mem.write32(TEST_RAM_BASE + port.offset + target, 0);
     ctrl(PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
     msix.notify(1);
     assert.equal(landed(), 0);
@@ -161,7 +161,7 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
     assert.equal(msix.isPending(1), false);
   });
   await t.step("an unmasked vector is sent at once; the PBA ignores writes", () => {
-    mem.write32(TEST_RAM + port.offset + target, 0);
+    mem.write32(TEST_RAM_BASE + port.offset + target, 0);
     msix.notify(1);
     assert.equal(landed(), 0x55);
     mem.write32(pba, 0xffff_ffff);
@@ -169,7 +169,7 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
   });
   await t.step("a faulting MSI write is dropped", () => {
     port.faultPages.add(target / 4096);
-    mem.write32(TEST_RAM + port.offset + target, 0);
+    mem.write32(TEST_RAM_BASE + port.offset + target, 0);
     msix.notify(1);
     assert.equal(landed(), 0);
     port.faultPages.clear();
@@ -193,15 +193,15 @@ Deno.test("pcie: MSI-X masking, pending bits and delivery (PCIe 6.1.4.5)", async
 
 Deno.test("pcie: MSI writes bypass translation when the platform does not translate them", () => {
   const mem = new PhysicalMemory();
-  mem.addRam(TEST_RAM, 1 << 20);
+  mem.addRam(TEST_RAM_BASE, 1 << 20);
   const clock = new Clock();
-  const port = new FakePort();
+  const port = new TestTranslationPort();
   const rc = new RootComplex({ mem, clock, translator: port, translateMsi: false });
   const fn = new PciFunction({ clock, vendorId: 1, deviceId: 2, classCode: 0 });
   rc.attach(fn, 1);
   fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
-  fn.msiWrite(TEST_RAM + 0x40, 0, 0xbeef);
-  assert.equal(mem.read32(TEST_RAM + 0x40), 0xbeef);
+  fn.msiWrite(TEST_RAM_BASE + 0x40, 0, 0xbeef);
+  assert.equal(mem.read32(TEST_RAM_BASE + 0x40), 0xbeef);
   assert.equal(port.seen.length, 0);
 });
 
@@ -210,7 +210,7 @@ Deno.test("pcie: root complex routes DMA page by page through the translation po
     const { fn, mem, port, bdf } = setup();
     enable(fn);
     const data = new Uint8Array(8192).map((_, i) => i * 7);
-    mem.writeBytes(TEST_RAM + port.offset + 0x1800, data);
+    mem.writeBytes(TEST_RAM_BASE + port.offset + 0x1800, data);
     const out = new Uint8Array(8192);
     assert.equal(fn.dmaRead(0x1800, out), 8192);
     assert.equal(fn.faultKind, DMA_OK);
@@ -246,15 +246,19 @@ Deno.test("pcie: root complex routes DMA page by page through the translation po
       true,
       15,
     ]);
-    assert.equal(mem.read8(TEST_RAM + port.offset + 0x1000), 0, "nothing written past the fault");
+    assert.equal(
+      mem.read8(TEST_RAM_BASE + port.offset + 0x1000),
+      0,
+      "nothing written past the fault",
+    );
   });
   await t.step("copy: source and destination with different page offsets", () => {
     const { fn, mem, port } = setup();
     enable(fn);
     const src = new Uint8Array(10_000).map((_, i) => (i * 31) & 0xff);
-    mem.writeBytes(TEST_RAM + port.offset + 0x10_0100, src);
+    mem.writeBytes(TEST_RAM_BASE + port.offset + 0x10_0100, src);
     assert.equal(fn.dmaCopy(0x20_0f00, 0x10_0100, src.length), src.length);
-    assert.deepEqual(mem.readBytes(TEST_RAM + port.offset + 0x20_0f00, src.length), src);
+    assert.deepEqual(mem.readBytes(TEST_RAM_BASE + port.offset + 0x20_0f00, src.length), src);
     const reads = port.seen.filter((r) => r.access === ACC_READ).length;
     const writes = port.seen.filter((r) => r.access === ACC_WRITE).length;
     assert.deepEqual([reads, writes], [3, 6], "split at source and at destination page boundaries");
@@ -271,16 +275,16 @@ Deno.test("pcie: root complex routes DMA page by page through the translation po
     enable(fn);
     assert.equal(fn.dmaFill(0x1ffe, 8, 0x4433_2211), 8);
     assert.deepEqual(
-      [...mem.readBytes(TEST_RAM + port.offset + 0x1ffe, 8)],
+      [...mem.readBytes(TEST_RAM_BASE + port.offset + 0x1ffe, 8)],
       [0x11, 0x22, 0x33, 0x44, 0x11, 0x22, 0x33, 0x44],
     );
     assert.equal(fn.dmaFill(0x3000, 4096, 0x5a5a_5a5a), 4096);
-    assert.equal(mem.read32(TEST_RAM + port.offset + 0x3ffc), 0x5a5a_5a5a);
+    assert.equal(mem.read32(TEST_RAM_BASE + port.offset + 0x3ffc), 0x5a5a_5a5a);
   });
   await t.step("a translated address that is not RAM is a bus error", () => {
     const { fn, port } = setup();
     enable(fn);
-    port.offset = -TEST_RAM; // identity into the hole below RAM
+    port.offset = -TEST_RAM_BASE; // identity into the hole below RAM
     assert.equal(fn.dmaRead(0x1000, new Uint8Array(16)), 0);
     assert.equal(fn.faultKind, DMA_ERR_BUS);
   });
@@ -308,15 +312,15 @@ Deno.test("pcie: with ATS enabled, DMA goes through the ATC (PCIe ATS 10.1)", as
   };
   await t.step("a miss sends a translation request, then translated requests hit the ATC", () => {
     const { fn, mem, port } = rig();
-    mem.write32(TEST_RAM + port.offset + 0x7010, 0x1234_5678);
+    mem.write32(TEST_RAM_BASE + port.offset + 0x7010, 0x1234_5678);
     const out = new Uint8Array(4);
     assert.equal(fn.dmaRead(0x7010, out), 4);
     assert.equal(new DataView(out.buffer).getUint32(0, true), 0x1234_5678);
     fn.dmaRead(0x7020, out);
     assert.deepEqual(port.seen.map((r) => [r.kind, r.iova]), [
       [REQ_ATS, 0x7000],
-      [REQ_TRANSLATED, TEST_RAM + port.offset + 0x7010],
-      [REQ_TRANSLATED, TEST_RAM + port.offset + 0x7020],
+      [REQ_TRANSLATED, TEST_RAM_BASE + port.offset + 0x7010],
+      [REQ_TRANSLATED, TEST_RAM_BASE + port.offset + 0x7020],
     ]);
     assert.equal(fn.atc!.entries, 1);
   });

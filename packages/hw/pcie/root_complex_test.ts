@@ -5,7 +5,7 @@ import { REQ_ATS, REQ_UNTRANSLATED } from "../iommu/request.ts";
 import { PCI_ATS_CTRL_ENABLE, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_HEADER_TYPE } from "./config.ts";
 import { DMA_ERR_ABORT, PciFunction } from "./function.ts";
 import { PCIE_ECAM_BASE, RootComplex } from "./root_complex.ts";
-import { pcieRig, TEST_RAM } from "./testing.ts";
+import { TEST_RAM_BASE, testPcieRig } from "../testing.ts";
 
 const ecam = (bus: number, dev: number, fn: number, reg: number) =>
   PCIE_ECAM_BASE + (bus << 20 | dev << 15 | fn << 12 | reg);
@@ -15,7 +15,7 @@ function fnWithId(clock: Clock, deviceId: number, extra = {}) {
 }
 
 Deno.test("ecam: bus/device/function/register decode", async (t) => {
-  const { mem, clock, rc } = pcieRig();
+  const { mem, clock, rc } = testPcieRig();
   const a = fnWithId(clock, 0x0a);
   const b = fnWithId(clock, 0x0b);
   const c = fnWithId(clock, 0x0c);
@@ -67,37 +67,37 @@ Deno.test("ecam: bus/device/function/register decode", async (t) => {
 
 Deno.test("root complex: without an IOMMU untranslated DMA is identity and ATS is refused", () => {
   const mem = new PhysicalMemory();
-  mem.addRam(TEST_RAM, 1 << 20);
+  mem.addRam(TEST_RAM_BASE, 1 << 20);
   const clock = new Clock();
   const rc = new RootComplex({ mem, clock });
   const fn = fnWithId(clock, 1, { ats: {} });
   rc.attach(fn, 1);
   fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
-  assert.equal(fn.dmaWrite(TEST_RAM + 0x10, new Uint8Array([1, 2, 3, 4])), 4);
-  assert.equal(mem.read32(TEST_RAM + 0x10), 0x0403_0201);
+  assert.equal(fn.dmaWrite(TEST_RAM_BASE + 0x10, new Uint8Array([1, 2, 3, 4])), 4);
+  assert.equal(mem.read32(TEST_RAM_BASE + 0x10), 0x0403_0201);
   fn.configWrite32(fn.atsCap + 4, PCI_ATS_CTRL_ENABLE << 16);
-  assert.equal(fn.dmaRead(TEST_RAM, new Uint8Array(4)), 0);
+  assert.equal(fn.dmaRead(TEST_RAM_BASE, new Uint8Array(4)), 0);
   assert.equal(fn.faultKind, DMA_ERR_ABORT, "no translation agent: Unsupported Request");
 });
 
 Deno.test("root complex: a bypass function's DMA never reaches the IOMMU", () => {
-  const { clock, rc, port, mem } = pcieRig();
+  const { clock, rc, port, mem } = testPcieRig();
   const iommuFn = fnWithId(clock, 0x14, { dmaBypass: true });
   const dev = fnWithId(clock, 0x20);
   rc.attach(iommuFn, 1);
   rc.attach(dev, 2);
   for (const f of [iommuFn, dev]) f.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
-  iommuFn.dmaWrite(TEST_RAM, new Uint8Array(4).fill(9));
-  iommuFn.msiWrite(TEST_RAM + 8, 0, 7);
+  iommuFn.dmaWrite(TEST_RAM_BASE, new Uint8Array(4).fill(9));
+  iommuFn.msiWrite(TEST_RAM_BASE + 8, 0, 7);
   assert.equal(port.seen.length, 0);
-  assert.equal(mem.read32(TEST_RAM + 8), 7);
+  assert.equal(mem.read32(TEST_RAM_BASE + 8), 7);
   dev.dmaRead(0x1000, new Uint8Array(4));
   assert.deepEqual(port.seen.map((r) => [r.deviceId, r.kind]), [[dev.bdf, REQ_UNTRANSLATED]]);
   assert.notEqual(port.seen[0].kind, REQ_ATS);
 });
 
 Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () => {
-  const { clock, rc } = pcieRig();
+  const { clock, rc } = testPcieRig();
   const fn = fnWithId(clock, 1, { ats: {} });
   const rid = rc.attach(fn, 1);
   const inv = (o: Partial<Parameters<typeof rc.atsPort.invalidate>[0]>) =>
@@ -114,9 +114,9 @@ Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () 
     });
   const fill = () => {
     fn.atc!.flush();
-    fn.atc!.insert(-1, 0x0000, 4096, TEST_RAM, 3, false, false);
-    fn.atc!.insert(-1, 0x1000, 4096, TEST_RAM, 3, false, false);
-    fn.atc!.insert(4, 0x1000, 4096, TEST_RAM, 3, false, false);
+    fn.atc!.insert(-1, 0x0000, 4096, TEST_RAM_BASE, 3, false, false);
+    fn.atc!.insert(-1, 0x1000, 4096, TEST_RAM_BASE, 3, false, false);
+    fn.atc!.insert(4, 0x1000, 4096, TEST_RAM_BASE, 3, false, false);
   };
   fill();
   assert.equal(inv({ addr: 0x1000n }), true);

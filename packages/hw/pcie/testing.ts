@@ -18,11 +18,9 @@ import {
   XLATE_OK,
 } from "../iommu/request.ts";
 import { RootComplex } from "./root_complex.ts";
+import { TEST_RAM_BASE } from "../iommu/testing.ts";
 
-/** Base of the fixture's RAM. */
-export const TEST_RAM = 0x8000_0000;
-
-/** One transaction as {@linkcode FakePort} saw it. */
+/** One transaction as {@linkcode TestTranslationPort} saw it. */
 export interface SeenRequest {
   deviceId: number;
   kind: number;
@@ -32,12 +30,12 @@ export interface SeenRequest {
 }
 
 /**
- * A translation port that maps IOVA page `p` to `TEST_RAM + offset + p * 4096`, faults the pages
+ * A translation port that maps IOVA page `p` to `TEST_RAM_BASE + offset + p * 4096`, faults the pages
  * in {@linkcode faultPages} (cause 13 for reads, 15 for writes), grants read-only access to
  * {@linkcode readOnlyPages}, and records every request.
  */
-export class FakePort implements TranslationPort {
-  /** Added to the IOVA (beyond {@linkcode TEST_RAM}) to make the physical address. */
+export class TestTranslationPort implements TranslationPort {
+  /** Added to the IOVA (beyond {@linkcode TEST_RAM_BASE}) to make the physical address. */
   offset = 0x100_0000;
   /** IOVA page numbers that fault. */
   readonly faultPages: Set<number> = new Set();
@@ -74,7 +72,7 @@ export class FakePort implements TranslationPort {
       // Page faults answer ATS with Success and no permission (digest §5.1).
       res.status = XLATE_OK;
       res.perm = this.faultPages.has(page) ? 0 : ro ? 1 : 3;
-      res.pa = TEST_RAM + this.offset + iova - (iova % this.atsSize);
+      res.pa = TEST_RAM_BASE + this.offset + iova - (iova % this.atsSize);
       res.size = this.atsSize;
       return;
     }
@@ -84,22 +82,29 @@ export class FakePort implements TranslationPort {
       return;
     }
     res.status = XLATE_OK;
-    res.pa = TEST_RAM + this.offset + iova;
+    res.pa = TEST_RAM_BASE + this.offset + iova;
     res.perm = ro ? 1 : 3;
   }
 }
 
-/** RAM (1 GiB at {@linkcode TEST_RAM}), a clock, a {@linkcode FakePort} and a root complex. */
-export function pcieRig(): {
+/** What {@linkcode testPcieRig} builds. */
+export interface TestPcieRig {
+  /** The bus, with 1 GiB of RAM at {@linkcode TEST_RAM_BASE}. */
   mem: PhysicalMemory;
+  /** The rig's clock. */
   clock: Clock;
-  port: FakePort;
+  /** The translation port every inbound transaction goes through. */
+  port: TestTranslationPort;
+  /** The root complex to attach functions to. */
   rc: RootComplex;
-} {
+}
+
+/** RAM (1 GiB at {@linkcode TEST_RAM_BASE}), a clock, a {@linkcode TestTranslationPort} and a root complex. */
+export function testPcieRig(): TestPcieRig {
   const mem = new PhysicalMemory();
-  mem.addRam(TEST_RAM, 2 ** 30);
+  mem.addRam(TEST_RAM_BASE, 2 ** 30);
   const clock = new Clock();
-  const port = new FakePort();
+  const port = new TestTranslationPort();
   const rc = new RootComplex({ mem, clock, translator: port });
   return { mem, clock, port, rc };
 }

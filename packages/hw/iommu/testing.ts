@@ -31,16 +31,16 @@ import {
 import { type CacheOptions, Translator } from "./translator.ts";
 
 /** Where test RAM starts (the virt board's DRAM base). */
-export const RAM_BASE = 0x8000_0000;
+export const TEST_RAM_BASE = 0x8000_0000;
 /** Size of test RAM (sparse: only touched frames cost memory). */
-export const RAM_SIZE = 2 ** 36;
+export const TEST_RAM_SIZE = 2 ** 36;
 
 /** Hands out zeroed, naturally aligned runs of pages from test RAM. */
-export class PageAlloc {
+export class TestPageAllocator {
   #next: number;
 
   /** Allocates from page `firstPn` upwards (default: the start of test RAM). */
-  constructor(firstPn = RAM_BASE / 4096) {
+  constructor(firstPn = TEST_RAM_BASE / 4096) {
     this.#next = firstPn;
   }
 
@@ -58,27 +58,27 @@ export class PageAlloc {
 }
 
 /** Writes the 64-bit `value` at `pa` (big-endian when `be`). */
-export function put64(mem: PhysicalMemory, pa: number, value: bigint, be = false): void {
+export function testWrite64(mem: PhysicalMemory, pa: number, value: bigint, be = false): void {
   mem.write64(pa, BigInt.asUintN(64, value), be);
 }
 
 /** An iosatp, pdtp, msiptp or PC.fsc value: MODE in 63:60, PPN in 43:0. */
-export function atp(mode: number, ppn: number): bigint {
+export function encodeAtp(mode: number, ppn: number): bigint {
   return BigInt(mode) << 60n | BigInt(ppn);
 }
 
 /** An iohgatp value: MODE, GSCID and the root PPN. */
-export function iohgatp(mode: number, gscid: number, ppn: number): bigint {
+export function encodeIohgatp(mode: number, gscid: number, ppn: number): bigint {
   return BigInt(mode) << 60n | BigInt(gscid) << 44n | BigInt(ppn);
 }
 
 /** A DC.ta value holding `pscid`. */
-export function dcTa(pscid: number): bigint {
+export function encodeDcTa(pscid: number): bigint {
   return BigInt(pscid) << 12n;
 }
 
 /** A valid PC.ta value: `pscid` and the ENS/SUM flags. */
-export function pcTa(pscid: number, flags: { ens?: boolean; sum?: boolean } = {}): bigint {
+export function encodePcTa(pscid: number, flags: { ens?: boolean; sum?: boolean } = {}): bigint {
   return BigInt(pscid) << 12n | BigInt(RISCV_IOMMU_PC_TA_V) |
     (flags.ens ? BigInt(RISCV_IOMMU_PC_TA_ENS) : 0n) |
     (flags.sum ? BigInt(RISCV_IOMMU_PC_TA_SUM) : 0n);
@@ -111,13 +111,19 @@ export class DdtBuilder {
   /** Root page number (for `ddtp.PPN`). */
   readonly rootPn: number;
   readonly #mem: PhysicalMemory;
-  readonly #alloc: PageAlloc;
+  readonly #alloc: TestPageAllocator;
   readonly #levels: number;
   readonly #ext: boolean;
   readonly #be: boolean;
 
   /** A directory for `ddtp.iommu_mode` `mode` (2 1LVL, 3 2LVL, 4 3LVL). */
-  constructor(mem: PhysicalMemory, alloc: PageAlloc, mode: number, ext: boolean, be = false) {
+  constructor(
+    mem: PhysicalMemory,
+    alloc: TestPageAllocator,
+    mode: number,
+    ext: boolean,
+    be = false,
+  ) {
     this.#mem = mem;
     this.#alloc = alloc;
     this.#levels = mode - 1;
@@ -156,7 +162,7 @@ export class DdtBuilder {
     if (this.#ext) {
       words.push(dc.msiptp ?? 0n, dc.msiMask ?? 0n, dc.msiPattern ?? 0n, dc.reserved ?? 0n);
     }
-    words.forEach((v, i) => put64(this.#mem, a + 8 * i, v, this.#be));
+    words.forEach((v, i) => testWrite64(this.#mem, a + 8 * i, v, this.#be));
     return a;
   }
 
@@ -165,7 +171,7 @@ export class DdtBuilder {
     const e = this.#mem.read64(a, this.#be);
     if ((e & 1n) !== 0n) return Number(e >> 10n & ((1n << 44n) - 1n));
     const child = this.#alloc.pages();
-    put64(this.#mem, a, BigInt(child) << 10n | 1n, this.#be);
+    testWrite64(this.#mem, a, BigInt(child) << 10n | 1n, this.#be);
     return child;
   }
 }
@@ -180,7 +186,7 @@ export class PdtBuilder {
   /** SPA pages of every directory page allocated, root first. */
   readonly pages: number[] = [];
   readonly #mem: PhysicalMemory;
-  readonly #alloc: PageAlloc;
+  readonly #alloc: TestPageAllocator;
   readonly #levels: number;
   readonly #be: boolean;
   readonly #ptr: (spaPn: number) => number;
@@ -189,7 +195,7 @@ export class PdtBuilder {
   /** A directory for pdtp.MODE `mode` (1 PD8, 2 PD17, 3 PD20). */
   constructor(
     mem: PhysicalMemory,
-    alloc: PageAlloc,
+    alloc: TestPageAllocator,
     mode: number,
     be = false,
     ptr: (spaPn: number) => number = (pn) => pn,
@@ -219,8 +225,8 @@ export class PdtBuilder {
   /** Writes the PC of `pid` (ta, fsc); returns its SPA. */
   set(pid: number, ta: bigint, fsc: bigint): number {
     const a = this.pcAddr(pid);
-    put64(this.#mem, a, ta, this.#be);
-    put64(this.#mem, a + 8, fsc, this.#be);
+    testWrite64(this.#mem, a, ta, this.#be);
+    testWrite64(this.#mem, a + 8, fsc, this.#be);
     return a;
   }
 
@@ -237,7 +243,7 @@ export class PdtBuilder {
     const e = this.#mem.read64(a, this.#be);
     if ((e & 1n) !== 0n) return this.#spaOf.get(Number(e >> 10n & ((1n << 44n) - 1n)))!;
     const child = this.#newPage();
-    put64(this.#mem, a, BigInt(child) << 10n | 1n, this.#be);
+    testWrite64(this.#mem, a, BigInt(child) << 10n | 1n, this.#be);
     return this.#spaOf.get(child)!;
   }
 }
@@ -247,9 +253,17 @@ function _pdi(pid: number, level: number): number {
 }
 
 /** A page-table scheme: first stage (Sv32/39/48/57) or G stage (x4). */
-export type Scheme = "sv32" | "sv39" | "sv48" | "sv57" | "sv32x4" | "sv39x4" | "sv48x4" | "sv57x4";
+export type PageTableScheme =
+  | "sv32"
+  | "sv39"
+  | "sv48"
+  | "sv57"
+  | "sv32x4"
+  | "sv39x4"
+  | "sv48x4"
+  | "sv57x4";
 
-const SCHEMES: Record<Scheme, { levels: number; w: number; x4: boolean }> = {
+const SCHEMES: Record<PageTableScheme, { levels: number; w: number; x4: boolean }> = {
   sv32: { levels: 2, w: 10, x4: false },
   sv39: { levels: 3, w: 9, x4: false },
   sv48: { levels: 4, w: 9, x4: false },
@@ -275,7 +289,7 @@ export interface MapOptions {
 }
 
 /** Default leaf flags: valid, readable, writable, user, accessed, dirty. */
-export const RW_USER = PTE_V | PTE_R | PTE_W | PTE_U | PTE_A | PTE_D;
+export const TEST_PTE_RW_USER = PTE_V | PTE_R | PTE_W | PTE_U | PTE_A | PTE_D;
 
 /**
  * Builds page tables of one scheme. `ptr` turns the SPA page of a table into the pointer
@@ -287,7 +301,7 @@ export class PageTableBuilder {
   /** SPA pages of every table allocated (the root's 4 pages count once, first). */
   readonly pages: number[] = [];
   readonly #mem: PhysicalMemory;
-  readonly #alloc: PageAlloc;
+  readonly #alloc: TestPageAllocator;
   readonly #s: { levels: number; w: number; x4: boolean };
   readonly #be: boolean;
   readonly #ptr: (spaPn: number) => number;
@@ -296,8 +310,8 @@ export class PageTableBuilder {
   /** Tables of `scheme`, big-endian when `be`; the x4 root is 16 KiB and 16 KiB aligned. */
   constructor(
     mem: PhysicalMemory,
-    alloc: PageAlloc,
-    scheme: Scheme,
+    alloc: TestPageAllocator,
+    scheme: PageTableScheme,
     be = false,
     ptr: (spaPn: number) => number = (pn) => pn,
   ) {
@@ -341,7 +355,8 @@ export class PageTableBuilder {
     const a = this.pteAddr(va, opts.level ?? 0);
     let ppn = BigInt(pa) >> 12n;
     if (opts.napot) ppn = (ppn & ~0xfn) | 8n;
-    const pte = ppn << 10n | BigInt(opts.flags ?? RW_USER) | BigInt(opts.pbmt ?? 0) << 61n |
+    const pte = ppn << 10n | BigInt(opts.flags ?? TEST_PTE_RW_USER) |
+      BigInt(opts.pbmt ?? 0) << 61n |
       (opts.napot ? 1n << 63n : 0n) | BigInt(opts.hi ?? 0) << 32n;
     this.#write(a, pte);
     return a;
@@ -369,7 +384,7 @@ export class PageTableBuilder {
 
   #write(a: number, pte: bigint): void {
     if (this.#pteSize === 4) this.#mem.write32(a, Number(BigInt.asUintN(32, pte)), this.#be);
-    else put64(this.#mem, a, pte, this.#be);
+    else testWrite64(this.#mem, a, pte, this.#be);
   }
 
   #track(spa: number): number {
@@ -381,11 +396,11 @@ export class PageTableBuilder {
 }
 
 /** A test IOMMU: memory, an allocator, a translator and a device directory. */
-export interface Env {
-  /** System memory (RAM at {@linkcode RAM_BASE}). */
+export interface TestIommuEnv {
+  /** System memory (RAM at {@linkcode TEST_RAM_BASE}). */
   mem: PhysicalMemory;
   /** Page allocator over that RAM. */
-  alloc: PageAlloc;
+  alloc: TestPageAllocator;
   /** The capabilities in force. */
   caps: IommuCaps;
   /** The translator under test, with ddtp set to the directory. */
@@ -394,15 +409,15 @@ export interface Env {
   ddt: DdtBuilder;
 }
 
-/** Builds an {@linkcode Env}: ddtp `mode` (default 3LVL), caps from DEFAULT_CAPS + `caps`. */
-export function makeEnv(
+/** Builds an {@linkcode TestIommuEnv}: ddtp `mode` (default 3LVL), caps from DEFAULT_CAPS + `caps`. */
+export function testIommuEnv(
   caps: Partial<IommuCaps> = {},
   mode = 4,
   opts: CacheOptions = { iotlbEntries: 1024 },
-): Env {
+): TestIommuEnv {
   const mem = new PhysicalMemory();
-  mem.addRam(RAM_BASE, RAM_SIZE);
-  const alloc = new PageAlloc();
+  mem.addRam(TEST_RAM_BASE, TEST_RAM_SIZE);
+  const alloc = new TestPageAllocator();
   const c = resolveCaps(caps);
   const tr = new Translator(mem, c, opts);
   const ddt = new DdtBuilder(mem, alloc, mode, c.msiFlat);
@@ -412,7 +427,7 @@ export function makeEnv(
 }
 
 /** A request: device `did`, address `iova`, plus any other fields. */
-export function req(
+export function testRequest(
   did: number,
   iova: number | bigint,
   init: Partial<InboundRequest> = {},
@@ -423,7 +438,7 @@ export function req(
 }
 
 /** Translates `r` with `tr` into a fresh result. */
-export function xlate(tr: Translator, r: InboundRequest): TranslationResult {
+export function testTranslate(tr: Translator, r: InboundRequest): TranslationResult {
   const res = newResult();
   tr.translate(r, res);
   return res;
