@@ -76,3 +76,5 @@ export class TestTableAllocator implements PtAllocator {
     this.#free[order].push(pa);
   }
 }
+
+export { ptMockTable } from "./mock_iommu.ts";

@@ -1,12 +1,14 @@
 /**
  * A mock IOMMU driver for tests and benchmarks (`@iommu-lab/iommu/testing`), in the spirit of
- * the iommufd selftest's mock domain: paging domains are generic-pt riscv64 tables in the
- * kernel's RAM, the "hardware" is a map of which domain each device is attached to, and the
- * invalidation ops only count.
+ * the iommufd selftest's mock domain: the "hardware" is a map of which domain each device is
+ * attached to, and the invalidation ops only count. A paging domain keeps its mappings in a
+ * {@linkcode MockPageTable}: by default a {@linkcode MockMapTable}, a map of leaves (as the
+ * selftest's mock domain kept an xarray before it moved to generic_pt); a package above this one
+ * plugs in a real page table (`@iommu-lab/generic-pt/testing` has `ptMockTable`) so that the
+ * core is tested without importing what it sits below.
  *
  * @module
  */
-import { PtIommu } from "@iommu-lab/generic-pt";
 import {
   type Bus,
   bus_register,
@@ -36,6 +38,132 @@ import {
   pci_device_group,
 } from "./iommu.ts";
 
+/** What a mock paging domain needs from its page table (generic-pt's PtIommu has this shape). */
+export interface MockPageTable {
+  /** Leaf sizes the table offers. */
+  readonly pgsizeBitmap: number;
+  /**
+   * Maps `pgcount` leaves of `pgsize` bytes from `iova` to `paddr`; returns the bytes mapped.
+   * Throws EINVAL (unaligned), ERANGE (outside the IOVA space) or EADDRINUSE (already mapped).
+   */
+  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number;
+  /**
+   * Unmaps from `iova` up to `pgcount` leaves of `pgsize` bytes, recording the range in
+   * `gather`; returns the bytes unmapped, stopping at the first hole.
+   */
+  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
+  /** The physical address `iova` maps to, or 0. */
+  iovaToPhys(iova: number): number;
+  /** Frees whatever the table holds. */
+  deinit(): void;
+}
+
+/** What a {@linkcode MockPageTableFactory} gets to build a domain's table with. */
+export interface MockPageTableConfig {
+  /** The kernel's physical memory (where a real table lives). */
+  mem: PhysMem;
+  /** Table pages, from the kernel page allocator. */
+  alloc: { allocTable(order: number): number; freeTable(pa: number, order: number): void };
+  /** IOVA width: 39, 48 or 57. */
+  vaBits: number;
+  /** Offer 64 KiB leaves. */
+  svnapot: boolean;
+  /** Counts an IOTLB sync a table does on its own (when a map replaces tables). */
+  iotlbSync: () => void;
+}
+
+/** Builds the page table of a new mock paging domain. */
+export type MockPageTableFactory = (cfg: MockPageTableConfig) => MockPageTable;
+
+const SZ_4K = 4096;
+const SZ_64K = 0x1_0000;
+
+/**
+ * A page table without tables: leaves in a map keyed by IOVA, with the leaf sizes and the
+ * map/unmap contract of a riscv64 table of the same width (leaves of 4 KiB and 2^9 times that up
+ * to the top level, 64 KiB with Svnapot; only the lower half of the IOVA space). Unmapping part
+ * of a leaf unmaps the whole leaf, as generic-pt does.
+ */
+export class MockMapTable implements MockPageTable {
+  /** Leaf sizes: 4 KiB, 2 MiB, 1 GiB, ... (and 64 KiB with Svnapot). */
+  readonly pgsizeBitmap: number;
+  /** The leaves: IOVA → size and physical address. */
+  readonly leaves: Map<number, { size: number; paddr: number }> = new Map();
+  readonly #sizes: number[] = [];
+  readonly #end: number;
+
+  /** A table of `cfg.vaBits` bits, with 64 KiB leaves when `cfg.svnapot`. */
+  constructor(cfg: Pick<MockPageTableConfig, "vaBits" | "svnapot">) {
+    let bitmap = cfg.svnapot ? SZ_64K : 0;
+    for (let shift = 12; shift < cfg.vaBits; shift += 9) bitmap += 2 ** shift;
+    this.pgsizeBitmap = bitmap;
+    for (let sz = SZ_4K; sz <= bitmap; sz *= 2) {
+      if (Math.floor(bitmap / sz) % 2 === 1) this.#sizes.push(sz);
+    }
+    this.#end = 2 ** (cfg.vaBits - 1);
+  }
+
+  /** See {@linkcode MockPageTable.mapPages}. */
+  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, _prot: number): number {
+    if (!this.#sizes.includes(pgsize) || iova % pgsize !== 0 || paddr % pgsize !== 0) {
+      throw new Errno("EINVAL", `Cannot map 0x${iova.toString(16)}: bad size or alignment`);
+    }
+    if (iova < 0 || iova + pgsize * pgcount > this.#end) {
+      throw new Errno("ERANGE", `IOVA 0x${iova.toString(16)} is outside the IOVA space`);
+    }
+    for (let i = 0; i < pgcount; i++) {
+      const at = iova + i * pgsize;
+      if (this.#leafAt(at) !== undefined || this.#leafWithin(at, pgsize)) {
+        for (let j = 0; j < i; j++) this.leaves.delete(iova + j * pgsize);
+        throw new Errno("EADDRINUSE", `IOVA 0x${at.toString(16)} is already mapped`);
+      }
+      this.leaves.set(at, { size: pgsize, paddr: paddr + i * pgsize });
+    }
+    return pgsize * pgcount;
+  }
+
+  /** See {@linkcode MockPageTable.unmapPages}. */
+  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
+    let done = 0;
+    while (done < pgsize * pgcount) {
+      const leaf = this.leaves.get(iova + done);
+      if (leaf === undefined) break;
+      this.leaves.delete(iova + done);
+      gather.addRange((iova + done) / SZ_4K, leaf.size / SZ_4K);
+      gather.leafLevels |= 1 << Math.floor(Math.log2(leaf.size / SZ_4K) / 9);
+      done += leaf.size;
+    }
+    return done;
+  }
+
+  /** See {@linkcode MockPageTable.iovaToPhys}. */
+  iovaToPhys(iova: number): number {
+    const at = this.#leafAt(iova);
+    return at === undefined ? 0 : this.leaves.get(at)!.paddr + iova - at;
+  }
+
+  /** Drops every leaf. */
+  deinit(): void {
+    this.leaves.clear();
+  }
+
+  /** Start of the leaf holding `iova`, if any. */
+  #leafAt(iova: number): number | undefined {
+    for (const sz of this.#sizes) {
+      const at = iova - iova % sz;
+      if (this.leaves.get(at)?.size === sz) return at;
+    }
+    return undefined;
+  }
+
+  /** True when a leaf starts inside `(iova, iova + size)`. */
+  #leafWithin(iova: number, size: number): boolean {
+    if (size === SZ_4K) return false;
+    for (const at of this.leaves.keys()) if (at > iova && at < iova + size) return true;
+    return false;
+  }
+}
+
 /** Options of a {@linkcode MockIommu}. */
 export interface MockIommuOptions {
   /** Name of the IOMMU's firmware node. */
@@ -52,16 +180,18 @@ export interface MockIommuOptions {
   blocked?: boolean;
   /** The def_domain_type hook. */
   defDomainType?: (dev: Device) => number;
+  /** Builds each paging domain's table (default: a {@linkcode MockMapTable}). */
+  pageTable?: MockPageTableFactory;
 }
 
-/** A paging domain of a {@linkcode MockIommu}: a generic-pt table. */
+/** A paging domain of a {@linkcode MockIommu}. */
 export class MockDomain extends IommuDomain {
   /** The page table. */
-  readonly pt: PtIommu;
+  readonly pt: MockPageTable;
 
   /**
-   * Allocates the domain in the driver's kernel slab, then the top table from `mem`/`alloc`
-   * (ENOMEM from either).
+   * Allocates the domain in the driver's kernel slab, then its table with `pageTable` (ENOMEM
+   * from either).
    */
   constructor(
     readonly driver: MockIommu | null,
@@ -69,15 +199,16 @@ export class MockDomain extends IommuDomain {
     alloc: { allocTable(order: number): number; freeTable(pa: number, order: number): void },
     vaBits: number,
     svnapot: boolean,
+    pageTable: MockPageTableFactory = (cfg) => new MockMapTable(cfg),
   ) {
     super(IOMMU_DOMAIN_UNMANAGED, mockDomainOps);
     if (driver !== null) kmalloc(driver.kernel, this);
     try {
-      this.pt = new PtIommu({
+      this.pt = pageTable({
         mem,
         alloc,
         vaBits,
-        features: { svnapot },
+        svnapot,
         iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
       });
     } catch (e) {
@@ -89,7 +220,7 @@ export class MockDomain extends IommuDomain {
   }
 }
 
-function _pt(domain: IommuDomain): PtIommu {
+function _pt(domain: IommuDomain): MockPageTable {
   return (domain as MockDomain).pt;
 }
 
@@ -178,7 +309,8 @@ export class MockIommu {
         this.attached.delete(dev);
       },
       deviceGroup: opts.pci ? pci_device_group : generic_device_group,
-      domainAllocPaging: () => new MockDomain(this, kernel.mem, alloc, vaBits, svnapot),
+      domainAllocPaging: () =>
+        new MockDomain(this, kernel.mem, alloc, vaBits, svnapot, opts.pageTable),
       capable: () => true,
       identityDomain: opts.identity ?? true
         ? new IommuDomain(IOMMU_DOMAIN_IDENTITY, attachOnly)
@@ -285,14 +417,19 @@ export function mockSystem(
 
 /**
  * A standalone unmanaged paging domain on its own test RAM, for map/unmap tests that need no
- * devices. Its IOVA width is 39 bits unless `vaBits` says otherwise.
+ * devices. Its IOVA width is 39 bits unless `vaBits` says otherwise; its table comes from
+ * `pageTable` (default: a {@linkcode MockMapTable}).
  */
-export function mockPagingDomain(vaBits = 39, svnapot = false): MockDomain {
+export function mockPagingDomain(
+  vaBits = 39,
+  svnapot = false,
+  pageTable?: MockPageTableFactory,
+): MockDomain {
   const ram = new TestRam(0x8000_0000, 1 << 26);
   const kernel = new Kernel({ mem: ram });
   const alloc = {
     allocTable: (order: number) => kernel.pages.alloc(order),
     freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
   };
-  return new MockDomain(null, ram, alloc, vaBits, svnapot);
+  return new MockDomain(null, ram, alloc, vaBits, svnapot, pageTable);
 }

@@ -12,6 +12,7 @@
  */
 import { dma_map_page, DMA_TO_DEVICE, dma_unmap_page } from "@iommu-lab/kernel";
 import { mockSystem } from "@iommu-lab/iommu/testing";
+import { ptMockTable } from "@iommu-lab/generic-pt/testing";
 
 function _line(figure: string, value: number, unit: string, target: string): void {
   console.log(
@@ -21,7 +22,7 @@ function _line(figure: string, value: number, unit: string, target: string): voi
 
 /** Runs the benchmark and prints its figures. */
 export function run(): void {
-  const sys = mockSystem();
+  const sys = mockSystem({ iommu: { pageTable: ptMockTable } });
   const dev = sys.addDevice("bench0", 1);
   const page = sys.kernel.pages.alloc(0);
   const N = 1_000_000;

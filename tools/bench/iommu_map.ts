@@ -21,6 +21,7 @@ import {
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import { mockSystem } from "@iommu-lab/iommu/testing";
+import { ptMockTable } from "@iommu-lab/generic-pt/testing";
 
 const SZ_4K = 4096;
 const SZ_1G = 2 ** 30;
@@ -41,7 +42,7 @@ function _line(figure: string, value: number, unit: string, target: string): voi
 
 /** Runs the benchmark and prints its figures. */
 export function run(): void {
-  const sys = mockSystem({ ramSize: 256 * 2 ** 20 });
+  const sys = mockSystem({ ramSize: 256 * 2 ** 20, iommu: { pageTable: ptMockTable } });
   const dev = sys.addDevice("bench0", 1);
   const iova = SZ_1G;
   const pa = 4 * SZ_1G;

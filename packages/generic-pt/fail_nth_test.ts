@@ -1,5 +1,7 @@
 /**
- * The iommufd_fail_nth analog for the core: every page allocation (fail_page_alloc) and every
+ * The iommufd_fail_nth analog for the core on riscv64 tables of this package (the mock driver of
+ * `@iommu-lab/iommu/testing` with `ptMockTable`, so map and unmap allocate and free table pages):
+ * every page allocation (fail_page_alloc) and every
  * object allocation (failslab: per-device data, groups, domains, DMA cookies, MSI pages) of probe,
  * domain allocation, attach, map, unmap, the MSI doorbell mapping and the DMA API is made to fail
  * in turn; each failure must surface as ENOMEM from the call that allocated, leave that call's
@@ -37,8 +39,9 @@ import {
   iommu_unmap,
   IOMMU_WRITE,
   type IommuDomain,
-} from "./iommu.ts";
-import { mockSystem } from "./testing.ts";
+} from "@iommu-lab/iommu";
+import { mockSystem } from "@iommu-lab/iommu/testing";
+import { ptMockTable } from "./testing.ts";
 
 const SZ_2M = 0x20_0000;
 const RW = IOMMU_READ | IOMMU_WRITE;
@@ -51,7 +54,7 @@ type Allocator = "pages" | "slab";
  * Returns whether an injected failure fired.
  */
 function pass(which: Allocator, failAt: number): boolean {
-  const sys = mockSystem({ iommu: { svnapot: true } });
+  const sys = mockSystem({ iommu: { svnapot: true, pageTable: ptMockTable } });
   const { kernel, drv } = sys;
   const pages = kernel.pages;
   const base = pages.allocatedPages;
