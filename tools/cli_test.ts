@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { helpText, parseCli, parseDecimal, parseInteger, type Tool, UsageError } from "./cli.ts";
+import { checkBadArguments, runCaptured } from "./cli_testing.ts";
+
+const spec = {
+  usage: "deno run tools/x.ts [options]",
+  summary: "A tool.",
+  options: {
+    count: { type: "int", default: 4, min: 1, max: 32, help: "how many" },
+    offset: { type: "int", min: -1, help: "where (-1: anywhere)" },
+    seconds: { type: "number", default: 1, help: "how long", short: "s" },
+    mode: { type: "string", default: "copy", choices: ["copy", "fill"], help: "what" },
+    name: { type: "string", help: "who" },
+    verbose: { type: "boolean", help: "say more", short: "v" },
+  },
+} as const;
+
+Deno.test("parseInteger() takes decimal and 0x only, within the range", async (t) => {
+  for (const [text, n] of [["0", 0], ["17", 17], ["0x1F", 31], ["0X10", 16], ["-1", -1]] as const) {
+    await t.step(text, () => assert.equal(parseInteger(text, "--n", -1), n));
+  }
+  for (
+    const [text, why] of [
+      ["1e3", "is not an integer"],
+      ["1.5", "is not an integer"],
+      ["0b11", "is not an integer"],
+      ["0o7", "is not an integer"],
+      ["12abc", "is not an integer"],
+      ["", "is not an integer"],
+      [" 1", "is not an integer"],
+      ["+1", "is not an integer"],
+      ["Infinity", "is not an integer"],
+      ["0x", "is not an integer"],
+      ["-2", "is out of range \\(-1 to 10\\)"],
+      ["11", "is out of range \\(-1 to 10\\)"],
+      ["9007199254740993", "is too large"],
+    ] as const
+  ) {
+    await t.step(`${JSON.stringify(text)} is refused`, () => {
+      assert.throws(() => parseInteger(text, "--n", -1, 10), (e) => {
+        assert.ok(e instanceof UsageError);
+        assert.match(e.message, new RegExp(`^--n: .* ${why}`));
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("parseDecimal() takes a fraction but no exponent, sign or hex", () => {
+  assert.equal(parseDecimal("0.25", "-s"), 0.25);
+  assert.equal(parseDecimal("3", "-s"), 3);
+  for (const text of ["1e-3", ".5", "5.", "0x10", "-1", "NaN"]) {
+    assert.throws(() => parseDecimal(text, "-s"), UsageError, text);
+  }
+});
+
+Deno.test("parseCli() reads long, short, = and inline forms, and fills defaults", () => {
+  assert.deepEqual(parseCli(["--count=0x8", "-s", "0.5", "--mode", "fill", "-v"], spec), {
+    count: 8,
+    offset: undefined,
+    seconds: 0.5,
+    mode: "fill",
+    name: undefined,
+    verbose: true,
+  });
+  assert.deepEqual(parseCli(["-s2", "--offset", "-1", "--name", "x"], spec), {
+    count: 4,
+    offset: -1,
+    seconds: 2,
+    mode: "copy",
+    name: "x",
+    verbose: false,
+  });
+  assert.equal(parseCli(["--count", "3", "-h"], spec), null);
+});
+
+Deno.test("the shared parser's bad-argument table", async (t) => {
+  const tool: Tool<typeof spec.options> = { ...spec, main: () => 0 };
+  await checkBadArguments(t, "x", tool, [
+    [["--bogus"], "unknown option --bogus"],
+    [["-q"], "unknown option -q"],
+    [["stray"], 'unexpected argument "stray"'],
+    [["--count"], "--count needs a value"],
+    [["--count", "--verbose"], "--count needs a value"],
+    [["--name", "-v"], "--name needs a value"],
+    [["--count", "1e3"], "--count: 1e3 is not an integer (decimal or 0x)"],
+    [["--count", "-1"], "--count: -1 is out of range (1 to 32)"],
+    [["--count", "40"], "--count: 40 is out of range (1 to 32)"],
+    [["--offset", "-2"], "--offset: -2 is out of range (at least -1)"],
+    [["-s", "x"], "-s: x is not a decimal number"],
+    [["--mode", "move"], "--mode: move is not one of copy, fill"],
+    [["--verbose=1"], "--verbose takes no value"],
+    [["--help=yes"], "--help takes no value"],
+  ]);
+});
+
+Deno.test("runCli(): a UsageError from main is a bad argument; any other error is not swallowed", async () => {
+  const tool: Tool<typeof spec.options> = {
+    ...spec,
+    main: (v) => {
+      if (v.count > 8) throw new UsageError("--count beyond the engine's 8 channels");
+      throw new TypeError("a bug");
+    },
+  };
+  const r = await runCaptured("x", tool, ["--count", "9"]);
+  assert.deepEqual([r.status, r.err], [2, ["x: --count beyond the engine's 8 channels"]]);
+  await assert.rejects(() => runCaptured("x", tool, []), TypeError);
+});
+
+Deno.test("helpText() lists every option with its value, default and aliases", () => {
+  assert.equal(
+    helpText(spec),
+    [
+      "Usage: deno run tools/x.ts [options]",
+      "",
+      "A tool.",
+      "",
+      "Options:",
+      "  --count N         how many (default 4)",
+      "  --offset N        where (-1: anywhere)",
+      "  -s, --seconds N   how long (default 1)",
+      "  --mode copy|fill  what (default copy)",
+      "  --name S          who",
+      "  -v, --verbose     say more",
+      "  -h, --help        print this help and exit",
+    ].join("\n"),
+  );
+});
