@@ -1,11 +1,17 @@
 /**
- * The layer check of DESIGN.md §2 rule 1, run by `deno task ok`.
+ * The layer check of docs/architecture.md, run by `deno task ok`.
  *
  * It resolves the whole import graph with `deno info --json` (so import-map names, relative
- * paths and `import type` all count) and fails when:
- * - a software package imports `@iommu-lab/hw` (only `machine`, `examples/` and `tools/` may);
+ * paths and `import type` all count, tests and `testing` exports included) and fails when:
+ * - a package imports a package that {@linkcode ALLOWED_EDGES} does not list for it (which is
+ *   how "software never imports the silicon" is enforced), or a package is missing from it;
+ * - the packages' import graph has a cycle, whatever the table says;
+ * - a file of `hw` imports a file of a higher tier of {@linkcode HW_TIERS} (a wrong-way edge
+ *   inside the silicon), or a file of `hw` is in no tier;
  * - anything imports a file of another package that the package does not export (its private
  *   files), including by a relative path that walks into the other package.
+ *
+ * `tools/` and `examples/` are not packages: they may import any package's exports.
  *
  * Usage: `deno run -A tools/dev/check_layers.ts` (exit status 1 on a violation).
  *
@@ -13,9 +19,71 @@
  */
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { dirname, join, relative, resolve, sep } from "node:path";
+import { runTool, type Tool } from "../cli.ts";
 
-/** Packages allowed to import the silicon. Everything else under packages/ is software. */
-export const MAY_IMPORT_HW: ReadonlySet<string> = new Set(["hw", "machine"]);
+/**
+ * The allowed edges: each package under packages/ and the packages it may import. The order
+ * of the rows is the order of the layers, lowest first. A new package adds its row here and in
+ * docs/architecture.md (a test checks that the two agree).
+ */
+export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
+  "hw": [],
+  "kernel": [],
+  "iommu": ["kernel"],
+  "generic-pt": ["kernel", "iommu"],
+  "riscv-iommu": ["kernel", "iommu", "generic-pt"],
+  "riscv-iommu-probe": ["kernel", "iommu", "riscv-iommu"],
+  "machine": ["hw", "kernel", "iommu", "generic-pt", "riscv-iommu", "riscv-iommu-probe"],
+};
+
+/** One tier of the silicon: files (relative to packages/hw; `dir/*` for a folder). */
+export interface HwTier {
+  /** What the tier holds. */
+  name: string;
+  /** Its files. */
+  files: readonly string[];
+}
+
+/**
+ * The tiers inside `hw`, lowest first: a file may import files of its own tier or lower ones.
+ * Tests (`*_test.ts`) sit above every tier.
+ */
+export const HW_TIERS: readonly HwTier[] = [
+  { name: "memory and time", files: ["_u64.ts", "memory.ts", "clock.ts"] },
+  {
+    name: "spec encodings and the inbound interface",
+    files: [
+      "iommu/caps.ts",
+      "iommu/regs.ts",
+      "iommu/structs.ts",
+      "iommu/request.ts",
+      "iommu/hpm_event.ts",
+      "pcie/config.ts",
+    ],
+  },
+  {
+    name: "walks, caches and MSI translation",
+    files: ["iommu/walk.ts", "iommu/iotlb.ts", "iommu/context.ts", "iommu/msi.ts"],
+  },
+  { name: "the translation core", files: ["iommu/translator.ts"] },
+  {
+    name: "the IOMMU device",
+    files: ["iommu/queues.ts", "iommu/command_queue.ts", "iommu/iommu.ts"],
+  },
+  { name: "the platform", files: ["pcie/*", "intc/*", "dma_engine.ts"] },
+  {
+    name: "front doors and fixtures",
+    files: ["mod.ts", "regs.ts", "testing.ts", "iommu/testing.ts", "pcie/testing.ts"],
+  },
+];
+
+/** The rules {@linkcode findViolations} applies (the repository's by default). */
+export interface LayerRules {
+  /** Package → the packages it may import. */
+  allowed: Readonly<Record<string, readonly string[]>>;
+  /** The tiers of `hw`, lowest first. */
+  hwTiers: readonly HwTier[];
+}
 
 /** One resolved edge of the import graph: `from` imports `to` (absolute file paths). */
 export interface Edge {
@@ -43,7 +111,85 @@ function packageOf(file: string, packagesRoot: string): string | undefined {
 }
 
 /**
- * Returns one message per layer violation among `edges`.
+ * The tier index of a file of `hw` (path relative to packages/hw), or -1 when it has none. A
+ * file named exactly wins over a `dir/*` pattern.
+ */
+function tierOf(file: string, tiers: readonly HwTier[]): number {
+  if (file.endsWith("_test.ts")) return tiers.length;
+  const exact = tiers.findIndex((t) => t.files.includes(file));
+  if (exact >= 0) return exact;
+  return tiers.findIndex((t) =>
+    t.files.some((f) => f.endsWith("/*") && dirname(file) === f.slice(0, -2))
+  );
+}
+
+/**
+ * The package cycles of `graph` (package → packages it imports), each as a path that starts
+ * and ends at the same package.
+ */
+export function findCycles(graph: ReadonlyMap<string, ReadonlySet<string>>): string[][] {
+  // Tarjan's strongly connected components; one cycle is reported per component.
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const out: string[][] = [];
+  let next = 0;
+  const visit = (v: string): void => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      }
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const scc = new Set<string>();
+    let w: string;
+    do {
+      w = stack.pop()!;
+      onStack.delete(w);
+      scc.add(w);
+    } while (w !== v);
+    if (scc.size > 1 || graph.get(v)?.has(v)) out.push(_cycleIn(graph, scc, v));
+  };
+  for (const v of [...graph.keys()].sort()) if (!index.has(v)) visit(v);
+  return out;
+}
+
+/** A cycle through `start` inside the strongly connected `scc` (breadth-first: the shortest). */
+function _cycleIn(
+  graph: ReadonlyMap<string, ReadonlySet<string>>,
+  scc: ReadonlySet<string>,
+  start: string,
+): string[] {
+  const prev = new Map<string, string>();
+  const queue = [start];
+  while (queue.length > 0) {
+    const v = queue.shift()!;
+    for (const w of [...(graph.get(v) ?? [])].sort()) {
+      if (!scc.has(w)) continue;
+      if (w === start) {
+        const path = [start];
+        for (let u = v; u !== start; u = prev.get(u)!) path.splice(1, 0, u);
+        return [...path, start];
+      }
+      if (!prev.has(w)) {
+        prev.set(w, v);
+        queue.push(w);
+      }
+    }
+  }
+  return [start, start];
+}
+
+/**
+ * Returns one message per layer violation among `edges` under `rules`.
  *
  * @example
  * ```ts
@@ -62,18 +208,39 @@ export function findViolations(
   edges: readonly Edge[],
   packages: readonly PackageInfo[],
   packagesRoot: string,
+  rules: LayerRules = { allowed: ALLOWED_EDGES, hwTiers: HW_TIERS },
 ): string[] {
   const byDir = new Map(packages.map((p) => [p.dir, p]));
   const out: string[] = [];
+  for (const p of packages) {
+    if (!(p.dir in rules.allowed)) {
+      out.push(`packages/${p.dir}: not in the allowed-edges table (tools/dev/check_layers.ts)`);
+    }
+  }
+  const graph = new Map<string, Set<string>>();
+  const seen = new Set<string>();
   for (const e of edges) {
     const target = packageOf(e.to, packagesRoot);
     if (target === undefined) continue;
     const source = packageOf(e.from, packagesRoot);
-    if (source === target) continue;
     const where = relative(dirname(packagesRoot), e.from);
-    if (target === "hw" && source !== undefined && !MAY_IMPORT_HW.has(source)) {
-      out.push(`${where}: software package "${source}" imports the silicon ("${e.specifier}")`);
+    if (source === target) {
+      if (source === "hw") out.push(..._hwTierViolation(e, packagesRoot, rules.hwTiers, seen));
       continue;
+    }
+    if (source !== undefined) {
+      if (!graph.has(source)) graph.set(source, new Set());
+      graph.get(source)!.add(target);
+      const allowed = rules.allowed[source];
+      if (allowed !== undefined && !allowed.includes(target)) {
+        out.push(
+          target === "hw"
+            ? `${where}: software package "${source}" imports the silicon ("${e.specifier}")`
+            : `${where}: package "${source}" may not import package "${target}" ` +
+              `("${e.specifier}"; it may import: ${allowed.join(", ") || "nothing"})`,
+        );
+        continue;
+      }
     }
     const pkg = byDir.get(target);
     if (pkg !== undefined && !pkg.exported.has(e.to)) {
@@ -82,6 +249,35 @@ export function findViolations(
           `(use an export of @iommu-lab/${target})`,
       );
     }
+  }
+  for (const cycle of findCycles(graph)) {
+    out.push(`package cycle: ${cycle.join(" -> ")}`);
+  }
+  return out;
+}
+
+function _hwTierViolation(
+  e: Edge,
+  packagesRoot: string,
+  tiers: readonly HwTier[],
+  seen: Set<string>,
+): string[] {
+  const hwRoot = join(packagesRoot, "hw");
+  const from = relative(hwRoot, e.from).split(sep).join("/");
+  const to = relative(hwRoot, e.to).split(sep).join("/");
+  const out: string[] = [];
+  const a = tierOf(from, tiers), b = tierOf(to, tiers);
+  for (const [f, t] of [[from, a], [to, b]] as const) {
+    if (t < 0 && !seen.has(f)) {
+      seen.add(f);
+      out.push(`packages/hw/${f}: in no tier of HW_TIERS (tools/dev/check_layers.ts)`);
+    }
+  }
+  if (a >= 0 && b > a) {
+    out.push(
+      `packages/hw/${from}: wrong-way edge to ${to} ("${e.specifier}"): ` +
+        `tier "${tiers[a].name}" may not import tier "${tiers[b].name}"`,
+    );
   }
   return out;
 }
@@ -95,7 +291,8 @@ async function listSources(dir: string, acc: string[]): Promise<void> {
   }
 }
 
-async function readPackages(packagesRoot: string): Promise<PackageInfo[]> {
+/** Reads every package's folder name and exported files under `packagesRoot`. */
+export async function readPackages(packagesRoot: string): Promise<PackageInfo[]> {
   const out: PackageInfo[] = [];
   for await (const ent of Deno.readDir(packagesRoot)) {
     if (!ent.isDirectory) continue;
@@ -165,8 +362,8 @@ export async function importGraph(root: string): Promise<Edge[]> {
   return edges;
 }
 
-if (import.meta.main) {
-  const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** Runs the check on the repository at `root`; returns the exit status. */
+export async function checkLayers(root: string): Promise<number> {
   const packagesRoot = join(root, "packages");
   const violations = findViolations(
     await importGraph(root),
@@ -176,7 +373,18 @@ if (import.meta.main) {
   if (violations.length > 0) {
     console.error(`Layer check failed (${violations.length}):`);
     for (const v of violations) console.error(`  ${v}`);
-    Deno.exit(1);
+    return 1;
   }
-  console.log("Layer check passed: no software package imports the silicon or a private file.");
+  console.log("Layer check passed: allowed edges only, no cycle, no wrong-way edge in hw.");
+  return 0;
 }
+
+/** The command line: no options; checks the repository this file is in. */
+export const cli: Tool<Record<never, never>> = {
+  usage: "deno run -A tools/dev/check_layers.ts",
+  summary: "Checks the import graph against the allowed edges of docs/architecture.md.",
+  options: {},
+  main: () => checkLayers(resolve(dirname(fileURLToPath(import.meta.url)), "..", "..")),
+};
+
+if (import.meta.main) await runTool("check_layers", Deno.args, cli);
