@@ -29,6 +29,7 @@ import {
   dma_map_page,
   dma_unmap_page,
   formatTimestamp,
+  hex,
   type LogRecord,
 } from "@iommu-lab/kernel";
 import { IOMMU_DOMAIN_DMA, iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
@@ -122,15 +123,15 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   const src = dma_map_page(chan0.dev, page, 0, 4096, DMA_BIDIRECTIONAL);
   let faultIova = 0xdead_0000;
   while (domain !== null && iommu_iova_to_phys(domain, faultIova) !== 0) faultIova += 0x10_0000;
-  say("src", `IOVA 0x${src.toString(16)} = dma_map_page(phys 0x${page.toString(16)})`);
-  say("dst", `IOVA 0x${faultIova.toString(16)}, unmapped (iommu_iova_to_phys: 0)`);
+  say("src", `IOVA ${hex(src)} = dma_map_page(phys ${hex(page)})`);
+  say("dst", `IOVA ${hex(faultIova)}, unmapped (iommu_iova_to_phys: 0)`);
   const tx = chan0.memcpy(faultIova, src, 4096);
   dma_unmap_page(chan0.dev, src, 4096, DMA_BIDIRECTIONAL);
   m.kernel.pages.free(page, 0);
   say(
     "memcpy",
     `${tx.status}: engine error ${tx.error}, ${tx.xferred} bytes moved, failing address ` +
-      `0x${tx.errAddr.toString(16)}, IOMMU cause ${tx.errCause}` +
+      `${hex(tx.errAddr)}, IOMMU cause ${tx.errCause}` +
       (_CAUSES[tx.errCause] ? ` (${_CAUSES[tx.errCause]})` : ""),
   );
   const before = mark;

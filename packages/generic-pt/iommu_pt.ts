@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { Errno, type PhysMem } from "@iommu-lab/kernel";
+import { Errno, hex, type PhysMem } from "@iommu-lab/kernel";
 import { ffs, fls } from "./log2.ts";
 import {
   PT_GRANULE_LG2SZ,
@@ -349,7 +349,7 @@ export class PtIommu implements PtIommuDomainOps {
     if (this.#off !== 0 || pfn % leafPages !== 0 || ppn % leafPages !== 0) {
       throw new Errno(
         "EINVAL",
-        `Cannot map ${_hex(pfn, paddr)}: not aligned to 0x${pgsize.toString(16)}`,
+        `Cannot map ${_hex(pfn, paddr)}: not aligned to ${hex(pgsize)}`,
       );
     }
     this.#checkRange(pfn, pgcount * leafPages);
@@ -444,7 +444,7 @@ export class PtIommu implements PtIommuDomainOps {
     if (this.#off !== 0 || pfn % leafPages !== 0) {
       throw new Errno(
         "EINVAL",
-        `Cannot unmap ${_hex(pfn)}: not aligned to 0x${pgsize.toString(16)}`,
+        `Cannot unmap ${_hex(pfn)}: not aligned to ${hex(pgsize)}`,
       );
     }
     this.#checkRange(pfn, pgcount * leafPages);
@@ -831,6 +831,6 @@ function _inUse(pfn: number): Errno {
 }
 
 function _hex(pfn: number, paddr?: number): string {
-  const iova = "0x" + (BigInt(pfn) << 12n).toString(16);
-  return paddr === undefined ? iova : `${iova} -> 0x${paddr.toString(16)}`;
+  const iova = hex(BigInt(pfn) << 12n);
+  return paddr === undefined ? iova : `${iova} -> ${hex(paddr)}`;
 }

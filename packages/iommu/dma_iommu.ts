@@ -18,6 +18,7 @@ import {
   type DmaOps,
   Errno,
   get_order,
+  hex,
   type Kernel,
   kfree,
   kmalloc,
@@ -212,7 +213,7 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
   const pages = len / iovad.granule;
   const blockPages = node === null ? 0 : node.pfnHi - pfn + 1;
   if (pages === 0 || node === null || node.pfnLo !== pfn || blockPages !== iovad.fastSize(pages)) {
-    throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} was not mapped here`);
+    throw new Errno("EINVAL", `DMA address ${hex(dmaAddr)} was not mapped here`);
   }
   const gather = domain.iovaCookie!.gather;
   gather.reset();
@@ -220,15 +221,13 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
   iommu_iotlb_sync(domain, gather);
   // Nothing mapped: never mapped or already unmapped (its IOVA may sit in the rcache already).
   if (unmapped === 0) {
-    throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} is not mapped`);
+    throw new Errno("EINVAL", `DMA address ${hex(dmaAddr)} is not mapped`);
   }
   iovad.freeIovaFast(pfn, pages);
   if (unmapped !== len) {
     throw new Errno(
       "EINVAL",
-      `DMA unmap of 0x${dmaAddr.toString(16)} with size ${size}: 0x${
-        unmapped.toString(16)
-      } bytes were mapped`,
+      `DMA unmap of ${hex(dmaAddr)} with size ${size}: ${hex(unmapped)} bytes were mapped`,
     );
   }
 }
@@ -344,7 +343,7 @@ function _getMsiPage(
   } catch (e) {
     if (kernel !== null) kfree(kernel, page);
     if (!(e instanceof Errno)) throw e;
-    throw new Errno("ENOMEM", `Cannot map MSI doorbell 0x${phys.toString(16)}: ${e.message}`);
+    throw new Errno("ENOMEM", `Cannot map MSI doorbell ${hex(phys)}: ${e.message}`);
   }
   cookie.msiPages.push(page);
   return page;

@@ -18,6 +18,7 @@ import {
   dmaDirectOps,
   Errno,
   type FwNode,
+  hex,
   Ida,
   ida_alloc,
   ida_free,
@@ -920,10 +921,6 @@ export function device_iommu_capable(dev: Device, cap: number): boolean {
   return ops?.capable?.(dev, cap) ?? false;
 }
 
-function _hex(n: number): string {
-  return "0x" + n.toString(16);
-}
-
 /** Index of the largest page size usable at `iova`/`paddr` for `size` bytes. */
 function _pgsizeIdx(sizes: readonly number[], iova: number, paddr: number, size: number): number {
   let i = sizes.length - 1;
@@ -981,13 +978,13 @@ export function iommu_map_nosync(
   prot: number,
 ): void {
   const bad = _checkRange(domain, iova, size);
-  if (bad !== null) throw new Errno(bad, `Cannot map ${_hex(size)} bytes at IOVA ${_hex(iova)}`);
+  if (bad !== null) throw new Errno(bad, `Cannot map ${hex(size)} bytes at IOVA ${hex(iova)}`);
   const mapPages = domain.ops.mapPages;
   if (!mapPages) throw new Errno("ENODEV", "Domain has no map_pages");
   const sizes = domain.pgsizes;
   const min = sizes[0];
   if (!Number.isSafeInteger(paddr) || paddr < 0 || iova % min || paddr % min || size % min) {
-    throw new Errno("EINVAL", `Unaligned map of ${_hex(size)} bytes at IOVA ${_hex(iova)}`);
+    throw new Errno("EINVAL", `Unaligned map of ${hex(size)} bytes at IOVA ${hex(iova)}`);
   }
   const mapped = domain._mapped;
   const origIova = iova;

@@ -12,6 +12,7 @@ import {
   isErrno,
   Kernel,
   of_platform_populate,
+  platform_bus_init,
   platform_driver_register,
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
@@ -608,7 +609,10 @@ Deno.test("iommu_map() unwinds the mapping when iotlb_sync_map fails; iommu_sync
 
 Deno.test("of_xlate: a platform device's iommus specifier reaches the driver, which probes it into a group", async (t) => {
   function boot(withXlate: boolean) {
-    const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+    const kernel = new Kernel({
+      mem: new TestRam(0x8000_0000, 1 << 24),
+      initcalls: [platform_bus_init],
+    });
     iommu_subsys_init(kernel);
     const dt = new DeviceTree();
     dt.root.set("#address-cells", [1]).set("#size-cells", [1]);
@@ -668,7 +672,10 @@ Deno.test("of_xlate: a platform device's iommus specifier reaches the driver, wh
  * the IOMMU node first in the tree, so it binds and registers before the consumers are added.
  */
 function ofBoard(iommuFirst: boolean) {
-  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+  const kernel = new Kernel({
+    mem: new TestRam(0x8000_0000, 1 << 24),
+    initcalls: [platform_bus_init],
+  });
   iommu_subsys_init(kernel);
   const dt = new DeviceTree();
   dt.root.set("#address-cells", [1]).set("#size-cells", [1]);

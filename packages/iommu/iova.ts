@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { Errno } from "@iommu-lab/kernel";
+import { Errno, hex } from "@iommu-lab/kernel";
 
 /** Sizes of 2^0 .. 2^(IOVA_RANGE_CACHE_MAX_SIZE-1) pages are cached. Mirrors iova.c. */
 export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
@@ -193,7 +193,7 @@ export class IovaDomain {
   freeIovaFast(pfn: number, size: number): void {
     if (this.#rcacheInsert(pfn, size)) return;
     if (!this.freeIova(pfn)) {
-      throw new Errno("EINVAL", `Freeing IOVA pfn 0x${pfn.toString(16)} that is not allocated`);
+      throw new Errno("EINVAL", `Freeing IOVA pfn ${hex(pfn)} that is not allocated`);
     }
   }
 

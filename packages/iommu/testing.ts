@@ -16,6 +16,7 @@ import {
   device_add,
   Errno,
   type FwNode,
+  hex,
   Kernel,
   kfree,
   kmalloc,
@@ -106,16 +107,16 @@ export class MockMapTable implements MockPageTable {
   /** See {@linkcode MockPageTable.mapPages}. */
   mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, _prot: number): number {
     if (!this.#sizes.includes(pgsize) || iova % pgsize !== 0 || paddr % pgsize !== 0) {
-      throw new Errno("EINVAL", `Cannot map 0x${iova.toString(16)}: bad size or alignment`);
+      throw new Errno("EINVAL", `Cannot map ${hex(iova)}: bad size or alignment`);
     }
     if (iova < 0 || iova + pgsize * pgcount > this.#end) {
-      throw new Errno("ERANGE", `IOVA 0x${iova.toString(16)} is outside the IOVA space`);
+      throw new Errno("ERANGE", `IOVA ${hex(iova)} is outside the IOVA space`);
     }
     for (let i = 0; i < pgcount; i++) {
       const at = iova + i * pgsize;
       if (this.#leafAt(at) !== undefined || this.#leafWithin(at, pgsize)) {
         for (let j = 0; j < i; j++) this.leaves.delete(iova + j * pgsize);
-        throw new Errno("EADDRINUSE", `IOVA 0x${at.toString(16)} is already mapped`);
+        throw new Errno("EADDRINUSE", `IOVA ${hex(at)} is already mapped`);
       }
       this.leaves.set(at, { size: pgsize, paddr: paddr + i * pgsize });
     }

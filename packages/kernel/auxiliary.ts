@@ -5,6 +5,8 @@
  * @module
  */
 import {
+  _busOf,
+  bus_register,
   type BusType,
   Device,
   device_add,
@@ -61,7 +63,7 @@ export class AuxiliaryDevice extends Device {
     }
     super(parent.kernel, {
       name: `${modname}.${devname}.${id}`,
-      bus: parent.kernel.auxBus,
+      bus: _busOf(parent.kernel, auxiliary_bus_type),
       parent,
     });
     this.modname = modname;
@@ -107,10 +109,10 @@ export function auxiliary_device_delete(adev: AuxiliaryDevice): void {
  * @example A parent driver spawning a device another driver binds
  * ```ts
  * import assert from "node:assert/strict";
- * import { auxiliary_device_create, auxiliary_driver_register, Device, Kernel } from "@iommu-lab/kernel";
+ * import { auxiliary_bus_init, auxiliary_device_create, auxiliary_driver_register, Device, Kernel } from "@iommu-lab/kernel";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  *
- * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20), initcalls: [auxiliary_bus_init] });
  * let bound = "";
  * auxiliary_driver_register(kernel, {
  *   name: "riscv_iommu_hpm",
@@ -152,12 +154,20 @@ export function devm_auxiliary_device_create(
   return adev;
 }
 
-/** Mirrors auxiliary_driver_register(). */
+/**
+ * Mirrors auxiliary_bus_init() (called by driver_init()): registers the auxiliary bus. Pass it in
+ * `KernelOptions.initcalls` for a kernel with auxiliary devices.
+ */
+export function auxiliary_bus_init(kernel: Kernel): void {
+  bus_register(kernel, auxiliary_bus_type);
+}
+
+/** Mirrors auxiliary_driver_register() (EINVAL before {@linkcode auxiliary_bus_init} ran). */
 export function auxiliary_driver_register(kernel: Kernel, drv: AuxiliaryDriver): void {
-  driver_register(kernel.auxBus, drv);
+  driver_register(_busOf(kernel, auxiliary_bus_type), drv);
 }
 
 /** Mirrors auxiliary_driver_unregister(). */
 export function auxiliary_driver_unregister(kernel: Kernel, drv: AuxiliaryDriver): void {
-  driver_unregister(kernel.auxBus, drv);
+  driver_unregister(_busOf(kernel, auxiliary_bus_type), drv);
 }

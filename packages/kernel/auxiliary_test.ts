@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  auxiliary_bus_init,
   auxiliary_device_create,
   auxiliary_device_destroy,
   auxiliary_driver_register,
@@ -15,7 +16,10 @@ import {
 import { TestRam } from "./testing.ts";
 
 function setup() {
-  const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+  const kernel = new Kernel({
+    mem: new TestRam(0x8000_0000, 1 << 20),
+    initcalls: [auxiliary_bus_init],
+  });
   const parent = new Device(kernel, { name: "3010000.iommu" });
   return { kernel, parent };
 }
@@ -67,11 +71,11 @@ Deno.test("devm_auxiliary_device_create(): removed when the parent's driver unbi
   driver_register(bus, drv);
   const dev = new Device(kernel, { name: "p0", bus });
   device_add(dev);
-  assert.equal(kernel.auxBus.devices.length, 1);
-  assert.equal(kernel.auxBus.devices[0].state, "bound");
+  assert.equal(kernel.buses.get("auxiliary")!.devices.length, 1);
+  assert.equal(kernel.buses.get("auxiliary")!.devices[0].state, "bound");
   driver_unregister(bus, drv);
   assert.deepEqual(removed, ["parent_mod.child.0"]);
-  assert.equal(kernel.auxBus.devices.length, 0);
+  assert.equal(kernel.buses.get("auxiliary")!.devices.length, 0);
 });
 
 Deno.test("auxiliary_device_destroy() unbinds and removes", () => {

@@ -109,6 +109,21 @@ export function bus_register(kernel: Kernel, type: BusType): Bus {
   return bus;
 }
 
+/**
+ * The bus of `type` in `kernel`. EINVAL when its initcall did not run: the kernel's
+ * driver_register() refuses a bus that "was not initialized" the same way.
+ */
+export function _busOf(kernel: Kernel, type: BusType): Bus {
+  const bus = kernel.buses.get(type.name);
+  if (bus === undefined) {
+    throw new Errno(
+      "EINVAL",
+      `Bus ${type.name} was not initialized: pass its initcall in KernelOptions.initcalls`,
+    );
+  }
+  return bus;
+}
+
 /** struct device_link: `consumer` needs `supplier` bound to work. */
 export interface DeviceLink {
   /** The device that depends. */

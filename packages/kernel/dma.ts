@@ -12,6 +12,7 @@
 import type { Device } from "./device.ts";
 import { Errno } from "./errno.ts";
 import { get_order, PAGE_SIZE } from "./page_alloc.ts";
+import { hex } from "./vsprintf.ts";
 
 /** enum dma_data_direction: DMA_BIDIRECTIONAL. */
 export const DMA_BIDIRECTIONAL = 0;
@@ -87,7 +88,7 @@ export const dmaDirectOps: DmaOps = {
     if (phys + size > _limit(dev.dmaMask)) {
       throw new Errno(
         "EIO",
-        `DMA addr 0x${phys.toString(16)}+${size} overflow (mask ${dev.dmaMask} bits)`,
+        `DMA addr ${hex(phys)}+${size} overflow (mask ${dev.dmaMask} bits)`,
       );
     }
     return phys;

@@ -11,6 +11,7 @@
  */
 import type { FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
+import { hex } from "./vsprintf.ts";
 
 /** FDT_MAGIC. */
 export const FDT_MAGIC = 0xd00dfeed;
@@ -286,7 +287,7 @@ function _parse(blob: Uint8Array): DeviceTree {
         done = true;
         break;
       default:
-        throw _bad(`unknown token 0x${tok.toString(16)} at 0x${(p - 4).toString(16)}`);
+        throw _bad(`unknown token ${hex(tok)} at ${hex(p - 4)}`);
     }
   }
   return dt;

@@ -7,6 +7,7 @@
 import { Errno } from "./errno.ts";
 import type { Kernel } from "./kernel.ts";
 import { type Clock, NSEC_PER_USEC } from "./time.ts";
+import { hex } from "./vsprintf.ts";
 
 /**
  * A device's register window: the same shape as the silicon's `MmioHandler`, so the machine
@@ -69,7 +70,7 @@ export class IoMem {
   /** The backend offset of `offset`; EINVAL outside the window (a driver bug). */
   _at(offset: number, len: number): number {
     if (!(offset >= 0 && offset + len <= this.size)) {
-      throw new Errno("EINVAL", `MMIO access at 0x${offset.toString(16)} outside the region`);
+      throw new Errno("EINVAL", `MMIO access at ${hex(offset)} outside the region`);
     }
     return this.base + offset;
   }
@@ -82,7 +83,7 @@ export class IoMem {
 export function ioremap(kernel: Kernel, phys: number, size: number): IoMem {
   const hit = kernel.ioremapFn?.(phys, size) ?? null;
   if (hit === null) {
-    throw new Errno("ENOMEM", `Cannot ioremap 0x${phys.toString(16)}+0x${size.toString(16)}`);
+    throw new Errno("ENOMEM", `Cannot ioremap ${hex(phys)}+${hex(size)}`);
   }
   return new IoMem(hit.backend, size, kernel.clock, hit.offset, phys);
 }

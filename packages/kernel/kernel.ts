@@ -1,19 +1,17 @@
 /**
- * The kernel instance: owns the clock, dmesg, page allocator, driver core and buses. Nothing in
- * this package is global; two kernels (a host and a guest) live side by side.
+ * The kernel instance: owns the clock, dmesg, page allocator, driver core and irq layer; the
+ * buses register through the initcalls its creator passes. Nothing in this package is global;
+ * two kernels (a host and a guest) live side by side.
  *
  * @module
  */
-import { type Bus, bus_register, type Device, DriverCore, type FwNode } from "./device.ts";
+import { type Bus, type Device, DriverCore, type FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
 import type { IoremapFn } from "./io.ts";
 import { IrqLayer, type MsiDesc } from "./irq.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
-import { auxiliary_bus_type } from "./auxiliary.ts";
-import { pci_bus_type } from "./pci.ts";
-import { platform_bus_type } from "./platform.ts";
 import { Dmesg } from "./printk.ts";
 import { Slab } from "./slab.ts";
 import { type Clock, SimClock } from "./time.ts";
@@ -52,6 +50,12 @@ export interface IommuLayer {
   prepareMsi(desc: MsiDesc, msiAddr: number): void;
 }
 
+/**
+ * One initcall: runs once while the kernel is built, after its core state exists (Linux's
+ * initcall levels, flattened into the order of {@linkcode KernelOptions.initcalls}).
+ */
+export type Initcall = (kernel: Kernel) => void;
+
 /** Options for a {@linkcode Kernel}. */
 export interface KernelOptions {
   /** Physical memory as the CPU sees it. */
@@ -66,6 +70,12 @@ export interface KernelOptions {
   dmesgSize?: number;
   /** Finds device registers for {@linkcode ioremap}; without it every ioremap fails. */
   ioremap?: IoremapFn;
+  /**
+   * Run in order once the core state exists: the buses the kernel has
+   * (`platform_bus_init`, `pci_driver_init`, `auxiliary_bus_init`), as the machine's
+   * configuration selects them.
+   */
+  initcalls?: readonly Initcall[];
 }
 
 /**
@@ -94,18 +104,12 @@ export class Kernel {
   readonly pages: PageAllocator;
   /** Object allocation accounting (kmalloc/kfree, failslab). */
   readonly slab: Slab = new Slab();
-  /** Registered buses by name. */
-  readonly buses = new Map<string, Bus>();
+  /** Registered buses by name (see {@linkcode KernelOptions.initcalls}). */
+  readonly buses: Map<string, Bus> = new Map();
   /** The driver core (device list, deferred probe). */
   readonly core: DriverCore;
   /** The irq layer (virqs, domains, handlers). */
   readonly irq: IrqLayer;
-  /** The platform bus. */
-  readonly platformBus: Bus;
-  /** The PCI bus. */
-  readonly pciBus: Bus;
-  /** The auxiliary bus. */
-  readonly auxBus: Bus;
   /** The device tree the platform bus was populated from (of_root), if any. */
   deviceTree: DeviceTree | null = null;
   /** The IOMMU core's hooks, once it is loaded. */
@@ -122,10 +126,8 @@ export class Kernel {
     this.pages = new PageAllocator(opts.mem, ram, opts.reserved);
     this.core = new DriverCore(this);
     this.irq = new IrqLayer(this);
-    this.platformBus = bus_register(this, platform_bus_type);
-    this.pciBus = bus_register(this, pci_bus_type);
-    this.auxBus = bus_register(this, auxiliary_bus_type);
     this.ioremapFn = opts.ioremap ?? null;
+    for (const initcall of opts.initcalls ?? []) initcall(this);
   }
 
   /**

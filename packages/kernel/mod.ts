@@ -5,6 +5,7 @@
  * @module
  */
 export {
+  auxiliary_bus_init,
   auxiliary_bus_type,
   auxiliary_device_add,
   auxiliary_device_create,
@@ -148,51 +149,25 @@ export {
 } from "./of_iommu.ts";
 export {
   dev_is_pci,
-  of_pci_get_ranges,
-  pci_alloc_irq_vectors,
   PCI_ANY_ID,
-  pci_ats_page_aligned,
-  pci_ats_queue_depth,
-  pci_ats_supported,
   pci_bus_type,
   pci_clear_master,
   pci_dev_id,
   PCI_DEVFN,
-  pci_disable_ats,
   pci_disable_device,
-  pci_disable_pasid,
-  pci_disable_pri,
-  pci_ecam_accessor,
-  pci_enable_ats,
+  pci_driver_init,
   pci_enable_device,
-  pci_enable_pasid,
-  pci_enable_pri,
   pci_find_capability,
   pci_find_ext_capability,
   pci_for_each_dma_alias,
-  pci_free_irq_vectors,
   PCI_FUNC,
-  pci_host_generic_driver,
-  pci_host_probe,
   pci_iomap,
-  PCI_IRQ_INTX,
-  PCI_IRQ_MSI,
-  PCI_IRQ_MSIX,
-  pci_irq_vector,
   pci_match_id,
-  pci_max_pasids,
-  pci_msi_vec_count,
-  pci_msix_vec_count,
   pci_name,
-  pci_pasid_features,
-  pci_prg_resp_pasid_required,
-  pci_pri_supported,
   pci_read_config_byte,
   pci_read_config_dword,
   pci_read_config_word,
   pci_register_driver,
-  pci_remove_root_bus,
-  pci_reset_pri,
   pci_resource_flags,
   pci_resource_len,
   pci_resource_start,
@@ -214,6 +189,38 @@ export {
   pcim_iomap_region,
   to_pci_dev,
 } from "./pci.ts";
+export { pci_host_probe, pci_remove_root_bus } from "./pci_probe.ts";
+export {
+  pci_ats_page_aligned,
+  pci_ats_queue_depth,
+  pci_ats_supported,
+  pci_disable_ats,
+  pci_disable_pasid,
+  pci_disable_pri,
+  pci_enable_ats,
+  pci_enable_pasid,
+  pci_enable_pri,
+  pci_max_pasids,
+  pci_pasid_features,
+  pci_prg_resp_pasid_required,
+  pci_pri_supported,
+  pci_reset_pri,
+} from "./pci_ats.ts";
+export {
+  pci_alloc_irq_vectors,
+  pci_free_irq_vectors,
+  PCI_IRQ_INTX,
+  PCI_IRQ_MSI,
+  PCI_IRQ_MSIX,
+  pci_irq_vector,
+  pci_msi_vec_count,
+  pci_msix_vec_count,
+} from "./pci_msi.ts";
+export {
+  of_pci_get_ranges,
+  pci_ecam_accessor,
+  pci_host_generic_driver,
+} from "./pci_host_generic.ts";
 export {
   dev_of_node,
   devm_ioremap_resource,
@@ -224,6 +231,7 @@ export {
   of_msi_configure,
   of_platform_populate,
   type OfDeviceId,
+  platform_bus_init,
   platform_bus_type,
   platform_device_alloc,
   platform_device_msi_free_irqs_all,
@@ -296,7 +304,7 @@ export {
   request_irq,
   request_threaded_irq,
 } from "./irq.ts";
-export { type IommuLayer, Kernel, type KernelOptions } from "./kernel.ts";
+export { type Initcall, type IommuLayer, Kernel, type KernelOptions } from "./kernel.ts";
 export {
   get_order,
   MAX_PAGE_ORDER,
@@ -341,6 +349,8 @@ export {
   RatelimitState,
 } from "./printk.ts";
 export { devm_kzalloc, kfree, kmalloc, Slab } from "./slab.ts";
+export { string_get_size } from "./string_helpers.ts";
+export { bus_range_string, hex, resource_string } from "./vsprintf.ts";
 export {
   type Clock,
   type HasClock,

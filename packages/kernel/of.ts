@@ -13,6 +13,7 @@ import { Errno } from "./errno.ts";
 import type { DeviceTree, DtNode } from "./fdt.ts";
 import type { MemRange } from "./page_alloc.ts";
 import { IORESOURCE_MEM, type Resource } from "./resource.ts";
+import { hex } from "./vsprintf.ts";
 
 const TWO32 = 4294967296;
 
@@ -165,7 +166,7 @@ export function of_translate_address(np: DtNode, address: number): number {
     if (ranges === undefined) {
       throw new Errno(
         "EINVAL",
-        `${np.fullName}: ${bus.fullName} has no ranges to translate 0x${addr.toString(16)}`,
+        `${np.fullName}: ${bus.fullName} has no ranges to translate ${hex(addr)}`,
       );
     }
     if (ranges.length === 0) continue;
@@ -183,7 +184,7 @@ export function of_translate_address(np: DtNode, address: number): number {
     if (hit === undefined) {
       throw new Errno(
         "EINVAL",
-        `${np.fullName}: 0x${addr.toString(16)} is outside ${bus.fullName} ranges`,
+        `${np.fullName}: ${hex(addr)} is outside ${bus.fullName} ranges`,
       );
     }
     addr = hit;
@@ -240,7 +241,7 @@ function _phandleList(
     if (target === undefined) {
       throw new Errno(
         "EINVAL",
-        `${np.fullName}: ${listName} phandle 0x${cells[i].toString(16)} not found`,
+        `${np.fullName}: ${listName} phandle ${hex(cells[i])} not found`,
       );
     }
     const n = cellsName === null
@@ -347,7 +348,7 @@ export function of_map_id(
     if (target === undefined) {
       throw new Errno(
         "EINVAL",
-        `${np.fullName}: ${mapName} phandle 0x${ph.toString(16)} not found`,
+        `${np.fullName}: ${mapName} phandle ${hex(ph)} not found`,
       );
     }
     return { np: target, id: masked - base + out };

@@ -17,6 +17,7 @@ import {
   of_property_read_bool,
 } from "./of.ts";
 import { dev_dbg } from "./printk.ts";
+import { hex } from "./vsprintf.ts";
 
 /** Mirrors dev_iommu_fwspec_get(). */
 export function dev_iommu_fwspec_get(dev: Device): IommuFwspec | null {
@@ -71,7 +72,7 @@ export function of_iommu_configure(dev: Device, np: DtNode, id?: number): void {
   try {
     if (id !== undefined) {
       const m = of_map_id(np, id, "iommu-map", "iommu-map-mask");
-      if (m === null) throw new Errno("ENODEV", `no iommu-map entry for 0x${id.toString(16)}`);
+      if (m === null) throw new Errno("ENODEV", `no iommu-map entry for ${hex(id)}`);
       _xlate(dev, m.np, [m.id]);
       if (of_property_read_bool(np, "ats-supported")) dev.fwspec!.flags |= IOMMU_FWSPEC_PCI_RC_ATS;
     } else {

@@ -6,6 +6,7 @@
  */
 import { Errno } from "./errno.ts";
 import type { PhysMem } from "./phys.ts";
+import { hex } from "./vsprintf.ts";
 
 /** log2 of the page size. */
 export const PAGE_SHIFT = 12;
@@ -139,7 +140,7 @@ export class PageAllocator {
     if (this.#allocated.get(pfn) !== order) {
       throw new Errno(
         "EINVAL",
-        `Cannot free 0x${phys.toString(16)} order ${order}: not an allocated block of that order`,
+        `Cannot free ${hex(phys)} order ${order}: not an allocated block of that order`,
       );
     }
     this.#allocated.delete(pfn);

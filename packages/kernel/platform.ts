@@ -6,6 +6,8 @@
  * @module
  */
 import {
+  _busOf,
+  bus_register,
   type BusType,
   Device,
   device_add,
@@ -47,6 +49,7 @@ import {
   resource_size,
   resource_type,
 } from "./resource.ts";
+import { hex } from "./vsprintf.ts";
 
 /** struct of_device_id: one `compatible` a driver handles, with per-match data. */
 export interface OfDeviceId {
@@ -99,7 +102,7 @@ export class PlatformDevice extends Device {
   ) {
     super(kernel, {
       name: devName,
-      bus: kernel.platformBus,
+      bus: _busOf(kernel, platform_bus_type),
       parent: opts.parent ?? null,
       fwnode: opts.ofNode ?? null,
     });
@@ -166,7 +169,7 @@ function _busId(np: DtNode): string {
   for (let n: DtNode = np; n.parent !== null; n = n.parent) {
     const a = of_get_address(n, 0);
     if (a !== undefined) {
-      const addr = of_translate_address(n, a.address).toString(16);
+      const addr = hex(of_translate_address(n, a.address), 0, "");
       return name === "" ? `${addr}.${n.baseName}` : `${addr}.${n.baseName}:${name}`;
     }
     name = name === "" ? n.name : `${n.name}:${name}`;
@@ -224,13 +227,13 @@ function _populate(
  * @example Populating the board of testdata/virt.dts
  * ```ts
  * import assert from "node:assert/strict";
- * import { DeviceTree, Kernel, of_platform_populate } from "@iommu-lab/kernel";
+ * import { DeviceTree, Kernel, of_platform_populate, platform_bus_init } from "@iommu-lab/kernel";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  *
  * const dt = new DeviceTree();
  * const soc = dt.root.addChild("soc").set("compatible", "simple-bus").set("ranges", true);
  * soc.addChild("iommu@3010000").set("compatible", "riscv,iommu").set("reg", [0x301_0000, 0x1000]);
- * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20) });
+ * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 20), initcalls: [platform_bus_init] });
  * const devs = of_platform_populate(kernel, dt);
  * assert.deepEqual(devs.map((d) => d.name), ["soc", "3010000.iommu"]);
  * ```
@@ -258,14 +261,22 @@ export function platform_device_unregister(pdev: PlatformDevice): void {
   device_del(pdev);
 }
 
-/** Mirrors platform_driver_register(). */
+/**
+ * Mirrors platform_bus_init() (called by driver_init()): registers the platform bus. Pass it in
+ * `KernelOptions.initcalls` for a kernel with platform devices.
+ */
+export function platform_bus_init(kernel: Kernel): void {
+  bus_register(kernel, platform_bus_type);
+}
+
+/** Mirrors platform_driver_register() (EINVAL before {@linkcode platform_bus_init} ran). */
 export function platform_driver_register(kernel: Kernel, drv: PlatformDriver): void {
-  driver_register(kernel.platformBus, drv);
+  driver_register(_busOf(kernel, platform_bus_type), drv);
 }
 
 /** Mirrors platform_driver_unregister(). */
 export function platform_driver_unregister(kernel: Kernel, drv: PlatformDriver): void {
-  driver_unregister(kernel.platformBus, drv);
+  driver_unregister(_busOf(kernel, platform_bus_type), drv);
 }
 
 /** Mirrors platform_get_resource(): the `num`th resource of `type`, or null. */

@@ -20,6 +20,7 @@ import {
   type MsiMsg,
   of_device_get_match_data,
   of_platform_populate,
+  platform_bus_init,
   platform_device_alloc,
   platform_device_msi_init_and_alloc_irqs,
   platform_device_register,
@@ -51,6 +52,7 @@ function boot(blob: Uint8Array, opts: { domains?: boolean } = {}) {
   const kernel = new Kernel({
     mem: new TestRam(0x8000_0000, 1 << 24),
     ioremap: (pa) => ({ backend, offset: pa }),
+    initcalls: [platform_bus_init],
   });
   if (opts.domains ?? true) addDomains(kernel, dt);
   return { dt, kernel, regs };
@@ -105,7 +107,7 @@ Deno.test("of_platform_populate(): one device per available compatible node, nam
   ]);
   assert.equal(iommu.parent, devs[0]);
   assert.equal(iommu.platformName, "iommu");
-  assert.equal(kernel.platformBus.devices.length, 7);
+  assert.equal(kernel.buses.get("platform")!.devices.length, 7);
 });
 
 Deno.test("of_platform_populate(): translated names and reg-names on the cells board", () => {
@@ -208,7 +210,7 @@ Deno.test("platform MSIs: msi-parent gives the domain; the write callback gets e
     [3, 0x2800_0000, 4],
   ]);
   assert.ok(msi_get_virq(iommu, 3) > 0);
-  const serial = kernel.platformBus.devices.find((d) => d.name === "10000000.serial")!;
+  const serial = kernel.buses.get("platform")!.devices.find((d) => d.name === "10000000.serial")!;
   assert.throws(() => platform_device_msi_init_and_alloc_irqs(serial, 1, () => {}), {
     code: "ENODEV",
   });
@@ -286,7 +288,7 @@ Deno.test("code-registered platform devices: name.id, name match, IRQ resources"
 Deno.test("platform entry points: a missing IRQ is ENXIO (logged only by the non-optional call), a bad resource or device EINVAL", () => {
   const { kernel, dt } = boot(virtBlob);
   of_platform_populate(kernel, dt);
-  const serial = kernel.platformBus.devices.find((d) => d.name === "10000000.serial")!;
+  const serial = kernel.buses.get("platform")!.devices.find((d) => d.name === "10000000.serial")!;
   const pdev = to_platform_device(serial);
   assert.ok(platform_get_irq_optional(pdev, 0) > 0);
   assert.throws(() => platform_get_irq_optional(pdev, 1), { code: "ENXIO" });

@@ -22,15 +22,18 @@ import {
 } from "@iommu-lab/hw";
 import { APLIC_S_BASE, APLIC_SIZE, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "@iommu-lab/hw/regs";
 import {
+  auxiliary_bus_init,
   type Device,
   DeviceTree,
   type IoremapFn,
   Kernel,
   of_platform_populate,
   of_property_read_string,
+  pci_driver_init,
   pci_host_generic_driver,
   pci_register_driver,
   type PciDev,
+  platform_bus_init,
   platform_driver_register,
   pr_info,
 } from "@iommu-lab/kernel";
@@ -299,6 +302,7 @@ export class Machine {
       ram: [{ base: VIRT_DRAM_BASE, size: ramSize }],
       clock,
       ioremap,
+      initcalls: [platform_bus_init, pci_driver_init, auxiliary_bus_init],
     });
     kernel.dmesg.debug = opts.dmesgDebug ?? false;
     trace.log = () => kernel.dmesg.records();

@@ -22,9 +22,11 @@ import {
   msi_get_virq,
   of_platform_populate,
   PCI_DEVFN,
+  pci_driver_init,
   pci_host_probe,
   pci_register_driver,
   type PciHostBridge,
+  platform_bus_init,
   platform_driver_register,
   type PlatformDevice,
   SimClock,
@@ -65,6 +67,7 @@ function _kernel(
     clock,
     ioremap: (phys, size) =>
       phys >= base && phys + size <= base + len ? { backend: rec, offset: phys - base } : null,
+    initcalls: [platform_bus_init, pci_driver_init],
   });
   return { kernel, core: iommu_subsys_init(kernel), fake, rec };
 }

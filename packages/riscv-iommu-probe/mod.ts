@@ -10,17 +10,26 @@
  * @example Registering both drivers on a kernel
  * ```ts
  * import assert from "node:assert/strict";
- * import { Kernel, pci_register_driver, platform_driver_register } from "@iommu-lab/kernel";
+ * import {
+ *   Kernel,
+ *   pci_driver_init,
+ *   pci_register_driver,
+ *   platform_bus_init,
+ *   platform_driver_register,
+ * } from "@iommu-lab/kernel";
  * import { TestRam } from "@iommu-lab/kernel/testing";
  * import { RiscvIommuDriver } from "@iommu-lab/riscv-iommu";
  * import { riscv_iommu_pci_driver, riscv_iommu_platform_driver } from "@iommu-lab/riscv-iommu-probe";
  *
- * const kernel = new Kernel({ mem: new TestRam(0x8000_0000, 1 << 24) });
+ * const kernel = new Kernel({
+ *   mem: new TestRam(0x8000_0000, 1 << 24),
+ *   initcalls: [platform_bus_init, pci_driver_init],
+ * });
  * const driver = new RiscvIommuDriver({ features: [] });
  * platform_driver_register(kernel, riscv_iommu_platform_driver(driver));
  * pci_register_driver(kernel, riscv_iommu_pci_driver(driver));
- * assert.deepEqual(kernel.platformBus.drivers.map((d) => d.name), ["riscv,iommu"]);
- * assert.deepEqual(kernel.pciBus.drivers.map((d) => d.name), ["iommu_pci"]);
+ * assert.deepEqual(kernel.buses.get("platform")!.drivers.map((d) => d.name), ["riscv,iommu"]);
+ * assert.deepEqual(kernel.buses.get("pci")!.drivers.map((d) => d.name), ["iommu_pci"]);
  * ```
  *
  * @module

@@ -39,6 +39,7 @@ import {
   dma_unmap_page,
   Errno,
   get_order,
+  hex,
   isErrno,
   type Kernel,
   type PciDev,
@@ -523,9 +524,9 @@ function _unmap(t: _Thread, mode: "copy" | "fill", opts: DmatestOptions): void {
 function _result(kernel: Kernel, t: _Thread, msg: string, data: number): void {
   pr_info(
     kernel,
-    `dmatest: ${t.name}: result #${t.tests}: '${msg}' with src_off=0x${
-      t.srcOff.toString(16)
-    } dst_off=0x${t.dstOff.toString(16)} len=0x${t.len.toString(16)} (${data})`,
+    `dmatest: ${t.name}: result #${t.tests}: '${msg}' with src_off=${hex(t.srcOff)} dst_off=${
+      hex(t.dstOff)
+    } len=${hex(t.len)} (${data})`,
   );
 }
 
@@ -553,11 +554,12 @@ function _verify(
         : diff & PATTERN_SRC
         ? "was copied"
         : "mismatch";
-      const hex = (v: number) => v.toString(16).padStart(2, "0");
+      // dmatest_mismatch(): "%s: %s[0x%x] %s! Expected %02x, got %02x"
+      const x2 = (v: number) => hex(v, 2, "");
       pr_warn(
         kernel,
-        `dmatest: ${t.name}: ${which}[0x${i.toString(16)}] ${what}! Expected ${hex(want[i])}, got ${
-          hex(got[i])
+        `dmatest: ${t.name}: ${which}[${hex(i)}] ${what}! Expected ${x2(want[i])}, got ${
+          x2(got[i])
         }`,
       );
     }
