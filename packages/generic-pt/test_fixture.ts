@@ -13,6 +13,7 @@ import { PtState } from "./pt_state.ts";
 import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import { riscv64, riscv64x4 } from "./riscv.ts";
 import { TestTableAllocator } from "./testing.ts";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 
 /** One configuration a suite runs for. */
 export interface PtTestConfig {
@@ -71,16 +72,10 @@ export const RAM_BASE = 0x8000_0000;
 const TABLE_WINDOW = 1 << 28;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-/** A pseudo-random generator of unsigned 32-bit values (mulberry32), seeded. */
+/** Unsigned 32-bit values from the workspace's seeded generator (pure-rand's xoroshiro128+). */
 export function rng32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const rng = xoroshiro128plus(seed);
+  return () => rng.next() >>> 0;
 }
 
 /** The seed for randomized tests: `GENERIC_PT_SEED` or a fixed default. */

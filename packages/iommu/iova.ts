@@ -13,6 +13,7 @@
  * @module
  */
 import { Errno, hex } from "@iommu-lab/kernel";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 
 /** Sizes of 2^0 .. 2^(IOVA_RANGE_CACHE_MAX_SIZE-1) pages are cached. Mirrors iova.c. */
 export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
@@ -94,7 +95,8 @@ export class IovaDomain {
   #cached32High = Infinity;
   /** Pfn of the 4 GiB boundary. Mirrors dma_32bit_pfn. */
   readonly #dma32Pfn: number;
-  #seed = 0x2545f491;
+  /** Treap priorities, seeded per instance so runs replay. */
+  readonly #prio = xoroshiro128plus(0x2545f491);
   readonly #rcaches: _Rcache[] = [];
 
   /** Creates an empty space of `granule`-byte pfns from `startPfn`. Mirrors init_iova_domain(). */
@@ -131,7 +133,7 @@ export class IovaDomain {
     let lo = this.#scanDown(end, size, align);
     if (lo < 0 && end <= limitPfn) lo = this.#scanDown(limitPfn + 1, size, align);
     if (lo < 0) return null;
-    const node = new _Node(lo, lo + size - 1, this.#rand());
+    const node = new _Node(lo, lo + size - 1, this.#prio.next());
     this.#root = _insert(this.#root, node);
     this.#count++;
     if (is32) this.#cached32High = lo;
@@ -310,16 +312,6 @@ export class IovaDomain {
       for (const mag of rc.depot) this.#magazineFree(mag);
       rc.depot.length = 0;
     }
-  }
-
-  /** Treap priorities: xorshift32, seeded per instance so runs replay. */
-  #rand(): number {
-    let x = this.#seed;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.#seed = x >>> 0;
-    return this.#seed;
   }
 }
 

@@ -28,6 +28,8 @@ import {
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_REG_DDTP,
 } from "@iommu-lab/hw/regs";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 
 /** One benchmark figure. */
 export interface TranslateFigure {
@@ -109,16 +111,11 @@ function _machine(ddt: 1 | 3, mode: "sv39" | "sv48", pages: number): Iommu {
 /** The page index of each request of a scenario. */
 function _pattern(scenario: string, pages: number): Int32Array {
   const out = new Int32Array(REQUESTS);
-  let s = 0x2545f491; // xorshift32 seed
+  const rng = xoroshiro128plus(0x2545f491);
   for (let i = 0; i < REQUESTS; i++) {
     if (scenario === "hot2") out[i] = i & 1;
     else if (scenario === "seq") out[i] = i % pages;
-    else {
-      s ^= s << 13;
-      s ^= s >>> 17;
-      s ^= s << 5;
-      out[i] = (s >>> 0) % pages;
-    }
+    else out[i] = uniformInt(rng, 0, pages - 1);
   }
   return out;
 }

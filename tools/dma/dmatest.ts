@@ -48,6 +48,9 @@ import {
 } from "@iommu-lab/kernel";
 import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
 import { bootFromFlags, intFlag, parseToolArgs } from "./_cli.ts";
+import { uniformInt } from "pure-rand/distribution/uniformInt";
+import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
 
 /** Source bytes carry this bit. */
 export const PATTERN_SRC = 0x80;
@@ -229,7 +232,7 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
 
   const logStart = kernel.dmesg.records().length;
   const realStart = performance.now();
-  const rand = _prng(opts.seed ?? 1);
+  const rng = xoroshiro128plus(opts.seed ?? 1);
   const op = mode === "copy" ? "copy" : "memset";
   const order = get_order(bufSize);
   const threads: _Thread[] = [];
@@ -259,7 +262,7 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
     for (let it = 0; it < iterations; it++) {
       for (const t of threads) {
         if (t.ret !== 0) continue;
-        _pick(t, rand, bufSize, align, xferSize, opts.norandom ?? false, it);
+        _pick(t, rng, bufSize, align, xferSize, opts.norandom ?? false, it);
         if (!opts.noverify) {
           _initSrc(t, srcImg, srcBase, mode);
           if (mode === "copy") ram.writeBytes(t.srcPhys, srcImg);
@@ -359,17 +362,6 @@ function _check(ok: boolean, msg: string): void {
   if (!ok) throw new Errno("EINVAL", `dmatest: ${msg}`);
 }
 
-/** xorshift32: dmatest's prandom, seeded so a run replays. */
-function _prng(seed: number): () => number {
-  let s = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
-
 function _threadAlloc(
   kernel: Kernel,
   chan: DmaChan,
@@ -437,7 +429,7 @@ function _threadFree(kernel: Kernel, t: _Thread, size: number, opts: DmatestOpti
 /** Picks the length and offsets of the next test, as dmatest does. */
 function _pick(
   t: _Thread,
-  rand: () => number,
+  rng: RandomGenerator,
   bufSize: number,
   align: number,
   xferSize: number,
@@ -447,14 +439,14 @@ function _pick(
   if (xferSize) {
     t.len = xferSize;
   } else {
-    t.len = norandom ? bufSize : (rand() % bufSize) + 1;
+    t.len = norandom ? bufSize : uniformInt(rng, 1, bufSize);
     t.len = (t.len >>> align) << align || 1 << align;
   }
   if (norandom) {
     t.srcOff = t.dstOff = 0;
   } else {
-    t.srcOff = ((rand() % (bufSize - t.len + 1)) >>> align) << align;
-    t.dstOff = ((rand() % (bufSize - t.len + 1)) >>> align) << align;
+    t.srcOff = ((uniformInt(rng, 0, bufSize - t.len)) >>> align) << align;
+    t.dstOff = ((uniformInt(rng, 0, bufSize - t.len)) >>> align) << align;
   }
   t.bytes += t.len;
   // A fill value that changes per iteration, so a stale destination cannot pass.
