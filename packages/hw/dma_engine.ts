@@ -60,6 +60,8 @@ export const DMAE_BAR_SIZE = 0x4000;
 export const DMAE_REG_VERSION = 0x000;
 /** `CHANNELS` register. */
 export const DMAE_REG_CHANNELS = 0x004;
+/** Most channels an engine has: their registers and MSI-X vectors fit BAR0. */
+export const DMAE_MAX_CHANNELS = 32;
 /** First channel's registers. */
 export const DMAE_CH_BASE = 0x100;
 /** Distance between channels' registers. */
@@ -136,7 +138,7 @@ export const DMAE_ERR_ATS = 6;
 export interface DmaEngineOptions {
   /** The machine's clock. */
   clock: Clock;
-  /** Number of channels (1–32). Default 4. */
+  /** Number of channels, 1 to {@linkcode DMAE_MAX_CHANNELS}. Default 4. */
   channels?: number;
   /** Advertise ATS (the engine then uses its ATC when software enables ATS). */
   ats?: boolean;
@@ -198,10 +200,14 @@ export class DmaEngine implements MmioHandler {
   readonly #clock: Clock;
   readonly #ch: Channel[] = [];
 
-  /** Creates an idle engine. */
+  /** Creates an idle engine; RangeError for a channel count the engine cannot have. */
   constructor(opts: DmaEngineOptions) {
     this.#clock = opts.clock;
-    this.channels = Math.max(1, Math.min(32, opts.channels ?? 4));
+    const channels = opts.channels ?? 4;
+    if (!Number.isInteger(channels) || channels < 1 || channels > DMAE_MAX_CHANNELS) {
+      throw new RangeError(`A DMA engine has 1 to ${DMAE_MAX_CHANNELS} channels, not ${channels}`);
+    }
+    this.channels = channels;
     for (let i = 0; i < this.channels; i++) {
       this.#ch.push({
         src: [0, 0],

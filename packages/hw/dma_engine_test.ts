@@ -43,6 +43,7 @@ import {
   DMAE_ERR_MASTER,
   DMAE_ERR_READ,
   DMAE_ERR_WRITE,
+  DMAE_MAX_CHANNELS,
   DMAE_MSIX_TABLE,
   DMAE_OP_COPY,
   DMAE_OP_FILL,
@@ -219,6 +220,14 @@ Deno.test("dma engine: completion with IRQ_EN raises the channel's MSI-X vector 
   assert.deepEqual(got, [33]);
   assert.equal(mem.read32(ch(1, DMAE_CH_STATUS)), DMAE_STATUS_DONE);
   assert.equal(mem.read32(TEST_RAM_BASE + 4092), 0xabab_abab);
+});
+
+Deno.test("dma engine: a channel count outside 1..DMAE_MAX_CHANNELS is a machine-building error, not a clamp", () => {
+  const clock = new Clock();
+  for (const channels of [0, DMAE_MAX_CHANNELS + 1, 1.5]) {
+    assert.throws(() => new DmaEngine({ clock, channels }), RangeError, `${channels}`);
+  }
+  assert.equal(new DmaEngine({ clock, channels: DMAE_MAX_CHANNELS }).channels, DMAE_MAX_CHANNELS);
 });
 
 Deno.test("dma engine: out-of-range register offsets read 0 and ignore writes", () => {
