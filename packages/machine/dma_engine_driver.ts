@@ -185,15 +185,17 @@ export class DmaChan {
 
   /**
    * Mirrors dma_sync_wait(): lets simulated time pass (taking interrupts) until `tx` is done or
-   * `timeoutUs` passed; a transfer still running then is marked `timeout`. Returns `tx`.
+   * `timeoutUs` passed (`Infinity`: until nothing is left that could complete it); a transfer
+   * still running then is marked `timeout`. Returns `tx`.
    */
   syncWait(tx: DmaTx, timeoutUs = DMA_TX_TIMEOUT_US): DmaTx {
     const deadline = this.#clock.now() + timeoutUs * 1000;
     while (!_done(tx) && this.#clock.now() < deadline) {
       const before = this.#clock.now();
       if (!this.#clock.advanceToNextEvent()) {
-        // Nothing will ever complete it (its interrupt was lost): wait out the timeout.
-        this.#clock.advance(deadline - before);
+        // Nothing will ever complete it (its interrupt was lost): wait out the timeout; an
+        // endless wait ends here, as a stopped dmatest thread's does.
+        if (Number.isFinite(deadline)) this.#clock.advance(deadline - before);
         break;
       }
       // Events at the current instant only: give the CPU one tick so time always moves.
