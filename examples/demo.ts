@@ -22,7 +22,7 @@
  *
  * @module
  */
-import { parseArgs, styleText } from "node:util";
+import { styleText } from "node:util";
 import { dirname } from "node:path";
 import {
   DMA_BIDIRECTIONAL,
@@ -31,12 +31,13 @@ import {
   formatTimestamp,
   hex,
   type LogRecord,
+  string_get_size,
 } from "@iommu-lab/kernel";
 import { IOMMU_DOMAIN_DMA, iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 import { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import { runDmatest } from "../tools/dma/dmatest.ts";
-import { intFlag } from "../tools/dma/_cli.ts";
+import { runTool, type Tool } from "../tools/cli.ts";
 
 /** What {@linkcode runDemo} did, for the caller (and the demo's test). */
 export interface DemoResult {
@@ -168,7 +169,7 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   say(
     "dmatest",
     `${verdict(r.failures === 0)}  ${r.tests} tests, ${r.failures} failures, ` +
-      `${(r.bytes / 1048576).toFixed(2)} MiB copied, ${(r.simNs / 1000).toFixed(1)} us simulated`,
+      `${string_get_size(r.bytes)} copied, ${(r.simNs / 1000).toFixed(1)} us simulated`,
   );
   say("fault", `${verdict(faultLine !== null)}  ${faultLine ?? "no fault line in dmesg"}`);
   const cmdList = Object.entries(commands).map(([k, v]) => `${k} ${v}`).join(", ");
@@ -197,22 +198,27 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   };
 }
 
-if (import.meta.main) {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      trace: { type: "string", default: "out/demo-trace.json" },
-      iterations: { type: "string", default: "64" },
-      help: { type: "boolean", short: "h", default: false },
-    },
-  });
-  if (values.help) {
-    console.log("Usage: deno task demo [--trace out/demo-trace.json] [--iterations 64]");
-    Deno.exit(0);
-  }
-  const res = runDemo({
-    tracePath: values.trace,
-    iterations: intFlag(values.iterations, "--iterations"),
-  });
-  Deno.exit(res.ok ? 0 : 1);
-}
+/** The demo's options. */
+const DEMO_OPTIONS = {
+  trace: {
+    type: "string",
+    default: "out/demo-trace.json",
+    arg: "PATH",
+    help: "where to write the trace",
+  },
+  iterations: { type: "int", default: 64, min: 1, help: "dmatest copies per channel" },
+} as const;
+
+/** The demo's command line. */
+export const cli: Tool<typeof DEMO_OPTIONS> = {
+  usage: "deno task demo [options]  (deno run -A examples/demo.ts [options])",
+  summary: "Boots a virt machine, runs dmatest through the RISC-V IOMMU, provokes one DMA " +
+    "fault and writes a Perfetto trace of the simulated timeline.",
+  options: DEMO_OPTIONS,
+  main(v, io) {
+    const r = runDemo({ tracePath: v.trace, iterations: v.iterations, print: (l) => io.out(l) });
+    return r.ok ? 0 : 1;
+  },
+};
+
+if (import.meta.main) await runTool("demo", Deno.args, cli);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { runDemo } from "./demo.ts";
+import { cli, runDemo } from "./demo.ts";
+import { checkBadArguments } from "../tools/cli_testing.ts";
 
 Deno.test("demo: dmatest passes through the platform IOMMU, the fault is logged, the trace parses", () => {
   const dir = Deno.makeTempDirSync();
@@ -60,4 +61,15 @@ Deno.test("demo: dmatest passes through the platform IOMMU, the fault is logged,
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("demo.ts: bad arguments are one line and status 2, never a stack trace", async (t) => {
+  await checkBadArguments(t, "demo", cli, [
+    [["--bogus"], "unknown option --bogus"],
+    [["now"], 'unexpected argument "now"'],
+    [["--trace"], "--trace needs a value"],
+    [["--iterations", "0"], "--iterations: 0 is out of range (at least 1)"],
+    [["--iterations", "1e3"], "--iterations: 1e3 is not an integer (decimal or 0x)"],
+    [["--iterations", "-5"], "--iterations: -5 is out of range (at least 1)"],
+  ]);
 });

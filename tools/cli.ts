@@ -28,8 +28,8 @@
  *     count: { type: "int", default: 1, min: 1, help: "how many" },
  *     loud: { type: "boolean", help: "shout" },
  *   },
- *   main: (v: { count: number; loud: boolean }) => {
- *     io.out(`${v.count}${v.loud ? "!" : ""}`);
+ *   main: (v: { count: number; loud: boolean }, out: CliIo) => {
+ *     out.out(`${v.count}${v.loud ? "!" : ""}`);
  *   },
  * } as const;
  * assert.equal(await runCli("x", ["--count", "0x10", "--loud"], spec, io), 0);
@@ -127,6 +127,8 @@ export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
 export type OptionValue<S> = S extends BooleanOption ? boolean
   : S extends IntOption | NumberOption
     ? (S extends { default: number } ? number : number | undefined)
+  : S extends { choices: readonly (infer C extends string)[] }
+    ? (S extends { default: string } ? C : C | undefined)
   : S extends { default: string } ? string
   : string | undefined;
 
@@ -146,10 +148,10 @@ export interface ToolSpec<O extends OptionSpecs> {
 /** A tool to run: its command line and its body. */
 export interface Tool<O extends OptionSpecs> extends ToolSpec<O> {
   /**
-   * Runs the tool; returns its exit status (0 when it returns nothing). Throws
-   * {@linkcode UsageError} for an argument it cannot use.
+   * Runs the tool, writing to `io`; returns its exit status (0 when it returns nothing).
+   * Throws {@linkcode UsageError} for an argument it cannot use.
    */
-  main(values: CliValues<O>): number | void | Promise<number | void>;
+  main(values: CliValues<O>, io: CliIo): number | void | Promise<number | void>;
 }
 
 const INT = /^(0|[1-9][0-9]*|0[xX][0-9a-fA-F]+)$/;
@@ -317,7 +319,7 @@ export async function runCli<O extends OptionSpecs>(
       io.out(helpText(tool));
       return 0;
     }
-    return (await tool.main(values)) ?? 0;
+    return (await tool.main(values, io)) ?? 0;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`${name}: ${e.message}`);

@@ -126,3 +126,56 @@ Deno.test("helpText() lists every option with its value, default and aliases", (
     ].join("\n"),
   );
 });
+
+/** Every file of examples/ and tools/ that runs as a program, with the name it reports under. */
+async function entryPoints(): Promise<{ path: string; name: string | null }[]> {
+  const root = new URL("../", import.meta.url);
+  const out: { path: string; name: string | null }[] = [];
+  const walk = async (dir: URL) => {
+    for await (const e of Deno.readDir(dir)) {
+      const url = new URL(e.name + (e.isDirectory ? "/" : ""), dir);
+      if (e.isDirectory) await walk(url);
+      else if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) {
+        const text = await Deno.readTextFile(url);
+        if (!/^if \(import\.meta\.main\)/m.test(text)) continue;
+        const name = /await runTool\("([^"]+)", Deno\.args, /.exec(text)?.[1] ?? null;
+        out.push({ path: url.pathname, name });
+      }
+    }
+  };
+  await walk(new URL("examples/", root));
+  await walk(new URL("tools/", root));
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+Deno.test("every entry point parses through runTool: --bogus is one line and status 2, --help status 0", async (t) => {
+  const eps = await entryPoints();
+  assert.ok(eps.length >= 12, `${eps.length} entry points`);
+  const run = async (path: string, arg: string) => {
+    const o = await new Deno.Command(Deno.execPath(), { args: ["run", "-A", path, arg] }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: o.code, out: text(o.stdout), err: text(o.stderr) };
+  };
+  const results = await Promise.all(
+    eps.map(async (ep) => ({
+      ep,
+      bad: await run(ep.path, "--bogus"),
+      help: await run(ep.path, "--help"),
+    })),
+  );
+  for (const { ep, bad, help } of results) {
+    await t.step(ep.path.replace(/^.*\/(examples|tools)\//, "$1/"), () => {
+      assert.ok(
+        ep.name !== null,
+        "the entry point does not end with `await runTool(name, Deno.args, cli)`",
+      );
+      assert.deepEqual([bad.code, bad.out, bad.err], [
+        2,
+        "",
+        `${ep.name}: unknown option --bogus\n`,
+      ]);
+      assert.equal(help.code, 0, help.err);
+      assert.match(help.out, /^Usage: /);
+    });
+  }
+});

@@ -13,15 +13,15 @@
 import { dma_map_page, DMA_TO_DEVICE, dma_unmap_page } from "@iommu-lab/kernel";
 import { mockSystem } from "@iommu-lab/iommu/testing";
 import { ptMockTable } from "@iommu-lab/generic-pt/testing";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
-function _line(figure: string, value: number, unit: string, target: string): void {
-  console.log(
-    JSON.stringify({ bench: "dma_map", figure, value: Math.round(value), unit, target }),
-  );
+function _line(figure: string, value: number, unit: string, target: string): BenchLine {
+  return benchLine("dma_map", figure, Math.round(value), unit, { target });
 }
 
-/** Runs the benchmark and prints its figures. */
-export function run(): void {
+/** Runs the benchmark, yielding its figures. */
+export function* run(): Generator<BenchLine> {
   const sys = mockSystem({ iommu: { pageTable: ptMockTable } });
   const dev = sys.addDevice("bench0", 1);
   const page = sys.kernel.pages.alloc(0);
@@ -36,7 +36,7 @@ export function run(): void {
     }
     best = Math.min(best, performance.now() - t);
   }
-  _line("map_unmap_4k_pairs", N / (best / 1000), "pairs/s", ">= 1000000");
+  yield _line("map_unmap_4k_pairs", N / (best / 1000), "pairs/s", ">= 1000000");
 
   const addrs = new Float64Array(64);
   best = Infinity;
@@ -48,7 +48,10 @@ export function run(): void {
     }
     best = Math.min(best, performance.now() - t);
   }
-  _line("map_unmap_4k_batch64", N / (best / 1000), "pairs/s", "");
+  yield _line("map_unmap_4k_batch64", N / (best / 1000), "pairs/s", "");
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli("dma_map", "dma_map_page/dma_unmap_page pairs on the mock IOMMU.", run);
+
+if (import.meta.main) await runTool("dma_map", Deno.args, cli);

@@ -14,9 +14,11 @@
  */
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 import { runDmatest } from "../dma/dmatest.ts";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
-/** Runs the benchmark and prints its figures. */
-export function run(): void {
+/** Runs the benchmark, yielding its figures. */
+export function* run(): Generator<BenchLine> {
   const m = Machine.boot({ iommu: riscvIommu({ features: [] }), iommuBus: "platform" });
   const chans = m.dmaChannels().length;
   const total = 64 << 20;
@@ -29,9 +31,12 @@ export function run(): void {
     throw new Error(`dmatest failed: ${r.failures} failures, ${r.bytes} bytes`);
   }
   const line = (figure: string, value: number, unit: string, target: string) =>
-    console.log(JSON.stringify({ bench: "dmatest", figure, value, unit, target }));
-  line("copy_64mib_4k_real_s", Number((r.realMs / 1000).toFixed(3)), "s", "< 5");
-  line("copy_64mib_4k_sim_us", Math.round(r.simNs / 1000), "us", "");
+    benchLine("dmatest", figure, value, unit, { target });
+  yield line("copy_64mib_4k_real_s", Number((r.realMs / 1000).toFixed(3)), "s", "< 5");
+  yield line("copy_64mib_4k_sim_us", Math.round(r.simNs / 1000), "us", "");
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli("dmatest", "dmatest copying 64 MiB through the whole machine.", run);
+
+if (import.meta.main) await runTool("dmatest", Deno.args, cli);

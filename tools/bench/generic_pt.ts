@@ -12,6 +12,8 @@ import { PhysicalMemory } from "@iommu-lab/hw";
 import { PtIommu } from "@iommu-lab/generic-pt";
 import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
 import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
 const PAGES = 262_144;
 const ROUNDS = 5;
@@ -33,8 +35,8 @@ function _best(fn: () => number): number {
   return best;
 }
 
-/** Runs the benchmarks and prints their figures. */
-export function run(): void {
+/** Runs the benchmarks, yielding their figures. */
+export function* run(): Generator<BenchLine> {
   for (const vaBits of [39, 48, 57]) {
     const { pt } = _domain(vaBits);
     const gather = new IommuIotlbGather();
@@ -57,24 +59,14 @@ export function run(): void {
       }
       unmapMs = Math.min(unmapMs, performance.now() - t);
     }
-    console.log(JSON.stringify({
-      bench: "pt_map_4k_cold",
-      vaBits,
-      pages: PAGES,
-      pages_per_s: Math.round(PAGES / coldMs * 1000),
-    }));
-    console.log(JSON.stringify({
-      bench: "pt_map_4k",
-      vaBits,
-      pages: PAGES,
-      pages_per_s: Math.round(PAGES / mapMs * 1000),
-    }));
-    console.log(JSON.stringify({
-      bench: "pt_unmap_4k",
-      vaBits,
-      pages: PAGES,
-      pages_per_s: Math.round(PAGES / unmapMs * 1000),
-    }));
+    const rate = (figure: string, ms: number) =>
+      benchLine("generic_pt", figure, Math.round(PAGES / ms * 1000), "pages/s", {
+        vaBits,
+        pages: PAGES,
+      });
+    yield rate("map_4k_cold", coldMs);
+    yield rate("map_4k", mapMs);
+    yield rate("unmap_4k", unmapMs);
 
     const helperMs = _best(() => {
       const t = performance.now();
@@ -85,18 +77,10 @@ export function run(): void {
       gather.reset();
       return ms;
     });
-    console.log(JSON.stringify({
-      bench: "pt_map_helper_4k",
-      vaBits,
-      pages: PAGES,
-      pages_per_s: Math.round(PAGES / helperMs * 1000),
-    }));
+    yield rate("map_helper_4k", helperMs);
 
     for (
-      const [name, iova] of [["pt_map_1g_aligned", GIB], [
-        "pt_map_1g_2m_aligned",
-        GIB + 2 ** 21,
-      ]] as const
+      const [name, iova] of [["map_1g_aligned", GIB], ["map_1g_2m_aligned", GIB + 2 ** 21]] as const
     ) {
       const ms = _best(() => {
         const t = performance.now();
@@ -107,10 +91,17 @@ export function run(): void {
         gather.reset();
         return ms;
       });
-      console.log(JSON.stringify({ bench: name, vaBits, bytes: GIB, ms: Number(ms.toFixed(4)) }));
+      yield benchLine("generic_pt", name, Number(ms.toFixed(4)), "ms", { vaBits, bytes: GIB });
     }
     pt.deinit();
   }
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli(
+  "generic_pt",
+  "The generic page-table engine on the silicon's memory.",
+  run,
+);
+
+if (import.meta.main) await runTool("generic_pt", Deno.args, cli);

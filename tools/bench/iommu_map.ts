@@ -22,26 +22,20 @@ import {
 } from "@iommu-lab/iommu";
 import { mockSystem } from "@iommu-lab/iommu/testing";
 import { ptMockTable } from "@iommu-lab/generic-pt/testing";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
 const SZ_4K = 4096;
 const SZ_1G = 2 ** 30;
 const PAGES = SZ_1G / SZ_4K;
 const PROT = IOMMU_READ | IOMMU_WRITE;
 
-function _line(figure: string, value: number, unit: string, target: string): void {
-  console.log(
-    JSON.stringify({
-      bench: "iommu_map",
-      figure,
-      value: Math.round(value * 1000) / 1000,
-      unit,
-      target,
-    }),
-  );
+function _line(figure: string, value: number, unit: string, target: string): BenchLine {
+  return benchLine("iommu_map", figure, Math.round(value * 1000) / 1000, unit, { target });
 }
 
-/** Runs the benchmark and prints its figures. */
-export function run(): void {
+/** Runs the benchmark, yielding its figures. */
+export function* run(): Generator<BenchLine> {
   const sys = mockSystem({ ramSize: 256 * 2 ** 20, iommu: { pageTable: ptMockTable } });
   const dev = sys.addDevice("bench0", 1);
   const iova = SZ_1G;
@@ -65,8 +59,8 @@ export function run(): void {
     best4kUnmap = Math.min(best4kUnmap, performance.now() - t);
     iommu_domain_free(domain);
   }
-  _line("map_4k", PAGES / (best4kMap / 1000), "pages/s", ">= 2000000");
-  _line("unmap_4k", PAGES / (best4kUnmap / 1000), "pages/s", ">= 2000000");
+  yield _line("map_4k", PAGES / (best4kMap / 1000), "pages/s", ">= 2000000");
+  yield _line("unmap_4k", PAGES / (best4kUnmap / 1000), "pages/s", ">= 2000000");
 
   const domain = iommu_paging_domain_alloc(dev);
   const times: number[] = [];
@@ -77,8 +71,11 @@ export function run(): void {
     iommu_unmap(domain, iova, SZ_1G);
   }
   times.sort((a, b) => a - b);
-  _line("map_1g_superpage", times[times.length >> 1], "ms", "< 1");
+  yield _line("map_1g_superpage", times[times.length >> 1], "ms", "< 1");
   iommu_domain_free(domain);
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli("iommu_map", "iommu_map/iommu_unmap on the mock IOMMU.", run);
+
+if (import.meta.main) await runTool("iommu_map", Deno.args, cli);

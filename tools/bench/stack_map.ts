@@ -14,15 +14,15 @@
  */
 import { DMA_BIDIRECTIONAL, dma_map_page, dma_unmap_page } from "@iommu-lab/kernel";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
-function _line(figure: string, value: number, unit: string, target: string): void {
-  console.log(
-    JSON.stringify({ bench: "stack_map", figure, value: Math.round(value), unit, target }),
-  );
+function _line(figure: string, value: number, unit: string, target: string): BenchLine {
+  return benchLine("stack_map", figure, Math.round(value), unit, { target });
 }
 
-/** Runs the benchmark and prints its figures. */
-export function run(): void {
+/** Runs the benchmark, yielding its figures. */
+export function* run(): Generator<BenchLine> {
   for (const bus of ["platform", "pci"] as const) {
     const m = Machine.boot({ iommu: riscvIommu({ features: [] }), iommuBus: bus, dmaChannels: 1 });
     const dev = m.dmaDevices[0];
@@ -37,7 +37,7 @@ export function run(): void {
       }
       best = Math.min(best, performance.now() - t);
     }
-    _line(
+    yield _line(
       `map_unmap_4k_pairs_${bus}`,
       N / (best / 1000),
       "pairs/s",
@@ -46,4 +46,7 @@ export function run(): void {
   }
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli("stack_map", "The whole DMA-mapping stack on the machine.", run);
+
+if (import.meta.main) await runTool("stack_map", Deno.args, cli);

@@ -12,8 +12,10 @@
  * - `seq`: pages in order;
  * - `walk`: `rand` with the IOTLB disabled, so every request walks (target ≥ 5 M/s).
  *
- * Prints one JSON line per scenario, e.g.
- * `{"scenario":"rand","ddt":3,"mode":"sv39","pages":262144,"requests":2000000,"translations_per_s":6100000}`.
+ * Prints one JSON line per scenario in the benchmarks' shape, with the scenario's fields, e.g.
+ * `{"bench":"translate","figure":"rand_ddt3_sv39_262144","value":6100000,"unit":"translations/s",
+ * "scenario":"rand","ddt":3,"mode":"sv39","pages":262144,"requests":2000000,
+ * "translations_per_s":6100000}`.
  *
  * Run: `deno run -A tools/bench/translate.ts`.
  *
@@ -30,9 +32,11 @@ import {
 } from "@iommu-lab/hw/regs";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
-/** One benchmark figure. */
-export interface TranslateFigure {
+/** One benchmark figure: the common shape plus the fields this benchmark always printed. */
+export interface TranslateFigure extends BenchLine {
   /** `hot2`, `rand`, `seq` or `walk`. */
   scenario: string;
   /** Device-directory levels (1 or 3). */
@@ -150,31 +154,32 @@ export function runScenario(
     if (bad !== 0) throw new Error(`${scenario}: ${bad} wrong translations`);
     if (round > 0) best = Math.max(best, rate);
   }
+  const rate = Math.round(best);
   return {
+    ...benchLine("translate", `${scenario}_ddt${ddt}_${mode}_${pages}`, rate, "translations/s"),
     scenario,
     ddt,
     mode,
     pages,
     requests: REQUESTS,
-    translations_per_s: Math.round(best),
+    translations_per_s: rate,
   };
 }
 
-/** Runs every scenario, printing one JSON line each; returns the figures. */
-export function run(): TranslateFigure[] {
-  const figures: TranslateFigure[] = [];
+/** Runs every scenario, yielding one figure each. */
+export function* run(): Generator<TranslateFigure> {
   for (const ddt of [1, 3] as const) {
     for (const mode of ["sv39", "sv48"] as const) {
       for (const pages of [4096, 262144]) {
         for (const scenario of ["hot2", "rand", "seq", "walk"] as const) {
-          const f = runScenario(scenario, ddt, mode, pages);
-          console.log(JSON.stringify(f));
-          figures.push(f);
+          yield runScenario(scenario, ddt, mode, pages);
         }
       }
     }
   }
-  return figures;
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli("translate", "Translation throughput of the IOMMU model.", run);
+
+if (import.meta.main) await runTool("translate", Deno.args, cli);

@@ -40,10 +40,11 @@ import {
   type DmaDirection,
   Errno,
   get_order,
+  isErrno,
   type Kernel,
 } from "@iommu-lab/kernel";
-import type { Machine } from "@iommu-lab/machine";
-import { bootFromFlags, intFlag, parseToolArgs } from "./_cli.ts";
+import { bootMachine, MACHINE_OPTIONS } from "./_machine.ts";
+import { runTool, type Tool, UsageError } from "../cli.ts";
 
 /** DMA_MAP_MAX_THREADS. */
 export const DMA_MAP_MAX_THREADS = 1024;
@@ -221,61 +222,85 @@ export function formatMapBenchmark(r: MapBenchmarkResult): string {
 }
 
 function _check(ok: boolean, msg: string): void {
-  if (!ok) throw new Errno("EINVAL", `dma_map_benchmark: ${msg}`);
+  if (!ok) throw new Errno("EINVAL", msg);
 }
 
-const _HELP = `Usage: deno run -A tools/dma/dma_map_benchmark.ts [options]
-
-Maps and unmaps a buffer on the DMA test engine in a loop and prints the average latencies.
-
-  -t N    threads, simulated and interleaved (default 1)
-  -s S    seconds of simulated time, fractions allowed (default 1)
-  -g N    granule: pages per mapping (default 1)
-  -d N    direction: 0 BIDIRECTIONAL, 1 TO_DEVICE, 2 FROM_DEVICE (default 0)
-  -x NS   dma_trans_ns: time a mapping stays up before its unmap (default 0)
-  -b N    dma_bits: the device's DMA mask during the run (default 32)
-  -n N    node, printed only (default -1)
-`;
+/** The tool's options (as the kernel tool's, plus the machine's). */
+export const MAP_BENCHMARK_OPTIONS = {
+  "threads": {
+    type: "int",
+    short: "t",
+    default: 1,
+    min: 1,
+    max: DMA_MAP_MAX_THREADS,
+    help: "threads, simulated and interleaved",
+  },
+  "seconds": {
+    type: "number",
+    short: "s",
+    default: 1,
+    max: DMA_MAP_MAX_SECONDS,
+    arg: "S",
+    help: "seconds of simulated time, fractions allowed",
+  },
+  "granule": { type: "int", short: "g", default: 1, min: 1, max: 1024, help: "pages per mapping" },
+  "dma_dir": {
+    type: "int",
+    short: "d",
+    default: 0,
+    max: 2,
+    help: "direction: 0 BIDIRECTIONAL, 1 TO_DEVICE, 2 FROM_DEVICE",
+  },
+  "dma_trans_ns": {
+    type: "int",
+    short: "x",
+    default: 0,
+    max: DMA_MAP_MAX_TRANS_DELAY,
+    arg: "NS",
+    help: "time a mapping stays up before its unmap",
+  },
+  "dma_bits": {
+    type: "int",
+    short: "b",
+    default: 32,
+    min: 20,
+    max: 64,
+    help: "the device's DMA mask during the run",
+  },
+  "node": { type: "int", short: "n", default: -1, min: -1, help: "NUMA node, printed only" },
+  ...MACHINE_OPTIONS,
+} as const;
 
 /**
- * The command line: boots a machine from the flags, runs the benchmark on the first DMA engine
- * and prints the tool's three lines plus the loop count and real time. Returns the exit status.
+ * The command line: boots a machine from the options, runs the benchmark on the first DMA
+ * engine and prints the tool's three lines plus the loop count and real time.
  */
-export function mapBenchmarkMain(args: string[]): number {
-  const values = parseToolArgs("dma_map_benchmark", args, {
-    t: { type: "string", short: "t", default: "1" },
-    s: { type: "string", short: "s", default: "1" },
-    g: { type: "string", short: "g", default: "1" },
-    d: { type: "string", short: "d", default: "0" },
-    x: { type: "string", short: "x", default: "0" },
-    b: { type: "string", short: "b", default: "32" },
-    n: { type: "string", short: "n", default: "-1" },
-  }, _HELP);
-  if (typeof values === "number") return values;
-  let r: MapBenchmarkResult;
-  try {
-    const seconds = Number(values.s);
-    if (!Number.isFinite(seconds)) throw new RangeError(`-s wants a number, not ${values.s}`);
-    const machine: Machine = bootFromFlags(values);
-    const dev = machine.dmaDevices[0];
-    if (dev === undefined) throw new RangeError("The machine has no DMA engine");
-    r = runMapBenchmark(dev, {
-      threads: intFlag(values.t, "-t"),
-      seconds,
-      granule: intFlag(values.g, "-g"),
-      dir: intFlag(values.d, "-d"),
-      dma_trans_ns: intFlag(values.x, "-x"),
-      dma_bits: intFlag(values.b, "-b"),
-      node: intFlag(values.n, "-n"),
-    });
-  } catch (e) {
-    if (!(e instanceof RangeError) && !(e instanceof Errno)) throw e;
-    console.error(e.message);
-    return 2;
-  }
-  console.log(formatMapBenchmark(r));
-  console.log(`(${r.loops} map/unmap pairs in ${r.realMs.toFixed(0)} ms real)`);
-  return 0;
-}
+export const cli: Tool<typeof MAP_BENCHMARK_OPTIONS> = {
+  usage: "deno run -A tools/dma/dma_map_benchmark.ts [options]",
+  summary:
+    "Maps and unmaps a buffer on the DMA test engine in a loop and prints the average latencies.",
+  options: MAP_BENCHMARK_OPTIONS,
+  main(v, io) {
+    const dev = bootMachine(v).dmaDevices[0];
+    let r: MapBenchmarkResult;
+    try {
+      r = runMapBenchmark(dev, {
+        threads: v.threads,
+        seconds: v.seconds,
+        granule: v.granule,
+        dir: v.dma_dir,
+        dma_trans_ns: v.dma_trans_ns,
+        dma_bits: v.dma_bits,
+        node: v.node,
+      });
+    } catch (e) {
+      // What the kernel's ioctl refuses is a bad argument here.
+      if (isErrno(e, "EINVAL")) throw new UsageError(e.message);
+      throw e;
+    }
+    for (const line of formatMapBenchmark(r).split("\n")) io.out(line);
+    io.out(`(${r.loops} map/unmap pairs in ${r.realMs.toFixed(0)} ms real)`);
+  },
+};
 
-if (import.meta.main) Deno.exit(mapBenchmarkMain(Deno.args));
+if (import.meta.main) await runTool("dma_map_benchmark", Deno.args, cli);

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 import {
+  cli,
   DMA_MAP_MAX_TRANS_DELAY,
   formatMapBenchmark,
   type MapBenchmarkResult,
   runMapBenchmark,
 } from "./dma_map_benchmark.ts";
+import { checkBadArguments, runCaptured } from "../cli_testing.ts";
 
 const LINES = [
   /^dma mapping benchmark: threads:\d+ seconds:[\d.]+ node:-?\d+ dir:(BIDIRECTIONAL|TO_DEVICE|FROM_DEVICE) granule: \d+$/,
@@ -111,20 +113,39 @@ Deno.test("dma_map_benchmark rejects what the kernel's ioctl rejects (EINVAL)", 
 });
 
 Deno.test("dma_map_benchmark.ts command line prints the tool's three lines", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./dma_map_benchmark.ts", import.meta.url).pathname,
-      "-t",
-      "2",
-      "-s",
-      "0.00002",
-      "--iommu-bus",
-      "pci",
-    ],
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
-  text.trim().split("\n").slice(0, 3).forEach((l, i) => assert.match(l, LINES[i]));
+  const r = await runCaptured("dma_map_benchmark", cli, [
+    "-t",
+    "2",
+    "-s",
+    "0.00002",
+    "--iommu-bus",
+    "pci",
+  ]);
+  assert.equal(r.status, 0, r.err.join("\n"));
+  r.out.slice(0, 3).forEach((l, i) => assert.match(l, LINES[i]));
+  assert.match(r.out[3], /^\(\d+ map\/unmap pairs in \d+ ms real\)$/);
+});
+
+Deno.test("dma_map_benchmark.ts: bad arguments are one line and status 2, never a stack trace", async (t) => {
+  await checkBadArguments(t, "dma_map_benchmark", cli, [
+    [["--bogus"], "unknown option --bogus"],
+    [["-q"], "unknown option -q"],
+    [["5"], 'unexpected argument "5"'],
+    [["-t"], "-t needs a value"],
+    [["-t", "-s", "1"], "-t needs a value"],
+    [["-t", "0"], "-t: 0 is out of range (1 to 1024)"],
+    [["-t", "2000"], "-t: 2000 is out of range (1 to 1024)"],
+    [["--threads", "1e3"], "--threads: 1e3 is not an integer (decimal or 0x)"],
+    [["-s", "1e-3"], "-s: 1e-3 is not a decimal number"],
+    [["-s", "-1"], "-s: -1 is out of range (0 to 300)"],
+    [["-s", "400"], "-s: 400 is out of range (0 to 300)"],
+    [["-s", "0"], "invalid duration seconds (-EINVAL)"],
+    [["-g", "0"], "-g: 0 is out of range (1 to 1024)"],
+    [["-d", "3"], "-d: 3 is out of range (0 to 2)"],
+    [["-x", "-1"], "-x: -1 is out of range (0 to 10000000)"],
+    [["-b", "16"], "-b: 16 is out of range (20 to 64)"],
+    [["-n", "-2"], "-n: -2 is out of range (at least -1)"],
+    [["--channels", "40"], "--channels: 40 is out of range (1 to 32)"],
+    [["--iommu", "amd"], "--iommu: amd is not one of riscv, none"],
+  ]);
 });

@@ -45,9 +45,11 @@ import {
   type PciDev,
   pr_info,
   pr_warn,
+  string_get_size,
 } from "@iommu-lab/kernel";
 import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
-import { bootFromFlags, intFlag, parseToolArgs } from "./_cli.ts";
+import { bootMachine, MACHINE_OPTIONS } from "./_machine.ts";
+import { runTool, type Tool, UsageError } from "../cli.ts";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
@@ -83,13 +85,16 @@ export interface DmatestOptions {
   norandom?: boolean;
   /** Length of every transfer, below `test_buf_size` (0: random, or the buffer with `norandom`). */
   transfer_size?: number;
-  /** log2 of the alignment of lengths and offsets. Default 0 (the engine needs none). */
+  /**
+   * log2 of the alignment of lengths and offsets; -1 (as the module's default) takes the
+   * engine's, which needs none. Default -1.
+   */
   alignment?: number;
   /** `copy` (DMA_MEMCPY, threads named `-copyN`) or `fill` (DMA_MEMSET, `-memsetN`). */
   mode?: "copy" | "fill";
   /** Buffers from `dma_alloc_coherent` (mapped once) instead of `dma_map_page` per iteration. */
   coherent?: boolean;
-  /** Completion timeout in ms of simulated time. Default 3000. */
+  /** Completion timeout in ms of simulated time; -1 waits forever, as in Linux. Default 3000. */
   timeout?: number;
   /** Log every result, passed ones too. */
   verbose?: boolean;
@@ -211,24 +216,33 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
   const iterations = opts.iterations ?? 10;
   const bufSize = opts.test_buf_size ?? 16384;
   const perChan = opts.threads_per_chan ?? 1;
-  const align = opts.alignment ?? 0;
+  const alignment = opts.alignment ?? -1;
   const mode = opts.mode ?? "copy";
   const xferSize = opts.transfer_size ?? 0;
-  const timeoutUs = (opts.timeout ?? 3000) * 1000;
+  const timeout = opts.timeout ?? 3000;
   _check(Number.isInteger(iterations) && iterations > 0, "iterations must be at least 1");
-  _check(Number.isInteger(bufSize) && bufSize > 0 && bufSize <= 4 << 20, "bad test_buf_size");
-  _check(Number.isInteger(perChan) && perChan > 0, "threads_per_chan must be at least 1");
-  _check(Number.isInteger(align) && align >= 0 && 1 << align <= bufSize, "bad alignment");
   _check(
-    xferSize >= 0 && xferSize < bufSize && xferSize % (1 << align) === 0,
-    "transfer_size must be lower than test_buf_size",
+    Number.isInteger(bufSize) && bufSize > 0 && bufSize <= 4 << 20,
+    `test_buf_size ${bufSize} is not 1 to 4194304 bytes`,
   );
+  _check(Number.isInteger(perChan) && perChan > 0, "threads_per_chan must be at least 1");
+  _check(Number.isInteger(alignment) && alignment >= -1, `bad alignment ${alignment}`);
+  const align = Math.max(0, alignment);
+  // 2 ** align, not 1 << align: a shift by 40 wraps to 256 and would pass.
+  _check(2 ** align <= bufSize, `${bufSize}-byte buffer too small for 2^${align}-byte alignment`);
+  _check(
+    Number.isInteger(xferSize) && xferSize >= 0 && xferSize < bufSize &&
+      xferSize % 2 ** align === 0,
+    "transfer_size must be lower than test_buf_size and aligned",
+  );
+  _check(Number.isInteger(timeout) && timeout >= -1, `bad timeout ${timeout}`);
+  const timeoutUs = timeout === -1 ? Infinity : timeout * 1000;
   _check(mode === "copy" || mode === "fill", `unknown mode ${mode}`);
 
   let chans = machine.dmaChannels();
   if (opts.channel) chans = chans.filter((c) => c.name === opts.channel);
   if (opts.max_channels) chans = chans.slice(0, opts.max_channels);
-  if (chans.length === 0) throw new Errno("ENODEV", "dmatest: no DMA channel matches");
+  if (chans.length === 0) throw new Errno("ENODEV", "no DMA channel matches");
 
   const logStart = kernel.dmesg.records().length;
   const realStart = performance.now();
@@ -359,7 +373,7 @@ export function runDmatest(machine: Machine, opts: DmatestOptions = {}): Dmatest
 }
 
 function _check(ok: boolean, msg: string): void {
-  if (!ok) throw new Errno("EINVAL", `dmatest: ${msg}`);
+  if (!ok) throw new Errno("EINVAL", msg);
 }
 
 function _threadAlloc(
@@ -578,97 +592,83 @@ function _equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-const _HELP = `Usage: deno run -A tools/dma/dmatest.ts [options]
-
-Runs dmatest on the DMA test engine's channels through the IOMMU and prints its dmesg lines.
-
-dmatest (as the module's parameters):
-  --iterations N          tests per thread (default 10)
-  --test_buf_size N       bytes per buffer (default 16384)
-  --threads_per_chan N    threads per channel (default 1)
-  --max_channels N        use at most N channels (default 0: all)
-  --channel NAME          only this channel (dma0chan1)
-  --dmatest 0|1           0 memcpy, 1 memset (same as --mode copy|fill)
-  --mode copy|fill        (default copy)
-  --noverify              do not fill or verify buffers
-  --norandom              whole buffer (or --transfer_size) at offset 0
-  --transfer_size N       bytes per transfer with --norandom
-  --alignment N           log2 alignment of lengths and offsets (default 0)
-  --coherent              buffers from dma_alloc_coherent instead of dma_map_page per test
-  --timeout MS            completion timeout, simulated ms (default 3000)
-  --seed N                seed of lengths and offsets (default 1)
-  --verbose               print passed results too
-  --dmesg                 print the whole kernel log, boot included
-`;
+/** dmatest's options: the module's parameters, then the machine's. */
+export const DMATEST_OPTIONS = {
+  "iterations": { type: "int", default: 10, min: 1, help: "tests per thread" },
+  "test_buf_size": { type: "int", default: 16384, min: 1, max: 4 << 20, help: "bytes per buffer" },
+  "threads_per_chan": { type: "int", default: 1, min: 1, help: "threads per channel" },
+  "max_channels": { type: "int", default: 0, help: "use at most N channels (0: all)" },
+  "channel": { type: "string", arg: "NAME", help: "only this channel (dma0chan1)" },
+  "dmatest": { type: "string", choices: ["0", "1"], help: "0 memcpy, 1 memset (as --mode)" },
+  "mode": { type: "string", default: "copy", choices: ["copy", "fill"], help: "what to test" },
+  "noverify": { type: "boolean", help: "do not fill or verify buffers" },
+  "norandom": { type: "boolean", help: "whole buffer (or --transfer_size) at offset 0" },
+  "transfer_size": { type: "int", default: 0, help: "bytes per transfer with --norandom" },
+  "alignment": {
+    type: "int",
+    default: -1,
+    min: -1,
+    help: "log2 alignment of lengths and offsets (-1: the engine's)",
+  },
+  "coherent": { type: "boolean", help: "buffers from dma_alloc_coherent, mapped once" },
+  "timeout": {
+    type: "int",
+    default: 3000,
+    min: -1,
+    arg: "MS",
+    help: "completion timeout, simulated ms (-1: wait forever)",
+  },
+  "seed": { type: "int", default: 1, max: 0xffff_ffff, help: "seed of lengths and offsets" },
+  "verbose": { type: "boolean", help: "print passed results too" },
+  "dmesg": { type: "boolean", help: "print the whole kernel log, boot included" },
+  ...MACHINE_OPTIONS,
+} as const;
 
 /**
- * The command line: boots a machine from the flags, runs dmatest, prints its dmesg lines and the
- * simulated and real time. Returns the exit status (1 when a test failed, 2 on bad usage).
+ * The command line: boots a machine from the options, runs dmatest, prints its dmesg lines and
+ * the simulated and real time. Exit status 1 when a test failed.
  */
-export function dmatestMain(args: string[]): number {
-  const values = parseToolArgs("dmatest", args, {
-    "iterations": { type: "string", default: "10" },
-    "test_buf_size": { type: "string", default: "16384" },
-    "threads_per_chan": { type: "string", default: "1" },
-    "max_channels": { type: "string", default: "0" },
-    "channel": { type: "string", default: "" },
-    "dmatest": { type: "string" },
-    "mode": { type: "string", default: "copy" },
-    "noverify": { type: "boolean", default: false },
-    "norandom": { type: "boolean", default: false },
-    "transfer_size": { type: "string", default: "0" },
-    "alignment": { type: "string", default: "0" },
-    "coherent": { type: "boolean", default: false },
-    "timeout": { type: "string", default: "3000" },
-    "seed": { type: "string", default: "1" },
-    "verbose": { type: "boolean", default: false },
-    "dmesg": { type: "boolean", default: false },
-  }, _HELP);
-  if (typeof values === "number") return values;
-  let machine: Machine;
-  let r: DmatestResult;
-  try {
-    const mode = values.dmatest !== undefined
-      ? (values.dmatest === "1" ? "fill" : values.dmatest === "0" ? "copy" : "?")
-      : values.mode;
-    if (mode !== "copy" && mode !== "fill") throw new RangeError(`Unknown mode ${mode}`);
-    machine = bootFromFlags(values);
-    r = runDmatest(machine, {
-      iterations: intFlag(values.iterations, "--iterations"),
-      test_buf_size: intFlag(values.test_buf_size, "--test_buf_size"),
-      threads_per_chan: intFlag(values.threads_per_chan, "--threads_per_chan"),
-      max_channels: intFlag(values.max_channels, "--max_channels"),
-      channel: values.channel,
-      noverify: values.noverify,
-      norandom: values.norandom,
-      transfer_size: intFlag(values.transfer_size, "--transfer_size"),
-      alignment: intFlag(values.alignment, "--alignment"),
-      mode,
-      coherent: values.coherent,
-      timeout: intFlag(values.timeout, "--timeout"),
-      seed: intFlag(values.seed, "--seed"),
-      verbose: values.verbose,
-    });
-  } catch (e) {
-    if (!(e instanceof RangeError) && !isErrno(e)) throw e;
-    console.error(`dmatest: ${e.message}`);
-    return 2;
-  }
-  const lines = values.dmesg
-    ? machine.dmesg
-    : machine.kernel.dmesg.lines().filter((l) => /\] (dmatest: |.*: Fault )/.test(l));
-  for (const l of lines) console.log(l);
-  console.log(
-    `dmatest: ${r.tests} tests, ${r.failures} failures, ${_size(r.bytes)} in ` +
-      `${(r.simNs / 1000).toFixed(1)} us simulated, ${r.realMs.toFixed(0)} ms real`,
-  );
-  return r.failures === 0 ? 0 : 1;
-}
+export const cli: Tool<typeof DMATEST_OPTIONS> = {
+  usage: "deno run -A tools/dma/dmatest.ts [options]",
+  summary:
+    "Runs dmatest on the DMA test engine's channels through the IOMMU and prints its dmesg lines.",
+  options: DMATEST_OPTIONS,
+  main(v, io) {
+    const mode = v.dmatest === undefined ? v.mode : v.dmatest === "1" ? "fill" : "copy";
+    const machine = bootMachine(v);
+    let r: DmatestResult;
+    try {
+      r = runDmatest(machine, {
+        iterations: v.iterations,
+        test_buf_size: v.test_buf_size,
+        threads_per_chan: v.threads_per_chan,
+        max_channels: v.max_channels,
+        channel: v.channel,
+        noverify: v.noverify,
+        norandom: v.norandom,
+        transfer_size: v.transfer_size,
+        alignment: v.alignment,
+        mode,
+        coherent: v.coherent,
+        timeout: v.timeout,
+        seed: v.seed,
+        verbose: v.verbose,
+      });
+    } catch (e) {
+      // What the module's parameter checks refuse is a bad argument here.
+      if (isErrno(e, "EINVAL") || isErrno(e, "ENODEV")) throw new UsageError(e.message);
+      throw e;
+    }
+    const lines = v.dmesg
+      ? machine.dmesg
+      : machine.kernel.dmesg.lines().filter((l) => /\] (dmatest: |.*: Fault )/.test(l));
+    for (const l of lines) io.out(l);
+    io.out(
+      `dmatest: ${r.tests} tests, ${r.failures} failures, ${string_get_size(r.bytes)} in ` +
+        `${(r.simNs / 1000).toFixed(1)} us simulated, ${r.realMs.toFixed(0)} ms real`,
+    );
+    return r.failures === 0 ? 0 : 1;
+  },
+};
 
-function _size(bytes: number): string {
-  return bytes >= 1048576
-    ? `${(bytes / 1048576).toFixed(1)} MiB`
-    : `${(bytes / 1024).toFixed(1)} KiB`;
-}
-
-if (import.meta.main) Deno.exit(dmatestMain(Deno.args));
+if (import.meta.main) await runTool("dmatest", Deno.args, cli);

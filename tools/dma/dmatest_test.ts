@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { MEM_POISON } from "@iommu-lab/hw";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
 import { iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
-import { type DmatestInjectInfo, PATTERN_SRC, runDmatest } from "./dmatest.ts";
+import { cli, type DmatestInjectInfo, PATTERN_SRC, runDmatest } from "./dmatest.ts";
+import { checkBadArguments, runCaptured } from "../cli_testing.ts";
 
 function _boot(bus: "platform" | "pci"): Machine {
   return Machine.boot({ iommu: riscvIommu({ features: [] }), iommuBus: bus, dmaChannels: 2 });
@@ -237,28 +238,62 @@ Deno.test("runDmatest rejects bad parameters (EINVAL) and unknown channels (ENOD
   assert.equal(m.kernel.pages.allocatedPages, pages);
 });
 
-Deno.test("dmatest.ts command line prints the kernel's summary lines and fails on failures", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL("./dmatest.ts", import.meta.url).pathname,
-      "--iterations",
-      "2",
-      "--channels",
-      "1",
-      "--iommu-bus",
-      "pci",
-    ],
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assert.equal(out.code, 0, text + new TextDecoder().decode(out.stderr));
+Deno.test("dmatest.ts command line prints the kernel's summary lines and its own", async () => {
+  const r = await runCaptured("dmatest", cli, [
+    "--iterations",
+    "2",
+    "--channels",
+    "1",
+    "--iommu-bus",
+    "pci",
+  ]);
+  assert.equal(r.status, 0, r.err.join("\n"));
   assert.match(
-    text,
+    r.out.join("\n"),
     /^\[ +\d+\.\d{6}\] dmatest: dma0chan0-copy0: summary 2 tests, 0 failures \d+\.\d\d iops \d+ KB\/s \(0\)$/m,
   );
-  const bad = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("./dmatest.ts", import.meta.url).pathname, "--iterations", "x"],
-  }).output();
-  assert.equal(bad.code, 2);
+  assert.match(
+    r.out.at(-1)!,
+    /^dmatest: 2 tests, 0 failures, \d+(\.\d+)? [KM]iB in [\d.]+ us simulated, \d+ ms real$/,
+  );
+});
+
+Deno.test("dmatest.ts: bad arguments are one line and status 2, never a stack trace", async (t) => {
+  await checkBadArguments(t, "dmatest", cli, [
+    [["--bogus"], "unknown option --bogus"],
+    [["extra"], 'unexpected argument "extra"'],
+    [["--iterations"], "--iterations needs a value"],
+    [["--iterations", "--verbose"], "--iterations needs a value"],
+    [["--iterations", "x"], "--iterations: x is not an integer (decimal or 0x)"],
+    [["--iterations", "1e3"], "--iterations: 1e3 is not an integer (decimal or 0x)"],
+    [["--iterations", "0"], "--iterations: 0 is out of range (at least 1)"],
+    [["--iterations", "-1"], "--iterations: -1 is out of range (at least 1)"],
+    [["--test_buf_size", "0x500000"], "--test_buf_size: 0x500000 is out of range (1 to 4194304)"],
+    [["--alignment", "40"], "16384-byte buffer too small for 2^40-byte alignment (-EINVAL)"],
+    [["--alignment", "-2"], "--alignment: -2 is out of range (at least -1)"],
+    [["--timeout", "-2"], "--timeout: -2 is out of range (at least -1)"],
+    [["--timeout", "1.5"], "--timeout: 1.5 is not an integer (decimal or 0x)"],
+    [
+      ["--transfer_size", "16384"],
+      "transfer_size must be lower than test_buf_size and aligned (-EINVAL)",
+    ],
+    [["--channels", "40"], "--channels: 40 is out of range (1 to 32)"],
+    [["--channels", "0"], "--channels: 0 is out of range (1 to 32)"],
+    [["--engines", "99"], "--engines: 99 is out of range (1 to 30)"],
+    [["--channel", "dma9chan0"], "no DMA channel matches (-ENODEV)"],
+    [["--mode", "move"], "--mode: move is not one of copy, fill"],
+    [["--dmatest", "2"], "--dmatest: 2 is not one of 0, 1"],
+    [["--iommu-bus", "isa"], "--iommu-bus: isa is not one of platform, pci"],
+    [["--seed", "0x100000000"], "--seed: 0x100000000 is out of range (0 to 4294967295)"],
+    [["--noverify=1"], "--noverify takes no value"],
+  ]);
+});
+
+Deno.test("dmatest --timeout -1 waits forever, as in Linux; --timeout 0 times every test out", () => {
+  const m = _boot("platform");
+  const forever = runDmatest(m, { iterations: 2, test_buf_size: 4096, timeout: -1 });
+  assert.deepEqual([forever.tests, forever.failures], [4, 0]);
+  const none = runDmatest(m, { iterations: 2, test_buf_size: 4096, timeout: 0 });
+  assert.deepEqual([none.tests, none.failures], [4, 4]);
+  assert.match(none.log.join("\n"), /test timed out/);
 });
