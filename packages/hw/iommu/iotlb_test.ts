@@ -45,13 +45,8 @@ function world(caps: Partial<IommuCaps> = {}) {
       const old = OLD + slot * 4096, neu = NEW + slot * 4096;
       slot++;
       const target = g === null ? old : gpaBase + iova;
+      // A and B share their non-leaf PTEs, so only B's leaf may say G.
       const leaf = pt.map(iova, target, { flags: TEST_PTE_RW_USER | (global ? PTE_G : 0) });
-      if (global) {
-        for (const l of [1, 2]) {
-          const a = pt.pteAddr(iova, l);
-          pt.write(a, pt.read(a) | BigInt(PTE_G));
-        }
-      }
       if (g === null) {
         rewrite.push(() => pt.write(leaf, BigInt(neu) >> 12n << 10n | BigInt(TEST_PTE_RW_USER)));
       } else {
@@ -166,6 +161,26 @@ Deno.test("IOTINVAL.VMA: all 8 GV/AV/PSCV cases, with the global-entry exception
       assert.deepEqual(w.dropped(), expected);
     });
   }
+});
+
+Deno.test("IOTINVAL.VMA with PSCV spares a mapping made global by a G=1 non-leaf PTE alone (effective G is the OR along the walk)", () => {
+  const env = testIommuEnv();
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  // Two 2 MiB regions under different level-1 PTEs: only the second's level-1 PTE says G.
+  const plain = 0x20_0000, under = 0x4000_0000;
+  const leaves = [plain, under].map((iova, i) => pt.map(iova, OLD + i * 4096));
+  const l1 = pt.pteAddr(under, 1);
+  pt.write(l1, pt.read(l1) | BigInt(PTE_G));
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  const pa = (iova: number) => testTranslate(env.tr, testRequest(1, iova)).pa;
+  assert.deepEqual([pa(plain), pa(under)], [OLD, OLD + 4096]);
+  leaves.forEach((leaf, i) =>
+    pt.write(leaf, BigInt(NEW + i * 4096) >> 12n << 10n | BigInt(TEST_PTE_RW_USER))
+  );
+  env.tr.iotinvalVma(false, false, true, 0, 1, 0, 0, false, false);
+  assert.deepEqual([pa(plain), pa(under)], [NEW, OLD + 4096], "only the non-global entry went");
+  env.tr.iotinvalVma(false, false, false, 0, 0, 0, 0, false, false);
+  assert.equal(pa(under), NEW + 4096, "PSCV=0 drops global entries too");
 });
 
 Deno.test("IOTINVAL.GVMA drops G-stage and combined entries, never host entries", async (t) => {

@@ -216,6 +216,36 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
   });
 });
 
+Deno.test("ATS Global bit: the effective G is the OR along the first-stage walk, a G=1 non-leaf PTE makes every mapping below it global", async (t) => {
+  const withPasid = (env: ReturnType<typeof atsEnv>) => {
+    const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+    pdt.set(5, encodePcTa(3), encodeAtp(8, env.pt.root));
+    env.ddt.set(1, {
+      tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
+      fsc: encodeAtp(1, pdt.root),
+    });
+    env.tr.invalDdt(true, 1);
+    return env.ats(ACC_READ, { pidValid: true, pid: 5 }).global;
+  };
+  for (
+    const [what, leafG, nonLeafLevels, global] of [
+      ["no PTE says G", false, [], false],
+      ["the leaf alone says G", true, [], true],
+      ["the root (level 2) alone says G", false, [2], true],
+      ["a level-1 PTE alone says G", false, [1], true],
+    ] as const
+  ) {
+    await t.step(what, () => {
+      const env = atsEnv(TEST_PTE_RW_USER | (leafG ? PTE_G : 0));
+      for (const l of nonLeafLevels) {
+        const a = env.pt.pteAddr(0x1000, l);
+        env.pt.write(a, env.pt.read(a) | BigInt(PTE_G));
+      }
+      assert.equal(withPasid(env), global);
+    });
+  }
+});
+
 Deno.test("fault records: TTYP, iotval, iotval2 and DTF suppression", async (t) => {
   const env = testIommuEnv();
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");

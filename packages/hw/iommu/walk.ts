@@ -219,7 +219,10 @@ export class PageWalker {
     const pasPages = this.#pasPages;
     walk: for (;;) {
       let pn = this.fsRoot;
-      let global = PTE_G;
+      // The effective G is the OR along the walk: a global non-leaf PTE makes every mapping
+      // below it global (Privileged spec, Sv32 "Addressing and Memory Protection", which
+      // Sv39/48/57 and the IOMMU's first stage follow).
+      let global = 0;
       for (let level = levels - 1;; level--) {
         const off = _bits(vlo, vhi, level * w, w) * pteSize;
         let spn = pn;
@@ -249,7 +252,7 @@ export class PageWalker {
           if (level === 0 || (pte & (PTE_D | PTE_A | PTE_U)) !== 0 || pteHi >>> 29 !== 0) {
             return PAGE_FAULT[acc];
           }
-          global &= pte;
+          global |= pte & PTE_G;
           pn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
@@ -296,7 +299,7 @@ export class PageWalker {
         }
         this.fsShift = shift;
         this.fsPn = napot ? ppn - 8 + (vlo & 15) : ppn + vpnLow(vlo, vhi, shift);
-        this.fsPerm = (pte & (PTE_R | PTE_X | PTE_U)) | (pte & global & PTE_G) |
+        this.fsPerm = (pte & (PTE_R | PTE_X | PTE_U)) | ((pte | global) & PTE_G) |
           ((pte & (PTE_W | PTE_D)) === (PTE_W | PTE_D) ? PTE_W : 0);
         this.fsPbmt = sv32 ? 0 : (pteHi >>> 29) & 3;
         return 0;
