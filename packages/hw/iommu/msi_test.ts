@@ -268,20 +268,23 @@ Deno.test("ATS translation of MSI addresses: basic → SPA; MRIF → Success wit
   env.setPte(4, basicPte(0x2e00_0));
   const m = testTranslate(
     env.tr,
-    testRequest(1, 0x2800_3000, { kind: REQ_ATS, access: ACC_WRITE }),
+    testRequest(1, 0x2800_3000, { kind: REQ_ATS }),
   );
   assert.equal(m.status, XLATE_OK);
   assert.equal(m.untranslatedOnly, true);
   assert.equal(m.perm, 3);
   const b = testTranslate(
     env.tr,
-    testRequest(1, 0x2800_4000, { kind: REQ_ATS, access: ACC_WRITE }),
+    testRequest(1, 0x2800_4000, { kind: REQ_ATS }),
   );
   assert.equal(b.untranslatedOnly, false);
   assert.equal(b.pa, 0x2e00_0000);
   assert.equal(b.perm, 3);
   assert.equal(b.global, false);
-  const bro = testTranslate(env.tr, testRequest(1, 0x2800_4000, { kind: REQ_ATS }));
+  const bro = testTranslate(
+    env.tr,
+    testRequest(1, 0x2800_4000, { kind: REQ_ATS, noWrite: true }),
+  );
   assert.equal(bro.perm, 1, "no write asked (NW=1): read only");
   env.setPte(5, [0n, 0n]);
   const v = testTranslate(env.tr, testRequest(1, 0x2800_5000, { kind: REQ_ATS }));

@@ -32,9 +32,15 @@ export interface InboundRequest {
   pid: number;
   /** Privileged (supervisor) access; only meaningful with a process_id. */
   priv: boolean;
-  /** {@linkcode ACC_READ}, {@linkcode ACC_WRITE} or {@linkcode ACC_EXEC}. For ATS requests, the
-   * permissions asked for: read (NW=1) or read+write. */
+  /** {@linkcode ACC_READ}, {@linkcode ACC_WRITE} or {@linkcode ACC_EXEC}. Not used by ATS
+   * translation requests, which say what they ask for with {@linkcode noWrite} and
+   * {@linkcode execReq}. */
   access: 0 | 1 | 2;
+  /** ATS translation request: No-Write (NW), only read permission is asked for. */
+  noWrite: boolean;
+  /** ATS translation request: Execute-Requested (ER); PCIe carries it in the PASID prefix, so it
+   * counts only with a process_id. */
+  execReq: boolean;
   /** {@linkcode REQ_UNTRANSLATED}, {@linkcode REQ_TRANSLATED} or {@linkcode REQ_ATS}. */
   kind: 0 | 1 | 2;
   /** Low unsigned 32 bits of the address (IOVA; SPA or GPA for translated requests). A 64-bit
@@ -100,6 +106,8 @@ export function newRequest(init: Partial<InboundRequest> = {}): InboundRequest {
     pid: 0,
     priv: false,
     access: ACC_READ,
+    noWrite: false,
+    execReq: false,
     kind: REQ_UNTRANSLATED,
     iovaLo: 0,
     iovaHi: 0,

@@ -20,6 +20,7 @@ import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
   ACC_EXEC,
+  ACC_READ,
   ACC_WRITE,
   type InboundRequest,
   iovaOf,
@@ -347,8 +348,13 @@ export class Translator implements TranslationPort {
     // Step 6: a Translated request already carries an SPA unless T2GPA.
     if (kind === REQ_TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
 
-    w.access = req.access;
-    w.ats = kind === REQ_ATS;
+    // An ATS translation request reads page tables and writes no data: its faults are reported
+    // as reads (TTYP 8, cause 5 for an implicit-access fault) whatever NW and ER say; only the
+    // D bit it may set depends on NW.
+    const ats = kind === REQ_ATS;
+    w.access = ats ? ACC_READ : req.access;
+    w.dirty = ats ? !req.noWrite : req.access === ACC_WRITE;
+    w.ats = ats;
     w.sxl = dc.sxl;
     w.sbe = dc.sbe;
     w.sade = dc.sade;
@@ -444,9 +450,14 @@ export class Translator implements TranslationPort {
     const shift = !fsOn && !gOn ? 0 : fsShift < gShift ? fsShift : gShift;
     const pbmt = fsPbmt !== 0 ? fsPbmt : gPbmt;
     const perm = fsPerm & (gPerm | PTE_U | PTE_G);
-    if (kind === REQ_ATS) {
-      const rw = perm & (req.access === ACC_WRITE ? PTE_R | PTE_W : PTE_R);
-      const x = req.access === ACC_EXEC && (rw & PTE_R) !== 0 ? perm & PTE_X : 0;
+    if (ats) {
+      const rw = perm & (req.noWrite ? PTE_R : PTE_R | PTE_W);
+      // X only with R (PCIe), only when ER came with a PASID, and never on a U page for a
+      // privileged request (S mode never executes user pages).
+      const x = req.execReq && req.pidValid && (rw & PTE_R) !== 0 &&
+          !(w.priv && (perm & PTE_U) !== 0)
+        ? perm & PTE_X
+        : 0;
       const pn = dc.t2gpa ? gpn : spn;
       this.#ok(res, pn * 4096 + off, (rw | x) >>> 1, pbmt, PAGE_BYTES[shift]);
       res.global = req.pidValid && (perm & PTE_G) !== 0;
@@ -496,7 +507,7 @@ export class Translator implements TranslationPort {
     const perm = fsPerm & (PTE_R | PTE_W);
     if (msi.mode === RISCV_IOMMU_MSI_PTE_M_BASIC) {
       const pn = ats && dc.t2gpa ? gpn : msi.pn;
-      const rw = ats && req.access !== ACC_WRITE ? perm & PTE_R : perm;
+      const rw = ats && req.noWrite ? perm & PTE_R : perm;
       return this.#ok(res, pn * 4096 + off, rw >>> 1, 0, 4096);
     }
     if (ats) {

@@ -135,15 +135,31 @@ function atsEnv(flags: number, tc = 0, caps = {}) {
     fsc: encodeAtp(8, pt.root),
     ta: encodeDcTa(1),
   });
-  const ats = (access: 0 | 1 | 2 = ACC_READ, init = {}) =>
-    testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_ATS, access, ...init }));
+  /** An ATS translation request for 0x1000; NW=1 (read only) unless `init` says otherwise. */
+  const ats = (init: Partial<InboundRequest> = {}) =>
+    testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_ATS, noWrite: true, ...init }));
   return { ...env, pt, leaf, ats };
+}
+
+/** `env` with its table moved behind process_id 5 (PDTV, PD8; PC.ta.ENS and SUM as given). */
+function withPasid<E extends ReturnType<typeof atsEnv>>(
+  env: E,
+  pc: { ens?: boolean; sum?: boolean } = {},
+): E {
+  const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+  pdt.set(5, encodePcTa(3, pc), encodeAtp(8, env.pt.root));
+  env.ddt.set(1, {
+    tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
+    fsc: encodeAtp(1, pdt.root),
+  });
+  env.tr.invalDdt(true, 1);
+  return env;
 }
 
 Deno.test("ATS translation requests: completion outcomes of digest §5.1", async (t) => {
   await t.step("Success with the permissions the tables grant", () => {
     const env = atsEnv(TEST_PTE_RW_USER);
-    const r = env.ats(ACC_WRITE);
+    const r = env.ats({ noWrite: false });
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.pa, DATA);
     assert.equal(r.perm, 3);
@@ -151,22 +167,26 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
   });
   await t.step("read-only page asked for write: W=0 in the completion, no fault", () => {
     const env = atsEnv(PTE_V | PTE_R | PTE_U | PTE_A);
-    const r = env.ats(ACC_WRITE);
+    const r = env.ats({ noWrite: false });
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.perm, 1);
     assert.equal(r.reported, false);
   });
   await t.step("NW=1 (read asked): W not granted even on a writable page", () => {
-    assert.equal(atsEnv(TEST_PTE_RW_USER).ats(ACC_READ).perm, 1);
+    assert.equal(atsEnv(TEST_PTE_RW_USER).ats().perm, 1);
   });
-  await t.step("X only when execute is requested and only with R", () => {
-    assert.equal(atsEnv(TEST_PTE_RW_USER | PTE_X).ats(ACC_READ).perm, 1);
-    assert.equal(atsEnv(TEST_PTE_RW_USER | PTE_X).ats(ACC_EXEC).perm, 5);
-    assert.equal(atsEnv(PTE_V | PTE_X | PTE_U | PTE_A).ats(ACC_EXEC).perm, 0);
+  await t.step("X only when execute is requested (with a PASID) and only with R", () => {
+    const er = { execReq: true, pidValid: true, pid: 5 };
+    assert.equal(
+      withPasid(atsEnv(TEST_PTE_RW_USER | PTE_X)).ats({ pidValid: true, pid: 5 }).perm,
+      1,
+    );
+    assert.equal(withPasid(atsEnv(TEST_PTE_RW_USER | PTE_X)).ats(er).perm, 5);
+    assert.equal(withPasid(atsEnv(PTE_V | PTE_X | PTE_U | PTE_A)).ats(er).perm, 0);
   });
   await t.step("page faults (V=0, U mismatch, A=0 without SADE): Success R=W=0, not logged", () => {
     for (const flags of [0, TEST_PTE_RW_USER & ~PTE_U, TEST_PTE_RW_USER & ~PTE_A]) {
-      const r = atsEnv(flags).ats(ACC_WRITE);
+      const r = atsEnv(flags).ats({ noWrite: false });
       assert.equal(r.status, XLATE_OK, `flags ${flags}`);
       assert.equal(r.perm, 0);
       assert.equal(r.reported, false);
@@ -174,13 +194,13 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
   });
   await t.step("write asked on a clean page: SADE sets D and grants W", () => {
     const env = atsEnv(TEST_PTE_RW_USER & ~PTE_D, RISCV_IOMMU_DC_TC_SADE);
-    assert.equal(env.ats(ACC_WRITE).perm, 3);
+    assert.equal(env.ats({ noWrite: false }).perm, 3);
     assert.equal(env.pt.read(env.leaf) & BigInt(PTE_D), BigInt(PTE_D));
   });
   await t.step("PTE access fault: Completer Abort (fault, logged)", () => {
     const env = atsEnv(TEST_PTE_RW_USER);
     env.mem.injectFault(env.leaf, 8);
-    const r = env.ats(ACC_READ);
+    const r = env.ats();
     assert.equal(r.status, XLATE_FAULT);
     assert.equal(r.cause, 5);
     assert.equal(r.ttyp, 8);
@@ -205,28 +225,87 @@ Deno.test("ATS translation requests: completion outcomes of digest §5.1", async
       env.pt.write(a, env.pt.read(a) | BigInt(PTE_G));
     }
     assert.equal(env.ats().global, false, "no PASID");
-    const pdt = new PdtBuilder(env.mem, env.alloc, 1);
-    pdt.set(5, encodePcTa(3), encodeAtp(8, env.pt.root));
-    env.ddt.set(1, {
-      tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
-      fsc: encodeAtp(1, pdt.root),
-    });
-    env.tr.invalDdt(true, 1);
-    assert.equal(env.ats(ACC_READ, { pidValid: true, pid: 5 }).global, true);
+    assert.equal(withPasid(env).ats({ pidValid: true, pid: 5 }).global, true);
   });
 });
 
-Deno.test("ATS Global bit: the effective G is the OR along the first-stage walk, a G=1 non-leaf PTE makes every mapping below it global", async (t) => {
-  const withPasid = (env: ReturnType<typeof atsEnv>) => {
-    const pdt = new PdtBuilder(env.mem, env.alloc, 1);
-    pdt.set(5, encodePcTa(3), encodeAtp(8, env.pt.root));
-    env.ddt.set(1, {
-      tc: RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_PDTV,
-      fsc: encodeAtp(1, pdt.root),
+Deno.test("ATS translation requests carry No-Write and Execute-Requested independently (PCIe ATS; spec 2.6)", async (t) => {
+  const rwx = TEST_PTE_RW_USER | PTE_X;
+  const pasid = { pidValid: true, pid: 5 };
+  for (
+    const [what, init, perm] of [
+      ["NW=1, ER=0: R", { noWrite: true }, 1],
+      ["NW=0, ER=0: R W", { noWrite: false }, 3],
+      ["NW=1, ER=1: R X", { noWrite: true, execReq: true }, 5],
+      [
+        "NW=0, ER=1: R W X, which one access type could not say",
+        { noWrite: false, execReq: true },
+        7,
+      ],
+    ] as const
+  ) {
+    await t.step(what, () => {
+      assert.equal(withPasid(atsEnv(rwx)).ats({ ...pasid, ...init }).perm, perm);
     });
-    env.tr.invalDdt(true, 1);
-    return env.ats(ACC_READ, { pidValid: true, pid: 5 }).global;
-  };
+  }
+  await t.step("ER without a PASID asks for nothing (PCIe carries ER in the PASID prefix)", () => {
+    assert.equal(atsEnv(rwx).ats({ noWrite: false, execReq: true }).perm, 3);
+  });
+  await t.step(
+    "a privileged request with SUM gets R W of a U page, never X (S mode never executes user pages)",
+    () => {
+      const env = withPasid(atsEnv(rwx), { ens: true, sum: true });
+      assert.equal(env.ats({ ...pasid, priv: true, noWrite: false, execReq: true }).perm, 3);
+    },
+  );
+  await t.step("NW=0 on a clean writable page with SADE sets D; NW=1 leaves it clean", () => {
+    const env = atsEnv(TEST_PTE_RW_USER & ~PTE_D, RISCV_IOMMU_DC_TC_SADE);
+    assert.equal(env.ats({ noWrite: true }).perm, 1);
+    assert.equal(env.pt.read(env.leaf) & BigInt(PTE_D), 0n);
+    assert.equal(env.ats({ noWrite: false }).perm, 3);
+    assert.equal(env.pt.read(env.leaf) & BigInt(PTE_D), BigInt(PTE_D));
+  });
+});
+
+Deno.test("ATS translation request faults: TTYP 8, and implicit-access faults are read access faults (cause 5) whatever NW and ER say", async (t) => {
+  const pasid = { pidValid: true, pid: 5 };
+  for (
+    const [what, init] of [
+      ["NW=1", { noWrite: true }],
+      ["NW=0", { noWrite: false }],
+      ["NW=0, ER=1", { noWrite: false, execReq: true, ...pasid }],
+    ] as const
+  ) {
+    await t.step(`a first-stage PTE load access fault, ${what}`, () => {
+      const env = withPasid(atsEnv(TEST_PTE_RW_USER | PTE_X));
+      env.mem.injectFault(env.leaf, 8);
+      const r = env.ats({ ...pasid, ...init });
+      assert.deepEqual([r.status, r.cause, r.ttyp, r.reported], [XLATE_FAULT, 5, 8, true]);
+    });
+  }
+  await t.step(
+    "a G-stage PTE load access fault on the implicit read of a first-stage table, NW=0",
+    () => {
+      const env = testIommuEnv();
+      const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
+      const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+      pt.map(0x1000, 0x7000_0000);
+      for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
+      g.map(0x7000_0000, DATA);
+      env.ddt.set(1, {
+        tc: RISCV_IOMMU_DC_TC_EN_ATS,
+        iohgatp: encodeIohgatp(8, 1, g.root),
+        fsc: encodeAtp(8, pt.root),
+        ta: encodeDcTa(1),
+      });
+      env.mem.injectFault(g.pteAddr(pt.root * 4096, 0), 8);
+      const r = testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_ATS, noWrite: false }));
+      assert.deepEqual([r.status, r.cause, r.ttyp, r.reported], [XLATE_FAULT, 5, 8, true]);
+    },
+  );
+});
+
+Deno.test("ATS Global bit: the effective G is the OR along the first-stage walk, a G=1 non-leaf PTE makes every mapping below it global", async (t) => {
   for (
     const [what, leafG, nonLeafLevels, global] of [
       ["no PTE says G", false, [], false],
@@ -241,7 +320,7 @@ Deno.test("ATS Global bit: the effective G is the OR along the first-stage walk,
         const a = env.pt.pteAddr(0x1000, l);
         env.pt.write(a, env.pt.read(a) | BigInt(PTE_G));
       }
-      assert.equal(withPasid(env), global);
+      assert.equal(withPasid(env).ats({ pidValid: true, pid: 5 }).global, global);
     });
   }
 });

@@ -119,8 +119,10 @@ export class PageWalker {
   hpm: HpmEventSink | null = null;
 
   // Request, set by the translator.
-  /** ACC_READ, ACC_WRITE or ACC_EXEC. */
+  /** ACC_READ, ACC_WRITE or ACC_EXEC: the access type faults are reported with. */
   access = 0;
+  /** The access may set D on a writable leaf: a write, or an ATS request asking for write. */
+  dirty = false;
   /** ATS translation request: permissions are reported, not checked. */
   ats = false;
   /** Supervisor-privilege request (only with a process_id and PC.ta.ENS = 1). */
@@ -272,7 +274,7 @@ export class PageWalker {
           if (level !== 0 || (ppn & 15) !== 8) return PAGE_FAULT[acc];
           shift = 4;
         } else if (shift !== 0 && ppn % POW2[shift] !== 0) return PAGE_FAULT[acc];
-        const wantD = acc === ACC_WRITE && (pte & PTE_W) !== 0;
+        const wantD = this.dirty && (pte & PTE_W) !== 0;
         if ((pte & PTE_A) === 0 || (wantD && (pte & PTE_D) === 0)) {
           if (!this.sade) return PAGE_FAULT[acc];
           const upd = pte | PTE_A | (wantD ? PTE_D : 0);
@@ -407,7 +409,7 @@ export class PageWalker {
           shift = 4;
         } else if (shift !== 0 && ppn % POW2[shift] !== 0) return G_PAGE_FAULT;
         const wantD = kind === G_IMPLICIT_WRITE ||
-          (kind === G_FINAL && acc === ACC_WRITE && (pte & PTE_W) !== 0);
+          (kind === G_FINAL && this.dirty && (pte & PTE_W) !== 0);
         if ((pte & PTE_A) === 0 || (wantD && (pte & PTE_D) === 0)) {
           if (!this.gade) return G_PAGE_FAULT;
           const upd = pte | PTE_A | (wantD ? PTE_D : 0);

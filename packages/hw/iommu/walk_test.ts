@@ -613,7 +613,7 @@ Deno.test("Translated requests: SPA as is (T2GPA=0) or G-stage translated (T2GPA
     pt.map(0x1000, 0x7000_0000);
     for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
     g.map(0x7000_0000, DATA);
-    const r = rd(env, 0x1000, { kind: REQ_ATS, access: ACC_WRITE });
+    const r = rd(env, 0x1000, { kind: REQ_ATS });
     assert.equal(r.status, XLATE_OK);
     assert.equal(r.pa, 0x7000_0000);
     assert.equal(r.perm, 3);

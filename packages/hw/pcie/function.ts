@@ -625,6 +625,7 @@ export class PciFunction {
       const need = write ? 2 : 1;
       if (!atc.lookup(pasid, addr) || (!atc.untranslatedOnly && (atc.perm & need) === 0)) {
         req.kind = REQ_ATS;
+        req.noWrite = !write;
         setIova(req, addr - (addr % PAGE));
         rc.clock.charge(rc.clock.costs.atsRequest);
         rc.inbound(this, req, res);
