@@ -81,6 +81,18 @@ Deno.test("clock: cost overrides keep the other defaults", () => {
   assert.equal(Object.isFrozen(c.costs), true);
 });
 
+Deno.test("clock: events of the same time run in scheduling order, after earlier ones scheduled later", () => {
+  const c = new Clock();
+  const ran: string[] = [];
+  c.schedule(20, () => ran.push("a@20"));
+  c.schedule(10, () => ran.push("b@10"));
+  c.schedule(20, () => ran.push("c@20"));
+  c.schedule(10, () => ran.push("d@10"));
+  c.schedule(0, () => ran.push("e@0"));
+  c.advance(20);
+  assert.deepEqual(ran, ["e@0", "b@10", "d@10", "a@20", "c@20"]);
+});
+
 Deno.test("clock: events run in (time, scheduling order) whatever the insertion order", () => {
   fc.assert(
     fc.property(fc.array(fc.nat(1000), { maxLength: 40 }), (times) => {

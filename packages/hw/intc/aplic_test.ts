@@ -208,6 +208,17 @@ Deno.test("aplic: inactive, delegated and reserved source modes", () => {
   assert.equal(aplic.read32(cfg(6)), 0, "reserved modes read back as Inactive");
 });
 
+Deno.test("aplic: register writes at every boundary and all-ones values never throw and leave reserved registers reading 0", () => {
+  const { clock, aplic } = setup(APLIC_SOURCECFG_SM_LEVEL_HIGH, [1]);
+  for (let off = 0; off < APLIC_SIZE; off += 4) aplic.write32(off, 0xffff_ffff);
+  clock.advance(1_000);
+  for (let off = 0; off < APLIC_SIZE; off += 4) aplic.read32(off);
+  assert.equal(aplic.read32(APLIC_SIZE - 4), 0, "beyond the last IDC");
+  aplic.write32(APLIC_SETIPNUM, 0);
+  aplic.write32(APLIC_SETIPNUM, 0xffff);
+  clock.advance(1_000);
+});
+
 Deno.test("aplic: out-of-range lines and any register write never throw", () => {
   const { clock, aplic } = setup(APLIC_SOURCECFG_SM_LEVEL_HIGH, [1]);
   aplic.setWire(0, true);

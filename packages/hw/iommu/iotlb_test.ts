@@ -183,6 +183,57 @@ Deno.test("IOTINVAL.VMA with PSCV spares a mapping made global by a G=1 non-leaf
   assert.equal(pa(under), NEW + 4096, "PSCV=0 drops global entries too");
 });
 
+Deno.test("IOTINVAL.VMA with an address inside a first-stage superpage backed by 4 KiB G-stage pages drops every cached page of the superpage (spec 3.1.1: entries that contain the first-stage leaf)", () => {
+  const env = testIommuEnv();
+  const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  const IOVA = 0x4000_0000, GPA_OLD = 0x1000_0000, GPA_NEW = 0x1020_0000;
+  const leaf = pt.map(IOVA, GPA_OLD, { level: 1 });
+  for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
+  // The G stage maps both 2 MiB GPA windows page by page, so IOTLB entries are 4 KiB.
+  for (let i = 0; i < 512; i++) {
+    g.map(GPA_OLD + i * 4096, OLD + i * 4096);
+    g.map(GPA_NEW + i * 4096, NEW + i * 4096);
+  }
+  env.ddt.set(1, {
+    fsc: encodeAtp(8, pt.root),
+    ta: encodeDcTa(1),
+    iohgatp: encodeIohgatp(8, 7, g.root),
+  });
+  const pa = (off: number) => testTranslate(env.tr, testRequest(1, IOVA + off)).pa;
+  const cached = [0x1000, 0x5000, 0x1f_f000];
+  for (const off of cached) assert.equal(pa(off), OLD + off);
+  pt.write(leaf, BigInt(GPA_NEW) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
+  for (const off of cached) assert.equal(pa(off), OLD + off, "still cached");
+  env.tr.iotinvalVma(true, true, true, 7, 1, IOVA + 0x20_0000, 0, false, false);
+  for (const off of cached) assert.equal(pa(off), OLD + off, "ADDR outside the superpage");
+  env.tr.iotinvalVma(true, true, true, 7, 1, IOVA + 0x3000, 0, false, false);
+  for (const off of cached) assert.equal(pa(off), NEW + off, `page ${off.toString(16)} dropped`);
+});
+
+Deno.test("IOTINVAL.GVMA with an address inside a G-stage superpage under 4 KiB first-stage pages drops every cached page of the superpage (spec 3.1.1: leaf second-stage entries for the GPA)", () => {
+  const env = testIommuEnv();
+  const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  const IOVA = 0x4000_0000, GPA = 0x1000_0000;
+  for (let i = 0; i < 512; i++) pt.map(IOVA + i * 4096, GPA + i * 4096);
+  for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
+  const gLeaf = g.map(GPA, OLD, { level: 1 });
+  env.ddt.set(1, {
+    fsc: encodeAtp(8, pt.root),
+    ta: encodeDcTa(1),
+    iohgatp: encodeIohgatp(8, 7, g.root),
+  });
+  const pa = (off: number) => testTranslate(env.tr, testRequest(1, IOVA + off)).pa;
+  const cached = [0x1000, 0x5000, 0x1f_f000];
+  for (const off of cached) assert.equal(pa(off), OLD + off);
+  g.write(gLeaf, BigInt(NEW) >> 12n << 10n | BigInt(TEST_PTE_RW_USER));
+  env.tr.iotinvalGvma(true, true, 7, GPA + 0x20_0000, 0, false, false);
+  for (const off of cached) assert.equal(pa(off), OLD + off, "ADDR outside the superpage");
+  env.tr.iotinvalGvma(true, true, 7, GPA + 0x3000, 0, false, false);
+  for (const off of cached) assert.equal(pa(off), NEW + off, `page ${off.toString(16)} dropped`);
+});
+
 Deno.test("IOTINVAL.GVMA drops G-stage and combined entries, never host entries", async (t) => {
   await t.step("GV=0: every VM", () => {
     const w = world();

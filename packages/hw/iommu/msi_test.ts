@@ -14,7 +14,11 @@ import {
 } from "../testing.ts";
 import { extractBits } from "./msi.ts";
 import { ACC_EXEC, ACC_WRITE, REQ_ATS, XLATE_ABSORBED, XLATE_FAULT, XLATE_OK } from "./request.ts";
-import { RISCV_IOMMU_DC_TC_EN_ATS, RISCV_IOMMU_DC_TC_SBE } from "./structs.ts";
+import {
+  RISCV_IOMMU_DC_TC_DTF,
+  RISCV_IOMMU_DC_TC_EN_ATS,
+  RISCV_IOMMU_DC_TC_SBE,
+} from "./structs.ts";
 
 /** Guest interrupt files: GPA pages 0x2800_0 + n (n = 0..7, mask bits 0..2) and 0x2801_0 + n. */
 const MASK = 0x17n; // bits 0, 1, 2 and 4 → 16 files, non-contiguous
@@ -120,6 +124,72 @@ Deno.test("msiptp.MODE Off: no MSI translation even when the pattern matches", (
   env.ddt.set(1, { iohgatp: encodeIohgatp(8, 4, g.root), msiMask: MASK, msiPattern: PATTERN });
   env.tr.invalDdt(true, 1);
   assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 1)).pa, DATA);
+});
+
+Deno.test("MSI address recognition ignores the pattern's bits under the mask: (A >> 12) & ~mask == pattern & ~mask (spec 2.1.3.6)", () => {
+  const env = msiEnv();
+  env.setPte(3, basicPte(0x2e00_0));
+  // A pattern with every masked bit set still names the same interrupt files.
+  env.ddt.set(1, {
+    iohgatp: encodeIohgatp(8, 4, env.g.root),
+    ta: encodeDcTa(3),
+    msiptp: encodeAtp(1, env.msiPt),
+    msiMask: MASK,
+    msiPattern: PATTERN | MASK,
+  });
+  env.tr.invalDdt(true, 1);
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).pa, 0x2e00_0000, "file 3");
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_8000, 5)).pa, 0x2800_8000, "bit 3 unmasked");
+});
+
+Deno.test("MSI address recognition: the same rule in the upper half of the page number (mask and pattern bit 32)", () => {
+  const env = msiEnv();
+  env.setPte(3, basicPte(0x2e00_0));
+  env.setPte(19, basicPte(0x2f00_0));
+  env.ddt.set(1, {
+    iohgatp: encodeIohgatp(8, 4, env.g.root),
+    ta: encodeDcTa(3),
+    msiptp: encodeAtp(1, env.msiPt),
+    msiMask: MASK | 1n << 32n,
+    msiPattern: PATTERN | 1n << 32n,
+  });
+  env.tr.invalDdt(true, 1);
+  assert.equal(testTranslate(env.tr, msiWrite(0x2800_3000, 5)).pa, 0x2e00_0000, "file 3");
+  const high = testTranslate(env.tr, msiWrite(2 ** 44 + 0x2800_3000, 5));
+  assert.equal(high.pa, 0x2f00_0000, "bit 32 of the page number is file bit 4: file 19");
+});
+
+Deno.test("DTF with an MSI page table: an MSI PTE fault is not recorded, and the request still fails with its cause (spec 3.2, causes 261-263 and 270)", async (t) => {
+  const dtfEnv = () => {
+    const env = msiEnv({}, { tc: RISCV_IOMMU_DC_TC_DTF });
+    return env;
+  };
+  for (
+    const [name, cause, setup] of [
+      ["load access fault", 261, (env: ReturnType<typeof msiEnv>) => {
+        env.mem.injectFault(env.setPte(3, basicPte(1)), 16);
+      }],
+      ["data corruption", 270, (env: ReturnType<typeof msiEnv>) => {
+        env.mem.injectFault(env.setPte(3, basicPte(1)), 8, MEM_POISON);
+      }],
+      ["V=0", 262, (env: ReturnType<typeof msiEnv>) => void env.setPte(3, [0n, 0n])],
+      ["M=2", 263, (env: ReturnType<typeof msiEnv>) => void env.setPte(3, [2n << 1n | 1n, 0n])],
+    ] as const
+  ) {
+    await t.step(`${name} → ${cause}, not reported`, () => {
+      const env = dtfEnv();
+      setup(env);
+      const r = testTranslate(env.tr, msiWrite(0x2800_3000, 1));
+      assert.deepEqual([r.status, r.cause, r.reported], [XLATE_FAULT, cause, false]);
+    });
+  }
+  await t.step("an MRIF access fault (264) is not reported either", () => {
+    const env = dtfEnv();
+    env.setPte(3, mrifPte(0x9000_0000, 0xa0000, 9));
+    env.mem.injectFault(0x9000_0000, 512);
+    const r = testTranslate(env.tr, msiWrite(0x2800_3000, 1));
+    assert.deepEqual([r.status, r.cause, r.reported], [XLATE_FAULT, 264, false]);
+  });
 });
 
 Deno.test("MSI PTE faults: 261 load, 270 poison, 262 V=0, 263 misconfigured", async (t) => {

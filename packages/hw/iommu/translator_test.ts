@@ -489,6 +489,78 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
   );
 });
 
+Deno.test("IOTLB hits agree with walks, deterministically: the cases the two properties above draw only sometimes", async (t) => {
+  await t.step("a superpage leaf, a read-only page, an execute-only request, a hole", () => {
+    const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+    pt.map(0x20_0000, DATA, { level: 1 });
+    pt.map(0x1000, DATA + 0x1000, { flags: PTE_V | PTE_R | PTE_U | PTE_A });
+    pt.map(0x2000, DATA + 0x2000, { flags: TEST_PTE_RW_USER | PTE_X });
+    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+    const req = (va: number, access: 0 | 1 | 2) => testRequest(1, va, { access });
+    agree(env, [
+      req(0x20_1234, ACC_READ), // fills the 2 MiB entry
+      req(0x3f_f000, ACC_WRITE), // another page of it, from the same entry
+      req(0x1000, ACC_READ),
+      req(0x1000, ACC_WRITE), // cached read-only: the hit must fault as the walk does
+      req(0x2000, ACC_EXEC),
+      req(0x20_0000, ACC_EXEC), // no X on the superpage
+      req(0x3000, ACC_READ), // a hole
+    ]);
+  });
+  await t.step(
+    "privilege and SUM: a user read cached for PSCID 5 serves no supervisor read without SUM",
+    () => {
+      const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+      const pdt = new PdtBuilder(env.mem, env.alloc, 1);
+      const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+      pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER | PTE_X });
+      pt.map(0x2000, DATA + 0x1000, { flags: (TEST_PTE_RW_USER | PTE_X) & ~PTE_U });
+      pdt.set(1, encodePcTa(5, { ens: true }), encodeAtp(8, pt.root));
+      pdt.set(2, encodePcTa(5, { ens: true, sum: true }), encodeAtp(8, pt.root));
+      env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: encodeAtp(1, pdt.root) });
+      const req = (va: number, pid: number, priv: boolean, access: 0 | 1 | 2 = ACC_READ) =>
+        testRequest(1, va, { pidValid: true, pid, priv, access });
+      agree(env, [
+        req(0x1000, 1, false), // user read: fills the entry of PSCID 5
+        req(0x1000, 1, true), // supervisor, no SUM: faults
+        req(0x1000, 2, true), // supervisor with SUM: allowed
+        req(0x1000, 2, true, ACC_EXEC), // never executes a U page
+        req(0x2000, 1, true, ACC_EXEC), // a supervisor page
+        req(0x2000, 1, false), // the user may not touch it
+      ]);
+    },
+  );
+  await t.step(
+    "4 KiB first-stage pages over a G-stage superpage, and a G-stage read-only page",
+    () => {
+      const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+      const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
+      const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+      const GPA = 0x1000_0000;
+      pt.map(0x1000, GPA + 0x5000);
+      pt.map(0x2000, GPA + 0x1000);
+      pt.map(0x3000, GPA + 0x20_0000);
+      for (const pn of pt.pages) g.map(pn * 4096, pn * 4096);
+      g.map(GPA, DATA, { level: 1 });
+      g.map(GPA + 0x20_0000, DATA + 0x20_0000, { flags: PTE_V | PTE_R | PTE_U | PTE_A });
+      env.ddt.set(1, {
+        fsc: encodeAtp(8, pt.root),
+        ta: encodeDcTa(1),
+        iohgatp: encodeIohgatp(8, 2, g.root),
+      });
+      const req = (va: number, access: 0 | 1 | 2) => testRequest(1, va, { access });
+      agree(env, [
+        req(0x1010, ACC_READ),
+        req(0x2010, ACC_READ), // the same G-stage leaf, another first-stage page
+        req(0x1010, ACC_WRITE),
+        req(0x3000, ACC_READ),
+        req(0x3000, ACC_WRITE), // read-only in the G stage
+      ]);
+    },
+  );
+});
+
 Deno.test("garbage in every in-memory structure never throws (property)", () => {
   const runs = Number(Deno.env.get("IOMMU_XLATE_FUZZ_RUNS") ?? 60);
   const word = fc.bigInt({ min: 0n, max: (1n << 64n) - 1n });
