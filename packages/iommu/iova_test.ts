@@ -122,6 +122,23 @@ Deno.test("alloc_iova_fast() does not return a cached pfn whose range ends above
   assert.equal(iovad.rangeCount, 2);
 });
 
+Deno.test("alloc_iova_fast() for a direct caller: a cached range that starts below the limit but ends above it is not returned", async (t) => {
+  // dma-iommu's limits are 2^n - 1, where an aligned cached range cannot straddle them; a direct
+  // caller of the IOVA domain may pass any limit.
+  const iovad = new IovaDomain(4096, 1);
+  const cached = iovad.allocIovaFast(4, 0xfff, true);
+  assert.equal(cached, 0xffc);
+  iovad.freeIovaFast(cached, 4);
+  await t.step("limit 0xffd: the cached 0xffc..0xfff ends above it", () => {
+    const pfn = iovad.allocIovaFast(4, 0xffd, true);
+    assert.ok(pfn !== 0 && pfn + 3 <= 0xffd, `got 0x${pfn.toString(16)}`);
+    assert.equal(pfn, 0xff8);
+  });
+  await t.step("limit 0xfff: the cached range fits exactly and comes back", () => {
+    assert.equal(iovad.allocIovaFast(4, 0xfff, true), 0xffc);
+  });
+});
+
 Deno.test("free_iova_fast() returns magazines to the tree once the depot is full", () => {
   const iovad = new IovaDomain(4096, 1);
   const n = IOVA_MAG_SIZE * (MAX_GLOBAL_MAGS + 3);

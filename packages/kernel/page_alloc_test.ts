@@ -77,6 +77,22 @@ Deno.test("reserved ranges and unaligned RAM are never handed out", () => {
   assert.ok(all.every((p) => p < reserved.base || p >= reserved.base + reserved.size));
 });
 
+Deno.test("live blocks never overlap: a freed middle block is reused by the split of a larger one, counts match", () => {
+  const { pages } = make(1 << 22);
+  const a = pages.alloc(0), b = pages.alloc(1), c = pages.alloc(0), d = pages.alloc(2);
+  pages.free(b, 1);
+  const e = pages.alloc(0), f = pages.alloc(0); // the two halves of b's block
+  assert.deepEqual([e, f].sort((x, y) => x - y), [b, b + PAGE_SIZE]);
+  const spans = [[a, 0], [c, 0], [d, 2], [e, 0], [f, 0]].map((
+    [pa, o],
+  ) => [pa, pa + PAGE_SIZE * 2 ** o])
+    .sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < spans.length; i++) assert.ok(spans[i][0] >= spans[i - 1][1], `${i}`);
+  assert.equal(pages.allocatedPages, 1 + 1 + 4 + 1 + 1);
+  for (const [pa, o] of [[a, 0], [c, 0], [d, 2], [e, 0], [f, 0]]) pages.free(pa, o);
+  assert.equal(pages.allocatedPages, 0);
+});
+
 Deno.test("property: live blocks never overlap and counts match", () => {
   fc.assert(
     fc.property(fc.array(fc.tuple(fc.nat(4), fc.boolean()), { maxLength: 60 }), (ops) => {
