@@ -29,7 +29,7 @@ import { PtIommu } from "./iommu_pt.ts";
  * assert.equal(sys.kernel.pages.allocatedPages, before + 2, "a level-1 and a level-0 table");
  * ```
  */
-export const ptMockTable: MockPageTableFactory = (cfg) =>
+export const ptMockTable: MockPageTableFactory = (cfg): PtIommu =>
   new PtIommu({
     mem: cfg.mem,
     alloc: cfg.alloc,

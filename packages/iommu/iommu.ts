@@ -177,9 +177,15 @@ export class IommuDomain {
   attachedGroups = 0;
   #pgsizeBitmap = 0;
   #pgsizes: number[] = [];
-  /** Reused by {@linkcode iommu_map} so a map allocates nothing. */
+  /**
+   * Reused by {@linkcode iommu_map} so a map allocates nothing.
+   * @ignore package-private
+   */
   readonly _mapped: IommuMapped = { bytes: 0 };
-  /** Reused by {@linkcode iommu_unmap}. */
+  /**
+   * Reused by {@linkcode iommu_unmap}.
+   * @ignore package-private
+   */
   readonly _gather: IommuIotlbGather = new IommuIotlbGather();
 
   /** A domain of `type` with `ops`, page sizes and aperture. */
@@ -427,7 +433,10 @@ export class IommuCore implements IommuLayer {
   readonly defDomainType: number;
   /** iommu_dma_forcedac: see {@linkcode IommuCoreOptions.forcedac}. */
   readonly forcedac: boolean;
-  /** iommu_group_ida: group numbers, the lowest free one first, reused once a group is freed. */
+  /**
+   * iommu_group_ida: group numbers, the lowest free one first, reused once a group is freed.
+   * @ignore package-private
+   */
   readonly _groupIda: Ida = new Ida();
 
   /** Use {@linkcode iommu_subsys_init}. */

@@ -327,7 +327,10 @@ export class MockIommu {
     iommu_device_register(this.iommu, this.ops, hwdev);
   }
 
-  /** The attach_dev of every mock domain: EINVAL across instances, ENOSPC when injected. */
+  /**
+   * The attach_dev of every mock domain: EINVAL across instances, ENOSPC when injected.
+   * @ignore package-private
+   */
   _attach(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
     const own = domain instanceof MockDomain
       ? domain.driver === this

@@ -199,7 +199,10 @@ export class Device {
   readonly suppliers: DeviceLink[] = [];
   /** Links where this device is the supplier. */
   readonly consumers: DeviceLink[] = [];
-  /** devres actions, run in reverse at unbind or failed probe (driver-core internal). */
+  /**
+   * devres actions, run in reverse at unbind or failed probe (driver-core internal).
+   * @ignore package-private
+   */
   readonly _devres: (() => void)[] = [];
 
   /** Creates (does not add) a device; see {@linkcode device_add}. */

@@ -62,7 +62,7 @@ export function cells64(value: number): [number, number] {
 /** A device-tree node: name, properties (insertion-ordered raw values) and children. */
 export class DtNode implements FwNode {
   /** Properties by name, in blob order. */
-  readonly props = new Map<string, Uint8Array>();
+  readonly props: Map<string, Uint8Array> = new Map();
   /** Child nodes, in blob order. */
   readonly children: DtNode[] = [];
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { DeviceTree, DtNode, Errno, FDT_MAGIC, FDT_NOP } from "./mod.ts";
+import { DeviceTree, type DtNode, Errno, FDT_MAGIC, FDT_NOP } from "./mod.ts";
 
 const virtBlob = Deno.readFileSync(new URL("./testdata/virt.dtb", import.meta.url));
 const cellsBlob = Deno.readFileSync(new URL("./testdata/cells.dtb", import.meta.url));

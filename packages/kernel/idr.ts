@@ -24,7 +24,10 @@ import { Errno } from "./errno.ts";
  * ```
  */
 export class Ida {
-  /** The allocated IDs. */
+  /**
+   * The allocated IDs.
+   * @ignore package-private
+   */
   readonly _used: Set<number> = new Set();
 }
 

@@ -67,7 +67,10 @@ export class IoMem {
     readonly phys = 0,
   ) {}
 
-  /** The backend offset of `offset`; EINVAL outside the window (a driver bug). */
+  /**
+   * The backend offset of `offset`; EINVAL outside the window (a driver bug).
+   * @ignore package-private
+   */
   _at(offset: number, len: number): number {
     if (!(offset >= 0 && offset + len <= this.size)) {
       throw new Errno("EINVAL", `MMIO access at ${hex(offset)} outside the region`);

@@ -93,7 +93,7 @@ export interface IrqDomainOps {
 /** struct irq_domain: a controller's hwirq space mapped to virqs. */
 export class IrqDomain {
   /** hwirq → virq. */
-  readonly mappings = new Map<number, number>();
+  readonly mappings: Map<number, number> = new Map();
   /** Identities handed out (MSI domains). */
   readonly #used: Uint8Array;
 
@@ -109,7 +109,10 @@ export class IrqDomain {
     this.#used = new Uint8Array(size + 1);
   }
 
-  /** Reserves `n` free identities (1-based); `aligned` gives a contiguous size-aligned block. */
+  /**
+   * Reserves `n` free identities (1-based); `aligned` gives a contiguous size-aligned block.
+   * @ignore package-private
+   */
   _allocIds(n: number, aligned: boolean): number[] {
     const out: number[] = [];
     if (aligned) {
@@ -133,7 +136,10 @@ export class IrqDomain {
     return out;
   }
 
-  /** Returns an identity to the pool. */
+  /**
+   * Returns an identity to the pool.
+   * @ignore package-private
+   */
   _freeId(id: number): void {
     this.#used[id] = 0;
   }
@@ -180,7 +186,10 @@ export class IrqDesc {
   /** Use {@linkcode irq_create_mapping}. */
   constructor(readonly irq: number, readonly domain: IrqDomain, readonly hwirq: number) {}
 
-  /** Applies the mask state to the controller and the device. */
+  /**
+   * Applies the mask state to the controller and the device.
+   * @ignore package-private
+   */
   _setMasked(masked: boolean): void {
     if (this.masked === masked) return;
     this.masked = masked;
@@ -188,12 +197,18 @@ export class IrqDesc {
     this.maskHook?.(masked);
   }
 
-  /** True when deliveries must wait. */
+  /**
+   * True when deliveries must wait.
+   * @ignore package-private
+   */
   _blocked(): boolean {
     return this.depth > 0 || this.#oneshotMasked;
   }
 
-  /** Runs primary handlers (looping on pending), then woken threads. */
+  /**
+   * Runs primary handlers (looping on pending), then woken threads.
+   * @ignore package-private
+   */
   _deliver(): void {
     if (this.actions.length === 0) {
       this.unhandled++;
@@ -258,7 +273,10 @@ export class IrqDesc {
     if (this.pending && !this._blocked()) this._deliver();
   }
 
-  /** Forgets transient state when the last action goes. */
+  /**
+   * Forgets transient state when the last action goes.
+   * @ignore package-private
+   */
   _shutdown(): void {
     this._setMasked(true);
     this.depth = 0;
@@ -273,9 +291,15 @@ export class IrqLayer {
   readonly domains: IrqDomain[] = [];
   /** Deliveries to hwirqs without a mapping. */
   spurious = 0;
-  /** Interrupts are off on the (one) CPU: local_irq_save() is in force. */
+  /**
+   * Interrupts are off on the (one) CPU: local_irq_save() is in force.
+   * @ignore package-private
+   */
   _irqsOff = false;
-  /** Descriptors whose delivery waits for local_irq_restore(). */
+  /**
+   * Descriptors whose delivery waits for local_irq_restore().
+   * @ignore package-private
+   */
   readonly _deferred: Set<IrqDesc> = new Set();
   readonly #descs = new Map<number, IrqDesc>();
   readonly #msi = new Map<Device, MsiDesc[]>();
@@ -287,6 +311,7 @@ export class IrqLayer {
   /**
    * Registers a domain; devices that deferred because their interrupt controller had no domain
    * are retried (as when an irqchip driver binds).
+   * @ignore package-private
    */
   _addDomain(d: IrqDomain): void {
     if (d.fwnode !== null && this.domains.some((x) => x.fwnode === d.fwnode)) {
@@ -301,7 +326,10 @@ export class IrqLayer {
     return this.#descs.get(irq);
   }
 
-  /** Allocates a virq for `hwirq` in `domain`. */
+  /**
+   * Allocates a virq for `hwirq` in `domain`.
+   * @ignore package-private
+   */
   _newDesc(domain: IrqDomain, hwirq: number): IrqDesc {
     const d = new IrqDesc(this.#nextIrq++, domain, hwirq);
     this.#descs.set(d.irq, d);
@@ -309,7 +337,10 @@ export class IrqLayer {
     return d;
   }
 
-  /** Frees a virq. */
+  /**
+   * Frees a virq.
+   * @ignore package-private
+   */
   _dropDesc(d: IrqDesc): void {
     if (d.actions.length > 0) {
       throw new Errno(
@@ -331,7 +362,10 @@ export class IrqLayer {
     return list;
   }
 
-  /** Forgets `dev`'s MSI vector list once empty. */
+  /**
+   * Forgets `dev`'s MSI vector list once empty.
+   * @ignore package-private
+   */
   _dropMsi(dev: Device): void {
     this.#msi.delete(dev);
   }
@@ -355,7 +389,7 @@ export function irq_domain_create_linear(
   fwnode: FwNode | null,
   size: number,
   ops: IrqDomainOps = {},
-  name = fwnode?.name ?? "wired",
+  name: string = fwnode?.name ?? "wired",
 ): IrqDomain {
   const d = new IrqDomain(kernel, "wired", name, fwnode, size, ops);
   kernel.irq._addDomain(d);
@@ -371,7 +405,7 @@ export function irq_domain_create_msi(
   fwnode: FwNode | null,
   nrIds: number,
   ops: IrqDomainOps & Required<Pick<IrqDomainOps, "composeMsiMsg">>,
-  name = fwnode?.name ?? "msi",
+  name: string = fwnode?.name ?? "msi",
 ): IrqDomain {
   const d = new IrqDomain(kernel, "msi", name, fwnode, nrIds, ops);
   kernel.irq._addDomain(d);

@@ -120,7 +120,10 @@ export class PciHostBridge {
   readonly msiDomain: IrqDomain | null;
   /** Bus numbers behind the bridge; the root bus is the first. */
   readonly busRange: readonly [number, number];
-  /** Next free PCI bus address per window. */
+  /**
+   * Next free PCI bus address per window.
+   * @ignore package-private
+   */
   readonly _next: number[];
 
   /** Use {@linkcode pci_host_probe}. */
@@ -236,10 +239,16 @@ export class PciDev extends Device {
   irq = 0;
   /** pdev->is_managed: enabled with pcim_enable_device(), so its MSI vectors are devres. */
   isManaged = false;
-  /** pdev->is_msi_managed: the devres action freeing the vectors is registered. */
+  /**
+   * pdev->is_msi_managed: the devres action freeing the vectors is registered.
+   * @ignore package-private
+   */
   _msiManaged = false;
-  /** 16-bit registers whose bits are RW1C, so sub-dword writes must not write them back. */
-  readonly _rw1c = new Set<number>([R.PCI_STATUS]);
+  /**
+   * 16-bit registers whose bits are RW1C, so sub-dword writes must not write them back.
+   * @ignore package-private
+   */
+  readonly _rw1c: Set<number> = new Set([R.PCI_STATUS]);
 
   /** Use {@linkcode pci_host_probe}, which reads the IDs from configuration space. */
   constructor(host: PciHostBridge, busNr: number, devfn: number, ids: {

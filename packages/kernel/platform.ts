@@ -18,7 +18,7 @@ import {
 } from "./device.ts";
 import { Errno, isErrno } from "./errno.ts";
 import type { DeviceTree, DtNode } from "./fdt.ts";
-import { IoMem, ioremap } from "./io.ts";
+import { type IoMem, ioremap } from "./io.ts";
 import {
   dev_set_msi_domain,
   irq_create_mapping,

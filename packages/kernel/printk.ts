@@ -133,7 +133,10 @@ export class Dmesg {
     return this.records().filter((r) => hit(r.text)).map((r) => r.text);
   }
 
-  /** True the first time `text` is asked about for `owner`: the state of the `*_once` helpers. */
+  /**
+   * True the first time `text` is asked about for `owner`: the state of the `*_once` helpers.
+   * @ignore package-private
+   */
   _firstTime(owner: object, text: string): boolean {
     let seen = this.#once.get(owner);
     if (seen === undefined) this.#once.set(owner, seen = new Set());
@@ -259,7 +262,7 @@ export const DEFAULT_RATELIMIT_BURST = 10;
  */
 export class RatelimitState {
   /** Start of the current interval (ns), or -1 before the first message. */
-  begin = -1;
+  begin: number = -1;
   /** Messages let through in the current interval. */
   printed = 0;
   /** Messages suppressed in the current interval. */

@@ -396,7 +396,10 @@ export class PciFunction {
     return this.#regions[index];
   }
 
-  /** Called by {@linkcode RootComplex.attach}; not for devices. */
+  /**
+   * Called by {@linkcode RootComplex.attach}; not for devices.
+   * @ignore package-private
+   */
   _attached(rc: RootComplex, bdf: number): void {
     this.#rc = rc;
     this.#bdf = bdf;

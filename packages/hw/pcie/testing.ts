@@ -22,10 +22,15 @@ import { TEST_RAM_BASE } from "../iommu/testing.ts";
 
 /** One transaction as {@linkcode TestTranslationPort} saw it. */
 export interface SeenRequest {
+  /** The requester's device_id. */
   deviceId: number;
+  /** REQ_UNTRANSLATED, REQ_TRANSLATED or REQ_ATS. */
   kind: number;
+  /** ACC_READ, ACC_WRITE or ACC_EXEC. */
   access: number;
+  /** The address asked for. */
   iova: number;
+  /** The process_id, or -1 without one. */
   pid: number;
 }
 
