@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Clock, type Iommu, type MmioHandler, type PhysicalMemory } from "@iommu-lab/hw";
+import type { Clock, Iommu, MmioHandler, PhysicalMemory } from "@iommu-lab/hw";
 import {
   RISCV_IOMMU_CMD_ATS_OPCODE,
   RISCV_IOMMU_CMD_IODIR_OPCODE,

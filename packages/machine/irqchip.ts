@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { type Aplic, type Imsic } from "@iommu-lab/hw";
+import type { Aplic, Imsic } from "@iommu-lab/hw";
 import {
   APLIC_CLRIENUM,
   APLIC_DOMAINCFG,

@@ -129,7 +129,7 @@ import {
   RISCV_IOMMU_REG_ICVEC,
   RISCV_IOMMU_REG_IPSR,
   RISCV_IOMMU_REG_PQCSR,
-  RiscvIommuCommand,
+  type RiscvIommuCommand,
 } from "./bits.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
 import {

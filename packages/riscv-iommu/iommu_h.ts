@@ -46,7 +46,7 @@ export class RiscvIommuQueue {
   /** Entries minus one; set by `riscv_iommu_queue_alloc()`. */
   mask = 0;
   /** Physical address of the ring; -1 until allocated. */
-  phys = -1;
+  phys: number = -1;
   /** The IOMMU while the queue is enabled (its irq requested), else null. */
   iommu: RiscvIommuDevice | null = null;
 
@@ -125,7 +125,7 @@ export class RiscvIommuDevice {
   /** ddtp.iommu_mode in force. */
   ddt_mode = 0;
   /** Physical address of the DDT root page; -1 before `riscv_iommu_iodir_alloc()`. */
-  ddt_phys = -1;
+  ddt_phys: number = -1;
   /** Features running on this IOMMU (supported and probed), in probe order. */
   readonly activeFeatures: RiscvIommuFeature[] = [];
   /** Scratch command of the invalidation paths (reused, so they allocate nothing). */
