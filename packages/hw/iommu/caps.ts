@@ -5,7 +5,7 @@
  * @module
  */
 
-/** Bit positions of the `capabilities` register (spec §5.3; digest §3.1). */
+/** Bit positions of the `capabilities` register (spec §5.3 "IOMMU capabilities"). */
 export const CAP = {
   VERSION: 0,
   SV32: 8,
@@ -82,7 +82,9 @@ export interface IommuCaps {
   t2gpa: boolean;
   /** Both endiannesses supported (then `fctl.BE` is writable). */
   end: boolean;
-  /** Interrupt generation support: {@linkcode IGS_MSI}, {@linkcode IGS_WSI} or {@linkcode IGS_BOTH}. */
+  /**
+   * Interrupt generation support: {@linkcode IGS_MSI}, {@linkcode IGS_WSI} or {@linkcode IGS_BOTH}.
+   */
   igs: 0 | 1 | 2;
   /** The performance monitor registers are present. */
   hpm: boolean;

@@ -1,6 +1,6 @@
 /**
- * Command execution for the command queue (digest §6.1): decoding, the illegal-command checks
- * and the effect of every command. The fetch loop and `cqcsr` live in `iommu.ts`.
+ * Command execution for the command queue (spec §3.1 "Command-Queue"): decoding, the illegal-
+ * command checks and the effect of every command. The fetch loop and `cqcsr` live in `iommu.ts`.
  *
  * @module
  */
@@ -128,7 +128,8 @@ export interface AtsPort {
   pageResponse(rsp: PageGroupResponse): void;
 }
 
-// Reserved bits per command (digest §6.1); NL/S are carved out when the caps have them.
+// Reserved bits per command (spec §3.1 "Command-Queue"); NL/S are carved out when the caps have
+// them.
 const IOTINVAL_RSVD0 = 1n << 11n | 0x3ffn << 34n | 0xfn << 60n;
 const IOTINVAL_RSVD1 = 0x3ffn | 3n << 62n;
 const IOFENCE_RSVD0 = 0x3ffffn << 14n;

@@ -41,7 +41,7 @@ function unit(caps: Partial<IommuCaps> = {}) {
 const bits = (...b: number[]) => b.reduce((m, i) => m | 1n << BigInt(i), 0n);
 const range = (lo: number, hi: number) => Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
 
-Deno.test("IOTINVAL.VMA and .GVMA hand every operand to the caches (digest §6.1)", async (t) => {
+Deno.test("IOTINVAL.VMA and .GVMA hand every operand to the caches (spec §3.1, Command-Queue)", async (t) => {
   await t.step("VMA with GV, AV, PSCV, GSCID, PSCID and a 52-bit ADDR", () => {
     const { cu, inval } = unit();
     const d0 = 1n | R.RISCV_IOMMU_CMD_IOTINVAL_AV | 0xabcden << 12n |
@@ -71,7 +71,7 @@ Deno.test("IOTINVAL.VMA and .GVMA hand every operand to the caches (digest §6.1
   });
 });
 
-Deno.test("any reserved bit set makes a command illegal; every defined bit is accepted (digest §6.1)", async (t) => {
+Deno.test("any reserved bit set makes a command illegal; every defined bit is accepted (spec §3.1, Command-Queue)", async (t) => {
   // [name, dword0 of a legal command, reserved bits of dword0 (above func3), of dword1]
   const cases: [string, bigint, number[], number[]][] = [
     ["IOTINVAL.VMA", 1n, [11, ...range(34, 43), ...range(60, 63)], [...range(0, 9), 62, 63]],
@@ -316,7 +316,7 @@ Deno.test("IOFENCE.C WSI=1 sets fence_w_ip under fctl.WSI=1 and the queue goes o
   assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR) & R.RISCV_IOMMU_IPSR_CIP, 1);
 });
 
-Deno.test("endianness: commands are fetched with fctl.BE (digest §4.6)", () => {
+Deno.test("endianness: commands are fetched with fctl.BE (spec §2.10, Endianness of in-memory data structures)", () => {
   const { cq, cqh, csr, iommu, mem, ddts } = machine({}, { end: true });
   iommu.write32(R.RISCV_IOMMU_REG_FCTL, R.RISCV_IOMMU_FCTL_BE);
   cq();

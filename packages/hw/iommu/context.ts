@@ -1,6 +1,7 @@
 /**
- * The device directory (DDT) and process directory (PDT) walks, the device- and
- * process-context misconfiguration checks, and the DDT/PDT caches (digest §4.1–§4.4, §7).
+ * The device directory (DDT) and process directory (PDT) walks, the device- and process-context
+ * misconfiguration checks, and the DDT/PDT caches (spec §2.1 "Device-Directory- Table" to §2.2
+ * "Process-Directory-Table", §2.8 "Caching in-memory data structures").
  *
  * @module
  */
@@ -421,7 +422,10 @@ export class Directory {
     return -1;
   }
 
-  /** Applies the DC checks of digest §4.3; returns the decoded DC or null if misconfigured. */
+  /**
+   * Applies the DC checks of spec §2.1.4 "Device-context configuration checks"; returns the decoded
+   * DC or null if misconfigured.
+   */
   #check(w: Uint32Array, ext: boolean): DeviceContext | null {
     const caps = this.#caps;
     const walker = this.#walker;

@@ -213,7 +213,7 @@ function expectDc(
   }
 }
 
-Deno.test("DC misconfiguration checks #1–#18 of digest §4.3 (cause 259), one step per check", async (t) => {
+Deno.test("DC misconfiguration checks of spec §2.1.4, Device-context configuration checks (cause 259), one step per check, numbered as the spec lists them", async (t) => {
   const G39 = (ppn = 0x80000) => encodeIohgatp(8, 1, ppn);
   const tc = (v: number) => v;
   const cases: [string, object, Parameters<DdtBuilder["set"]>[1]][] = [
@@ -725,7 +725,7 @@ Deno.test("PDT pointers are GPAs translated by the G stage; faults are guest-pag
   });
 });
 
-Deno.test("endianness: the PDT and PCs follow DC.tc.SBE, not fctl.BE (digest §4.6)", async (t) => {
+Deno.test("endianness: the PDT and PCs follow DC.tc.SBE, not fctl.BE (spec §2.10, Endianness of in-memory data structures)", async (t) => {
   // Device 1: a PD17 directory and a first-stage table of endianness `sbe`, DDT of `fctlBe`.
   const mk = (fctlBe: boolean, sbe: boolean, pdtBe = sbe) => {
     const env = testIommuEnv({ end: true });

@@ -84,7 +84,9 @@ const u32 = fc.oneof(
   fc.constantFrom(0, 1, 2, 3, 0x1f, 0xf, 0x3, 0xffff_ffff, 0x8000_0000, 0x10003, 0x0b03, 0x300),
 );
 const page = fc.nat({ max: WIN_PAGES - 1 });
-/** Where structure writes go: mostly the live DDT, DCs and page tables {@linkcode Rig.setup} built. */
+/**
+ * Where structure writes go: mostly the live DDT, DCs and page tables {@linkcode Rig.setup} built.
+ */
 const hotPage = fc.oneof({ weight: 4, arbitrary: fc.nat({ max: 10 }) }, {
   weight: 1,
   arbitrary: page,
@@ -111,7 +113,8 @@ const structWord = fc.oneof(
   fc.nat({ max: 0xfff }).map((tc) => BigInt(tc | 1)),
   u64,
 );
-// The operand bits each legal command defines (digest §6.1): [opcode, func3, dword0, dword1].
+// The operand bits each legal command defines (spec §3.1 "Command-Queue"): [opcode, func3, dword0,
+// dword1].
 const TEMPLATES: [number, number, bigint, bigint][] = [
   [1, 0, 1n << 10n | 0xfffffn << 12n | 3n << 32n | 0xffffn << 44n, 0x3fff_ffff_ffff_fc00n],
   [1, 1, 1n << 10n | 0xfffffn << 12n | 2n << 32n | 0xffffn << 44n, 0x3fff_ffff_ffff_fc00n],

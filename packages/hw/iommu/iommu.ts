@@ -147,7 +147,9 @@ export interface IommuOptions {
   maxLog2Sz?: { cq?: number; fq?: number; pq?: number };
   /** Hard-wired PPNs: `ddtp.PPN` or a queue base's PPN always reads back this value. */
   fixedPpn?: { ddt?: number; cq?: number; fq?: number; pq?: number };
-  /** Interrupt vectors per `icvec` field (1, 2, 4, 8 or 16: the field's writable bits). Default 16. */
+  /**
+   * Interrupt vectors per `icvec` field (1, 2, 4, 8 or 16: the field's writable bits). Default 16.
+   */
   icvecVectors?: number;
   /** `ddtp.busy` reads 1 for this many reads after each `ddtp` write. Default 0. */
   ddtpBusyPolls?: number;
@@ -335,7 +337,7 @@ export class Iommu implements MmioHandler, TranslationPort {
     this.#processCq();
   }
 
-  /** Puts every register in its reset state (digest §2) and empties the caches. */
+  /** Puts every register in its reset state (spec §5.2 "Reset behavior") and empties the caches. */
   reset(): void {
     const caps = this.caps;
     this.#fctl = (caps.igs === IGS_WSI ? RISCV_IOMMU_FCTL_WSI : 0) |
@@ -406,8 +408,9 @@ export class Iommu implements MmioHandler, TranslationPort {
   }
 
   /**
-   * Marks an HPM counter overflowed (0 = `iohpmcycles`, N = `iohpmevtN`): sets its OF bit and,
-   * when OF goes 0→1, raises `ipsr.pmip` (digest §3.9). For the performance monitor.
+   * Marks an HPM counter overflowed (0 = `iohpmcycles`, N = `iohpmevtN`): sets its OF bit and, when
+   * OF goes 0→1, raises `ipsr.pmip` (spec §5.19–§5.23, the performance-monitoring registers). For
+   * the performance monitor.
    */
   hpmOverflow(counter: number): void {
     if (!this.caps.hpm || counter < 0 || counter > 31) return;
@@ -729,7 +732,10 @@ export class Iommu implements MmioHandler, TranslationPort {
 
   // -- Interrupts --
 
-  /** Sets the ipsr bits whose level conditions hold (digest §3.8). */
+  /**
+   * Sets the ipsr bits whose level conditions hold (spec §5.18 "Interrupt pending status
+   * register").
+   */
   #updateIp(): void {
     let set = 0;
     const cie = (q: HwQueue) => (q.csr & RISCV_IOMMU_QUEUE_INTR_ENABLE) !== 0;

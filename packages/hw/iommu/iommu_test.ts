@@ -56,7 +56,7 @@ function submit(iommu: Iommu, mem: PhysicalMemory, d0: bigint, d1 = 0n) {
 const ILLEGAL = 0x7fn; // opcode 127: custom, unsupported
 const IOFENCE_WSI = 2n | R.RISCV_IOMMU_CMD_IOFENCE_WSI;
 
-Deno.test("reset state: enables, on/busy bits, ipsr, Go/Busy and ddtp.busy are 0; mode Off (digest §2)", async (t) => {
+Deno.test("reset state: enables, on/busy bits, ipsr, Go/Busy and ddtp.busy are 0; mode Off (spec §5.2, Reset behavior)", async (t) => {
   await t.step("default reset", () => {
     const { iommu } = make();
     assert.equal(iommu.read64(R.RISCV_IOMMU_REG_CAPABILITIES), encodeCaps(resolveCaps()));
@@ -83,7 +83,7 @@ Deno.test("reset state: enables, on/busy bits, ipsr, Go/Busy and ddtp.busy are 0
   });
 });
 
-Deno.test("register map: every register at its digest §2 offset, its reset value, and what writing all ones leaves (RO/RW/RW1C/WARL, capability-gated presence)", async (t) => {
+Deno.test("register map: every register at its offset of spec §5.1 (Register layout), its reset value, and what writing all ones leaves (RO/RW/RW1C/WARL, capability-gated presence)", async (t) => {
   // [offset, size, reset, after writing all ones]; everything else reads 0 before and after.
   const ONES = 0xffff_ffff_ffff_ffffn;
   const PPN44 = ((1n << 44n) - 1n) << 10n; // PAS 56
@@ -289,7 +289,7 @@ Deno.test("fctl WARL: BE needs capabilities.END, WSI follows IGS, GXL needs Sv32
   });
 });
 
-Deno.test("ddtp: mode WARL, xLVL→xLVL refused, PPN WARL to PAS, busy (digest §3.3)", async (t) => {
+Deno.test("ddtp: mode WARL, xLVL→xLVL refused, PPN WARL to PAS, busy (spec §5.5, Device-directory-table pointer)", async (t) => {
   const D = R.RISCV_IOMMU_REG_DDTP;
   await t.step("Off/Bare → xLVL → Off; xLVL → other xLVL keeps the old value", () => {
     const { iommu } = make();
@@ -344,7 +344,7 @@ Deno.test("ddtp: mode WARL, xLVL→xLVL refused, PPN WARL to PAS, busy (digest �
   });
 });
 
-Deno.test("queue bases: LOG2SZ WARL probe, PPN WARL, hard-wired PPN, index masking (digest §3.4/§3.5)", async (t) => {
+Deno.test("queue bases: LOG2SZ WARL probe, PPN WARL, hard-wired PPN, index masking (spec §5.6–§5.14, the queue base, head and tail registers)", async (t) => {
   await t.step("writing LOG2SZ-1 = 0x1F reads back the supported maximum", () => {
     const { iommu } = make({ maxLog2Sz: { cq: 13, fq: 12, pq: 1 } });
     const cases: [number, bigint][] = [
@@ -397,7 +397,7 @@ Deno.test("queue bases: LOG2SZ WARL probe, PPN WARL, hard-wired PPN, index maski
   });
 });
 
-Deno.test("queue CSRs: enable/on sequencing, busy window, RW1C bits (digest §3.6/§3.7)", async (t) => {
+Deno.test("queue CSRs: enable/on sequencing, busy window, RW1C bits (spec §5.15, Command-queue CSR, §5.16, Fault queue CSR)", async (t) => {
   await t.step("cqen 0→1 resets cqh and the error bits; cqon follows cqen", () => {
     const { iommu, mem } = make();
     enableCq(iommu);
@@ -461,7 +461,7 @@ Deno.test("icvec: each field keeps log2(icvecVectors) bits (WARL probe with 0xF)
   assert.throws(() => make({ icvecVectors: 3 }), RangeError);
 });
 
-Deno.test("msi_cfg_tbl: ADDR 55:2 WARL, 32-bit data, only M in vec_ctl (digest §3.12)", () => {
+Deno.test("msi_cfg_tbl: ADDR 55:2 WARL, 32-bit data, only M in vec_ctl (spec §5.28, MSI configuration table)", () => {
   const { iommu } = make();
   iommu.write64(R.RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(3), ~0n);
   iommu.write64(R.RISCV_IOMMU_REG_MSI_CFG_TBL_DATA(3), ~0n);
@@ -497,7 +497,7 @@ function req(init: Partial<InboundRequest> = {}): [InboundRequest, TranslationRe
   return [newRequest({ deviceId: 5, iovaLo: 0x1000, ...init }), newResult()];
 }
 
-Deno.test("ipsr is RW1C per bit; a bit whose condition still holds sets again (digest §3.8)", async (t) => {
+Deno.test("ipsr is RW1C per bit; a bit whose condition still holds sets again (spec §5.18, Interrupt pending status register)", async (t) => {
   await t.step("cip re-sets while cmd_ill is pending; clearing cmd_ill lets it stay clear", () => {
     const { iommu, mem } = make();
     enableCq(iommu, RAM, 4, R.RISCV_IOMMU_CQCSR_CQEN | R.RISCV_IOMMU_CQCSR_CIE);

@@ -1,15 +1,16 @@
 /**
- * The IOTLB: cached leaf translations tagged as digest §7 says — by GSCID, PSCID and IOVA when
- * the first stage is active (GSCID only counting when the G stage is), by GSCID and GPA for
- * G-stage-only translations — with the exact IOTINVAL.VMA / IOTINVAL.GVMA semantics.
+ * The IOTLB: cached leaf translations tagged as spec §2.8 "Caching in-memory data structures" says
+ * — by GSCID, PSCID and IOVA when the first stage is active (GSCID only counting when the G stage
+ * is), by GSCID and GPA for G-stage-only translations — with the exact IOTINVAL.VMA / IOTINVAL.GVMA
+ * semantics.
  *
- * A hit reads one 16-byte entry of an Int32Array (tag, address-space id, output page,
- * permissions), direct-mapped by a hash of the page number and the address space, and allocates
- * nothing; what only invalidations need lives in a second array. A superpage (or Svnapot 64 KiB page) is one entry of its size: a
- * lookup probes the 4 KiB slot first and tries the other sizes only while entries of those
- * sizes exist. Each entry also remembers the sizes of its first-stage and G-stage leaves and
- * the G-stage leaf's GPA, so an invalidation by address drops every entry derived from the leaf
- * it names (including combined IOVA→SPA entries whose GPA matches an IOTINVAL.GVMA).
+ * A hit reads one 16-byte entry of an Int32Array (tag, address-space id, output page, permissions),
+ * direct-mapped by a hash of the page number and the address space, and allocates nothing; what
+ * only invalidations need lives in a second array. A superpage (or Svnapot 64 KiB page) is one
+ * entry of its size: a lookup probes the 4 KiB slot first and tries the other sizes only while
+ * entries of those sizes exist. Each entry also remembers the sizes of its first-stage and G-stage
+ * leaves and the G-stage leaf's GPA, so an invalidation by address drops every entry derived from
+ * the leaf it names (including combined IOVA→SPA entries whose GPA matches an IOTINVAL.GVMA).
  * Identity (both stages Bare) and MSI translations are never cached.
  *
  * @module

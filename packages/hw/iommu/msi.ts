@@ -1,7 +1,8 @@
 /**
- * MSI address translation (digest §4.5; AIA "IOMMU support"): recognising accesses to virtual
- * interrupt files by the DC's address mask and pattern, reading MSI PTEs from the flat MSI page
- * table, and storing MSIs into memory-resident interrupt files (MRIFs).
+ * MSI address translation (spec §2.3.3 "Process to translate addresses of MSIs"; AIA "IOMMU
+ * support"): recognising accesses to virtual interrupt files by the DC's address mask and pattern,
+ * reading MSI PTEs from the flat MSI page table, and storing MSIs into memory-resident interrupt
+ * files (MRIFs).
  *
  * @module
  */

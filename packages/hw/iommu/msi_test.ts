@@ -367,7 +367,7 @@ Deno.test("ATS translation of MSI addresses: basic → SPA; MRIF → Success wit
   assert.equal(c.reported, true);
 });
 
-Deno.test("endianness: the MSI page table follows fctl.BE; MRIFs and notice MSIs stay little-endian (digest §4.6)", () => {
+Deno.test("endianness: the MSI page table follows fctl.BE; MRIFs and notice MSIs stay little-endian (spec §2.10, Endianness of in-memory data structures)", () => {
   const env = testIommuEnv({ end: true });
   env.tr.fctlBE = true;
   const ddt = new DdtBuilder(env.mem, env.alloc, 4, true, true);

@@ -1,8 +1,8 @@
 /**
- * The register mechanics shared by the three in-memory queues (command, fault, page-request):
- * the base register's WARL rules, head/tail indices, the control/status register's
- * enable/on/busy sequencing and RW1C error bits, and the producer side of the two queues the
- * IOMMU writes records to (digest §3.4–§3.7, §6).
+ * The register mechanics shared by the three in-memory queues (command, fault, page-request): the
+ * base register's WARL rules, head/tail indices, the control/status register's enable/on/busy
+ * sequencing and RW1C error bits, and the producer side of the two queues the IOMMU writes records
+ * to (spec §5.6–§5.17 and chapter 3 "In-memory queue interface").
  *
  * @module
  */
@@ -194,8 +194,8 @@ export class HwQueue {
 }
 
 /**
- * Encodes a fault record (digest §6.2) into `out` (8 halves). PV=0 forces PID and PRIV to 0;
- * TTYP 0 forces DID, PV, PID and PRIV to 0.
+ * Encodes a fault record (spec §3.2 "Fault/Event-Queue") into `out` (8 halves). PV=0 forces PID and
+ * PRIV to 0; TTYP 0 forces DID, PV, PID and PRIV to 0.
  */
 export function encodeFaultRecord(
   out: Uint32Array,
@@ -221,7 +221,10 @@ export function encodeFaultRecord(
   out[7] = hi32(iotval2);
 }
 
-/** A PCIe Page Request message, as the page-request queue records it (digest §6.3). */
+/**
+ * A PCIe Page Request message, as the page-request queue records it (spec §3.3 "Page-Request-
+ * Queue").
+ */
 export interface PageRequest {
   /** Requester device_id. */
   deviceId: number;

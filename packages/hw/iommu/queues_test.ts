@@ -43,7 +43,7 @@ function dwords(rec: Uint32Array): bigint[] {
   return out;
 }
 
-Deno.test("fault record layout: PV=0 ⇒ PID=PRIV=0; TTYP=0 ⇒ DID=PV=PID=PRIV=0 (digest §6.2)", async (t) => {
+Deno.test("fault record layout: PV=0 ⇒ PID=PRIV=0; TTYP=0 ⇒ DID=PV=PID=PRIV=0 (spec §3.2, Fault/Event-Queue)", async (t) => {
   const rec = new Uint32Array(8);
   await t.step("all fields", () => {
     encodeFaultRecord(rec, 13, 3, 0xabcdef, true, 0x12345, true, 0xffff_ffff_0000_1000n, 0x5n);
@@ -66,7 +66,7 @@ Deno.test("fault record layout: PV=0 ⇒ PID=PRIV=0; TTYP=0 ⇒ DID=PV=PID=PRIV=
   });
 });
 
-Deno.test("page-request record layout; PRIV and EXEC need a PASID (digest §6.3)", () => {
+Deno.test("page-request record layout; PRIV and EXEC need a PASID (spec §3.3, Page-Request-Queue)", () => {
   const rec = new Uint32Array(4);
   const pr: PageRequest = {
     deviceId: 0x10,
@@ -270,7 +270,7 @@ Deno.test("page requests: records at pqt, pip, and the PRI outcomes off/overflow
   assert.equal(noAts.enqueuePageRequest(pr), QUEUE_RECORD_OFF);
 });
 
-Deno.test("endianness: page-request records are big-endian under fctl.BE (digest §4.6)", () => {
+Deno.test("endianness: page-request records are big-endian under fctl.BE (spec §2.10, Endianness of in-memory data structures)", () => {
   const mem = new PhysicalMemory();
   mem.addRam(RAM, 2 ** 30);
   const iommu = new Iommu({ mem, caps: { end: true } });

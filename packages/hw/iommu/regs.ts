@@ -1,6 +1,7 @@
 /**
  * The RISC-V IOMMU register map, queue-entry layouts and command encodings (spec v1.0 chapters
- * 5 and 3; digest §2, §3, §6), as the silicon sees them.
+ * 5 "Memory-mapped register interface" and 3 "In-memory queue interface"), as the silicon sees
+ * them.
  *
  * A transcription with no logic, grouped by register. Names follow the spec and Linux's
  * `iommu-bits.h` so they can be grepped across C and TypeScript. Fields of 32-bit registers are
@@ -14,7 +15,7 @@
 /** Size of the register page. */
 export const RISCV_IOMMU_REG_SIZE = 0x1000;
 
-// -- Register offsets (digest §2) --
+// -- Register offsets (spec §5.1 "Register layout") --
 
 /** `capabilities` (8 B, RO). Its fields are in `caps.ts`. */
 export const RISCV_IOMMU_REG_CAPABILITIES = 0x000;
@@ -105,7 +106,7 @@ export function RISCV_IOMMU_REG_MSI_CFG_TBL_CTRL(n: number): number {
 /** PPN field of `ddtp`, the queue bases and `tr_response` (bits 53:10). */
 export const RISCV_IOMMU_PPN_FIELD = 0x003f_ffff_ffff_fc00n;
 
-// -- fctl (digest §3.2) --
+// -- fctl (spec §5.4 "Features-control register") --
 
 /** `fctl.BE`: big-endian implicit accesses (WARL; writable only with capabilities.END). */
 export const RISCV_IOMMU_FCTL_BE = 1 << 0;
@@ -114,7 +115,7 @@ export const RISCV_IOMMU_FCTL_WSI = 1 << 1;
 /** `fctl.GXL`: G-stage uses Sv32x4 encodings (WARL). */
 export const RISCV_IOMMU_FCTL_GXL = 1 << 2;
 
-// -- ddtp (digest §3.3) --
+// -- ddtp (spec §5.5 "Device-directory-table pointer") --
 
 /** `ddtp.iommu_mode` (WARL). */
 export const RISCV_IOMMU_DDTP_IOMMU_MODE = 0xfn;
@@ -123,7 +124,7 @@ export const RISCV_IOMMU_DDTP_BUSY = 1n << 4n;
 /** `ddtp.PPN` (WARL): root DDT page. The `iommu_mode` values are in `structs.ts`. */
 export const RISCV_IOMMU_DDTP_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 
-// -- Queue bases cqb/fqb/pqb (digest §3.4) --
+// -- Queue bases cqb/fqb/pqb (spec §5.6/§5.9/§5.12, the queue base registers) --
 
 /** `cqb.LOG2SZ-1` (WARL): the queue holds 2^(field + 1) entries. */
 export const RISCV_IOMMU_CQB_ENTRIES = 0x1fn;
@@ -145,7 +146,8 @@ export const RISCV_IOMMU_FQ_ENTRY_SIZE = 32;
 /** Page-request-queue record size in bytes. */
 export const RISCV_IOMMU_PQ_ENTRY_SIZE = 16;
 
-// -- Queue CSRs (digest §3.6, §3.7): common bit positions --
+// -- Queue CSRs (spec §5.15 "Command-queue CSR", §5.16 "Fault queue CSR", §5.17 "Page-request-queue
+// CSR"): common bit positions --
 
 /** Queue enable (cqen/fqen/pqen). */
 export const RISCV_IOMMU_QUEUE_ENABLE = 1 << 0;
@@ -203,7 +205,7 @@ export const RISCV_IOMMU_PQCSR_PQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** `pqcsr.busy` (RO). */
 export const RISCV_IOMMU_PQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
-// -- ipsr (digest §3.8) --
+// -- ipsr (spec §5.18 "Interrupt pending status register") --
 
 /** Interrupt cause numbers (= ipsr bit index = icvec field index). */
 export const RISCV_IOMMU_INTR_CQ = 0;
@@ -225,7 +227,7 @@ export const RISCV_IOMMU_IPSR_PMIP = 1 << RISCV_IOMMU_INTR_PM;
 /** `ipsr.pip`. */
 export const RISCV_IOMMU_IPSR_PIP = 1 << RISCV_IOMMU_INTR_PQ;
 
-// -- HPM (digest §3.9) --
+// -- HPM (spec §5.19–§5.23, the performance-monitoring registers) --
 
 /** `iocountovf.CY` / `iocountinh.CY`: the cycle counter's bit. */
 export const RISCV_IOMMU_IOCOUNTOVF_CY = 1 << 0;
@@ -252,7 +254,7 @@ export const RISCV_IOMMU_IOHPMEVT_IDT = 1n << 62n;
 /** `iohpmevt.OF`. */
 export const RISCV_IOMMU_IOHPMEVT_OF = 1n << 63n;
 
-// -- Debug translation interface (digest §3.10) --
+// -- Debug translation interface (spec chapter 4 "Debug support" and §5.24–§5.26) --
 
 /** `tr_req_iova.vpn` (bits 63:12). */
 export const RISCV_IOMMU_TR_REQ_IOVA_VPN = 0xffff_ffff_ffff_f000n;
@@ -279,7 +281,7 @@ export const RISCV_IOMMU_TR_RESPONSE_SZ = 1n << 9n;
 /** `tr_response.PPN`. */
 export const RISCV_IOMMU_TR_RESPONSE_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 
-// -- icvec (digest §3.11) --
+// -- icvec (spec §5.27 "Interrupt-cause-to-vector register") --
 
 /** `icvec.civ`. */
 export const RISCV_IOMMU_ICVEC_CIV = 0xfn;
@@ -290,21 +292,21 @@ export const RISCV_IOMMU_ICVEC_PMIV = 0xfn << 8n;
 /** `icvec.piv`. */
 export const RISCV_IOMMU_ICVEC_PIV = 0xfn << 12n;
 
-// -- msi_cfg_tbl (digest §3.12) --
+// -- msi_cfg_tbl (spec §5.28 "MSI configuration table") --
 
 /** `msi_addr_x.ADDR` (bits 55:2). */
 export const RISCV_IOMMU_MSI_CFG_TBL_ADDR = 0x00ff_ffff_ffff_fffcn;
 /** `msi_vec_ctl_x.M`: the vector is masked. */
 export const RISCV_IOMMU_MSI_CFG_TBL_CTRL_M = 1 << 0;
 
-// -- iommu_qosid (digest §3.13) [post-1.0] --
+// -- iommu_qosid (spec the QoS Identifiers extension's "IOMMU QoS ID" register) [post-1.0] --
 
 /** `iommu_qosid.RCID`. */
 export const RISCV_IOMMU_IOMMU_QOSID_RCID = 0xfff;
 /** `iommu_qosid.MCID`. */
 export const RISCV_IOMMU_IOMMU_QOSID_MCID = 0xfff << 16;
 
-// -- Commands (digest §6.1) --
+// -- Commands (spec §3.1 "Command-Queue") --
 
 /** Command dword0 opcode. */
 export const RISCV_IOMMU_CMD_OPCODE = 0x7fn;
@@ -393,7 +395,7 @@ export const RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE = 0xfn << 44n;
 /** ATS.PRGR payload Destination ID (v1.0; reserved in later revisions). */
 export const RISCV_IOMMU_CMD_ATS_PRGR_DST_ID = 0xffffn << 48n;
 
-// -- Fault-queue record (digest §6.2) --
+// -- Fault-queue record (spec §3.2 "Fault/Event-Queue") --
 
 /** FQ record dword0 CAUSE. */
 export const RISCV_IOMMU_FQ_HDR_CAUSE = 0xfffn;
@@ -408,7 +410,7 @@ export const RISCV_IOMMU_FQ_HDR_TTYPE = 0x3fn << 34n;
 /** FQ record dword0 DID. */
 export const RISCV_IOMMU_FQ_HDR_DID = 0xffffffn << 40n;
 
-// -- Page-request-queue record (digest §6.3) --
+// -- Page-request-queue record (spec §3.3 "Page-Request-Queue") --
 
 /** PQ record dword0 PID. */
 export const RISCV_IOMMU_PQ_HDR_PID = 0xfffffn << 12n;

@@ -85,7 +85,7 @@ export interface TranslationResult {
   untranslatedOnly: boolean;
   /** For ATS: the first-stage G bit (global) when a PASID was present. */
   global: boolean;
-  /** The fault CAUSE when status is FAULT (spec §4.2 / digest §6.2). */
+  /** The fault CAUSE when status is FAULT (spec §3.2 "Fault/Event-Queue"). */
   cause: number;
   /** TTYP of the fault record. */
   ttyp: number;

@@ -1,16 +1,16 @@
 /**
- * Encodings of the RISC-V IOMMU's in-memory structures (spec v1.0 chapter 2; digest §4, §6.2):
- * the device directory (DDTE, device context), the process directory (PDTE, process context),
- * page-table entries, MSI page-table entries, fault causes and transaction types.
+ * Encodings of the RISC-V IOMMU's in-memory structures (spec chapter 2 "Data Structures" and §3.2
+ * "Fault/Event-Queue"): the device directory (DDTE, device context), the process directory (PDTE,
+ * process context), page-table entries, MSI page-table entries, fault causes and transaction types.
  *
- * Names follow Linux `iommu-bits.h` where it has them. The model keeps 64-bit words as two
- * 32-bit halves, so single-bit flags of a low word are plain masks (`RISCV_IOMMU_DC_TC_V`) and
- * fields of 64-bit words are given by their bit position (`..._SHIFT`) in the full word.
+ * Names follow Linux `iommu-bits.h` where it has them. The model keeps 64-bit words as two 32-bit
+ * halves, so single-bit flags of a low word are plain masks (`RISCV_IOMMU_DC_TC_V`) and fields of
+ * 64-bit words are given by their bit position (`..._SHIFT`) in the full word.
  *
  * @module
  */
 
-// ddtp.iommu_mode (digest §3.3)
+// ddtp.iommu_mode (spec §5.5 "Device-directory-table pointer")
 /** `ddtp.iommu_mode` Off: every inbound transaction is blocked (cause 256). */
 export const RISCV_IOMMU_DDTP_IOMMU_MODE_OFF = 0;
 /** `ddtp.iommu_mode` Bare: Untranslated requests pass through untranslated. */
@@ -22,7 +22,7 @@ export const RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL = 3;
 /** `ddtp.iommu_mode` 3LVL: three-level device directory. */
 export const RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL = 4;
 
-// Non-leaf DDT and PDT entries (digest §4.1, §4.4)
+// Non-leaf DDT and PDT entries (spec §2.1 "Device-Directory-Table", §2.2 "Process-Directory-Table")
 /** Non-leaf DDTE valid bit. */
 export const RISCV_IOMMU_DDTE_V = 1 << 0;
 /** Bit position of the non-leaf DDTE PPN (53:10). */
@@ -39,7 +39,7 @@ export const RISCV_IOMMU_DC_EXT_SIZE = 64;
 /** Size in bytes of a process context. */
 export const RISCV_IOMMU_PC_SIZE = 16;
 
-// DC.tc (digest §4.2)
+// DC.tc (spec §2.1.3 "Device-context fields")
 /** DC.tc.V: the device context is valid. */
 export const RISCV_IOMMU_DC_TC_V = 1 << 0;
 /** DC.tc.EN_ATS: Translated requests and ATS translation requests are allowed. */
@@ -109,7 +109,7 @@ export const RISCV_IOMMU_TA_PSCID_SHIFT = 12;
 /** Width in bits of msi_addr_mask and msi_addr_pattern (51:0). */
 export const RISCV_IOMMU_DC_MSI_ADDR_BITS = 52;
 
-// PC.ta (digest §4.4)
+// PC.ta (spec §2.2 "Process-Directory-Table")
 /** PC.ta.V: the process context is valid. */
 export const RISCV_IOMMU_PC_TA_V = 1 << 0;
 /** PC.ta.ENS: supervisor-privilege requests are allowed. */
@@ -117,7 +117,7 @@ export const RISCV_IOMMU_PC_TA_ENS = 1 << 1;
 /** PC.ta.SUM: supervisor requests may read/write U=1 pages. */
 export const RISCV_IOMMU_PC_TA_SUM = 1 << 2;
 
-// Page-table entries (Privileged spec; digest §4.7)
+// Page-table entries (Privileged spec; spec the Privileged spec's Sv32/Sv39/Sv48/Sv57 PTE formats)
 /** PTE valid. */
 export const PTE_V = 1 << 0;
 /** PTE readable. */
@@ -151,7 +151,7 @@ export const PBMT_NC = 1;
 /** PBMT value IO. */
 export const PBMT_IO = 2;
 
-// MSI page-table entries (AIA; digest §4.5)
+// MSI page-table entries (AIA; spec §2.3.3 "Process to translate addresses of MSIs")
 /** Size in bytes of an MSI PTE. */
 export const RISCV_IOMMU_MSI_PTE_SIZE = 16;
 /** MSI PTE valid bit (first doubleword). */
@@ -175,7 +175,7 @@ export const RISCV_IOMMU_MSI_MRIF_NID = 0x3ff;
 /** Bit position of NID[10] in the second doubleword (60). */
 export const RISCV_IOMMU_MSI_MRIF_NID_MSB_SHIFT = 60;
 
-// Fault causes (digest §6.2; Linux RISCV_IOMMU_FQ_CAUSE_*)
+// Fault causes (spec §3.2 "Fault/Event-Queue"; Linux RISCV_IOMMU_FQ_CAUSE_*)
 /** Instruction access fault. */
 export const RISCV_IOMMU_FQ_CAUSE_INST_FAULT = 1;
 /** Read address misaligned. */
@@ -238,14 +238,14 @@ export const RISCV_IOMMU_FQ_CAUSE_MSI_WR_FAULT = 273;
 export const RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED = 274;
 
 /**
- * True when a fault with `cause` is reported even though DC.tc.DTF = 1 (digest §6.2: 256–259,
- * 268, 272, 273; every other cause is suppressed by DTF).
+ * True when a fault with `cause` is reported even though DC.tc.DTF = 1 (spec §3.2 "Fault/Event-
+ * Queue": 256–259, 268, 272, 273; every other cause is suppressed by DTF).
  */
 export function reportedDespiteDtf(cause: number): boolean {
   return (cause >= 256 && cause <= 259) || cause === 268 || cause === 272 || cause === 273;
 }
 
-// Transaction types (digest §6.2; Linux RISCV_IOMMU_FQ_TTYP_*)
+// Transaction types (spec §3.2 "Fault/Event-Queue"; Linux RISCV_IOMMU_FQ_TTYP_*)
 /** TTYP: not an inbound transaction. */
 export const RISCV_IOMMU_FQ_TTYP_NONE = 0;
 /** TTYP: Untranslated read-for-execute. */
@@ -265,7 +265,7 @@ export const RISCV_IOMMU_FQ_TTYP_PCIE_ATS_REQ = 8;
 /** TTYP: PCIe Message Request. */
 export const RISCV_IOMMU_FQ_TTYP_PCIE_MSG_REQ = 9;
 
-// HPM standard events (digest §3.9)
+// HPM standard events (spec §5.19–§5.23, the performance-monitoring registers)
 /** HPM event: Untranslated requests. */
 export const RISCV_IOMMU_HPMEVENT_URQ = 1;
 /** HPM event: Translated requests. */

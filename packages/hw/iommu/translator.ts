@@ -1,12 +1,13 @@
 /**
- * The IOMMU's translation core (digest §5): answers every inbound transaction — Untranslated,
- * Translated and PCIe ATS translation requests, with or without a process_id — from the device
- * directory, process directory, page tables and MSI page tables in memory, through DDT/PDT
- * caches and an IOTLB that the IODIR and IOTINVAL commands invalidate exactly as the spec says.
+ * The IOMMU's translation core (spec §2.3 "Process to translate an IOVA"): answers every inbound
+ * transaction — Untranslated, Translated and PCIe ATS translation requests, with or without a
+ * process_id — from the device directory, process directory, page tables and MSI page tables in
+ * memory, through DDT/PDT caches and an IOTLB that the IODIR and IOTINVAL commands invalidate
+ * exactly as the spec says.
  *
  * The register file owns the registers and the fault queue: it sets {@linkcode Translator.ddtpMode}
- * and friends on register writes, forwards commands to the invalidation methods, and writes a
- * fault record from a {@linkcode TranslationResult} whose `reported` is true.
+ * and friends on register writes, forwards commands to the invalidation methods, and writes a fault
+ * record from a {@linkcode TranslationResult} whose `reported` is true.
  *
  * @module
  */
@@ -71,8 +72,11 @@ const PAGE_BYTES = Array.from({ length: BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** 
 const TTYP = [[2, 3, 1], [6, 7, 5], [8, 8, 8]];
 /** IOTLB info bits (R 1, W 2, X 4, U 8) a user request needs on a hit, by access. */
 const NEED_USER = [1 | 8, 2 | 8, 4 | 8];
-/** Causes an ATS request answers with Success and R=W=0, unlogged (digest §5.1): page and
- * guest-page faults, MSI PTE not valid (262), PDT entry not valid (266). */
+/**
+ * Causes an ATS request answers with Success and R=W=0, unlogged (spec §2.6 "PCIe ATS translation
+ * request handling"): page and guest-page faults, MSI PTE not valid (262), PDT entry not valid
+ * (266).
+ */
 const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
 
 /**
@@ -337,7 +341,7 @@ export class Translator implements TranslationPort {
       this.#lastDc = dc;
     }
     const dtf = dc.dtf;
-    // Step 5: transaction types the DC does not allow.
+    // Spec §2.3 step 7: transaction types the DC does not allow.
     const pidBits = dc.pdtLevels === 1 ? 8 : dc.pdtLevels === 2 ? 17 : 20;
     if (
       (kind !== REQ_UNTRANSLATED && !dc.enAts) ||
@@ -345,7 +349,7 @@ export class Translator implements TranslationPort {
     ) {
       return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dtf);
     }
-    // Step 6: a Translated request already carries an SPA unless T2GPA.
+    // Step 8: a Translated request already carries an SPA unless T2GPA.
     if (kind === REQ_TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
 
     // An ATS translation request reads page tables and writes no data: its faults are reported
@@ -366,7 +370,7 @@ export class Translator implements TranslationPort {
     w.priv = false;
     w.sum = false;
     w.pscid = 0;
-    // Steps 7–8: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
+    // Steps 9–16: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
     // a DC with PDTV=1 whose request ends up with no process context has none either, and its
     // address space is then the DC's (G stage only).
     let as = dc.as;
@@ -423,7 +427,7 @@ export class Translator implements TranslationPort {
       );
     }
 
-    // Step 9: first stage, giving the GPA page.
+    // Step 17: first stage, giving the GPA page.
     let gpn: number, fsShift = BARE_SHIFT, fsPerm = PERM_BITS & ~PTE_G, fsPbmt = 0;
     if (fsOn) {
       const cause = w.firstStage(lo, hi);
@@ -435,9 +439,9 @@ export class Translator implements TranslationPort {
     } else {
       gpn = (hi >>> 0) * TWO20 + (lo >>> 12);
     }
-    // Step 10: an access to a virtual interrupt file goes through the MSI page table.
+    // Step 18: an access to a virtual interrupt file goes through the MSI page table.
     if (dc.msi && msiAddressMatch(dc, gpn)) return this.#msiTranslate(req, res, dc, gpn, fsPerm);
-    // Step 11: G stage.
+    // Step 19: G stage.
     let spn = gpn, gShift = BARE_SHIFT, gPerm = PTE_R | PTE_W | PTE_X, gPbmt = 0;
     if (gOn) {
       const cause = w.gStage(gpn, off);
@@ -487,7 +491,7 @@ export class Translator implements TranslationPort {
     return priv ? !user || (access !== ACC_EXEC && sum) : user;
   }
 
-  /** Step 10: MSI translation of GPA page `gpn` (first-stage permissions `fsPerm`). */
+  /** Spec §2.3 step 18: MSI translation of GPA page `gpn` (first-stage permissions `fsPerm`). */
   #msiTranslate(
     req: InboundRequest,
     res: TranslationResult,
@@ -538,9 +542,10 @@ export class Translator implements TranslationPort {
   }
 
   /**
-   * Ends `req` with fault `cause`: the record fields, and whether it is reported (DTF
-   * suppresses all but 256–259, 268, 272, 273). ATS requests whose cause means "no access" get
-   * a Success completion with no permissions instead, and no record (digest §5.1).
+   * Ends `req` with fault `cause`: the record fields, and whether it is reported (DTF suppresses
+   * all but 256–259, 268, 272, 273). ATS requests whose cause means "no access" get a Success
+   * completion with no permissions instead, and no record (spec §2.6 "PCIe ATS translation request
+   * handling").
    */
   #fault(
     req: InboundRequest,

@@ -156,7 +156,7 @@ function withPasid<E extends ReturnType<typeof atsEnv>>(
   return env;
 }
 
-Deno.test("ATS translation requests: completion outcomes of digest §5.1", async (t) => {
+Deno.test("ATS translation requests: completion outcomes of spec §2.6, PCIe ATS translation request handling", async (t) => {
   await t.step("Success with the permissions the tables grant", () => {
     const env = atsEnv(TEST_PTE_RW_USER);
     const r = env.ats({ noWrite: false });

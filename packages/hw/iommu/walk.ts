@@ -1,10 +1,11 @@
 /**
  * Page-table walks: the first stage (Sv32/Sv39/Sv48/Sv57) and the G stage
  * (Sv32x4/Sv39x4/Sv48x4/Sv57x4), with superpages, Svnapot, Svpbmt, hardware A/D updates and the
- * G-stage translation of the first stage's implicit accesses (digest §4.7, §5 steps 9 and 11).
+ * G-stage translation of the first stage's implicit accesses (the Privileged spec's Sv39/48/57 and
+ * Sv39x4/48x4/57x4, spec §2.3 "Process to translate an IOVA" steps 17 and 19).
  *
- * Addresses are handled as page numbers held in numbers (exact: below 2^52) plus a 12-bit
- * offset, so a walk allocates nothing and never needs `bigint` until it reports a fault.
+ * Addresses are handled as page numbers held in numbers (exact: below 2^52) plus a 12-bit offset,
+ * so a walk allocates nothing and never needs `bigint` until it reports a fault.
  *
  * @module
  */

@@ -35,7 +35,8 @@ export interface SeenRequest {
 }
 
 /**
- * A translation port that maps IOVA page `p` to `TEST_RAM_BASE + offset + p * 4096`, faults the pages
+ * A translation port that maps IOVA page `p` to `TEST_RAM_BASE + offset + p * 4096`, faults the
+ * pages
  * in {@linkcode faultPages} (cause 13 for reads, 15 for writes), grants read-only access to
  * {@linkcode readOnlyPages}, and records every request.
  */
@@ -74,7 +75,8 @@ export class TestTranslationPort implements TranslationPort {
     const write = req.access === ACC_WRITE;
     const ro = this.readOnlyPages.has(page);
     if (req.kind === REQ_ATS) {
-      // Page faults answer ATS with Success and no permission (digest §5.1).
+      // Page faults answer ATS with Success and no permission (spec §2.6 "PCIe ATS translation
+      // request handling").
       res.status = XLATE_OK;
       res.perm = this.faultPages.has(page) ? 0 : ro ? 1 : 3;
       res.pa = TEST_RAM_BASE + this.offset + iova - (iova % this.atsSize);
@@ -104,7 +106,10 @@ export interface TestPcieRig {
   rc: RootComplex;
 }
 
-/** RAM (1 GiB at {@linkcode TEST_RAM_BASE}), a clock, a {@linkcode TestTranslationPort} and a root complex. */
+/**
+ * RAM (1 GiB at {@linkcode TEST_RAM_BASE}), a clock, a {@linkcode TestTranslationPort} and a root
+ * complex.
+ */
 export function testPcieRig(): TestPcieRig {
   const mem = new PhysicalMemory();
   mem.addRam(TEST_RAM_BASE, 2 ** 30);
