@@ -39,6 +39,7 @@
  *
  * @module
  */
+import { type ErrnoName, isErrno } from "@iommu-lab/kernel";
 
 /** A bad argument: {@linkcode runCli} prints `<tool>: <message>` and exits with status 2. */
 export class UsageError extends Error {
@@ -46,6 +47,19 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "UsageError";
+  }
+}
+
+/**
+ * Runs `fn`, turning an `Errno` whose code is one of `codes` into a {@linkcode UsageError}: what
+ * a kernel API's own parameter checks refuse is a bad argument on a command line.
+ */
+export function refusedAsUsage<T>(codes: readonly ErrnoName[], fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (codes.some((c) => isErrno(e, c))) throw new UsageError((e as Error).message);
+    throw e;
   }
 }
 

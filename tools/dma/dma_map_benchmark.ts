@@ -40,11 +40,10 @@ import {
   type DmaDirection,
   Errno,
   get_order,
-  isErrno,
   type Kernel,
 } from "@iommu-lab/kernel";
 import { bootMachine, MACHINE_OPTIONS } from "./_machine.ts";
-import { runTool, type Tool, UsageError } from "../cli.ts";
+import { refusedAsUsage, runTool, type Tool } from "../cli.ts";
 
 /** DMA_MAP_MAX_THREADS. */
 export const DMA_MAP_MAX_THREADS = 1024;
@@ -282,9 +281,9 @@ export const cli: Tool<typeof MAP_BENCHMARK_OPTIONS> = {
   options: MAP_BENCHMARK_OPTIONS,
   main(v, io) {
     const dev = bootMachine(v).dmaDevices[0];
-    let r: MapBenchmarkResult;
-    try {
-      r = runMapBenchmark(dev, {
+    // What the kernel's ioctl refuses is a bad argument here.
+    const r = refusedAsUsage(["EINVAL"], () =>
+      runMapBenchmark(dev, {
         threads: v.threads,
         seconds: v.seconds,
         granule: v.granule,
@@ -292,12 +291,7 @@ export const cli: Tool<typeof MAP_BENCHMARK_OPTIONS> = {
         dma_trans_ns: v.dma_trans_ns,
         dma_bits: v.dma_bits,
         node: v.node,
-      });
-    } catch (e) {
-      // What the kernel's ioctl refuses is a bad argument here.
-      if (isErrno(e, "EINVAL")) throw new UsageError(e.message);
-      throw e;
-    }
+      }));
     for (const line of formatMapBenchmark(r).split("\n")) io.out(line);
     io.out(`(${r.loops} map/unmap pairs in ${r.realMs.toFixed(0)} ms real)`);
   },

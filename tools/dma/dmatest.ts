@@ -49,7 +49,7 @@ import {
 } from "@iommu-lab/kernel";
 import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
 import { bootMachine, MACHINE_OPTIONS } from "./_machine.ts";
-import { runTool, type Tool, UsageError } from "../cli.ts";
+import { refusedAsUsage, runTool, type Tool } from "../cli.ts";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
@@ -636,9 +636,9 @@ export const cli: Tool<typeof DMATEST_OPTIONS> = {
   main(v, io) {
     const mode = v.dmatest === undefined ? v.mode : v.dmatest === "1" ? "fill" : "copy";
     const machine = bootMachine(v);
-    let r: DmatestResult;
-    try {
-      r = runDmatest(machine, {
+    // What the module's parameter checks refuse is a bad argument here.
+    const r = refusedAsUsage(["EINVAL", "ENODEV"], () =>
+      runDmatest(machine, {
         iterations: v.iterations,
         test_buf_size: v.test_buf_size,
         threads_per_chan: v.threads_per_chan,
@@ -653,12 +653,7 @@ export const cli: Tool<typeof DMATEST_OPTIONS> = {
         timeout: v.timeout,
         seed: v.seed,
         verbose: v.verbose,
-      });
-    } catch (e) {
-      // What the module's parameter checks refuse is a bad argument here.
-      if (isErrno(e, "EINVAL") || isErrno(e, "ENODEV")) throw new UsageError(e.message);
-      throw e;
-    }
+      }));
     const lines = v.dmesg
       ? machine.dmesg
       : machine.kernel.dmesg.lines().filter((l) => /\] (dmatest: |.*: Fault )/.test(l));
