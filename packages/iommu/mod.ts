@@ -102,6 +102,16 @@ export {
   pci_device_group,
 } from "./iommu.ts";
 export {
+  iommu_dirty_bitmap_init,
+  iommu_dirty_bitmap_record,
+  IOMMU_DIRTY_NO_CLEAR,
+  IommuDirtyBitmap,
+  iova_bitmap_alloc,
+  iova_bitmap_for_each,
+  iova_bitmap_set,
+  IovaBitmap,
+} from "./iova_bitmap.ts";
+export {
   type Iova,
   IOVA_MAG_SIZE,
   IOVA_RANGE_CACHE_MAX_SIZE,
