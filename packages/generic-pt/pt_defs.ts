@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { PtState } from "./pt_state.ts";
 
 /** Size of the smallest page and of every table page. */
 export const PT_GRANULE_SIZE = 4096;
@@ -81,4 +82,20 @@ export interface PtFormat {
   setProt(prot: number, features: Readonly<Required<PtFeatures>>, out: PtAttrs): void;
   /** The MODE value the IOMMU's context takes for a table of `topLevel`. */
   hwMode(topLevel: number): number;
+  /**
+   * True when the IOMMU wrote through the leaf `pts` is on (any item of a contiguous leaf).
+   * Mirrors pt_entry_is_write_dirty(); formats without hardware dirty tracking leave the three
+   * dirty hooks out.
+   */
+  is_write_dirty?(pts: PtState): boolean;
+  /**
+   * Makes the leaf `pts` is on (every item of it) not dirty, without losing a concurrent update
+   * by the IOMMU. Mirrors pt_entry_make_write_clean().
+   */
+  make_write_clean?(pts: PtState): void;
+  /**
+   * Marks the one entry `pts` is on dirty if it still holds the value `pts` loaded; otherwise
+   * leaves the value found in `pts` and returns false. Mirrors pt_entry_make_write_dirty().
+   */
+  make_write_dirty?(pts: PtState): boolean;
 }
