@@ -30,6 +30,9 @@ export type PtEntryType = 0 | 1 | 2;
  * - `svpbmt`: page-based memory types in PTE bits 62:61 (PT_FEAT_RISCV_SVPBMT).
  * - `signExtend`: the upper half of the IOVA space, sign-extended, is mapped too
  *   (PT_FEAT_SIGN_EXTEND; first stage only).
+ * - `dirtyTrackingActive`: the IOMMU sets D on the first write, so writable leaves are made
+ *   without it (PT_FEAT_RISCV_DIRTY_TRACKING_ACTIVE); toggled on a live table with
+ *   `PtIommu.set_dirty_tracking_active()`.
  */
 export interface PtFeatures {
   /** Svnapot 64 KiB contiguous leaves. */
@@ -38,6 +41,8 @@ export interface PtFeatures {
   svpbmt?: boolean;
   /** Sign-extended upper half of the IOVA space. */
   signExtend?: boolean;
+  /** Hardware dirty tracking is on: writable leaves start clean. */
+  dirtyTrackingActive?: boolean;
 }
 
 /** Attribute bits of a leaf PTE as 32-bit halves (struct pt_write_attrs' descriptor_bits). */

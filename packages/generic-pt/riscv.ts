@@ -105,8 +105,9 @@ export function riscvptEntryNumContigLg2(hi: number): number {
 
 /**
  * Leaf attributes for IOMMU `prot` like Linux: always A|U, with D pre-set for writable pages so
- * the IOMMU never needs to update A/D; WRITE gives W|R, READ gives R, X unless NOEXEC; with
- * Svpbmt, MMIO gives PBMT=IO and non-CACHE gives PBMT=NC. Mirrors riscvpt_iommu_set_prot().
+ * the IOMMU never needs to update A/D, unless dirty tracking is active (then the IOMMU sets D on
+ * the first write); WRITE gives W|R, READ gives R, X unless NOEXEC; with Svpbmt, MMIO gives
+ * PBMT=IO and non-CACHE gives PBMT=NC. Mirrors riscvpt_iommu_set_prot().
  */
 function _riscvptSetProt(
   prot: number,
@@ -115,7 +116,10 @@ function _riscvptSetProt(
 ): void {
   let lo = RISCVPT_A | RISCVPT_U;
   let hi = 0;
-  if (prot & IOMMU_WRITE) lo |= RISCVPT_W | RISCVPT_R | RISCVPT_D;
+  if (prot & IOMMU_WRITE) {
+    lo |= RISCVPT_W | RISCVPT_R;
+    if (!features.dirtyTrackingActive) lo |= RISCVPT_D;
+  }
   if (prot & IOMMU_READ) lo |= RISCVPT_R;
   if (!(prot & IOMMU_NOEXEC)) lo |= RISCVPT_X;
   if (features.svpbmt) {
