@@ -92,9 +92,9 @@ export interface PtIommuHwInfo {
  */
 export interface PtIommuDomainOps {
   /** Page sizes the table can map, as a bitmap of sizes in bytes. */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
   /** Maps `pgcount` pages of `pgsize` bytes; returns the bytes mapped. */
-  mapPages(
+  map_pages(
     iova: Iova,
     paddr: number,
     pgsize: number,
@@ -103,9 +103,9 @@ export interface PtIommuDomainOps {
     gather?: IommuIotlbGather,
   ): number;
   /** Unmaps `pgcount` pages of `pgsize` bytes; returns the bytes unmapped. */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
+  unmap_pages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
   /** Returns the physical address `iova` translates to, or 0. */
-  iovaToPhys(iova: Iova): number;
+  iova_to_phys(iova: Iova): number;
 }
 
 /** Pages per item at each level: 4 KiB · 512^level. */
@@ -169,13 +169,13 @@ export function ptComputeBestPgsize(
  * assert.deepEqual(pt.hwInfo().mode, 8); // Sv39
  *
  * pt.map(0x10_0000, 0x9000_0000, 0x4000, IOMMU_READ | IOMMU_WRITE);
- * assert.equal(pt.iovaToPhys(0x10_2010), 0x9000_2010);
+ * assert.equal(pt.iova_to_phys(0x10_2010), 0x9000_2010);
  * pt.map(-4096, 0x9100_0000, 4096, IOMMU_READ); // the last page of the upper half
- * assert.equal(pt.iovaToPhys(0xffff_ffff_ffff_f000n), 0x9100_0000);
+ * assert.equal(pt.iova_to_phys(0xffff_ffff_ffff_f000n), 0x9100_0000);
  *
  * const gather = new IommuIotlbGather();
  * assert.equal(pt.unmap(0x10_0000, 0x4000, gather), 0x4000);
- * assert.equal(pt.iovaToPhys(0x10_0000), 0);
+ * assert.equal(pt.iova_to_phys(0x10_0000), 0);
  * gather.putPages();
  * pt.deinit();
  * assert.equal(alloc.allocatedPages, 0);
@@ -193,7 +193,7 @@ export class PtIommu implements PtIommuDomainOps {
     return this.#features;
   }
   /** Page sizes this table maps, as a bitmap of sizes in bytes (4K, 64K with Svnapot, 2M, ...). */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
 
   #features: Readonly<Required<PtFeatures>>;
   readonly #mem: PhysMem;
@@ -271,7 +271,7 @@ export class PtIommu implements PtIommuDomainOps {
     }
     let bitmap = 0;
     for (let level = 0; level <= top; level++) bitmap += this.possibleSizes(level);
-    this.pgsizeBitmap = bitmap;
+    this.pgsize_bitmap = bitmap;
 
     const root = config.alloc.allocTable(format.topOrder);
     if (
@@ -323,13 +323,13 @@ export class PtIommu implements PtIommuDomainOps {
    * (IOMMU_READ/WRITE/CACHE/NOEXEC/MMIO); returns the bytes mapped. Mirrors
    * pt_iommu_riscv_64_map_pages() with the argument checks of __iommu_map().
    *
-   * Throws `EINVAL` for a page size not in {@linkcode pgsizeBitmap}, a zero count, an
+   * Throws `EINVAL` for a page size not in {@linkcode pgsize_bitmap}, a zero count, an
    * unaligned `iova` or `paddr`, or `prot` without READ or WRITE; `EOVERFLOW` when the range
    * wraps the 64-bit space; `ERANGE` when it leaves the IOVA space or the output address does
    * not fit 56 bits; `EADDRINUSE` over an existing mapping; `ENOMEM` from the allocator. Tables
    * this frees go on `gather` (or through the `iotlbSync` hook when there is none).
    */
-  mapPages(
+  map_pages(
     iova: Iova,
     paddr: number,
     pgsize: number,
@@ -383,10 +383,10 @@ export class PtIommu implements PtIommuDomainOps {
    * Maps `size` bytes from `iova` to `paddr`, choosing the largest leaves the alignment of
    * both allows; returns `size`. On an error nothing of the range stays mapped. Mirrors
    * iommu_map() (its iommu_pgsize() split) on this table; the errors are those of
-   * {@linkcode mapPages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
+   * {@linkcode map_pages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
    */
   map(iova: Iova, paddr: number, size: number, prot: number, gather?: IommuIotlbGather): number {
-    if (size === PT_GRANULE_SIZE) return this.mapPages(iova, paddr, size, 1, prot, gather);
+    if (size === PT_GRANULE_SIZE) return this.map_pages(iova, paddr, size, 1, prot, gather);
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot map 0x${size.toString(16)} bytes`);
     }
@@ -407,7 +407,7 @@ export class PtIommu implements PtIommuDomainOps {
         const oa = ppn + done;
         const left = pages - done;
         const si = this.#sizeIndex(
-          2 ** ptComputeBestPgsize(this.pgsizeBitmap, cur, cur + left - 1, oa),
+          2 ** ptComputeBestPgsize(this.pgsize_bitmap, cur, cur + left - 1, oa),
         );
         const leafPages = this.#szPages[si];
         let span = left;
@@ -434,9 +434,9 @@ export class PtIommu implements PtIommuDomainOps {
    * Unmaps `pgcount` pages of `pgsize` bytes from `iova`; returns the bytes unmapped, which
    * is 0 over a hole or inside a leaf, and more than asked when the range ends inside a leaf.
    * Records the range, the levels changed and the freed tables in `gather`. Mirrors
-   * pt_iommu_riscv_64_unmap_pages(); bad arguments throw as for {@linkcode mapPages}.
+   * pt_iommu_riscv_64_unmap_pages(); bad arguments throw as for {@linkcode map_pages}.
    */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
+  unmap_pages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
     if (pgsize === PT_GRANULE_SIZE && pgcount === 1 && typeof iova === "number" && iova >= 0) {
       const pfn = iova / PT_GRANULE_SIZE;
       if (pfn < this.#lowEnd && Number.isInteger(pfn)) {
@@ -473,21 +473,21 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /**
-   * Unmaps `size` bytes from `iova`; returns the bytes unmapped as {@linkcode unmapPages}
+   * Unmaps `size` bytes from `iova`; returns the bytes unmapped as {@linkcode unmap_pages}
    * does. Mirrors iommu_unmap() on this table.
    */
   unmap(iova: Iova, size: number, gather: IommuIotlbGather): number {
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot unmap 0x${size.toString(16)} bytes`);
     }
-    return this.unmapPages(iova, PT_GRANULE_SIZE, size / PT_GRANULE_SIZE, gather);
+    return this.unmap_pages(iova, PT_GRANULE_SIZE, size / PT_GRANULE_SIZE, gather);
   }
 
   /**
    * The physical address `iova` (any alignment) translates to, or 0 when nothing maps it or
    * it lies outside the IOVA space. Mirrors pt_iommu_riscv_64_iova_to_phys().
    */
-  iovaToPhys(iova: Iova): number {
+  iova_to_phys(iova: Iova): number {
     const pfn = this.#toPfn(iova);
     if (!this.#inRange(pfn, pfn) || this.#root < 0) return 0;
     const mem = this.#mem;
@@ -586,7 +586,7 @@ export class PtIommu implements PtIommuDomainOps {
   /**
    * Frees every table, the top one included. The IOMMU must no longer walk them and its
    * caches must have been invalidated. Mirrors pt_iommu_deinit(). Idempotent; afterwards map,
-   * unmap and {@linkcode hwInfo} are EINVAL (a use after free), `iovaToPhys` is 0.
+   * unmap and {@linkcode hwInfo} are EINVAL (a use after free), `iova_to_phys` is 0.
    */
   deinit(): void {
     if (this.#root < 0) return;

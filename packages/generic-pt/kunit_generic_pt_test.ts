@@ -45,7 +45,7 @@ function readAttrs(fx: PtFixture, prot: number): PtAttrs {
 
 Deno.test("test_init: a domain starts with page sizes and a context MODE", async (t) => {
   await forEachConfig(t, (fx) => {
-    assert.notEqual(fx.pt.pgsizeBitmap, 0);
+    assert.notEqual(fx.pt.pgsize_bitmap, 0);
     const info = fx.pt.hwInfo();
     assert.equal(info.mode, fx.pt.topLevel + 6);
     assert.equal(info.rootPa % (4096 << fx.cfg.format.topOrder), 0);
@@ -158,9 +158,9 @@ Deno.test("test_max_va: the IOVA space ends where the format's width says", asyn
         () => fx.pt.map(BigInt(fx.highStart! - 1) << 12n, 0, 4096, rw),
         (e) => isErrno(e, "ERANGE"),
       );
-      assert.equal(fx.pt.iovaToPhys(fx.iova(fx.highStart)), 2 * 4096);
+      assert.equal(fx.pt.iova_to_phys(fx.iova(fx.highStart)), 2 * 4096);
     }
-    assert.equal(fx.pt.iovaToPhys(fx.iova(fx.lowEnd - 1)), 4096);
+    assert.equal(fx.pt.iova_to_phys(fx.iova(fx.lowEnd - 1)), 4096);
   });
 });
 

@@ -72,9 +72,9 @@ export class IommuDmaCookie {
  * given (ENOMEM when that fails); EEXIST if the domain has one.
  */
 export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null = null): void {
-  if (domain.iovaCookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
+  if (domain.iova_cookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
   const cookie = new IommuDmaCookie(kernel);
-  domain.iovaCookie = kernel === null ? cookie : kmalloc(kernel, cookie);
+  domain.iova_cookie = kernel === null ? cookie : kmalloc(kernel, cookie);
 }
 
 /**
@@ -82,10 +82,10 @@ export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null 
  * records with it. The doorbell mappings go with the domain's page table.
  */
 export function iommu_put_dma_cookie(domain: IommuDomain): void {
-  const cookie = domain.iovaCookie;
+  const cookie = domain.iova_cookie;
   if (cookie === null) return;
   cookie.iovad?.put();
-  domain.iovaCookie = null;
+  domain.iova_cookie = null;
   if (cookie.kernel === null) return;
   for (const page of cookie.msiPages) kfree(cookie.kernel, page);
   kfree(cookie.kernel, cookie);
@@ -99,14 +99,14 @@ export function iommu_put_dma_cookie(domain: IommuDomain): void {
  * allocate or disagrees with the space set up for an earlier device.
  */
 export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps {
-  const cookie = domain.iovaCookie;
-  if (cookie === null || domain.pgsizeBitmap === 0) {
+  const cookie = domain.iova_cookie;
+  if (cookie === null || domain.pgsize_bitmap === 0) {
     throw new Errno("EINVAL", "Domain is not a DMA domain");
   }
   const granule = domain.pgsizes[0];
-  const { apertureStart, apertureEnd, forceAperture } = domain.geometry;
-  const basePfn = Math.max(1, Math.ceil(apertureStart / granule));
-  if (forceAperture && apertureEnd < basePfn * granule) {
+  const { aperture_start, aperture_end, force_aperture } = domain.geometry;
+  const basePfn = Math.max(1, Math.ceil(aperture_start / granule));
+  if (force_aperture && aperture_end < basePfn * granule) {
     throw new Errno("EFAULT", "specified DMA range outside IOMMU capability");
   }
   const iovad = cookie.iovad;
@@ -123,7 +123,7 @@ export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps
 /** The DMA domain of `dev` (its cookie's IOVA space is set up); ENODEV without one. */
 function _dmaDomain(dev: Device): IommuDomain {
   const domain = iommu_get_dma_domain(dev);
-  if (!domain?.iovaCookie?.iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
+  if (!domain?.iova_cookie?.iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
     throw new Errno("ENODEV", `${dev.name} has no DMA domain`);
   }
   return domain;
@@ -157,13 +157,13 @@ function _allocIova(
   bits: number,
 ): number {
   let limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
-  if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
+  if (domain.geometry.force_aperture) limit = Math.min(limit, domain.geometry.aperture_end);
   const pages = size / iovad.granule;
   const param = dev.iommu as DevIommu | null;
-  if (param !== null && param.pci32bitWorkaround && dev_is_pci(dev) && limit > DMA_32BIT_MASK) {
+  if (param !== null && param.pci_32bit_workaround && dev_is_pci(dev) && limit > DMA_32BIT_MASK) {
     const pfn = iovad.allocIovaFast(pages, Math.floor(DMA_32BIT_MASK / iovad.granule), false);
     if (pfn !== 0) return pfn * iovad.granule;
-    param.pci32bitWorkaround = false;
+    param.pci_32bit_workaround = false;
   }
   const pfn = iovad.allocIovaFast(pages, Math.floor(limit / iovad.granule), true);
   if (pfn === 0) throw new Errno("ENOMEM", `No IOVA space for ${size} bytes`);
@@ -180,7 +180,7 @@ function _align(iovad: IovaDomain, n: number): number {
 /** Mirrors __iommu_dma_map(): maps `size` bytes at `phys` at a fresh IOVA; returns the DMA address. */
 function _map(dev: Device, phys: number, size: number, prot: number, bits: number): number {
   const domain = _dmaDomain(dev);
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   const off = phys % iovad.granule;
   const len = _align(iovad, size + off);
   const iova = _allocIova(dev, domain, iovad, len, bits);
@@ -203,7 +203,7 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
  */
 function _unmap(dev: Device, dmaAddr: number, size: number): void {
   const domain = _dmaDomain(dev);
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   const off = dmaAddr % iovad.granule;
   const start = dmaAddr - off;
   const len = _align(iovad, size + off);
@@ -214,7 +214,7 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
   if (pages === 0 || node === null || node.pfnLo !== pfn || blockPages !== iovad.fastSize(pages)) {
     throw new Errno("EINVAL", `DMA address 0x${dmaAddr.toString(16)} was not mapped here`);
   }
-  const gather = domain.iovaCookie!.gather;
+  const gather = domain.iova_cookie!.gather;
   gather.reset();
   const unmapped = iommu_unmap_fast(domain, start, blockPages * iovad.granule, gather);
   iommu_iotlb_sync(domain, gather);
@@ -251,7 +251,7 @@ export const iommuDmaOps: DmaOps = {
   mapSg(dev, sg: Scatterlist[], dir) {
     const prot = _prot(dir);
     const domain = _dmaDomain(dev);
-    const iovad = domain.iovaCookie!.iovad!;
+    const iovad = domain.iova_cookie!.iovad!;
     let total = 0;
     for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
     const iova = _allocIova(dev, domain, iovad, total, dev.dmaMask);
@@ -308,7 +308,7 @@ export const iommuDmaOps: DmaOps = {
  * record or the mapping cannot be allocated; nothing is left behind then.
  */
 export function iommu_dma_sw_msi(domain: IommuDomain, desc: MsiDesc, msiAddr: number): void {
-  const cookie = domain.iovaCookie;
+  const cookie = domain.iova_cookie;
   if (cookie === null) {
     desc.iommuMsiIova = desc.iommuMsiShift = 0;
     return;

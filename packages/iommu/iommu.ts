@@ -99,11 +99,11 @@ export const IOMMU_NO_PASID = 0;
 /** What a domain can translate: struct iommu_domain_geometry. */
 export interface IommuDomainGeometry {
   /** First IOVA that can be mapped. */
-  apertureStart: number;
+  aperture_start: number;
   /** Last IOVA that can be mapped (inclusive). */
-  apertureEnd: number;
+  aperture_end: number;
   /** DMA addresses outside the aperture cannot be used at all. */
-  forceAperture: boolean;
+  force_aperture: boolean;
 }
 
 /** Where a domain op reports the bytes it mapped (the `size_t *mapped` of map_pages). */
@@ -120,12 +120,12 @@ export interface IommuDomainOps {
    * Makes `dev` translate through `domain`, replacing `old` (null on first attach).
    * On failure the device must still be attached to `old`.
    */
-  attachDev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
+  attach_dev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
   /**
    * Maps `pgcount` pages of `pgsize` bytes from `iova` to `paddr`. Adds to `mapped.bytes` what
    * it mapped, also when it then throws, so the core can unwind it.
    */
-  mapPages?(
+  map_pages?(
     domain: IommuDomain,
     iova: number,
     paddr: number,
@@ -138,7 +138,7 @@ export interface IommuDomainOps {
    * Unmaps up to `pgcount` pages of `pgsize` bytes from `iova`, recording what to invalidate
    * in `gather`; returns the bytes unmapped (0 when nothing is mapped at `iova`).
    */
-  unmapPages?(
+  unmap_pages?(
     domain: IommuDomain,
     iova: number,
     pgsize: number,
@@ -146,20 +146,20 @@ export interface IommuDomainOps {
     gather: IommuIotlbGather,
   ): number;
   /** Invalidates every IOTLB entry of the domain. */
-  flushIotlbAll?(domain: IommuDomain): void;
+  flush_iotlb_all?(domain: IommuDomain): void;
   /** Makes new mappings visible (for IOMMUs that cache non-present entries). */
-  iotlbSyncMap?(domain: IommuDomain, iova: number, size: number): void;
+  iotlb_sync_map?(domain: IommuDomain, iova: number, size: number): void;
   /** Invalidates what `gather` collected. The core frees the gather's table pages after it. */
-  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): void;
+  iotlb_sync?(domain: IommuDomain, gather: IommuIotlbGather): void;
   /** Translates one IOVA; 0 when unmapped. */
-  iovaToPhys?(domain: IommuDomain, iova: number): number;
+  iova_to_phys?(domain: IommuDomain, iova: number): number;
   /** Frees the domain (its page tables). */
   free?(domain: IommuDomain): void;
 }
 
 /**
  * struct iommu_domain: a translation context devices attach to. Drivers create (or extend) it
- * in `domainAllocPaging` or as their static identity/blocked domains.
+ * in `domain_alloc_paging` or as their static identity/blocked domains.
  */
 export class IommuDomain {
   /** IOMMU_DOMAIN_* type; the core sets it on paging domains it allocates. */
@@ -171,10 +171,10 @@ export class IommuDomain {
   /** The translation window. */
   geometry: IommuDomainGeometry;
   /** dma-iommu state of DMA domains (struct iommu_dma_cookie). */
-  iovaCookie: IommuDmaCookie | null = null;
+  iova_cookie: IommuDmaCookie | null = null;
   /** Groups the domain is attached to (the core's bookkeeping). */
   attachedGroups = 0;
-  #pgsizeBitmap = 0;
+  #pgsize_bitmap = 0;
   #pgsizes: number[] = [];
   /** Reused by {@linkcode iommu_map} so a map allocates nothing. */
   readonly _mapped: IommuMapped = { bytes: 0 };
@@ -185,35 +185,35 @@ export class IommuDomain {
   constructor(
     type: number,
     ops: IommuDomainOps,
-    opts: { pgsizeBitmap?: number; geometry?: Partial<IommuDomainGeometry> } = {},
+    opts: { pgsize_bitmap?: number; geometry?: Partial<IommuDomainGeometry> } = {},
   ) {
     this.type = type;
     this.ops = ops;
-    this.pgsizeBitmap = opts.pgsizeBitmap ?? 0;
+    this.pgsize_bitmap = opts.pgsize_bitmap ?? 0;
     this.geometry = {
-      apertureStart: opts.geometry?.apertureStart ?? 0,
-      apertureEnd: opts.geometry?.apertureEnd ?? Number.MAX_SAFE_INTEGER,
-      forceAperture: opts.geometry?.forceAperture ?? true,
+      aperture_start: opts.geometry?.aperture_start ?? 0,
+      aperture_end: opts.geometry?.aperture_end ?? Number.MAX_SAFE_INTEGER,
+      force_aperture: opts.geometry?.force_aperture ?? true,
     };
   }
 
   /** Supported page sizes: bit `n` set means 2^n-byte pages (n below 53). */
-  get pgsizeBitmap(): number {
-    return this.#pgsizeBitmap;
+  get pgsize_bitmap(): number {
+    return this.#pgsize_bitmap;
   }
 
-  set pgsizeBitmap(bitmap: number) {
+  set pgsize_bitmap(bitmap: number) {
     if (!Number.isSafeInteger(bitmap) || bitmap < 0) {
       throw new Errno("EINVAL", `Bad page size bitmap ${bitmap}`);
     }
-    this.#pgsizeBitmap = bitmap;
+    this.#pgsize_bitmap = bitmap;
     this.#pgsizes = [];
     for (let size = 1; size <= bitmap; size *= 2) {
       if (Math.floor(bitmap / size) % 2 === 1) this.#pgsizes.push(size);
     }
   }
 
-  /** The page sizes of {@linkcode IommuDomain.pgsizeBitmap}, smallest first. */
+  /** The page sizes of {@linkcode IommuDomain.pgsize_bitmap}, smallest first. */
   get pgsizes(): readonly number[] {
     return this.#pgsizes;
   }
@@ -327,31 +327,31 @@ export interface IommuOps {
   /** True when the IOMMU of `dev` has capability `cap` (IOMMU_CAP_*). */
   capable?(dev: Device, cap: number): boolean;
   /** Driver-specific hardware information for iommufd. */
-  hwInfo?(dev: Device): IommuHwInfo;
+  hw_info?(dev: Device): IommuHwInfo;
   /** Allocates an empty paging domain usable by `dev`. */
-  domainAllocPaging?(dev: Device): IommuDomain;
-  /** Like {@linkcode IommuOps.domainAllocPaging} with IOMMU_HWPT_ALLOC_* flags and driver data. */
-  domainAllocPagingFlags?(dev: Device, flags: number, userData?: Uint8Array): IommuDomain;
+  domain_alloc_paging?(dev: Device): IommuDomain;
+  /** Like {@linkcode IommuOps.domain_alloc_paging} with IOMMU_HWPT_ALLOC_* flags and driver data. */
+  domain_alloc_paging_flags?(dev: Device, flags: number, userData?: Uint8Array): IommuDomain;
   /** Sets up `dev` (its IDs come from `dev.fwspec`); returns the IOMMU instance that serves it. */
-  probeDevice(dev: Device): IommuDevice;
-  /** Undoes {@linkcode IommuOps.probeDevice}. */
-  releaseDevice?(dev: Device): void;
+  probe_device(dev: Device): IommuDevice;
+  /** Undoes {@linkcode IommuOps.probe_device}. */
+  release_device?(dev: Device): void;
   /** Returns the group `dev` belongs in (generic_device_group(), pci_device_group()). */
-  deviceGroup(dev: Device): IommuGroup;
+  device_group(dev: Device): IommuGroup;
   /** Adds the firmware specifier `args` of `dev` to its fwspec (iommu_fwspec_add_ids()). */
-  ofXlate?(dev: Device, args: readonly number[]): void;
+  of_xlate?(dev: Device, args: readonly number[]): void;
   /** The default domain type `dev` requires (IOMMU_DOMAIN_*), or 0 for no preference. */
-  defDomainType?(dev: Device): number;
+  def_domain_type?(dev: Device): number;
   /** Sends the response to a page request group (the IOPF queue will call it). */
-  pageResponse?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
+  page_response?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
   /** The driver's static identity domain. */
-  identityDomain?: IommuDomain;
+  identity_domain?: IommuDomain;
   /** The driver's static blocking domain. */
-  blockedDomain?: IommuDomain;
+  blocked_domain?: IommuDomain;
   /** A domain devices are attached to before release_device (usually blocking). */
-  releaseDomain?: IommuDomain;
+  release_domain?: IommuDomain;
   /** Page sizes for paging domains that do not set their own. */
-  pgsizeBitmap?: number;
+  pgsize_bitmap?: number;
 }
 
 /** struct iommu_device: one IOMMU instance a driver registers. */
@@ -363,26 +363,26 @@ export class IommuDevice {
   /** The IOMMU's own device. */
   dev: Device | null = null;
   /** PASIDs the instance supports (0: none). */
-  maxPasids = 0;
+  max_pasids = 0;
 }
 
 /** struct dev_iommu: the core's per-device state (`dev.iommu`). */
 export class DevIommu {
   /** The IOMMU instance serving the device. */
-  iommuDev: IommuDevice | null = null;
+  iommu_dev: IommuDevice | null = null;
   /** The driver's per-device data (dev_iommu_priv_get()). */
   priv: unknown = null;
   /** PASIDs the device may use. */
-  maxPasids = 0;
+  max_pasids = 0;
   /**
    * A PCI device still tries 32-bit IOVAs first: set unless iommu.forcedac, cleared once that
    * space runs out.
    */
-  pci32bitWorkaround: boolean;
+  pci_32bit_workaround: boolean;
 
   /** Per-device state in the core of one kernel. */
   constructor(readonly core: IommuCore) {
-    this.pci32bitWorkaround = !core.forcedac;
+    this.pci_32bit_workaround = !core.forcedac;
   }
 }
 
@@ -393,13 +393,13 @@ export class IommuGroup {
   /** Member devices. */
   readonly devices: Device[] = [];
   /** The domain the DMA API uses, attached when nobody else claimed the group. */
-  defaultDomain: IommuDomain | null = null;
+  default_domain: IommuDomain | null = null;
   /** A domain that blocks all DMA (for detach without a default domain). */
-  blockingDomain: IommuDomain | null = null;
+  blocking_domain: IommuDomain | null = null;
   /** The domain currently attached. */
   domain: IommuDomain | null = null;
   /** The group's driver data (iommu_group_get_iommudata()). */
-  iommuData: unknown = null;
+  iommu_data: unknown = null;
 
   /** Use {@linkcode iommu_group_alloc}. */
   constructor(readonly core: IommuCore, id: number) {
@@ -440,8 +440,8 @@ export class IommuCore implements IommuLayer {
     const ops = this.iommus.find((i) => i.fwnode === fwnode)?.ops;
     if (!ops) return null;
     return (dev, args) => {
-      if (!ops.ofXlate) throw new Errno("ENODEV", `IOMMU ${fwnode.name} has no of_xlate`);
-      ops.ofXlate(dev, args);
+      if (!ops.of_xlate) throw new Errno("ENODEV", `IOMMU ${fwnode.name} has no of_xlate`);
+      ops.of_xlate(dev, args);
     };
   }
 
@@ -465,7 +465,7 @@ export class IommuCore implements IommuLayer {
   prepareMsi(desc: MsiDesc, msiAddr: number): void {
     const domain = iommu_group_get(desc.dev)?.domain ?? null;
     if (domain === null || domain.type === IOMMU_DOMAIN_IDENTITY) return;
-    if (domain.iovaCookie === null) {
+    if (domain.iova_cookie === null) {
       throw new Errno("EOPNOTSUPP", `${desc.dev.name}: no MSI mapping in this domain`);
     }
     iommu_dma_sw_msi(domain, desc, msiAddr);
@@ -535,7 +535,7 @@ export function iommu_device_unregister(iommu: IommuDevice): void {
   const i = core?.iommus.indexOf(iommu) ?? -1;
   if (core === null || i < 0) throw new Errno("ENODEV", "IOMMU is not registered");
   for (const dev of [...core.kernel.core.devices]) {
-    if (dev.iommu instanceof DevIommu && dev.iommu.iommuDev === iommu) _releaseDevice(dev);
+    if (dev.iommu instanceof DevIommu && dev.iommu.iommu_dev === iommu) _releaseDevice(dev);
   }
   core.iommus.splice(i, 1);
 }
@@ -552,7 +552,7 @@ export function iommu_group_get(dev: Device): IommuGroup | null {
 
 /** Mirrors dev_iommu_ops(): the ops of the IOMMU serving `dev` (ENODEV when none). */
 export function dev_iommu_ops(dev: Device): IommuOps {
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   if (!ops) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
   return ops;
 }
@@ -619,23 +619,23 @@ function _probeDevice(core: IommuCore, dev: Device): void {
   const param = kmalloc(core.kernel, new DevIommu(core));
   dev.iommu = param;
   try {
-    param.iommuDev = ops.probeDevice(dev);
+    param.iommu_dev = ops.probe_device(dev);
   } catch (e) {
     _devIommuFree(dev);
     throw e;
   }
   let group: IommuGroup;
   try {
-    group = ops.deviceGroup(dev);
+    group = ops.device_group(dev);
   } catch (e) {
-    ops.releaseDevice?.(dev);
+    ops.release_device?.(dev);
     _devIommuFree(dev);
     throw e;
   }
   group.devices.push(dev);
   dev.iommuGroup = group;
   try {
-    if (group.defaultDomain === null && group.domain === null) {
+    if (group.default_domain === null && group.domain === null) {
       _setupDefaultDomain(group);
     } else if (group.domain !== null) {
       _attachDev(group.domain, dev, null);
@@ -650,9 +650,9 @@ function _probeDevice(core: IommuCore, dev: Device): void {
 
 function _releaseDevice(dev: Device): void {
   const group = iommu_group_get(dev);
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   if (group === null || !ops) return;
-  const rel = ops.releaseDomain;
+  const rel = ops.release_domain;
   if (rel && group.domain !== rel) {
     try {
       _attachDev(rel, dev, group.domain);
@@ -669,16 +669,16 @@ function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
   group.devices.splice(group.devices.indexOf(dev), 1);
   dev.iommuGroup = null;
   dev.dma = dmaDirectOps;
-  ops.releaseDevice?.(dev);
+  ops.release_device?.(dev);
   _devIommuFree(dev);
   if (group.devices.length !== 0) return;
   if (group.domain !== null) group.domain.attachedGroups--;
   group.domain = null;
-  for (const d of [group.defaultDomain, group.blockingDomain]) {
-    if (d !== null && d !== ops.identityDomain && d !== ops.blockedDomain) iommu_domain_free(d);
+  for (const d of [group.default_domain, group.blocking_domain]) {
+    if (d !== null && d !== ops.identity_domain && d !== ops.blocked_domain) iommu_domain_free(d);
   }
-  group.defaultDomain = null;
-  group.blockingDomain = null;
+  group.default_domain = null;
+  group.blocking_domain = null;
   // Mirrors iommu_group_release() once the last reference is gone.
   ida_free(group.core._groupIda, group.id);
   kfree(group.core.kernel, group);
@@ -695,7 +695,7 @@ function _devIommuFree(dev: Device): void {
 function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
   let type = 0;
   for (const dev of group.devices) {
-    const want = ops.defDomainType?.(dev) ?? 0;
+    const want = ops.def_domain_type?.(dev) ?? 0;
     if (want === 0) continue;
     if (type !== 0 && want !== type) {
       throw new Errno("EINVAL", `Devices of iommu group ${group.id} need different domain types`);
@@ -712,8 +712,8 @@ function _setupDefaultDomain(group: IommuGroup): void {
   const req = _defaultDomainType(group, ops);
   const type = req !== 0 ? req : group.core.defDomainType;
   let dom: IommuDomain;
-  if (type === IOMMU_DOMAIN_IDENTITY && ops.identityDomain) {
-    dom = ops.identityDomain;
+  if (type === IOMMU_DOMAIN_IDENTITY && ops.identity_domain) {
+    dom = ops.identity_domain;
   } else if (type === IOMMU_DOMAIN_IDENTITY && req !== 0) {
     throw new Errno("EINVAL", `${dev.name} needs an identity domain the IOMMU cannot provide`);
   } else {
@@ -726,18 +726,18 @@ function _setupDefaultDomain(group: IommuGroup): void {
     dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0);
   }
   try {
-    group.defaultDomain = dom;
+    group.default_domain = dom;
     _setGroupDomain(group, dom);
   } catch (e) {
-    group.defaultDomain = null;
-    if (dom !== ops.identityDomain) iommu_domain_free(dom);
+    group.default_domain = null;
+    if (dom !== ops.identity_domain) iommu_domain_free(dom);
     throw e;
   }
 }
 
 /** Mirrors iommu_setup_dma_ops(): dma-iommu for DMA default domains, direct mapping otherwise. */
 function _setupDmaOps(dev: Device): void {
-  const dom = iommu_group_get(dev)?.defaultDomain ?? null;
+  const dom = iommu_group_get(dev)?.default_domain ?? null;
   if (dom !== null && (dom.type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     dev.dma = iommu_dma_init_domain(dom, dev);
   } else {
@@ -748,16 +748,16 @@ function _setupDmaOps(dev: Device): void {
 function _pagingDomainAlloc(dev: Device, type: number, flags: number): IommuDomain {
   const ops = dev_iommu_ops(dev);
   let dom: IommuDomain;
-  if (ops.domainAllocPagingFlags) {
-    dom = ops.domainAllocPagingFlags(dev, flags);
-  } else if (flags === 0 && ops.domainAllocPaging) {
-    dom = ops.domainAllocPaging(dev);
+  if (ops.domain_alloc_paging_flags) {
+    dom = ops.domain_alloc_paging_flags(dev, flags);
+  } else if (flags === 0 && ops.domain_alloc_paging) {
+    dom = ops.domain_alloc_paging(dev);
   } else {
     throw new Errno("EOPNOTSUPP", `${dev.name}: IOMMU cannot allocate this paging domain`);
   }
   dom.type = type;
   dom.owner = ops;
-  if (dom.pgsizeBitmap === 0) dom.pgsizeBitmap = ops.pgsizeBitmap ?? 0;
+  if (dom.pgsize_bitmap === 0) dom.pgsize_bitmap = ops.pgsize_bitmap ?? 0;
   if ((type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     try {
       iommu_get_dma_cookie(dom, dev.kernel);
@@ -787,8 +787,8 @@ export function iommu_domain_free(domain: IommuDomain): void {
 }
 
 function _attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
-  if (!domain.ops.attachDev) throw new Errno("ENODEV", "Domain cannot be attached");
-  domain.ops.attachDev(domain, dev, old);
+  if (!domain.ops.attach_dev) throw new Errno("ENODEV", "Domain cannot be attached");
+  domain.ops.attach_dev(domain, dev, old);
 }
 
 /**
@@ -818,7 +818,7 @@ function _setGroupDomain(group: IommuGroup, domain: IommuDomain): void {
 
 function _checkCompatible(domain: IommuDomain, group: IommuGroup): void {
   const ops = dev_iommu_ops(group.devices[0]);
-  const isStatic = domain === ops.identityDomain || domain === ops.blockedDomain;
+  const isStatic = domain === ops.identity_domain || domain === ops.blocked_domain;
   if (!isStatic && domain.owner !== ops) {
     throw new Errno("EINVAL", `Domain belongs to another IOMMU than iommu group ${group.id}`);
   }
@@ -832,7 +832,7 @@ export function iommu_attach_group(domain: IommuDomain, group: IommuGroup): void
   if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
   const cur = group.domain;
   if (
-    cur !== null && cur !== group.defaultDomain && cur !== group.blockingDomain && cur !== domain
+    cur !== null && cur !== group.default_domain && cur !== group.blocking_domain && cur !== domain
   ) {
     throw new Errno("EBUSY", `iommu group ${group.id} is attached to another domain`);
   }
@@ -860,10 +860,10 @@ function _singleDeviceGroup(dev: Device): IommuGroup {
 
 /** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
 function _setCoreDomain(group: IommuGroup): void {
-  let dom = group.defaultDomain;
+  let dom = group.default_domain;
   if (dom === null) {
-    if (group.blockingDomain === null) group.blockingDomain = _blockingDomain(group);
-    dom = group.blockingDomain;
+    if (group.blocking_domain === null) group.blocking_domain = _blockingDomain(group);
+    dom = group.blocking_domain;
   }
   _setGroupDomain(group, dom);
 }
@@ -872,7 +872,7 @@ function _setCoreDomain(group: IommuGroup): void {
 function _blockingDomain(group: IommuGroup): IommuDomain {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
-  if (ops.blockedDomain) return ops.blockedDomain;
+  if (ops.blocked_domain) return ops.blocked_domain;
   const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0);
   dom.type = IOMMU_DOMAIN_BLOCKED;
   return dom;
@@ -911,12 +911,12 @@ export function iommu_get_domain_for_dev(dev: Device): IommuDomain | null {
 
 /** Mirrors iommu_get_dma_domain(): the default domain the DMA API of `dev` uses, or null. */
 export function iommu_get_dma_domain(dev: Device): IommuDomain | null {
-  return iommu_group_get(dev)?.defaultDomain ?? null;
+  return iommu_group_get(dev)?.default_domain ?? null;
 }
 
 /** Mirrors device_iommu_capable(): false when `dev` has no IOMMU or the driver says no. */
 export function device_iommu_capable(dev: Device, cap: number): boolean {
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   return ops?.capable?.(dev, cap) ?? false;
 }
 
@@ -959,7 +959,7 @@ function _checkRange(
   iova: number,
   size: number,
 ): "EINVAL" | "EOVERFLOW" | null {
-  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0 || domain.pgsizeBitmap === 0) return "EINVAL";
+  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0 || domain.pgsize_bitmap === 0) return "EINVAL";
   if (!Number.isInteger(iova) || !Number.isInteger(size) || iova < 0 || size <= 0) return "EINVAL";
   if (iova + size - 1 > Number.MAX_SAFE_INTEGER) return "EOVERFLOW";
   return null;
@@ -982,8 +982,8 @@ export function iommu_map_nosync(
 ): void {
   const bad = _checkRange(domain, iova, size);
   if (bad !== null) throw new Errno(bad, `Cannot map ${_hex(size)} bytes at IOVA ${_hex(iova)}`);
-  const mapPages = domain.ops.mapPages;
-  if (!mapPages) throw new Errno("ENODEV", "Domain has no map_pages");
+  const map_pages = domain.ops.map_pages;
+  if (!map_pages) throw new Errno("ENODEV", "Domain has no map_pages");
   const sizes = domain.pgsizes;
   const min = sizes[0];
   if (!Number.isSafeInteger(paddr) || paddr < 0 || iova % min || paddr % min || size % min) {
@@ -998,7 +998,7 @@ export function iommu_map_nosync(
       const count = _pgcount(sizes, idx, iova, paddr, left);
       mapped.bytes = 0;
       try {
-        mapPages(domain, iova, paddr, sizes[idx], count, prot, mapped);
+        map_pages(domain, iova, paddr, sizes[idx], count, prot, mapped);
       } finally {
         left -= mapped.bytes;
       }
@@ -1014,7 +1014,7 @@ export function iommu_map_nosync(
 
 /** Mirrors iommu_sync_map(): makes new mappings visible to the IOMMU. */
 export function iommu_sync_map(domain: IommuDomain, iova: number, size: number): void {
-  domain.ops.iotlbSyncMap?.(domain, iova, size);
+  domain.ops.iotlb_sync_map?.(domain, iova, size);
 }
 
 /**
@@ -1042,9 +1042,9 @@ export function iommu_map(
   prot: number,
 ): void {
   iommu_map_nosync(domain, iova, paddr, size, prot);
-  if (!domain.ops.iotlbSyncMap) return;
+  if (!domain.ops.iotlb_sync_map) return;
   try {
-    domain.ops.iotlbSyncMap(domain, iova, size);
+    domain.ops.iotlb_sync_map(domain, iova, size);
   } catch (e) {
     iommu_unmap(domain, iova, size);
     throw e;
@@ -1064,16 +1064,16 @@ export function iommu_unmap_fast(
   gather: IommuIotlbGather,
 ): number {
   if (_checkRange(domain, iova, size) !== null) return 0;
-  const unmapPages = domain.ops.unmapPages;
+  const unmap_pages = domain.ops.unmap_pages;
   const sizes = domain.pgsizes;
-  if (!unmapPages || iova % sizes[0] !== 0 || size % sizes[0] !== 0) return 0;
+  if (!unmap_pages || iova % sizes[0] !== 0 || size % sizes[0] !== 0) return 0;
   let unmapped = 0;
   while (unmapped < size) {
     const idx = _pgsizeIdx(sizes, iova, iova, size - unmapped);
     const count = _pgcount(sizes, idx, iova, iova, size - unmapped);
     let n: number;
     try {
-      n = unmapPages(domain, iova, sizes[idx], count, gather);
+      n = unmap_pages(domain, iova, sizes[idx], count, gather);
     } catch (e) {
       // unmap_pages returns 0 on error in Linux: so does the core, for any driver.
       if (e instanceof Errno) break;
@@ -1109,14 +1109,14 @@ export function iommu_iotlb_gather_init(): IommuIotlbGather {
  */
 export function iommu_iotlb_sync(domain: IommuDomain, gather: IommuIotlbGather): void {
   if (gather.isEmpty) return;
-  domain.ops.iotlbSync?.(domain, gather);
+  domain.ops.iotlb_sync?.(domain, gather);
   gather.putPages();
   gather.reset();
 }
 
 /** Mirrors iommu_flush_iotlb_all(). */
 export function iommu_flush_iotlb_all(domain: IommuDomain): void {
-  domain.ops.flushIotlbAll?.(domain);
+  domain.ops.flush_iotlb_all?.(domain);
 }
 
 /**
@@ -1125,5 +1125,5 @@ export function iommu_flush_iotlb_all(domain: IommuDomain): void {
  */
 export function iommu_iova_to_phys(domain: IommuDomain, iova: number): number {
   if (domain.type === IOMMU_DOMAIN_IDENTITY) return iova;
-  return domain.ops.iovaToPhys?.(domain, iova) ?? 0;
+  return domain.ops.iova_to_phys?.(domain, iova) ?? 0;
 }

@@ -78,14 +78,14 @@ export class MockDomain extends IommuDomain {
         alloc,
         vaBits,
         features: { svnapot },
-        iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
+        iotlbSync: () => driver !== null && driver.stats.iotlb_sync++,
       });
     } catch (e) {
       if (driver !== null) kfree(driver.kernel, this);
       throw e;
     }
-    this.pgsizeBitmap = this.pt.pgsizeBitmap;
-    this.geometry.apertureEnd = 2 ** (vaBits - 1) - 1;
+    this.pgsize_bitmap = this.pt.pgsize_bitmap;
+    this.geometry.aperture_end = 2 ** (vaBits - 1) - 1;
   }
 }
 
@@ -95,29 +95,29 @@ function _pt(domain: IommuDomain): PtIommu {
 
 /** The domain ops of {@linkcode MockDomain}s. */
 export const mockDomainOps: IommuDomainOps = {
-  attachDev(domain, dev, old) {
+  attach_dev(domain, dev, old) {
     const drv = (domain as MockDomain).driver;
     if (drv === null) throw new Errno("EINVAL", "Domain has no IOMMU");
     drv._attach(domain, dev, old);
   },
-  mapPages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
-    mapped.bytes = _pt(domain).mapPages(iova, paddr, pgsize, pgcount, prot);
+  map_pages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
+    mapped.bytes = _pt(domain).map_pages(iova, paddr, pgsize, pgcount, prot);
   },
-  unmapPages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
-    return _pt(domain).unmapPages(iova, pgsize, pgcount, gather);
+  unmap_pages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
+    return _pt(domain).unmap_pages(iova, pgsize, pgcount, gather);
   },
-  iotlbSync(domain, gather) {
+  iotlb_sync(domain, gather) {
     const drv = (domain as MockDomain).driver;
     if (drv === null) return;
-    drv.stats.iotlbSync++;
+    drv.stats.iotlb_sync++;
     drv.onIotlbSync?.(gather);
   },
-  flushIotlbAll(domain) {
+  flush_iotlb_all(domain) {
     const drv = (domain as MockDomain).driver;
-    if (drv !== null) drv.stats.flushIotlbAll++;
+    if (drv !== null) drv.stats.flush_iotlb_all++;
   },
-  iovaToPhys(domain, iova) {
-    return _pt(domain).iovaToPhys(iova);
+  iova_to_phys(domain, iova) {
+    return _pt(domain).iova_to_phys(iova);
   },
   free(domain) {
     _pt(domain).deinit();
@@ -139,7 +139,7 @@ export class MockIommu {
   /** The driver's ops. */
   readonly ops: IommuOps;
   /** How often each invalidation op ran. */
-  readonly stats = { iotlbSync: 0, flushIotlbAll: 0 };
+  readonly stats = { iotlb_sync: 0, flush_iotlb_all: 0 };
   /** Called by every iotlb_sync of this instance's domains, before the core frees the tables. */
   onIotlbSync: ((gather: IommuIotlbGather) => void) | null = null;
   /** Every attach_dev call that succeeded, in order. */
@@ -160,32 +160,32 @@ export class MockIommu {
       allocTable: (order: number) => kernel.pages.alloc(order),
       freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
     };
-    const attachOnly: IommuDomainOps = { attachDev: (d, dev, old) => this._attach(d, dev, old) };
+    const attachOnly: IommuDomainOps = { attach_dev: (d, dev, old) => this._attach(d, dev, old) };
     const blocked = opts.blocked ?? true
       ? new IommuDomain(IOMMU_DOMAIN_BLOCKED, attachOnly)
       : undefined;
     this.ops = {
-      probeDevice: (dev) => {
+      probe_device: (dev) => {
         if (dev.fwspec === null || dev.fwspec.ids.length === 0) {
           throw new Errno("ENODEV", `${dev.name} has no device ID`);
         }
         this.contexts.set(dev, kernel.pages.alloc(0));
         return this.iommu;
       },
-      releaseDevice: (dev) => {
+      release_device: (dev) => {
         kernel.pages.free(this.contexts.get(dev)!, 0);
         this.contexts.delete(dev);
         this.attached.delete(dev);
       },
-      deviceGroup: opts.pci ? pci_device_group : generic_device_group,
-      domainAllocPaging: () => new MockDomain(this, kernel.mem, alloc, vaBits, svnapot),
+      device_group: opts.pci ? pci_device_group : generic_device_group,
+      domain_alloc_paging: () => new MockDomain(this, kernel.mem, alloc, vaBits, svnapot),
       capable: () => true,
-      identityDomain: opts.identity ?? true
+      identity_domain: opts.identity ?? true
         ? new IommuDomain(IOMMU_DOMAIN_IDENTITY, attachOnly)
         : undefined,
-      blockedDomain: blocked,
-      releaseDomain: blocked,
-      defDomainType: opts.defDomainType,
+      blocked_domain: blocked,
+      release_domain: blocked,
+      def_domain_type: opts.defDomainType,
     };
   }
 
@@ -198,7 +198,7 @@ export class MockIommu {
   _attach(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
     const own = domain instanceof MockDomain
       ? domain.driver === this
-      : domain === this.ops.identityDomain || domain === this.ops.blockedDomain;
+      : domain === this.ops.identity_domain || domain === this.ops.blocked_domain;
     if (!own) throw new Errno("EINVAL", `Domain is not from ${this.fwnode.name}`);
     if (this.failAttach.delete(dev)) throw new Errno("ENOSPC", "Injected attach failure");
     this.attached.set(dev, domain);

@@ -167,9 +167,9 @@ Deno.test("PCI devices get 32-bit IOVAs first (pci_32bit_workaround) unless iomm
   // Once the 32-bit space is full, the device goes above 4 GiB and stops trying below.
   const m = Machine.boot({});
   const domain = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!;
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   // The MSI doorbell took the top page below 4 GiB at probe; fill the rest.
-  assert.equal(domain.iovaCookie!.msiPages[0].iova, 0xffff_f000);
+  assert.equal(domain.iova_cookie!.msiPages[0].iova, 0xffff_f000);
   const below4g = iovad.allocIova(0xf_ffff - iovad.startPfn, 0xf_fffe, false)!;
   assert.ok(page(m) >= 2 ** 32, "falls back above 4 GiB when the 32-bit space is full");
   iovad.freeIova(below4g.pfnLo);
@@ -186,7 +186,7 @@ Deno.test("endpoint MSIs go through the IOMMU: the doorbell is mapped in the DMA
   const m = Machine.boot({ trace: true });
   const chan = m.dmaChannel(0);
   const domain = iommu_get_domain_for_dev(chan.dev)!;
-  const pages = domain.iovaCookie!.msiPages;
+  const pages = domain.iova_cookie!.msiPages;
   await t.step("one doorbell page for every vector, mapped to the IMSIC", () => {
     assert.equal(pages.length, 1);
     assert.equal(pages[0].phys, IMSIC_S_BASE);
@@ -230,7 +230,7 @@ Deno.test("MSIs keep the physical doorbell around the IOMMU, in an identity doma
   await t.step("msiThroughIommu: false (MSIs bypass translation; nothing is mapped)", () => {
     const m = Machine.boot({ msiThroughIommu: false });
     assert.equal(delivered(m), IMSIC_S_BASE);
-    assert.deepEqual(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iovaCookie!.msiPages, []);
+    assert.deepEqual(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iova_cookie!.msiPages, []);
   });
   await t.step("iommu.passthrough=1 (identity domain, MSIs translated 1:1)", () => {
     const m = Machine.boot({ passthrough: true });

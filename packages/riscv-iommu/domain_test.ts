@@ -151,7 +151,7 @@ Deno.test("blocking domain: DC invalid; the old paging domain's PSCID is flushed
   const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
   const cmds = commandsOf(
     sys,
-    () => iommu_group_replace_domain(iommu_group_get(ep)!, sys.drv.blockedDomain),
+    () => iommu_group_replace_domain(iommu_group_get(ep)!, sys.drv.blocked_domain),
   );
   assert.equal(dc(sys, 5)[0] & 1n, 0n);
   assert.deepEqual(cmds, [
@@ -232,8 +232,8 @@ Deno.test("bond_unlink(): the old PSCID is flushed only when its last device on 
     `IOTINVAL.VMA pscid=${dom.pscid}`,
     "IOFENCE.C pr pw",
   ];
-  const dom0 = iommu_group_get(ep0)!.defaultDomain as RiscvIommuDomain;
-  const dom1 = iommu_group_get(ep1)!.defaultDomain as RiscvIommuDomain;
+  const dom0 = iommu_group_get(ep0)!.default_domain as RiscvIommuDomain;
+  const dom1 = iommu_group_get(ep1)!.default_domain as RiscvIommuDomain;
   // ep1 still uses the PSCID on this IOMMU: no flush beyond the context change itself.
   assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep0)), back(1, dom0));
   assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep1)), [
@@ -259,7 +259,7 @@ Deno.test("domain_alloc_paging(): Sv39/48/57 from capabilities, the largest wins
       const domain = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
       assert.equal(domain.pt.vaBits, bits);
       assert.equal(dc(sys, 3)[3] >> 60n, BigInt(mode));
-      assert.equal(domain.geometry.apertureEnd, Math.min(2 ** (bits - 1), 2 ** 53) - 1);
+      assert.equal(domain.geometry.aperture_end, Math.min(2 ** (bits - 1), 2 ** 53) - 1);
     });
   }
   await t.step("no first-stage mode: ENODEV", () => {
@@ -400,7 +400,7 @@ Deno.test("flush_iotlb_all(): one PSCID-wide IOTINVAL.VMA per IOMMU, then IOFENC
 Deno.test("map/iova_to_phys through the driver's domain ops use the generic-pt table", () => {
   const { domain } = withDomain();
   iommu_map(domain, 0x4000_0000, 0x8000_0000, 2 ** 30, RW);
-  assert.equal(domain.ops.iovaToPhys!(domain, 0x4123_4567), 0x8123_4567);
+  assert.equal(domain.ops.iova_to_phys!(domain, 0x4123_4567), 0x8123_4567);
   let leaves = 0;
   domain.pt.forEachLeaf((_pfn, pages) => {
     leaves++;

@@ -19,7 +19,7 @@
  *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
- * - `ops` — extra `iommu_ops` (`pageResponse`, `domainAllocPagingFlags`, `capable`, `hwInfo`,
+ * - `ops` — extra `iommu_ops` (`page_response`, `domain_alloc_paging_flags`, `capable`, `hw_info`,
  *   ...). A feature may not replace an op of the base driver, nor one of another feature,
  *   except `capable`, which is OR-ed over the features that provide it.
  * - `domainOps` — extra ops of every paging domain the base driver allocates.

@@ -112,22 +112,22 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
     },
     ops: {
       capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING,
-      hwInfo: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
-      pageResponse(dev, evt, msg) {
+      hw_info: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
+      page_response(dev, evt, msg) {
         const iommu = dev_to_iommu(dev);
         prgr(cmd, dev.fwspec!.ids[0], evt.grpid);
         cmd.dword1Hi |= msg.code << 12;
         riscv_iommu_cmd_send(iommu, cmd);
         riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
       },
-      domainAllocPagingFlags(dev, flags) {
+      domain_alloc_paging_flags(dev, flags) {
         if (flags & ~1) throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
         log.push(`alloc flags=${flags}`);
         return riscv_iommu_alloc_paging_domain(dev);
       },
     },
     domainOps: {
-      iotlbSyncMap: (_d, iova, size) => void log.push(`sync_map 0x${iova.toString(16)}+${size}`),
+      iotlb_sync_map: (_d, iova, size) => void log.push(`sync_map 0x${iova.toString(16)}+${size}`),
     },
   };
 }
@@ -220,10 +220,10 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
   assert.ok(!device_iommu_capable(ep, 1));
-  assert.deepEqual(dev_iommu_ops(ep).hwInfo!(ep), { type: 0x5c, data: new Uint8Array([1, 2]) });
+  assert.deepEqual(dev_iommu_ops(ep).hw_info!(ep), { type: 0x5c, data: new Uint8Array([1, 2]) });
 
   sys.fake.commands.length = 0;
-  dev_iommu_ops(ep).pageResponse!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
+  dev_iommu_ops(ep).page_response!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
     pasid: 0,
     grpid: 3,
     code: 1,
@@ -288,12 +288,12 @@ Deno.test("driver instance refuses features clashing on a name or an op (EINVAL)
   const f = (name: string, ops = {}) => ({ name, ops });
   assert.throws(() => new RiscvIommuDriver({ features: [f("a"), f("a")] }), { code: "EINVAL" });
   assert.throws(
-    () => new RiscvIommuDriver({ features: [f("a", { deviceGroup: () => null! })] }),
-    { code: "EINVAL", message: /cannot replace deviceGroup of the base driver/ },
+    () => new RiscvIommuDriver({ features: [f("a", { device_group: () => null! })] }),
+    { code: "EINVAL", message: /cannot replace device_group of the base driver/ },
   );
-  const hw = { hwInfo: () => ({ type: 0, data: new Uint8Array() }) };
+  const hw = { hw_info: () => ({ type: 0, data: new Uint8Array() }) };
   assert.throws(
     () => new RiscvIommuDriver({ features: [f("a", hw), f("b", hw)] }),
-    { code: "EINVAL", message: /Feature b cannot replace hwInfo of feature a/ },
+    { code: "EINVAL", message: /Feature b cannot replace hw_info of feature a/ },
   );
 });

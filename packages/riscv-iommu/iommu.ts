@@ -745,7 +745,7 @@ export class RiscvIommuDomain extends IommuDomain {
   /** The page table (unset until allocated). */
   pt!: PtIommu;
 
-  /** Use the driver's `domainAllocPaging`. */
+  /** Use the driver's `domain_alloc_paging`. */
   constructor(ops: IommuDomainOps, readonly kernel: Kernel, readonly driver: RiscvIommuDriver) {
     super(0, ops);
   }
@@ -986,7 +986,7 @@ function _attach_direct(dev: Device, ta: bigint): void {
 /**
  * Mirrors riscv_iommu_alloc_paging_domain(): a domain on the widest first-stage mode the IOMMU
  * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM when the
- * domain, a PSCID or the table page cannot be allocated. A feature's `domainAllocPagingFlags`
+ * domain, a PSCID or the table page cannot be allocated. A feature's `domain_alloc_paging_flags`
  * delegates plain allocations here.
  */
 export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
@@ -1028,9 +1028,9 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
     _free_paging_domain(domain);
     throw e;
   }
-  domain.pgsizeBitmap = domain.pt.pgsizeBitmap;
+  domain.pgsize_bitmap = domain.pt.pgsize_bitmap;
   // The lower half of the sign-extended space, as far as numbers are exact.
-  domain.geometry.apertureEnd = Math.min(2 ** (vaBits - 1), 2 ** 53) - 1;
+  domain.geometry.aperture_end = Math.min(2 ** (vaBits - 1), 2 ** 53) - 1;
   return domain;
 }
 
@@ -1117,9 +1117,9 @@ export class RiscvIommuDriver {
   /** The ops registered for every IOMMU of this driver. */
   readonly ops: IommuOps;
   /** Pass-through for a device: DC.fsc Bare, ta V. */
-  readonly identityDomain: IommuDomain;
+  readonly identity_domain: IommuDomain;
   /** No DMA for a device: DC invalid, so every request faults with cause 258. */
-  readonly blockedDomain: IommuDomain;
+  readonly blocked_domain: IommuDomain;
   /** The ops of every paging domain (the base ones plus the features' domainOps). */
   readonly _pagingOps: IommuDomainOps;
   /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids, per driver instance). */
@@ -1136,41 +1136,41 @@ export class RiscvIommuDriver {
       names.add(f.name);
     }
 
-    this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
-      attachDev: (_d, dev) => _attach_direct(dev, RISCV_IOMMU_PC_TA_V),
+    this.identity_domain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
+      attach_dev: (_d, dev) => _attach_direct(dev, RISCV_IOMMU_PC_TA_V),
     });
-    this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
-      attachDev: (_d, dev) => _attach_direct(dev, 0n),
+    this.blocked_domain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
+      attach_dev: (_d, dev) => _attach_direct(dev, 0n),
     });
 
     const paging: IommuDomainOps = {
-      attachDev: (d, dev) => _attach_paging(d as RiscvIommuDomain, dev),
-      mapPages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
-        mapped.bytes += (d as RiscvIommuDomain).pt.mapPages(iova, paddr, pgsize, pgcount, prot);
+      attach_dev: (d, dev) => _attach_paging(d as RiscvIommuDomain, dev),
+      map_pages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
+        mapped.bytes += (d as RiscvIommuDomain).pt.map_pages(iova, paddr, pgsize, pgcount, prot);
       },
-      unmapPages: (d, iova, pgsize, pgcount, gather) =>
-        (d as RiscvIommuDomain).pt.unmapPages(iova, pgsize, pgcount, gather),
-      iovaToPhys: (d, iova) => (d as RiscvIommuDomain).pt.iovaToPhys(iova),
-      iotlbSync: (d, gather) => {
+      unmap_pages: (d, iova, pgsize, pgcount, gather) =>
+        (d as RiscvIommuDomain).pt.unmap_pages(iova, pgsize, pgcount, gather),
+      iova_to_phys: (d, iova) => (d as RiscvIommuDomain).pt.iova_to_phys(iova),
+      iotlb_sync: (d, gather) => {
         riscv_iommu_iotlb_inval(d as RiscvIommuDomain, gather);
         // Freed table pages may be reused only now that no IOTLB can walk them.
         gather.putPages();
       },
-      flushIotlbAll: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
+      flush_iotlb_all: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
       free: (d) => _free_paging_domain(d as RiscvIommuDomain),
     };
     this._pagingOps = _merge(paging, this.features.map((f) => [f.name, f.domainOps ?? {}]), []);
 
     const ops: IommuOps = {
-      ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
-      probeDevice: (dev) => _probe_device(this, dev),
-      releaseDevice: (dev) => _release_device(dev),
-      deviceGroup: (dev) =>
+      of_xlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
+      probe_device: (dev) => _probe_device(this, dev),
+      release_device: (dev) => _release_device(dev),
+      device_group: (dev) =>
         dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev),
-      domainAllocPaging: (dev) => riscv_iommu_alloc_paging_domain(dev),
-      identityDomain: this.identityDomain,
-      blockedDomain: this.blockedDomain,
-      releaseDomain: this.blockedDomain,
+      domain_alloc_paging: (dev) => riscv_iommu_alloc_paging_domain(dev),
+      identity_domain: this.identity_domain,
+      blocked_domain: this.blocked_domain,
+      release_domain: this.blocked_domain,
     };
     this.ops = _merge(ops, this.features.map((f) => [f.name, f.ops ?? {}]), ["capable"]);
   }

@@ -79,7 +79,7 @@ export class RiscvIommuHandle extends IommuDevice {
  * not behind one (not probed, or probed by another driver).
  */
 export function dev_to_iommu(dev: Device): RiscvIommuDevice {
-  const handle = dev.iommu instanceof DevIommu ? dev.iommu.iommuDev : null;
+  const handle = dev.iommu instanceof DevIommu ? dev.iommu.iommu_dev : null;
   if (!(handle instanceof RiscvIommuHandle)) {
     throw new Errno("ENODEV", `${dev.name} is not behind a RISC-V IOMMU`);
   }

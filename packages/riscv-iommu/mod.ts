@@ -17,10 +17,10 @@
  * const drv = new RiscvIommuDriver({
  *   features: [{ name: "dirty", ops: { capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING } }],
  * });
- * assert.equal(drv.ops.releaseDomain, drv.blockedDomain);
+ * assert.equal(drv.ops.release_domain, drv.blocked_domain);
  * assert.equal(drv.ops.capable?.(null!, IOMMU_CAP_DIRTY_TRACKING), true);
  * assert.throws(
- *   () => new RiscvIommuDriver({ features: [{ name: "bad", ops: { probeDevice: () => null! } }] }),
+ *   () => new RiscvIommuDriver({ features: [{ name: "bad", ops: { probe_device: () => null! } }] }),
  *   { code: "EINVAL" },
  * );
  * ```
