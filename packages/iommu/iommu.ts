@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { IommuDirtyBitmap } from "./iova_bitmap.ts";
 import {
   dev_info,
   dev_warn,
@@ -96,6 +97,18 @@ export const IOMMU_CAP_DIRTY_TRACKING = 5;
 /** The PASID of DMA without a PASID. */
 export const IOMMU_NO_PASID = 0;
 
+/** IOMMU_HWPT_ALLOC_NEST_PARENT: the domain can be the parent (second stage) of nested ones. */
+export const IOMMU_HWPT_ALLOC_NEST_PARENT: number = 1 << 0;
+/** IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain tracks dirty pages (`dirty_ops`). */
+export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: number = 1 << 1;
+/** IOMMU_HWPT_ALLOC_FAULT_ID_VALID: the domain reports I/O page faults to a fault object. */
+export const IOMMU_HWPT_ALLOC_FAULT_ID_VALID: number = 1 << 2;
+/** IOMMU_HWPT_ALLOC_PASID: the domain may be attached to PASIDs. */
+export const IOMMU_HWPT_ALLOC_PASID: number = 1 << 3;
+
+/** enum iommu_hw_info_type IOMMU_HW_INFO_TYPE_DEFAULT: whatever type the driver reports. */
+export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
+
 /** What a domain can translate: struct iommu_domain_geometry. */
 export interface IommuDomainGeometry {
   /** First IOVA that can be mapped. */
@@ -168,6 +181,12 @@ export class IommuDomain {
   readonly ops: IommuDomainOps;
   /** The ops of the driver that allocated the domain; set by the core on paging domains. */
   owner: IommuOps | null = null;
+  /**
+   * Dirty tracking of this domain (Linux's `domain->dirty_ops`), or null when it has none: a
+   * driver gives them only to the domains that can track (those allocated with
+   * IOMMU_HWPT_ALLOC_DIRTY_TRACKING), not to every paging domain.
+   */
+  dirty_ops: IommuDirtyOps | null = null;
   /** The translation window. */
   geometry: IommuDomainGeometry;
   /** dma-iommu state of DMA domains (struct iommu_dma_cookie). */
@@ -311,6 +330,31 @@ export interface IommuPageResponse {
   code: number;
 }
 
+/** struct iommu_dirty_ops: a domain's hardware dirty tracking. */
+export interface IommuDirtyOps {
+  /** Starts or stops dirty tracking on every device attached to `domain`. */
+  set_dirty_tracking(domain: IommuDomain, enabled: boolean): void;
+  /**
+   * Reports the dirty pages of `size` bytes from `iova` into `dirty`, clearing their dirty state
+   * unless `flags` has IOMMU_DIRTY_NO_CLEAR.
+   */
+  read_and_clear_dirty(
+    domain: IommuDomain,
+    iova: number,
+    size: number,
+    flags: number,
+    dirty: IommuDirtyBitmap,
+  ): void;
+}
+
+/** struct iommu_user_data: driver-specific data from user space (iommufd). */
+export interface IommuUserData {
+  /** enum iommu_hwpt_data_type (or the command's own type enum). */
+  readonly type: number;
+  /** The data, as the uapi structure lays it out. */
+  readonly data: Uint8Array;
+}
+
 /** What `hw_info` returns for iommufd's IOMMU_GET_HW_INFO. */
 export interface IommuHwInfo {
   /** enum iommu_hw_info_type. */
@@ -326,12 +370,22 @@ export interface IommuHwInfo {
 export interface IommuOps {
   /** True when the IOMMU of `dev` has capability `cap` (IOMMU_CAP_*). */
   capable?(dev: Device, cap: number): boolean;
-  /** Driver-specific hardware information for iommufd. */
-  hw_info?(dev: Device): IommuHwInfo;
+  /**
+   * Driver-specific hardware information for iommufd, of enum iommu_hw_info_type `type`
+   * (IOMMU_HW_INFO_TYPE_DEFAULT: the driver's own); EOPNOTSUPP for a type it does not report.
+   */
+  hw_info?(dev: Device, type: number): IommuHwInfo;
   /** Allocates an empty paging domain usable by `dev`. */
   domain_alloc_paging?(dev: Device): IommuDomain;
-  /** Like {@linkcode IommuOps.domain_alloc_paging} with IOMMU_HWPT_ALLOC_* flags and driver data. */
-  domain_alloc_paging_flags?(dev: Device, flags: number, userData?: Uint8Array): IommuDomain;
+  /**
+   * Like {@linkcode IommuOps.domain_alloc_paging} with IOMMU_HWPT_ALLOC_* flags and driver data
+   * (null without); EOPNOTSUPP for flags or data the driver does not handle.
+   */
+  domain_alloc_paging_flags?(
+    dev: Device,
+    flags: number,
+    userData: IommuUserData | null,
+  ): IommuDomain;
   /** Sets up `dev` (its IDs come from `dev.fwspec`); returns the IOMMU instance that serves it. */
   probe_device(dev: Device): IommuDevice;
   /** Undoes {@linkcode IommuOps.probe_device}. */
@@ -723,7 +777,7 @@ function _setupDefaultDomain(group: IommuGroup): void {
         `iommu: Failed to allocate default IOMMU domain of type ${type} for group ${group.id} - Falling back to IOMMU_DOMAIN_DMA`,
       );
     }
-    dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0);
+    dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0, null);
   }
   try {
     group.default_domain = dom;
@@ -745,12 +799,17 @@ function _setupDmaOps(dev: Device): void {
   }
 }
 
-function _pagingDomainAlloc(dev: Device, type: number, flags: number): IommuDomain {
+function _pagingDomainAlloc(
+  dev: Device,
+  type: number,
+  flags: number,
+  userData: IommuUserData | null,
+): IommuDomain {
   const ops = dev_iommu_ops(dev);
   let dom: IommuDomain;
   if (ops.domain_alloc_paging_flags) {
-    dom = ops.domain_alloc_paging_flags(dev, flags);
-  } else if (flags === 0 && ops.domain_alloc_paging) {
+    dom = ops.domain_alloc_paging_flags(dev, flags, userData);
+  } else if (flags === 0 && userData === null && ops.domain_alloc_paging) {
     dom = ops.domain_alloc_paging(dev);
   } else {
     throw new Errno("EOPNOTSUPP", `${dev.name}: IOMMU cannot allocate this paging domain`);
@@ -774,9 +833,19 @@ export function iommu_paging_domain_alloc(dev: Device): IommuDomain {
   return iommu_paging_domain_alloc_flags(dev, 0);
 }
 
-/** Mirrors iommu_paging_domain_alloc_flags() (EOPNOTSUPP for flags the driver cannot do). */
-export function iommu_paging_domain_alloc_flags(dev: Device, flags: number): IommuDomain {
-  return _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, flags);
+/**
+ * Mirrors iommu_paging_domain_alloc_flags() (EOPNOTSUPP for flags or data the driver cannot do).
+ *
+ * DIVERGENCE: Linux's takes no user data; iommufd calls `domain_alloc_paging_flags` itself with
+ * it. Here iommufd goes through the core, so its domains are set up as every other's, and passes
+ * `userData` on.
+ */
+export function iommu_paging_domain_alloc_flags(
+  dev: Device,
+  flags: number,
+  userData: IommuUserData | null = null,
+): IommuDomain {
+  return _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, flags, userData);
 }
 
 /** Mirrors iommu_domain_free(); EBUSY while a group is attached to the domain. */
@@ -873,7 +942,7 @@ function _blockingDomain(group: IommuGroup): IommuDomain {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
   if (ops.blocked_domain) return ops.blocked_domain;
-  const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0);
+  const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0, null);
   dom.type = IOMMU_DOMAIN_BLOCKED;
   return dom;
 }

@@ -39,6 +39,8 @@ import {
   iommu_group_alloc,
   iommu_group_get,
   iommu_group_replace_domain,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   iommu_iotlb_gather_init,
   iommu_iotlb_sync,
   iommu_iova_to_phys,
@@ -53,6 +55,7 @@ import {
   iommu_unmap_fast,
   IOMMU_WRITE,
   type IommuCore,
+  type IommuDirtyOps,
   IommuDomain,
   type IommuDomainOps,
   type IommuOps,
@@ -442,6 +445,52 @@ Deno.test("iommu_paging_domain_alloc() needs an IOMMU (ENODEV) and known flags (
   assert.throws(() => iommu_paging_domain_alloc(stray), errno("ENODEV"));
   const dev = sys.addDevice("dev0", 1);
   assert.throws(() => iommu_paging_domain_alloc_flags(dev, 1), errno("EOPNOTSUPP"));
+});
+
+Deno.test("iommu_paging_domain_alloc_flags() hands flags and user data to domain_alloc_paging_flags", () => {
+  const sys = mockSystem({ register: false });
+  const seen: [number, number | null][] = [];
+  const dirty: IommuDirtyOps = {
+    set_dirty_tracking: () => {},
+    read_and_clear_dirty: () => {},
+  };
+  const ops: IommuOps = {
+    ...sys.drv.ops,
+    domain_alloc_paging_flags(dev, flags, userData) {
+      seen.push([flags, userData?.type ?? null]);
+      const domain = sys.drv.ops.domain_alloc_paging!(dev);
+      if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) domain.dirty_ops = dirty;
+      return domain;
+    },
+  };
+  iommu_device_register(sys.drv.iommu, ops, sys.hwdev);
+  const dev = sys.addDevice("dev0", 1);
+  seen.length = 0; // the default domain's allocation
+  const data = { type: 7, data: new Uint8Array([1, 2, 3]) };
+  const tracked = iommu_paging_domain_alloc_flags(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, data);
+  const plain = iommu_paging_domain_alloc_flags(dev, IOMMU_HWPT_ALLOC_NEST_PARENT);
+  assert.deepEqual(seen, [[IOMMU_HWPT_ALLOC_DIRTY_TRACKING, 7], [
+    IOMMU_HWPT_ALLOC_NEST_PARENT,
+    null,
+  ]]);
+  same(tracked.dirty_ops, dirty, "the domain's own dirty ops");
+  same(plain.dirty_ops, null);
+  same(tracked.owner, ops);
+  assert.equal(tracked.type, IOMMU_DOMAIN_UNMANAGED);
+  iommu_domain_free(tracked);
+  iommu_domain_free(plain);
+});
+
+Deno.test("iommu_paging_domain_alloc_flags(): user data without domain_alloc_paging_flags is EOPNOTSUPP", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const objects = sys.kernel.slab.allocatedObjects;
+  assert.throws(
+    () => iommu_paging_domain_alloc_flags(dev, 0, { type: 1, data: new Uint8Array(4) }),
+    errno("EOPNOTSUPP"),
+  );
+  assert.equal(sys.kernel.slab.allocatedObjects, objects);
+  same(iommu_paging_domain_alloc(dev).dirty_ops, null, "no dirty tracking by default");
 });
 
 Deno.test("deleting a device attaches the release domain, releases it and frees its group's domains", () => {

@@ -68,6 +68,11 @@ export {
   iommu_group_alloc,
   iommu_group_get,
   iommu_group_replace_domain,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_FAULT_ID_VALID,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_ALLOC_PASID,
   iommu_iotlb_gather_init,
   iommu_iotlb_sync,
   iommu_iova_to_phys,
@@ -88,6 +93,7 @@ export {
   IommuCore,
   type IommuCoreOptions,
   IommuDevice,
+  type IommuDirtyOps,
   IommuDomain,
   type IommuDomainGeometry,
   type IommuDomainOps,
@@ -99,6 +105,7 @@ export {
   type IommuOps,
   type IommuPageResponse,
   type IommuPagesAllocator,
+  type IommuUserData,
   pci_device_group,
 } from "./iommu.ts";
 export {

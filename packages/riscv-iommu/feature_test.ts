@@ -15,6 +15,7 @@ import {
   device_iommu_capable,
   IOMMU_CAP_CACHE_COHERENCY,
   IOMMU_CAP_DIRTY_TRACKING,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
   iommu_map,
   iommu_paging_domain_alloc_flags,
   IOMMU_READ,
@@ -220,7 +221,10 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
   assert.ok(!device_iommu_capable(ep, 1));
-  assert.deepEqual(dev_iommu_ops(ep).hw_info!(ep), { type: 0x5c, data: new Uint8Array([1, 2]) });
+  assert.deepEqual(dev_iommu_ops(ep).hw_info!(ep, IOMMU_HW_INFO_TYPE_DEFAULT), {
+    type: 0x5c,
+    data: new Uint8Array([1, 2]),
+  });
 
   sys.fake.commands.length = 0;
   dev_iommu_ops(ep).page_response!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
