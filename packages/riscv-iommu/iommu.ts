@@ -49,6 +49,7 @@ import {
   type IommuDevice,
   IommuDomain,
   type IommuDomainOps,
+  type IommuGroup,
   type IommuIotlbGather,
   type IommuOps,
   pci_device_group,
@@ -161,12 +162,12 @@ export const RISCV_IOMMU_DEF_FQ_COUNT = 4096;
 export const RISCV_IOMMU_MAX_PSCID = 2 ** 20 - 1;
 
 /** ddtp/cqb/fqb PPN[53:10] of a physical address. Mirrors phys_to_ppn(). */
-function _phys_to_ppn(pa: number): bigint {
+function phys_to_ppn(pa: number): bigint {
   return BigInt(Math.floor(pa / 4096)) << 10n & RISCV_IOMMU_PPN_FIELD;
 }
 
 /** The physical address a PPN[53:10] field points to. Mirrors ppn_to_phys(). */
-function _ppn_to_phys(v: bigint): number {
+function ppn_to_phys(v: bigint): number {
   return Number(FIELD_GET(RISCV_IOMMU_PPN_FIELD, v)) * 4096;
 }
 
@@ -174,7 +175,7 @@ function _ppn_to_phys(v: bigint): number {
  * Mirrors riscv_iommu_get_pages(): zeroed, size-aligned pages for `size` bytes that go back to
  * the allocator when the IOMMU's driver unbinds (devres). Returns -1 when out of memory.
  */
-function _get_pages(iommu: RiscvIommuDevice, size: number): number {
+function riscv_iommu_get_pages(iommu: RiscvIommuDevice, size: number): number {
   const order = get_order(Math.max(size, 4096));
   const pages = iommu.dev.kernel.pages;
   let pa: number;
@@ -193,12 +194,12 @@ function _get_pages(iommu: RiscvIommuDevice, size: number): number {
  */
 
 /** Offset of the queue's head register. Mirrors Q_HEAD(). */
-function _q_head(queue: RiscvIommuQueue): number {
+function Q_HEAD(queue: RiscvIommuQueue): number {
   return queue.qbr + (RISCV_IOMMU_REG_CQH - RISCV_IOMMU_REG_CQB);
 }
 
 /** Offset of the queue's tail register. Mirrors Q_TAIL(). */
-function _q_tail(queue: RiscvIommuQueue): number {
+function Q_TAIL(queue: RiscvIommuQueue): number {
   return queue.qbr + (RISCV_IOMMU_REG_CQT - RISCV_IOMMU_REG_CQB);
 }
 
@@ -229,17 +230,17 @@ export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIom
   const hwmax = Number(FIELD_GET(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, qb));
   let logsz = Math.min(queue.log2sz - 1, hwmax);
 
-  let phys = _ppn_to_phys(qb);
+  let phys = ppn_to_phys(qb);
   if (phys === 0) {
     for (;;) {
-      phys = _get_pages(iommu, queue.entrySize * 2 ** (logsz + 1));
+      phys = riscv_iommu_get_pages(iommu, queue.entrySize * 2 ** (logsz + 1));
       if (phys >= 0 || logsz === 0) break;
       logsz--;
     }
   }
   if (phys < 0) throw new Errno("ENOMEM", `Cannot allocate queue #${queue.qid}`);
 
-  qb = _phys_to_ppn(phys) | FIELD_PREP(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, logsz);
+  qb = phys_to_ppn(phys) | FIELD_PREP(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, logsz);
   riscv_iommu_writeq(iommu, queue.qbr, qb);
   const rb = riscv_iommu_readq(iommu, queue.qbr);
   if (rb !== qb) {
@@ -252,7 +253,7 @@ export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIom
 }
 
 /** Mirrors riscv_iommu_queue_ipsr(): the primary handler, checking the queue's ipsr bit. */
-function _queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
+function riscv_iommu_queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
   const iommu = queue.iommu;
   if (iommu !== null && riscv_iommu_readl(iommu, RISCV_IOMMU_REG_IPSR) & 1 << queue.qid) {
     return IRQ_WAKE_THREAD;
@@ -291,7 +292,7 @@ export function riscv_iommu_queue_enable(
     request_threaded_irq(
       iommu.dev.kernel,
       irq,
-      (_irq, q) => _queue_ipsr(q as RiscvIommuQueue),
+      (_irq, q) => riscv_iommu_queue_ipsr(q as RiscvIommuQueue),
       (_irq, q) => {
         thread(q as RiscvIommuQueue);
         return IRQ_HANDLED;
@@ -307,7 +308,7 @@ export function riscv_iommu_queue_enable(
 
   // Enabling resets the IOMMU-owned index; start ours from an empty queue too.
   queue.prod = queue.head = queue.tail = 0;
-  riscv_iommu_writel(iommu, queue.qid === RISCV_IOMMU_INTR_CQ ? _q_tail(queue) : _q_head(queue), 0);
+  riscv_iommu_writel(iommu, queue.qid === RISCV_IOMMU_INTR_CQ ? Q_TAIL(queue) : Q_HEAD(queue), 0);
 
   // All three CSRs share the bit layout. MF is RW1C: writing it clears a stale fault.
   riscv_iommu_writel(
@@ -359,7 +360,7 @@ export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
 
   const tail = riscv_iommu_readl_timeout(
     iommu,
-    _q_tail(queue),
+    Q_TAIL(queue),
     (t) => (t & ~queue.mask) === 0,
     0,
     RISCV_IOMMU_QUEUE_TIMEOUT,
@@ -376,20 +377,20 @@ export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
 /** Mirrors riscv_iommu_queue_release(): hands `count` consumed records back to the hardware. */
 export function riscv_iommu_queue_release(queue: RiscvIommuQueue, count: number): void {
   queue.head = (queue.head + count) >>> 0;
-  riscv_iommu_writel(queue.iommu!, _q_head(queue), queue.head & queue.mask);
+  riscv_iommu_writel(queue.iommu!, Q_HEAD(queue), queue.head & queue.mask);
 }
 
 /** Mirrors riscv_iommu_queue_cons(): the consumer index from the hardware head. */
-function _queue_cons(queue: RiscvIommuQueue): number {
+function riscv_iommu_queue_cons(queue: RiscvIommuQueue): number {
   const iommu = queue.iommu!;
   const cons = queue.head;
   const last = cons & queue.mask;
-  let head = riscv_iommu_readl(iommu, _q_head(queue));
+  let head = riscv_iommu_readl(iommu, Q_HEAD(queue));
   if ((head & ~queue.mask) !== 0) {
     // Reserved bits set: the register is mid-update or broken; give it the queue timeout.
     head = riscv_iommu_readl_timeout(
       iommu,
-      _q_head(queue),
+      Q_HEAD(queue),
       (h) => (h & ~queue.mask) === 0,
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
@@ -403,7 +404,7 @@ function _queue_cons(queue: RiscvIommuQueue): number {
 function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
   const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
   return (riscv_iommu_readl(queue.iommu!, queue.qcr) & stop) !== 0 ||
-    ((_queue_cons(queue) - index) | 0) > 0;
+    ((riscv_iommu_queue_cons(queue) - index) | 0) > 0;
 }
 
 /**
@@ -411,7 +412,7 @@ function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
  * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout. The first check is
  * made inline so that a sync the hardware already completed allocates nothing (unmap path).
  */
-function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
+function riscv_iommu_queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
   if (((queue.head - index) | 0) > 0 || _queue_done(queue, index)) return true;
   return riscv_iommu_poll(queue.iommu!, () => _queue_done(queue, index), (d) => d, 0, timeoutUs);
 }
@@ -425,7 +426,7 @@ function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): 
  * handler sending a command (a page-request response) must not take the next slot and ring the
  * doorbell over this one before it is written.
  */
-function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
+function riscv_iommu_queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   const iommu = queue.iommu;
   const prod = queue.prod;
   if (iommu === null) return prod;
@@ -441,7 +442,7 @@ function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   return prod;
 }
 
-/** The body of {@linkcode _queue_send}, run with interrupts off; false when the queue stays full. */
+/** The body of {@linkcode riscv_iommu_queue_send}, run with interrupts off; false when the queue stays full. */
 function _queue_put(
   iommu: RiscvIommuDevice,
   queue: RiscvIommuQueue,
@@ -453,7 +454,7 @@ function _queue_put(
     const last = head & queue.mask;
     const hw = riscv_iommu_readl_timeout(
       iommu,
-      _q_head(queue),
+      Q_HEAD(queue),
       (h) => (h & ~queue.mask) === 0 && h !== last,
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
@@ -468,14 +469,14 @@ function _queue_put(
   const slot = queue.phys + (prod & queue.mask) * 16;
   mem.store64(slot, cmd.dword0Lo, cmd.dword0Hi);
   mem.store64(slot + 8, cmd.dword1Lo, cmd.dword1Hi);
-  riscv_iommu_writel(iommu, _q_tail(queue), (prod + 1) & queue.mask);
+  riscv_iommu_writel(iommu, Q_TAIL(queue), (prod + 1) & queue.mask);
   queue.tail = (queue.tail + 1) >>> 0;
   return true;
 }
 
 /** Mirrors riscv_iommu_cmd_send(): queues one command (no wait). */
 export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCommand): void {
-  _queue_send(iommu.cmdq, cmd);
+  riscv_iommu_queue_send(iommu.cmdq, cmd);
 }
 
 /**
@@ -485,9 +486,9 @@ export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCom
 export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number): void {
   const cmd = iommu._fence;
   riscv_iommu_cmd_iofence(cmd);
-  const prod = _queue_send(iommu.cmdq, cmd);
+  const prod = riscv_iommu_queue_send(iommu.cmdq, cmd);
   if (!timeoutUs || iommu.cmdq.iommu === null) return;
-  if (!_queue_wait(iommu.cmdq, prod, timeoutUs)) {
+  if (!riscv_iommu_queue_wait(iommu.cmdq, prod, timeoutUs)) {
     dev_err_once(iommu.dev, "Hardware error: command execution timeout");
   }
 }
@@ -496,7 +497,7 @@ export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number)
  * Mirrors riscv_iommu_cmdq_process(): the command queue's threaded handler. Reports and clears
  * the error bits (no recovery yet, as upstream), then the pending bit.
  */
-function _cmdq_process(queue: RiscvIommuQueue): void {
+function riscv_iommu_cmdq_process(queue: RiscvIommuQueue): void {
   const iommu = queue.iommu!;
   const ctrl = riscv_iommu_readl(iommu, queue.qcr);
   const errors = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL |
@@ -515,7 +516,7 @@ function _cmdq_process(queue: RiscvIommuQueue): void {
 }
 
 /** Mirrors riscv_iommu_fault(): logs the fault record at `pa` (rate limited). */
-function _fault(iommu: RiscvIommuDevice, pa: number): void {
+function riscv_iommu_fault(iommu: RiscvIommuDevice, pa: number): void {
   const mem = iommu.dev.kernel.mem;
   mem.load64(pa + riscv_iommu_fq_record.hdr);
   const cause = mem.lo & 0xfff;
@@ -536,7 +537,7 @@ function _fault(iommu: RiscvIommuDevice, pa: number): void {
  * Mirrors riscv_iommu_fltq_process(): the fault queue's threaded handler. Clears the pending
  * bit, logs every record, returns the slots, then reports and clears FQMF/FQOF.
  */
-function _fltq_process(queue: RiscvIommuQueue): void {
+function riscv_iommu_fltq_process(queue: RiscvIommuQueue): void {
   const iommu = queue.iommu!;
   riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
   for (
@@ -545,7 +546,7 @@ function _fltq_process(queue: RiscvIommuQueue): void {
     cnt = riscv_iommu_queue_consume(queue)
   ) {
     for (let i = 0; i < cnt; i++) {
-      _fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entrySize);
+      riscv_iommu_fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entrySize);
     }
     riscv_iommu_queue_release(queue, cnt);
   }
@@ -589,12 +590,12 @@ export function riscv_iommu_get_dc(iommu: RiscvIommuDevice, devid: number): numb
     const ea = table + ((devid >>> ddiBits[depth]) & 0x1ff) * 8;
     const ddte = mem.read64(ea);
     if (ddte & RISCV_IOMMU_DDTE_V) {
-      table = _ppn_to_phys(ddte);
+      table = ppn_to_phys(ddte);
       continue;
     }
-    const next = _get_pages(iommu, 4096);
+    const next = riscv_iommu_get_pages(iommu, 4096);
     if (next < 0) return -1;
-    mem.write64(ea, _phys_to_ppn(next) | RISCV_IOMMU_DDTE_V);
+    mem.write64(ea, phys_to_ppn(next) | RISCV_IOMMU_DDTE_V);
     table = next;
   }
   const dcSize = base ? RISCV_IOMMU_DC_BASE_SIZE : RISCV_IOMMU_DC_EXT_SIZE;
@@ -617,7 +618,7 @@ export function riscv_iommu_disable(iommu: RiscvIommuDevice): void {
 }
 
 /** Mirrors riscv_iommu_read_ddtp(): ddtp once busy cleared (or the timeout passed). */
-function _read_ddtp(iommu: RiscvIommuDevice): bigint {
+function riscv_iommu_read_ddtp(iommu: RiscvIommuDevice): bigint {
   return riscv_iommu_readq_timeout(
     iommu,
     RISCV_IOMMU_REG_DDTP,
@@ -633,22 +634,22 @@ function _read_ddtp(iommu: RiscvIommuDevice): bigint {
  * otherwise a page is allocated. EBUSY when ddtp stays busy, ENOMEM.
  */
 export function riscv_iommu_iodir_alloc(iommu: RiscvIommuDevice): void {
-  let ddtp = _read_ddtp(iommu);
+  let ddtp = riscv_iommu_read_ddtp(iommu);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
 
   const mode = Number(FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp));
   if (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE || mode === RISCV_IOMMU_DDTP_IOMMU_MODE_OFF) {
     riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, mode));
-    ddtp = _read_ddtp(iommu);
+    ddtp = riscv_iommu_read_ddtp(iommu);
     if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
-    const fixed = _ppn_to_phys(ddtp);
+    const fixed = ppn_to_phys(ddtp);
     if (fixed !== 0) {
       iommu.ddt_phys = fixed;
       iommu.dev.kernel.mem.fill(fixed, 4096, 0);
     }
   }
   if (iommu.ddt_phys < 0) {
-    const pa = _get_pages(iommu, 4096);
+    const pa = riscv_iommu_get_pages(iommu, 4096);
     if (pa < 0) throw new Errno("ENOMEM", "Cannot allocate the device directory");
     iommu.ddt_phys = pa;
   }
@@ -663,7 +664,7 @@ export function riscv_iommu_iodir_alloc(iommu: RiscvIommuDevice): void {
  */
 export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: number): void {
   const dev = iommu.dev;
-  let ddtp = _read_ddtp(iommu);
+  let ddtp = riscv_iommu_read_ddtp(iommu);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
 
   const isDirect = (m: number) =>
@@ -676,9 +677,9 @@ export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: nu
   let rqMode = ddtpMode;
   for (;;) {
     let rq = FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, rqMode);
-    if (rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) rq |= _phys_to_ppn(iommu.ddt_phys);
+    if (rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) rq |= phys_to_ppn(iommu.ddt_phys);
     riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, rq);
-    ddtp = _read_ddtp(iommu);
+    ddtp = riscv_iommu_read_ddtp(iommu);
     if (ddtp & RISCV_IOMMU_DDTP_BUSY) {
       dev_err(dev, `timeout when setting ddtp (ddt mode: ${rqMode}, read: ${ddtp.toString(16)})`);
       throw new Errno("EBUSY", "ddtp stays busy");
@@ -755,7 +756,11 @@ export class RiscvIommuDomain extends IommuDomain {
  * Mirrors riscv_iommu_bond_link(): a new bond next to the other devices of the same IOMMU (at the
  * front when it is the first). ENOMEM when the bond cannot be allocated.
  */
-function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void {
+function riscv_iommu_bond_link(
+  domain: RiscvIommuDomain,
+  dev: Device,
+  iommu: RiscvIommuDevice,
+): void {
   const bond = kmalloc(dev.kernel, new RiscvIommuBond(dev, iommu));
   const i = domain.bonds.findIndex((b) => b.iommu === iommu);
   domain.bonds.splice(i + 1, 0, bond);
@@ -765,7 +770,7 @@ function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevi
  * Mirrors riscv_iommu_bond_unlink(): drops `dev` from `domain`; when it was the domain's last
  * device on its IOMMU, flushes the domain's PSCID there (IOTINVAL.VMA + IOFENCE.C).
  */
-function _bond_unlink(
+function riscv_iommu_bond_unlink(
   domain: RiscvIommuDomain | null,
   dev: Device,
   iommu: RiscvIommuDevice,
@@ -786,7 +791,7 @@ function _bond_unlink(
  * entries changed and the IOMMU lacks NL; else one NAPOT range command with S, or one command
  * per stride (at most 512), with NL when table entries changed.
  */
-function _iotlb_inval_iommu(
+function riscv_iommu_iotlb_inval_iommu(
   iommu: RiscvIommuDevice,
   pscid: number,
   global: boolean,
@@ -857,7 +862,16 @@ export function riscv_iommu_iotlb_inval(
   for (const bond of domain.bonds) {
     if (bond.iommu === prev) continue;
     prev = bond.iommu;
-    _iotlb_inval_iommu(prev, domain.pscid, global, startPfn, endPfn, strideLg2, num, nonLeaf);
+    riscv_iommu_iotlb_inval_iommu(
+      prev,
+      domain.pscid,
+      global,
+      startPfn,
+      endPfn,
+      strideLg2,
+      num,
+      nonLeaf,
+    );
   }
   prev = null;
   for (const bond of domain.bonds) {
@@ -874,7 +888,7 @@ const _NO_LEVELS: RiscvIommuGatherRange = { startPfn: 0, endPfn: 0, leafLevels: 
  * §6.3.1): for a first stage without G-stage, the context's PSCID; for Bare, everything; with
  * a G-stage, everything of its GSCID.
  */
-function _iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
+function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
   const mem = iommu.dev.kernel.mem;
   const tc = mem.read64(dc + riscv_iommu_dc.tc);
   const iohgatp = mem.read64(dc + riscv_iommu_dc.iohgatp);
@@ -901,7 +915,7 @@ function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void 
   riscv_iommu_cmd_iodir_inval_ddt(cmd);
   riscv_iommu_cmd_iodir_set_did(cmd, devid);
   riscv_iommu_cmd_send(iommu, cmd);
-  _iodir_iotinval(iommu, dc);
+  riscv_iommu_iodir_iotinval(iommu, dc);
 }
 
 /**
@@ -941,7 +955,8 @@ export function riscv_iommu_iodir_update(
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }
 
-function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
+/** Mirrors riscv_iommu_pt_supported(): whether the IOMMU walks first-stage mode `mode`. */
+function riscv_iommu_pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
   switch (mode) {
     case RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39:
       return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39) !== 0n;
@@ -958,29 +973,38 @@ function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
  * concurrent invalidations reach its IOMMU), rewrites its device contexts, then unlinks it from
  * the old paging domain. ENODEV when its IOMMU cannot walk the domain's table format.
  */
-function _attach_paging(domain: RiscvIommuDomain, dev: Device): void {
+function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device): void {
+  const domain = iommu_domain as RiscvIommuDomain;
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
   const hw = domain.pt.hwInfo();
-  if (!_pt_supported(iommu, hw.mode)) {
+  if (!riscv_iommu_pt_supported(iommu, hw.mode)) {
     throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iosatp mode ${hw.mode}`);
   }
   const fsc = FIELD_PREP(RISCV_IOMMU_PC_FSC_MODE, hw.mode) |
     FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
   const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid) | RISCV_IOMMU_PC_TA_V;
-  _bond_link(domain, dev, iommu);
+  riscv_iommu_bond_link(domain, dev, iommu);
   riscv_iommu_iodir_update(iommu, dev, fsc, ta);
-  _bond_unlink(info.domain, dev, iommu);
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = domain;
 }
 
-/** Identity (ta V, fsc Bare) or blocking (V clear) attach. */
-function _attach_direct(dev: Device, ta: bigint): void {
-  const iommu = dev_to_iommu(dev);
-  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), ta);
-  _bond_unlink(info.domain, dev, iommu);
-  info.domain = null;
+/** The iommu_domain_ops of every paging domain. Mirrors riscv_iommu_paging_domain_ops. */
+export function riscv_iommu_paging_domain_ops(): IommuDomainOps {
+  return {
+    // IOMMU_PT_DOMAIN_OPS(riscv_64): generic-pt's map_pages, unmap_pages and iova_to_phys.
+    map_pages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
+      mapped.bytes += (d as RiscvIommuDomain).pt.map_pages(iova, paddr, pgsize, pgcount, prot);
+    },
+    unmap_pages: (d, iova, pgsize, pgcount, gather) =>
+      (d as RiscvIommuDomain).pt.unmap_pages(iova, pgsize, pgcount, gather),
+    iova_to_phys: (d, iova) => (d as RiscvIommuDomain).pt.iova_to_phys(iova),
+    attach_dev: riscv_iommu_attach_paging_domain,
+    free: riscv_iommu_free_paging_domain,
+    iotlb_sync: riscv_iommu_iotlb_sync,
+    flush_iotlb_all: riscv_iommu_iotlb_flush_all,
+  };
 }
 
 /**
@@ -1025,7 +1049,7 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
       iotlbSync: (gather) => riscv_iommu_iotlb_inval(domain, gather),
     });
   } catch (e) {
-    _free_paging_domain(domain);
+    riscv_iommu_free_paging_domain(domain);
     throw e;
   }
   domain.pgsize_bitmap = domain.pt.pgsize_bitmap;
@@ -1034,11 +1058,26 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
   return domain;
 }
 
+/** Mirrors riscv_iommu_iotlb_flush_all(): the whole PSCID on every IOMMU of the domain. */
+function riscv_iommu_iotlb_flush_all(iommu_domain: IommuDomain): void {
+  riscv_iommu_iotlb_inval(iommu_domain as RiscvIommuDomain, _NO_LEVELS);
+}
+
+/**
+ * Mirrors riscv_iommu_iotlb_sync(): invalidates what `gather` collected, then frees its table
+ * pages, which may be reused only now that no IOTLB can walk them.
+ */
+function riscv_iommu_iotlb_sync(iommu_domain: IommuDomain, gather: IommuIotlbGather): void {
+  riscv_iommu_iotlb_inval(iommu_domain as RiscvIommuDomain, gather);
+  gather.putPages();
+}
+
 /**
  * Mirrors riscv_iommu_free_paging_domain(): the PSCID, the table and the domain itself (also for
  * a domain whose allocation failed half-way).
  */
-function _free_paging_domain(domain: RiscvIommuDomain): void {
+function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
+  const domain = iommu_domain as RiscvIommuDomain;
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
   }
@@ -1048,12 +1087,56 @@ function _free_paging_domain(domain: RiscvIommuDomain): void {
 }
 
 /**
+ * Mirrors riscv_iommu_attach_blocking_domain(): the device contexts invalid (fsc Bare, V clear),
+ * so every request faults with cause 258; the old paging domain unlinked.
+ */
+function riscv_iommu_attach_blocking_domain(_domain: IommuDomain, dev: Device): void {
+  const iommu = dev_to_iommu(dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), 0n);
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  info.domain = null;
+}
+
+/** The ops of the blocking domain (riscv_iommu_blocking_domain's). */
+export const riscv_iommu_blocking_domain_ops: IommuDomainOps = Object.freeze({
+  attach_dev: riscv_iommu_attach_blocking_domain,
+});
+
+/**
+ * Mirrors riscv_iommu_attach_identity_domain(): pass-through (fsc Bare, V set); the old paging
+ * domain unlinked.
+ */
+function riscv_iommu_attach_identity_domain(_domain: IommuDomain, dev: Device): void {
+  const iommu = dev_to_iommu(dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), RISCV_IOMMU_PC_TA_V);
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  info.domain = null;
+}
+
+/** The ops of the identity domain (riscv_iommu_identity_domain's). */
+export const riscv_iommu_identity_domain_ops: IommuDomainOps = Object.freeze({
+  attach_dev: riscv_iommu_attach_identity_domain,
+});
+
+/** Mirrors riscv_iommu_device_group(): PCI functions by requester ID, others alone. */
+function riscv_iommu_device_group(dev: Device): IommuGroup {
+  return dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev);
+}
+
+/** Mirrors riscv_iommu_of_xlate(): one device ID per specifier. */
+function riscv_iommu_of_xlate(dev: Device, args: readonly number[]): void {
+  iommu_fwspec_add_ids(dev, [args[0]]);
+}
+
+/**
  * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, allocates its per-device data
  * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid.
  * ENODEV without IDs or IOMMU, when the directory is Off/Bare (the hardware passes everything
  * through anyway), or when a context cannot be created; ENOMEM.
  */
-function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
+function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
   const fwspec = dev.fwspec;
   if (fwspec === null || fwspec.ids.length === 0) {
     throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
@@ -1089,12 +1172,29 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
  * (blocking) domain first, so the device is normally unbonded already; if not, it is unlinked here
  * so no paging domain keeps invalidating for a device that is gone.
  */
-function _release_device(dev: Device): void {
+function riscv_iommu_release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
   if (info === null) return;
-  if (info.domain) _bond_unlink(info.domain, dev, dev_to_iommu(dev));
+  if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, dev_to_iommu(dev));
   dev_iommu_priv_set(dev, null);
   kfree(dev.kernel, info);
+}
+
+/**
+ * The iommu_ops of a driver instance, before its features add theirs. Mirrors riscv_iommu_ops
+ * (its identity and blocking domains are the instance's).
+ */
+export function riscv_iommu_ops(drv: RiscvIommuDriver): IommuOps {
+  return {
+    of_xlate: riscv_iommu_of_xlate,
+    identity_domain: drv.identity_domain,
+    blocked_domain: drv.blocked_domain,
+    release_domain: drv.blocked_domain,
+    domain_alloc_paging: riscv_iommu_alloc_paging_domain,
+    device_group: riscv_iommu_device_group,
+    probe_device: (dev) => riscv_iommu_probe_device(drv, dev),
+    release_device: riscv_iommu_release_device,
+  };
 }
 
 /** Options of a {@linkcode RiscvIommuDriver}. */
@@ -1136,43 +1236,18 @@ export class RiscvIommuDriver {
       names.add(f.name);
     }
 
-    this.identity_domain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
-      attach_dev: (_d, dev) => _attach_direct(dev, RISCV_IOMMU_PC_TA_V),
-    });
-    this.blocked_domain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
-      attach_dev: (_d, dev) => _attach_direct(dev, 0n),
-    });
-
-    const paging: IommuDomainOps = {
-      attach_dev: (d, dev) => _attach_paging(d as RiscvIommuDomain, dev),
-      map_pages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
-        mapped.bytes += (d as RiscvIommuDomain).pt.map_pages(iova, paddr, pgsize, pgcount, prot);
-      },
-      unmap_pages: (d, iova, pgsize, pgcount, gather) =>
-        (d as RiscvIommuDomain).pt.unmap_pages(iova, pgsize, pgcount, gather),
-      iova_to_phys: (d, iova) => (d as RiscvIommuDomain).pt.iova_to_phys(iova),
-      iotlb_sync: (d, gather) => {
-        riscv_iommu_iotlb_inval(d as RiscvIommuDomain, gather);
-        // Freed table pages may be reused only now that no IOTLB can walk them.
-        gather.putPages();
-      },
-      flush_iotlb_all: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
-      free: (d) => _free_paging_domain(d as RiscvIommuDomain),
-    };
-    this._pagingOps = _merge(paging, this.features.map((f) => [f.name, f.domainOps ?? {}]), []);
-
-    const ops: IommuOps = {
-      of_xlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
-      probe_device: (dev) => _probe_device(this, dev),
-      release_device: (dev) => _release_device(dev),
-      device_group: (dev) =>
-        dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev),
-      domain_alloc_paging: (dev) => riscv_iommu_alloc_paging_domain(dev),
-      identity_domain: this.identity_domain,
-      blocked_domain: this.blocked_domain,
-      release_domain: this.blocked_domain,
-    };
-    this.ops = _merge(ops, this.features.map((f) => [f.name, f.ops ?? {}]), ["capable"]);
+    this.identity_domain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, riscv_iommu_identity_domain_ops);
+    this.blocked_domain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, riscv_iommu_blocking_domain_ops);
+    this._pagingOps = _merge(
+      riscv_iommu_paging_domain_ops(),
+      this.features.map((f) => [f.name, f.domainOps ?? {}]),
+      [],
+    );
+    this.ops = _merge(
+      riscv_iommu_ops(this),
+      this.features.map((f) => [f.name, f.ops ?? {}]),
+      ["capable"],
+    );
   }
 }
 
@@ -1218,7 +1293,7 @@ function _merge<T extends object>(
  * PIV 2, PMIV 3, modulo the vectors available) and checks every vector read back is one the
  * glue provided.
  */
-function _init_check(iommu: RiscvIommuDevice): void {
+function riscv_iommu_init_check(iommu: RiscvIommuDevice): void {
   const ddtp = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_DDTP);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp is busy");
   if (FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp) > BigInt(RISCV_IOMMU_DDTP_IOMMU_MODE_BARE)) {
@@ -1312,7 +1387,7 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   iommu.fltq.log2sz ||= Math.log2(RISCV_IOMMU_DEF_FQ_COUNT);
 
   try {
-    _init_check(iommu);
+    riscv_iommu_init_check(iommu);
   } catch (e) {
     throw dev_err_probe(iommu.dev, e, "unexpected device state");
   }
@@ -1322,11 +1397,11 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   riscv_iommu_iodir_alloc(iommu);
   riscv_iommu_queue_alloc(iommu, iommu.cmdq);
   riscv_iommu_queue_alloc(iommu, iommu.fltq);
-  riscv_iommu_queue_enable(iommu, iommu.cmdq, _cmdq_process);
+  riscv_iommu_queue_enable(iommu, iommu.cmdq, riscv_iommu_cmdq_process);
 
   let directory = false;
   try {
-    riscv_iommu_queue_enable(iommu, iommu.fltq, _fltq_process);
+    riscv_iommu_queue_enable(iommu, iommu.fltq, riscv_iommu_fltq_process);
     _features_probe(iommu);
     riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
     directory = true;
