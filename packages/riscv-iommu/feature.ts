@@ -40,14 +40,14 @@ export interface RiscvIommuFeatureQueue {
   /** log2 of the entries asked for; the hardware may grant fewer. */
   readonly log2sz: number;
   /** Bytes per entry. */
-  readonly entrySize: number;
+  readonly entry_size: number;
   /** The threaded interrupt handler: consumes records (`riscv_iommu_queue_consume`...). */
   thread(iommu: RiscvIommuDevice, queue: RiscvIommuQueue): void;
 }
 
 /** A series feature of the RISC-V IOMMU driver (see the module doc). */
 export interface RiscvIommuFeature {
-  /** Name, for messages and `RiscvIommuDevice.featureData`. Unique per driver instance. */
+  /** Name, for messages and `RiscvIommuDevice.feature_data`. Unique per driver instance. */
   readonly name: string;
   /** Capability check: false skips the feature on this IOMMU. Default: supported. */
   supported?(iommu: RiscvIommuDevice): boolean;

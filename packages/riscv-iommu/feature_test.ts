@@ -47,7 +47,7 @@ import {
   riscv_iommu_queue_release,
 } from "./internal.ts";
 import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
-import { RiscvIommuDriver } from "./iommu.ts";
+import { RiscvIommuDriver } from "./driver.ts";
 import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
 const ATS = 1n << 25n;
@@ -74,7 +74,7 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
       qbr: RISCV_IOMMU_REG_PQB,
       qcr: RISCV_IOMMU_REG_PQCSR,
       log2sz: 4,
-      entrySize: 16,
+      entry_size: 16,
       thread(iommu, q) {
         riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, RISCV_IOMMU_IPSR_PIP);
         const mem = iommu.dev.kernel.mem;
@@ -105,10 +105,10 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
         return IRQ_HANDLED;
       };
       request_irq(iommu.dev.kernel, irq, handler, IRQF_SHARED, "riscv_iommu_pmu", iommu);
-      iommu.featureData.set("test-pq", irq);
+      iommu.feature_data.set("test-pq", irq);
     },
     remove(iommu: RiscvIommuDevice) {
-      free_irq(iommu.dev.kernel, iommu.featureData.get("test-pq") as number, iommu);
+      free_irq(iommu.dev.kernel, iommu.feature_data.get("test-pq") as number, iommu);
       log.push("remove");
     },
     ops: {
@@ -146,7 +146,7 @@ Deno.test("feature queue and probe run after CQ and FQ are on and before the dir
   assert.ok(at(RISCV_IOMMU_REG_FQCSR, 0x103) < at(RISCV_IOMMU_REG_PQCSR, 0x103));
   assert.ok(at(RISCV_IOMMU_REG_PQCSR, 0x103) < ddtOn);
   assert.deepEqual(log, ["probe pq=15"]);
-  assert.equal(sys.iommu!.activeFeatures.length, 1);
+  assert.equal(sys.iommu!.active_features.length, 1);
   assert.equal(
     sys.kernel.irq.procInterrupts().filter((l) => l.includes("riscv_iommu_pmu")).length,
     1,

@@ -44,8 +44,6 @@ import {
   generic_device_group,
   iommu_device_register,
   iommu_device_unregister,
-  IOMMU_DOMAIN_BLOCKED,
-  IOMMU_DOMAIN_IDENTITY,
   type IommuDevice,
   IommuDomain,
   type IommuDomainOps,
@@ -132,10 +130,11 @@ import {
   RISCV_IOMMU_REG_PQCSR,
   RiscvIommuCommand,
 } from "./bits.ts";
-import type { RiscvIommuFeature } from "./feature.ts";
+import type { RiscvIommuDriver } from "./driver.ts";
 import {
   dev_to_iommu,
   riscv_iommu_poll,
+  riscv_iommu_priv,
   riscv_iommu_readl,
   riscv_iommu_readl_timeout,
   riscv_iommu_readq,
@@ -160,6 +159,28 @@ export const RISCV_IOMMU_DEF_CQ_COUNT = 8192;
 export const RISCV_IOMMU_DEF_FQ_COUNT = 4096;
 /** Largest PSCID (20 bits); PSCIDs are allocated in [1, RISCV_IOMMU_MAX_PSCID]. */
 export const RISCV_IOMMU_MAX_PSCID = 2 ** 20 - 1;
+
+/**
+ * What iommu.c keeps in file-scope statics, one set per driver instance.
+ *
+ * DIVERGENCE: Linux's are static (`riscv_iommu_pscids`); here each `RiscvIommuDriver` has its
+ * own, so two kernels in one process share no PSCID.
+ */
+class _RiscvIommuStatics {
+  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids). */
+  readonly pscids: Ida = new Ida();
+  /** The IOMMUs registered with the core, found by firmware node at probe_device. */
+  readonly instances: Set<RiscvIommuDevice> = new Set();
+}
+
+const _driver_statics = new WeakMap<RiscvIommuDriver, _RiscvIommuStatics>();
+
+/** The statics of driver instance `drv`. */
+function _statics(drv: RiscvIommuDriver): _RiscvIommuStatics {
+  let s = _driver_statics.get(drv);
+  if (s === undefined) _driver_statics.set(drv, s = new _RiscvIommuStatics());
+  return s;
+}
 
 /** ddtp/cqb/fqb PPN[53:10] of a physical address. Mirrors phys_to_ppn(). */
 function phys_to_ppn(pa: number): bigint {
@@ -233,7 +254,7 @@ export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIom
   let phys = ppn_to_phys(qb);
   if (phys === 0) {
     for (;;) {
-      phys = riscv_iommu_get_pages(iommu, queue.entrySize * 2 ** (logsz + 1));
+      phys = riscv_iommu_get_pages(iommu, queue.entry_size * 2 ** (logsz + 1));
       if (phys >= 0 || logsz === 0) break;
       logsz--;
     }
@@ -484,7 +505,7 @@ export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCom
  * to complete; a timeout is reported once ("command execution timeout").
  */
 export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number): void {
-  const cmd = iommu._fence;
+  const cmd = riscv_iommu_priv(iommu).fence;
   riscv_iommu_cmd_iofence(cmd);
   const prod = riscv_iommu_queue_send(iommu.cmdq, cmd);
   if (!timeoutUs || iommu.cmdq.iommu === null) return;
@@ -526,7 +547,7 @@ function riscv_iommu_fault(iommu: RiscvIommuDevice, pa: number): void {
   const iotval2 = mem.read64(pa + riscv_iommu_fq_record.iotval2);
   dev_warn_ratelimited(
     iommu.dev,
-    iommu._faultRs,
+    riscv_iommu_priv(iommu).fault_rs,
     `Fault ${cause} devid: 0x${devid.toString(16)} iotval: ${iotval.toString(16)} iotval2: ${
       iotval2.toString(16)
     }`,
@@ -546,7 +567,7 @@ function riscv_iommu_fltq_process(queue: RiscvIommuQueue): void {
     cnt = riscv_iommu_queue_consume(queue)
   ) {
     for (let i = 0; i < cnt; i++) {
-      riscv_iommu_fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entrySize);
+      riscv_iommu_fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entry_size);
     }
     riscv_iommu_queue_release(queue, cnt);
   }
@@ -703,7 +724,7 @@ export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: nu
   iommu.ddt_mode = mode;
   if (mode !== ddtpMode) dev_dbg(dev, `DDTP hw mode ${mode}, requested ${ddtpMode}`);
 
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_iodir_inval_ddt(cmd);
   riscv_iommu_cmd_send(iommu, cmd);
   riscv_iommu_cmd_inval_vma(cmd);
@@ -779,7 +800,7 @@ function riscv_iommu_bond_unlink(
   const i = domain.bonds.findIndex((b) => b.dev === dev);
   if (i >= 0) kfree(dev.kernel, domain.bonds.splice(i, 1)[0]);
   if (domain.bonds.some((b) => b.iommu === iommu)) return;
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_inval_vma(cmd);
   riscv_iommu_cmd_inval_set_pscid(cmd, domain.pscid);
   riscv_iommu_cmd_send(iommu, cmd);
@@ -801,15 +822,16 @@ function riscv_iommu_iotlb_inval_iommu(
   num: number,
   nonLeaf: boolean,
 ): void {
-  const cmd = iommu._cmd;
+  const priv = riscv_iommu_priv(iommu);
+  const cmd = priv.cmd;
   riscv_iommu_cmd_inval_vma(cmd);
   riscv_iommu_cmd_inval_set_pscid(cmd, pscid);
-  if (global || (nonLeaf && !iommu._nl) || (num > 512 && !iommu._napot)) {
+  if (global || (nonLeaf && !priv.nl) || (num > 512 && !priv.napot)) {
     riscv_iommu_cmd_send(iommu, cmd);
     return;
   }
   if (nonLeaf) riscv_iommu_cmd_inval_set_nl(cmd);
-  if (num > 1 && iommu._napot) {
+  if (num > 1 && priv.napot) {
     // The smallest naturally aligned power-of-two block holding the whole range.
     let lg2 = strideLg2 + 1;
     while (Math.floor(startPfn / 2 ** lg2) !== Math.floor((endPfn - 1) / 2 ** lg2)) lg2++;
@@ -892,7 +914,7 @@ function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
   const mem = iommu.dev.kernel.mem;
   const tc = mem.read64(dc + riscv_iommu_dc.tc);
   const iohgatp = mem.read64(dc + riscv_iommu_dc.iohgatp);
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_inval_vma(cmd);
   if (
     FIELD_GET(RISCV_IOMMU_DC_IOHGATP_MODE, iohgatp) === BigInt(RISCV_IOMMU_DC_IOHGATP_MODE_BARE)
@@ -911,7 +933,7 @@ function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
 
 /** IODIR.INVAL_DDT for one device, then the IOTINVAL its context needs. */
 function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void {
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_iodir_inval_ddt(cmd);
   riscv_iommu_cmd_iodir_set_did(cmd, devid);
   riscv_iommu_cmd_send(iommu, cmd);
@@ -1026,10 +1048,10 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
   }
 
   const kernel = dev.kernel;
-  const domain = kmalloc(kernel, new RiscvIommuDomain(drv._pagingOps, kernel, drv));
+  const domain = kmalloc(kernel, new RiscvIommuDomain(drv.paging_domain_ops, kernel, drv));
   try {
     try {
-      domain.pscid = ida_alloc_range(drv._pscids, 1, RISCV_IOMMU_MAX_PSCID);
+      domain.pscid = ida_alloc_range(_statics(drv).pscids, 1, RISCV_IOMMU_MAX_PSCID);
     } catch (e) {
       throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of PSCIDs") : e;
     }
@@ -1081,7 +1103,7 @@ function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
   }
-  if (domain.pscid > 0) ida_free(domain.driver._pscids, domain.pscid);
+  if (domain.pscid > 0) ida_free(_statics(domain.driver).pscids, domain.pscid);
   if (domain.pt !== undefined) domain.pt.deinit();
   kfree(domain.kernel, domain);
 }
@@ -1142,7 +1164,7 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
     throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
   }
   let iommu: RiscvIommuDevice | undefined;
-  for (const i of drv._instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
+  for (const i of _statics(drv).instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
   if (iommu === undefined) throw new Errno("ENODEV", `No RISC-V IOMMU for ${dev.name}`);
   if (iommu.ddt_mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
     throw new Errno("ENODEV", "The IOMMU is in pass-through mode");
@@ -1197,91 +1219,6 @@ export function riscv_iommu_ops(drv: RiscvIommuDriver): IommuOps {
   };
 }
 
-/** Options of a {@linkcode RiscvIommuDriver}. */
-export interface RiscvIommuDriverOptions {
-  /** Series features, in the order they probe. */
-  features?: readonly RiscvIommuFeature[];
-}
-
-/**
- * One instance of the driver (what a loaded module is in Linux): the `iommu_ops`, the static
- * identity and blocking domains and the PSCID space shared by every IOMMU it drives, and the
- * series features it runs. A machine makes one per kernel and hands it to the bus glue.
- *
- * Throws EINVAL when two features share a name or an op, or a feature would replace an op of
- * the base driver.
- */
-export class RiscvIommuDriver {
-  /** The features, in probe order. */
-  readonly features: readonly RiscvIommuFeature[];
-  /** The ops registered for every IOMMU of this driver. */
-  readonly ops: IommuOps;
-  /** Pass-through for a device: DC.fsc Bare, ta V. */
-  readonly identity_domain: IommuDomain;
-  /** No DMA for a device: DC invalid, so every request faults with cause 258. */
-  readonly blocked_domain: IommuDomain;
-  /** The ops of every paging domain (the base ones plus the features' domainOps). */
-  readonly _pagingOps: IommuDomainOps;
-  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids, per driver instance). */
-  readonly _pscids: Ida = new Ida();
-  /** The IOMMUs registered with the core, found by firmware node at probe_device. */
-  readonly _instances: Set<RiscvIommuDevice> = new Set();
-
-  /** A driver instance running `opts.features`. */
-  constructor(opts: RiscvIommuDriverOptions = {}) {
-    this.features = opts.features ?? [];
-    const names = new Set<string>();
-    for (const f of this.features) {
-      if (names.has(f.name)) throw new Errno("EINVAL", `Feature ${f.name} is listed twice`);
-      names.add(f.name);
-    }
-
-    this.identity_domain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, riscv_iommu_identity_domain_ops);
-    this.blocked_domain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, riscv_iommu_blocking_domain_ops);
-    this._pagingOps = _merge(
-      riscv_iommu_paging_domain_ops(),
-      this.features.map((f) => [f.name, f.domainOps ?? {}]),
-      [],
-    );
-    this.ops = _merge(
-      riscv_iommu_ops(this),
-      this.features.map((f) => [f.name, f.ops ?? {}]),
-      ["capable"],
-    );
-  }
-}
-
-/**
- * Adds the features' ops to `base`. Ops in `orMerged` (predicates) may come from several
- * features and are OR-ed; any other op may be provided once, and never over a base op.
- */
-function _merge<T extends object>(
-  base: T,
-  extra: [string, Partial<T>][],
-  orMerged: string[],
-): T {
-  const out = { ...base } as Record<string, unknown>;
-  const preds = new Map<string, ((...a: unknown[]) => boolean)[]>();
-  const from = new Map<string, string>();
-  for (const [name, ops] of extra) {
-    for (const [key, fn] of Object.entries(ops)) {
-      if (fn === undefined) continue;
-      if (orMerged.includes(key)) {
-        preds.set(key, [...(preds.get(key) ?? []), fn as (...a: unknown[]) => boolean]);
-        continue;
-      }
-      if (key in out) {
-        const owner = from.get(key) ?? "the base driver";
-        throw new Errno("EINVAL", `Feature ${name} cannot replace ${key} of ${owner}`);
-      }
-      out[key] = fn;
-      from.set(key, `feature ${name}`);
-    }
-  }
-  for (const [key, fns] of preds) out[key] = (...a: unknown[]) => fns.some((fn) => fn(...a));
-  return out as T;
-}
-
 /*
  * Init and teardown.
  */
@@ -1324,44 +1261,6 @@ function riscv_iommu_init_check(iommu: RiscvIommuDevice): void {
   }
 }
 
-/** Sets up the features this IOMMU supports: their queue, then probe. */
-function _features_probe(iommu: RiscvIommuDevice): void {
-  for (const f of iommu.features) {
-    if (f.supported && !f.supported(iommu)) continue;
-    const fq = f.queue;
-    let queue: RiscvIommuQueue | null = null;
-    if (fq) {
-      queue = new RiscvIommuQueue(fq.qid, fq.qbr, fq.qcr, fq.log2sz, fq.entrySize);
-      riscv_iommu_queue_alloc(iommu, queue);
-      riscv_iommu_queue_enable(iommu, queue, (q) => fq.thread(iommu, q));
-      iommu.queues.set(fq.qid, queue);
-    }
-    try {
-      f.probe?.(iommu);
-    } catch (e) {
-      if (queue !== null) {
-        riscv_iommu_queue_disable(queue);
-        iommu.queues.delete(queue.qid);
-      }
-      throw e;
-    }
-    iommu.activeFeatures.push(f);
-  }
-}
-
-/** Undoes {@linkcode _features_probe}, last feature first. */
-function _features_remove(iommu: RiscvIommuDevice): void {
-  while (iommu.activeFeatures.length > 0) {
-    const f = iommu.activeFeatures.pop()!;
-    f.remove?.(iommu);
-    const queue = f.queue ? iommu.queues.get(f.queue.qid) : undefined;
-    if (queue !== undefined) {
-      riscv_iommu_queue_disable(queue);
-      iommu.queues.delete(queue.qid);
-    }
-  }
-}
-
 /**
  * Mirrors riscv_iommu_init(): brings an IOMMU up and registers it with the IOMMU core.
  *
@@ -1391,8 +1290,9 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   } catch (e) {
     throw dev_err_probe(iommu.dev, e, "unexpected device state");
   }
-  iommu._nl = (iommu.caps & RISCV_IOMMU_CAPABILITIES_NL) !== 0n;
-  iommu._napot = (iommu.caps & RISCV_IOMMU_CAPABILITIES_S) !== 0n;
+  const priv = riscv_iommu_priv(iommu);
+  priv.nl = (iommu.caps & RISCV_IOMMU_CAPABILITIES_NL) !== 0n;
+  priv.napot = (iommu.caps & RISCV_IOMMU_CAPABILITIES_S) !== 0n;
 
   riscv_iommu_iodir_alloc(iommu);
   riscv_iommu_queue_alloc(iommu, iommu.cmdq);
@@ -1402,20 +1302,20 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   let directory = false;
   try {
     riscv_iommu_queue_enable(iommu, iommu.fltq, riscv_iommu_fltq_process);
-    _features_probe(iommu);
+    iommu.driver.probeFeatures(iommu);
     riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
     directory = true;
     iommu.iommu.fwnode ??= iommu.dev.fwnode;
-    iommu.driver._instances.add(iommu);
+    _statics(iommu.driver).instances.add(iommu);
     try {
       iommu_device_register(iommu.iommu, iommu.driver.ops, iommu.dev);
     } catch (e) {
-      iommu.driver._instances.delete(iommu);
+      _statics(iommu.driver).instances.delete(iommu);
       throw dev_err_probe(iommu.dev, e, "cannot register iommu interface");
     }
   } catch (e) {
     if (directory) _iodir_off(iommu);
-    _features_remove(iommu);
+    iommu.driver.removeFeatures(iommu);
     riscv_iommu_queue_disable(iommu.fltq);
     riscv_iommu_queue_disable(iommu.cmdq);
     throw e;
@@ -1438,9 +1338,9 @@ function _iodir_off(iommu: RiscvIommuDevice): void {
  */
 export function riscv_iommu_remove(iommu: RiscvIommuDevice): void {
   iommu_device_unregister(iommu.iommu);
-  iommu.driver._instances.delete(iommu);
+  _statics(iommu.driver).instances.delete(iommu);
   _iodir_off(iommu);
-  _features_remove(iommu);
+  iommu.driver.removeFeatures(iommu);
   riscv_iommu_queue_disable(iommu.cmdq);
   riscv_iommu_queue_disable(iommu.fltq);
 }

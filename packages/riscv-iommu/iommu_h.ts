@@ -27,8 +27,8 @@ import {
   RISCV_IOMMU_REG_FQCSR,
   RiscvIommuCommand,
 } from "./bits.ts";
+import type { RiscvIommuDriver } from "./driver.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
-import type { RiscvIommuDriver } from "./iommu.ts";
 
 /**
  * One hardware queue (command, fault or page-request). Mirrors struct riscv_iommu_queue.
@@ -52,14 +52,14 @@ export class RiscvIommuQueue {
 
   /**
    * Mirrors RISCV_IOMMU_QUEUE_INIT(): a queue with interrupt cause `qid`, base register `qbr`
-   * and CSR `qcr`, asking for `2^log2sz` entries of `entrySize` bytes.
+   * and CSR `qcr`, asking for `2^log2sz` entries of `entry_size` bytes.
    */
   constructor(
     readonly qid: number,
     readonly qbr: number,
     readonly qcr: number,
     public log2sz: number,
-    readonly entrySize: number,
+    readonly entry_size: number,
   ) {}
 }
 
@@ -85,6 +85,27 @@ export function dev_to_iommu(dev: Device): RiscvIommuDevice {
   }
   return handle.riscv;
 }
+
+/**
+ * What the core (`iommu.ts`) keeps per IOMMU besides struct riscv_iommu_device: scratch commands
+ * (Linux builds them on the stack; reusing them keeps the unmap path free of allocation) and the
+ * capability bits the invalidation path reads, as numbers. Reached with
+ * {@linkcode riscv_iommu_priv}; neither is part of the package's API.
+ */
+export class RiscvIommuPriv {
+  /** Scratch command of the invalidation paths. */
+  readonly cmd: RiscvIommuCommand = new RiscvIommuCommand();
+  /** Scratch IOFENCE.C of `riscv_iommu_cmd_sync()`. */
+  readonly fence: RiscvIommuCommand = new RiscvIommuCommand();
+  /** capabilities.NL. */
+  nl = false;
+  /** capabilities.S. */
+  napot = false;
+  /** Rate limit of the fault log (the one dev_warn_ratelimited() in riscv_iommu_fault() has). */
+  readonly fault_rs: RatelimitState = new RatelimitState("riscv_iommu_fault");
+}
+
+let _priv: (iommu: RiscvIommuDevice) => RiscvIommuPriv;
 
 /**
  * One RISC-V IOMMU instance. Mirrors struct riscv_iommu_device.
@@ -121,23 +142,18 @@ export class RiscvIommuDevice {
   /** Queues the features asked for, by qid. */
   readonly queues: Map<number, RiscvIommuQueue> = new Map();
   /** Per-feature state on this IOMMU, by feature name (the features' own business). */
-  readonly featureData: Map<string, unknown> = new Map();
+  readonly feature_data: Map<string, unknown> = new Map();
   /** ddtp.iommu_mode in force. */
   ddt_mode = 0;
   /** Physical address of the DDT root page; -1 before `riscv_iommu_iodir_alloc()`. */
   ddt_phys = -1;
   /** Features running on this IOMMU (supported and probed), in probe order. */
-  readonly activeFeatures: RiscvIommuFeature[] = [];
-  /** Scratch command of the invalidation paths (reused, so they allocate nothing). */
-  readonly _cmd: RiscvIommuCommand = new RiscvIommuCommand();
-  /** Scratch IOFENCE.C of `riscv_iommu_cmd_sync()`. */
-  readonly _fence: RiscvIommuCommand = new RiscvIommuCommand();
-  /** capabilities.NL, cached by init for the unmap path (no bigint there). */
-  _nl = false;
-  /** capabilities.S, cached likewise. */
-  _napot = false;
-  /** Rate limit of the fault log (dev_warn_ratelimited() in riscv_iommu_fault()). */
-  readonly _faultRs: RatelimitState = new RatelimitState("riscv_iommu_fault");
+  readonly active_features: RiscvIommuFeature[] = [];
+  readonly #priv: RiscvIommuPriv = new RiscvIommuPriv();
+
+  static {
+    _priv = (iommu) => iommu.#priv;
+  }
 
   /** An instance of `driver` for `dev` with registers `reg`. */
   constructor(dev: Device, reg: IoMem, driver: RiscvIommuDriver) {
@@ -164,6 +180,11 @@ export class RiscvIommuDevice {
   get features(): readonly RiscvIommuFeature[] {
     return this.driver.features;
   }
+}
+
+/** The core's private state of `iommu` (see {@linkcode RiscvIommuPriv}). */
+export function riscv_iommu_priv(iommu: RiscvIommuDevice): RiscvIommuPriv {
+  return _priv(iommu);
 }
 
 /** Mirrors riscv_iommu_readl(). */

@@ -45,12 +45,8 @@ import {
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
 import { iommu_subsys_init } from "@iommu-lab/iommu";
-import {
-  riscv_iommu_disable,
-  riscv_iommu_init,
-  riscv_iommu_remove,
-  RiscvIommuDriver,
-} from "./iommu.ts";
+import { RiscvIommuDriver } from "./driver.ts";
+import { riscv_iommu_disable, riscv_iommu_init, riscv_iommu_remove } from "./iommu.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
 import { riscv_iommu_readl, riscv_iommu_readq, RiscvIommuDevice } from "./iommu_h.ts";
 
