@@ -1,7 +1,12 @@
 /**
  * RISC-V IOMMU register layout and data structures: the driver's own transcription of the
- * spec (v1.0 plus the ratified NL/S/QoS extensions), grouped by spec chapter as Linux's
- * `drivers/iommu/riscv/iommu-bits.h` is. No logic beyond the command builders.
+ * RISC-V IOMMU Architecture Specification v1.0 and of its "IOMMU Extensions" chapter (QoS
+ * identifiers; non-leaf PTE invalidation, `capabilities.NL`; address range invalidation,
+ * `capabilities.S`), grouped by spec chapter as Linux's `drivers/iommu/riscv/iommu-bits.h` is.
+ * No logic beyond the command builders.
+ *
+ * Upstream state tracked: iommu-bits.h as merged for Linux v7.2 (RISCV_IOMMU_CAPABILITIES_NL and
+ * S, the dword-numbered command fields), with the command builders the series need on top.
  *
  * Fields of 64-bit registers and in-memory structures are `bigint` masks (Linux's
  * `GENMASK_ULL`/`BIT_ULL`); fields of 32-bit registers are `number` masks (`BIT`/`GENMASK`).
@@ -36,7 +41,7 @@ function _ffs64(mask: bigint): bigint {
 }
 
 /*
- * Chapter 5: memory-mapped register interface.
+ * Chapter 5 "Memory-mapped register interface".
  */
 
 /** Common PPN field of ddtp, cqb/fqb/pqb, non-leaf DDT entries, MSI PTEs (bits 53:10). */
@@ -177,11 +182,11 @@ export const RISCV_IOMMU_CQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 /** Offset of `cqh` (32 bits, read-only). */
 export const RISCV_IOMMU_REG_CQH = 0x0020;
 /** cqh.index. */
-export const RISCV_IOMMU_CQH_INDEX = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_CQH_INDEX: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 /** Offset of `cqt` (32 bits). */
 export const RISCV_IOMMU_REG_CQT = 0x0024;
 /** cqt.index. */
-export const RISCV_IOMMU_CQT_INDEX = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_CQT_INDEX: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 /** Offset of `fqb` (64 bits). */
 export const RISCV_IOMMU_REG_FQB = 0x0028;
 /** fqb.LOG2SZ-1. */
@@ -191,11 +196,11 @@ export const RISCV_IOMMU_FQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 /** Offset of `fqh` (32 bits). */
 export const RISCV_IOMMU_REG_FQH = 0x0030;
 /** fqh.index. */
-export const RISCV_IOMMU_FQH_INDEX = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_FQH_INDEX: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 /** Offset of `fqt` (32 bits, read-only). */
 export const RISCV_IOMMU_REG_FQT = 0x0034;
 /** fqt.index. */
-export const RISCV_IOMMU_FQT_INDEX = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_FQT_INDEX: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 /** Offset of `pqb` (64 bits, present with capabilities.ATS). */
 export const RISCV_IOMMU_REG_PQB = 0x0038;
 /** pqb.LOG2SZ-1. */
@@ -205,22 +210,22 @@ export const RISCV_IOMMU_PQB_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
 /** Offset of `pqh` (32 bits). */
 export const RISCV_IOMMU_REG_PQH = 0x0040;
 /** pqh.index. */
-export const RISCV_IOMMU_PQH_INDEX = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_PQH_INDEX: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 /** Offset of `pqt` (32 bits, read-only). */
 export const RISCV_IOMMU_REG_PQT = 0x0044;
 /** pqt.index. */
-export const RISCV_IOMMU_PQT_INDEX_MASK = RISCV_IOMMU_QUEUE_INDEX_FIELD;
+export const RISCV_IOMMU_PQT_INDEX_MASK: number = RISCV_IOMMU_QUEUE_INDEX_FIELD;
 
 /* 5.15 Command queue CSR (32 bits) */
 
 /** Offset of `cqcsr`. */
 export const RISCV_IOMMU_REG_CQCSR = 0x0048;
 /** cqcsr.cqen. */
-export const RISCV_IOMMU_CQCSR_CQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_CQCSR_CQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** cqcsr.cie. */
-export const RISCV_IOMMU_CQCSR_CIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_CQCSR_CIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** cqcsr.cqmf (RW1C). */
-export const RISCV_IOMMU_CQCSR_CQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_CQCSR_CQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** cqcsr.cmd_to (RW1C). */
 export const RISCV_IOMMU_CQCSR_CMD_TO = 1 << 9;
 /** cqcsr.cmd_ill (RW1C). */
@@ -228,43 +233,43 @@ export const RISCV_IOMMU_CQCSR_CMD_ILL = 1 << 10;
 /** cqcsr.fence_w_ip (RW1C). */
 export const RISCV_IOMMU_CQCSR_FENCE_W_IP = 1 << 11;
 /** cqcsr.cqon. */
-export const RISCV_IOMMU_CQCSR_CQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_CQCSR_CQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** cqcsr.busy. */
-export const RISCV_IOMMU_CQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_CQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 /* 5.16 Fault queue CSR (32 bits) */
 
 /** Offset of `fqcsr`. */
 export const RISCV_IOMMU_REG_FQCSR = 0x004c;
 /** fqcsr.fqen. */
-export const RISCV_IOMMU_FQCSR_FQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_FQCSR_FQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** fqcsr.fie. */
-export const RISCV_IOMMU_FQCSR_FIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_FQCSR_FIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** fqcsr.fqmf (RW1C). */
-export const RISCV_IOMMU_FQCSR_FQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_FQCSR_FQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** fqcsr.fqof (RW1C). */
-export const RISCV_IOMMU_FQCSR_FQOF = RISCV_IOMMU_QUEUE_OVERFLOW;
+export const RISCV_IOMMU_FQCSR_FQOF: number = RISCV_IOMMU_QUEUE_OVERFLOW;
 /** fqcsr.fqon. */
-export const RISCV_IOMMU_FQCSR_FQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_FQCSR_FQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** fqcsr.busy. */
-export const RISCV_IOMMU_FQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_FQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 /* 5.17 Page-request queue CSR (32 bits) */
 
 /** Offset of `pqcsr`. */
 export const RISCV_IOMMU_REG_PQCSR = 0x0050;
 /** pqcsr.pqen. */
-export const RISCV_IOMMU_PQCSR_PQEN = RISCV_IOMMU_QUEUE_ENABLE;
+export const RISCV_IOMMU_PQCSR_PQEN: number = RISCV_IOMMU_QUEUE_ENABLE;
 /** pqcsr.pie. */
-export const RISCV_IOMMU_PQCSR_PIE = RISCV_IOMMU_QUEUE_INTR_ENABLE;
+export const RISCV_IOMMU_PQCSR_PIE: number = RISCV_IOMMU_QUEUE_INTR_ENABLE;
 /** pqcsr.pqmf (RW1C). */
-export const RISCV_IOMMU_PQCSR_PQMF = RISCV_IOMMU_QUEUE_MEM_FAULT;
+export const RISCV_IOMMU_PQCSR_PQMF: number = RISCV_IOMMU_QUEUE_MEM_FAULT;
 /** pqcsr.pqof (RW1C). */
-export const RISCV_IOMMU_PQCSR_PQOF = RISCV_IOMMU_QUEUE_OVERFLOW;
+export const RISCV_IOMMU_PQCSR_PQOF: number = RISCV_IOMMU_QUEUE_OVERFLOW;
 /** pqcsr.pqon. */
-export const RISCV_IOMMU_PQCSR_PQON = RISCV_IOMMU_QUEUE_ACTIVE;
+export const RISCV_IOMMU_PQCSR_PQON: number = RISCV_IOMMU_QUEUE_ACTIVE;
 /** pqcsr.busy. */
-export const RISCV_IOMMU_PQCSR_BUSY = RISCV_IOMMU_QUEUE_BUSY;
+export const RISCV_IOMMU_PQCSR_BUSY: number = RISCV_IOMMU_QUEUE_BUSY;
 
 /* 5.18 Interrupt pending status (32 bits) */
 
@@ -434,7 +439,7 @@ export const RISCV_IOMMU_MSI_CFG_TBL_CTRL_M = 1 << 0;
 export const RISCV_IOMMU_REG_SIZE = 0x1000;
 
 /*
- * Chapter 2: data structures.
+ * Chapter 2 "Data Structures".
  */
 
 /** Non-leaf DDT entry V bit. */
@@ -553,7 +558,7 @@ export const RISCV_IOMMU_PC_FSC_PPN: bigint = RISCV_IOMMU_ATP_PPN_FIELD;
 export const RISCV_IOMMU_PC_FSC_MODE: bigint = RISCV_IOMMU_ATP_MODE_FIELD;
 
 /*
- * Chapter 3: in-memory queue interface.
+ * Chapter 3 "In-memory queue interface".
  */
 
 /** Size of a command-queue entry. */
@@ -808,6 +813,8 @@ export const RISCV_IOMMU_MSIPTE_MRIF_NID_MSB: bigint = _bit(60);
  *
  * Mirrors struct riscv_iommu_command. Reuse one object per call site to build commands
  * without allocating.
+ *
+ * DIVERGENCE: Linux's holds two u64; the halves keep `bigint` off the unmap path.
  *
  * @example Building an IOTINVAL.VMA for one page of a PSCID
  * ```ts

@@ -238,7 +238,7 @@ const FIELDS: Record<string, bigint | number> = {
 /** Table groups the driver deliberately leaves to another package. */
 const NOT_OURS = new Set(["pte64"]);
 
-Deno.test("register offsets match the spec's register map (spec §5, table 9)", () => {
+Deno.test("register offsets match the spec's register map (v1.0 §5.1 Register layout)", () => {
   for (const r of tables.registers) {
     assert.equal(offsetOf(r.name), r.offset, r.name);
   }
@@ -279,7 +279,8 @@ Deno.test("32-bit register fields are numbers, 64-bit ones bigints (BIT vs BIT_U
 });
 
 Deno.test("post-1.0 extension bits: QOSID 41, NL 42, S 43; IOTINVAL NL dword0 bit 34, S dword1 bit 9", () => {
-  // Not in the v1.0 tables; positions from the ratified extensions (digest §3.1, §6.1).
+  // Not in the v1.0 tables: the spec's "IOMMU Extensions" chapter (QoS identifiers, non-leaf PTE
+  // invalidation, address range invalidation).
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_QOSID, 1n << 41n);
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_NL, 1n << 42n);
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_S, 1n << 43n);
@@ -287,7 +288,7 @@ Deno.test("post-1.0 extension bits: QOSID 41, NL 42, S 43; IOTINVAL NL dword0 bi
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_S, 1n << 9n);
 });
 
-Deno.test("command opcodes and functions match the spec (spec §3.1, table 10)", () => {
+Deno.test("command opcodes and functions match the spec (v1.0 §3.1 Command-Queue (CQ))", () => {
   const op = tables.command_opcodes;
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_OPCODE, op.IOTINVAL.opcode);
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_FUNC_VMA, op.IOTINVAL.VMA);
@@ -381,7 +382,7 @@ Deno.test("FIELD_GET/FIELD_PREP round-trip through a mask and drop excess bits",
   );
 });
 
-Deno.test("command builders put each argument in exactly its spec field (spec §3.1.1-3.1.3)", async (t) => {
+Deno.test("command builders put each argument in exactly its spec field (v1.0 §3.1.1-§3.1.4)", async (t) => {
   const cmd = new B.RiscvIommuCommand();
   const op = (
     c: B.RiscvIommuCommand,

@@ -1,5 +1,6 @@
 // Device directory management, identity/blocking/paging domains, bonds and IOTLB invalidation
-// (spec chapters 2 and 6.3), through the IOMMU core, on the fake register file.
+// (RISC-V IOMMU spec v1.0, chapter 2 "Data Structures" and §6.3 "Guidelines for invalidations"),
+// through the IOMMU core, on the fake register file.
 import assert from "node:assert/strict";
 import { type Device, device_del, isErrno } from "@iommu-lab/kernel";
 import {
@@ -29,7 +30,10 @@ const S = 1n << 43n;
 const V1 = 0x10n;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-/** The device context of `devid`, found by walking the DDT as the hardware does (spec §2.1). */
+/**
+ * The device context of `devid`, found by walking the DDT as the hardware does (RISC-V IOMMU spec
+ * v1.0, §2.1 "Device-Directory-Table (DDT)").
+ */
 function dcOf(sys: TestSystem, devid: number): number {
   const ddtp = sys.fake.ddtp;
   const mode = Number(ddtp & 15n);

@@ -1,6 +1,6 @@
 /**
- * The extension points a series package plugs into the base driver with (DESIGN.md §2 rule 3):
- * a feature is an object handed to the driver instance, e.g.
+ * The extension points a series package plugs into the base driver with: a feature is an object
+ * handed to the driver instance, e.g.
  * `new RiscvIommuDriver({ features: [iopf(), dirty(), hpm()] })`.
  *
  * The hooks, in the order the driver uses them for each IOMMU it initialises:

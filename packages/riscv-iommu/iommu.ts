@@ -1,8 +1,14 @@
 /**
  * The bus-agnostic core of the RISC-V IOMMU driver: hardware queues, the device directory,
  * command submission and fault reporting, identity/blocking/paging domains and the
- * `iommu_ops` registered with the IOMMU core. Mirrors drivers/iommu/riscv/iommu.c (the v10
- * series as merged, with the later generic_pt conversion and the v7.2 invalidation rework).
+ * `iommu_ops` registered with the IOMMU core. Mirrors drivers/iommu/riscv/iommu.c.
+ *
+ * Upstream state tracked: iommu.c as merged for Linux v7.2 (the iommu-updates-v7.2 pull): the
+ * v10 series merged for v6.13, the generic_pt conversion with PT_FEAT_DETAILED_GATHER, DDTP Bare
+ * on shutdown, IOFENCE.C waits that stop on queue errors, and the invalidation rework ("Compute
+ * best stride for single invalidation", "Add RISCV_IOMMU_CAPABILITIES_NL", "Add NAPOT range
+ * invalidation support"). The prerequisite patches of the series packages come on top. Each
+ * deliberate departure from that state is marked where it is made (the README lists them).
  *
  * @module
  */
@@ -211,7 +217,7 @@ function riscv_iommu_get_pages(iommu: RiscvIommuDevice, size: number): number {
 }
 
 /*
- * Hardware queues (spec chapter 3).
+ * Hardware queues (RISC-V IOMMU spec v1.0, chapter 3 "In-memory queue interface").
  */
 
 /** Offset of the queue's head register. Mirrors Q_HEAD(). */
@@ -304,6 +310,7 @@ export function riscv_iommu_queue_enable(
   const irq = riscv_iommu_irq(iommu, queue.qid);
   if (queue.iommu !== null) throw new Errno("EBUSY", `Queue #${queue.qid} is already enabled`);
   if (!irq) {
+    // DIVERGENCE: Linux returns -ENODEV silently; a failed probe should say why in dmesg.
     dev_err(iommu.dev, `queue #${queue.qid} has no interrupt, polling is not supported`);
     throw new Errno("ENODEV", `No interrupt for queue #${queue.qid}`);
   }
@@ -480,7 +487,8 @@ function _queue_put(
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
     );
-    // Linux keeps the slot reserved and wedges the queue; dropping it keeps later commands going.
+    // DIVERGENCE: Linux keeps the slot reserved and wedges the queue; dropping the command keeps
+    // later ones going (it is still reported, once).
     if ((hw & ~queue.mask) !== 0 || hw === last) return false;
     queue.head = (head + ((hw - last) & queue.mask)) >>> 0;
   }
@@ -545,6 +553,8 @@ function riscv_iommu_fault(iommu: RiscvIommuDevice, pa: number): void {
   if (cause === 0) return;
   const iotval = mem.read64(pa + riscv_iommu_fq_record.iotval);
   const iotval2 = mem.read64(pa + riscv_iommu_fq_record.iotval2);
+  // DIVERGENCE: one rate limit per IOMMU (Linux's is one per call site, shared by all IOMMUs),
+  // so two machines in one process do not share it.
   dev_warn_ratelimited(
     iommu.dev,
     riscv_iommu_priv(iommu).fault_rs,
@@ -585,7 +595,7 @@ function riscv_iommu_fltq_process(queue: RiscvIommuQueue): void {
 }
 
 /*
- * Device directory (spec chapter 2).
+ * Device directory (RISC-V IOMMU spec v1.0, chapter 2 "Data Structures").
  */
 
 /**
@@ -599,7 +609,8 @@ export function riscv_iommu_get_dc(iommu: RiscvIommuDevice, devid: number): numb
     iommu.ddt_mode > RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL
   ) return -1;
 
-  // device_id split (spec §2.1): base format 7/9/8 bits, extended (MSI_FLAT) 6/9/9.
+  // device_id split (RISC-V IOMMU spec v1.0, §2.1 "Device-Directory-Table (DDT)"): base format
+  // 7/9/8 bits, extended (MSI_FLAT) 6/9/9.
   const base = (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) === 0n;
   const ddiBits = base ? [7, 16, 24] : [6, 15, 24];
   let depth = iommu.ddt_mode - RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL;
@@ -906,9 +917,9 @@ export function riscv_iommu_iotlb_inval(
 const _NO_LEVELS: RiscvIommuGatherRange = { startPfn: 0, endPfn: 0, leafLevels: 0, tableLevels: 0 };
 
 /**
- * Mirrors riscv_iommu_iodir_iotinval(): the IOTINVAL.VMA a device-context change needs (spec
- * §6.3.1): for a first stage without G-stage, the context's PSCID; for Bare, everything; with
- * a G-stage, everything of its GSCID.
+ * Mirrors riscv_iommu_iodir_iotinval(): the IOTINVAL.VMA a device-context change needs (RISC-V
+ * IOMMU spec v1.0, §6.3.1 "Changing device directory table entry"): for a first stage without
+ * G-stage, the context's PSCID; for Bare, everything; with a G-stage, everything of its GSCID.
  */
 function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
   const mem = iommu.dev.kernel.mem;
@@ -1062,7 +1073,7 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
         freeTable: (pa, order) => kernel.pages.free(pa, order),
       },
       vaBits,
-      // Svnapot is mandatory for IOMMUs (spec §6.4).
+      // Svnapot is mandatory (RISC-V IOMMU spec v1.0, §5.3 "IOMMU capabilities").
       features: {
         svnapot: true,
         signExtend: true,
@@ -1163,6 +1174,8 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
   if (fwspec === null || fwspec.ids.length === 0) {
     throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
   }
+  // DIVERGENCE: Linux finds the IOMMU with dev_get_drvdata(fwspec->iommu_fwnode->dev); firmware
+  // nodes here do not point at devices, so the driver instance's registered IOMMUs are searched.
   let iommu: RiscvIommuDevice | undefined;
   for (const i of _statics(drv).instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
   if (iommu === undefined) throw new Errno("ENODEV", `No RISC-V IOMMU for ${dev.name}`);
@@ -1177,6 +1190,7 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
     const dc = riscv_iommu_get_dc(iommu, id);
     if (dc < 0) {
       kfree(kernel, info);
+      // DIVERGENCE: Linux fails with -ENODEV silently; say which device ID has no context.
       dev_err(dev, `cannot set up device context for device ID 0x${id.toString(16)}`);
       throw new Errno("ENODEV", `No device context for 0x${id.toString(16)}`);
     }
@@ -1197,6 +1211,7 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
 function riscv_iommu_release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
   if (info === null) return;
+  // DIVERGENCE: Linux only frees the data, trusting the release domain's attach to have unlinked.
   if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, dev_to_iommu(dev));
   dev_iommu_priv_set(dev, null);
   kfree(dev.kernel, info);
@@ -1234,6 +1249,7 @@ function riscv_iommu_init_check(iommu: RiscvIommuDevice): void {
   const ddtp = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_DDTP);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp is busy");
   if (FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp) > BigInt(RISCV_IOMMU_DDTP_IOMMU_MODE_BARE)) {
+    // DIVERGENCE: no kdump kernel here, so never riscv_iommu_disable() and carry on.
     throw new Errno("EBUSY", "The IOMMU is already translating");
   }
 
@@ -1299,12 +1315,16 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   riscv_iommu_queue_alloc(iommu, iommu.fltq);
   riscv_iommu_queue_enable(iommu, iommu.cmdq, riscv_iommu_cmdq_process);
 
+  // DIVERGENCE: the series features are set up here, after the command and fault queues and
+  // before the directory is on, where a series patch adds its queue (the PQ) and probe.
   let directory = false;
   try {
     riscv_iommu_queue_enable(iommu, iommu.fltq, riscv_iommu_fltq_process);
     iommu.driver.probeFeatures(iommu);
     riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
     directory = true;
+    // DIVERGENCE: no iommu_device_sysfs_add() and no ACPI RIMT registration: the kernel here has
+    // neither sysfs nor ACPI.
     iommu.iommu.fwnode ??= iommu.dev.fwnode;
     _statics(iommu.driver).instances.add(iommu);
     try {

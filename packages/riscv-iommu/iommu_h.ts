@@ -3,6 +3,9 @@
  * packages: the device and queue structures and the MMIO accessors. Mirrors
  * drivers/iommu/riscv/iommu.h.
  *
+ * Upstream state tracked: iommu.h as merged for Linux v7.2 (unchanged in substance since the v10
+ * series merged for v6.13). Departures are marked where they are made (the README lists them).
+ *
  * @module
  */
 import {
@@ -46,7 +49,7 @@ export class RiscvIommuQueue {
   /** Entries minus one; set by `riscv_iommu_queue_alloc()`. */
   mask = 0;
   /** Physical address of the ring; -1 until allocated. */
-  phys = -1;
+  phys: number = -1;
   /** The IOMMU while the queue is enabled (its irq requested), else null. */
   iommu: RiscvIommuDevice | null = null;
 
@@ -110,6 +113,9 @@ let _priv: (iommu: RiscvIommuDevice) => RiscvIommuPriv;
 /**
  * One RISC-V IOMMU instance. Mirrors struct riscv_iommu_device.
  *
+ * DIVERGENCE: besides Linux's fields it points at its driver instance and holds what the series
+ * features set up on it (`queues`, `feature_data`, `active_features`); see `driver.ts`.
+ *
  * The bus glue creates it with the device, the mapped registers and the driver instance, fills
  * {@linkcode RiscvIommuDevice.caps}, {@linkcode RiscvIommuDevice.fctl},
  * {@linkcode RiscvIommuDevice.irqs} and {@linkcode RiscvIommuDevice.irqs_count}, then calls
@@ -146,7 +152,7 @@ export class RiscvIommuDevice {
   /** ddtp.iommu_mode in force. */
   ddt_mode = 0;
   /** Physical address of the DDT root page; -1 before `riscv_iommu_iodir_alloc()`. */
-  ddt_phys = -1;
+  ddt_phys: number = -1;
   /** Features running on this IOMMU (supported and probed), in probe order. */
   readonly active_features: RiscvIommuFeature[] = [];
   readonly #priv: RiscvIommuPriv = new RiscvIommuPriv();
@@ -211,6 +217,10 @@ export function riscv_iommu_writeq(iommu: RiscvIommuDevice, addr: number, val: b
  * read_poll_timeout_backoff() on the IOMMU's clock that returns the last value read on timeout
  * instead of throwing: the C macros set `val` either way and their callers test it, not the return
  * code.
+ *
+ * DIVERGENCE: Linux's readx_poll_timeout() spins with a fixed delay; in simulated time a delay
+ * doubling up to 1/1024 of the timeout sees a responsive device within twice its latency and a
+ * stalled one in about a thousand reads.
  */
 export function riscv_iommu_poll<T>(
   iommu: RiscvIommuDevice,

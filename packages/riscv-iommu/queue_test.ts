@@ -1,5 +1,5 @@
-// The command queue producer and IOFENCE.C sync, the CQ and FQ interrupt threads (spec
-// chapter 3), on the fake register file with interrupts delivered as simulated time passes.
+// The command queue producer and IOFENCE.C sync, the CQ and FQ interrupt threads (RISC-V IOMMU
+// spec v1.0, chapter 3 "In-memory queue interface"), on the fake register file with interrupts delivered as simulated time passes.
 import assert from "node:assert/strict";
 import { device_del } from "@iommu-lab/kernel";
 import {
