@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Errno } from "@iommu-lab/kernel";
+import { type Device, Errno } from "@iommu-lab/kernel";
 import {
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_IDENTITY,
@@ -28,6 +28,7 @@ import {
   riscv_iommu_queue_alloc,
   riscv_iommu_queue_disable,
   riscv_iommu_queue_enable,
+  type RiscvIommuInfo,
 } from "./iommu.ts";
 import { type RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
 
@@ -125,6 +126,31 @@ export class RiscvIommuDriver {
       }
       iommu.active_features.push(f);
     }
+  }
+
+  /**
+   * Runs the `probeDevice` hook of every feature active on `iommu` for a device being probed
+   * onto it, in order; when one throws, those that ran are released again (last first) and the
+   * error thrown. Called by `riscv_iommu_probe_device()` once the device contexts exist.
+   */
+  probeDeviceFeatures(iommu: RiscvIommuDevice, dev: Device, info: RiscvIommuInfo): void {
+    const active = iommu.active_features;
+    let done = 0;
+    try {
+      for (; done < active.length; done++) active[done].probeDevice?.(iommu, dev, info);
+    } catch (e) {
+      while (done-- > 0) active[done].releaseDevice?.(iommu, dev, info);
+      throw e;
+    }
+  }
+
+  /**
+   * Runs the `releaseDevice` hook of every feature active on `iommu`, last first. Called by
+   * `riscv_iommu_release_device()` before the per-device data is freed.
+   */
+  releaseDeviceFeatures(iommu: RiscvIommuDevice, dev: Device, info: RiscvIommuInfo): void {
+    const active = iommu.active_features;
+    for (let i = active.length - 1; i >= 0; i--) active[i].releaseDevice?.(iommu, dev, info);
   }
 
   /**

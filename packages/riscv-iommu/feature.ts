@@ -17,6 +17,14 @@
  *    IOMMU left the core and the directory is off, before the feature's queue and the command
  *    and fault queues are disabled; features are removed in reverse order.
  *
+ * For each device the core probes onto an IOMMU where the feature runs:
+ *
+ * - `probeDevice(iommu, dev, info)` — once its device contexts exist (invalid) and before it is
+ *   attached; per-device state goes in `info.feature_data`. A throw fails the probe, and the
+ *   features probed before are released.
+ * - `releaseDevice(iommu, dev, info)` — when it leaves, after the blocking release domain was
+ *   attached; last feature first.
+ *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
  * - `ops` — extra `iommu_ops` (`page_response`, `domain_alloc_paging_flags`, `capable`, `hw_info`,
@@ -26,7 +34,9 @@
  *
  * @module
  */
+import type { Device } from "@iommu-lab/kernel";
 import type { IommuDomainOps, IommuOps } from "@iommu-lab/iommu";
+import type { RiscvIommuInfo } from "./iommu.ts";
 import type { RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
 
 /** An extra hardware queue a feature asks the driver to run (see the module doc, step 2). */
@@ -57,6 +67,18 @@ export interface RiscvIommuFeature {
   probe?(iommu: RiscvIommuDevice): void;
   /** Tears down what {@linkcode probe} set up. */
   remove?(iommu: RiscvIommuDevice): void;
+  /**
+   * Sets the feature up for a device the core probes onto `iommu` (enable PCI ATS/PRI/PASID,
+   * join an IOPF queue, allocate a PDT...): its device contexts exist, invalid, and it is not
+   * attached yet. `info` is the driver's per-device data; the feature keeps its own state in
+   * `info.feature_data` under its name. Throw an Errno to fail the device's probe.
+   */
+  probeDevice?(iommu: RiscvIommuDevice, dev: Device, info: RiscvIommuInfo): void;
+  /**
+   * Undoes {@linkcode probeDevice} when the device leaves (it went through the blocking release
+   * domain first), or when a later feature's `probeDevice` failed.
+   */
+  releaseDevice?(iommu: RiscvIommuDevice, dev: Device, info: RiscvIommuInfo): void;
   /** Extra `iommu_ops` of the driver instance. */
   readonly ops?: Partial<IommuOps>;
   /** Extra ops of the paging domains the driver allocates. */

@@ -2,6 +2,7 @@
 // the way the page-request-queue and HPM series do.
 import assert from "node:assert/strict";
 import {
+  type Device,
   device_del,
   Errno,
   free_irq,
@@ -12,6 +13,7 @@ import {
 } from "@iommu-lab/kernel";
 import {
   dev_iommu_ops,
+  dev_iommu_priv_get,
   device_iommu_capable,
   IOMMU_CAP_CACHE_COHERENCY,
   IOMMU_CAP_DIRTY_TRACKING,
@@ -41,10 +43,12 @@ import {
   riscv_iommu_alloc_paging_domain,
   riscv_iommu_cmd_send,
   riscv_iommu_cmd_sync,
+  riscv_iommu_get_dc,
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
   riscv_iommu_irq,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
+  type RiscvIommuInfo,
 } from "./internal.ts";
 import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
 import { RiscvIommuDriver } from "./driver.ts";
@@ -300,4 +304,68 @@ Deno.test("driver instance refuses features clashing on a name or an op (EINVAL)
     () => new RiscvIommuDriver({ features: [f("a", hw), f("b", hw)] }),
     { code: "EINVAL", message: /Feature b cannot replace hw_info of feature a/ },
   );
+});
+
+/**
+ * A feature using the per-device hooks as an ATS/PRI series does: it records each call with the
+ * state of the device's context at that moment, and keeps per-device state in `info`.
+ */
+function perDeviceFeature(name: string, log: string[], failOn?: string): RiscvIommuFeature {
+  const dcState = (iommu: RiscvIommuDevice, dev: Device) => {
+    const tc = iommu.dev.kernel.mem.read64(riscv_iommu_get_dc(iommu, dev.fwspec!.ids[0]));
+    return tc & 1n ? "valid" : "invalid";
+  };
+  return {
+    name,
+    probeDevice(iommu, dev, info) {
+      if (dev.name === failOn) throw new Errno("EOPNOTSUPP", `${name} refuses ${dev.name}`);
+      log.push(`${name} probe ${dev.name} dc ${dcState(iommu, dev)}`);
+      info.feature_data.set(name, { ats: true, id: dev.fwspec!.ids[0] });
+    },
+    releaseDevice(iommu, dev, info) {
+      const data = JSON.stringify(info.feature_data.get(name));
+      log.push(`${name} release ${dev.name} dc ${dcState(iommu, dev)} ${data}`);
+    },
+  };
+}
+
+Deno.test("per-device hooks: probeDevice before the first attach, releaseDevice after the blocking one", () => {
+  const log: string[] = [];
+  const sys = testSystem({ features: [perDeviceFeature("a", log), perDeviceFeature("b", log)] });
+  const ep = sys.addEndpoint("ep0", 0x42);
+  assert.deepEqual(log, ["a probe ep0 dc invalid", "b probe ep0 dc invalid"]);
+  // The default DMA domain was attached after the hooks ran.
+  assert.equal(sys.ram.read64(riscv_iommu_get_dc(sys.iommu!, 0x42)) & 1n, 1n);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(ep);
+  assert.deepEqual(info.feature_data.get("a"), { ats: true, id: 0x42 });
+  log.length = 0;
+  device_del(ep);
+  assert.deepEqual(log, [
+    'b release ep0 dc invalid {"ats":true,"id":66}',
+    'a release ep0 dc invalid {"ats":true,"id":66}',
+  ]);
+  device_del(sys.dev);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.slab.allocations(), []);
+});
+
+Deno.test("per-device hooks: a failing probeDevice fails the probe and releases the features before it", () => {
+  const log: string[] = [];
+  const sys = testSystem({
+    features: [perDeviceFeature("a", log), perDeviceFeature("b", log, "ep1")],
+  });
+  sys.addEndpoint("ep0", 1);
+  const objects = sys.kernel.slab.allocatedObjects;
+  log.length = 0;
+  assert.throws(() => sys.addEndpoint("ep1", 2), { code: "EOPNOTSUPP" });
+  assert.deepEqual(log, ["a probe ep1 dc invalid", 'a release ep1 dc invalid {"ats":true,"id":2}']);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects, "per-device data freed");
+});
+
+Deno.test("per-device hooks run only for the features active on the device's IOMMU", () => {
+  const log: string[] = [];
+  const skipped = { ...perDeviceFeature("ats", log), supported: () => false };
+  const sys = testSystem({ features: [skipped] });
+  device_del(sys.addEndpoint("ep0", 1));
+  assert.deepEqual(log, []);
 });

@@ -763,6 +763,8 @@ export class RiscvIommuBond {
 export class RiscvIommuInfo {
   /** The paging domain the device is attached to, or null (identity, blocking). */
   domain: RiscvIommuDomain | null = null;
+  /** Per-feature state of the device, by feature name (the features' own business). */
+  readonly feature_data: Map<string, unknown> = new Map();
 }
 
 /**
@@ -1165,9 +1167,10 @@ function riscv_iommu_of_xlate(dev: Device, args: readonly number[]): void {
 
 /**
  * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, allocates its per-device data
- * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid.
- * ENODEV without IDs or IOMMU, when the directory is Off/Bare (the hardware passes everything
- * through anyway), or when a context cannot be created; ENOMEM.
+ * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid,
+ * then lets the IOMMU's features set the device up (`probeDevice`). ENODEV without IDs or IOMMU,
+ * when the directory is Off/Bare (the hardware passes everything through anyway), or when a
+ * context cannot be created; ENOMEM; whatever a feature throws.
  */
 function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
   const fwspec = dev.fwspec;
@@ -1200,19 +1203,29 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
     mem.write64(dc + riscv_iommu_dc.tc, 0n);
   }
   dev_iommu_priv_set(dev, info);
+  try {
+    drv.probeDeviceFeatures(iommu, dev, info);
+  } catch (e) {
+    dev_iommu_priv_set(dev, null);
+    kfree(kernel, info);
+    throw e;
+  }
   return iommu.iommu;
 }
 
 /**
- * Mirrors riscv_iommu_release_device(): frees the per-device data. The core attaches the release
+ * Mirrors riscv_iommu_release_device(): lets the features release the device (`releaseDevice`,
+ * last feature first), then frees the per-device data. The core attaches the release
  * (blocking) domain first, so the device is normally unbonded already; if not, it is unlinked here
  * so no paging domain keeps invalidating for a device that is gone.
  */
 function riscv_iommu_release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
   if (info === null) return;
+  const iommu = dev_to_iommu(dev);
   // DIVERGENCE: Linux only frees the data, trusting the release domain's attach to have unlinked.
-  if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, dev_to_iommu(dev));
+  if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  iommu.driver.releaseDeviceFeatures(iommu, dev, info);
   dev_iommu_priv_set(dev, null);
   kfree(dev.kernel, info);
 }
