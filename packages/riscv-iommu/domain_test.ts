@@ -19,7 +19,14 @@ import {
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "./iommu.ts";
-import { mmioTrace, type TestSystem, testSystem, type TestSystemOptions } from "./testing.ts";
+import {
+  dcAddress,
+  deviceContext,
+  mmioTrace,
+  type TestSystem,
+  testSystem,
+  type TestSystemOptions,
+} from "./testing.ts";
 
 const SV39 = 1n << 9n;
 const SV48 = 1n << 10n;
@@ -30,30 +37,9 @@ const S = 1n << 43n;
 const V1 = 0x10n;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-/**
- * The device context of `devid`, found by walking the DDT as the hardware does (RISC-V IOMMU spec
- * v1.0, §2.1 "Device-Directory-Table (DDT)").
- */
-function dcOf(sys: TestSystem, devid: number): number {
-  const ddtp = sys.fake.ddtp;
-  const mode = Number(ddtp & 15n);
-  const ext = (sys.fake.caps & MSI_FLAT) !== 0n;
-  const split = ext ? [[0, 6], [6, 9], [15, 9]] : [[0, 7], [7, 9], [16, 8]];
-  let table = Number(ddtp >> 10n & (2n ** 44n - 1n)) * 4096;
-  for (let level = mode - 2; level > 0; level--) {
-    const [lsb, w] = split[level];
-    const ddte = sys.ram.read64(table + (devid >>> lsb & (2 ** w - 1)) * 8);
-    assert.ok(ddte & 1n, `non-leaf DDT entry of level ${level} valid`);
-    table = Number(ddte >> 10n & (2n ** 44n - 1n)) * 4096;
-  }
-  const size = ext ? 64 : 32;
-  return table + (devid & (2 ** split[0][1] - 1)) * size;
-}
-
 /** tc, iohgatp, ta, fsc of the device context of `devid`. */
 function dc(sys: TestSystem, devid: number): bigint[] {
-  const pa = dcOf(sys, devid);
-  return [0, 8, 16, 24].map((o) => sys.ram.read64(pa + o));
+  return deviceContext(sys, devid).slice(0, 4);
 }
 
 function commandsOf(sys: TestSystem, fn: () => void): string[] {
@@ -107,11 +93,11 @@ Deno.test("probe_device() uses the extended 64-byte DC and DDI 6/9/9 with capabi
   const sys = testSystem({ caps: V1 | SV39 | MSI_FLAT });
   sys.addEndpoint("ep0", 0x41);
   sys.addEndpoint("ep1", 0x8041);
-  const a = dcOf(sys, 0x41);
+  const a = dcAddress(sys, 0x41);
   assert.equal(a % 4096, 64, "slot 1 of 64-byte contexts");
   assert.equal(dc(sys, 0x41)[0], 1n);
   assert.equal(dc(sys, 0x8041)[0], 1n);
-  assert.notEqual(dcOf(sys, 0x8041), a);
+  assert.notEqual(dcAddress(sys, 0x8041), a);
 });
 
 Deno.test("probe_device() fails with ENODEV for an ID the 1LVL directory cannot hold", () => {
@@ -176,7 +162,7 @@ Deno.test("attach_paging(): two-phase DC update, V cleared first and set last, t
   const ep = sys.addEndpoint("ep0", 5);
   const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
   const domain = iommu_paging_domain_alloc(ep) as RiscvIommuDomain;
-  const base = dcOf(sys, 5);
+  const base = dcAddress(sys, 5);
   const writes: string[] = [];
   const write64 = sys.ram.write64.bind(sys.ram);
   sys.ram.write64 = (pa, v) => {

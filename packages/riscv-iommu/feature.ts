@@ -25,6 +25,10 @@
  * - `releaseDevice(iommu, dev, info)` — when it leaves, after the blocking release domain was
  *   attached; last feature first.
  *
+ * What a feature sets in `info.dc` (the device's context template: tc flags, ta bits, the pdtp
+ * with PDTV, the MSI fields) is written by every attach, with the domain's own fields over it;
+ * a domain's `dc_tc` bits (GADE...) come with the domain.
+ *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
  * - `ops` — extra `iommu_ops` (`page_response`, `domain_alloc_paging_flags`, `capable`, `hw_info`,

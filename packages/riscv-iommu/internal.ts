@@ -31,6 +31,7 @@ export {
   RISCV_IOMMU_QUEUE_TIMEOUT,
   riscv_iommu_queue_vec,
   type RiscvIommuBond,
+  RiscvIommuDc,
   type RiscvIommuGatherRange,
   type RiscvIommuInfo,
 } from "./iommu.ts";

@@ -116,7 +116,6 @@ import {
   RISCV_IOMMU_PC_FSC_MODE,
   RISCV_IOMMU_PC_FSC_PPN,
   RISCV_IOMMU_PC_TA_PSCID,
-  RISCV_IOMMU_PC_TA_V,
   RISCV_IOMMU_PPN_FIELD,
   RISCV_IOMMU_QUEUE_ACTIVE,
   RISCV_IOMMU_QUEUE_BUSY,
@@ -757,12 +756,42 @@ export class RiscvIommuBond {
 }
 
 /**
+ * The fields of a device context, as one update writes them (RISC-V IOMMU spec v1.0, §2.1.3
+ * "Device-context fields"). Mirrors struct riscv_iommu_dc; the MSI fields exist in the extended
+ * format only (capabilities.MSI_FLAT).
+ */
+export class RiscvIommuDc {
+  /** Translation control: V, EN_ATS, EN_PRI, T2GPA, DTF, PDTV, PRPR, GADE, SADE, DPE, SBE, SXL. */
+  tc = 0n;
+  /** Second-stage root PPN, GSCID and mode. */
+  iohgatp = 0n;
+  /** Translation attributes: PSCID. */
+  ta = 0n;
+  /** First-stage context: iosatp, or pdtp when tc.PDTV. */
+  fsc = 0n;
+  /** MSI page table pointer. */
+  msiptp = 0n;
+  /** MSI address mask. */
+  msi_addr_mask = 0n;
+  /** MSI address pattern. */
+  msi_addr_pattern = 0n;
+}
+
+/**
  * The driver's per-device data (dev_iommu_priv), kmalloc()ed by probe_device and freed by
  * release_device. Mirrors struct riscv_iommu_info.
  */
 export class RiscvIommuInfo {
   /** The paging domain the device is attached to, or null (identity, blocking). */
   domain: RiscvIommuDomain | null = null;
+  /**
+   * The device's context template, which features fill (from `probeDevice` on): `tc` flags
+   * (EN_ATS, EN_PRI, PRPR, PDTV, DPE, SADE, GADE, T2GPA, SBE, SXL; never V), `ta` bits, `fsc` as
+   * the pdtp when they set PDTV, the MSI fields. Every attach writes it with the domain's own
+   * fields over it (V, `iohgatp`, and `fsc`/`ta.PSCID` unless PDTV), so the features' bits
+   * survive every attach and detach.
+   */
+  readonly dc: RiscvIommuDc = new RiscvIommuDc();
   /** Per-feature state of the device, by feature name (the features' own business). */
   readonly feature_data: Map<string, unknown> = new Map();
 }
@@ -779,6 +808,8 @@ export class RiscvIommuDomain extends IommuDomain {
   pscid = 0;
   /** The page table (unset until allocated). */
   pt!: PtIommu;
+  /** DC.tc bits every device attached to the domain gets (a feature's: GADE, SADE). */
+  dc_tc = 0n;
 
   /** Use the driver's `domain_alloc_paging`. */
   constructor(ops: IommuDomainOps, readonly kernel: Kernel, readonly driver: RiscvIommuDriver) {
@@ -954,18 +985,22 @@ function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void 
 }
 
 /**
- * Mirrors riscv_iommu_iodir_update(): points every device context of `dev` at `fsc`/`ta` in
- * two phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
- * IOFENCE.C); then fsc and ta.PSCID are written and tc last with ta's V, followed by
+ * Mirrors riscv_iommu_iodir_update(): makes every device context of `dev` hold `new_dc`, in two
+ * phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
+ * IOFENCE.C); then the fields that change are written (`iohgatp`, `fsc`, `ta`, and in the
+ * extended format `msiptp`, `msi_addr_mask`, `msi_addr_pattern`) and `tc` last, followed by
  * IODIR.INVAL_DDT + IOTINVAL per context and one IOFENCE.C.
+ *
+ * DIVERGENCE: Linux's takes `fsc` and `ta` and keeps the rest of `tc`; the whole context here,
+ * composed from the device's template, so what features set survives every attach.
  */
 export function riscv_iommu_iodir_update(
   iommu: RiscvIommuDevice,
   dev: Device,
-  fsc: bigint,
-  ta: bigint,
+  new_dc: RiscvIommuDc,
 ): void {
   const mem = iommu.dev.kernel.mem;
+  const extended = (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) !== 0n;
   const ids = dev.fwspec?.ids ?? [];
   let sync = false;
   for (const id of ids) {
@@ -978,16 +1013,51 @@ export function riscv_iommu_iodir_update(
   }
   if (sync) riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 
-  // With PDTV=0, ta.V shares bit 0 with tc.V.
+  // The context is invalid here (V clear), so the fields may be written in any order; tc last.
+  const put = (pa: number, v: bigint) => {
+    if (mem.read64(pa) !== v) mem.write64(pa, v);
+  };
   for (const id of ids) {
     const dc = riscv_iommu_get_dc(iommu, id);
-    const tc = mem.read64(dc + riscv_iommu_dc.tc) | (ta & RISCV_IOMMU_DC_TC_V);
-    mem.write64(dc + riscv_iommu_dc.fsc, fsc);
-    mem.write64(dc + riscv_iommu_dc.ta, ta & RISCV_IOMMU_PC_TA_PSCID);
-    mem.write64(dc + riscv_iommu_dc.tc, tc);
+    put(dc + riscv_iommu_dc.iohgatp, new_dc.iohgatp);
+    put(dc + riscv_iommu_dc.fsc, new_dc.fsc);
+    put(dc + riscv_iommu_dc.ta, new_dc.ta);
+    if (extended) {
+      put(dc + riscv_iommu_dc.msiptp, new_dc.msiptp);
+      put(dc + riscv_iommu_dc.msi_addr_mask, new_dc.msi_addr_mask);
+      put(dc + riscv_iommu_dc.msi_addr_pattern, new_dc.msi_addr_pattern);
+    }
+    mem.write64(dc + riscv_iommu_dc.tc, new_dc.tc);
     _iodir_inval(iommu, id, dc);
   }
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+}
+
+/** Mirrors RISCV_IOMMU_FSC_BARE: fsc.MODE Bare, no first stage. */
+const RISCV_IOMMU_FSC_BARE = BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE);
+
+/**
+ * The context an attach writes: the device's template `tpl` with the domain's part over it —
+ * `tc` bits (V, the domain's own), `iohgatp`, and `fsc` and `ta` unless the template has PDTV
+ * (then its pdtp stays, and the process contexts are the feature's).
+ */
+function _dc_compose(
+  tpl: RiscvIommuDc,
+  tc: bigint,
+  iohgatp: bigint,
+  fsc: bigint,
+  ta: bigint,
+): RiscvIommuDc {
+  const dc = new RiscvIommuDc();
+  const pdtv = (tpl.tc & RISCV_IOMMU_DC_TC_PDTV) !== 0n;
+  dc.tc = (tpl.tc & ~RISCV_IOMMU_DC_TC_V) | tc;
+  dc.iohgatp = iohgatp;
+  dc.fsc = pdtv ? tpl.fsc : fsc;
+  dc.ta = pdtv ? tpl.ta : tpl.ta | ta;
+  dc.msiptp = tpl.msiptp;
+  dc.msi_addr_mask = tpl.msi_addr_mask;
+  dc.msi_addr_pattern = tpl.msi_addr_pattern;
+  return dc;
 }
 
 /** Mirrors riscv_iommu_pt_supported(): whether the IOMMU walks first-stage mode `mode`. */
@@ -1018,9 +1088,10 @@ function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device
   }
   const fsc = FIELD_PREP(RISCV_IOMMU_PC_FSC_MODE, hw.mode) |
     FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
-  const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid) | RISCV_IOMMU_PC_TA_V;
+  const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid);
+  const dc = _dc_compose(info.dc, RISCV_IOMMU_DC_TC_V | domain.dc_tc, 0n, fsc, ta);
   riscv_iommu_bond_link(domain, dev, iommu);
-  riscv_iommu_iodir_update(iommu, dev, fsc, ta);
+  riscv_iommu_iodir_update(iommu, dev, dc);
   riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = domain;
 }
@@ -1128,7 +1199,7 @@ function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
 function riscv_iommu_attach_blocking_domain(_domain: IommuDomain, dev: Device): void {
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), 0n);
+  riscv_iommu_iodir_update(iommu, dev, _dc_compose(info.dc, 0n, 0n, RISCV_IOMMU_FSC_BARE, 0n));
   riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = null;
 }
@@ -1145,7 +1216,8 @@ export const riscv_iommu_blocking_domain_ops: IommuDomainOps = Object.freeze({
 function riscv_iommu_attach_identity_domain(_domain: IommuDomain, dev: Device): void {
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), RISCV_IOMMU_PC_TA_V);
+  const dc = _dc_compose(info.dc, RISCV_IOMMU_DC_TC_V, 0n, RISCV_IOMMU_FSC_BARE, 0n);
+  riscv_iommu_iodir_update(iommu, dev, dc);
   riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = null;
 }
