@@ -956,3 +956,80 @@ export function riscv_iommu_cmd_iodir_set_did(cmd: RiscvIommuCommand, devid: num
 export function riscv_iommu_cmd_iodir_set_pid(cmd: RiscvIommuCommand, pasid: number): void {
   cmd.dword0Lo = (cmd.dword0Lo | (pasid & 0xf_ffff) << 12) >>> 0;
 }
+
+/** Mirrors riscv_iommu_cmd_ats_inval(): ATS.INVAL, everything else zero. */
+export function riscv_iommu_cmd_ats_inval(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_ATS_OPCODE, RISCV_IOMMU_CMD_ATS_FUNC_INVAL);
+}
+
+/** RID, DSEG and DSV of an ATS command from a 24-bit device ID (segment in bits 23:16). */
+function _ats_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  cmd.dword0Hi = (cmd.dword0Hi | (devid & 0xffff) << 8 | (devid >>> 16 & 0xff) << 24 | 1 << 1) >>>
+    0;
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_devid(): the destination: RID, DSEG and DSV from `devid`. */
+export function riscv_iommu_cmd_ats_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  _ats_set_devid(cmd, devid);
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_pid(): a PASID-specific command: PID and PV. */
+export function riscv_iommu_cmd_ats_set_pid(cmd: RiscvIommuCommand, pid: number): void {
+  cmd.dword0Lo = (cmd.dword0Lo | (pid & 0xf_ffff) << 12) >>> 0;
+  cmd.dword0Hi = (cmd.dword0Hi | 1) >>> 0;
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_ats_set_range(): the invalidation payload for the `size` bytes at `addr`
+ * (a power of two of at least 4 KiB, `addr` aligned to it), in the PCIe ATS encoding: untranslated
+ * address[63:12] with the bits below the size's set and S when more than one page. Replaces the
+ * payload (clears G).
+ */
+export function riscv_iommu_cmd_ats_set_range(
+  cmd: RiscvIommuCommand,
+  addr: number,
+  size: number,
+): void {
+  // Bits 11 .. log2(size)-1 set: size/4096 - 1 shifted to bit 11, over the address.
+  const v = addr + (size / 4096 - 1) * 2048;
+  cmd.dword1Lo = v % _TWO32 >>> 0;
+  cmd.dword1Hi = Math.floor(v / _TWO32) >>> 0;
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_all(): the payload covering the whole address space. */
+export function riscv_iommu_cmd_ats_set_all(cmd: RiscvIommuCommand): void {
+  // S set and every address bit but the top one: the PCIe "entire address space" encoding.
+  cmd.dword1Lo = 0xffff_f800;
+  cmd.dword1Hi = 0x7fff_ffff;
+}
+
+/** Mirrors riscv_iommu_cmd_prgr(): ATS.PRGR, everything else zero. */
+export function riscv_iommu_cmd_prgr(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_ATS_OPCODE, RISCV_IOMMU_CMD_ATS_FUNC_PRGR);
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_prgr_set_devid(): the destination (RID, DSEG, DSV) and the payload's
+ * destination ID from `devid`.
+ */
+export function riscv_iommu_cmd_prgr_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  _ats_set_devid(cmd, devid);
+  cmd.dword1Hi = (cmd.dword1Hi | (devid & 0xffff) << 16) >>> 0;
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_prgr_set_response(): the page-request group index and the response code
+ * (0 success, 1 invalid request, 15 response failure).
+ */
+export function riscv_iommu_cmd_prgr_set_response(
+  cmd: RiscvIommuCommand,
+  group: number,
+  code: number,
+): void {
+  cmd.dword1Hi = (cmd.dword1Hi | (group & 0x1ff) | (code & 0xf) << 12) >>> 0;
+}
+
+/** Mirrors riscv_iommu_cmd_prgr_set_pid(): a response with a PASID: PID and PV. */
+export function riscv_iommu_cmd_prgr_set_pid(cmd: RiscvIommuCommand, pid: number): void {
+  riscv_iommu_cmd_ats_set_pid(cmd, pid);
+}

@@ -505,6 +505,75 @@ Deno.test("command builders put each argument in exactly its spec field (v1.0 §
     );
   });
 
+  await t.step("ATS.INVAL to a device ID (RID, DSEG, DSV) and PASID, with a NAPOT payload", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xff_ffff }),
+        fc.integer({ min: 0, max: 0xf_ffff }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 0xfff }),
+        (devid, pid, lg2pages, k) => {
+          const size = 4096 * 2 ** lg2pages;
+          B.riscv_iommu_cmd_ats_inval(cmd);
+          assert.deepEqual(op(cmd), [4n, 0n]);
+          B.riscv_iommu_cmd_ats_set_devid(cmd, devid);
+          B.riscv_iommu_cmd_ats_set_pid(cmd, pid);
+          B.riscv_iommu_cmd_ats_set_range(cmd, k * size, size);
+          const d0 = cmd.dword0;
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_RID, d0), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_DSEG, d0), BigInt(devid >>> 16));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PID, d0), BigInt(pid));
+          const flags = B.RISCV_IOMMU_CMD_ATS_DSV | B.RISCV_IOMMU_CMD_ATS_PV;
+          assert.equal(d0 & flags, flags);
+          // PCIe ATS: S set for more than a page; the lowest clear address bit B makes 2^(B+1).
+          const d1 = cmd.dword1;
+          assert.equal((d1 & B.RISCV_IOMMU_CMD_ATS_INVAL_S) !== 0n, lg2pages > 0);
+          assert.equal(d1 & B.RISCV_IOMMU_CMD_ATS_INVAL_G, 0n);
+          const ua = B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_INVAL_UADDR, d1);
+          let x = 0n;
+          while (lg2pages > 0 && (ua >> x & 1n) === 1n) x++;
+          const pages = lg2pages === 0 ? 1n : 2n ** (x + 1n);
+          assert.equal(pages * 4096n, BigInt(size));
+          assert.equal(ua & ~((1n << x) - 1n), BigInt(k * size) >> 12n);
+        },
+      ),
+    );
+    B.riscv_iommu_cmd_ats_inval(cmd);
+    B.riscv_iommu_cmd_ats_set_devid(cmd, 0x12_3456);
+    B.riscv_iommu_cmd_ats_set_range(cmd, 0x20_0000, 0x20_0000);
+    assert.equal(cmd.dword0, 0x12n << 56n | 0x3456n << 40n | 1n << 33n | 4n);
+    assert.equal(cmd.dword1, 0x2f_f800n, "2 MiB at 2 MiB: S, address bits 12..19 set");
+    B.riscv_iommu_cmd_ats_set_all(cmd);
+    assert.equal(cmd.dword1, (1n << 63n) - 1n & ~((1n << 11n) - 1n), "the whole address space");
+  });
+
+  await t.step("ATS.PRGR to a device ID: destination ID, group index, response code, PASID", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xff_ffff }),
+        fc.integer({ min: 0, max: 0x1ff }),
+        fc.constantFrom(0, 1, 15),
+        fc.integer({ min: 0, max: 0xf_ffff }),
+        (devid, group, code, pid) => {
+          B.riscv_iommu_cmd_prgr(cmd);
+          assert.deepEqual(op(cmd), [4n, 1n]);
+          B.riscv_iommu_cmd_prgr_set_devid(cmd, devid);
+          B.riscv_iommu_cmd_prgr_set_response(cmd, group, code);
+          B.riscv_iommu_cmd_prgr_set_pid(cmd, pid);
+          const d1 = cmd.dword1;
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_RID, cmd.dword0), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PID, cmd.dword0), BigInt(pid));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_DST_ID, d1), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX, d1), BigInt(group));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE, d1), BigInt(code));
+          const fields = B.RISCV_IOMMU_CMD_ATS_PRGR_DST_ID | B.RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX |
+            B.RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE;
+          assert.equal(d1 & ~fields, 0n, "no reserved payload bit set");
+        },
+      ),
+    );
+  });
+
   await t.step("a builder starting a command resets all four halves of the previous one", () => {
     B.riscv_iommu_cmd_iofence_set_av(cmd, 0xffff_fffc, 0xffff_ffff);
     B.riscv_iommu_cmd_iodir_inval_ddt(cmd);

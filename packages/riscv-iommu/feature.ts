@@ -40,7 +40,12 @@
  */
 import type { Device } from "@iommu-lab/kernel";
 import type { IommuDomainOps, IommuOps } from "@iommu-lab/iommu";
-import type { RiscvIommuInfo } from "./iommu.ts";
+import type {
+  RiscvIommuBond,
+  RiscvIommuDomain,
+  RiscvIommuGatherRange,
+  RiscvIommuInfo,
+} from "./iommu.ts";
 import type { RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
 
 /** An extra hardware queue a feature asks the driver to run (see the module doc, step 2). */
@@ -83,6 +88,19 @@ export interface RiscvIommuFeature {
    * domain first), or when a later feature's `probeDevice` failed.
    */
   releaseDevice?(iommu: RiscvIommuDevice, dev: Device, info: RiscvIommuInfo): void;
+  /**
+   * Runs in every IOTLB invalidation of a paging domain, once per device attached to it (`bond`,
+   * on `bond.iommu`), after the IOTINVAL commands and before the IOFENCE.C: queue the feature's
+   * own commands for the device (`riscv_iommu_cmd_send()`), such as the ATS.INVAL of an
+   * ATS-enabled one. `gather` is the range invalidated (4 KiB frames); no levels or an empty range
+   * means the whole domain. It runs on the unmap path: allocate nothing.
+   */
+  iotlbInval?(bond: RiscvIommuBond, domain: RiscvIommuDomain, gather: RiscvIommuGatherRange): void;
+  /**
+   * Runs after the IODIR.INVAL_DDT and IOTINVAL of each change to device context `devid` of
+   * `dev` (every attach), before the IOFENCE.C: the feature's own commands for the device.
+   */
+  iodirInval?(iommu: RiscvIommuDevice, dev: Device, devid: number): void;
   /** Extra `iommu_ops` of the driver instance. */
   readonly ops?: Partial<IommuOps>;
   /** Extra ops of the paging domains the driver allocates. */

@@ -25,6 +25,9 @@ import {
 import {
   riscv_iommu_cmd_iodir_inval_ddt,
   riscv_iommu_cmd_iodir_set_did,
+  riscv_iommu_cmd_prgr,
+  riscv_iommu_cmd_prgr_set_devid,
+  riscv_iommu_cmd_prgr_set_response,
   RISCV_IOMMU_INTR_PM,
   RISCV_IOMMU_INTR_PQ,
   RISCV_IOMMU_IPSR_PIP,
@@ -56,12 +59,11 @@ import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
 const ATS = 1n << 25n;
 
-/** ATS.PRGR (opcode 4, func 1) answering page-request group `prgi` of device `did`. */
-function prgr(cmd: RiscvIommuCommand, did: number, prgi: number): void {
-  cmd.dword0Lo = 4 | 1 << 7;
-  cmd.dword0Hi = (did & 0xffff) << 8 | 1 << 1; // RID, DSV
-  cmd.dword1Lo = 0;
-  cmd.dword1Hi = prgi & 0x1ff;
+/** ATS.PRGR answering page-request group `prgi` of device `did` with response `code`. */
+function prgr(cmd: RiscvIommuCommand, did: number, prgi: number, code = 0): void {
+  riscv_iommu_cmd_prgr(cmd);
+  riscv_iommu_cmd_prgr_set_devid(cmd, did);
+  riscv_iommu_cmd_prgr_set_response(cmd, prgi, code);
 }
 
 /**
@@ -120,8 +122,7 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
       hw_info: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
       page_response(dev, evt, msg) {
         const iommu = dev_to_iommu(dev);
-        prgr(cmd, dev.fwspec!.ids[0], evt.grpid);
-        cmd.dword1Hi |= msg.code << 12;
+        prgr(cmd, dev.fwspec!.ids[0], evt.grpid, msg.code);
         riscv_iommu_cmd_send(iommu, cmd);
         riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
       },
@@ -197,7 +198,7 @@ Deno.test("queue_send() runs with interrupts off: a feature thread's command wai
     "IODIR.INVAL_DDT did=0x3",
     "IODIR.INVAL_DDT did=0x4",
     `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
-      (7n << 32n).toString(16)
+      (0x42n << 48n | 7n << 32n).toString(16)
     }`,
     "IOFENCE.C pr pw",
     "IOFENCE.C pr pw",
@@ -238,7 +239,7 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
   });
   assert.deepEqual(sys.fake.commands.map((c) => c.text), [
     `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
-      (1n << 44n | 3n << 32n).toString(16)
+      (0x42n << 48n | 1n << 44n | 3n << 32n).toString(16)
     }`,
     "IOFENCE.C pr pw",
   ]);

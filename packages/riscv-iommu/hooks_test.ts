@@ -3,17 +3,46 @@
 import assert from "node:assert/strict";
 import { device_del } from "@iommu-lab/kernel";
 import {
+  dev_iommu_priv_get,
   iommu_attach_device,
+  iommu_attach_group,
   iommu_detach_device,
   iommu_domain_free,
+  iommu_flush_iotlb_all,
   iommu_get_domain_for_dev,
   iommu_group_get,
   iommu_group_replace_domain,
+  iommu_map,
   iommu_paging_domain_alloc,
+  IOMMU_READ,
+  iommu_unmap,
+  IOMMU_WRITE,
 } from "@iommu-lab/iommu";
+import {
+  riscv_iommu_cmd_ats_inval,
+  riscv_iommu_cmd_ats_set_all,
+  riscv_iommu_cmd_ats_set_devid,
+  riscv_iommu_cmd_ats_set_range,
+  RiscvIommuCommand,
+} from "./bits.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
-import type { RiscvIommuDomain } from "./iommu.ts";
-import { dcAddress, deviceContext, FAKE_IOMMU_CAPS, testSystem } from "./testing.ts";
+import { riscv_iommu_cmd_send, type RiscvIommuInfo } from "./internal.ts";
+import type { RiscvIommuDomain } from "./mod.ts";
+import {
+  dcAddress,
+  deviceContext,
+  FAKE_IOMMU_CAPS,
+  type TestSystem,
+  testSystem,
+} from "./testing.ts";
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+function commandsOf(sys: TestSystem, fn: () => void): string[] {
+  sys.fake.commands.length = 0;
+  fn();
+  return sys.fake.commands.map((c) => c.text);
+}
 
 const V = 1n;
 const EN_ATS = 1n << 1n;
@@ -129,4 +158,102 @@ Deno.test("iodir_update() writes the whole context in two phases: V cleared, fie
   ]);
   iommu_detach_device(domain, ep);
   iommu_domain_free(domain);
+});
+
+/**
+ * ATS.INVAL after IOTLB and directory invalidations, as an ATS series adds it for the devices it
+ * enabled ATS on (here: those named "ats*").
+ */
+function atsInvalFeature(): RiscvIommuFeature {
+  const cmd = new RiscvIommuCommand();
+  const enabled = (info: RiscvIommuInfo) => info.feature_data.get("ats") === true;
+  return {
+    name: "ats",
+    probeDevice: (_iommu, dev, info) =>
+      void info.feature_data.set("ats", dev.name.startsWith("ats")),
+    iotlbInval(bond, _domain, gather) {
+      if (!enabled(dev_iommu_priv_get<RiscvIommuInfo>(bond.dev))) return;
+      riscv_iommu_cmd_ats_inval(cmd);
+      riscv_iommu_cmd_ats_set_devid(cmd, bond.dev.fwspec!.ids[0]);
+      if (gather.leafLevels + gather.tableLevels === 0 || gather.startPfn >= gather.endPfn) {
+        riscv_iommu_cmd_ats_set_all(cmd);
+      } else {
+        // The smallest naturally aligned block holding the range.
+        let pages = 1;
+        while (Math.floor(gather.startPfn / pages) !== Math.floor((gather.endPfn - 1) / pages)) {
+          pages *= 2;
+        }
+        riscv_iommu_cmd_ats_set_range(
+          cmd,
+          Math.floor(gather.startPfn / pages) * pages * 4096,
+          pages * 4096,
+        );
+      }
+      riscv_iommu_cmd_send(bond.iommu, cmd);
+    },
+    iodirInval(iommu, dev, devid) {
+      if (!enabled(dev_iommu_priv_get<RiscvIommuInfo>(dev))) return;
+      riscv_iommu_cmd_ats_inval(cmd);
+      riscv_iommu_cmd_ats_set_devid(cmd, devid);
+      riscv_iommu_cmd_ats_set_all(cmd);
+      riscv_iommu_cmd_send(iommu, cmd);
+    },
+  };
+}
+
+Deno.test("after an IOTLB invalidation: the feature's ATS.INVAL per ATS device, before the IOFENCE.C", () => {
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [atsInvalFeature()] });
+  const ats = sys.addEndpoint("ats0", 0x10);
+  const plain = sys.addEndpoint("nic0", 0x20);
+  const domain = iommu_paging_domain_alloc(ats) as RiscvIommuDomain;
+  iommu_attach_group(domain, iommu_group_get(ats)!);
+  iommu_attach_group(domain, iommu_group_get(plain)!);
+  iommu_map(domain, 0x10_1000, 0x8010_1000, 0x3000, RW);
+  const p = domain.pscid;
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x10_1000, 0x3000)), [
+    `IOTINVAL.VMA pscid=${p} addr=0x101000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x102000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x103000`,
+    "ATS.INVAL rid=0x10 range=0x100000+0x4000",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(commandsOf(sys, () => iommu_flush_iotlb_all(domain)), [
+    `IOTINVAL.VMA pscid=${p}`,
+    "ATS.INVAL rid=0x10 all",
+    "IOFENCE.C pr pw",
+  ]);
+  iommu_detach_device(domain, plain);
+  iommu_detach_device(domain, ats);
+  iommu_domain_free(domain);
+});
+
+Deno.test("after a directory invalidation: the feature's ATS.INVAL of the device, before the IOFENCE.C", () => {
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [atsInvalFeature()] });
+  const ats = sys.addEndpoint("ats0", 0x10);
+  const dma = iommu_get_domain_for_dev(ats) as RiscvIommuDomain;
+  const cmds = commandsOf(
+    sys,
+    () => iommu_group_replace_domain(iommu_group_get(ats)!, sys.drv.identity_domain),
+  );
+  assert.deepEqual(cmds, [
+    "IODIR.INVAL_DDT did=0x10",
+    `IOTINVAL.VMA pscid=${dma.pscid}`,
+    "ATS.INVAL rid=0x10 all",
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT did=0x10",
+    "IOTINVAL.VMA",
+    "ATS.INVAL rid=0x10 all",
+    "IOFENCE.C pr pw",
+    `IOTINVAL.VMA pscid=${dma.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+  // A device the feature did not enable ATS on gets none.
+  const plain = sys.addEndpoint("nic0", 0x20);
+  assert.ok(
+    !commandsOf(
+      sys,
+      () => iommu_group_replace_domain(iommu_group_get(plain)!, sys.drv.blocked_domain),
+    )
+      .some((c) => c.startsWith("ATS.INVAL")),
+  );
 });

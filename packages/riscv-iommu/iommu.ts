@@ -905,7 +905,8 @@ export type RiscvIommuGatherRange = Pick<
  * (PSCID + ADDR), more get one PSCID-wide command. Changed table entries need a PSCID-wide
  * invalidation unless the IOMMU has capabilities.NL (then the per-address commands carry NL);
  * with capabilities.S a multi-stride range is one NAPOT range command. No level information
- * means PSCID-wide.
+ * means PSCID-wide. The features of each attached device add their commands (`iotlbInval`)
+ * before the fences.
  */
 export function riscv_iommu_iotlb_inval(
   domain: RiscvIommuDomain,
@@ -938,6 +939,12 @@ export function riscv_iommu_iotlb_inval(
       num,
       nonLeaf,
     );
+  }
+  // DIVERGENCE: a prerequisite of the series: each device's features add their commands (the
+  // ATS.INVAL of an ATS-enabled device) after the IOTINVAL and before the IOFENCE.C.
+  for (const bond of domain.bonds) {
+    const features = bond.iommu.active_features;
+    for (let i = 0; i < features.length; i++) features[i].iotlbInval?.(bond, domain, gather);
   }
   prev = null;
   for (const bond of domain.bonds) {
@@ -975,13 +982,17 @@ function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
   riscv_iommu_cmd_send(iommu, cmd);
 }
 
-/** IODIR.INVAL_DDT for one device, then the IOTINVAL its context needs. */
-function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void {
+/**
+ * IODIR.INVAL_DDT for one device context, the IOTINVAL it needs, then the features' own commands
+ * for the device (`iodirInval`: an ATS.INVAL of its whole address space).
+ */
+function _iodir_inval(iommu: RiscvIommuDevice, dev: Device, devid: number, dc: number): void {
   const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_iodir_inval_ddt(cmd);
   riscv_iommu_cmd_iodir_set_did(cmd, devid);
   riscv_iommu_cmd_send(iommu, cmd);
   riscv_iommu_iodir_iotinval(iommu, dc);
+  for (const f of iommu.active_features) f.iodirInval?.(iommu, dev, devid);
 }
 
 /**
@@ -1008,7 +1019,7 @@ export function riscv_iommu_iodir_update(
     const tc = mem.read64(dc + riscv_iommu_dc.tc);
     if ((tc & RISCV_IOMMU_DC_TC_V) === 0n) continue;
     mem.write64(dc + riscv_iommu_dc.tc, tc & ~RISCV_IOMMU_DC_TC_V);
-    _iodir_inval(iommu, id, dc);
+    _iodir_inval(iommu, dev, id, dc);
     sync = true;
   }
   if (sync) riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
@@ -1028,7 +1039,7 @@ export function riscv_iommu_iodir_update(
       put(dc + riscv_iommu_dc.msi_addr_pattern, new_dc.msi_addr_pattern);
     }
     mem.write64(dc + riscv_iommu_dc.tc, new_dc.tc);
-    _iodir_inval(iommu, id, dc);
+    _iodir_inval(iommu, dev, id, dc);
   }
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }

@@ -510,8 +510,9 @@ function _decode(d0: bigint, d1: bigint): string {
   const op = Number(d0 & 0x7fn);
   const func = Number(d0 >> 7n & 7n);
   const hex = (v: bigint) => "0x" + v.toString(16);
-  if (op === 1 && func === 0) {
-    const parts = ["IOTINVAL.VMA"];
+  // IOTINVAL.GVMA with PSCV is illegal.
+  if (op === 1 && (func === 0 || (func === 1 && !(d0 >> 32n & 1n)))) {
+    const parts = [func === 0 ? "IOTINVAL.VMA" : "IOTINVAL.GVMA"];
     if (d0 >> 33n & 1n) parts.push(`gscid=${d0 >> 44n & 0xffffn}`);
     if (d0 >> 32n & 1n) parts.push(`pscid=${d0 >> 12n & 0xfffffn}`);
     if (d0 >> 10n & 1n) {
@@ -538,6 +539,26 @@ function _decode(d0: bigint, d1: bigint): string {
   }
   if (op === 3 && func === 0) {
     return d0 >> 33n & 1n ? `IODIR.INVAL_DDT did=${hex(d0 >> 40n)}` : "IODIR.INVAL_DDT";
+  }
+  if (op === 3 && func === 1 && d0 >> 33n & 1n) {
+    return `IODIR.INVAL_PDT did=${hex(d0 >> 40n)} pid=${hex(d0 >> 12n & 0xfffffn)}`;
+  }
+  if (op === 4 && func === 0) {
+    const parts = [`ATS.INVAL rid=${hex(d0 >> 40n & 0xffffn)}`];
+    if (d0 >> 33n & 1n && d0 >> 56n) parts.push(`dseg=${hex(d0 >> 56n)}`);
+    if (d0 >> 32n & 1n) parts.push(`pid=${hex(d0 >> 12n & 0xfffffn)}`);
+    // PCIe ATS payload: S (bit 11) set means the lowest clear address bit above it, at B, makes
+    // the range 2^(B+1) bytes; all address bits but the top one set is the whole space.
+    let size = 4096n;
+    if (d1 >> 11n & 1n) {
+      let b = 12n;
+      while (b < 63n && d1 >> b & 1n) b++;
+      size = 2n ** (b + 1n);
+    }
+    if (size >= 2n ** 64n) parts.push("all");
+    else parts.push(`range=${hex(d1 & ~(size - 1n) & ~0xfffn)}+${hex(size)}`);
+    if (d1 & 1n) parts.push("g");
+    return parts.join(" ");
   }
   if (op === 4 && func === 1) return `ATS.PRGR ${hex(d0)} ${hex(d1)}`;
   return `illegal ${hex(d0)} ${hex(d1)}`;
