@@ -23,11 +23,22 @@ import {
   riscv_iommu_cmd_ats_set_all,
   riscv_iommu_cmd_ats_set_devid,
   riscv_iommu_cmd_ats_set_range,
+  RISCV_IOMMU_INTR_PQ,
+  RISCV_IOMMU_IPSR_PIP,
+  RISCV_IOMMU_REG_IPSR,
+  RISCV_IOMMU_REG_PQB,
+  RISCV_IOMMU_REG_PQCSR,
   RiscvIommuCommand,
 } from "./bits.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
-import { riscv_iommu_cmd_send, type RiscvIommuInfo } from "./internal.ts";
-import type { RiscvIommuDomain } from "./mod.ts";
+import {
+  riscv_iommu_cmd_send,
+  riscv_iommu_get_device,
+  riscv_iommu_queue_consume,
+  riscv_iommu_queue_release,
+  type RiscvIommuInfo,
+} from "./internal.ts";
+import { riscv_iommu_writel, type RiscvIommuDomain } from "./mod.ts";
 import {
   dcAddress,
   deviceContext,
@@ -256,4 +267,42 @@ Deno.test("after a directory invalidation: the feature's ATS.INVAL of the device
     )
       .some((c) => c.startsWith("ATS.INVAL")),
   );
+});
+
+Deno.test("device_id → device: a page-request thread finds the Device of a record's DID", () => {
+  const log: string[] = [];
+  const pq: RiscvIommuFeature = {
+    name: "pq",
+    queue: {
+      qid: RISCV_IOMMU_INTR_PQ,
+      qbr: RISCV_IOMMU_REG_PQB,
+      qcr: RISCV_IOMMU_REG_PQCSR,
+      log2sz: 4,
+      entry_size: 16,
+      thread(iommu, q) {
+        riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, RISCV_IOMMU_IPSR_PIP);
+        const mem = iommu.dev.kernel.mem;
+        for (let n = riscv_iommu_queue_consume(q); n > 0; n = riscv_iommu_queue_consume(q)) {
+          for (let i = 0; i < n; i++) {
+            const did = Number(mem.read64(q.phys + ((q.head + i) & q.mask) * 16) >> 40n);
+            log.push(
+              `0x${did.toString(16)}: ${riscv_iommu_get_device(iommu, did)?.name ?? "gone"}`,
+            );
+          }
+          riscv_iommu_queue_release(q, n);
+        }
+      },
+    },
+  };
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [pq] });
+  const ep0 = sys.addEndpoint("ep0", 0x42, 0x43);
+  sys.addEndpoint("ep1", 0x100);
+  const request = (did: number) => {
+    sys.fake.record(2, [BigInt(did) << 40n, 1n << 2n]);
+    sys.kernel.clock.advance(1000);
+  };
+  for (const did of [0x42, 0x43, 0x100, 0x7]) request(did);
+  device_del(ep0);
+  request(0x43);
+  assert.deepEqual(log, ["0x42: ep0", "0x43: ep0", "0x100: ep1", "0x7: gone", "0x43: gone"]);
 });

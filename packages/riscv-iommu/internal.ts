@@ -15,6 +15,7 @@ export {
   RISCV_IOMMU_DEF_CQ_COUNT,
   RISCV_IOMMU_DEF_FQ_COUNT,
   riscv_iommu_get_dc,
+  riscv_iommu_get_device,
   riscv_iommu_iodir_alloc,
   riscv_iommu_iodir_set_mode,
   riscv_iommu_iodir_update,

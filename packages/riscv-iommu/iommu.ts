@@ -1293,7 +1293,36 @@ function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevi
     kfree(kernel, info);
     throw e;
   }
+  riscv_iommu_add_device(iommu, dev);
   return iommu.iommu;
+}
+
+/**
+ * Records `dev` under each of its device IDs for `riscv_iommu_get_device()`; an ID already taken
+ * (a DMA alias of a device probed before) keeps its first device.
+ *
+ * DIVERGENCE: not upstream yet (a prerequisite of the PQ series, as in Tomasz Jeznach's
+ * riscv_iommu.next tree, which keeps the endpoints in an rb-tree).
+ */
+function riscv_iommu_add_device(iommu: RiscvIommuDevice, dev: Device): void {
+  const eps = riscv_iommu_priv(iommu).eps;
+  for (const id of dev.fwspec!.ids) if (!eps.has(id)) eps.set(id, dev);
+}
+
+/** Undoes {@linkcode riscv_iommu_add_device} for `dev`. */
+function riscv_iommu_del_device(iommu: RiscvIommuDevice, dev: Device): void {
+  const eps = riscv_iommu_priv(iommu).eps;
+  for (const id of dev.fwspec!.ids) if (eps.get(id) === dev) eps.delete(id);
+}
+
+/**
+ * The device the IOMMU knows by device ID `devid` (a requester ID, as a fault or page-request
+ * record names it), or null when no probed device has it: between probe_device and
+ * release_device. Mirrors riscv_iommu_get_device() of the series (without the reference: the
+ * caller runs in the IOMMU's threaded handler, before release_device can complete).
+ */
+export function riscv_iommu_get_device(iommu: RiscvIommuDevice, devid: number): Device | null {
+  return riscv_iommu_priv(iommu).eps.get(devid) ?? null;
 }
 
 /**
@@ -1306,6 +1335,7 @@ function riscv_iommu_release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
   if (info === null) return;
   const iommu = dev_to_iommu(dev);
+  riscv_iommu_del_device(iommu, dev);
   // DIVERGENCE: Linux only frees the data, trusting the release domain's attach to have unlinked.
   if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, iommu);
   iommu.driver.releaseDeviceFeatures(iommu, dev, info);

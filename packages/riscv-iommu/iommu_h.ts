@@ -106,6 +106,8 @@ export class RiscvIommuPriv {
   napot = false;
   /** Rate limit of the fault log (the one dev_warn_ratelimited() in riscv_iommu_fault() has). */
   readonly fault_rs: RatelimitState = new RatelimitState("riscv_iommu_fault");
+  /** The probed devices by device ID (`riscv_iommu_get_device()`). */
+  readonly eps: Map<number, Device> = new Map();
 }
 
 let _priv: (iommu: RiscvIommuDevice) => RiscvIommuPriv;
