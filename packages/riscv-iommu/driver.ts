@@ -15,12 +15,16 @@ import { type Device, Errno } from "@iommu-lab/kernel";
 import {
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_IDENTITY,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
   IommuDomain,
   type IommuDomainOps,
+  type IommuHwInfo,
   type IommuOps,
+  type IommuUserData,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuFeature } from "./feature.ts";
 import {
+  RISCV_IOMMU_ALLOC_FLAGS,
   riscv_iommu_blocking_domain_ops,
   riscv_iommu_identity_domain_ops,
   riscv_iommu_ops,
@@ -30,7 +34,7 @@ import {
   riscv_iommu_queue_enable,
   type RiscvIommuInfo,
 } from "./iommu.ts";
-import { type RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
+import { dev_to_iommu, type RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
 
 /** Options of a {@linkcode RiscvIommuDriver}. */
 export interface RiscvIommuDriverOptions {
@@ -91,11 +95,17 @@ export class RiscvIommuDriver {
       this.features.map((f) => [f.name, f.domainOps ?? {}]),
       [],
     );
-    this.ops = _merge(
+    const ops = _merge(
       riscv_iommu_ops(this),
-      this.features.map((f) => [f.name, f.ops ?? {}]),
+      this.features.map((f) => [f.name, _unrouted(f)]),
       ["capable"],
     );
+    _check_routes(this.features);
+    const base = ops.domain_alloc_paging_flags!;
+    ops.domain_alloc_paging_flags = (dev, flags, user_data) =>
+      _route_alloc(dev, flags, user_data, base);
+    if (this.features.some((f) => f.ops?.hw_info)) ops.hw_info = _route_hw_info;
+    this.ops = ops;
   }
 
   /**
@@ -169,6 +179,93 @@ export class RiscvIommuDriver {
       }
     }
   }
+}
+
+/** A feature's ops without the two the driver routes to it (see {@linkcode _route_alloc}). */
+function _unrouted(f: RiscvIommuFeature): Partial<IommuOps> {
+  const { domain_alloc_paging_flags: _alloc, hw_info: _info, ...rest } = f.ops ?? {};
+  return rest;
+}
+
+/**
+ * EINVAL unless every feature with a routed op says what it owns, and no two features (nor a
+ * feature and the base driver) own the same allocation flag or hw_info type.
+ */
+function _check_routes(features: readonly RiscvIommuFeature[]): void {
+  let flags = RISCV_IOMMU_ALLOC_FLAGS;
+  const types = new Map<number, string>();
+  for (const f of features) {
+    const own = f.allocFlags ?? 0;
+    if ((own !== 0) !== (f.ops?.domain_alloc_paging_flags !== undefined)) {
+      throw new Errno(
+        "EINVAL",
+        `Feature ${f.name}: allocFlags and domain_alloc_paging_flags go together`,
+      );
+    }
+    if (own & flags) {
+      throw new Errno(
+        "EINVAL",
+        `Feature ${f.name} cannot take allocation flags 0x${(own & flags).toString(16)}`,
+      );
+    }
+    flags |= own;
+    const hw = f.hwInfoTypes ?? [];
+    if ((hw.length !== 0) !== (f.ops?.hw_info !== undefined)) {
+      throw new Errno("EINVAL", `Feature ${f.name}: hwInfoTypes and hw_info go together`);
+    }
+    for (const t of hw) {
+      const owner = types.get(t);
+      if (owner !== undefined) {
+        throw new Errno(
+          "EINVAL",
+          `Feature ${f.name} cannot take hw_info type ${t} of feature ${owner}`,
+        );
+      }
+      types.set(t, f.name);
+    }
+  }
+}
+
+/**
+ * domain_alloc_paging_flags of a driver instance: the feature active on the device's IOMMU that
+ * owns a flag in `flags` allocates (it may delegate to `riscv_iommu_alloc_paging_domain()`);
+ * without one, the base driver. EOPNOTSUPP for flags neither it nor the base handles, for flags
+ * of two features at once, and for user data nobody takes.
+ */
+function _route_alloc(
+  dev: Device,
+  flags: number,
+  user_data: IommuUserData | null,
+  base: NonNullable<IommuOps["domain_alloc_paging_flags"]>,
+): IommuDomain {
+  let owner: RiscvIommuFeature | null = null;
+  for (const f of dev_to_iommu(dev).active_features) {
+    if (((f.allocFlags ?? 0) & flags) === 0) continue;
+    if (owner !== null) {
+      throw new Errno("EOPNOTSUPP", `Flags of features ${owner.name} and ${f.name} together`);
+    }
+    owner = f;
+  }
+  if (owner === null) return base(dev, flags, user_data);
+  if (flags & ~(owner.allocFlags! | RISCV_IOMMU_ALLOC_FLAGS)) {
+    throw new Errno("EOPNOTSUPP", `${dev.name}: allocation flags 0x${flags.toString(16)}`);
+  }
+  return owner.ops!.domain_alloc_paging_flags!(dev, flags, user_data);
+}
+
+/**
+ * hw_info of a driver instance: the feature active on the device's IOMMU that reports `type`
+ * answers; IOMMU_HW_INFO_TYPE_DEFAULT goes to the first one reporting any. EOPNOTSUPP otherwise.
+ */
+function _route_hw_info(dev: Device, type: number): IommuHwInfo {
+  for (const f of dev_to_iommu(dev).active_features) {
+    const types = f.hwInfoTypes ?? [];
+    if (types.length === 0) continue;
+    if (type === IOMMU_HW_INFO_TYPE_DEFAULT || types.includes(type)) {
+      return f.ops!.hw_info!(dev, type);
+    }
+  }
+  throw new Errno("EOPNOTSUPP", `${dev.name}: no hw_info of type ${type}`);
 }
 
 /**

@@ -31,9 +31,11 @@
  *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
- * - `ops` — extra `iommu_ops` (`page_response`, `domain_alloc_paging_flags`, `capable`, `hw_info`,
- *   ...). A feature may not replace an op of the base driver, nor one of another feature,
- *   except `capable`, which is OR-ed over the features that provide it.
+ * - `ops` — extra `iommu_ops` (`page_response`, `capable`, ...). A feature may not replace an op
+ *   of the base driver, nor one of another feature, except `capable`, which is OR-ed over the
+ *   features that provide it. `domain_alloc_paging_flags` and `hw_info` may come from several
+ *   features: each declares what it owns (`allocFlags`, `hwInfoTypes`) and the driver routes a
+ *   request to the owner active on the device's IOMMU; unknown flags are EOPNOTSUPP.
  * - `domainOps` — extra ops of every paging domain the base driver allocates.
  *
  * @module
@@ -101,8 +103,23 @@ export interface RiscvIommuFeature {
    * `dev` (every attach), before the IOFENCE.C: the feature's own commands for the device.
    */
   iodirInval?(iommu: RiscvIommuDevice, dev: Device, devid: number): void;
-  /** Extra `iommu_ops` of the driver instance. */
+  /**
+   * Extra `iommu_ops` of the driver instance. `domain_alloc_paging_flags` and `hw_info` are not
+   * merged but routed: declare what they handle in {@linkcode allocFlags} and
+   * {@linkcode hwInfoTypes}.
+   */
   readonly ops?: Partial<IommuOps>;
+  /**
+   * The IOMMU_HWPT_ALLOC_* flags this feature's `ops.domain_alloc_paging_flags` handles: an
+   * allocation with any of them (and its user data) goes there, on the IOMMUs the feature runs
+   * on. Flags no feature owns and the base driver does not handle are EOPNOTSUPP.
+   */
+  readonly allocFlags?: number;
+  /**
+   * The enum iommu_hw_info_type values this feature's `ops.hw_info` reports; a request for
+   * IOMMU_HW_INFO_TYPE_DEFAULT goes to the first feature that reports any.
+   */
+  readonly hwInfoTypes?: readonly number[];
   /** Extra ops of the paging domains the driver allocates. */
   readonly domainOps?: Partial<IommuDomainOps>;
 }

@@ -117,6 +117,8 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
       free_irq(iommu.dev.kernel, iommu.feature_data.get("test-pq") as number, iommu);
       log.push("remove");
     },
+    allocFlags: 1,
+    hwInfoTypes: [0x5c],
     ops: {
       capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING,
       hw_info: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
@@ -244,9 +246,10 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
     "IOFENCE.C pr pw",
   ]);
 
-  // The default domain of ep0 already went through the feature's allocator (flags 0).
-  assert.ok(log.includes("alloc flags=0"));
+  // The default domain of ep0 came from the base driver (flags 0); flag 1 is the feature's.
+  assert.ok(!log.some((l) => l.startsWith("alloc")));
   const d = iommu_paging_domain_alloc_flags(ep, 1);
+  assert.ok(log.includes("alloc flags=1"));
   assert.throws(() => iommu_paging_domain_alloc_flags(ep, 2), { code: "EOPNOTSUPP" });
   iommu_map(d, 0x1000, 0x8000_1000, 0x1000, IOMMU_READ);
   assert.ok(log.includes("sync_map 0x1000+4096"));
@@ -301,9 +304,10 @@ Deno.test("driver instance refuses features clashing on a name or an op (EINVAL)
     { code: "EINVAL", message: /cannot replace device_group of the base driver/ },
   );
   const hw = { hw_info: () => ({ type: 0, data: new Uint8Array() }) };
+  const info = (name: string) => ({ ...f(name, hw), hwInfoTypes: [7] });
   assert.throws(
-    () => new RiscvIommuDriver({ features: [f("a", hw), f("b", hw)] }),
-    { code: "EINVAL", message: /Feature b cannot replace hw_info of feature a/ },
+    () => new RiscvIommuDriver({ features: [info("a"), info("b")] }),
+    { code: "EINVAL", message: /Feature b cannot take hw_info type 7 of feature a/ },
   );
 });
 

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { device_del } from "@iommu-lab/kernel";
 import {
+  dev_iommu_ops,
   dev_iommu_priv_get,
   iommu_attach_device,
   iommu_attach_group,
@@ -12,11 +13,16 @@ import {
   iommu_get_domain_for_dev,
   iommu_group_get,
   iommu_group_replace_domain,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_PASID,
   iommu_map,
   iommu_paging_domain_alloc,
+  iommu_paging_domain_alloc_flags,
   IOMMU_READ,
   iommu_unmap,
   IOMMU_WRITE,
+  type IommuDirtyOps,
 } from "@iommu-lab/iommu";
 import {
   riscv_iommu_cmd_ats_inval,
@@ -32,13 +38,14 @@ import {
 } from "./bits.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
 import {
+  riscv_iommu_alloc_paging_domain,
   riscv_iommu_cmd_send,
   riscv_iommu_get_device,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
   type RiscvIommuInfo,
 } from "./internal.ts";
-import { riscv_iommu_writel, type RiscvIommuDomain } from "./mod.ts";
+import { riscv_iommu_writel, type RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
   dcAddress,
   deviceContext,
@@ -305,4 +312,98 @@ Deno.test("device_id → device: a page-request thread finds the Device of a rec
   device_del(ep0);
   request(0x43);
   assert.deepEqual(log, ["0x42: ep0", "0x43: ep0", "0x100: ep1", "0x7: gone", "0x43: gone"]);
+});
+
+/**
+ * Two series that both need the routed ops, loaded together: a dirty-tracking one owning
+ * IOMMU_HWPT_ALLOC_DIRTY_TRACKING (its domains, and only those, get dirty_ops) and a HW-queue one
+ * owning a hw_info type. The dirty one runs only on IOMMUs with AMO_HWAD.
+ */
+function routedFeatures(seen: string[]) {
+  const dirtyOps: IommuDirtyOps = {
+    set_dirty_tracking: () => {},
+    read_and_clear_dirty: () => {},
+  };
+  const dirty: RiscvIommuFeature = {
+    name: "dirty",
+    supported: (iommu) => (iommu.caps & AMO_HWAD) !== 0n,
+    allocFlags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+    hwInfoTypes: [0x10],
+    ops: {
+      domain_alloc_paging_flags(dev, flags, user_data) {
+        seen.push(`dirty alloc 0x${flags.toString(16)} data ${user_data?.type ?? "-"}`);
+        const domain = riscv_iommu_alloc_paging_domain(dev);
+        domain.dirty_ops = dirtyOps;
+        return domain;
+      },
+      hw_info: (_dev, type) => ({ type: 0x10, data: new Uint8Array([type]) }),
+    },
+  };
+  const hwq: RiscvIommuFeature = {
+    name: "hw-queue",
+    hwInfoTypes: [0x20],
+    ops: { hw_info: () => ({ type: 0x20, data: new Uint8Array([0x20]) }) },
+  };
+  return { dirty, hwq, dirtyOps };
+}
+
+Deno.test("routed ops: allocation flags and hw_info types go to the feature that owns them", () => {
+  const seen: string[] = [];
+  const { dirty, hwq, dirtyOps } = routedFeatures(seen);
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | AMO_HWAD, features: [dirty, hwq] });
+  const ep = sys.addEndpoint("ep0", 1);
+  assert.deepEqual(seen, [], "the default domain came from the base driver");
+  const plain = iommu_get_domain_for_dev(ep)!;
+  assert.equal(plain.dirty_ops, null);
+
+  const data = { type: 3, data: new Uint8Array(8) };
+  const tracked = iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, data);
+  assert.deepEqual(seen, ["dirty alloc 0x2 data 3"]);
+  assert.equal(tracked.dirty_ops, dirtyOps, "the domain's own dirty ops");
+  iommu_domain_free(tracked);
+
+  const objects = sys.kernel.slab.allocatedObjects;
+  for (const flags of [IOMMU_HWPT_ALLOC_PASID, 1 << 9, IOMMU_HWPT_ALLOC_DIRTY_TRACKING | 1 << 9]) {
+    assert.throws(() => iommu_paging_domain_alloc_flags(ep, flags), { code: "EOPNOTSUPP" });
+  }
+  assert.throws(() => iommu_paging_domain_alloc_flags(ep, 0, data), { code: "EOPNOTSUPP" });
+  assert.equal(sys.kernel.slab.allocatedObjects, objects, "refused allocations leave nothing");
+
+  const ops = dev_iommu_ops(ep);
+  assert.deepEqual(ops.hw_info!(ep, IOMMU_HW_INFO_TYPE_DEFAULT).type, 0x10, "first feature");
+  assert.deepEqual(ops.hw_info!(ep, 0x20).type, 0x20);
+  assert.deepEqual(ops.hw_info!(ep, 0x10).data, new Uint8Array([0x10]));
+  assert.throws(() => ops.hw_info!(ep, 0x30), { code: "EOPNOTSUPP" });
+  assert.equal(seen.length, 1);
+});
+
+Deno.test("routed ops: a feature skipped on an IOMMU owns nothing there (EOPNOTSUPP)", () => {
+  const seen: string[] = [];
+  const { dirty, hwq } = routedFeatures(seen);
+  const sys = testSystem({ features: [dirty, hwq] }); // no AMO_HWAD
+  const ep = sys.addEndpoint("ep0", 1);
+  assert.throws(
+    () => iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_DIRTY_TRACKING),
+    { code: "EOPNOTSUPP" },
+  );
+  assert.equal(dev_iommu_ops(ep).hw_info!(ep, IOMMU_HW_INFO_TYPE_DEFAULT).type, 0x20);
+  assert.throws(() => dev_iommu_ops(ep).hw_info!(ep, 0x10), { code: "EOPNOTSUPP" });
+  assert.deepEqual(seen, []);
+});
+
+Deno.test("routed ops: features owning the same flag or type, or owning nothing, are EINVAL", () => {
+  const alloc = { domain_alloc_paging_flags: riscv_iommu_alloc_paging_domain };
+  const owner = (name: string, allocFlags: number) => ({ name, allocFlags, ops: alloc });
+  assert.throws(
+    () => new RiscvIommuDriver({ features: [owner("a", 2), owner("b", 6)] }),
+    { code: "EINVAL", message: /Feature b cannot take allocation flags 0x2/ },
+  );
+  assert.throws(
+    () => new RiscvIommuDriver({ features: [{ name: "a", ops: alloc }] }),
+    { code: "EINVAL", message: /allocFlags and domain_alloc_paging_flags go together/ },
+  );
+  assert.throws(
+    () => new RiscvIommuDriver({ features: [{ name: "a", hwInfoTypes: [1] }] }),
+    { code: "EINVAL", message: /hwInfoTypes and hw_info go together/ },
+  );
 });

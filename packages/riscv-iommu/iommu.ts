@@ -56,6 +56,7 @@ import {
   type IommuGroup,
   type IommuIotlbGather,
   type IommuOps,
+  type IommuUserData,
   pci_device_group,
 } from "@iommu-lab/iommu";
 import {
@@ -1124,11 +1125,36 @@ export function riscv_iommu_paging_domain_ops(): IommuDomainOps {
   };
 }
 
+/** IOMMU_HWPT_ALLOC_* flags the base driver handles itself. */
+export const RISCV_IOMMU_ALLOC_FLAGS = 0;
+
+/**
+ * The base driver's domain_alloc_paging_flags: a first-stage paging domain for flags 0; the
+ * flags of {@linkcode RISCV_IOMMU_ALLOC_FLAGS}; EOPNOTSUPP for any other flag and for user data.
+ * The driver instance routes the flags and data a feature owns to that feature instead.
+ *
+ * DIVERGENCE: upstream has domain_alloc_paging only; iommufd's flags need this op, as in the
+ * second-stage series.
+ */
+export function riscv_iommu_domain_alloc_paging_flags(
+  dev: Device,
+  flags: number,
+  user_data: IommuUserData | null,
+): RiscvIommuDomain {
+  if ((flags & ~RISCV_IOMMU_ALLOC_FLAGS) !== 0 || user_data !== null) {
+    throw new Errno(
+      "EOPNOTSUPP",
+      `${dev.name}: no paging domain with flags 0x${flags.toString(16)}`,
+    );
+  }
+  return riscv_iommu_alloc_paging_domain(dev);
+}
+
 /**
  * Mirrors riscv_iommu_alloc_paging_domain(): a domain on the widest first-stage mode the IOMMU
  * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM when the
  * domain, a PSCID or the table page cannot be allocated. A feature's `domain_alloc_paging_flags`
- * delegates plain allocations here.
+ * delegates its allocations here.
  */
 export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
   const iommu = dev_to_iommu(dev);
@@ -1353,7 +1379,7 @@ export function riscv_iommu_ops(drv: RiscvIommuDriver): IommuOps {
     identity_domain: drv.identity_domain,
     blocked_domain: drv.blocked_domain,
     release_domain: drv.blocked_domain,
-    domain_alloc_paging: riscv_iommu_alloc_paging_domain,
+    domain_alloc_paging_flags: riscv_iommu_domain_alloc_paging_flags,
     device_group: riscv_iommu_device_group,
     probe_device: (dev) => riscv_iommu_probe_device(drv, dev),
     release_device: riscv_iommu_release_device,
