@@ -19,10 +19,18 @@ import {
   of_property_read_u32_array,
 } from "@iommu-lab/kernel";
 import {
+  iommu_attach_device,
+  iommu_detach_device,
+  iommu_domain_free,
   IOMMU_DOMAIN_IDENTITY,
   iommu_get_domain_for_dev,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   iommu_iova_to_phys,
+  iommu_map,
+  iommu_paging_domain_alloc_flags,
+  IOMMU_READ,
   iommu_unmap,
+  IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import { Machine, VIRT_DRAM_BASE, VIRT_IOMMU_SYS_BASE } from "./mod.ts";
 
@@ -355,4 +363,33 @@ Deno.test("the command queue's work is priced: costs.command per entry the IOMMU
     const priced = run(1_000);
     assert.deepEqual(priced.map((ns, i) => ns - free[i]), Array(20).fill(2_000));
   });
+});
+
+Deno.test("a second-stage (iohgatp) domain end to end: the engine's DMA walks the Sv57x4 table", async (t) => {
+  for (const iommuBus of ["platform", "pci"] as const) {
+    await t.step(iommuBus, () => {
+      const m = Machine.boot({ iommuBus, msiThroughIommu: false });
+      const chan = m.dmaChannel(0);
+      const s2 = iommu_paging_domain_alloc_flags(chan.dev, IOMMU_HWPT_ALLOC_NEST_PARENT);
+      iommu_attach_device(s2, chan.dev);
+      const page = m.kernel.pages.alloc(1);
+      m.kernel.mem.write32(page, 0xcafe_f00d);
+      // A guest-physical address far above what a first-stage Sv39 lower half could hold.
+      const gpa = 2 ** 45;
+      iommu_map(s2, gpa, page, 8192, IOMMU_READ | IOMMU_WRITE);
+      const tx = chan.memcpy(gpa + 4096, gpa, 4096);
+      assert.equal(tx.status, "complete");
+      assert.equal(m.kernel.mem.read32(page + 4096), 0xcafe_f00d);
+      // Past the mapping, the write is a guest-page fault (cause 23) at the GPA.
+      const bad = chan.memcpy(gpa + 8192, gpa, 4096);
+      assert.equal(bad.status, "error");
+      assert.equal(bad.errCause, 23);
+      assert.equal(bad.errAddr, gpa + 8192);
+      assert.equal(iommu_unmap(s2, gpa, 8192), 8192);
+      const gone = chan.memcpy(gpa + 4096, gpa, 4096);
+      assert.equal(gone.errCause, 21, "unmapped and invalidated: the read faults");
+      iommu_detach_device(s2, chan.dev);
+      iommu_domain_free(s2);
+    });
+  }
 });

@@ -871,6 +871,15 @@ export function riscv_iommu_cmd_inval_vma(cmd: RiscvIommuCommand): void {
 }
 
 /**
+ * Mirrors riscv_iommu_cmd_inval_gvma(): IOTINVAL.GVMA (second-stage entries), everything else
+ * zero. Takes a GSCID, an address (a GPA), NL and the NAPOT range like IOTINVAL.VMA; a PSCID
+ * makes it illegal.
+ */
+export function riscv_iommu_cmd_inval_gvma(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_IOTINVAL_OPCODE, RISCV_IOMMU_CMD_IOTINVAL_FUNC_GVMA);
+}
+
+/**
  * Mirrors riscv_iommu_cmd_inval_set_addr(): sets ADDR to the page of `addr` and AV.
  *
  * `addr` is a 64-bit address as a number; any value a page-aligned 64-bit address can take

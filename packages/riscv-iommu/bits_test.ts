@@ -425,6 +425,32 @@ Deno.test("command builders put each argument in exactly its spec field (v1.0 §
     );
   });
 
+  await t.step("IOTINVAL.GVMA with GSCID, ADDR (a GPA) and NL; never PSCV", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffff }), pageAddr, (gscid, addr) => {
+        B.riscv_iommu_cmd_inval_gvma(cmd);
+        assert.deepEqual(op(cmd), [1n, 1n]);
+        assert.equal(cmd.dword1, 0n);
+        B.riscv_iommu_cmd_inval_set_gscid(cmd, gscid);
+        B.riscv_iommu_cmd_inval_set_addr(cmd, addr);
+        B.riscv_iommu_cmd_inval_set_nl(cmd);
+        const d0 = cmd.dword0;
+        assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_IOTINVAL_GSCID, d0), BigInt(gscid));
+        assert.equal(d0 & B.RISCV_IOMMU_CMD_IOTINVAL_PSCV, 0n, "PSCV is illegal with GVMA");
+        const flags = B.RISCV_IOMMU_CMD_IOTINVAL_AV | B.RISCV_IOMMU_CMD_IOTINVAL_GV |
+          B.RISCV_IOMMU_CMD_IOTINVAL_NL;
+        assert.equal(d0 & flags, flags);
+        assert.equal(
+          cmd.dword1,
+          B.FIELD_PREP(B.RISCV_IOMMU_CMD_IOTINVAL_ADDR, BigInt(addr) >> 12n),
+        );
+      }),
+    );
+    B.riscv_iommu_cmd_inval_gvma(cmd);
+    B.riscv_iommu_cmd_inval_set_gscid(cmd, 0x1234);
+    assert.equal(cmd.dword0, 0x1234n << 44n | 1n << 33n | 1n << 7n | 1n);
+  });
+
   await t.step(
     "IOTINVAL ADDR drops the page offset and keeps upper-half (sign-extended) IOVAs",
     () => {

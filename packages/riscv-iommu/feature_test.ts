@@ -18,6 +18,7 @@ import {
   IOMMU_CAP_CACHE_COHERENCY,
   IOMMU_CAP_DIRTY_TRACKING,
   IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_PASID,
   iommu_map,
   iommu_paging_domain_alloc_flags,
   IOMMU_READ,
@@ -117,7 +118,7 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
       free_irq(iommu.dev.kernel, iommu.feature_data.get("test-pq") as number, iommu);
       log.push("remove");
     },
-    allocFlags: 1,
+    allocFlags: IOMMU_HWPT_ALLOC_PASID,
     hwInfoTypes: [0x5c],
     ops: {
       capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING,
@@ -129,7 +130,9 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
         riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
       },
       domain_alloc_paging_flags(dev, flags) {
-        if (flags & ~1) throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
+        if (flags & ~IOMMU_HWPT_ALLOC_PASID) {
+          throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
+        }
         log.push(`alloc flags=${flags}`);
         return riscv_iommu_alloc_paging_domain(dev);
       },
@@ -246,10 +249,10 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
     "IOFENCE.C pr pw",
   ]);
 
-  // The default domain of ep0 came from the base driver (flags 0); flag 1 is the feature's.
+  // The default domain of ep0 came from the base driver (flags 0); PASID is the feature's.
   assert.ok(!log.some((l) => l.startsWith("alloc")));
-  const d = iommu_paging_domain_alloc_flags(ep, 1);
-  assert.ok(log.includes("alloc flags=1"));
+  const d = iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_PASID);
+  assert.ok(log.includes("alloc flags=8"));
   assert.throws(() => iommu_paging_domain_alloc_flags(ep, 2), { code: "EOPNOTSUPP" });
   iommu_map(d, 0x1000, 0x8000_1000, 0x1000, IOMMU_READ);
   assert.ok(log.includes("sync_map 0x1000+4096"));

@@ -1,7 +1,7 @@
 // The prerequisite hooks the series packages stand on, each exercised by a small test feature
 // that uses it the way its series will (per-device hooks are in feature_test.ts).
 import assert from "node:assert/strict";
-import { device_del } from "@iommu-lab/kernel";
+import { type Device, device_del } from "@iommu-lab/kernel";
 import {
   dev_iommu_ops,
   dev_iommu_priv_get,
@@ -392,7 +392,9 @@ Deno.test("routed ops: a feature skipped on an IOMMU owns nothing there (EOPNOTS
 });
 
 Deno.test("routed ops: features owning the same flag or type, or owning nothing, are EINVAL", () => {
-  const alloc = { domain_alloc_paging_flags: riscv_iommu_alloc_paging_domain };
+  const alloc = {
+    domain_alloc_paging_flags: (dev: Device) => riscv_iommu_alloc_paging_domain(dev),
+  };
   const owner = (name: string, allocFlags: number) => ({ name, allocFlags, ops: alloc });
   assert.throws(
     () => new RiscvIommuDriver({ features: [owner("a", 2), owner("b", 6)] }),

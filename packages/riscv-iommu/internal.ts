@@ -22,6 +22,7 @@ export {
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
   riscv_iommu_iotlb_inval,
   riscv_iommu_irq,
+  RISCV_IOMMU_MAX_GSCID,
   RISCV_IOMMU_MAX_PSCID,
   RISCV_IOMMU_QCSR_TIMEOUT,
   riscv_iommu_queue_alloc,
