@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { type Device, Errno } from "@iommu-lab/kernel";
+import { dev_info, type Device, Errno } from "@iommu-lab/kernel";
 import {
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_IDENTITY,
@@ -110,13 +110,18 @@ export class RiscvIommuDriver {
 
   /**
    * Sets up on `iommu` the features it supports, in order: each one's queue (allocated and
-   * enabled), then its `probe`. On a failure the feature's own queue is disabled and the error
+   * enabled), then its `probe`. A feature missing a capability is skipped with one line naming
+   * the feature and the capability, as the kernel logs a feature it leaves off. On a failure the feature's own queue is disabled and the error
    * thrown; the features set up before stay for `removeFeatures()`. Called by
    * `riscv_iommu_init()` after the command and fault queues run.
    */
   probeFeatures(iommu: RiscvIommuDevice): void {
     for (const f of this.features) {
-      if (f.supported && !f.supported(iommu)) continue;
+      const missing = f.missingCapability?.(iommu) ?? null;
+      if (missing !== null) {
+        dev_info(iommu.dev, `${f.name} disabled: no ${missing}`);
+        continue;
+      }
       const fq = f.queue;
       let queue: RiscvIommuQueue | null = null;
       if (fq) {

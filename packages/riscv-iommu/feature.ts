@@ -5,8 +5,9 @@
  *
  * The hooks, in the order the driver uses them for each IOMMU it initialises:
  *
- * 1. `supported(iommu)` — capability check (reads `iommu.caps`); a feature that says no is
- *    skipped on that IOMMU (no queue, no probe, no remove).
+ * 1. `missingCapability(iommu)` — capability check (reads `iommu.caps`): the name of a
+ *    capability the IOMMU lacks skips the feature on that IOMMU (no queue, no probe, no remove,
+ *    no per-device hooks) and leaves one dmesg line: "<name> disabled: no <capability>".
  * 2. `queue` — an extra hardware queue (the page-request queue is qid 3, `pqb`/`pqcsr`, vector
  *    `icvec.piv`): the driver allocates it (WARL size probing, halving on ENOMEM) and enables it
  *    with a threaded interrupt on the vector `icvec` gives its qid, right after the fault queue.
@@ -70,8 +71,11 @@ export interface RiscvIommuFeatureQueue {
 export interface RiscvIommuFeature {
   /** Name, for messages and `RiscvIommuDevice.feature_data`. Unique per driver instance. */
   readonly name: string;
-  /** Capability check: false skips the feature on this IOMMU. Default: supported. */
-  supported?(iommu: RiscvIommuDevice): boolean;
+  /**
+   * Capability check: the name of a capability this IOMMU lacks (e.g. `"capabilities.ATS"`),
+   * which skips the feature here and is logged; null when the feature can run. Default: it can.
+   */
+  missingCapability?(iommu: RiscvIommuDevice): string | null;
   /** An extra hardware queue the driver allocates and enables before {@linkcode probe}. */
   readonly queue?: RiscvIommuFeatureQueue;
   /** Sets the feature up on one IOMMU; throw an Errno to fail the IOMMU's init. */

@@ -75,7 +75,7 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
   const cmd = new RiscvIommuCommand();
   return {
     name: "test-pq",
-    supported: (iommu) => (iommu.caps & ATS) !== 0n,
+    missingCapability: (iommu) => (iommu.caps & ATS) !== 0n ? null : "capabilities.ATS",
     queue: {
       qid: RISCV_IOMMU_INTR_PQ,
       qbr: RISCV_IOMMU_REG_PQB,
@@ -372,7 +372,7 @@ Deno.test("per-device hooks: a failing probeDevice fails the probe and releases 
 
 Deno.test("per-device hooks run only for the features active on the device's IOMMU", () => {
   const log: string[] = [];
-  const skipped = { ...perDeviceFeature("ats", log), supported: () => false };
+  const skipped = { ...perDeviceFeature("ats", log), missingCapability: () => "capabilities.ATS" };
   const sys = testSystem({ features: [skipped] });
   device_del(sys.addEndpoint("ep0", 1));
   assert.deepEqual(log, []);

@@ -326,7 +326,7 @@ function routedFeatures(seen: string[]) {
   };
   const dirty: RiscvIommuFeature = {
     name: "dirty",
-    supported: (iommu) => (iommu.caps & AMO_HWAD) !== 0n,
+    missingCapability: (iommu) => (iommu.caps & AMO_HWAD) !== 0n ? null : "capabilities.AMO_HWAD",
     allocFlags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
     hwInfoTypes: [0x10],
     ops: {
@@ -408,4 +408,23 @@ Deno.test("routed ops: features owning the same flag or type, or owning nothing,
     () => new RiscvIommuDriver({ features: [{ name: "a", hwInfoTypes: [1] }] }),
     { code: "EINVAL", message: /hwInfoTypes and hw_info go together/ },
   );
+});
+
+Deno.test("a feature skipped for a missing capability leaves one dmesg line naming both", () => {
+  const probed: string[] = [];
+  const needs = (name: string, bit: bigint, cap: string): RiscvIommuFeature => ({
+    name,
+    missingCapability: (iommu) => (iommu.caps & bit) !== 0n ? null : cap,
+    probe: () => void probed.push(name),
+  });
+  const features = [
+    needs("page-requests", ATS, "capabilities.ATS"),
+    needs("dirty-tracking", AMO_HWAD, "capabilities.AMO_HWAD"),
+  ];
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features });
+  device_del(sys.addEndpoint("ep0", 1));
+  assert.deepEqual(probed, ["page-requests"]);
+  assert.deepEqual(sys.kernel.dmesg.grep("disabled"), [
+    "riscv,iommu 3010000.iommu: dirty-tracking disabled: no capabilities.AMO_HWAD",
+  ]);
 });

@@ -219,7 +219,7 @@ Deno.test("a feature allocating second-stage domains for dirty tracking: GADE ri
   const dirtyOps: IommuDirtyOps = { set_dirty_tracking: () => {}, read_and_clear_dirty: () => {} };
   const dirty: RiscvIommuFeature = {
     name: "dirty",
-    supported: (iommu) => (iommu.caps & AMO_HWAD) !== 0n,
+    missingCapability: (iommu) => (iommu.caps & AMO_HWAD) !== 0n ? null : "capabilities.AMO_HWAD",
     allocFlags: IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
     ops: {
       domain_alloc_paging_flags(dev) {
