@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import {
   APLIC_S_BASE,
+  DmaEngine,
   IMSIC_S_BASE,
   PCIE_ECAM_BASE,
   PCIE_MMIO_BASE,
   RISCV_IOMMU_REG_FCTL,
 } from "@iommu-lab/hw";
 import {
+  auxiliary_driver_register,
   type Device,
   DeviceTree,
+  devm_auxiliary_device_create,
   DMA_BIDIRECTIONAL,
   dma_map_page,
   dma_unmap_page,
@@ -17,6 +20,7 @@ import {
   of_map_id,
   of_property_read_u32,
   of_property_read_u32_array,
+  platform_driver_register,
 } from "@iommu-lab/kernel";
 import {
   iommu_attach_device,
@@ -32,7 +36,13 @@ import {
   iommu_unmap,
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
-import { Machine, VIRT_DRAM_BASE, VIRT_IOMMU_SYS_BASE } from "./mod.ts";
+import {
+  Machine,
+  type MachinePart,
+  riscvIommu,
+  VIRT_DRAM_BASE,
+  VIRT_IOMMU_SYS_BASE,
+} from "./mod.ts";
 
 Deno.test("the kernel boots from the blob the machine generates (platform IOMMU node)", () => {
   const m = Machine.boot({ iommuBus: "platform", ramSize: 2 ** 31 });
@@ -392,4 +402,63 @@ Deno.test("a second-stage (iohgatp) domain end to end: the engine's DMA walks th
       iommu_domain_free(s2);
     });
   }
+});
+
+/**
+ * A series as the machine sees it, shaped like the HPM one: a capability bit it needs, its
+ * driver feature (which creates an auxiliary device on each IOMMU), the perf-like driver bound to
+ * that device, and, for the sake of the test, extra hardware with its device-tree node and driver.
+ */
+function hpmLikePart(log: string[]): MachinePart {
+  return {
+    name: "hpm-like",
+    caps: { nl: true },
+    feature: {
+      name: "hpm-like",
+      missingCapability: (iommu) => (iommu.caps & 1n << 42n) !== 0n ? null : "capabilities.NL",
+      probe: (iommu) => void devm_auxiliary_device_create(iommu.dev, "riscv_iommu", "hpm", {}, 0),
+    },
+    hardware(silicon) {
+      silicon.rc.attach(new DmaEngine({ clock: silicon.clock, channels: 1 }).fn, 9);
+    },
+    deviceTree(dt) {
+      dt.findNode("/soc")!.addChild("counter@10200000").set("compatible", "lab,counter")
+        .set("reg", [0, 0x1020_0000, 0, 0x1000]);
+    },
+    drivers(kernel) {
+      auxiliary_driver_register(kernel, {
+        name: "riscv_iommu_hpm",
+        idTable: [{ name: "riscv_iommu.hpm" }],
+        probe: (adev) => void log.push(`aux ${adev.name}`),
+      });
+      platform_driver_register(kernel, {
+        name: "lab-counter",
+        ofMatchTable: [{ compatible: "lab,counter" }],
+        probe: (pdev) => void log.push(`platform ${pdev.name}`),
+      });
+    },
+  };
+}
+
+Deno.test("a machine part adds capabilities, hardware, device-tree nodes, a feature and drivers", () => {
+  const log: string[] = [];
+  const m = Machine.boot({ caps: { nl: false }, parts: [hpmLikePart(log)] });
+  assert.deepEqual(log, ["aux riscv_iommu.hpm.0", "platform 10200000.counter"]);
+  assert.deepEqual(m.driver!.features.map((f) => f.name), ["hpm-like"]);
+  assert.equal(m.findDevice("0000:00:09.0")?.state, "bound", "the extra engine, on slot 9");
+  assert.deepEqual(m.kernel.dmesg.grep("disabled"), []);
+});
+
+Deno.test("without the part, the same machine has none of it", () => {
+  const log: string[] = [];
+  const part = hpmLikePart(log);
+  const m = Machine.boot({
+    caps: { nl: false },
+    iommu: riscvIommu({ features: [part.feature!] }),
+  });
+  assert.deepEqual(log, []);
+  assert.equal(m.findDevice("0000:00:09.0"), undefined);
+  assert.deepEqual(m.kernel.dmesg.grep("disabled"), [
+    "riscv,iommu 3010000.iommu: hpm-like disabled: no capabilities.NL",
+  ]);
 });
