@@ -18,6 +18,7 @@ import {
   iommu_unmap,
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
+import type { RiscvIommuFeature } from "./feature.ts";
 import type { RiscvIommuDomain } from "./iommu.ts";
 import {
   dcAddress,
@@ -361,6 +362,44 @@ Deno.test("iotlb_sync(): freed tables need PSCID-wide IOTINVAL unless NL; pages 
       assert.deepEqual(cmds, [...want(domain.pscid), "IOFENCE.C pr pw"]);
       assert.equal(pages.allocatedPages, before - 1, "the level-0 table was freed");
       assert.deepEqual(freedAt, [cmds.length], "only once the IOFENCE.C completed");
+    });
+  }
+});
+
+Deno.test("iotlb_sync(): the gather of several unmap_pages() calls covers them all (4 KiB below 2 MiB)", async (t) => {
+  // A 4 KiB page at 0x1ff000 and a 2 MiB leaf at 0x200000: iommu_unmap() takes them in two
+  // unmap_pages() calls into one gather, whose range and levels must hold both: 513 pages at a
+  // 4 KiB stride, more than 512 commands, so the whole PSCID unless one NAPOT range can cover it.
+  const cases: [string, bigint, (p: number) => string][] = [
+    ["without NL", 0n, (p) => `IOTINVAL.VMA pscid=${p}`],
+    ["with NL", NL, (p) => `IOTINVAL.VMA pscid=${p}`],
+    ["with S", S, (p) => `IOTINVAL.VMA pscid=${p} range=0x0+0x400000`],
+    ["with NL and S", NL | S, (p) => `IOTINVAL.VMA pscid=${p} range=0x0+0x400000`],
+  ];
+  for (const [name, extra, want] of cases) {
+    await t.step(name, () => {
+      const seen: string[] = [];
+      const spy: RiscvIommuFeature = {
+        name: "gather-spy",
+        iotlbInval: (_bond, _domain, g) =>
+          void seen.push(
+            `pfn 0x${g.startPfn.toString(16)}-0x${g.endPfn.toString(16)} leaf ${g.leafLevels} ` +
+              `table ${g.tableLevels}`,
+          ),
+      };
+      const { sys, domain } = withDomain({
+        caps: V1 | SV39 | SV48 | SV57 | extra,
+        features: [spy],
+      });
+      iommu_map(domain, 0x1f_f000, 0x801f_f000, 0x20_1000, RW);
+      let leaves = 0;
+      domain.pt.forEachLeaf(() => leaves++);
+      assert.equal(leaves, 2, "one 4 KiB and one 2 MiB leaf");
+      seen.length = 0;
+      const cmds = commandsOf(sys, () => iommu_unmap(domain, 0x1f_f000, 0x20_1000));
+      assert.deepEqual(seen, ["pfn 0x1ff-0x400 leaf 3 table 0"], "levels 0 and 1, both pages");
+      assert.deepEqual(cmds, [want(domain.pscid), "IOFENCE.C pr pw"]);
+      assert.equal(domain.pt.iova_to_phys(0x1f_f000) + domain.pt.iova_to_phys(0x3f_f000), 0);
     });
   }
 });
