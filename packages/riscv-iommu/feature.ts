@@ -30,6 +30,12 @@
  * with PDTV, the MSI fields) is written by every attach, with the domain's own fields over it;
  * a domain's `dc_tc` bits (GADE...) come with the domain.
  *
+ * On the invalidation paths, before the IOFENCE.C that ends them:
+ *
+ * - `iotlbInval(bond, domain, gather)` — per device attached to the paging domain, after its
+ *   IOTINVAL commands (ATS.INVAL for a device with ATS enabled);
+ * - `iodirInval(iommu, dev, devid)` — after each device context's IODIR.INVAL_DDT and IOTINVAL.
+ *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
  * - `ops` — extra `iommu_ops` (`page_response`, `capable`, ...). A feature may not replace an op

@@ -7,8 +7,11 @@
  * v10 series merged for v6.13, the generic_pt conversion with PT_FEAT_DETAILED_GATHER, DDTP Bare
  * on shutdown, IOFENCE.C waits that stop on queue errors, and the invalidation rework ("Compute
  * best stride for single invalidation", "Add RISCV_IOMMU_CAPABILITIES_NL", "Add NAPOT range
- * invalidation support"). The prerequisite patches of the series packages come on top. Each
- * deliberate departure from that state is marked where it is made (the README lists them).
+ * invalidation support"). The prerequisite patches of the series packages come on top: per-device
+ * feature hooks, the whole device context written from a template, feature commands after the
+ * IOTLB and directory invalidations, the device-ID lookup, second-stage domains with GSCIDs and
+ * IOTINVAL.GVMA, and domain_alloc_paging_flags. Each deliberate departure from that state is
+ * marked where it is made (the README lists them).
  *
  * @module
  */
@@ -937,8 +940,9 @@ export type RiscvIommuGatherRange = Pick<
 >;
 
 /**
- * Mirrors riscv_iommu_iotlb_inval() (the v7.2 stride logic): invalidates what `gather` changed
- * on every IOMMU the domain is attached through, then fences each.
+ * Mirrors riscv_iommu_iotlb_inval() (the v7.2 stride logic, riscv_iommu_tlbi_calc() folded in so
+ * the unmap path builds no struct): invalidates what `gather` changed on every IOMMU the domain is
+ * attached through, then fences each.
  *
  * The stride is 4 KiB·512^(lowest changed level); up to 512 strides get one IOTINVAL.VMA each
  * (PSCID + ADDR), more get one PSCID-wide command; a second-stage domain gets the same
@@ -1040,6 +1044,7 @@ function _iodir_inval(iommu: RiscvIommuDevice, dev: Device, devid: number, dc: n
   riscv_iommu_cmd_iodir_set_did(cmd, devid);
   riscv_iommu_cmd_send(iommu, cmd);
   riscv_iommu_iodir_iotinval(iommu, dc);
+  // DIVERGENCE: a prerequisite of the series, as in riscv_iommu_iotlb_inval().
   for (const f of iommu.active_features) f.iodirInval?.(iommu, dev, devid);
 }
 
