@@ -130,7 +130,7 @@ function _dmaDomain(dev: Device): IommuDomain {
 }
 
 /** Mirrors dma_info_to_prot() for a coherent device. */
-function _prot(dir: DmaDirection): number {
+function dma_info_to_prot(dir: DmaDirection): number {
   switch (dir) {
     case DMA_BIDIRECTIONAL:
       return IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
@@ -149,7 +149,7 @@ function _prot(dir: DmaDirection): number {
  * for devices whose 64-bit DMA is untested (unless iommu.forcedac), and stops trying once that
  * space is full. ENOMEM when the space is full.
  */
-function _allocIova(
+function iommu_dma_alloc_iova(
   dev: Device,
   domain: IommuDomain,
   iovad: IovaDomain,
@@ -178,12 +178,18 @@ function _align(iovad: IovaDomain, n: number): number {
 }
 
 /** Mirrors __iommu_dma_map(): maps `size` bytes at `phys` at a fresh IOVA; returns the DMA address. */
-function _map(dev: Device, phys: number, size: number, prot: number, bits: number): number {
+function __iommu_dma_map(
+  dev: Device,
+  phys: number,
+  size: number,
+  prot: number,
+  bits: number,
+): number {
   const domain = _dmaDomain(dev);
   const iovad = domain.iova_cookie!.iovad!;
   const off = phys % iovad.granule;
   const len = _align(iovad, size + off);
-  const iova = _allocIova(dev, domain, iovad, len, bits);
+  const iova = iommu_dma_alloc_iova(dev, domain, iovad, len, bits);
   try {
     iommu_map(domain, iova, phys - off, len, prot);
   } catch (e) {
@@ -201,7 +207,7 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
  * wrong but rounds to the same block still leaves nothing mapped and the IOVA freed, as Linux
  * does after its WARN; the call then throws EINVAL.
  */
-function _unmap(dev: Device, dmaAddr: number, size: number): void {
+function __iommu_dma_unmap(dev: Device, dmaAddr: number, size: number): void {
   const domain = _dmaDomain(dev);
   const iovad = domain.iova_cookie!.iovad!;
   const off = dmaAddr % iovad.granule;
@@ -243,18 +249,18 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
  */
 export const iommuDmaOps: DmaOps = {
   mapPage(dev, phys, size, dir) {
-    return _map(dev, phys, size, _prot(dir), dev.dmaMask);
+    return __iommu_dma_map(dev, phys, size, dma_info_to_prot(dir), dev.dmaMask);
   },
   unmapPage(dev, dmaAddr, size) {
-    _unmap(dev, dmaAddr, size);
+    __iommu_dma_unmap(dev, dmaAddr, size);
   },
   mapSg(dev, sg: Scatterlist[], dir) {
-    const prot = _prot(dir);
+    const prot = dma_info_to_prot(dir);
     const domain = _dmaDomain(dev);
     const iovad = domain.iova_cookie!.iovad!;
     let total = 0;
     for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
-    const iova = _allocIova(dev, domain, iovad, total, dev.dmaMask);
+    const iova = iommu_dma_alloc_iova(dev, domain, iovad, total, dev.dmaMask);
     let cur = iova;
     try {
       for (const s of sg) {
@@ -278,21 +284,21 @@ export const iommuDmaOps: DmaOps = {
     if (sg.length === 0) return;
     const first = sg[0].dmaAddress;
     const last = sg[sg.length - 1];
-    _unmap(dev, first, last.dmaAddress + last.dmaLength - first);
+    __iommu_dma_unmap(dev, first, last.dmaAddress + last.dmaLength - first);
   },
   alloc(dev, size): DmaCoherent {
     const order = get_order(size);
     const pa = dev.kernel.pages.alloc(order);
     try {
       const prot = IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
-      return { cpuAddr: pa, dmaAddr: _map(dev, pa, size, prot, dev.coherentDmaMask) };
+      return { cpuAddr: pa, dmaAddr: __iommu_dma_map(dev, pa, size, prot, dev.coherentDmaMask) };
     } catch (e) {
       dev.kernel.pages.free(pa, order);
       throw e;
     }
   },
   free(dev, size, mem) {
-    _unmap(dev, mem.dmaAddr, size);
+    __iommu_dma_unmap(dev, mem.dmaAddr, size);
     dev.kernel.pages.free(mem.cpuAddr, get_order(size));
   },
 };
@@ -313,13 +319,13 @@ export function iommu_dma_sw_msi(domain: IommuDomain, desc: MsiDesc, msiAddr: nu
     desc.iommuMsiIova = desc.iommuMsiShift = 0;
     return;
   }
-  const page = _getMsiPage(desc.dev, msiAddr, domain, cookie);
+  const page = iommu_dma_get_msi_page(desc.dev, msiAddr, domain, cookie);
   desc.iommuMsiIova = page.iova;
   desc.iommuMsiShift = Math.log2(cookie.iovad!.granule);
 }
 
 /** Mirrors iommu_dma_get_msi_page(): the cookie's mapping of the page of `msiAddr`, made if new. */
-function _getMsiPage(
+function iommu_dma_get_msi_page(
   dev: Device,
   msiAddr: number,
   domain: IommuDomain,
@@ -334,7 +340,7 @@ function _getMsiPage(
   const page = new IommuDmaMsiPage(phys);
   if (kernel !== null) kmalloc(kernel, page);
   try {
-    page.iova = _allocIova(dev, domain, iovad, size, dev.dmaMask);
+    page.iova = iommu_dma_alloc_iova(dev, domain, iovad, size, dev.dmaMask);
     try {
       iommu_map(domain, page.iova, phys, size, IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO);
     } catch (e) {

@@ -501,12 +501,12 @@ export class IommuCore implements IommuLayer {
 
   /** Mirrors iommu_probe_device(). */
   probeDevice(dev: Device): void {
-    _probeDevice(this, dev);
+    __iommu_probe_device(this, dev);
   }
 
   /** Mirrors iommu_release_device(). */
   releaseDevice(dev: Device): void {
-    _releaseDevice(dev);
+    iommu_release_device(dev);
   }
 
   /**
@@ -589,7 +589,7 @@ export function iommu_device_unregister(iommu: IommuDevice): void {
   const i = core?.iommus.indexOf(iommu) ?? -1;
   if (core === null || i < 0) throw new Errno("ENODEV", "IOMMU is not registered");
   for (const dev of [...core.kernel.core.devices]) {
-    if (dev.iommu instanceof DevIommu && dev.iommu.iommu_dev === iommu) _releaseDevice(dev);
+    if (dev.iommu instanceof DevIommu && dev.iommu.iommu_dev === iommu) iommu_release_device(dev);
   }
   core.iommus.splice(i, 1);
 }
@@ -661,7 +661,7 @@ export function pci_device_group(dev: Device): IommuGroup {
   return generic_device_group(dev);
 }
 
-function _probeDevice(core: IommuCore, dev: Device): void {
+function __iommu_probe_device(core: IommuCore, dev: Device): void {
   if (dev.iommu !== null) return;
   const spec = dev.fwspec;
   const iommu = spec === null ? undefined : core.iommus.find((i) => i.fwnode === spec.fwnode);
@@ -675,7 +675,7 @@ function _probeDevice(core: IommuCore, dev: Device): void {
   try {
     param.iommu_dev = ops.probe_device(dev);
   } catch (e) {
-    _devIommuFree(dev);
+    dev_iommu_free(dev);
     throw e;
   }
   let group: IommuGroup;
@@ -683,48 +683,48 @@ function _probeDevice(core: IommuCore, dev: Device): void {
     group = ops.device_group(dev);
   } catch (e) {
     ops.release_device?.(dev);
-    _devIommuFree(dev);
+    dev_iommu_free(dev);
     throw e;
   }
   group.devices.push(dev);
   dev.iommuGroup = group;
   try {
     if (group.default_domain === null && group.domain === null) {
-      _setupDefaultDomain(group);
+      iommu_setup_default_domain(group);
     } else if (group.domain !== null) {
-      _attachDev(group.domain, dev, null);
+      __iommu_attach_device(group.domain, dev, null);
     }
-    _setupDmaOps(dev);
+    iommu_setup_dma_ops(dev);
   } catch (e) {
-    _removeFromGroup(dev, group, ops);
+    __iommu_group_remove_device(dev, group, ops);
     throw e;
   }
   dev_info(dev, `Adding to iommu group ${group.id}`);
 }
 
-function _releaseDevice(dev: Device): void {
+function iommu_release_device(dev: Device): void {
   const group = iommu_group_get(dev);
   const ops = _devIommu(dev)?.iommu_dev?.ops;
   if (group === null || !ops) return;
   const rel = ops.release_domain;
   if (rel && group.domain !== rel) {
     try {
-      _attachDev(rel, dev, group.domain);
+      __iommu_attach_device(rel, dev, group.domain);
     } catch (e) {
       if (!(e instanceof Errno)) throw e;
       dev_warn(dev, `Failed to attach the release domain: ${-e.errno}`);
     }
   }
-  _removeFromGroup(dev, group, ops);
+  __iommu_group_remove_device(dev, group, ops);
 }
 
 /** Takes `dev` out of `group`, releases it in the driver and frees the group's domains if last. */
-function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
+function __iommu_group_remove_device(dev: Device, group: IommuGroup, ops: IommuOps): void {
   group.devices.splice(group.devices.indexOf(dev), 1);
   dev.iommuGroup = null;
   dev.dma = dmaDirectOps;
   ops.release_device?.(dev);
-  _devIommuFree(dev);
+  dev_iommu_free(dev);
   if (group.devices.length !== 0) return;
   if (group.domain !== null) group.domain.attachedGroups--;
   group.domain = null;
@@ -739,14 +739,14 @@ function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
 }
 
 /** Mirrors dev_iommu_free(): drops and frees `dev.iommu`. */
-function _devIommuFree(dev: Device): void {
+function dev_iommu_free(dev: Device): void {
   const param = dev.iommu as DevIommu;
   dev.iommu = null;
   kfree(param.core.kernel, param);
 }
 
 /** Mirrors iommu_get_default_domain_type(): what the group's devices and the policy ask for. */
-function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
+function iommu_get_default_domain_type(group: IommuGroup, ops: IommuOps): number {
   let type = 0;
   for (const dev of group.devices) {
     const want = ops.def_domain_type?.(dev) ?? 0;
@@ -760,10 +760,10 @@ function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
 }
 
 /** Mirrors iommu_setup_default_domain() for a group's first device. */
-function _setupDefaultDomain(group: IommuGroup): void {
+function iommu_setup_default_domain(group: IommuGroup): void {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
-  const req = _defaultDomainType(group, ops);
+  const req = iommu_get_default_domain_type(group, ops);
   const type = req !== 0 ? req : group.core.defDomainType;
   let dom: IommuDomain;
   if (type === IOMMU_DOMAIN_IDENTITY && ops.identity_domain) {
@@ -777,11 +777,11 @@ function _setupDefaultDomain(group: IommuGroup): void {
         `iommu: Failed to allocate default IOMMU domain of type ${type} for group ${group.id} - Falling back to IOMMU_DOMAIN_DMA`,
       );
     }
-    dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0, null);
+    dom = __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_DMA, 0, null);
   }
   try {
     group.default_domain = dom;
-    _setGroupDomain(group, dom);
+    __iommu_group_set_domain(group, dom);
   } catch (e) {
     group.default_domain = null;
     if (dom !== ops.identity_domain) iommu_domain_free(dom);
@@ -790,7 +790,7 @@ function _setupDefaultDomain(group: IommuGroup): void {
 }
 
 /** Mirrors iommu_setup_dma_ops(): dma-iommu for DMA default domains, direct mapping otherwise. */
-function _setupDmaOps(dev: Device): void {
+function iommu_setup_dma_ops(dev: Device): void {
   const dom = iommu_group_get(dev)?.default_domain ?? null;
   if (dom !== null && (dom.type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     dev.dma = iommu_dma_init_domain(dom, dev);
@@ -799,7 +799,7 @@ function _setupDmaOps(dev: Device): void {
   }
 }
 
-function _pagingDomainAlloc(
+function __iommu_paging_domain_alloc_flags(
   dev: Device,
   type: number,
   flags: number,
@@ -845,7 +845,7 @@ export function iommu_paging_domain_alloc_flags(
   flags: number,
   userData: IommuUserData | null = null,
 ): IommuDomain {
-  return _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, flags, userData);
+  return __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_UNMANAGED, flags, userData);
 }
 
 /** Mirrors iommu_domain_free(); EBUSY while a group is attached to the domain. */
@@ -855,7 +855,7 @@ export function iommu_domain_free(domain: IommuDomain): void {
   domain.ops.free?.(domain);
 }
 
-function _attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
+function __iommu_attach_device(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
   if (!domain.ops.attach_dev) throw new Errno("ENODEV", "Domain cannot be attached");
   domain.ops.attach_dev(domain, dev, old);
 }
@@ -864,16 +864,18 @@ function _attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): 
  * Mirrors __iommu_group_set_domain(): attaches every device of `group` to `domain`; on a failure
  * the devices already moved go back to the old domain and the error is thrown.
  */
-function _setGroupDomain(group: IommuGroup, domain: IommuDomain): void {
+function __iommu_group_set_domain(group: IommuGroup, domain: IommuDomain): void {
   const old = group.domain;
   if (old === domain) return;
   let done = 0;
   try {
-    for (; done < group.devices.length; done++) _attachDev(domain, group.devices[done], old);
+    for (; done < group.devices.length; done++) {
+      __iommu_attach_device(domain, group.devices[done], old);
+    }
   } catch (e) {
     for (let i = 0; i < done && old !== null; i++) {
       try {
-        _attachDev(old, group.devices[i], domain);
+        __iommu_attach_device(old, group.devices[i], domain);
       } catch {
         dev_warn(group.devices[i], "Failed to restore the previous domain");
       }
@@ -906,7 +908,7 @@ export function iommu_attach_group(domain: IommuDomain, group: IommuGroup): void
     throw new Errno("EBUSY", `iommu group ${group.id} is attached to another domain`);
   }
   _checkCompatible(domain, group);
-  _setGroupDomain(group, domain);
+  __iommu_group_set_domain(group, domain);
 }
 
 /**
@@ -928,21 +930,23 @@ function _singleDeviceGroup(dev: Device): IommuGroup {
 }
 
 /** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
-function _setCoreDomain(group: IommuGroup): void {
+function __iommu_group_set_core_domain(group: IommuGroup): void {
   let dom = group.default_domain;
   if (dom === null) {
-    if (group.blocking_domain === null) group.blocking_domain = _blockingDomain(group);
+    if (group.blocking_domain === null) {
+      group.blocking_domain = __iommu_group_alloc_blocking_domain(group);
+    }
     dom = group.blocking_domain;
   }
-  _setGroupDomain(group, dom);
+  __iommu_group_set_domain(group, dom);
 }
 
 /** Mirrors __iommu_group_alloc_blocking_domain(): the static one, else an empty paging domain. */
-function _blockingDomain(group: IommuGroup): IommuDomain {
+function __iommu_group_alloc_blocking_domain(group: IommuGroup): IommuDomain {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
   if (ops.blocked_domain) return ops.blocked_domain;
-  const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0, null);
+  const dom = __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_UNMANAGED, 0, null);
   dom.type = IOMMU_DOMAIN_BLOCKED;
   return dom;
 }
@@ -955,7 +959,7 @@ export function iommu_detach_group(domain: IommuDomain, group: IommuGroup): void
   if (group.domain !== domain) {
     throw new Errno("EINVAL", `iommu group ${group.id} is not attached to this domain`);
   }
-  _setCoreDomain(group);
+  __iommu_group_set_core_domain(group);
 }
 
 /** Mirrors iommu_detach_device(): {@linkcode iommu_detach_group} for a single-device group. */
@@ -970,7 +974,7 @@ export function iommu_detach_device(domain: IommuDomain, dev: Device): void {
 export function iommu_group_replace_domain(group: IommuGroup, domain: IommuDomain): void {
   if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
   _checkCompatible(domain, group);
-  _setGroupDomain(group, domain);
+  __iommu_group_set_domain(group, domain);
 }
 
 /** Mirrors iommu_get_domain_for_dev(): the domain `dev` is attached to, or null. */
