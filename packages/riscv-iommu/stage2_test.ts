@@ -167,11 +167,19 @@ Deno.test("second-stage iotlb_sync: IOTINVAL.GVMA per page, per superpage stride
   iommu_attach_device(s2, ep);
   iommu_map(s2, 0x10_0000, 0x8010_0000, 0x3000, RW);
   assert.equal(iommu_iova_to_phys(s2, 0x10_2345), 0x8010_2345);
+  const t0 = sys.iommu!.cmdq.tail;
+  sys.rec.clear();
   assert.deepEqual(commandsOf(sys, () => iommu_unmap(s2, 0x10_0000, 0x3000)), [
     "IOTINVAL.GVMA gscid=1 addr=0x100000",
     "IOTINVAL.GVMA gscid=1 addr=0x101000",
     "IOTINVAL.GVMA gscid=1 addr=0x102000",
     "IOFENCE.C pr pw",
+  ]);
+  // The registers: a doorbell per command, then the fence's CSR and head reads.
+  assert.deepEqual(mmioTrace(sys.rec.accesses), [
+    ...[1, 2, 3, 4].map((n) => `w cqt 0x${(t0 + n).toString(16)}`),
+    "r cqcsr 0x10003",
+    `r cqh 0x${(t0 + 4).toString(16)}`,
   ]);
   iommu_map(s2, 0x4000_0000, 0x8000_0000, 0x40_0000, RW);
   assert.deepEqual(commandsOf(sys, () => iommu_unmap(s2, 0x4000_0000, 0x40_0000)), [
