@@ -102,7 +102,7 @@ function pass(which: Allocator, failAt: number): boolean {
   const desc: MsiDesc = { dev, msiIndex: 0, irq: 0, msg, iommuMsiIova: 0, iommuMsiShift: 0 };
   step("iommu_dma_prepare_msi", () => iommu_dma_prepare_msi(desc, 0x2800_0000), () => {
     assert.equal(desc.iommuMsiShift, 0);
-    assert.deepEqual(iommu_get_dma_domain(dev)!.iovaCookie!.msiPages, []);
+    assert.deepEqual(iommu_get_dma_domain(dev)!.iova_cookie!.msiPages, []);
   });
   step("dma_alloc_coherent", () => {
     const mem = dma_alloc_coherent(dev, 0x5000);

@@ -38,9 +38,9 @@ Deno.test("iommu_unmap() calls iotlb_sync once and frees table pages only after 
     const live = new Set(pages.allocations().map((a) => a.phys));
     held = g.freelist.filter((pa) => live.has(pa)).length;
   };
-  const before = sys.drv.stats.iotlbSync;
+  const before = sys.drv.stats.iotlb_sync;
   assert.equal(iommu_unmap(domain, 2 * SZ_2M, SZ_2M), SZ_2M);
-  assert.equal(sys.drv.stats.iotlbSync - before, 1);
+  assert.equal(sys.drv.stats.iotlb_sync - before, 1);
   assert.equal(held, 1, "the freed level-0 table was still allocated during the flush");
   assert.equal(pages.allocatedPages, base + 1, "only the table of the other range remains");
   iommu_domain_free(domain);

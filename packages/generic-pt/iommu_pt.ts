@@ -13,6 +13,8 @@
 import { Errno, hex, type PhysMem } from "@iommu-lab/kernel";
 import { ffs, fls } from "./log2.ts";
 import {
+  PT_ENTRY_OA,
+  PT_ENTRY_TABLE,
   PT_GRANULE_LG2SZ,
   PT_GRANULE_SIZE,
   PT_PFN_SPACE,
@@ -22,9 +24,18 @@ import {
   type PtFormat,
 } from "./pt_defs.ts";
 import { PtState } from "./pt_state.ts";
-import { IOMMU_READ, IOMMU_WRITE, IommuIotlbGather } from "@iommu-lab/iommu";
+import {
+  iommu_dirty_bitmap_record,
+  IOMMU_DIRTY_NO_CLEAR,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  type IommuDirtyBitmap,
+  IommuIotlbGather,
+  iova_bitmap_set,
+} from "@iommu-lab/iommu";
 import {
   riscv64,
+  RISCVPT_D,
   RISCVPT_N_HI,
   RISCVPT_NAPOT_64K_LG2,
   RISCVPT_R,
@@ -81,9 +92,9 @@ export interface PtIommuHwInfo {
  */
 export interface PtIommuDomainOps {
   /** Page sizes the table can map, as a bitmap of sizes in bytes. */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
   /** Maps `pgcount` pages of `pgsize` bytes; returns the bytes mapped. */
-  mapPages(
+  map_pages(
     iova: Iova,
     paddr: number,
     pgsize: number,
@@ -92,9 +103,9 @@ export interface PtIommuDomainOps {
     gather?: IommuIotlbGather,
   ): number;
   /** Unmaps `pgcount` pages of `pgsize` bytes; returns the bytes unmapped. */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
+  unmap_pages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
   /** Returns the physical address `iova` translates to, or 0. */
-  iovaToPhys(iova: Iova): number;
+  iova_to_phys(iova: Iova): number;
 }
 
 /** Pages per item at each level: 4 KiB · 512^level. */
@@ -158,13 +169,13 @@ export function ptComputeBestPgsize(
  * assert.deepEqual(pt.hwInfo().mode, 8); // Sv39
  *
  * pt.map(0x10_0000, 0x9000_0000, 0x4000, IOMMU_READ | IOMMU_WRITE);
- * assert.equal(pt.iovaToPhys(0x10_2010), 0x9000_2010);
+ * assert.equal(pt.iova_to_phys(0x10_2010), 0x9000_2010);
  * pt.map(-4096, 0x9100_0000, 4096, IOMMU_READ); // the last page of the upper half
- * assert.equal(pt.iovaToPhys(0xffff_ffff_ffff_f000n), 0x9100_0000);
+ * assert.equal(pt.iova_to_phys(0xffff_ffff_ffff_f000n), 0x9100_0000);
  *
  * const gather = new IommuIotlbGather();
  * assert.equal(pt.unmap(0x10_0000, 0x4000, gather), 0x4000);
- * assert.equal(pt.iovaToPhys(0x10_0000), 0);
+ * assert.equal(pt.iova_to_phys(0x10_0000), 0);
  * gather.putPages();
  * pt.deinit();
  * assert.equal(alloc.allocatedPages, 0);
@@ -178,10 +189,13 @@ export class PtIommu implements PtIommuDomainOps {
   /** Level of the top table. */
   readonly topLevel: number;
   /** The features in force. */
-  readonly features: Readonly<Required<PtFeatures>>;
+  get features(): Readonly<Required<PtFeatures>> {
+    return this.#features;
+  }
   /** Page sizes this table maps, as a bitmap of sizes in bytes (4K, 64K with Svnapot, 2M, ...). */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
 
+  #features: Readonly<Required<PtFeatures>>;
   readonly #mem: PhysMem;
   readonly #alloc: PtAllocator;
   readonly #iotlbSync: (gather: IommuIotlbGather) => void;
@@ -209,6 +223,9 @@ export class PtIommu implements PtIommuDomainOps {
   #done = 0;
   /** Pages cleared so far by the running unmap. */
   #unmapped = 0;
+  /** Per level, a copy of the table the dirty scan is reading there (allocated on first use). */
+  readonly #dirtyBytes: Uint8Array[] = [];
+  readonly #dirtyView: DataView[] = [];
 
   /**
    * Allocates the top table. Throws `EINVAL` for a width or feature the format lacks or a top
@@ -225,14 +242,18 @@ export class PtIommu implements PtIommuDomainOps {
       svnapot: f.svnapot === true,
       svpbmt: f.svpbmt === true,
       signExtend: f.signExtend === true,
+      dirtyTrackingActive: f.dirtyTrackingActive === true,
     });
     if (features.signExtend && !format.canSignExtend) {
       throw new Errno("EINVAL", `Format ${format.name} cannot sign-extend IOVAs`);
     }
+    if (features.dirtyTrackingActive && format.make_write_clean === undefined) {
+      throw new Errno("EINVAL", `Format ${format.name} has no dirty tracking`);
+    }
     this.format = format;
     this.vaBits = config.vaBits;
     this.topLevel = top;
-    this.features = features;
+    this.#features = features;
     this.#mem = config.mem;
     this.#alloc = config.alloc;
     this.#iotlbSync = config.iotlbSync ?? (() => {});
@@ -250,7 +271,7 @@ export class PtIommu implements PtIommuDomainOps {
     }
     let bitmap = 0;
     for (let level = 0; level <= top; level++) bitmap += this.possibleSizes(level);
-    this.pgsizeBitmap = bitmap;
+    this.pgsize_bitmap = bitmap;
 
     const root = config.alloc.allocTable(format.topOrder);
     if (
@@ -302,13 +323,13 @@ export class PtIommu implements PtIommuDomainOps {
    * (IOMMU_READ/WRITE/CACHE/NOEXEC/MMIO); returns the bytes mapped. Mirrors
    * pt_iommu_riscv_64_map_pages() with the argument checks of __iommu_map().
    *
-   * Throws `EINVAL` for a page size not in {@linkcode pgsizeBitmap}, a zero count, an
+   * Throws `EINVAL` for a page size not in {@linkcode pgsize_bitmap}, a zero count, an
    * unaligned `iova` or `paddr`, or `prot` without READ or WRITE; `EOVERFLOW` when the range
    * wraps the 64-bit space; `ERANGE` when it leaves the IOVA space or the output address does
    * not fit 56 bits; `EADDRINUSE` over an existing mapping; `ENOMEM` from the allocator. Tables
    * this frees go on `gather` (or through the `iotlbSync` hook when there is none).
    */
-  mapPages(
+  map_pages(
     iova: Iova,
     paddr: number,
     pgsize: number,
@@ -362,10 +383,10 @@ export class PtIommu implements PtIommuDomainOps {
    * Maps `size` bytes from `iova` to `paddr`, choosing the largest leaves the alignment of
    * both allows; returns `size`. On an error nothing of the range stays mapped. Mirrors
    * iommu_map() (its iommu_pgsize() split) on this table; the errors are those of
-   * {@linkcode mapPages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
+   * {@linkcode map_pages}, with `EINVAL` for a size that is not a multiple of 4 KiB.
    */
   map(iova: Iova, paddr: number, size: number, prot: number, gather?: IommuIotlbGather): number {
-    if (size === PT_GRANULE_SIZE) return this.mapPages(iova, paddr, size, 1, prot, gather);
+    if (size === PT_GRANULE_SIZE) return this.map_pages(iova, paddr, size, 1, prot, gather);
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot map 0x${size.toString(16)} bytes`);
     }
@@ -386,7 +407,7 @@ export class PtIommu implements PtIommuDomainOps {
         const oa = ppn + done;
         const left = pages - done;
         const si = this.#sizeIndex(
-          2 ** ptComputeBestPgsize(this.pgsizeBitmap, cur, cur + left - 1, oa),
+          2 ** ptComputeBestPgsize(this.pgsize_bitmap, cur, cur + left - 1, oa),
         );
         const leafPages = this.#szPages[si];
         let span = left;
@@ -413,9 +434,9 @@ export class PtIommu implements PtIommuDomainOps {
    * Unmaps `pgcount` pages of `pgsize` bytes from `iova`; returns the bytes unmapped, which
    * is 0 over a hole or inside a leaf, and more than asked when the range ends inside a leaf.
    * Records the range, the levels changed and the freed tables in `gather`. Mirrors
-   * pt_iommu_riscv_64_unmap_pages(); bad arguments throw as for {@linkcode mapPages}.
+   * pt_iommu_riscv_64_unmap_pages(); bad arguments throw as for {@linkcode map_pages}.
    */
-  unmapPages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
+  unmap_pages(iova: Iova, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
     if (pgsize === PT_GRANULE_SIZE && pgcount === 1 && typeof iova === "number" && iova >= 0) {
       const pfn = iova / PT_GRANULE_SIZE;
       if (pfn < this.#lowEnd && Number.isInteger(pfn)) {
@@ -452,21 +473,21 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /**
-   * Unmaps `size` bytes from `iova`; returns the bytes unmapped as {@linkcode unmapPages}
+   * Unmaps `size` bytes from `iova`; returns the bytes unmapped as {@linkcode unmap_pages}
    * does. Mirrors iommu_unmap() on this table.
    */
   unmap(iova: Iova, size: number, gather: IommuIotlbGather): number {
     if (!Number.isInteger(size) || size <= 0 || size % PT_GRANULE_SIZE !== 0) {
       throw new Errno("EINVAL", `Cannot unmap 0x${size.toString(16)} bytes`);
     }
-    return this.unmapPages(iova, PT_GRANULE_SIZE, size / PT_GRANULE_SIZE, gather);
+    return this.unmap_pages(iova, PT_GRANULE_SIZE, size / PT_GRANULE_SIZE, gather);
   }
 
   /**
    * The physical address `iova` (any alignment) translates to, or 0 when nothing maps it or
    * it lies outside the IOVA space. Mirrors pt_iommu_riscv_64_iova_to_phys().
    */
-  iovaToPhys(iova: Iova): number {
+  iova_to_phys(iova: Iova): number {
     const pfn = this.#toPfn(iova);
     if (!this.#inRange(pfn, pfn) || this.#root < 0) return 0;
     const mem = this.#mem;
@@ -494,9 +515,78 @@ export class PtIommu implements PtIommuDomainOps {
   }
 
   /**
+   * Reports the leaves of `[iova, iova + size)` the IOMMU wrote through (D set) into
+   * `dirty.bitmap`, and unless `flags` has IOMMU_DIRTY_NO_CLEAR makes them clean again and adds
+   * what it cleaned to `dirty.gather`, which the caller must flush from the IOTLB before relying
+   * on new writes being seen (the IOMMU may hold a leaf's D in its IOTLB). A leaf counts whole:
+   * a dirty 2 MiB leaf sets the bit of every page of it the range covers, a dirty copy of an
+   * Svnapot leaf reports and cleans all 16. Mirrors pt_iommu_riscv_64_read_and_clear_dirty().
+   *
+   * `iova` and `size` need no alignment. Throws `EOPNOTSUPP` when the format has no dirty
+   * hooks, `EINVAL` for a size that is not a positive integer or unknown flags, and for the
+   * range `EOVERFLOW`/`ERANGE` as {@linkcode mapPages} does.
+   *
+   * The scan reads each table with one bulk copy and tests D in the low word of each PTE; it
+   * allocates nothing after the first call and skips what empty upper-level entries cover.
+   * DIVERGENCE: a leaf the range only partly covers reports (and flushes) only the covered part;
+   * Linux records the whole item size from the range start.
+   */
+  read_and_clear_dirty(iova: Iova, size: number, flags: number, dirty: IommuDirtyBitmap): void {
+    if (this.format.make_write_clean === undefined) {
+      throw new Errno("EOPNOTSUPP", `Format ${this.format.name} has no dirty tracking`);
+    }
+    if (!Number.isInteger(size) || size <= 0) {
+      throw new Errno("EINVAL", `Cannot read the dirty state of 0x${size.toString(16)} bytes`);
+    }
+    if ((flags & ~IOMMU_DIRTY_NO_CLEAR) !== 0) {
+      throw new Errno("EINVAL", `Unknown dirty flags 0x${flags.toString(16)}`);
+    }
+    this.#checkLive();
+    const pfn = this.#toPfn(iova);
+    const pages = Math.floor((this.#off + size - 1) / PT_GRANULE_SIZE) + 1;
+    this.#checkRange(pfn, pages);
+    if (this.#dirtyBytes.length === 0) {
+      for (let level = 0; level <= this.topLevel; level++) {
+        const bytes = new Uint8Array(8 << this.numItemsLg2(level));
+        this.#dirtyBytes.push(bytes);
+        this.#dirtyView.push(new DataView(bytes.buffer));
+      }
+    }
+    const noClear = (flags & IOMMU_DIRTY_NO_CLEAR) !== 0;
+    this.#dirtyLevel(this.#root, this.topLevel, pfn, pfn + pages - 1, dirty, noClear);
+  }
+
+  /**
+   * Turns PT_FEAT_RISCV_DIRTY_TRACKING_ACTIVE on or off on the live table: while it is on,
+   * writable leaves are made without D, so the IOMMU (DC.tc.GADE/SADE set) marks the first write.
+   * Throws `EOPNOTSUPP` when the format has no dirty hooks.
+   *
+   * How the driver uses it (its set_dirty_tracking):
+   * - enable: set GADE in the device contexts (with IODIR.INVAL_DDT) first, then turn the feature
+   *   on; leaves mapped before still have D, which iommufd's clearing read (a
+   *   {@linkcode read_and_clear_dirty} without a bitmap) takes away;
+   * - disable: turn the feature off first, which gives D back to every writable leaf (an IOMMU
+   *   without GADE faults on a write to a leaf without D), flush the IOTLB (it may hold leaves
+   *   with D clear), then clear GADE.
+   *
+   * A writable leaf without D must never meet a context without GADE. DIVERGENCE: Linux's RFC
+   * only flips the feature bit; giving D back on disable is ours.
+   */
+  set_dirty_tracking_active(active: boolean): void {
+    if (this.format.make_write_dirty === undefined) {
+      throw new Errno("EOPNOTSUPP", `Format ${this.format.name} has no dirty tracking`);
+    }
+    this.#checkLive();
+    if (this.#features.dirtyTrackingActive === active) return;
+    this.#features = Object.freeze({ ...this.#features, dirtyTrackingActive: active });
+    this.#protKey = -1;
+    if (!active) this.#makeWritableDirty(this.#root, this.topLevel);
+  }
+
+  /**
    * Frees every table, the top one included. The IOMMU must no longer walk them and its
    * caches must have been invalidated. Mirrors pt_iommu_deinit(). Idempotent; afterwards map,
-   * unmap and {@linkcode hwInfo} are EINVAL (a use after free), `iovaToPhys` is 0.
+   * unmap and {@linkcode hwInfo} are EINVAL (a use after free), `iova_to_phys` is 0.
    */
   deinit(): void {
     if (this.#root < 0) return;
@@ -811,6 +901,110 @@ export class PtIommu implements PtIommuDomainOps {
     }
   }
 
+  /**
+   * The dirty scan of frames `pfn..last` within `table` at `level`, from a copy of the table:
+   * each copy is only a guide to which entries to look at, the cleaning itself works on the PTEs
+   * in memory, so what the IOMMU sets meanwhile is never lost.
+   */
+  #dirtyLevel(
+    table: number,
+    level: number,
+    pfn: number,
+    last: number,
+    dirty: IommuDirtyBitmap,
+    noClear: boolean,
+  ): void {
+    const view = this.#dirtyView[level];
+    this.#mem.copyOut(table, this.#dirtyBytes[level]);
+    const itemPages = ITEM_PAGES[level];
+    const first = this.#index(pfn, level);
+    const lastIdx = this.#index(last, level);
+    if (level === 0) {
+      // Svnapot leaves the range only partly covers count whole: look at all their copies.
+      const napot = this.#features.svnapot;
+      const scanFirst = napot ? first & ~15 : first;
+      const scanLast = napot ? lastIdx | 15 : lastIdx;
+      for (let i = scanFirst; (i = _nextDirty(view, i, scanLast)) <= scanLast; i++) {
+        const hi = view.getUint32(i * 8 + 4, true);
+        if (hi >= RISCVPT_N_HI) {
+          // Any dirty copy makes the 64 KiB leaf dirty; record and clean it once.
+          const groupFrame = pfn + ((i & ~15) - first);
+          const from = groupFrame > pfn ? groupFrame : pfn;
+          const to = Math.min(last, groupFrame + 15);
+          this.#recordDirty(table, 0, i, hi, from, to, dirty, noClear);
+          i |= 15;
+        } else if (i >= first && i <= lastIdx) {
+          const frame = pfn + (i - first);
+          this.#recordDirty(table, 0, i, hi, frame, frame, dirty, noClear);
+        }
+      }
+      return;
+    }
+    const base = pfn - pfn % itemPages - first * itemPages;
+    for (let i = first; (i = _nextTableOrDirty(view, i, lastIdx)) <= lastIdx; i++) {
+      const lo = view.getUint32(i * 8, true);
+      const isTable = (lo & RWX) === 0;
+      const start = base + i * itemPages;
+      const from = start > pfn ? start : pfn;
+      const to = Math.min(last, start + itemPages - 1);
+      const hi = view.getUint32(i * 8 + 4, true);
+      if (isTable) {
+        this.#dirtyLevel(riscvptPpn(lo, hi) * PT_GRANULE_SIZE, level - 1, from, to, dirty, noClear);
+      } else {
+        this.#recordDirty(table, level, i, hi, from, to, dirty, noClear);
+      }
+    }
+  }
+
+  /** Mirrors record_dirty(): reports frames `from..to` of a dirty leaf and cleans the leaf. */
+  #recordDirty(
+    table: number,
+    level: number,
+    index: number,
+    hi: number,
+    from: number,
+    to: number,
+    dirty: IommuDirtyBitmap,
+    noClear: boolean,
+  ): void {
+    const iova = from * PT_GRANULE_SIZE;
+    const len = (to - from + 1) * PT_GRANULE_SIZE;
+    if (noClear) {
+      if (dirty.bitmap !== null) iova_bitmap_set(dirty.bitmap, iova, len);
+      return;
+    }
+    const pts = this.#pts;
+    pts.table = table;
+    pts.level = level;
+    pts.index = index;
+    pts.hi = hi;
+    this.format.make_write_clean!(pts);
+    iommu_dirty_bitmap_record(dirty, iova, len);
+    // The leaf changed: the flush must reach what the IOTLB caches at its level.
+    if (dirty.gather !== null) dirty.gather.leafLevels |= 1 << level;
+  }
+
+  /** Sets D on every writable leaf below `table` that lacks it (dirty tracking turned off). */
+  #makeWritableDirty(table: number, level: number): void {
+    const pts = this.#pts;
+    const makeDirty = this.format.make_write_dirty!;
+    const entries = 2 ** this.numItemsLg2(level);
+    for (let i = 0; i < entries; i++) {
+      pts.table = table;
+      pts.level = level;
+      pts.index = i;
+      const type = pts.load();
+      if (type === PT_ENTRY_TABLE) {
+        this.#makeWritableDirty(pts.tablePa(), level - 1);
+        continue;
+      }
+      // Each Svnapot copy is an entry of its own here; a failed CAS reloads and retries.
+      while (type === PT_ENTRY_OA && (pts.lo & (RISCVPT_W | RISCVPT_D)) === RISCVPT_W) {
+        if (makeDirty(pts)) break;
+      }
+    }
+  }
+
   /** Refuses to touch the tables once {@linkcode deinit} freed them. */
   #checkLive(): void {
     if (this.#root < 0) throw new Errno("EINVAL", "The page table was freed (pt_iommu_deinit)");
@@ -824,6 +1018,27 @@ export class PtIommu implements PtIommuDomainOps {
     }
     g.reset();
   }
+}
+
+/**
+ * The dirty scan's hot loop, kept apart so it stays small whatever the recording does: the
+ * index of the first valid entry with D from `i` to `last` of the table copy, else `last + 1`.
+ * 99% of leaves are clean: one load and one test each.
+ */
+function _nextDirty(view: DataView, i: number, last: number): number {
+  for (; i <= last; i++) {
+    if ((view.getUint32(i * 8, true) & (RISCVPT_V | RISCVPT_D)) === (RISCVPT_V | RISCVPT_D)) break;
+  }
+  return i;
+}
+
+/** Like {@linkcode _nextDirty} above level 0, where an entry may also point to a table. */
+function _nextTableOrDirty(view: DataView, i: number, last: number): number {
+  for (; i <= last; i++) {
+    const lo = view.getUint32(i * 8, true);
+    if ((lo & RISCVPT_V) !== 0 && ((lo & RWX) === 0 || (lo & RISCVPT_D) !== 0)) break;
+  }
+  return i;
 }
 
 function _inUse(pfn: number): Errno {

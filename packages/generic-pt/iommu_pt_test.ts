@@ -27,24 +27,24 @@ Deno.test("map_pages() rejects bad arguments with Linux's errnos and changes not
   const fx = fixture();
   const pt = fx.pt;
   const cases: [string, () => unknown, ErrnoName][] = [
-    ["unaligned iova", () => pt.mapPages(0x1001, 0x1000, 4096, 1, RW), "EINVAL"],
-    ["non-integer iova", () => pt.mapPages(4096.5, 0x1000, 4096, 1, RW), "EINVAL"],
-    ["iova not aligned to pgsize", () => pt.mapPages(0x1000, 0, M2, 1, RW), "EINVAL"],
-    ["unaligned paddr", () => pt.mapPages(0x1000, 0x1800, 4096, 1, RW), "EINVAL"],
-    ["paddr not aligned to pgsize", () => pt.mapPages(M2, 0x1000, M2, 1, RW), "EINVAL"],
-    ["negative paddr", () => pt.mapPages(0x1000, -4096, 4096, 1, RW), "EINVAL"],
-    ["pgsize 8K not in the bitmap", () => pt.mapPages(0, 0, 8192, 1, RW), "EINVAL"],
-    ["pgsize 512G not in an Sv39 bitmap", () => pt.mapPages(0, 0, 2 ** 39, 1, RW), "EINVAL"],
-    ["zero pgcount", () => pt.mapPages(0x1000, 0, 4096, 0, RW), "EINVAL"],
-    ["fractional pgcount", () => pt.mapPages(0x1000, 0, 4096, 1.5, RW), "EINVAL"],
+    ["unaligned iova", () => pt.map_pages(0x1001, 0x1000, 4096, 1, RW), "EINVAL"],
+    ["non-integer iova", () => pt.map_pages(4096.5, 0x1000, 4096, 1, RW), "EINVAL"],
+    ["iova not aligned to pgsize", () => pt.map_pages(0x1000, 0, M2, 1, RW), "EINVAL"],
+    ["unaligned paddr", () => pt.map_pages(0x1000, 0x1800, 4096, 1, RW), "EINVAL"],
+    ["paddr not aligned to pgsize", () => pt.map_pages(M2, 0x1000, M2, 1, RW), "EINVAL"],
+    ["negative paddr", () => pt.map_pages(0x1000, -4096, 4096, 1, RW), "EINVAL"],
+    ["pgsize 8K not in the bitmap", () => pt.map_pages(0, 0, 8192, 1, RW), "EINVAL"],
+    ["pgsize 512G not in an Sv39 bitmap", () => pt.map_pages(0, 0, 2 ** 39, 1, RW), "EINVAL"],
+    ["zero pgcount", () => pt.map_pages(0x1000, 0, 4096, 0, RW), "EINVAL"],
+    ["fractional pgcount", () => pt.map_pages(0x1000, 0, 4096, 1.5, RW), "EINVAL"],
     ["zero size", () => pt.map(0x1000, 0, 0, RW), "EINVAL"],
     ["size not a page multiple", () => pt.map(0x1000, 0, 100, RW), "EINVAL"],
-    ["prot without READ or WRITE", () => pt.mapPages(0x1000, 0, 4096, 1, 0), "EINVAL"],
-    ["past the lower half", () => pt.mapPages(2 ** 38, 0, 4096, 1, RW), "ERANGE"],
+    ["prot without READ or WRITE", () => pt.map_pages(0x1000, 0, 4096, 1, 0), "EINVAL"],
+    ["past the lower half", () => pt.map_pages(2 ** 38, 0, 4096, 1, RW), "ERANGE"],
     ["across the end of the lower half", () => pt.map(2 ** 38 - 4096, 0, 8192, RW), "ERANGE"],
     ["a non-canonical bigint", () => pt.map(2n ** 63n, 0, 4096, RW), "ERANGE"],
     ["a bigint above 64 bits", () => pt.map(2n ** 64n, 0, 4096, RW), "ERANGE"],
-    ["wrapping past 2^64", () => pt.mapPages(-4096, 0, 4096, 2, RW), "EOVERFLOW"],
+    ["wrapping past 2^64", () => pt.map_pages(-4096, 0, 4096, 2, RW), "EOVERFLOW"],
     ["output past 56 bits", () => pt.map(0x1000, 2 ** 56 - 4096, 8192, RW), "ERANGE"],
   ];
   for (const [name, fn, code] of cases) {
@@ -56,13 +56,13 @@ Deno.test("map_pages() rejects bad arguments with Linux's errnos and changes not
   }
   await t.step("64K without Svnapot: -EINVAL", () => {
     const plain = fixture(39, { signExtend: true });
-    throwsErrno(() => plain.pt.mapPages(0, 0, 0x1_0000, 1, RW), "EINVAL");
+    throwsErrno(() => plain.pt.map_pages(0, 0, 0x1_0000, 1, RW), "EINVAL");
     plain.finish();
   });
   await t.step("the upper half without sign extension: -ERANGE", () => {
     const plain = fixture(48, {});
     throwsErrno(() => plain.pt.map(-4096, 0, 4096, RW), "ERANGE");
-    assert.equal(plain.pt.iovaToPhys(-4096), 0);
+    assert.equal(plain.pt.iova_to_phys(-4096), 0);
     plain.finish();
   });
   fx.finish();
@@ -71,13 +71,13 @@ Deno.test("map_pages() rejects bad arguments with Linux's errnos and changes not
 Deno.test("unmap_pages() rejects bad arguments with Linux's errnos", () => {
   const fx = fixture();
   const { pt, gather } = fx;
-  throwsErrno(() => pt.unmapPages(0x1001, 4096, 1, gather), "EINVAL");
-  throwsErrno(() => pt.unmapPages(0x1000, M2, 1, gather), "EINVAL");
-  throwsErrno(() => pt.unmapPages(0, 8192, 1, gather), "EINVAL");
-  throwsErrno(() => pt.unmapPages(0, 4096, 0, gather), "EINVAL");
+  throwsErrno(() => pt.unmap_pages(0x1001, 4096, 1, gather), "EINVAL");
+  throwsErrno(() => pt.unmap_pages(0x1000, M2, 1, gather), "EINVAL");
+  throwsErrno(() => pt.unmap_pages(0, 8192, 1, gather), "EINVAL");
+  throwsErrno(() => pt.unmap_pages(0, 4096, 0, gather), "EINVAL");
   throwsErrno(() => pt.unmap(0, 0, gather), "EINVAL");
-  throwsErrno(() => pt.unmapPages(-4096, 4096, 2, gather), "EOVERFLOW");
-  throwsErrno(() => pt.unmapPages(2 ** 38, 4096, 1, gather), "ERANGE");
+  throwsErrno(() => pt.unmap_pages(-4096, 4096, 2, gather), "EOVERFLOW");
+  throwsErrno(() => pt.unmap_pages(2 ** 38, 4096, 1, gather), "ERANGE");
   assert.ok(gather.isEmpty);
   fx.finish();
 });
@@ -86,9 +86,9 @@ Deno.test("mapping over a mapping is -EADDRINUSE and leaves nothing of the call 
   await t.step("4K pages over one mapped page", () => {
     const fx = fixture();
     fx.doMap(10, 0x100, 1);
-    throwsErrno(() => fx.pt.mapPages(0, 0x8000_0000, 4096, 16, RW), "EADDRINUSE");
+    throwsErrno(() => fx.pt.map_pages(0, 0x8000_0000, 4096, 16, RW), "EADDRINUSE");
     for (let i = 0; i < 16; i++) {
-      assert.equal(fx.pt.iovaToPhys(i * 4096), i === 10 ? 0x100 * 4096 : 0, `page ${i}`);
+      assert.equal(fx.pt.iova_to_phys(i * 4096), i === 10 ? 0x100 * 4096 : 0, `page ${i}`);
     }
     fx.doUnmap(10, 1);
     fx.finish();
@@ -98,8 +98,8 @@ Deno.test("mapping over a mapping is -EADDRINUSE and leaves nothing of the call 
     fx.doMap(0x201, 1, 1);
     throwsErrno(() => fx.pt.map(M2, 0, M2, RW), "EADDRINUSE");
     fx.doMap(0x400, 0x400, 512);
-    throwsErrno(() => fx.pt.mapPages(0x401 * 4096, 0, 4096, 1, RW), "EADDRINUSE");
-    throwsErrno(() => fx.pt.mapPages(0x410 * 4096, 0, 0x1_0000, 1, RW), "EADDRINUSE");
+    throwsErrno(() => fx.pt.map_pages(0x401 * 4096, 0, 4096, 1, RW), "EADDRINUSE");
+    throwsErrno(() => fx.pt.map_pages(0x410 * 4096, 0, 0x1_0000, 1, RW), "EADDRINUSE");
     assert.equal(fx.countValids(), 2);
     fx.doUnmap(0x201, 1);
     fx.doUnmap(0x400, 512);
@@ -108,9 +108,9 @@ Deno.test("mapping over a mapping is -EADDRINUSE and leaves nothing of the call 
   await t.step("a 64K Svnapot leaf over a 4K page and the reverse", () => {
     const fx = fixture();
     fx.doMap(0x13, 0x13, 1);
-    throwsErrno(() => fx.pt.mapPages(0x1_0000, 0, 0x1_0000, 1, RW), "EADDRINUSE");
+    throwsErrno(() => fx.pt.map_pages(0x1_0000, 0, 0x1_0000, 1, RW), "EADDRINUSE");
     fx.doMap(0x20, 0x20, 16);
-    throwsErrno(() => fx.pt.mapPages(0x2f * 4096, 0, 4096, 1, RW), "EADDRINUSE");
+    throwsErrno(() => fx.pt.map_pages(0x2f * 4096, 0, 4096, 1, RW), "EADDRINUSE");
     fx.doUnmap(0x13, 1);
     fx.doUnmap(0x20, 16);
     fx.finish();
@@ -152,7 +152,7 @@ Deno.test("unmap_pages(): a hole or the inside of a leaf unmaps nothing; a leaf 
     fx.doMap(0, 0, 4);
     fx.doMap(5, 5, 3);
     assert.equal(fx.pt.unmap(0, 8 * 4096, fx.gather), 4 * 4096);
-    assert.equal(fx.pt.iovaToPhys(6 * 4096), 6 * 4096);
+    assert.equal(fx.pt.iova_to_phys(6 * 4096), 6 * 4096);
     fx.doUnmap(5, 3);
     fx.finish();
   });
@@ -170,7 +170,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
   });
   await t.step("unmapping all of a level-0 table frees it through the gather", () => {
     const fx = fixture();
-    for (let i = 0; i < 512; i++) fx.pt.mapPages((0x200 + i) * 4096, i * 4096, 4096, 1, RW);
+    for (let i = 0; i < 512; i++) fx.pt.map_pages((0x200 + i) * 4096, i * 4096, 4096, 1, RW);
     const before = fx.alloc.allocatedPages;
     const g = new IommuIotlbGather();
     assert.equal(fx.pt.unmap(M2, M2, g), M2);
@@ -187,7 +187,7 @@ Deno.test("the gather records range and levels; table pages come back only on pu
     fx.doUnmap(0x200, 1); // leaves an empty level-0 table behind
     const before = fx.alloc.allocatedPages;
     const g = new IommuIotlbGather();
-    fx.pt.mapPages(M2, 0, M2, 1, RW, g);
+    fx.pt.map_pages(M2, 0, M2, 1, RW, g);
     assert.deepEqual([g.startPfn, g.endPfn, g.leafLevels, g.tableLevels], [0x200, 0x400, 0, 2]);
     assert.equal(g.freelist.length, 1);
     g.putPages();
@@ -266,16 +266,16 @@ Deno.test("sign-extended IOVAs: negative numbers, u64 and negative bigints name 
   const fx = fixture(57);
   const forms: Iova[] = [-4096, 2n ** 64n - 4096n, -4096n];
   fx.pt.map(forms[0], 0x9000_0000, 4096, RW);
-  for (const iova of forms) assert.equal(fx.pt.iovaToPhys(iova), 0x9000_0000);
-  assert.equal(fx.pt.iovaToPhys(-1), 0x9000_0fff);
-  assert.equal(fx.pt.iovaToPhys(-1n), 0x9000_0fff);
+  for (const iova of forms) assert.equal(fx.pt.iova_to_phys(iova), 0x9000_0000);
+  assert.equal(fx.pt.iova_to_phys(-1), 0x9000_0fff);
+  assert.equal(fx.pt.iova_to_phys(-1n), 0x9000_0fff);
   throwsErrno(() => fx.pt.map(forms[1], 0, 4096, RW), "EADDRINUSE");
   assert.equal(fx.pt.unmap(forms[2], 4096, fx.gather), 4096);
   // The first upper-half page and lower-half IOVAs above 2^53 as plain numbers.
   fx.pt.map(-(2 ** 56), 0x9000_1000, 4096, RW);
-  assert.equal(fx.pt.iovaToPhys(2n ** 64n - 2n ** 56n + 0x10n), 0x9000_1010);
+  assert.equal(fx.pt.iova_to_phys(2n ** 64n - 2n ** 56n + 0x10n), 0x9000_1010);
   fx.pt.map(2 ** 55, 0x9000_2000, 4096, RW);
-  assert.equal(fx.pt.iovaToPhys(2n ** 55n + 8n), 0x9000_2008);
+  assert.equal(fx.pt.iova_to_phys(2n ** 55n + 8n), 0x9000_2008);
   fx.pt.unmap(-(2 ** 56), 4096, fx.gather);
   fx.pt.unmap(2n ** 55n, 4096, fx.gather);
   fx.finish();
@@ -284,10 +284,10 @@ Deno.test("sign-extended IOVAs: negative numbers, u64 and negative bigints name 
 Deno.test("iova_to_phys() keeps the page offset and is 0 where nothing maps", () => {
   const fx = fixture();
   fx.doMap(0x400, 0x9_0000, 512);
-  assert.equal(fx.pt.iovaToPhys(0x400 * 4096 + 0x12_3456), 0x9_0000 * 4096 + 0x12_3456);
-  assert.equal(fx.pt.iovaToPhys(0x3ff * 4096), 0);
-  assert.equal(fx.pt.iovaToPhys(2 ** 40), 0, "outside the IOVA space");
-  throwsErrno(() => fx.pt.iovaToPhys(0.5), "EINVAL");
+  assert.equal(fx.pt.iova_to_phys(0x400 * 4096 + 0x12_3456), 0x9_0000 * 4096 + 0x12_3456);
+  assert.equal(fx.pt.iova_to_phys(0x3ff * 4096), 0);
+  assert.equal(fx.pt.iova_to_phys(2 ** 40), 0, "outside the IOVA space");
+  throwsErrno(() => fx.pt.iova_to_phys(0.5), "EINVAL");
   fx.doUnmap(0x400, 512);
   fx.finish();
 });
@@ -299,12 +299,12 @@ Deno.test("deinit() frees every table without unmapping first, once; the table i
   fx.pt.deinit();
   fx.pt.deinit();
   assert.equal(fx.alloc.allocatedPages, 0);
-  throwsErrno(() => fx.pt.mapPages(0x1000, 0x1000, 4096, 1, RW), "EINVAL");
+  throwsErrno(() => fx.pt.map_pages(0x1000, 0x1000, 4096, 1, RW), "EINVAL");
   throwsErrno(() => fx.pt.map(M2, 0, 2 * M2, RW), "EINVAL");
-  throwsErrno(() => fx.pt.unmapPages(0, 4096, 1, fx.gather), "EINVAL");
+  throwsErrno(() => fx.pt.unmap_pages(0, 4096, 1, fx.gather), "EINVAL");
   throwsErrno(() => fx.pt.unmap(0, M2, fx.gather), "EINVAL");
   throwsErrno(() => fx.pt.hwInfo(), "EINVAL");
-  assert.equal(fx.pt.iovaToPhys(0), 0);
+  assert.equal(fx.pt.iova_to_phys(0), 0);
   assert.equal(fx.countValids(), 0);
   assert.equal(fx.alloc.allocatedPages, 0, "nothing allocated after the free");
 });

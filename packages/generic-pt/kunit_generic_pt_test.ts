@@ -6,7 +6,7 @@ import { ffs, fls } from "./log2.ts";
 import { PT_ENTRY_EMPTY, PT_ENTRY_OA, PT_ENTRY_TABLE, type PtAttrs } from "./pt_defs.ts";
 import { PtState } from "./pt_state.ts";
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
-import { forEachConfig, type PtFixture, rng32, testSeed } from "./test_fixture.ts";
+import { forEachConfig, PT_TEST_CONFIGS, type PtFixture, rng32, testSeed } from "./test_fixture.ts";
 
 const MAX_OA_PPN = 2 ** 44;
 
@@ -45,7 +45,7 @@ function readAttrs(fx: PtFixture, prot: number): PtAttrs {
 
 Deno.test("test_init: a domain starts with page sizes and a context MODE", async (t) => {
   await forEachConfig(t, (fx) => {
-    assert.notEqual(fx.pt.pgsizeBitmap, 0);
+    assert.notEqual(fx.pt.pgsize_bitmap, 0);
     const info = fx.pt.hwInfo();
     assert.equal(info.mode, fx.pt.topLevel + 6);
     assert.equal(info.rootPa % (4096 << fx.cfg.format.topOrder), 0);
@@ -158,9 +158,9 @@ Deno.test("test_max_va: the IOVA space ends where the format's width says", asyn
         () => fx.pt.map(BigInt(fx.highStart! - 1) << 12n, 0, 4096, rw),
         (e) => isErrno(e, "ERANGE"),
       );
-      assert.equal(fx.pt.iovaToPhys(fx.iova(fx.highStart)), 2 * 4096);
+      assert.equal(fx.pt.iova_to_phys(fx.iova(fx.highStart)), 2 * 4096);
     }
-    assert.equal(fx.pt.iovaToPhys(fx.iova(fx.lowEnd - 1)), 4096);
+    assert.equal(fx.pt.iova_to_phys(fx.iova(fx.lowEnd - 1)), 4096);
   });
 });
 
@@ -279,4 +279,41 @@ Deno.test("test_attr_from_entry: attributes read back re-create the same PTE", a
       }
     });
   });
+});
+
+Deno.test("test_dirty: clean is not dirty, dirtying any contiguous item dirties the leaf", async (t) => {
+  await forEachConfig(
+    t,
+    (fx) => {
+      const pt = fx.pt;
+      const fmt = pt.format;
+      const attrs = readAttrs(fx, IOMMU_READ | IOMMU_WRITE);
+      checkAllLevels(fx, (pts) => {
+        const sizes = pt.possibleSizes(pts.level);
+        const isz = pt.itemLg2(pts.level);
+        const start = pts.index;
+        for (let lg2 = isz; lg2 < 64; lg2++) {
+          if (!bit(sizes, lg2)) continue;
+          pts.installLeaf(fx.testOaPpn - fx.testOaPpn % 2 ** (lg2 - 12), lg2, attrs);
+          assert.equal(pts.load(), PT_ENTRY_OA);
+          fmt.make_write_clean!(pts);
+          pts.load();
+          assert.equal(fmt.is_write_dirty!(pts), false);
+          for (let i = 0; i < 2 ** (lg2 - isz); i++) {
+            pts.index = start + i;
+            pts.load();
+            assert.ok(fmt.make_write_dirty!(pts), `item ${i} of a 2^${lg2} leaf`);
+            pts.index = start;
+            pts.load();
+            assert.ok(fmt.is_write_dirty!(pts), `item ${i} dirties the 2^${lg2} leaf`);
+            fmt.make_write_clean!(pts);
+            pts.load();
+            assert.equal(fmt.is_write_dirty!(pts), false, `all copies clean again (item ${i})`);
+          }
+          pts.clear(lg2 - isz);
+        }
+      });
+    },
+    PT_TEST_CONFIGS.filter((c) => c.format.is_write_dirty !== undefined),
+  );
 });

@@ -147,7 +147,7 @@ function runOps(fx: PtFixture, ops: Op[]): void {
     } else {
       const pfn = base(op.upper) + op.off;
       const want = model.get(pfn);
-      assert.equal(fx.pt.iovaToPhys(fx.iova(pfn)), want === undefined ? 0 : want * 4096);
+      assert.equal(fx.pt.iova_to_phys(fx.iova(pfn)), want === undefined ? 0 : want * 4096);
     }
     compareLeaves(fx, model);
   }

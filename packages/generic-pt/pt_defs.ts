@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { PtState } from "./pt_state.ts";
 
 /** Size of the smallest page and of every table page. */
 export const PT_GRANULE_SIZE = 4096;
@@ -29,6 +30,9 @@ export type PtEntryType = 0 | 1 | 2;
  * - `svpbmt`: page-based memory types in PTE bits 62:61 (PT_FEAT_RISCV_SVPBMT).
  * - `signExtend`: the upper half of the IOVA space, sign-extended, is mapped too
  *   (PT_FEAT_SIGN_EXTEND; first stage only).
+ * - `dirtyTrackingActive`: the IOMMU sets D on the first write, so writable leaves are made
+ *   without it (PT_FEAT_RISCV_DIRTY_TRACKING_ACTIVE); toggled on a live table with
+ *   `PtIommu.set_dirty_tracking_active()`.
  */
 export interface PtFeatures {
   /** Svnapot 64 KiB contiguous leaves. */
@@ -37,6 +41,8 @@ export interface PtFeatures {
   svpbmt?: boolean;
   /** Sign-extended upper half of the IOVA space. */
   signExtend?: boolean;
+  /** Hardware dirty tracking is on: writable leaves start clean. */
+  dirtyTrackingActive?: boolean;
 }
 
 /** Attribute bits of a leaf PTE as 32-bit halves (struct pt_write_attrs' descriptor_bits). */
@@ -81,4 +87,20 @@ export interface PtFormat {
   setProt(prot: number, features: Readonly<Required<PtFeatures>>, out: PtAttrs): void;
   /** The MODE value the IOMMU's context takes for a table of `topLevel`. */
   hwMode(topLevel: number): number;
+  /**
+   * True when the IOMMU wrote through the leaf `pts` is on (any item of a contiguous leaf).
+   * Mirrors pt_entry_is_write_dirty(); formats without hardware dirty tracking leave the three
+   * dirty hooks out.
+   */
+  is_write_dirty?(pts: PtState): boolean;
+  /**
+   * Makes the leaf `pts` is on (every item of it) not dirty, without losing a concurrent update
+   * by the IOMMU. Mirrors pt_entry_make_write_clean().
+   */
+  make_write_clean?(pts: PtState): void;
+  /**
+   * Marks the one entry `pts` is on dirty if it still holds the value `pts` loaded; otherwise
+   * leaves the value found in `pts` and returns false. Mirrors pt_entry_make_write_dirty().
+   */
+  make_write_dirty?(pts: PtState): boolean;
 }

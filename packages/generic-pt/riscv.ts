@@ -9,6 +9,10 @@
  * A level is the spec's `i` counted from the leaves: level 0 maps 4 KiB, level 1 2 MiB, level 2
  * 1 GiB, level 3 512 GiB, level 4 256 TiB. Every level can hold leaves.
  *
+ * Both formats have the dirty hooks of the dirty-tracking RFC: D (bit 7) is the hardware dirty
+ * bit, which the IOMMU sets with an atomic update when DC.tc.GADE (second stage) or SADE (first
+ * stage) is on; an Svnapot leaf is dirty when any of its 16 copies is.
+ *
  * @module
  */
 import { Errno } from "@iommu-lab/kernel";
@@ -21,6 +25,7 @@ import {
   type PtFeatures,
   type PtFormat,
 } from "./pt_defs.ts";
+import type { PtState } from "./pt_state.ts";
 import { IOMMU_CACHE, IOMMU_MMIO, IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE } from "@iommu-lab/iommu";
 
 /** PTE bit 0: valid. */
@@ -100,8 +105,9 @@ export function riscvptEntryNumContigLg2(hi: number): number {
 
 /**
  * Leaf attributes for IOMMU `prot` like Linux: always A|U, with D pre-set for writable pages so
- * the IOMMU never needs to update A/D; WRITE gives W|R, READ gives R, X unless NOEXEC; with
- * Svpbmt, MMIO gives PBMT=IO and non-CACHE gives PBMT=NC. Mirrors riscvpt_iommu_set_prot().
+ * the IOMMU never needs to update A/D, unless dirty tracking is active (then the IOMMU sets D on
+ * the first write); WRITE gives W|R, READ gives R, X unless NOEXEC; with Svpbmt, MMIO gives
+ * PBMT=IO and non-CACHE gives PBMT=NC. Mirrors riscvpt_iommu_set_prot().
  */
 function _riscvptSetProt(
   prot: number,
@@ -110,7 +116,10 @@ function _riscvptSetProt(
 ): void {
   let lo = RISCVPT_A | RISCVPT_U;
   let hi = 0;
-  if (prot & IOMMU_WRITE) lo |= RISCVPT_W | RISCVPT_R | RISCVPT_D;
+  if (prot & IOMMU_WRITE) {
+    lo |= RISCVPT_W | RISCVPT_R;
+    if (!features.dirtyTrackingActive) lo |= RISCVPT_D;
+  }
   if (prot & IOMMU_READ) lo |= RISCVPT_R;
   if (!(prot & IOMMU_NOEXEC)) lo |= RISCVPT_X;
   if (features.svpbmt) {
@@ -131,6 +140,62 @@ function _riscvptSetProt(
 export function riscvptAttrFromEntry(lo: number, hi: number, out: PtAttrs): void {
   out.lo = lo & (RWX | RISCVPT_U | RISCVPT_G | RISCVPT_A | RISCVPT_D);
   out.hi = hi & (RISCVPT_NC_HI | RISCVPT_IO_HI);
+}
+
+/** Physical address of the first entry of the leaf `pts` is on (its first Svnapot copy). */
+function _leafEntries(pts: PtState): number {
+  const n = 1 << riscvptEntryNumContigLg2(pts.hi);
+  return pts.table + (pts.index - pts.index % n) * 8;
+}
+
+/**
+ * True when D is set in the leaf `pts` is on (the entry loaded into it), in any of the 16
+ * copies of an Svnapot leaf: the IOMMU sets D in the copy it walked. Mirrors
+ * riscvpt_entry_is_write_dirty().
+ */
+export function riscvpt_entry_is_write_dirty(pts: PtState): boolean {
+  const mem = pts.mem;
+  const first = _leafEntries(pts);
+  const n = 1 << riscvptEntryNumContigLg2(pts.hi);
+  for (let k = 0; k < n; k++) {
+    if ((mem.read32(first + k * 8) & RISCVPT_D) !== 0) return true;
+  }
+  return false;
+}
+
+/**
+ * Clears D in the leaf `pts` is on, in every copy of an Svnapot leaf. Each copy is cleared with
+ * a compare-and-swap loop on the PTE as it is in memory, so an A/D update the IOMMU makes
+ * between the read and the write is never overwritten. Mirrors riscvpt_entry_make_write_clean().
+ *
+ * DIVERGENCE: the RFC writes `READ_ONCE(*p) & ~D` back with a plain store.
+ */
+export function riscvpt_entry_make_write_clean(pts: PtState): void {
+  const mem = pts.mem;
+  const first = _leafEntries(pts);
+  const n = 1 << riscvptEntryNumContigLg2(pts.hi);
+  for (let k = 0; k < n; k++) {
+    const ea = first + k * 8;
+    for (;;) {
+      mem.load64(ea);
+      const lo = mem.lo;
+      const hi = mem.hi;
+      if ((lo & RISCVPT_D) === 0 || mem.cas64(ea, lo, hi, (lo & ~RISCVPT_D) >>> 0, hi)) break;
+    }
+  }
+}
+
+/**
+ * Sets D in the one entry `pts` is on if it still holds the value `pts` loaded (what the IOMMU
+ * does on a write); otherwise leaves the value found in `pts` and returns false. Mirrors
+ * riscvpt_entry_make_write_dirty().
+ */
+export function riscvpt_entry_make_write_dirty(pts: PtState): boolean {
+  const mem = pts.mem;
+  if (mem.cas64(pts.entryPa, pts.lo, pts.hi, (pts.lo | RISCVPT_D) >>> 0, pts.hi)) return true;
+  pts.lo = mem.lo;
+  pts.hi = mem.hi;
+  return false;
 }
 
 /**
@@ -154,6 +219,9 @@ export const riscv64: PtFormat = Object.freeze({
   maxOaLg2: 56,
   setProt: _riscvptSetProt,
   hwMode: (topLevel: number) => topLevel + 6,
+  is_write_dirty: riscvpt_entry_is_write_dirty,
+  make_write_clean: riscvpt_entry_make_write_clean,
+  make_write_dirty: riscvpt_entry_make_write_dirty,
 });
 
 /**
@@ -169,4 +237,7 @@ export const riscv64x4: PtFormat = Object.freeze({
   maxOaLg2: 56,
   setProt: _riscvptSetProt,
   hwMode: (topLevel: number) => topLevel + 6,
+  is_write_dirty: riscvpt_entry_is_write_dirty,
+  make_write_clean: riscvpt_entry_make_write_clean,
+  make_write_dirty: riscvpt_entry_make_write_dirty,
 });

@@ -108,7 +108,7 @@ Deno.test("Svnapot: a 64 KiB leaf is 16 identical PTEs with N=1 and PPN[3:0]=100
   assert.equal(ppnOf(first) >> 4n, 0x1_2345_0000n >> 16n);
   for (let i = 0; i < 16; i++) assert.equal(fx.ram.read64(pa + i * 8), first, `PTE ${i}`);
   assert.equal(fx.ram.read64(pa + 16 * 8), 0n, "the next PTE is untouched");
-  assert.equal(fx.pt.iovaToPhys(0x5_f123), 0x1_2345_f123);
+  assert.equal(fx.pt.iova_to_phys(0x5_f123), 0x1_2345_f123);
   // Without Svnapot the same map is 16 ordinary 4 KiB leaves.
   const plain = fixture(39, {});
   plain.pt.map(0x5_0000, 0x1_2345_0000, 0x1_0000, IOMMU_READ | IOMMU_WRITE);
@@ -189,7 +189,7 @@ Deno.test("second stage: the 16 KiB root holds 2048 entries, GPA bits 40:39 sele
   assert.equal(fx.alloc.allocatedPages, 4, "an order-2 root");
   fx.pt.map(2 ** 41 - 4096, 0x9000_0000, 4096, IOMMU_READ | IOMMU_WRITE);
   assert.equal(fx.ram.read64(root + 2047 * 8) & V, V, "the last GPA uses root entry 2047");
-  assert.equal(fx.pt.iovaToPhys(2 ** 41 - 1), 0x9000_0fff);
+  assert.equal(fx.pt.iova_to_phys(2 ** 41 - 1), 0x9000_0fff);
   assert.throws(
     () =>
       new PtIommu({

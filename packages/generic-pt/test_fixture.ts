@@ -116,7 +116,7 @@ export class PtFixture {
     this.lowEnd = cfg.format.canSignExtend ? 2 ** (vpnBits - 1) : 2 ** vpnBits;
     this.highStart = cfg.features.signExtend ? PT_PFN_SPACE - this.lowEnd : undefined;
     for (let lg2 = 12; lg2 < cfg.vaBits - 1; lg2++) {
-      if (Math.floor(this.pt.pgsizeBitmap / 2 ** lg2) % 2 === 1) this.safeSizesLg2.push(lg2);
+      if (Math.floor(this.pt.pgsize_bitmap / 2 ** lg2) % 2 === 1) this.safeSizesLg2.push(lg2);
     }
     this.testOaPpn = Number((0x74a71445deadbeefn % (1n << 56n)) >> 12n);
   }
@@ -155,7 +155,7 @@ export class PtFixture {
   checkIova(pfn: number, ppn: number, pages: number, maxChecks = Infinity): void {
     const step = pages <= maxChecks ? 1 : Math.floor(pages / maxChecks);
     const check = (i: number) => {
-      const pa = this.pt.iovaToPhys(this.iova(pfn + i));
+      const pa = this.pt.iova_to_phys(this.iova(pfn + i));
       if (pa !== (ppn + i) * 4096) {
         assert.fail(
           `iova frame 0x${(pfn + i).toString(16)} -> 0x${pa.toString(16)}, ` +

@@ -73,9 +73,9 @@ export class IommuDmaCookie {
  * given (ENOMEM when that fails); EEXIST if the domain has one.
  */
 export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null = null): void {
-  if (domain.iovaCookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
+  if (domain.iova_cookie !== null) throw new Errno("EEXIST", "Domain already has a DMA cookie");
   const cookie = new IommuDmaCookie(kernel);
-  domain.iovaCookie = kernel === null ? cookie : kmalloc(kernel, cookie);
+  domain.iova_cookie = kernel === null ? cookie : kmalloc(kernel, cookie);
 }
 
 /**
@@ -83,10 +83,10 @@ export function iommu_get_dma_cookie(domain: IommuDomain, kernel: Kernel | null 
  * records with it. The doorbell mappings go with the domain's page table.
  */
 export function iommu_put_dma_cookie(domain: IommuDomain): void {
-  const cookie = domain.iovaCookie;
+  const cookie = domain.iova_cookie;
   if (cookie === null) return;
   cookie.iovad?.put();
-  domain.iovaCookie = null;
+  domain.iova_cookie = null;
   if (cookie.kernel === null) return;
   for (const page of cookie.msiPages) kfree(cookie.kernel, page);
   kfree(cookie.kernel, cookie);
@@ -100,14 +100,14 @@ export function iommu_put_dma_cookie(domain: IommuDomain): void {
  * allocate or disagrees with the space set up for an earlier device.
  */
 export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps {
-  const cookie = domain.iovaCookie;
-  if (cookie === null || domain.pgsizeBitmap === 0) {
+  const cookie = domain.iova_cookie;
+  if (cookie === null || domain.pgsize_bitmap === 0) {
     throw new Errno("EINVAL", "Domain is not a DMA domain");
   }
   const granule = domain.pgsizes[0];
-  const { apertureStart, apertureEnd, forceAperture } = domain.geometry;
-  const basePfn = Math.max(1, Math.ceil(apertureStart / granule));
-  if (forceAperture && apertureEnd < basePfn * granule) {
+  const { aperture_start, aperture_end, force_aperture } = domain.geometry;
+  const basePfn = Math.max(1, Math.ceil(aperture_start / granule));
+  if (force_aperture && aperture_end < basePfn * granule) {
     throw new Errno("EFAULT", "specified DMA range outside IOMMU capability");
   }
   const iovad = cookie.iovad;
@@ -124,14 +124,14 @@ export function iommu_dma_init_domain(domain: IommuDomain, _dev: Device): DmaOps
 /** The DMA domain of `dev` (its cookie's IOVA space is set up); ENODEV without one. */
 function _dmaDomain(dev: Device): IommuDomain {
   const domain = iommu_get_dma_domain(dev);
-  if (!domain?.iovaCookie?.iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
+  if (!domain?.iova_cookie?.iovad || (domain.type & __IOMMU_DOMAIN_DMA_API) === 0) {
     throw new Errno("ENODEV", `${dev.name} has no DMA domain`);
   }
   return domain;
 }
 
 /** Mirrors dma_info_to_prot() for a coherent device. */
-function _prot(dir: DmaDirection): number {
+function dma_info_to_prot(dir: DmaDirection): number {
   switch (dir) {
     case DMA_BIDIRECTIONAL:
       return IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
@@ -150,7 +150,7 @@ function _prot(dir: DmaDirection): number {
  * for devices whose 64-bit DMA is untested (unless iommu.forcedac), and stops trying once that
  * space is full. ENOMEM when the space is full.
  */
-function _allocIova(
+function iommu_dma_alloc_iova(
   dev: Device,
   domain: IommuDomain,
   iovad: IovaDomain,
@@ -158,13 +158,13 @@ function _allocIova(
   bits: number,
 ): number {
   let limit = bits >= 53 ? Number.MAX_SAFE_INTEGER : 2 ** bits - 1;
-  if (domain.geometry.forceAperture) limit = Math.min(limit, domain.geometry.apertureEnd);
+  if (domain.geometry.force_aperture) limit = Math.min(limit, domain.geometry.aperture_end);
   const pages = size / iovad.granule;
   const param = dev.iommu as DevIommu | null;
-  if (param !== null && param.pci32bitWorkaround && dev_is_pci(dev) && limit > DMA_32BIT_MASK) {
+  if (param !== null && param.pci_32bit_workaround && dev_is_pci(dev) && limit > DMA_32BIT_MASK) {
     const pfn = iovad.allocIovaFast(pages, Math.floor(DMA_32BIT_MASK / iovad.granule), false);
     if (pfn !== 0) return pfn * iovad.granule;
-    param.pci32bitWorkaround = false;
+    param.pci_32bit_workaround = false;
   }
   const pfn = iovad.allocIovaFast(pages, Math.floor(limit / iovad.granule), true);
   if (pfn === 0) throw new Errno("ENOMEM", `No IOVA space for ${size} bytes`);
@@ -179,12 +179,18 @@ function _align(iovad: IovaDomain, n: number): number {
 }
 
 /** Mirrors __iommu_dma_map(): maps `size` bytes at `phys` at a fresh IOVA; returns the DMA address. */
-function _map(dev: Device, phys: number, size: number, prot: number, bits: number): number {
+function __iommu_dma_map(
+  dev: Device,
+  phys: number,
+  size: number,
+  prot: number,
+  bits: number,
+): number {
   const domain = _dmaDomain(dev);
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   const off = phys % iovad.granule;
   const len = _align(iovad, size + off);
-  const iova = _allocIova(dev, domain, iovad, len, bits);
+  const iova = iommu_dma_alloc_iova(dev, domain, iovad, len, bits);
   try {
     iommu_map(domain, iova, phys - off, len, prot);
   } catch (e) {
@@ -202,9 +208,9 @@ function _map(dev: Device, phys: number, size: number, prot: number, bits: numbe
  * wrong but rounds to the same block still leaves nothing mapped and the IOVA freed, as Linux
  * does after its WARN; the call then throws EINVAL.
  */
-function _unmap(dev: Device, dmaAddr: number, size: number): void {
+function __iommu_dma_unmap(dev: Device, dmaAddr: number, size: number): void {
   const domain = _dmaDomain(dev);
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   const off = dmaAddr % iovad.granule;
   const start = dmaAddr - off;
   const len = _align(iovad, size + off);
@@ -215,7 +221,7 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
   if (pages === 0 || node === null || node.pfnLo !== pfn || blockPages !== iovad.fastSize(pages)) {
     throw new Errno("EINVAL", `DMA address ${hex(dmaAddr)} was not mapped here`);
   }
-  const gather = domain.iovaCookie!.gather;
+  const gather = domain.iova_cookie!.gather;
   gather.reset();
   const unmapped = iommu_unmap_fast(domain, start, blockPages * iovad.granule, gather);
   iommu_iotlb_sync(domain, gather);
@@ -242,18 +248,18 @@ function _unmap(dev: Device, dmaAddr: number, size: number): void {
  */
 export const iommuDmaOps: DmaOps = {
   mapPage(dev, phys, size, dir) {
-    return _map(dev, phys, size, _prot(dir), dev.dmaMask);
+    return __iommu_dma_map(dev, phys, size, dma_info_to_prot(dir), dev.dmaMask);
   },
   unmapPage(dev, dmaAddr, size) {
-    _unmap(dev, dmaAddr, size);
+    __iommu_dma_unmap(dev, dmaAddr, size);
   },
   mapSg(dev, sg: Scatterlist[], dir) {
-    const prot = _prot(dir);
+    const prot = dma_info_to_prot(dir);
     const domain = _dmaDomain(dev);
-    const iovad = domain.iovaCookie!.iovad!;
+    const iovad = domain.iova_cookie!.iovad!;
     let total = 0;
     for (const s of sg) total += _align(iovad, s.length + s.phys % iovad.granule);
-    const iova = _allocIova(dev, domain, iovad, total, dev.dmaMask);
+    const iova = iommu_dma_alloc_iova(dev, domain, iovad, total, dev.dmaMask);
     let cur = iova;
     try {
       for (const s of sg) {
@@ -277,21 +283,21 @@ export const iommuDmaOps: DmaOps = {
     if (sg.length === 0) return;
     const first = sg[0].dmaAddress;
     const last = sg[sg.length - 1];
-    _unmap(dev, first, last.dmaAddress + last.dmaLength - first);
+    __iommu_dma_unmap(dev, first, last.dmaAddress + last.dmaLength - first);
   },
   alloc(dev, size): DmaCoherent {
     const order = get_order(size);
     const pa = dev.kernel.pages.alloc(order);
     try {
       const prot = IOMMU_CACHE | IOMMU_READ | IOMMU_WRITE;
-      return { cpuAddr: pa, dmaAddr: _map(dev, pa, size, prot, dev.coherentDmaMask) };
+      return { cpuAddr: pa, dmaAddr: __iommu_dma_map(dev, pa, size, prot, dev.coherentDmaMask) };
     } catch (e) {
       dev.kernel.pages.free(pa, order);
       throw e;
     }
   },
   free(dev, size, mem) {
-    _unmap(dev, mem.dmaAddr, size);
+    __iommu_dma_unmap(dev, mem.dmaAddr, size);
     dev.kernel.pages.free(mem.cpuAddr, get_order(size));
   },
 };
@@ -307,18 +313,18 @@ export const iommuDmaOps: DmaOps = {
  * record or the mapping cannot be allocated; nothing is left behind then.
  */
 export function iommu_dma_sw_msi(domain: IommuDomain, desc: MsiDesc, msiAddr: number): void {
-  const cookie = domain.iovaCookie;
+  const cookie = domain.iova_cookie;
   if (cookie === null) {
     desc.iommuMsiIova = desc.iommuMsiShift = 0;
     return;
   }
-  const page = _getMsiPage(desc.dev, msiAddr, domain, cookie);
+  const page = iommu_dma_get_msi_page(desc.dev, msiAddr, domain, cookie);
   desc.iommuMsiIova = page.iova;
   desc.iommuMsiShift = Math.log2(cookie.iovad!.granule);
 }
 
 /** Mirrors iommu_dma_get_msi_page(): the cookie's mapping of the page of `msiAddr`, made if new. */
-function _getMsiPage(
+function iommu_dma_get_msi_page(
   dev: Device,
   msiAddr: number,
   domain: IommuDomain,
@@ -333,7 +339,7 @@ function _getMsiPage(
   const page = new IommuDmaMsiPage(phys);
   if (kernel !== null) kmalloc(kernel, page);
   try {
-    page.iova = _allocIova(dev, domain, iovad, size, dev.dmaMask);
+    page.iova = iommu_dma_alloc_iova(dev, domain, iovad, size, dev.dmaMask);
     try {
       iommu_map(domain, page.iova, phys, size, IOMMU_WRITE | IOMMU_NOEXEC | IOMMU_MMIO);
     } catch (e) {

@@ -86,9 +86,9 @@ Deno.test("dma_unmap_page() unmaps and invalidates (strict) before the IOVA is r
   const { sys, dev, domain, pages } = setup();
   const page = pages.alloc(0);
   const addr = dma_map_page(dev, page, 0, 4096, DMA_FROM_DEVICE);
-  const syncs = sys.drv.stats.iotlbSync;
+  const syncs = sys.drv.stats.iotlb_sync;
   dma_unmap_page(dev, addr, 4096, DMA_FROM_DEVICE);
-  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  assert.equal(sys.drv.stats.iotlb_sync, syncs + 1);
   assert.equal(iommu_iova_to_phys(domain, addr), 0);
   assert.equal(dma_map_page(dev, page, 0, 4096, DMA_FROM_DEVICE), addr, "rcache reuse");
 });
@@ -167,9 +167,9 @@ Deno.test("dma_map_sg() maps the segments at consecutive IOVAs and dma_unmap_sg(
   }
   assert.equal(sg[1].dmaAddress, sg[0].dmaAddress - 0x800 + 0x1000);
   assert.equal(sg[2].dmaAddress, sg[1].dmaAddress + 0x2000);
-  const syncs = sys.drv.stats.iotlbSync;
+  const syncs = sys.drv.stats.iotlb_sync;
   dma_unmap_sg(dev, sg, DMA_TO_DEVICE);
-  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  assert.equal(sys.drv.stats.iotlb_sync, syncs + 1);
   for (const s of sg) assert.equal(iommu_iova_to_phys(domain, s.dmaAddress), 0);
 });
 
@@ -205,13 +205,13 @@ Deno.test("a device with an identity default domain does DMA at physical address
 
 Deno.test("iommu_get_dma_cookie() on a domain that has one fails with EEXIST; put frees it in the slab", () => {
   const sys = mockSystem();
-  const domain = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap: 4096 });
+  const domain = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsize_bitmap: 4096 });
   const base = sys.kernel.slab.allocatedObjects;
   iommu_get_dma_cookie(domain, sys.kernel);
   assert.equal(sys.kernel.slab.allocatedObjects, base + 1);
   assert.throws(() => iommu_get_dma_cookie(domain, sys.kernel), errno("EEXIST"));
   iommu_put_dma_cookie(domain);
-  assert.equal(domain.iovaCookie, null);
+  assert.equal(domain.iova_cookie, null);
   assert.equal(sys.kernel.slab.allocatedObjects, base);
   iommu_put_dma_cookie(domain); // nothing left to put
 });
@@ -219,29 +219,29 @@ Deno.test("iommu_get_dma_cookie() on a domain that has one fails with EEXIST; pu
 Deno.test("iommu_dma_init_domain() needs a cookie and page sizes (EINVAL) and an aperture above IOVA 0 (EFAULT)", async (t) => {
   const sys = mockSystem();
   const dev = sys.addDevice("dma0", 1);
-  const dmaDomain = (geometry = {}, pgsizeBitmap = 4096) => {
-    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap, geometry });
+  const dmaDomain = (geometry = {}, pgsize_bitmap = 4096) => {
+    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsize_bitmap, geometry });
     iommu_get_dma_cookie(d);
     return d;
   };
   await t.step("no cookie", () => {
-    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsizeBitmap: 4096 });
+    const d = new IommuDomain(IOMMU_DOMAIN_DMA, {}, { pgsize_bitmap: 4096 });
     assert.throws(() => iommu_dma_init_domain(d, dev), errno("EINVAL"));
   });
   await t.step("no page sizes", () => {
     assert.throws(() => iommu_dma_init_domain(dmaDomain({}, 0), dev), errno("EINVAL"));
   });
   await t.step("an aperture that ends before the first usable IOVA", () => {
-    const d = dmaDomain({ apertureStart: 0, apertureEnd: 0xfff });
+    const d = dmaDomain({ aperture_start: 0, aperture_end: 0xfff });
     assert.throws(() => iommu_dma_init_domain(d, dev), errno("EFAULT"));
-    assert.equal(d.iovaCookie!.iovad, null);
+    assert.equal(d.iova_cookie!.iovad, null);
   });
   await t.step("a second device after the aperture changed", () => {
-    const d = dmaDomain({ apertureStart: 0x1000, apertureEnd: 0xffff_ffff });
+    const d = dmaDomain({ aperture_start: 0x1000, aperture_end: 0xffff_ffff });
     iommu_dma_init_domain(d, dev);
-    d.geometry.apertureStart = 0x10_0000;
+    d.geometry.aperture_start = 0x10_0000;
     assert.throws(() => iommu_dma_init_domain(d, dev), errno("EFAULT"));
-    d.geometry.apertureStart = 0x1000;
+    d.geometry.aperture_start = 0x1000;
     iommu_dma_init_domain(d, dev);
   });
 });
@@ -258,9 +258,9 @@ function spyProt(domain: IommuDomain): number[] {
   const ops = domain.ops;
   (domain as { ops: IommuDomainOps }).ops = {
     ...ops,
-    mapPages(d, iova, paddr, pgsize, pgcount, prot, mapped) {
+    map_pages(d, iova, paddr, pgsize, pgcount, prot, mapped) {
       prots.push(prot);
-      ops.mapPages!(d, iova, paddr, pgsize, pgcount, prot, mapped);
+      ops.map_pages!(d, iova, paddr, pgsize, pgcount, prot, mapped);
     },
   };
   return prots;
@@ -271,7 +271,7 @@ const IMSIC = 0x2800_0000;
 Deno.test("iommu_dma_prepare_msi() maps a doorbell page once per DMA domain, write-only no-exec MMIO", async (t) => {
   const { sys, dev, domain } = setup();
   const prots = spyProt(domain);
-  const cookie = domain.iovaCookie!;
+  const cookie = domain.iova_cookie!;
   const first = msiDesc(dev);
   await t.step(
     "the first vector maps the page below the DMA mask; the message keeps the offset",
@@ -305,7 +305,7 @@ Deno.test("iommu_dma_prepare_msi() maps a doorbell page once per DMA domain, wri
     const domain2 = iommu_get_dma_domain(dev2)!;
     assert.notEqual(domain2, domain);
     iommu_dma_prepare_msi(msiDesc(dev2), IMSIC);
-    assert.equal(domain2.iovaCookie!.msiPages.length, 1);
+    assert.equal(domain2.iova_cookie!.msiPages.length, 1);
     assert.equal(cookie.msiPages.length, 2, "the first domain is untouched");
   });
 });
@@ -328,17 +328,17 @@ Deno.test("iommu_dma_prepare_msi() follows the current domain: identity and no I
     assert.ok(physical(desc));
   });
   await t.step("a device moved to the identity domain gets the physical doorbell", () => {
-    iommu_attach_device(sys.drv.ops.identityDomain!, dev);
+    iommu_attach_device(sys.drv.ops.identity_domain!, dev);
     const desc = msiDesc(dev);
     iommu_dma_prepare_msi(desc, IMSIC + 4);
     assert.ok(physical(desc));
-    assert.equal(domain.iovaCookie!.msiPages.length, 0, "nothing mapped in the DMA domain");
-    iommu_detach_device(sys.drv.ops.identityDomain!, dev);
+    assert.equal(domain.iova_cookie!.msiPages.length, 0, "nothing mapped in the DMA domain");
+    iommu_detach_device(sys.drv.ops.identity_domain!, dev);
   });
   await t.step("nothing maps the doorbell in a blocking domain", () => {
-    iommu_attach_device(sys.drv.ops.blockedDomain!, dev);
+    iommu_attach_device(sys.drv.ops.blocked_domain!, dev);
     assert.throws(() => iommu_dma_prepare_msi(msiDesc(dev), IMSIC), errno("EOPNOTSUPP"));
-    iommu_detach_device(sys.drv.ops.blockedDomain!, dev);
+    iommu_detach_device(sys.drv.ops.blocked_domain!, dev);
   });
   await t.step("an unmanaged domain has no MSI cookie", () => {
     const unmanaged = iommu_paging_domain_alloc(dev);
@@ -362,7 +362,7 @@ Deno.test("iommu_dma_prepare_msi() without IOVA space is ENOMEM; the MSI pages g
   const got = [1, 2, 3].map(() => dma_map_page(dev, page, 0, 4096, DMA_TO_DEVICE));
   const objects = sys.kernel.slab.allocatedObjects;
   assert.throws(() => iommu_dma_prepare_msi(msiDesc(dev), IMSIC), errno("ENOMEM"));
-  assert.equal(domain.iovaCookie!.msiPages.length, 0);
+  assert.equal(domain.iova_cookie!.msiPages.length, 0);
   assert.equal(sys.kernel.slab.allocatedObjects, objects, "the MSI page record was freed");
   dma_unmap_page(dev, got[1], 4096, DMA_TO_DEVICE);
   const desc = msiDesc(dev);

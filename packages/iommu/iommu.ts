@@ -10,6 +10,7 @@
  *
  * @module
  */
+import type { IommuDirtyBitmap } from "./iova_bitmap.ts";
 import {
   dev_info,
   dev_warn,
@@ -97,14 +98,26 @@ export const IOMMU_CAP_DIRTY_TRACKING = 5;
 /** The PASID of DMA without a PASID. */
 export const IOMMU_NO_PASID = 0;
 
+/** IOMMU_HWPT_ALLOC_NEST_PARENT: the domain can be the parent (second stage) of nested ones. */
+export const IOMMU_HWPT_ALLOC_NEST_PARENT: number = 1 << 0;
+/** IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain tracks dirty pages (`dirty_ops`). */
+export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING: number = 1 << 1;
+/** IOMMU_HWPT_ALLOC_FAULT_ID_VALID: the domain reports I/O page faults to a fault object. */
+export const IOMMU_HWPT_ALLOC_FAULT_ID_VALID: number = 1 << 2;
+/** IOMMU_HWPT_ALLOC_PASID: the domain may be attached to PASIDs. */
+export const IOMMU_HWPT_ALLOC_PASID: number = 1 << 3;
+
+/** enum iommu_hw_info_type IOMMU_HW_INFO_TYPE_DEFAULT: whatever type the driver reports. */
+export const IOMMU_HW_INFO_TYPE_DEFAULT = 0;
+
 /** What a domain can translate: struct iommu_domain_geometry. */
 export interface IommuDomainGeometry {
   /** First IOVA that can be mapped. */
-  apertureStart: number;
+  aperture_start: number;
   /** Last IOVA that can be mapped (inclusive). */
-  apertureEnd: number;
+  aperture_end: number;
   /** DMA addresses outside the aperture cannot be used at all. */
-  forceAperture: boolean;
+  force_aperture: boolean;
 }
 
 /** Where a domain op reports the bytes it mapped (the `size_t *mapped` of map_pages). */
@@ -121,12 +134,12 @@ export interface IommuDomainOps {
    * Makes `dev` translate through `domain`, replacing `old` (null on first attach).
    * On failure the device must still be attached to `old`.
    */
-  attachDev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
+  attach_dev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
   /**
    * Maps `pgcount` pages of `pgsize` bytes from `iova` to `paddr`. Adds to `mapped.bytes` what
    * it mapped, also when it then throws, so the core can unwind it.
    */
-  mapPages?(
+  map_pages?(
     domain: IommuDomain,
     iova: number,
     paddr: number,
@@ -139,7 +152,7 @@ export interface IommuDomainOps {
    * Unmaps up to `pgcount` pages of `pgsize` bytes from `iova`, recording what to invalidate
    * in `gather`; returns the bytes unmapped (0 when nothing is mapped at `iova`).
    */
-  unmapPages?(
+  unmap_pages?(
     domain: IommuDomain,
     iova: number,
     pgsize: number,
@@ -147,20 +160,20 @@ export interface IommuDomainOps {
     gather: IommuIotlbGather,
   ): number;
   /** Invalidates every IOTLB entry of the domain. */
-  flushIotlbAll?(domain: IommuDomain): void;
+  flush_iotlb_all?(domain: IommuDomain): void;
   /** Makes new mappings visible (for IOMMUs that cache non-present entries). */
-  iotlbSyncMap?(domain: IommuDomain, iova: number, size: number): void;
+  iotlb_sync_map?(domain: IommuDomain, iova: number, size: number): void;
   /** Invalidates what `gather` collected. The core frees the gather's table pages after it. */
-  iotlbSync?(domain: IommuDomain, gather: IommuIotlbGather): void;
+  iotlb_sync?(domain: IommuDomain, gather: IommuIotlbGather): void;
   /** Translates one IOVA; 0 when unmapped. */
-  iovaToPhys?(domain: IommuDomain, iova: number): number;
+  iova_to_phys?(domain: IommuDomain, iova: number): number;
   /** Frees the domain (its page tables). */
   free?(domain: IommuDomain): void;
 }
 
 /**
  * struct iommu_domain: a translation context devices attach to. Drivers create (or extend) it
- * in `domainAllocPaging` or as their static identity/blocked domains.
+ * in `domain_alloc_paging` or as their static identity/blocked domains.
  */
 export class IommuDomain {
   /** IOMMU_DOMAIN_* type; the core sets it on paging domains it allocates. */
@@ -169,13 +182,19 @@ export class IommuDomain {
   readonly ops: IommuDomainOps;
   /** The ops of the driver that allocated the domain; set by the core on paging domains. */
   owner: IommuOps | null = null;
+  /**
+   * Dirty tracking of this domain (Linux's `domain->dirty_ops`), or null when it has none: a
+   * driver gives them only to the domains that can track (those allocated with
+   * IOMMU_HWPT_ALLOC_DIRTY_TRACKING), not to every paging domain.
+   */
+  dirty_ops: IommuDirtyOps | null = null;
   /** The translation window. */
   geometry: IommuDomainGeometry;
   /** dma-iommu state of DMA domains (struct iommu_dma_cookie). */
-  iovaCookie: IommuDmaCookie | null = null;
+  iova_cookie: IommuDmaCookie | null = null;
   /** Groups the domain is attached to (the core's bookkeeping). */
   attachedGroups = 0;
-  #pgsizeBitmap = 0;
+  #pgsize_bitmap = 0;
   #pgsizes: number[] = [];
   /**
    * Reused by {@linkcode iommu_map} so a map allocates nothing.
@@ -192,35 +211,35 @@ export class IommuDomain {
   constructor(
     type: number,
     ops: IommuDomainOps,
-    opts: { pgsizeBitmap?: number; geometry?: Partial<IommuDomainGeometry> } = {},
+    opts: { pgsize_bitmap?: number; geometry?: Partial<IommuDomainGeometry> } = {},
   ) {
     this.type = type;
     this.ops = ops;
-    this.pgsizeBitmap = opts.pgsizeBitmap ?? 0;
+    this.pgsize_bitmap = opts.pgsize_bitmap ?? 0;
     this.geometry = {
-      apertureStart: opts.geometry?.apertureStart ?? 0,
-      apertureEnd: opts.geometry?.apertureEnd ?? Number.MAX_SAFE_INTEGER,
-      forceAperture: opts.geometry?.forceAperture ?? true,
+      aperture_start: opts.geometry?.aperture_start ?? 0,
+      aperture_end: opts.geometry?.aperture_end ?? Number.MAX_SAFE_INTEGER,
+      force_aperture: opts.geometry?.force_aperture ?? true,
     };
   }
 
   /** Supported page sizes: bit `n` set means 2^n-byte pages (n below 53). */
-  get pgsizeBitmap(): number {
-    return this.#pgsizeBitmap;
+  get pgsize_bitmap(): number {
+    return this.#pgsize_bitmap;
   }
 
-  set pgsizeBitmap(bitmap: number) {
+  set pgsize_bitmap(bitmap: number) {
     if (!Number.isSafeInteger(bitmap) || bitmap < 0) {
       throw new Errno("EINVAL", `Bad page size bitmap ${bitmap}`);
     }
-    this.#pgsizeBitmap = bitmap;
+    this.#pgsize_bitmap = bitmap;
     this.#pgsizes = [];
     for (let size = 1; size <= bitmap; size *= 2) {
       if (Math.floor(bitmap / size) % 2 === 1) this.#pgsizes.push(size);
     }
   }
 
-  /** The page sizes of {@linkcode IommuDomain.pgsizeBitmap}, smallest first. */
+  /** The page sizes of {@linkcode IommuDomain.pgsize_bitmap}, smallest first. */
   get pgsizes(): readonly number[] {
     return this.#pgsizes;
   }
@@ -318,6 +337,31 @@ export interface IommuPageResponse {
   code: number;
 }
 
+/** struct iommu_dirty_ops: a domain's hardware dirty tracking. */
+export interface IommuDirtyOps {
+  /** Starts or stops dirty tracking on every device attached to `domain`. */
+  set_dirty_tracking(domain: IommuDomain, enabled: boolean): void;
+  /**
+   * Reports the dirty pages of `size` bytes from `iova` into `dirty`, clearing their dirty state
+   * unless `flags` has IOMMU_DIRTY_NO_CLEAR.
+   */
+  read_and_clear_dirty(
+    domain: IommuDomain,
+    iova: number,
+    size: number,
+    flags: number,
+    dirty: IommuDirtyBitmap,
+  ): void;
+}
+
+/** struct iommu_user_data: driver-specific data from user space (iommufd). */
+export interface IommuUserData {
+  /** enum iommu_hwpt_data_type (or the command's own type enum). */
+  readonly type: number;
+  /** The data, as the uapi structure lays it out. */
+  readonly data: Uint8Array;
+}
+
 /** What `hw_info` returns for iommufd's IOMMU_GET_HW_INFO. */
 export interface IommuHwInfo {
   /** enum iommu_hw_info_type. */
@@ -333,32 +377,42 @@ export interface IommuHwInfo {
 export interface IommuOps {
   /** True when the IOMMU of `dev` has capability `cap` (IOMMU_CAP_*). */
   capable?(dev: Device, cap: number): boolean;
-  /** Driver-specific hardware information for iommufd. */
-  hwInfo?(dev: Device): IommuHwInfo;
+  /**
+   * Driver-specific hardware information for iommufd, of enum iommu_hw_info_type `type`
+   * (IOMMU_HW_INFO_TYPE_DEFAULT: the driver's own); EOPNOTSUPP for a type it does not report.
+   */
+  hw_info?(dev: Device, type: number): IommuHwInfo;
   /** Allocates an empty paging domain usable by `dev`. */
-  domainAllocPaging?(dev: Device): IommuDomain;
-  /** Like {@linkcode IommuOps.domainAllocPaging} with IOMMU_HWPT_ALLOC_* flags and driver data. */
-  domainAllocPagingFlags?(dev: Device, flags: number, userData?: Uint8Array): IommuDomain;
+  domain_alloc_paging?(dev: Device): IommuDomain;
+  /**
+   * Like {@linkcode IommuOps.domain_alloc_paging} with IOMMU_HWPT_ALLOC_* flags and driver data
+   * (null without); EOPNOTSUPP for flags or data the driver does not handle.
+   */
+  domain_alloc_paging_flags?(
+    dev: Device,
+    flags: number,
+    userData: IommuUserData | null,
+  ): IommuDomain;
   /** Sets up `dev` (its IDs come from `dev.fwspec`); returns the IOMMU instance that serves it. */
-  probeDevice(dev: Device): IommuDevice;
-  /** Undoes {@linkcode IommuOps.probeDevice}. */
-  releaseDevice?(dev: Device): void;
+  probe_device(dev: Device): IommuDevice;
+  /** Undoes {@linkcode IommuOps.probe_device}. */
+  release_device?(dev: Device): void;
   /** Returns the group `dev` belongs in (generic_device_group(), pci_device_group()). */
-  deviceGroup(dev: Device): IommuGroup;
+  device_group(dev: Device): IommuGroup;
   /** Adds the firmware specifier `args` of `dev` to its fwspec (iommu_fwspec_add_ids()). */
-  ofXlate?(dev: Device, args: readonly number[]): void;
+  of_xlate?(dev: Device, args: readonly number[]): void;
   /** The default domain type `dev` requires (IOMMU_DOMAIN_*), or 0 for no preference. */
-  defDomainType?(dev: Device): number;
+  def_domain_type?(dev: Device): number;
   /** Sends the response to a page request group (the IOPF queue will call it). */
-  pageResponse?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
+  page_response?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
   /** The driver's static identity domain. */
-  identityDomain?: IommuDomain;
+  identity_domain?: IommuDomain;
   /** The driver's static blocking domain. */
-  blockedDomain?: IommuDomain;
+  blocked_domain?: IommuDomain;
   /** A domain devices are attached to before release_device (usually blocking). */
-  releaseDomain?: IommuDomain;
+  release_domain?: IommuDomain;
   /** Page sizes for paging domains that do not set their own. */
-  pgsizeBitmap?: number;
+  pgsize_bitmap?: number;
 }
 
 /** struct iommu_device: one IOMMU instance a driver registers. */
@@ -370,26 +424,26 @@ export class IommuDevice {
   /** The IOMMU's own device. */
   dev: Device | null = null;
   /** PASIDs the instance supports (0: none). */
-  maxPasids = 0;
+  max_pasids = 0;
 }
 
 /** struct dev_iommu: the core's per-device state (`dev.iommu`). */
 export class DevIommu {
   /** The IOMMU instance serving the device. */
-  iommuDev: IommuDevice | null = null;
+  iommu_dev: IommuDevice | null = null;
   /** The driver's per-device data (dev_iommu_priv_get()). */
   priv: unknown = null;
   /** PASIDs the device may use. */
-  maxPasids = 0;
+  max_pasids = 0;
   /**
    * A PCI device still tries 32-bit IOVAs first: set unless iommu.forcedac, cleared once that
    * space runs out.
    */
-  pci32bitWorkaround: boolean;
+  pci_32bit_workaround: boolean;
 
   /** Per-device state in the core of one kernel. */
   constructor(readonly core: IommuCore) {
-    this.pci32bitWorkaround = !core.forcedac;
+    this.pci_32bit_workaround = !core.forcedac;
   }
 }
 
@@ -400,13 +454,13 @@ export class IommuGroup {
   /** Member devices. */
   readonly devices: Device[] = [];
   /** The domain the DMA API uses, attached when nobody else claimed the group. */
-  defaultDomain: IommuDomain | null = null;
+  default_domain: IommuDomain | null = null;
   /** A domain that blocks all DMA (for detach without a default domain). */
-  blockingDomain: IommuDomain | null = null;
+  blocking_domain: IommuDomain | null = null;
   /** The domain currently attached. */
   domain: IommuDomain | null = null;
   /** The group's driver data (iommu_group_get_iommudata()). */
-  iommuData: unknown = null;
+  iommu_data: unknown = null;
 
   /** Use {@linkcode iommu_group_alloc}. */
   constructor(readonly core: IommuCore, id: number) {
@@ -450,19 +504,19 @@ export class IommuCore implements IommuLayer {
     const ops = this.iommus.find((i) => i.fwnode === fwnode)?.ops;
     if (!ops) return null;
     return (dev, args) => {
-      if (!ops.ofXlate) throw new Errno("ENODEV", `IOMMU ${fwnode.name} has no of_xlate`);
-      ops.ofXlate(dev, args);
+      if (!ops.of_xlate) throw new Errno("ENODEV", `IOMMU ${fwnode.name} has no of_xlate`);
+      ops.of_xlate(dev, args);
     };
   }
 
   /** Mirrors iommu_probe_device(). */
   probeDevice(dev: Device): void {
-    _probeDevice(this, dev);
+    __iommu_probe_device(this, dev);
   }
 
   /** Mirrors iommu_release_device(). */
   releaseDevice(dev: Device): void {
-    _releaseDevice(dev);
+    iommu_release_device(dev);
   }
 
   /**
@@ -475,7 +529,7 @@ export class IommuCore implements IommuLayer {
   prepareMsi(desc: MsiDesc, msiAddr: number): void {
     const domain = iommu_group_get(desc.dev)?.domain ?? null;
     if (domain === null || domain.type === IOMMU_DOMAIN_IDENTITY) return;
-    if (domain.iovaCookie === null) {
+    if (domain.iova_cookie === null) {
       throw new Errno("EOPNOTSUPP", `${desc.dev.name}: no MSI mapping in this domain`);
     }
     iommu_dma_sw_msi(domain, desc, msiAddr);
@@ -545,7 +599,7 @@ export function iommu_device_unregister(iommu: IommuDevice): void {
   const i = core?.iommus.indexOf(iommu) ?? -1;
   if (core === null || i < 0) throw new Errno("ENODEV", "IOMMU is not registered");
   for (const dev of [...core.kernel.core.devices]) {
-    if (dev.iommu instanceof DevIommu && dev.iommu.iommuDev === iommu) _releaseDevice(dev);
+    if (dev.iommu instanceof DevIommu && dev.iommu.iommu_dev === iommu) iommu_release_device(dev);
   }
   core.iommus.splice(i, 1);
 }
@@ -562,7 +616,7 @@ export function iommu_group_get(dev: Device): IommuGroup | null {
 
 /** Mirrors dev_iommu_ops(): the ops of the IOMMU serving `dev` (ENODEV when none). */
 export function dev_iommu_ops(dev: Device): IommuOps {
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   if (!ops) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
   return ops;
 }
@@ -617,7 +671,7 @@ export function pci_device_group(dev: Device): IommuGroup {
   return generic_device_group(dev);
 }
 
-function _probeDevice(core: IommuCore, dev: Device): void {
+function __iommu_probe_device(core: IommuCore, dev: Device): void {
   if (dev.iommu !== null) return;
   const spec = dev.fwspec;
   const iommu = spec === null ? undefined : core.iommus.find((i) => i.fwnode === spec.fwnode);
@@ -629,83 +683,83 @@ function _probeDevice(core: IommuCore, dev: Device): void {
   const param = kmalloc(core.kernel, new DevIommu(core));
   dev.iommu = param;
   try {
-    param.iommuDev = ops.probeDevice(dev);
+    param.iommu_dev = ops.probe_device(dev);
   } catch (e) {
-    _devIommuFree(dev);
+    dev_iommu_free(dev);
     throw e;
   }
   let group: IommuGroup;
   try {
-    group = ops.deviceGroup(dev);
+    group = ops.device_group(dev);
   } catch (e) {
-    ops.releaseDevice?.(dev);
-    _devIommuFree(dev);
+    ops.release_device?.(dev);
+    dev_iommu_free(dev);
     throw e;
   }
   group.devices.push(dev);
   dev.iommuGroup = group;
   try {
-    if (group.defaultDomain === null && group.domain === null) {
-      _setupDefaultDomain(group);
+    if (group.default_domain === null && group.domain === null) {
+      iommu_setup_default_domain(group);
     } else if (group.domain !== null) {
-      _attachDev(group.domain, dev, null);
+      __iommu_attach_device(group.domain, dev, null);
     }
-    _setupDmaOps(dev);
+    iommu_setup_dma_ops(dev);
   } catch (e) {
-    _removeFromGroup(dev, group, ops);
+    __iommu_group_remove_device(dev, group, ops);
     throw e;
   }
   dev_info(dev, `Adding to iommu group ${group.id}`);
 }
 
-function _releaseDevice(dev: Device): void {
+function iommu_release_device(dev: Device): void {
   const group = iommu_group_get(dev);
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   if (group === null || !ops) return;
-  const rel = ops.releaseDomain;
+  const rel = ops.release_domain;
   if (rel && group.domain !== rel) {
     try {
-      _attachDev(rel, dev, group.domain);
+      __iommu_attach_device(rel, dev, group.domain);
     } catch (e) {
       if (!(e instanceof Errno)) throw e;
       dev_warn(dev, `Failed to attach the release domain: ${-e.errno}`);
     }
   }
-  _removeFromGroup(dev, group, ops);
+  __iommu_group_remove_device(dev, group, ops);
 }
 
 /** Takes `dev` out of `group`, releases it in the driver and frees the group's domains if last. */
-function _removeFromGroup(dev: Device, group: IommuGroup, ops: IommuOps): void {
+function __iommu_group_remove_device(dev: Device, group: IommuGroup, ops: IommuOps): void {
   group.devices.splice(group.devices.indexOf(dev), 1);
   dev.iommuGroup = null;
   dev.dma = dmaDirectOps;
-  ops.releaseDevice?.(dev);
-  _devIommuFree(dev);
+  ops.release_device?.(dev);
+  dev_iommu_free(dev);
   if (group.devices.length !== 0) return;
   if (group.domain !== null) group.domain.attachedGroups--;
   group.domain = null;
-  for (const d of [group.defaultDomain, group.blockingDomain]) {
-    if (d !== null && d !== ops.identityDomain && d !== ops.blockedDomain) iommu_domain_free(d);
+  for (const d of [group.default_domain, group.blocking_domain]) {
+    if (d !== null && d !== ops.identity_domain && d !== ops.blocked_domain) iommu_domain_free(d);
   }
-  group.defaultDomain = null;
-  group.blockingDomain = null;
+  group.default_domain = null;
+  group.blocking_domain = null;
   // Mirrors iommu_group_release() once the last reference is gone.
   ida_free(group.core._groupIda, group.id);
   kfree(group.core.kernel, group);
 }
 
 /** Mirrors dev_iommu_free(): drops and frees `dev.iommu`. */
-function _devIommuFree(dev: Device): void {
+function dev_iommu_free(dev: Device): void {
   const param = dev.iommu as DevIommu;
   dev.iommu = null;
   kfree(param.core.kernel, param);
 }
 
 /** Mirrors iommu_get_default_domain_type(): what the group's devices and the policy ask for. */
-function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
+function iommu_get_default_domain_type(group: IommuGroup, ops: IommuOps): number {
   let type = 0;
   for (const dev of group.devices) {
-    const want = ops.defDomainType?.(dev) ?? 0;
+    const want = ops.def_domain_type?.(dev) ?? 0;
     if (want === 0) continue;
     if (type !== 0 && want !== type) {
       throw new Errno("EINVAL", `Devices of iommu group ${group.id} need different domain types`);
@@ -716,14 +770,14 @@ function _defaultDomainType(group: IommuGroup, ops: IommuOps): number {
 }
 
 /** Mirrors iommu_setup_default_domain() for a group's first device. */
-function _setupDefaultDomain(group: IommuGroup): void {
+function iommu_setup_default_domain(group: IommuGroup): void {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
-  const req = _defaultDomainType(group, ops);
+  const req = iommu_get_default_domain_type(group, ops);
   const type = req !== 0 ? req : group.core.defDomainType;
   let dom: IommuDomain;
-  if (type === IOMMU_DOMAIN_IDENTITY && ops.identityDomain) {
-    dom = ops.identityDomain;
+  if (type === IOMMU_DOMAIN_IDENTITY && ops.identity_domain) {
+    dom = ops.identity_domain;
   } else if (type === IOMMU_DOMAIN_IDENTITY && req !== 0) {
     throw new Errno("EINVAL", `${dev.name} needs an identity domain the IOMMU cannot provide`);
   } else {
@@ -733,21 +787,21 @@ function _setupDefaultDomain(group: IommuGroup): void {
         `iommu: Failed to allocate default IOMMU domain of type ${type} for group ${group.id} - Falling back to IOMMU_DOMAIN_DMA`,
       );
     }
-    dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_DMA, 0);
+    dom = __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_DMA, 0, null);
   }
   try {
-    group.defaultDomain = dom;
-    _setGroupDomain(group, dom);
+    group.default_domain = dom;
+    __iommu_group_set_domain(group, dom);
   } catch (e) {
-    group.defaultDomain = null;
-    if (dom !== ops.identityDomain) iommu_domain_free(dom);
+    group.default_domain = null;
+    if (dom !== ops.identity_domain) iommu_domain_free(dom);
     throw e;
   }
 }
 
 /** Mirrors iommu_setup_dma_ops(): dma-iommu for DMA default domains, direct mapping otherwise. */
-function _setupDmaOps(dev: Device): void {
-  const dom = iommu_group_get(dev)?.defaultDomain ?? null;
+function iommu_setup_dma_ops(dev: Device): void {
+  const dom = iommu_group_get(dev)?.default_domain ?? null;
   if (dom !== null && (dom.type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     dev.dma = iommu_dma_init_domain(dom, dev);
   } else {
@@ -755,19 +809,24 @@ function _setupDmaOps(dev: Device): void {
   }
 }
 
-function _pagingDomainAlloc(dev: Device, type: number, flags: number): IommuDomain {
+function __iommu_paging_domain_alloc_flags(
+  dev: Device,
+  type: number,
+  flags: number,
+  userData: IommuUserData | null,
+): IommuDomain {
   const ops = dev_iommu_ops(dev);
   let dom: IommuDomain;
-  if (ops.domainAllocPagingFlags) {
-    dom = ops.domainAllocPagingFlags(dev, flags);
-  } else if (flags === 0 && ops.domainAllocPaging) {
-    dom = ops.domainAllocPaging(dev);
+  if (ops.domain_alloc_paging_flags) {
+    dom = ops.domain_alloc_paging_flags(dev, flags, userData);
+  } else if (flags === 0 && userData === null && ops.domain_alloc_paging) {
+    dom = ops.domain_alloc_paging(dev);
   } else {
     throw new Errno("EOPNOTSUPP", `${dev.name}: IOMMU cannot allocate this paging domain`);
   }
   dom.type = type;
   dom.owner = ops;
-  if (dom.pgsizeBitmap === 0) dom.pgsizeBitmap = ops.pgsizeBitmap ?? 0;
+  if (dom.pgsize_bitmap === 0) dom.pgsize_bitmap = ops.pgsize_bitmap ?? 0;
   if ((type & __IOMMU_DOMAIN_DMA_API) !== 0) {
     try {
       iommu_get_dma_cookie(dom, dev.kernel);
@@ -784,9 +843,19 @@ export function iommu_paging_domain_alloc(dev: Device): IommuDomain {
   return iommu_paging_domain_alloc_flags(dev, 0);
 }
 
-/** Mirrors iommu_paging_domain_alloc_flags() (EOPNOTSUPP for flags the driver cannot do). */
-export function iommu_paging_domain_alloc_flags(dev: Device, flags: number): IommuDomain {
-  return _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, flags);
+/**
+ * Mirrors iommu_paging_domain_alloc_flags() (EOPNOTSUPP for flags or data the driver cannot do).
+ *
+ * DIVERGENCE: Linux's takes no user data; iommufd calls `domain_alloc_paging_flags` itself with
+ * it. Here iommufd goes through the core, so its domains are set up as every other's, and passes
+ * `userData` on.
+ */
+export function iommu_paging_domain_alloc_flags(
+  dev: Device,
+  flags: number,
+  userData: IommuUserData | null = null,
+): IommuDomain {
+  return __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_UNMANAGED, flags, userData);
 }
 
 /** Mirrors iommu_domain_free(); EBUSY while a group is attached to the domain. */
@@ -796,25 +865,27 @@ export function iommu_domain_free(domain: IommuDomain): void {
   domain.ops.free?.(domain);
 }
 
-function _attachDev(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
-  if (!domain.ops.attachDev) throw new Errno("ENODEV", "Domain cannot be attached");
-  domain.ops.attachDev(domain, dev, old);
+function __iommu_attach_device(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
+  if (!domain.ops.attach_dev) throw new Errno("ENODEV", "Domain cannot be attached");
+  domain.ops.attach_dev(domain, dev, old);
 }
 
 /**
  * Mirrors __iommu_group_set_domain(): attaches every device of `group` to `domain`; on a failure
  * the devices already moved go back to the old domain and the error is thrown.
  */
-function _setGroupDomain(group: IommuGroup, domain: IommuDomain): void {
+function __iommu_group_set_domain(group: IommuGroup, domain: IommuDomain): void {
   const old = group.domain;
   if (old === domain) return;
   let done = 0;
   try {
-    for (; done < group.devices.length; done++) _attachDev(domain, group.devices[done], old);
+    for (; done < group.devices.length; done++) {
+      __iommu_attach_device(domain, group.devices[done], old);
+    }
   } catch (e) {
     for (let i = 0; i < done && old !== null; i++) {
       try {
-        _attachDev(old, group.devices[i], domain);
+        __iommu_attach_device(old, group.devices[i], domain);
       } catch {
         dev_warn(group.devices[i], "Failed to restore the previous domain");
       }
@@ -828,7 +899,7 @@ function _setGroupDomain(group: IommuGroup, domain: IommuDomain): void {
 
 function _checkCompatible(domain: IommuDomain, group: IommuGroup): void {
   const ops = dev_iommu_ops(group.devices[0]);
-  const isStatic = domain === ops.identityDomain || domain === ops.blockedDomain;
+  const isStatic = domain === ops.identity_domain || domain === ops.blocked_domain;
   if (!isStatic && domain.owner !== ops) {
     throw new Errno("EINVAL", `Domain belongs to another IOMMU than iommu group ${group.id}`);
   }
@@ -842,12 +913,12 @@ export function iommu_attach_group(domain: IommuDomain, group: IommuGroup): void
   if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
   const cur = group.domain;
   if (
-    cur !== null && cur !== group.defaultDomain && cur !== group.blockingDomain && cur !== domain
+    cur !== null && cur !== group.default_domain && cur !== group.blocking_domain && cur !== domain
   ) {
     throw new Errno("EBUSY", `iommu group ${group.id} is attached to another domain`);
   }
   _checkCompatible(domain, group);
-  _setGroupDomain(group, domain);
+  __iommu_group_set_domain(group, domain);
 }
 
 /**
@@ -869,21 +940,23 @@ function _singleDeviceGroup(dev: Device): IommuGroup {
 }
 
 /** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
-function _setCoreDomain(group: IommuGroup): void {
-  let dom = group.defaultDomain;
+function __iommu_group_set_core_domain(group: IommuGroup): void {
+  let dom = group.default_domain;
   if (dom === null) {
-    if (group.blockingDomain === null) group.blockingDomain = _blockingDomain(group);
-    dom = group.blockingDomain;
+    if (group.blocking_domain === null) {
+      group.blocking_domain = __iommu_group_alloc_blocking_domain(group);
+    }
+    dom = group.blocking_domain;
   }
-  _setGroupDomain(group, dom);
+  __iommu_group_set_domain(group, dom);
 }
 
 /** Mirrors __iommu_group_alloc_blocking_domain(): the static one, else an empty paging domain. */
-function _blockingDomain(group: IommuGroup): IommuDomain {
+function __iommu_group_alloc_blocking_domain(group: IommuGroup): IommuDomain {
   const dev = group.devices[0];
   const ops = dev_iommu_ops(dev);
-  if (ops.blockedDomain) return ops.blockedDomain;
-  const dom = _pagingDomainAlloc(dev, IOMMU_DOMAIN_UNMANAGED, 0);
+  if (ops.blocked_domain) return ops.blocked_domain;
+  const dom = __iommu_paging_domain_alloc_flags(dev, IOMMU_DOMAIN_UNMANAGED, 0, null);
   dom.type = IOMMU_DOMAIN_BLOCKED;
   return dom;
 }
@@ -896,7 +969,7 @@ export function iommu_detach_group(domain: IommuDomain, group: IommuGroup): void
   if (group.domain !== domain) {
     throw new Errno("EINVAL", `iommu group ${group.id} is not attached to this domain`);
   }
-  _setCoreDomain(group);
+  __iommu_group_set_core_domain(group);
 }
 
 /** Mirrors iommu_detach_device(): {@linkcode iommu_detach_group} for a single-device group. */
@@ -911,7 +984,7 @@ export function iommu_detach_device(domain: IommuDomain, dev: Device): void {
 export function iommu_group_replace_domain(group: IommuGroup, domain: IommuDomain): void {
   if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
   _checkCompatible(domain, group);
-  _setGroupDomain(group, domain);
+  __iommu_group_set_domain(group, domain);
 }
 
 /** Mirrors iommu_get_domain_for_dev(): the domain `dev` is attached to, or null. */
@@ -921,12 +994,12 @@ export function iommu_get_domain_for_dev(dev: Device): IommuDomain | null {
 
 /** Mirrors iommu_get_dma_domain(): the default domain the DMA API of `dev` uses, or null. */
 export function iommu_get_dma_domain(dev: Device): IommuDomain | null {
-  return iommu_group_get(dev)?.defaultDomain ?? null;
+  return iommu_group_get(dev)?.default_domain ?? null;
 }
 
 /** Mirrors device_iommu_capable(): false when `dev` has no IOMMU or the driver says no. */
 export function device_iommu_capable(dev: Device, cap: number): boolean {
-  const ops = _devIommu(dev)?.iommuDev?.ops;
+  const ops = _devIommu(dev)?.iommu_dev?.ops;
   return ops?.capable?.(dev, cap) ?? false;
 }
 
@@ -965,7 +1038,7 @@ function _checkRange(
   iova: number,
   size: number,
 ): "EINVAL" | "EOVERFLOW" | null {
-  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0 || domain.pgsizeBitmap === 0) return "EINVAL";
+  if ((domain.type & __IOMMU_DOMAIN_PAGING) === 0 || domain.pgsize_bitmap === 0) return "EINVAL";
   if (!Number.isInteger(iova) || !Number.isInteger(size) || iova < 0 || size <= 0) return "EINVAL";
   if (iova + size - 1 > Number.MAX_SAFE_INTEGER) return "EOVERFLOW";
   return null;
@@ -988,8 +1061,8 @@ export function iommu_map_nosync(
 ): void {
   const bad = _checkRange(domain, iova, size);
   if (bad !== null) throw new Errno(bad, `Cannot map ${hex(size)} bytes at IOVA ${hex(iova)}`);
-  const mapPages = domain.ops.mapPages;
-  if (!mapPages) throw new Errno("ENODEV", "Domain has no map_pages");
+  const map_pages = domain.ops.map_pages;
+  if (!map_pages) throw new Errno("ENODEV", "Domain has no map_pages");
   const sizes = domain.pgsizes;
   const min = sizes[0];
   if (!Number.isSafeInteger(paddr) || paddr < 0 || iova % min || paddr % min || size % min) {
@@ -1004,7 +1077,7 @@ export function iommu_map_nosync(
       const count = _pgcount(sizes, idx, iova, paddr, left);
       mapped.bytes = 0;
       try {
-        mapPages(domain, iova, paddr, sizes[idx], count, prot, mapped);
+        map_pages(domain, iova, paddr, sizes[idx], count, prot, mapped);
       } finally {
         left -= mapped.bytes;
       }
@@ -1020,7 +1093,7 @@ export function iommu_map_nosync(
 
 /** Mirrors iommu_sync_map(): makes new mappings visible to the IOMMU. */
 export function iommu_sync_map(domain: IommuDomain, iova: number, size: number): void {
-  domain.ops.iotlbSyncMap?.(domain, iova, size);
+  domain.ops.iotlb_sync_map?.(domain, iova, size);
 }
 
 /**
@@ -1048,9 +1121,9 @@ export function iommu_map(
   prot: number,
 ): void {
   iommu_map_nosync(domain, iova, paddr, size, prot);
-  if (!domain.ops.iotlbSyncMap) return;
+  if (!domain.ops.iotlb_sync_map) return;
   try {
-    domain.ops.iotlbSyncMap(domain, iova, size);
+    domain.ops.iotlb_sync_map(domain, iova, size);
   } catch (e) {
     iommu_unmap(domain, iova, size);
     throw e;
@@ -1070,16 +1143,16 @@ export function iommu_unmap_fast(
   gather: IommuIotlbGather,
 ): number {
   if (_checkRange(domain, iova, size) !== null) return 0;
-  const unmapPages = domain.ops.unmapPages;
+  const unmap_pages = domain.ops.unmap_pages;
   const sizes = domain.pgsizes;
-  if (!unmapPages || iova % sizes[0] !== 0 || size % sizes[0] !== 0) return 0;
+  if (!unmap_pages || iova % sizes[0] !== 0 || size % sizes[0] !== 0) return 0;
   let unmapped = 0;
   while (unmapped < size) {
     const idx = _pgsizeIdx(sizes, iova, iova, size - unmapped);
     const count = _pgcount(sizes, idx, iova, iova, size - unmapped);
     let n: number;
     try {
-      n = unmapPages(domain, iova, sizes[idx], count, gather);
+      n = unmap_pages(domain, iova, sizes[idx], count, gather);
     } catch (e) {
       // unmap_pages returns 0 on error in Linux: so does the core, for any driver.
       if (e instanceof Errno) break;
@@ -1115,14 +1188,14 @@ export function iommu_iotlb_gather_init(): IommuIotlbGather {
  */
 export function iommu_iotlb_sync(domain: IommuDomain, gather: IommuIotlbGather): void {
   if (gather.isEmpty) return;
-  domain.ops.iotlbSync?.(domain, gather);
+  domain.ops.iotlb_sync?.(domain, gather);
   gather.putPages();
   gather.reset();
 }
 
 /** Mirrors iommu_flush_iotlb_all(). */
 export function iommu_flush_iotlb_all(domain: IommuDomain): void {
-  domain.ops.flushIotlbAll?.(domain);
+  domain.ops.flush_iotlb_all?.(domain);
 }
 
 /**
@@ -1131,5 +1204,5 @@ export function iommu_flush_iotlb_all(domain: IommuDomain): void {
  */
 export function iommu_iova_to_phys(domain: IommuDomain, iova: number): number {
   if (domain.type === IOMMU_DOMAIN_IDENTITY) return iova;
-  return domain.ops.iovaToPhys?.(domain, iova) ?? 0;
+  return domain.ops.iova_to_phys?.(domain, iova) ?? 0;
 }

@@ -40,6 +40,8 @@ import {
   iommu_group_alloc,
   iommu_group_get,
   iommu_group_replace_domain,
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   iommu_iotlb_gather_init,
   iommu_iotlb_sync,
   iommu_iova_to_phys,
@@ -54,6 +56,7 @@ import {
   iommu_unmap_fast,
   IOMMU_WRITE,
   type IommuCore,
+  type IommuDirtyOps,
   IommuDomain,
   type IommuDomainOps,
   type IommuOps,
@@ -80,17 +83,17 @@ function errno(code: ErrnoName) {
 }
 
 /** A paging domain that records map_pages/unmap_pages calls over a Map "page table". */
-function recordingDomain(pgsizeBitmap: number, failOnCall = 0) {
+function recordingDomain(pgsize_bitmap: number, failOnCall = 0) {
   const calls: [string, number, number, number][] = [];
   const leaves = new Map<number, number>();
   const ops: IommuDomainOps = {
-    mapPages(_d, iova, _paddr, pgsize, pgcount, _prot, mapped) {
+    map_pages(_d, iova, _paddr, pgsize, pgcount, _prot, mapped) {
       calls.push(["map", iova, pgsize, pgcount]);
       if (calls.length === failOnCall) throw new Error("injected");
       for (let i = 0; i < pgcount; i++) leaves.set(iova + i * pgsize, pgsize);
       mapped.bytes = pgsize * pgcount;
     },
-    unmapPages(_d, iova, pgsize, pgcount) {
+    unmap_pages(_d, iova, pgsize, pgcount) {
       calls.push(["unmap", iova, pgsize, pgcount]);
       let n = 0;
       while (n < pgsize * pgcount && leaves.has(iova + n)) {
@@ -101,7 +104,7 @@ function recordingDomain(pgsizeBitmap: number, failOnCall = 0) {
       return n;
     },
   };
-  return { domain: new IommuDomain(IOMMU_DOMAIN_UNMANAGED, ops, { pgsizeBitmap }), calls, leaves };
+  return { domain: new IommuDomain(IOMMU_DOMAIN_UNMANAGED, ops, { pgsize_bitmap }), calls, leaves };
 }
 
 Deno.test("iommu_map() rejects size 0 with EINVAL", () => {
@@ -133,9 +136,9 @@ Deno.test("iommu_map() rejects a range that wraps the address space (EOVERFLOW)"
 });
 
 Deno.test("iommu_map() into a non-paging domain fails with EINVAL", () => {
-  const identity = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {}, { pgsizeBitmap: SZ_4K });
+  const identity = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {}, { pgsize_bitmap: SZ_4K });
   assert.throws(() => iommu_map(identity, 0, 0, SZ_4K, RW), errno("EINVAL"));
-  const blocked = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {}, { pgsizeBitmap: SZ_4K });
+  const blocked = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {}, { pgsize_bitmap: SZ_4K });
   assert.throws(() => iommu_map(blocked, 0, 0, SZ_4K, RW), errno("EINVAL"));
   assert.equal(iommu_unmap(blocked, 0, SZ_4K), 0);
 });
@@ -236,9 +239,9 @@ Deno.test("iommu_device_register() probes devices configured before it (bus_iomm
   sys.drv.register(sys.hwdev);
   const group = iommu_group_get(dev)!;
   assert.deepEqual(group.devices, [dev]);
-  assert.equal(group.defaultDomain!.type, IOMMU_DOMAIN_DMA);
-  same(iommu_get_domain_for_dev(dev), group.defaultDomain);
-  same(sys.drv.attached.get(dev), group.defaultDomain);
+  assert.equal(group.default_domain!.type, IOMMU_DOMAIN_DMA);
+  same(iommu_get_domain_for_dev(dev), group.default_domain);
+  same(sys.drv.attached.get(dev), group.default_domain);
   same(dev.dma, iommuDmaOps);
   assert.deepEqual(sys.kernel.dmesg.grep("Adding to iommu group"), [
     `mock dev0: Adding to iommu group ${group.id}`,
@@ -274,8 +277,8 @@ Deno.test("default domains are DMA (translated) by default, identity with iommu.
   await t.step("passthrough", () => {
     const sys = mockSystem({ core: { passthrough: true } });
     const dev = sys.addDevice("dev0", 1);
-    same(iommu_get_dma_domain(dev), sys.drv.ops.identityDomain);
-    same(sys.drv.attached.get(dev), sys.drv.ops.identityDomain);
+    same(iommu_get_dma_domain(dev), sys.drv.ops.identity_domain);
+    same(sys.drv.attached.get(dev), sys.drv.ops.identity_domain);
     same(dev.dma, dmaDirectOps);
   });
   await t.step("passthrough without an identity domain falls back to DMA", () => {
@@ -288,7 +291,7 @@ Deno.test("default domains are DMA (translated) by default, identity with iommu.
     const sys = mockSystem({
       iommu: { defDomainType: (d) => d.name === "gpu0" ? IOMMU_DOMAIN_IDENTITY : 0 },
     });
-    same(iommu_get_dma_domain(sys.addDevice("gpu0", 1)), sys.drv.ops.identityDomain);
+    same(iommu_get_dma_domain(sys.addDevice("gpu0", 1)), sys.drv.ops.identity_domain);
     same(iommu_get_dma_domain(sys.addDevice("nic0", 2))!.type, IOMMU_DOMAIN_DMA);
   });
 });
@@ -314,7 +317,7 @@ Deno.test("pci_device_group() groups devices sharing a requester ID", () => {
   same(iommu_group_get(a), iommu_group_get(b));
   notSame(iommu_group_get(a), iommu_group_get(c));
   assert.deepEqual(iommu_group_get(a)!.devices, [a, b]);
-  same(sys.drv.attached.get(b), iommu_group_get(a)!.defaultDomain);
+  same(sys.drv.attached.get(b), iommu_group_get(a)!.default_domain);
 });
 
 Deno.test("iommu_attach_device() to a group of several devices fails with EINVAL", () => {
@@ -393,7 +396,7 @@ Deno.test("a failed attach puts the group's devices back on the old domain", () 
   const a = sys.addDevice("0000:00:01.0", 0x08);
   const b = sys.addDevice("0000:00:01.1", 0x08);
   const group = iommu_group_get(a)!;
-  const def = group.defaultDomain!;
+  const def = group.default_domain!;
   const domain = iommu_paging_domain_alloc(a);
   sys.drv.failAttach.add(b);
   assert.throws(() => iommu_attach_group(domain, group), errno("ENOSPC"));
@@ -422,6 +425,52 @@ Deno.test("iommu_paging_domain_alloc() needs an IOMMU (ENODEV) and known flags (
   assert.throws(() => iommu_paging_domain_alloc_flags(dev, 1), errno("EOPNOTSUPP"));
 });
 
+Deno.test("iommu_paging_domain_alloc_flags() hands flags and user data to domain_alloc_paging_flags", () => {
+  const sys = mockSystem({ register: false });
+  const seen: [number, number | null][] = [];
+  const dirty: IommuDirtyOps = {
+    set_dirty_tracking: () => {},
+    read_and_clear_dirty: () => {},
+  };
+  const ops: IommuOps = {
+    ...sys.drv.ops,
+    domain_alloc_paging_flags(dev, flags, userData) {
+      seen.push([flags, userData?.type ?? null]);
+      const domain = sys.drv.ops.domain_alloc_paging!(dev);
+      if (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) domain.dirty_ops = dirty;
+      return domain;
+    },
+  };
+  iommu_device_register(sys.drv.iommu, ops, sys.hwdev);
+  const dev = sys.addDevice("dev0", 1);
+  seen.length = 0; // the default domain's allocation
+  const data = { type: 7, data: new Uint8Array([1, 2, 3]) };
+  const tracked = iommu_paging_domain_alloc_flags(dev, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, data);
+  const plain = iommu_paging_domain_alloc_flags(dev, IOMMU_HWPT_ALLOC_NEST_PARENT);
+  assert.deepEqual(seen, [[IOMMU_HWPT_ALLOC_DIRTY_TRACKING, 7], [
+    IOMMU_HWPT_ALLOC_NEST_PARENT,
+    null,
+  ]]);
+  same(tracked.dirty_ops, dirty, "the domain's own dirty ops");
+  same(plain.dirty_ops, null);
+  same(tracked.owner, ops);
+  assert.equal(tracked.type, IOMMU_DOMAIN_UNMANAGED);
+  iommu_domain_free(tracked);
+  iommu_domain_free(plain);
+});
+
+Deno.test("iommu_paging_domain_alloc_flags(): user data without domain_alloc_paging_flags is EOPNOTSUPP", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const objects = sys.kernel.slab.allocatedObjects;
+  assert.throws(
+    () => iommu_paging_domain_alloc_flags(dev, 0, { type: 1, data: new Uint8Array(4) }),
+    errno("EOPNOTSUPP"),
+  );
+  assert.equal(sys.kernel.slab.allocatedObjects, objects);
+  same(iommu_paging_domain_alloc(dev).dirty_ops, null, "no dirty tracking by default");
+});
+
 Deno.test("deleting a device attaches the release domain, releases it and frees its group's domains", () => {
   const sys = mockSystem();
   const base = sys.kernel.pages.allocatedPages;
@@ -433,11 +482,11 @@ Deno.test("deleting a device attaches the release domain, releases it and frees 
   assert.equal(sys.kernel.slab.allocatedObjects, baseObjects + 4);
   device_del(dev);
   assert.equal(sys.kernel.slab.allocatedObjects, baseObjects, `${sys.kernel.slab.allocations()}`);
-  assert.deepEqual(sys.drv.attachLog.at(-1), { dev, domain: sys.drv.ops.blockedDomain, old: def });
+  assert.deepEqual(sys.drv.attachLog.at(-1), { dev, domain: sys.drv.ops.blocked_domain, old: def });
   same(dev.iommu, null);
   same(iommu_group_get(dev), null);
   same(dev.dma, dmaDirectOps);
-  same(def.iovaCookie, null);
+  same(def.iova_cookie, null);
   assert.equal(sys.drv.contexts.size, 0);
   assert.equal(sys.kernel.pages.allocatedPages, base);
 });
@@ -527,22 +576,22 @@ Deno.test("iommu_attach_group()/iommu_group_replace_domain() of an empty group f
   assert.throws(() => iommu_group_replace_domain(empty, domain), errno("ENODEV"));
   const group = iommu_group_get(dev)!;
   assert.throws(() => iommu_detach_group(domain, group), errno("EINVAL"));
-  same(group.domain, group.defaultDomain);
+  same(group.domain, group.default_domain);
   iommu_attach_group(domain, group);
   iommu_detach_group(domain, group);
-  same(group.domain, group.defaultDomain);
+  same(group.domain, group.default_domain);
   assert.equal(domain.attachedGroups, 0);
   iommu_domain_free(domain);
 });
 
 Deno.test("iommu_map() into a domain without map_pages fails with ENODEV, without page sizes with EINVAL", () => {
-  const noOps = new IommuDomain(IOMMU_DOMAIN_UNMANAGED, {}, { pgsizeBitmap: SZ_4K });
+  const noOps = new IommuDomain(IOMMU_DOMAIN_UNMANAGED, {}, { pgsize_bitmap: SZ_4K });
   assert.throws(() => iommu_map(noOps, 0, 0, SZ_4K, RW), errno("ENODEV"));
   assert.equal(iommu_unmap(noOps, 0, SZ_4K), 0, "no unmap_pages: nothing unmapped");
   const { domain } = recordingDomain(0);
   assert.throws(() => iommu_map(domain, 0, 0, SZ_4K, RW), errno("EINVAL"));
   for (const bad of [-1, 0.5, 2 ** 53]) {
-    assert.throws(() => domain.pgsizeBitmap = bad, errno("EINVAL"), `bitmap ${bad}`);
+    assert.throws(() => domain.pgsize_bitmap = bad, errno("EINVAL"), `bitmap ${bad}`);
   }
 });
 
@@ -573,20 +622,20 @@ Deno.test("iommu_unmap_fast() only gathers; iommu_iotlb_sync() invalidates and e
   const dev = sys.addDevice("dev0", 1);
   const domain = iommu_paging_domain_alloc(dev);
   iommu_map(domain, SZ_2M, 0x9000_0000, SZ_4K, RW);
-  const syncs = sys.drv.stats.iotlbSync;
+  const syncs = sys.drv.stats.iotlb_sync;
   const gather = iommu_iotlb_gather_init();
   assert.equal(iommu_unmap_fast(domain, SZ_2M, SZ_2M, gather), SZ_4K);
-  assert.equal(sys.drv.stats.iotlbSync, syncs, "no invalidation yet");
+  assert.equal(sys.drv.stats.iotlb_sync, syncs, "no invalidation yet");
   assert.deepEqual([gather.startPfn, gather.endPfn], [SZ_2M / SZ_4K, SZ_2M / SZ_4K + 1]);
   assert.equal(iommu_iova_to_phys(domain, SZ_2M), 0);
   assert.equal(iommu_unmap_fast(domain, SZ_2M, SZ_2M, gather), 0, "a second unmap gathers nothing");
   iommu_iotlb_sync(domain, gather);
-  assert.equal(sys.drv.stats.iotlbSync, syncs + 1);
+  assert.equal(sys.drv.stats.iotlb_sync, syncs + 1);
   assert.ok(gather.isEmpty);
   iommu_iotlb_sync(domain, gather);
-  assert.equal(sys.drv.stats.iotlbSync, syncs + 1, "an empty gather needs no invalidation");
+  assert.equal(sys.drv.stats.iotlb_sync, syncs + 1, "an empty gather needs no invalidation");
   iommu_flush_iotlb_all(domain);
-  assert.equal(sys.drv.stats.flushIotlbAll, 1);
+  assert.equal(sys.drv.stats.flush_iotlb_all, 1);
   iommu_domain_free(domain);
 });
 
@@ -594,7 +643,7 @@ Deno.test("iommu_map() unwinds the mapping when iotlb_sync_map fails; iommu_sync
   const { domain, leaves } = recordingDomain(SZ_4K);
   const synced: [number, number][] = [];
   let fail = true;
-  (domain.ops as IommuDomainOps).iotlbSyncMap = (_d, iova, size) => {
+  (domain.ops as IommuDomainOps).iotlb_sync_map = (_d, iova, size) => {
     synced.push([iova, size]);
     if (fail) throw new Errno("ENOMEM", "injected");
   };
@@ -624,7 +673,7 @@ Deno.test("of_xlate: a platform device's iommus specifier reaches the driver, wh
     const xlated: number[][] = [];
     const ops: IommuOps = {
       ...drv.ops,
-      ofXlate: withXlate
+      of_xlate: withXlate
         ? (dev, args) => (xlated.push([...args]), iommu_fwspec_add_ids(dev, args))
         : undefined,
     };
@@ -691,7 +740,7 @@ function ofBoard(iommuFirst: boolean) {
   dmaNode.set("iommus", [dt.phandleOf(iommuNode), 0x10]);
   idleNode.set("iommus", [dt.phandleOf(iommuNode), 0x20]);
   const drv = new MockIommu(kernel);
-  const ops: IommuOps = { ...drv.ops, ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, args) };
+  const ops: IommuOps = { ...drv.ops, of_xlate: (dev, args) => iommu_fwspec_add_ids(dev, args) };
   platform_driver_register(kernel, {
     name: "riscv,iommu",
     ofMatchTable: [{ compatible: "riscv,iommu" }],

@@ -127,7 +127,7 @@ export class IovaDomain {
    */
   allocIova(size: number, limitPfn: number, sizeAligned: boolean): Iova | null {
     if (!Number.isSafeInteger(size) || size < 1) return null;
-    const align = sizeAligned ? _roundupPow2(size) : 1;
+    const align = sizeAligned ? roundup_pow_of_two(size) : 1;
     const is32 = limitPfn <= this.#dma32Pfn;
     const end = Math.min(limitPfn + 1, is32 ? this.#cached32High : this.#cachedHigh);
     let lo = this.#scanDown(end, size, align);
@@ -188,7 +188,7 @@ export class IovaDomain {
 
   /** The pfns {@linkcode allocIovaFast} really allocates for a request of `size`. */
   fastSize(size: number): number {
-    return size < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? _roundupPow2(size) : size;
+    return size < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? roundup_pow_of_two(size) : size;
   }
 
   /** Frees what {@linkcode allocIovaFast} returned, into the rcache if it fits. Mirrors free_iova_fast(). */
@@ -255,7 +255,7 @@ export class IovaDomain {
   }
 
   #rcacheGet(size: number, limitPfn: number): number {
-    const log = _orderBase2(size);
+    const log = order_base_2(size);
     if (log >= IOVA_RANGE_CACHE_MAX_SIZE) return 0;
     const rc = this.#rcaches[log];
     // A cached pfn must end at or below the limit: pop() compares the start.
@@ -283,7 +283,7 @@ export class IovaDomain {
   }
 
   #rcacheInsert(pfn: number, size: number): boolean {
-    const log = _orderBase2(size);
+    const log = order_base_2(size);
     if (log >= IOVA_RANGE_CACHE_MAX_SIZE) return false;
     const rc = this.#rcaches[log];
     if (rc.loaded.full) {
@@ -315,12 +315,13 @@ export class IovaDomain {
   }
 }
 
-function _roundupPow2(n: number): number {
-  return 2 ** _orderBase2(n);
+/** The power of two at or above n. Mirrors roundup_pow_of_two(). */
+function roundup_pow_of_two(n: number): number {
+  return 2 ** order_base_2(n);
 }
 
 /** ceil(log2(n)). Mirrors order_base_2(). */
-function _orderBase2(n: number): number {
+function order_base_2(n: number): number {
   if (n <= 1) return 0;
   return n <= 0x8000_0000 ? 32 - Math.clz32(n - 1) : Math.ceil(Math.log2(n));
 }

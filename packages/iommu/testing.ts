@@ -42,19 +42,19 @@ import {
 /** What a mock paging domain needs from its page table (generic-pt's PtIommu has this shape). */
 export interface MockPageTable {
   /** Leaf sizes the table offers. */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
   /**
    * Maps `pgcount` leaves of `pgsize` bytes from `iova` to `paddr`; returns the bytes mapped.
    * Throws EINVAL (unaligned), ERANGE (outside the IOVA space) or EADDRINUSE (already mapped).
    */
-  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number;
+  map_pages(iova: number, paddr: number, pgsize: number, pgcount: number, prot: number): number;
   /**
    * Unmaps from `iova` up to `pgcount` leaves of `pgsize` bytes, recording the range in
    * `gather`; returns the bytes unmapped, stopping at the first hole.
    */
-  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
+  unmap_pages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number;
   /** The physical address `iova` maps to, or 0. */
-  iovaToPhys(iova: number): number;
+  iova_to_phys(iova: number): number;
   /** Frees whatever the table holds. */
   deinit(): void;
 }
@@ -87,7 +87,7 @@ const SZ_64K = 0x1_0000;
  */
 export class MockMapTable implements MockPageTable {
   /** Leaf sizes: 4 KiB, 2 MiB, 1 GiB, ... (and 64 KiB with Svnapot). */
-  readonly pgsizeBitmap: number;
+  readonly pgsize_bitmap: number;
   /** The leaves: IOVA → size and physical address. */
   readonly leaves: Map<number, { size: number; paddr: number }> = new Map();
   readonly #sizes: number[] = [];
@@ -97,15 +97,15 @@ export class MockMapTable implements MockPageTable {
   constructor(cfg: Pick<MockPageTableConfig, "vaBits" | "svnapot">) {
     let bitmap = cfg.svnapot ? SZ_64K : 0;
     for (let shift = 12; shift < cfg.vaBits; shift += 9) bitmap += 2 ** shift;
-    this.pgsizeBitmap = bitmap;
+    this.pgsize_bitmap = bitmap;
     for (let sz = SZ_4K; sz <= bitmap; sz *= 2) {
       if (Math.floor(bitmap / sz) % 2 === 1) this.#sizes.push(sz);
     }
     this.#end = 2 ** (cfg.vaBits - 1);
   }
 
-  /** See {@linkcode MockPageTable.mapPages}. */
-  mapPages(iova: number, paddr: number, pgsize: number, pgcount: number, _prot: number): number {
+  /** See {@linkcode MockPageTable.map_pages}. */
+  map_pages(iova: number, paddr: number, pgsize: number, pgcount: number, _prot: number): number {
     if (!this.#sizes.includes(pgsize) || iova % pgsize !== 0 || paddr % pgsize !== 0) {
       throw new Errno("EINVAL", `Cannot map ${hex(iova)}: bad size or alignment`);
     }
@@ -123,8 +123,8 @@ export class MockMapTable implements MockPageTable {
     return pgsize * pgcount;
   }
 
-  /** See {@linkcode MockPageTable.unmapPages}. */
-  unmapPages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
+  /** See {@linkcode MockPageTable.unmap_pages}. */
+  unmap_pages(iova: number, pgsize: number, pgcount: number, gather: IommuIotlbGather): number {
     let done = 0;
     while (done < pgsize * pgcount) {
       const leaf = this.leaves.get(iova + done);
@@ -137,8 +137,8 @@ export class MockMapTable implements MockPageTable {
     return done;
   }
 
-  /** See {@linkcode MockPageTable.iovaToPhys}. */
-  iovaToPhys(iova: number): number {
+  /** See {@linkcode MockPageTable.iova_to_phys}. */
+  iova_to_phys(iova: number): number {
     const at = this.#leafAt(iova);
     return at === undefined ? 0 : this.leaves.get(at)!.paddr + iova - at;
   }
@@ -210,14 +210,14 @@ export class MockDomain extends IommuDomain {
         alloc,
         vaBits,
         svnapot,
-        iotlbSync: () => driver !== null && driver.stats.iotlbSync++,
+        iotlbSync: () => driver !== null && driver.stats.iotlb_sync++,
       });
     } catch (e) {
       if (driver !== null) kfree(driver.kernel, this);
       throw e;
     }
-    this.pgsizeBitmap = this.pt.pgsizeBitmap;
-    this.geometry.apertureEnd = 2 ** (vaBits - 1) - 1;
+    this.pgsize_bitmap = this.pt.pgsize_bitmap;
+    this.geometry.aperture_end = 2 ** (vaBits - 1) - 1;
   }
 }
 
@@ -227,29 +227,29 @@ function _pt(domain: IommuDomain): MockPageTable {
 
 /** The domain ops of {@linkcode MockDomain}s. */
 export const mockDomainOps: IommuDomainOps = {
-  attachDev(domain, dev, old) {
+  attach_dev(domain, dev, old) {
     const drv = (domain as MockDomain).driver;
     if (drv === null) throw new Errno("EINVAL", "Domain has no IOMMU");
     drv._attach(domain, dev, old);
   },
-  mapPages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
-    mapped.bytes = _pt(domain).mapPages(iova, paddr, pgsize, pgcount, prot);
+  map_pages(domain, iova, paddr, pgsize, pgcount, prot, mapped) {
+    mapped.bytes = _pt(domain).map_pages(iova, paddr, pgsize, pgcount, prot);
   },
-  unmapPages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
-    return _pt(domain).unmapPages(iova, pgsize, pgcount, gather);
+  unmap_pages(domain, iova, pgsize, pgcount, gather: IommuIotlbGather) {
+    return _pt(domain).unmap_pages(iova, pgsize, pgcount, gather);
   },
-  iotlbSync(domain, gather) {
+  iotlb_sync(domain, gather) {
     const drv = (domain as MockDomain).driver;
     if (drv === null) return;
-    drv.stats.iotlbSync++;
+    drv.stats.iotlb_sync++;
     drv.onIotlbSync?.(gather);
   },
-  flushIotlbAll(domain) {
+  flush_iotlb_all(domain) {
     const drv = (domain as MockDomain).driver;
-    if (drv !== null) drv.stats.flushIotlbAll++;
+    if (drv !== null) drv.stats.flush_iotlb_all++;
   },
-  iovaToPhys(domain, iova) {
-    return _pt(domain).iovaToPhys(iova);
+  iova_to_phys(domain, iova) {
+    return _pt(domain).iova_to_phys(iova);
   },
   free(domain) {
     _pt(domain).deinit();
@@ -271,7 +271,7 @@ export class MockIommu {
   /** The driver's ops. */
   readonly ops: IommuOps;
   /** How often each invalidation op ran. */
-  readonly stats = { iotlbSync: 0, flushIotlbAll: 0 };
+  readonly stats = { iotlb_sync: 0, flush_iotlb_all: 0 };
   /** Called by every iotlb_sync of this instance's domains, before the core frees the tables. */
   onIotlbSync: ((gather: IommuIotlbGather) => void) | null = null;
   /** Every attach_dev call that succeeded, in order. */
@@ -292,33 +292,33 @@ export class MockIommu {
       allocTable: (order: number) => kernel.pages.alloc(order),
       freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
     };
-    const attachOnly: IommuDomainOps = { attachDev: (d, dev, old) => this._attach(d, dev, old) };
+    const attachOnly: IommuDomainOps = { attach_dev: (d, dev, old) => this._attach(d, dev, old) };
     const blocked = opts.blocked ?? true
       ? new IommuDomain(IOMMU_DOMAIN_BLOCKED, attachOnly)
       : undefined;
     this.ops = {
-      probeDevice: (dev) => {
+      probe_device: (dev) => {
         if (dev.fwspec === null || dev.fwspec.ids.length === 0) {
           throw new Errno("ENODEV", `${dev.name} has no device ID`);
         }
         this.contexts.set(dev, kernel.pages.alloc(0));
         return this.iommu;
       },
-      releaseDevice: (dev) => {
+      release_device: (dev) => {
         kernel.pages.free(this.contexts.get(dev)!, 0);
         this.contexts.delete(dev);
         this.attached.delete(dev);
       },
-      deviceGroup: opts.pci ? pci_device_group : generic_device_group,
-      domainAllocPaging: () =>
+      device_group: opts.pci ? pci_device_group : generic_device_group,
+      domain_alloc_paging: () =>
         new MockDomain(this, kernel.mem, alloc, vaBits, svnapot, opts.pageTable),
       capable: () => true,
-      identityDomain: opts.identity ?? true
+      identity_domain: opts.identity ?? true
         ? new IommuDomain(IOMMU_DOMAIN_IDENTITY, attachOnly)
         : undefined,
-      blockedDomain: blocked,
-      releaseDomain: blocked,
-      defDomainType: opts.defDomainType,
+      blocked_domain: blocked,
+      release_domain: blocked,
+      def_domain_type: opts.defDomainType,
     };
   }
 
@@ -334,7 +334,7 @@ export class MockIommu {
   _attach(domain: IommuDomain, dev: Device, old: IommuDomain | null): void {
     const own = domain instanceof MockDomain
       ? domain.driver === this
-      : domain === this.ops.identityDomain || domain === this.ops.blockedDomain;
+      : domain === this.ops.identity_domain || domain === this.ops.blocked_domain;
     if (!own) throw new Errno("EINVAL", `Domain is not from ${this.fwnode.name}`);
     if (this.failAttach.delete(dev)) throw new Errno("ENOSPC", "Injected attach failure");
     this.attached.set(dev, domain);

@@ -24,12 +24,20 @@ export interface PhysMem {
   load64(pa: number): void;
   /** Writes 8 bytes given as unsigned 32-bit halves. */
   store64(pa: number, lo: number, hi: number): void;
+  /**
+   * Atomic 64-bit compare-and-swap (Linux's cmpxchg64; the IOMMU updates PTE A/D bits the same
+   * way): stores `newLo`/`newHi` when the value at `pa` equals `expLo`/`expHi`. Returns true on
+   * success; the value found is left in `lo`/`hi` either way.
+   */
+  cas64(pa: number, expLo: number, expHi: number, newLo: number, newHi: number): boolean;
   /** Reads 8 bytes as a `bigint`. */
   read64(pa: number): bigint;
   /** Writes 8 bytes from a `bigint`. */
   write64(pa: number, value: bigint): void;
   /** Copies bytes out of RAM. */
   readBytes(pa: number, len: number): Uint8Array;
+  /** Copies `out.length` bytes of RAM at `pa` into `out` without allocating (a memcpy). */
+  copyOut(pa: number, out: Uint8Array): void;
   /** Copies bytes into RAM. */
   writeBytes(pa: number, data: Uint8Array): void;
   /** Fills RAM with a byte value. */

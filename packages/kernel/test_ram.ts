@@ -73,6 +73,14 @@ export class TestRam implements PhysMem {
     f?.setUint32((pa & 0xfff) + 4, hi >>> 0, true);
   }
 
+  /** Atomic 64-bit compare-and-swap; the value found is left in `lo`/`hi`. */
+  cas64(pa: number, expLo: number, expHi: number, newLo: number, newHi: number): boolean {
+    this.load64(pa);
+    if (this.fault !== 0 || this.lo !== expLo >>> 0 || this.hi !== expHi >>> 0) return false;
+    this.store64(pa, newLo, newHi);
+    return true;
+  }
+
   /** Reads 8 bytes as a bigint. */
   read64(pa: number): bigint {
     this.load64(pa);
@@ -93,6 +101,20 @@ export class TestRam implements PhysMem {
       out[i] = f?.getUint8((pa + i) & 0xfff) ?? 0;
     }
     return out;
+  }
+
+  /** Copies bytes out into `out`, a frame at a time; stops at the first fault. */
+  copyOut(pa: number, out: Uint8Array): void {
+    let done = 0;
+    while (done < out.length) {
+      const a = pa + done;
+      const n = Math.min(out.length - done, 4096 - (a & 0xfff));
+      const f = this.#frame(a, false);
+      if (this.fault !== 0) return;
+      if (f === undefined) out.fill(0, done, done + n);
+      else out.set(new Uint8Array(f.buffer, a & 0xfff, n), done);
+      done += n;
+    }
   }
 
   /** Copies bytes in. */

@@ -121,6 +121,12 @@ export class CpuMem implements PhysMem {
     this.#mem.store64(pa, lo, hi);
   }
 
+  /** Atomic 64-bit compare-and-swap: one access. */
+  cas64(pa: number, expLo: number, expHi: number, newLo: number, newHi: number): boolean {
+    this.#clock.charge(this.#access);
+    return this.#mem.cas64(pa, expLo, expHi, newLo, newHi);
+  }
+
   /** Reads 8 bytes as a `bigint`. */
   read64(pa: number): bigint {
     this.#clock.charge(this.#access);
@@ -137,6 +143,12 @@ export class CpuMem implements PhysMem {
   readBytes(pa: number, len: number): Uint8Array {
     this.#bulk(pa, len);
     return this.#mem.readBytes(pa, len);
+  }
+
+  /** Copies RAM at `pa` into `out`, charged as a bulk read. */
+  copyOut(pa: number, out: Uint8Array): void {
+    this.#bulk(pa, out.length);
+    this.#mem.copyOut(pa, out);
   }
 
   /** Copies bytes into RAM. */

@@ -112,6 +112,9 @@ export interface IdleClock {
   advance(ns: number): void;
 }
 
+/** A channel's interrupt handler, for the driver's probe (private to this module). */
+let _chan_irq: (chan: DmaChan) => 0 | 1;
+
 /**
  * One hardware channel (struct dma_chan): a queue of descriptors the channel runs in order.
  *
@@ -226,8 +229,12 @@ export class DmaChan {
     return this.syncWait(tx);
   }
 
+  static {
+    _chan_irq = (chan) => chan.#irq();
+  }
+
   /** The channel's interrupt: completes the running descriptor and starts the next. */
-  _irq(): 0 | 1 {
+  #irq(): 0 | 1 {
     const status = readl(this.#io, this.#base + DMAE_CH_STATUS);
     if (!(status & (DMAE_STATUS_DONE | DMAE_STATUS_ERROR))) return IRQ_NONE;
     const tx = this.#running;
@@ -353,7 +360,7 @@ export function dma_engine_driver(clock: IdleClock, trace: Trace | null): PciDri
       const chans: DmaChan[] = [];
       for (let i = 0; i < n; i++) {
         const chan = new DmaChan(pdev, i, id, io, clock, trace);
-        devm_request_irq(pdev, pci_irq_vector(pdev, i), () => chan._irq(), 0, chan.name, chan);
+        devm_request_irq(pdev, pci_irq_vector(pdev, i), () => _chan_irq(chan), 0, chan.name, chan);
         chans.push(chan);
       }
       dev_set_drvdata(pdev, { id, chans } satisfies DmaEngineData);

@@ -4,8 +4,12 @@
  * to its device-tree node, creates the irq domain devices find through `interrupt-parent` /
  * `msi-parent`, and hands interrupts the hart takes to `generic_handle_domain_irq()`.
  *
- * They live in the machine because the hart side of the controllers (the IMSIC's CSRs, the
- * trap that reads `claimi`) is reached through the silicon objects, not through MMIO.
+ * Upstream state tracked: the drivers as of Linux v6.13 (the AIA irqchip series, merged for
+ * v6.10), reduced to one hart and direct APLIC delivery.
+ *
+ * DIVERGENCE: they live in the machine, not in the kernel package, because the hart side of the
+ * controllers (the IMSIC's CSRs, the trap that reads `claimi`) is reached through the silicon
+ * objects, not through MMIO.
  *
  * @module
  */

@@ -86,6 +86,35 @@ export function riscvIommu(opts: RiscvIommuDriverOptions = {}): RiscvIommuSpec {
   return { kind: "riscv-iommu", features: opts.features ?? [] };
 }
 
+/**
+ * What a series adds to a machine besides its driver feature: the one place its machine-side
+ * parts go, so that a new series never edits `Machine.boot`. Every member is optional; `boot`
+ * uses them in this order:
+ *
+ * 1. `caps` and `iommuOptions` — over the machine's own, when the silicon's IOMMU is built;
+ * 2. `hardware(silicon)` — once the silicon is built (a device on a free PCI slot, an MMIO unit);
+ * 3. `deviceTree(dt, silicon)` — nodes for that hardware, before the blob is written;
+ * 4. `feature` — added to the RISC-V IOMMU driver instance, after `riscvIommu()`'s features;
+ * 5. `drivers(kernel, silicon)` — registered after the built-in drivers, before the device tree
+ *    is populated (the perf driver of an auxiliary device the feature creates, say).
+ */
+export interface MachinePart {
+  /** Name, for messages. */
+  readonly name: string;
+  /** IOMMU capabilities the part needs (over `MachineOptions.caps`). */
+  readonly caps?: Partial<IommuCaps>;
+  /** IOMMU hardware variants the part needs (over `MachineOptions.iommuOptions`). */
+  readonly iommuOptions?: Omit<IommuOptions, "mem" | "caps" | "irq" | "ats">;
+  /** The part's series feature for the RISC-V IOMMU driver (ignored with `iommu: "none"`). */
+  readonly feature?: RiscvIommuFeature;
+  /** Adds hardware to the silicon just built. */
+  hardware?(silicon: Silicon): void;
+  /** Adds device-tree nodes for it. */
+  deviceTree?(dt: DeviceTree, silicon: Silicon): void;
+  /** Registers the kernel drivers the part needs. */
+  drivers?(kernel: Kernel, silicon: Silicon): void;
+}
+
 /** How to build and boot a machine. Every field has a default. */
 export interface MachineOptions {
   /** The IOMMU driver, or "none" for a machine without an IOMMU. Default `riscvIommu()`. */
@@ -129,6 +158,8 @@ export interface MachineOptions {
   trace?: boolean | TraceOptions;
   /** Record dev_dbg/pr_debug lines in dmesg. Default false. */
   dmesgDebug?: boolean;
+  /** What series add to the machine besides their driver feature, in order. Default none. */
+  parts?: readonly MachinePart[];
 }
 
 /** The hardware of a machine, for tests and tools that look at or poke the silicon. */
@@ -206,12 +237,24 @@ export class Machine {
   /**
    * Builds the hardware, generates the device tree, and boots a kernel from it: irq
    * controllers, the PCIe host, the IOMMU glue (platform and PCI drivers both registered, as
-   * both are built in) and the DMA engine driver, then `lateInitcall()`. Throws RangeError on
+   * both are built in) and the DMA engine driver, then `lateInitcall()`. Each of `opts.parts`
+   * adds its machine-side parts on the way (see {@linkcode MachinePart}). Throws RangeError on
    * impossible options (more DMA engines than PCI slots, say).
    */
   static boot(opts: MachineOptions = {}): Machine {
+    const board = Machine.#buildSilicon(opts);
+    const fdt = Machine.#buildDeviceTree(opts, board);
+    return Machine.#bootKernel(opts, board, fdt);
+  }
+
+  /**
+   * Builds the silicon: memory, the interrupt controllers, the PCIe root complex, the IOMMU with
+   * the capabilities and variants of the options and of every part, the DMA engines, then each
+   * part's own hardware.
+   */
+  static #buildSilicon(opts: MachineOptions): _Board {
     const spec = opts.iommu ?? riscvIommu();
-    const bus = opts.iommuBus ?? "platform";
+    const parts = opts.parts ?? [];
     const ramSize = opts.ramSize ?? 2 ** 30;
     const nEngines = opts.dmaEngines ?? 1;
     if (!Number.isInteger(nEngines) || nEngines < 0 || VIRT_DMA_SLOT + nEngines > 32) {
@@ -231,15 +274,24 @@ export class Machine {
     mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, traceMsiWrites(imsic, traced), "imsic");
     const aplic = new Aplic({ clock, sources: VIRT_APLIC_SOURCES });
     mem.addMmio(APLIC_S_BASE, APLIC_SIZE, aplic, "aplic");
-    const msiThroughIommu = opts.msiThroughIommu ?? true;
-    const rc = new RootComplex({ mem, clock, translateMsi: msiThroughIommu });
+    const rc = new RootComplex({ mem, clock, translateMsi: opts.msiThroughIommu ?? true });
 
     let iommu: Iommu | null = null;
     let iommuPci: IommuPciFunction | null = null;
     let iommuRegion: Region | null = null;
     if (spec !== "none") {
-      iommu = new Iommu({ ...opts.iommuOptions, mem, caps: opts.caps });
-      if (bus === "platform") {
+      const caps: Partial<IommuCaps> = Object.assign(
+        {},
+        opts.caps,
+        ...parts.map((p) => p.caps ?? {}),
+      );
+      const variants: MachinePart["iommuOptions"] = Object.assign(
+        {},
+        opts.iommuOptions,
+        ...parts.map((p) => p.iommuOptions ?? {}),
+      );
+      iommu = new Iommu({ ...variants, mem, caps });
+      if ((opts.iommuBus ?? "platform") === "platform") {
         // The model charges nothing for its registers; the PCI function charges for its BAR.
         iommuRegion = mem.addMmio(
           VIRT_IOMMU_SYS_BASE,
@@ -272,14 +324,35 @@ export class Machine {
       rc.attach(e.fn, VIRT_DMA_SLOT + i);
       dmaEngines.push(e);
     }
+    const silicon: Silicon = { clock, mem, iommu, iommuPci, rc, aplic, imsic, dmaEngines };
+    for (const p of parts) p.hardware?.(silicon);
+    return { silicon, trace, iommuRegion };
+  }
 
-    const fdt = virt_device_tree({
-      ramSize,
-      iommu: spec === "none" ? "none" : bus,
+  /** Writes the device tree of the board, with every part's nodes, as a blob. */
+  static #buildDeviceTree(opts: MachineOptions, board: _Board): Uint8Array {
+    const dt = virt_device_tree({
+      ramSize: opts.ramSize ?? 2 ** 30,
+      iommu: board.silicon.iommu === null ? "none" : opts.iommuBus ?? "platform",
       iommuIrqs: opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS,
       iommuMsiParent: opts.msiParent ?? true,
-      atsSupported: iommu !== null,
-    }).toBlob();
+      atsSupported: board.silicon.iommu !== null,
+    });
+    for (const p of opts.parts ?? []) p.deviceTree?.(dt, board.silicon);
+    return dt.toBlob();
+  }
+
+  /**
+   * Boots a kernel on the board from `fdt`: the IOMMU core, the built-in drivers and every part's,
+   * `of_platform_populate()`, `lateInitcall()`.
+   */
+  static #bootKernel(opts: MachineOptions, board: _Board, fdt: Uint8Array): Machine {
+    const { silicon, trace, iommuRegion } = board;
+    const { clock, mem, iommu, iommuPci, aplic, imsic } = silicon;
+    const spec = opts.iommu ?? riscvIommu();
+    const parts = opts.parts ?? [];
+    const ramSize = opts.ramSize ?? 2 ** 30;
+    const traced = trace.enabled ? trace : null;
 
     // What the kernel's ioremap() gets: the bus's window (the PCI IOMMU's BAR with its commands
     // priced as the platform IOMMU's are); with a trace, one recording the CPU's accesses.
@@ -313,7 +386,11 @@ export class Machine {
       passthrough: opts.passthrough,
       forcedac: opts.forcedac,
     });
-    const driver = spec === "none" ? null : new RiscvIommuDriver({ features: spec.features });
+    const features = spec === "none" ? [] : [
+      ...spec.features,
+      ...parts.flatMap((p) => p.feature === undefined ? [] : [p.feature]),
+    ];
+    const driver = spec === "none" ? null : new RiscvIommuDriver({ features });
 
     // Every driver is built in; each probe also pays for the driver core's work around it.
     const timed = <D extends { probe(...args: never[]): void }>(drv: D): D => ({
@@ -323,6 +400,7 @@ export class Machine {
         drv.probe(...args);
       },
     });
+    const msiThroughIommu = opts.msiThroughIommu ?? true;
     platform_driver_register(kernel, timed(imsic_driver(imsic, traced, msiThroughIommu)));
     platform_driver_register(kernel, timed(aplic_driver(aplic, traced)));
     platform_driver_register(kernel, timed(pci_host_generic_driver));
@@ -331,10 +409,10 @@ export class Machine {
       pci_register_driver(kernel, timed(riscv_iommu_pci_driver(driver)));
     }
     pci_register_driver(kernel, timed(dma_engine_driver(clock, traced)));
+    for (const p of parts) p.drivers?.(kernel, silicon);
     of_platform_populate(kernel, dt);
     kernel.lateInitcall();
 
-    const silicon: Silicon = { clock, mem, iommu, iommuPci, rc, aplic, imsic, dmaEngines };
     return new Machine(kernel, silicon, iommuCore, driver, fdt, trace, opts, cpuCosts);
   }
 
@@ -394,4 +472,12 @@ export class Machine {
 /** dev_name() of function 0 in `slot` of the root bus, e.g. `"0000:00:02.0"`. */
 function _pciSlotName(slot: number): string {
   return `0000:00:${slot.toString(16).padStart(2, "0")}.0`;
+}
+
+/** The silicon with what the kernel's boot needs besides it. */
+interface _Board {
+  readonly silicon: Silicon;
+  readonly trace: Trace;
+  /** The platform IOMMU's MMIO region, when it sits on the platform bus. */
+  readonly iommuRegion: Region | null;
 }

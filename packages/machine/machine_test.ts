@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { DmaEngine } from "@iommu-lab/hw";
 import {
   APLIC_S_BASE,
   IMSIC_S_BASE,
@@ -7,8 +8,10 @@ import {
   RISCV_IOMMU_REG_FCTL,
 } from "@iommu-lab/hw/regs";
 import {
+  auxiliary_driver_register,
   type Device,
   DeviceTree,
+  devm_auxiliary_device_create,
   DMA_BIDIRECTIONAL,
   dma_map_page,
   dma_unmap_page,
@@ -17,14 +20,29 @@ import {
   of_map_id,
   of_property_read_u32,
   of_property_read_u32_array,
+  platform_driver_register,
 } from "@iommu-lab/kernel";
 import {
+  iommu_attach_device,
+  iommu_detach_device,
+  iommu_domain_free,
   IOMMU_DOMAIN_IDENTITY,
   iommu_get_domain_for_dev,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   iommu_iova_to_phys,
+  iommu_map,
+  iommu_paging_domain_alloc_flags,
+  IOMMU_READ,
   iommu_unmap,
+  IOMMU_WRITE,
 } from "@iommu-lab/iommu";
-import { Machine, VIRT_DRAM_BASE, VIRT_IOMMU_SYS_BASE } from "./mod.ts";
+import {
+  Machine,
+  type MachinePart,
+  riscvIommu,
+  VIRT_DRAM_BASE,
+  VIRT_IOMMU_SYS_BASE,
+} from "./mod.ts";
 
 Deno.test("the kernel boots from the blob the machine generates (platform IOMMU node)", () => {
   const m = Machine.boot({ iommuBus: "platform", ramSize: 2 ** 31 });
@@ -167,9 +185,9 @@ Deno.test("PCI devices get 32-bit IOVAs first (pci_32bit_workaround) unless iomm
   // Once the 32-bit space is full, the device goes above 4 GiB and stops trying below.
   const m = Machine.boot({});
   const domain = iommu_get_domain_for_dev(m.dmaChannel(0).dev)!;
-  const iovad = domain.iovaCookie!.iovad!;
+  const iovad = domain.iova_cookie!.iovad!;
   // The MSI doorbell took the top page below 4 GiB at probe; fill the rest.
-  assert.equal(domain.iovaCookie!.msiPages[0].iova, 0xffff_f000);
+  assert.equal(domain.iova_cookie!.msiPages[0].iova, 0xffff_f000);
   const below4g = iovad.allocIova(0xf_ffff - iovad.startPfn, 0xf_fffe, false)!;
   assert.ok(page(m) >= 2 ** 32, "falls back above 4 GiB when the 32-bit space is full");
   iovad.freeIova(below4g.pfnLo);
@@ -186,7 +204,7 @@ Deno.test("endpoint MSIs go through the IOMMU: the doorbell is mapped in the DMA
   const m = Machine.boot({ trace: true });
   const chan = m.dmaChannel(0);
   const domain = iommu_get_domain_for_dev(chan.dev)!;
-  const pages = domain.iovaCookie!.msiPages;
+  const pages = domain.iova_cookie!.msiPages;
   await t.step("one doorbell page for every vector, mapped to the IMSIC", () => {
     assert.equal(pages.length, 1);
     assert.equal(pages[0].phys, IMSIC_S_BASE);
@@ -230,7 +248,7 @@ Deno.test("MSIs keep the physical doorbell around the IOMMU, in an identity doma
   await t.step("msiThroughIommu: false (MSIs bypass translation; nothing is mapped)", () => {
     const m = Machine.boot({ msiThroughIommu: false });
     assert.equal(delivered(m), IMSIC_S_BASE);
-    assert.deepEqual(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iovaCookie!.msiPages, []);
+    assert.deepEqual(iommu_get_domain_for_dev(m.dmaChannel(0).dev)!.iova_cookie!.msiPages, []);
   });
   await t.step("iommu.passthrough=1 (identity domain, MSIs translated 1:1)", () => {
     const m = Machine.boot({ passthrough: true });
@@ -355,4 +373,92 @@ Deno.test("the command queue's work is priced: costs.command per entry the IOMMU
     const priced = run(1_000);
     assert.deepEqual(priced.map((ns, i) => ns - free[i]), Array(20).fill(2_000));
   });
+});
+
+Deno.test("a second-stage (iohgatp) domain end to end: the engine's DMA walks the Sv57x4 table", async (t) => {
+  for (const iommuBus of ["platform", "pci"] as const) {
+    await t.step(iommuBus, () => {
+      const m = Machine.boot({ iommuBus, msiThroughIommu: false });
+      const chan = m.dmaChannel(0);
+      const s2 = iommu_paging_domain_alloc_flags(chan.dev, IOMMU_HWPT_ALLOC_NEST_PARENT);
+      iommu_attach_device(s2, chan.dev);
+      const page = m.kernel.pages.alloc(1);
+      m.kernel.mem.write32(page, 0xcafe_f00d);
+      // A guest-physical address far above what a first-stage Sv39 lower half could hold.
+      const gpa = 2 ** 45;
+      iommu_map(s2, gpa, page, 8192, IOMMU_READ | IOMMU_WRITE);
+      const tx = chan.memcpy(gpa + 4096, gpa, 4096);
+      assert.equal(tx.status, "complete");
+      assert.equal(m.kernel.mem.read32(page + 4096), 0xcafe_f00d);
+      // Past the mapping, the write is a guest-page fault (cause 23) at the GPA.
+      const bad = chan.memcpy(gpa + 8192, gpa, 4096);
+      assert.equal(bad.status, "error");
+      assert.equal(bad.errCause, 23);
+      assert.equal(bad.errAddr, gpa + 8192);
+      assert.equal(iommu_unmap(s2, gpa, 8192), 8192);
+      const gone = chan.memcpy(gpa + 4096, gpa, 4096);
+      assert.equal(gone.errCause, 21, "unmapped and invalidated: the read faults");
+      iommu_detach_device(s2, chan.dev);
+      iommu_domain_free(s2);
+    });
+  }
+});
+
+/**
+ * A series as the machine sees it, shaped like the HPM one: a capability bit it needs, its
+ * driver feature (which creates an auxiliary device on each IOMMU), the perf-like driver bound to
+ * that device, and, for the sake of the test, extra hardware with its device-tree node and driver.
+ */
+function hpmLikePart(log: string[]): MachinePart {
+  return {
+    name: "hpm-like",
+    caps: { nl: true },
+    feature: {
+      name: "hpm-like",
+      missingCapability: (iommu) => (iommu.caps & 1n << 42n) !== 0n ? null : "capabilities.NL",
+      probe: (iommu) => void devm_auxiliary_device_create(iommu.dev, "riscv_iommu", "hpm", {}, 0),
+    },
+    hardware(silicon) {
+      silicon.rc.attach(new DmaEngine({ clock: silicon.clock, channels: 1 }).fn, 9);
+    },
+    deviceTree(dt) {
+      dt.findNode("/soc")!.addChild("counter@10200000").set("compatible", "lab,counter")
+        .set("reg", [0, 0x1020_0000, 0, 0x1000]);
+    },
+    drivers(kernel) {
+      auxiliary_driver_register(kernel, {
+        name: "riscv_iommu_hpm",
+        idTable: [{ name: "riscv_iommu.hpm" }],
+        probe: (adev) => void log.push(`aux ${adev.name}`),
+      });
+      platform_driver_register(kernel, {
+        name: "lab-counter",
+        ofMatchTable: [{ compatible: "lab,counter" }],
+        probe: (pdev) => void log.push(`platform ${pdev.name}`),
+      });
+    },
+  };
+}
+
+Deno.test("a machine part adds capabilities, hardware, device-tree nodes, a feature and drivers", () => {
+  const log: string[] = [];
+  const m = Machine.boot({ caps: { nl: false }, parts: [hpmLikePart(log)] });
+  assert.deepEqual(log, ["aux riscv_iommu.hpm.0", "platform 10200000.counter"]);
+  assert.deepEqual(m.driver!.features.map((f) => f.name), ["hpm-like"]);
+  assert.equal(m.findDevice("0000:00:09.0")?.state, "bound", "the extra engine, on slot 9");
+  assert.deepEqual(m.kernel.dmesg.grep("disabled"), []);
+});
+
+Deno.test("without the part, the same machine has none of it", () => {
+  const log: string[] = [];
+  const part = hpmLikePart(log);
+  const m = Machine.boot({
+    caps: { nl: false },
+    iommu: riscvIommu({ features: [part.feature!] }),
+  });
+  assert.deepEqual(log, []);
+  assert.equal(m.findDevice("0000:00:09.0"), undefined);
+  assert.deepEqual(m.kernel.dmesg.grep("disabled"), [
+    "riscv,iommu 3010000.iommu: hpm-like disabled: no capabilities.NL",
+  ]);
 });

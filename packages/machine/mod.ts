@@ -39,6 +39,7 @@ export { aplic_driver, imsic_driver } from "./irqchip.ts";
 export {
   Machine,
   type MachineOptions,
+  type MachinePart,
   riscvIommu,
   type RiscvIommuSpec,
   type Silicon,

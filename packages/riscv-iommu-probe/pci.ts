@@ -3,6 +3,9 @@
  * the register page, interrupts are MSI-X (or MSI) vectors, then the bus-agnostic core takes
  * over. Mirrors drivers/iommu/riscv/iommu-pci.c.
  *
+ * Upstream state tracked: iommu-pci.c as merged for Linux v7.2 (unchanged in substance since the
+ * v10 series: QEMU's and Rivos' IDs, MSI-X or MSI vectors, `fctl.WSI` cleared).
+ *
  * @module
  */
 import {

@@ -9,6 +9,10 @@
  * - When that fails and IGS is BOTH, or IGS is WSI: the wired `interrupts` of the node, one per
  *   vector; `fctl.WSI` is set.
  *
+ * Upstream state tracked: iommu-platform.c as the v10 series merged it for Linux v6.13, with the
+ * later MSI support (platform MSIs written into `msi_cfg_tbl`, falling back to wires for IGS
+ * BOTH); departures are marked where they are made (the README lists them).
+ *
  * @module
  */
 import {
@@ -153,6 +157,8 @@ export function riscv_iommu_platform_probe(pdev: PlatformDevice, driver: RiscvIo
   iommu.caps = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_CAPABILITIES);
   iommu.fctl = riscv_iommu_readl(iommu, RISCV_IOMMU_REG_FCTL);
 
+  // DIVERGENCE: the interrupts are counted first, for both methods, as the series posted it;
+  // newer upstream counts them only on the wired path and asks for four MSIs regardless.
   const count = platform_irq_count(pdev);
   if (count <= 0) throw dev_err_probe(pdev, "ENODEV", "no IRQ resources provided");
   iommu.irqs_count = Math.min(count, RISCV_IOMMU_INTR_COUNT);

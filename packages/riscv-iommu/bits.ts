@@ -1,7 +1,12 @@
 /**
  * RISC-V IOMMU register layout and data structures: the driver's own transcription of the
- * spec (v1.0 plus the ratified NL/S/QoS extensions), grouped by spec chapter as Linux's
- * `drivers/iommu/riscv/iommu-bits.h` is. No logic beyond the command builders.
+ * RISC-V IOMMU Architecture Specification v1.0 and of its "IOMMU Extensions" chapter (QoS
+ * identifiers; non-leaf PTE invalidation, `capabilities.NL`; address range invalidation,
+ * `capabilities.S`), grouped by spec chapter as Linux's `drivers/iommu/riscv/iommu-bits.h` is.
+ * No logic beyond the command builders.
+ *
+ * Upstream state tracked: iommu-bits.h as merged for Linux v7.2 (RISCV_IOMMU_CAPABILITIES_NL and
+ * S, the dword-numbered command fields), with the command builders the series need on top.
  *
  * Fields of 64-bit registers and in-memory structures are `bigint` masks (Linux's
  * `GENMASK_ULL`/`BIT_ULL`); fields of 32-bit registers are `number` masks (`BIT`/`GENMASK`).
@@ -36,7 +41,7 @@ function _ffs64(mask: bigint): bigint {
 }
 
 /*
- * Chapter 5: memory-mapped register interface.
+ * Chapter 5 "Memory-mapped register interface".
  */
 
 /** Common PPN field of ddtp, cqb/fqb/pqb, non-leaf DDT entries, MSI PTEs (bits 53:10). */
@@ -434,7 +439,7 @@ export const RISCV_IOMMU_MSI_CFG_TBL_CTRL_M = 1 << 0;
 export const RISCV_IOMMU_REG_SIZE = 0x1000;
 
 /*
- * Chapter 2: data structures.
+ * Chapter 2 "Data Structures".
  */
 
 /** Non-leaf DDT entry V bit. */
@@ -553,7 +558,7 @@ export const RISCV_IOMMU_PC_FSC_PPN: bigint = RISCV_IOMMU_ATP_PPN_FIELD;
 export const RISCV_IOMMU_PC_FSC_MODE: bigint = RISCV_IOMMU_ATP_MODE_FIELD;
 
 /*
- * Chapter 3: in-memory queue interface.
+ * Chapter 3 "In-memory queue interface".
  */
 
 /** Size of a command-queue entry. */
@@ -809,6 +814,8 @@ export const RISCV_IOMMU_MSIPTE_MRIF_NID_MSB: bigint = _bit(60);
  * Mirrors struct riscv_iommu_command. Reuse one object per call site to build commands
  * without allocating.
  *
+ * DIVERGENCE: Linux's holds two u64; the halves keep `bigint` off the unmap path.
+ *
  * @example Building an IOTINVAL.VMA for one page of a PSCID
  * ```ts
  * import assert from "node:assert/strict";
@@ -861,6 +868,15 @@ function _cmd_init(cmd: RiscvIommuCommand, opcode: number, func: number): void {
 /** Mirrors riscv_iommu_cmd_inval_vma(): IOTINVAL.VMA, everything else zero. */
 export function riscv_iommu_cmd_inval_vma(cmd: RiscvIommuCommand): void {
   _cmd_init(cmd, RISCV_IOMMU_CMD_IOTINVAL_OPCODE, RISCV_IOMMU_CMD_IOTINVAL_FUNC_VMA);
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_inval_gvma(): IOTINVAL.GVMA (second-stage entries), everything else
+ * zero. Takes a GSCID, an address (a GPA), NL and the NAPOT range like IOTINVAL.VMA; a PSCID
+ * makes it illegal.
+ */
+export function riscv_iommu_cmd_inval_gvma(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_IOTINVAL_OPCODE, RISCV_IOMMU_CMD_IOTINVAL_FUNC_GVMA);
 }
 
 /**
@@ -948,4 +964,81 @@ export function riscv_iommu_cmd_iodir_set_did(cmd: RiscvIommuCommand, devid: num
 /** Mirrors riscv_iommu_cmd_iodir_set_pid(): sets PID. */
 export function riscv_iommu_cmd_iodir_set_pid(cmd: RiscvIommuCommand, pasid: number): void {
   cmd.dword0Lo = (cmd.dword0Lo | (pasid & 0xf_ffff) << 12) >>> 0;
+}
+
+/** Mirrors riscv_iommu_cmd_ats_inval(): ATS.INVAL, everything else zero. */
+export function riscv_iommu_cmd_ats_inval(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_ATS_OPCODE, RISCV_IOMMU_CMD_ATS_FUNC_INVAL);
+}
+
+/** RID, DSEG and DSV of an ATS command from a 24-bit device ID (segment in bits 23:16). */
+function _ats_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  cmd.dword0Hi = (cmd.dword0Hi | (devid & 0xffff) << 8 | (devid >>> 16 & 0xff) << 24 | 1 << 1) >>>
+    0;
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_devid(): the destination: RID, DSEG and DSV from `devid`. */
+export function riscv_iommu_cmd_ats_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  _ats_set_devid(cmd, devid);
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_pid(): a PASID-specific command: PID and PV. */
+export function riscv_iommu_cmd_ats_set_pid(cmd: RiscvIommuCommand, pid: number): void {
+  cmd.dword0Lo = (cmd.dword0Lo | (pid & 0xf_ffff) << 12) >>> 0;
+  cmd.dword0Hi = (cmd.dword0Hi | 1) >>> 0;
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_ats_set_range(): the invalidation payload for the `size` bytes at `addr`
+ * (a power of two of at least 4 KiB, `addr` aligned to it), in the PCIe ATS encoding: untranslated
+ * address[63:12] with the bits below the size's set and S when more than one page. Replaces the
+ * payload (clears G).
+ */
+export function riscv_iommu_cmd_ats_set_range(
+  cmd: RiscvIommuCommand,
+  addr: number,
+  size: number,
+): void {
+  // Bits 11 .. log2(size)-1 set: size/4096 - 1 shifted to bit 11, over the address.
+  const v = addr + (size / 4096 - 1) * 2048;
+  cmd.dword1Lo = v % _TWO32 >>> 0;
+  cmd.dword1Hi = Math.floor(v / _TWO32) >>> 0;
+}
+
+/** Mirrors riscv_iommu_cmd_ats_set_all(): the payload covering the whole address space. */
+export function riscv_iommu_cmd_ats_set_all(cmd: RiscvIommuCommand): void {
+  // S set and every address bit but the top one: the PCIe "entire address space" encoding.
+  cmd.dword1Lo = 0xffff_f800;
+  cmd.dword1Hi = 0x7fff_ffff;
+}
+
+/** Mirrors riscv_iommu_cmd_prgr(): ATS.PRGR, everything else zero. */
+export function riscv_iommu_cmd_prgr(cmd: RiscvIommuCommand): void {
+  _cmd_init(cmd, RISCV_IOMMU_CMD_ATS_OPCODE, RISCV_IOMMU_CMD_ATS_FUNC_PRGR);
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_prgr_set_devid(): the destination (RID, DSEG, DSV) and the payload's
+ * destination ID from `devid`.
+ */
+export function riscv_iommu_cmd_prgr_set_devid(cmd: RiscvIommuCommand, devid: number): void {
+  _ats_set_devid(cmd, devid);
+  cmd.dword1Hi = (cmd.dword1Hi | (devid & 0xffff) << 16) >>> 0;
+}
+
+/**
+ * Mirrors riscv_iommu_cmd_prgr_set_response(): the page-request group index and the response code
+ * (0 success, 1 invalid request, 15 response failure).
+ */
+export function riscv_iommu_cmd_prgr_set_response(
+  cmd: RiscvIommuCommand,
+  group: number,
+  code: number,
+): void {
+  cmd.dword1Hi = (cmd.dword1Hi | (group & 0x1ff) | (code & 0xf) << 12) >>> 0;
+}
+
+/** Mirrors riscv_iommu_cmd_prgr_set_pid(): a response with a PASID: PID and PV. */
+export function riscv_iommu_cmd_prgr_set_pid(cmd: RiscvIommuCommand, pid: number): void {
+  riscv_iommu_cmd_ats_set_pid(cmd, pid);
 }

@@ -238,7 +238,7 @@ const FIELDS: Record<string, bigint | number> = {
 /** Table groups the driver deliberately leaves to another package. */
 const NOT_OURS = new Set(["pte64"]);
 
-Deno.test("register offsets match the spec's register map (spec §5, table 9)", () => {
+Deno.test("register offsets match the spec's register map (v1.0 §5.1 Register layout)", () => {
   for (const r of tables.registers) {
     assert.equal(offsetOf(r.name), r.offset, r.name);
   }
@@ -279,7 +279,8 @@ Deno.test("32-bit register fields are numbers, 64-bit ones bigints (BIT vs BIT_U
 });
 
 Deno.test("post-1.0 extension bits: QOSID 41, NL 42, S 43; IOTINVAL NL dword0 bit 34, S dword1 bit 9", () => {
-  // Not in the v1.0 tables; positions from the ratified extensions (digest §3.1, §6.1).
+  // Not in the v1.0 tables: the spec's "IOMMU Extensions" chapter (QoS identifiers, non-leaf PTE
+  // invalidation, address range invalidation).
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_QOSID, 1n << 41n);
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_NL, 1n << 42n);
   assert.equal(B.RISCV_IOMMU_CAPABILITIES_S, 1n << 43n);
@@ -287,7 +288,7 @@ Deno.test("post-1.0 extension bits: QOSID 41, NL 42, S 43; IOTINVAL NL dword0 bi
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_S, 1n << 9n);
 });
 
-Deno.test("command opcodes and functions match the spec (spec §3.1, table 10)", () => {
+Deno.test("command opcodes and functions match the spec (v1.0 §3.1 Command-Queue (CQ))", () => {
   const op = tables.command_opcodes;
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_OPCODE, op.IOTINVAL.opcode);
   assert.equal(B.RISCV_IOMMU_CMD_IOTINVAL_FUNC_VMA, op.IOTINVAL.VMA);
@@ -381,7 +382,7 @@ Deno.test("FIELD_GET/FIELD_PREP round-trip through a mask and drop excess bits",
   );
 });
 
-Deno.test("command builders put each argument in exactly its spec field (spec §3.1.1-3.1.3)", async (t) => {
+Deno.test("command builders put each argument in exactly its spec field (v1.0 §3.1.1-§3.1.4)", async (t) => {
   const cmd = new B.RiscvIommuCommand();
   const op = (
     c: B.RiscvIommuCommand,
@@ -422,6 +423,32 @@ Deno.test("command builders put each argument in exactly its spec field (spec §
         },
       ),
     );
+  });
+
+  await t.step("IOTINVAL.GVMA with GSCID, ADDR (a GPA) and NL; never PSCV", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 0xffff }), pageAddr, (gscid, addr) => {
+        B.riscv_iommu_cmd_inval_gvma(cmd);
+        assert.deepEqual(op(cmd), [1n, 1n]);
+        assert.equal(cmd.dword1, 0n);
+        B.riscv_iommu_cmd_inval_set_gscid(cmd, gscid);
+        B.riscv_iommu_cmd_inval_set_addr(cmd, addr);
+        B.riscv_iommu_cmd_inval_set_nl(cmd);
+        const d0 = cmd.dword0;
+        assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_IOTINVAL_GSCID, d0), BigInt(gscid));
+        assert.equal(d0 & B.RISCV_IOMMU_CMD_IOTINVAL_PSCV, 0n, "PSCV is illegal with GVMA");
+        const flags = B.RISCV_IOMMU_CMD_IOTINVAL_AV | B.RISCV_IOMMU_CMD_IOTINVAL_GV |
+          B.RISCV_IOMMU_CMD_IOTINVAL_NL;
+        assert.equal(d0 & flags, flags);
+        assert.equal(
+          cmd.dword1,
+          B.FIELD_PREP(B.RISCV_IOMMU_CMD_IOTINVAL_ADDR, BigInt(addr) >> 12n),
+        );
+      }),
+    );
+    B.riscv_iommu_cmd_inval_gvma(cmd);
+    B.riscv_iommu_cmd_inval_set_gscid(cmd, 0x1234);
+    assert.equal(cmd.dword0, 0x1234n << 44n | 1n << 33n | 1n << 7n | 1n);
   });
 
   await t.step(
@@ -499,6 +526,75 @@ Deno.test("command builders put each argument in exactly its spec field (spec §
           assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_IODIR_PID, cmd.dword0), BigInt(pid));
           assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_IODIR_DID, cmd.dword0), BigInt(did));
           assert.equal(cmd.dword1, 0n);
+        },
+      ),
+    );
+  });
+
+  await t.step("ATS.INVAL to a device ID (RID, DSEG, DSV) and PASID, with a NAPOT payload", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xff_ffff }),
+        fc.integer({ min: 0, max: 0xf_ffff }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.integer({ min: 0, max: 0xfff }),
+        (devid, pid, lg2pages, k) => {
+          const size = 4096 * 2 ** lg2pages;
+          B.riscv_iommu_cmd_ats_inval(cmd);
+          assert.deepEqual(op(cmd), [4n, 0n]);
+          B.riscv_iommu_cmd_ats_set_devid(cmd, devid);
+          B.riscv_iommu_cmd_ats_set_pid(cmd, pid);
+          B.riscv_iommu_cmd_ats_set_range(cmd, k * size, size);
+          const d0 = cmd.dword0;
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_RID, d0), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_DSEG, d0), BigInt(devid >>> 16));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PID, d0), BigInt(pid));
+          const flags = B.RISCV_IOMMU_CMD_ATS_DSV | B.RISCV_IOMMU_CMD_ATS_PV;
+          assert.equal(d0 & flags, flags);
+          // PCIe ATS: S set for more than a page; the lowest clear address bit B makes 2^(B+1).
+          const d1 = cmd.dword1;
+          assert.equal((d1 & B.RISCV_IOMMU_CMD_ATS_INVAL_S) !== 0n, lg2pages > 0);
+          assert.equal(d1 & B.RISCV_IOMMU_CMD_ATS_INVAL_G, 0n);
+          const ua = B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_INVAL_UADDR, d1);
+          let x = 0n;
+          while (lg2pages > 0 && (ua >> x & 1n) === 1n) x++;
+          const pages = lg2pages === 0 ? 1n : 2n ** (x + 1n);
+          assert.equal(pages * 4096n, BigInt(size));
+          assert.equal(ua & ~((1n << x) - 1n), BigInt(k * size) >> 12n);
+        },
+      ),
+    );
+    B.riscv_iommu_cmd_ats_inval(cmd);
+    B.riscv_iommu_cmd_ats_set_devid(cmd, 0x12_3456);
+    B.riscv_iommu_cmd_ats_set_range(cmd, 0x20_0000, 0x20_0000);
+    assert.equal(cmd.dword0, 0x12n << 56n | 0x3456n << 40n | 1n << 33n | 4n);
+    assert.equal(cmd.dword1, 0x2f_f800n, "2 MiB at 2 MiB: S, address bits 12..19 set");
+    B.riscv_iommu_cmd_ats_set_all(cmd);
+    assert.equal(cmd.dword1, (1n << 63n) - 1n & ~((1n << 11n) - 1n), "the whole address space");
+  });
+
+  await t.step("ATS.PRGR to a device ID: destination ID, group index, response code, PASID", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 0xff_ffff }),
+        fc.integer({ min: 0, max: 0x1ff }),
+        fc.constantFrom(0, 1, 15),
+        fc.integer({ min: 0, max: 0xf_ffff }),
+        (devid, group, code, pid) => {
+          B.riscv_iommu_cmd_prgr(cmd);
+          assert.deepEqual(op(cmd), [4n, 1n]);
+          B.riscv_iommu_cmd_prgr_set_devid(cmd, devid);
+          B.riscv_iommu_cmd_prgr_set_response(cmd, group, code);
+          B.riscv_iommu_cmd_prgr_set_pid(cmd, pid);
+          const d1 = cmd.dword1;
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_RID, cmd.dword0), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PID, cmd.dword0), BigInt(pid));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_DST_ID, d1), BigInt(devid & 0xffff));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX, d1), BigInt(group));
+          assert.equal(B.FIELD_GET(B.RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE, d1), BigInt(code));
+          const fields = B.RISCV_IOMMU_CMD_ATS_PRGR_DST_ID | B.RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX |
+            B.RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE;
+          assert.equal(d1 & ~fields, 0n, "no reserved payload bit set");
         },
       ),
     );

@@ -1,5 +1,6 @@
 // Device directory management, identity/blocking/paging domains, bonds and IOTLB invalidation
-// (spec chapters 2 and 6.3), through the IOMMU core, on the fake register file.
+// (RISC-V IOMMU spec v1.0, chapter 2 "Data Structures" and §6.3 "Guidelines for invalidations"),
+// through the IOMMU core, on the fake register file.
 import assert from "node:assert/strict";
 import { type Device, device_del, isErrno } from "@iommu-lab/kernel";
 import {
@@ -17,8 +18,16 @@ import {
   iommu_unmap,
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
+import type { RiscvIommuFeature } from "./feature.ts";
 import type { RiscvIommuDomain } from "./iommu.ts";
-import { mmioTrace, type TestSystem, testSystem, type TestSystemOptions } from "./testing.ts";
+import {
+  dcAddress,
+  deviceContext,
+  mmioTrace,
+  type TestSystem,
+  testSystem,
+  type TestSystemOptions,
+} from "./testing.ts";
 
 const SV39 = 1n << 9n;
 const SV48 = 1n << 10n;
@@ -29,27 +38,9 @@ const S = 1n << 43n;
 const V1 = 0x10n;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-/** The device context of `devid`, found by walking the DDT as the hardware does (spec §2.1). */
-function dcOf(sys: TestSystem, devid: number): number {
-  const ddtp = sys.fake.ddtp;
-  const mode = Number(ddtp & 15n);
-  const ext = (sys.fake.caps & MSI_FLAT) !== 0n;
-  const split = ext ? [[0, 6], [6, 9], [15, 9]] : [[0, 7], [7, 9], [16, 8]];
-  let table = Number(ddtp >> 10n & (2n ** 44n - 1n)) * 4096;
-  for (let level = mode - 2; level > 0; level--) {
-    const [lsb, w] = split[level];
-    const ddte = sys.ram.read64(table + (devid >>> lsb & (2 ** w - 1)) * 8);
-    assert.ok(ddte & 1n, `non-leaf DDT entry of level ${level} valid`);
-    table = Number(ddte >> 10n & (2n ** 44n - 1n)) * 4096;
-  }
-  const size = ext ? 64 : 32;
-  return table + (devid & (2 ** split[0][1] - 1)) * size;
-}
-
 /** tc, iohgatp, ta, fsc of the device context of `devid`. */
 function dc(sys: TestSystem, devid: number): bigint[] {
-  const pa = dcOf(sys, devid);
-  return [0, 8, 16, 24].map((o) => sys.ram.read64(pa + o));
+  return deviceContext(sys, devid).slice(0, 4);
 }
 
 function commandsOf(sys: TestSystem, fn: () => void): string[] {
@@ -103,11 +94,11 @@ Deno.test("probe_device() uses the extended 64-byte DC and DDI 6/9/9 with capabi
   const sys = testSystem({ caps: V1 | SV39 | MSI_FLAT });
   sys.addEndpoint("ep0", 0x41);
   sys.addEndpoint("ep1", 0x8041);
-  const a = dcOf(sys, 0x41);
+  const a = dcAddress(sys, 0x41);
   assert.equal(a % 4096, 64, "slot 1 of 64-byte contexts");
   assert.equal(dc(sys, 0x41)[0], 1n);
   assert.equal(dc(sys, 0x8041)[0], 1n);
-  assert.notEqual(dcOf(sys, 0x8041), a);
+  assert.notEqual(dcAddress(sys, 0x8041), a);
 });
 
 Deno.test("probe_device() fails with ENODEV for an ID the 1LVL directory cannot hold", () => {
@@ -151,7 +142,7 @@ Deno.test("blocking domain: DC invalid; the old paging domain's PSCID is flushed
   const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
   const cmds = commandsOf(
     sys,
-    () => iommu_group_replace_domain(iommu_group_get(ep)!, sys.drv.blockedDomain),
+    () => iommu_group_replace_domain(iommu_group_get(ep)!, sys.drv.blocked_domain),
   );
   assert.equal(dc(sys, 5)[0] & 1n, 0n);
   assert.deepEqual(cmds, [
@@ -172,7 +163,7 @@ Deno.test("attach_paging(): two-phase DC update, V cleared first and set last, t
   const ep = sys.addEndpoint("ep0", 5);
   const old = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
   const domain = iommu_paging_domain_alloc(ep) as RiscvIommuDomain;
-  const base = dcOf(sys, 5);
+  const base = dcAddress(sys, 5);
   const writes: string[] = [];
   const write64 = sys.ram.write64.bind(sys.ram);
   sys.ram.write64 = (pa, v) => {
@@ -232,8 +223,8 @@ Deno.test("bond_unlink(): the old PSCID is flushed only when its last device on 
     `IOTINVAL.VMA pscid=${dom.pscid}`,
     "IOFENCE.C pr pw",
   ];
-  const dom0 = iommu_group_get(ep0)!.defaultDomain as RiscvIommuDomain;
-  const dom1 = iommu_group_get(ep1)!.defaultDomain as RiscvIommuDomain;
+  const dom0 = iommu_group_get(ep0)!.default_domain as RiscvIommuDomain;
+  const dom1 = iommu_group_get(ep1)!.default_domain as RiscvIommuDomain;
   // ep1 still uses the PSCID on this IOMMU: no flush beyond the context change itself.
   assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep0)), back(1, dom0));
   assert.deepEqual(commandsOf(sys, () => iommu_detach_device(shared, ep1)), [
@@ -259,7 +250,7 @@ Deno.test("domain_alloc_paging(): Sv39/48/57 from capabilities, the largest wins
       const domain = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
       assert.equal(domain.pt.vaBits, bits);
       assert.equal(dc(sys, 3)[3] >> 60n, BigInt(mode));
-      assert.equal(domain.geometry.apertureEnd, Math.min(2 ** (bits - 1), 2 ** 53) - 1);
+      assert.equal(domain.geometry.aperture_end, Math.min(2 ** (bits - 1), 2 ** 53) - 1);
     });
   }
   await t.step("no first-stage mode: ENODEV", () => {
@@ -375,6 +366,44 @@ Deno.test("iotlb_sync(): freed tables need PSCID-wide IOTINVAL unless NL; pages 
   }
 });
 
+Deno.test("iotlb_sync(): the gather of several unmap_pages() calls covers them all (4 KiB below 2 MiB)", async (t) => {
+  // A 4 KiB page at 0x1ff000 and a 2 MiB leaf at 0x200000: iommu_unmap() takes them in two
+  // unmap_pages() calls into one gather, whose range and levels must hold both: 513 pages at a
+  // 4 KiB stride, more than 512 commands, so the whole PSCID unless one NAPOT range can cover it.
+  const cases: [string, bigint, (p: number) => string][] = [
+    ["without NL", 0n, (p) => `IOTINVAL.VMA pscid=${p}`],
+    ["with NL", NL, (p) => `IOTINVAL.VMA pscid=${p}`],
+    ["with S", S, (p) => `IOTINVAL.VMA pscid=${p} range=0x0+0x400000`],
+    ["with NL and S", NL | S, (p) => `IOTINVAL.VMA pscid=${p} range=0x0+0x400000`],
+  ];
+  for (const [name, extra, want] of cases) {
+    await t.step(name, () => {
+      const seen: string[] = [];
+      const spy: RiscvIommuFeature = {
+        name: "gather-spy",
+        iotlbInval: (_bond, _domain, g) =>
+          void seen.push(
+            `pfn 0x${g.startPfn.toString(16)}-0x${g.endPfn.toString(16)} leaf ${g.leafLevels} ` +
+              `table ${g.tableLevels}`,
+          ),
+      };
+      const { sys, domain } = withDomain({
+        caps: V1 | SV39 | SV48 | SV57 | extra,
+        features: [spy],
+      });
+      iommu_map(domain, 0x1f_f000, 0x801f_f000, 0x20_1000, RW);
+      let leaves = 0;
+      domain.pt.forEachLeaf(() => leaves++);
+      assert.equal(leaves, 2, "one 4 KiB and one 2 MiB leaf");
+      seen.length = 0;
+      const cmds = commandsOf(sys, () => iommu_unmap(domain, 0x1f_f000, 0x20_1000));
+      assert.deepEqual(seen, ["pfn 0x1ff-0x400 leaf 3 table 0"], "levels 0 and 1, both pages");
+      assert.deepEqual(cmds, [want(domain.pscid), "IOFENCE.C pr pw"]);
+      assert.equal(domain.pt.iova_to_phys(0x1f_f000) + domain.pt.iova_to_phys(0x3f_f000), 0);
+    });
+  }
+});
+
 Deno.test("iotlb_sync() with capabilities.S: a multi-page range is one NAPOT command", () => {
   const { sys, domain } = withDomain({ caps: V1 | SV39 | S });
   iommu_map(domain, 0x10_1000, 0x8010_1000, 0x3000, RW);
@@ -400,7 +429,7 @@ Deno.test("flush_iotlb_all(): one PSCID-wide IOTINVAL.VMA per IOMMU, then IOFENC
 Deno.test("map/iova_to_phys through the driver's domain ops use the generic-pt table", () => {
   const { domain } = withDomain();
   iommu_map(domain, 0x4000_0000, 0x8000_0000, 2 ** 30, RW);
-  assert.equal(domain.ops.iovaToPhys!(domain, 0x4123_4567), 0x8123_4567);
+  assert.equal(domain.ops.iova_to_phys!(domain, 0x4123_4567), 0x8123_4567);
   let leaves = 0;
   domain.pt.forEachLeaf((_pfn, pages) => {
     leaves++;

@@ -2,6 +2,7 @@
 // the way the page-request-queue and HPM series do.
 import assert from "node:assert/strict";
 import {
+  type Device,
   device_del,
   Errno,
   free_irq,
@@ -12,9 +13,12 @@ import {
 } from "@iommu-lab/kernel";
 import {
   dev_iommu_ops,
+  dev_iommu_priv_get,
   device_iommu_capable,
   IOMMU_CAP_CACHE_COHERENCY,
   IOMMU_CAP_DIRTY_TRACKING,
+  IOMMU_HW_INFO_TYPE_DEFAULT,
+  IOMMU_HWPT_ALLOC_PASID,
   iommu_map,
   iommu_paging_domain_alloc_flags,
   IOMMU_READ,
@@ -22,6 +26,9 @@ import {
 import {
   riscv_iommu_cmd_iodir_inval_ddt,
   riscv_iommu_cmd_iodir_set_did,
+  riscv_iommu_cmd_prgr,
+  riscv_iommu_cmd_prgr_set_devid,
+  riscv_iommu_cmd_prgr_set_response,
   RISCV_IOMMU_INTR_PM,
   RISCV_IOMMU_INTR_PQ,
   RISCV_IOMMU_IPSR_PIP,
@@ -40,23 +47,24 @@ import {
   riscv_iommu_alloc_paging_domain,
   riscv_iommu_cmd_send,
   riscv_iommu_cmd_sync,
+  riscv_iommu_get_dc,
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
   riscv_iommu_irq,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
+  type RiscvIommuInfo,
 } from "./internal.ts";
 import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
-import { RiscvIommuDriver } from "./iommu.ts";
+import { RiscvIommuDriver } from "./driver.ts";
 import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
 const ATS = 1n << 25n;
 
-/** ATS.PRGR (opcode 4, func 1) answering page-request group `prgi` of device `did`. */
-function prgr(cmd: RiscvIommuCommand, did: number, prgi: number): void {
-  cmd.dword0Lo = 4 | 1 << 7;
-  cmd.dword0Hi = (did & 0xffff) << 8 | 1 << 1; // RID, DSV
-  cmd.dword1Lo = 0;
-  cmd.dword1Hi = prgi & 0x1ff;
+/** ATS.PRGR answering page-request group `prgi` of device `did` with response `code`. */
+function prgr(cmd: RiscvIommuCommand, did: number, prgi: number, code = 0): void {
+  riscv_iommu_cmd_prgr(cmd);
+  riscv_iommu_cmd_prgr_set_devid(cmd, did);
+  riscv_iommu_cmd_prgr_set_response(cmd, prgi, code);
 }
 
 /**
@@ -67,13 +75,13 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
   const cmd = new RiscvIommuCommand();
   return {
     name: "test-pq",
-    supported: (iommu) => (iommu.caps & ATS) !== 0n,
+    missingCapability: (iommu) => (iommu.caps & ATS) !== 0n ? null : "capabilities.ATS",
     queue: {
       qid: RISCV_IOMMU_INTR_PQ,
       qbr: RISCV_IOMMU_REG_PQB,
       qcr: RISCV_IOMMU_REG_PQCSR,
       log2sz: 4,
-      entrySize: 16,
+      entry_size: 16,
       thread(iommu, q) {
         riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, RISCV_IOMMU_IPSR_PIP);
         const mem = iommu.dev.kernel.mem;
@@ -104,30 +112,33 @@ function testFeature(log: string[], opts: { failProbe?: boolean } = {}): RiscvIo
         return IRQ_HANDLED;
       };
       request_irq(iommu.dev.kernel, irq, handler, IRQF_SHARED, "riscv_iommu_pmu", iommu);
-      iommu.featureData.set("test-pq", irq);
+      iommu.feature_data.set("test-pq", irq);
     },
     remove(iommu: RiscvIommuDevice) {
-      free_irq(iommu.dev.kernel, iommu.featureData.get("test-pq") as number, iommu);
+      free_irq(iommu.dev.kernel, iommu.feature_data.get("test-pq") as number, iommu);
       log.push("remove");
     },
+    allocFlags: IOMMU_HWPT_ALLOC_PASID,
+    hwInfoTypes: [0x5c],
     ops: {
       capable: (_dev, cap) => cap === IOMMU_CAP_DIRTY_TRACKING,
-      hwInfo: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
-      pageResponse(dev, evt, msg) {
+      hw_info: () => ({ type: 0x5c, data: new Uint8Array([1, 2]) }),
+      page_response(dev, evt, msg) {
         const iommu = dev_to_iommu(dev);
-        prgr(cmd, dev.fwspec!.ids[0], evt.grpid);
-        cmd.dword1Hi |= msg.code << 12;
+        prgr(cmd, dev.fwspec!.ids[0], evt.grpid, msg.code);
         riscv_iommu_cmd_send(iommu, cmd);
         riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
       },
-      domainAllocPagingFlags(dev, flags) {
-        if (flags & ~1) throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
+      domain_alloc_paging_flags(dev, flags) {
+        if (flags & ~IOMMU_HWPT_ALLOC_PASID) {
+          throw new Errno("EOPNOTSUPP", `Flags 0x${flags.toString(16)}`);
+        }
         log.push(`alloc flags=${flags}`);
         return riscv_iommu_alloc_paging_domain(dev);
       },
     },
     domainOps: {
-      iotlbSyncMap: (_d, iova, size) => void log.push(`sync_map 0x${iova.toString(16)}+${size}`),
+      iotlb_sync_map: (_d, iova, size) => void log.push(`sync_map 0x${iova.toString(16)}+${size}`),
     },
   };
 }
@@ -145,7 +156,7 @@ Deno.test("feature queue and probe run after CQ and FQ are on and before the dir
   assert.ok(at(RISCV_IOMMU_REG_FQCSR, 0x103) < at(RISCV_IOMMU_REG_PQCSR, 0x103));
   assert.ok(at(RISCV_IOMMU_REG_PQCSR, 0x103) < ddtOn);
   assert.deepEqual(log, ["probe pq=15"]);
-  assert.equal(sys.iommu!.activeFeatures.length, 1);
+  assert.equal(sys.iommu!.active_features.length, 1);
   assert.equal(
     sys.kernel.irq.procInterrupts().filter((l) => l.includes("riscv_iommu_pmu")).length,
     1,
@@ -192,7 +203,7 @@ Deno.test("queue_send() runs with interrupts off: a feature thread's command wai
     "IODIR.INVAL_DDT did=0x3",
     "IODIR.INVAL_DDT did=0x4",
     `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
-      (7n << 32n).toString(16)
+      (0x42n << 48n | 7n << 32n).toString(16)
     }`,
     "IOFENCE.C pr pw",
     "IOFENCE.C pr pw",
@@ -220,24 +231,28 @@ Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_p
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
   assert.ok(!device_iommu_capable(ep, 1));
-  assert.deepEqual(dev_iommu_ops(ep).hwInfo!(ep), { type: 0x5c, data: new Uint8Array([1, 2]) });
+  assert.deepEqual(dev_iommu_ops(ep).hw_info!(ep, IOMMU_HW_INFO_TYPE_DEFAULT), {
+    type: 0x5c,
+    data: new Uint8Array([1, 2]),
+  });
 
   sys.fake.commands.length = 0;
-  dev_iommu_ops(ep).pageResponse!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
+  dev_iommu_ops(ep).page_response!(ep, { flags: 0, pasid: 0, grpid: 3, perm: 0, addr: 0 }, {
     pasid: 0,
     grpid: 3,
     code: 1,
   });
   assert.deepEqual(sys.fake.commands.map((c) => c.text), [
     `ATS.PRGR 0x${(0x42n << 40n | 1n << 33n | 1n << 7n | 4n).toString(16)} 0x${
-      (1n << 44n | 3n << 32n).toString(16)
+      (0x42n << 48n | 1n << 44n | 3n << 32n).toString(16)
     }`,
     "IOFENCE.C pr pw",
   ]);
 
-  // The default domain of ep0 already went through the feature's allocator (flags 0).
-  assert.ok(log.includes("alloc flags=0"));
-  const d = iommu_paging_domain_alloc_flags(ep, 1);
+  // The default domain of ep0 came from the base driver (flags 0); PASID is the feature's.
+  assert.ok(!log.some((l) => l.startsWith("alloc")));
+  const d = iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_PASID);
+  assert.ok(log.includes("alloc flags=8"));
   assert.throws(() => iommu_paging_domain_alloc_flags(ep, 2), { code: "EOPNOTSUPP" });
   iommu_map(d, 0x1000, 0x8000_1000, 0x1000, IOMMU_READ);
   assert.ok(log.includes("sync_map 0x1000+4096"));
@@ -288,12 +303,77 @@ Deno.test("driver instance refuses features clashing on a name or an op (EINVAL)
   const f = (name: string, ops = {}) => ({ name, ops });
   assert.throws(() => new RiscvIommuDriver({ features: [f("a"), f("a")] }), { code: "EINVAL" });
   assert.throws(
-    () => new RiscvIommuDriver({ features: [f("a", { deviceGroup: () => null! })] }),
-    { code: "EINVAL", message: /cannot replace deviceGroup of the base driver/ },
+    () => new RiscvIommuDriver({ features: [f("a", { device_group: () => null! })] }),
+    { code: "EINVAL", message: /cannot replace device_group of the base driver/ },
   );
-  const hw = { hwInfo: () => ({ type: 0, data: new Uint8Array() }) };
+  const hw = { hw_info: () => ({ type: 0, data: new Uint8Array() }) };
+  const info = (name: string) => ({ ...f(name, hw), hwInfoTypes: [7] });
   assert.throws(
-    () => new RiscvIommuDriver({ features: [f("a", hw), f("b", hw)] }),
-    { code: "EINVAL", message: /Feature b cannot replace hwInfo of feature a/ },
+    () => new RiscvIommuDriver({ features: [info("a"), info("b")] }),
+    { code: "EINVAL", message: /Feature b cannot take hw_info type 7 of feature a/ },
   );
+});
+
+/**
+ * A feature using the per-device hooks as an ATS/PRI series does: it records each call with the
+ * state of the device's context at that moment, and keeps per-device state in `info`.
+ */
+function perDeviceFeature(name: string, log: string[], failOn?: string): RiscvIommuFeature {
+  const dcState = (iommu: RiscvIommuDevice, dev: Device) => {
+    const tc = iommu.dev.kernel.mem.read64(riscv_iommu_get_dc(iommu, dev.fwspec!.ids[0]));
+    return tc & 1n ? "valid" : "invalid";
+  };
+  return {
+    name,
+    probeDevice(iommu, dev, info) {
+      if (dev.name === failOn) throw new Errno("EOPNOTSUPP", `${name} refuses ${dev.name}`);
+      log.push(`${name} probe ${dev.name} dc ${dcState(iommu, dev)}`);
+      info.feature_data.set(name, { ats: true, id: dev.fwspec!.ids[0] });
+    },
+    releaseDevice(iommu, dev, info) {
+      const data = JSON.stringify(info.feature_data.get(name));
+      log.push(`${name} release ${dev.name} dc ${dcState(iommu, dev)} ${data}`);
+    },
+  };
+}
+
+Deno.test("per-device hooks: probeDevice before the first attach, releaseDevice after the blocking one", () => {
+  const log: string[] = [];
+  const sys = testSystem({ features: [perDeviceFeature("a", log), perDeviceFeature("b", log)] });
+  const ep = sys.addEndpoint("ep0", 0x42);
+  assert.deepEqual(log, ["a probe ep0 dc invalid", "b probe ep0 dc invalid"]);
+  // The default DMA domain was attached after the hooks ran.
+  assert.equal(sys.ram.read64(riscv_iommu_get_dc(sys.iommu!, 0x42)) & 1n, 1n);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(ep);
+  assert.deepEqual(info.feature_data.get("a"), { ats: true, id: 0x42 });
+  log.length = 0;
+  device_del(ep);
+  assert.deepEqual(log, [
+    'b release ep0 dc invalid {"ats":true,"id":66}',
+    'a release ep0 dc invalid {"ats":true,"id":66}',
+  ]);
+  device_del(sys.dev);
+  assert.equal(sys.kernel.pages.allocatedPages, 0);
+  assert.deepEqual(sys.kernel.slab.allocations(), []);
+});
+
+Deno.test("per-device hooks: a failing probeDevice fails the probe and releases the features before it", () => {
+  const log: string[] = [];
+  const sys = testSystem({
+    features: [perDeviceFeature("a", log), perDeviceFeature("b", log, "ep1")],
+  });
+  sys.addEndpoint("ep0", 1);
+  const objects = sys.kernel.slab.allocatedObjects;
+  log.length = 0;
+  assert.throws(() => sys.addEndpoint("ep1", 2), { code: "EOPNOTSUPP" });
+  assert.deepEqual(log, ["a probe ep1 dc invalid", 'a release ep1 dc invalid {"ats":true,"id":2}']);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects, "per-device data freed");
+});
+
+Deno.test("per-device hooks run only for the features active on the device's IOMMU", () => {
+  const log: string[] = [];
+  const skipped = { ...perDeviceFeature("ats", log), missingCapability: () => "capabilities.ATS" };
+  const sys = testSystem({ features: [skipped] });
+  device_del(sys.addEndpoint("ep0", 1));
+  assert.deepEqual(log, []);
 });

@@ -2,7 +2,13 @@
 // file: exact register sequences, WARL probing, and every error path unwinding cleanly.
 import assert from "node:assert/strict";
 import { Device, device_add, device_del } from "@iommu-lab/kernel";
-import { iommu_device_register, IommuDevice, type IommuOps } from "@iommu-lab/iommu";
+import {
+  iommu_device_register,
+  iommu_device_unregister,
+  type IommuCore,
+  IommuDevice,
+  type IommuOps,
+} from "@iommu-lab/iommu";
 import {
   RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL,
@@ -93,7 +99,10 @@ Deno.test("riscv_iommu_init() register sequence: icvec, DDT probe, CQ then FQ en
   ]);
   assert.equal(iommu.ddt_mode, RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL);
   assert.equal(sys.kernel.pages.allocatedPages, 1 + 32 + 32);
-  assert.ok(sys.drv._instances.has(iommu), "registered with the IOMMU core");
+  assert.ok(
+    (sys.kernel.iommuLayer as IommuCore).iommus.includes(iommu.iommu),
+    "registered with the IOMMU core",
+  );
 });
 
 Deno.test("init_check() distributes icvec over the vectors the glue provides", async (t) => {
@@ -279,7 +288,8 @@ Deno.test("iommu_device_register() failing: 'cannot register iommu interface', d
   const sys = testSystem({ bind: false });
   // Another IOMMU already registered for the same firmware node.
   const other = new Device(sys.kernel, { name: "other", fwnode: sys.fwnode });
-  iommu_device_register(new IommuDevice(), {} as IommuOps, other);
+  const squatter = new IommuDevice();
+  iommu_device_register(squatter, {} as IommuOps, other);
   device_add(sys.dev);
   assertProbeFailed(sys, 17, /error -EEXIST: cannot register iommu interface/);
   const trace = mmioTrace(sys.rec.accesses);
@@ -289,7 +299,11 @@ Deno.test("iommu_device_register() failing: 'cannot register iommu interface', d
     "w cqcsr 0x0",
   ]);
   assert.equal(sys.fake.ddtMode, 0, "directory Off");
-  assert.equal(sys.drv._instances.size, 0);
+  // The driver forgot the IOMMU: with the driver's ops registered for that firmware node, an
+  // endpoint's probe finds no RISC-V IOMMU (not the dead one, whose directory is Off).
+  iommu_device_unregister(squatter);
+  iommu_device_register(new IommuDevice(), sys.drv.ops, other);
+  assert.throws(() => sys.addEndpoint("ep0", 1), { code: "ENODEV", message: /No RISC-V IOMMU/ });
 });
 
 Deno.test("riscv_iommu_remove(): devices blocked, directory Off and invalidated, CQ then FQ off, all freed", () => {

@@ -1,12 +1,21 @@
 /**
  * The bus-agnostic core of the RISC-V IOMMU driver: hardware queues, the device directory,
  * command submission and fault reporting, identity/blocking/paging domains and the
- * `iommu_ops` registered with the IOMMU core. Mirrors drivers/iommu/riscv/iommu.c (the v10
- * series as merged, with the later generic_pt conversion and the v7.2 invalidation rework).
+ * `iommu_ops` registered with the IOMMU core. Mirrors drivers/iommu/riscv/iommu.c.
+ *
+ * Upstream state tracked: iommu.c as merged for Linux v7.2 (the iommu-updates-v7.2 pull): the
+ * v10 series merged for v6.13, the generic_pt conversion with PT_FEAT_DETAILED_GATHER, DDTP Bare
+ * on shutdown, IOFENCE.C waits that stop on queue errors, and the invalidation rework ("Compute
+ * best stride for single invalidation", "Add RISCV_IOMMU_CAPABILITIES_NL", "Add NAPOT range
+ * invalidation support"). The prerequisite patches of the series packages come on top: per-device
+ * feature hooks, the whole device context written from a template, feature commands after the
+ * IOTLB and directory invalidations, the device-ID lookup, second-stage domains with GSCIDs and
+ * IOTINVAL.GVMA, and domain_alloc_paging_flags. Each deliberate departure from that state is
+ * marked where it is made (the README lists them).
  *
  * @module
  */
-import { PtIommu } from "@iommu-lab/generic-pt";
+import { PtIommu, riscv64, riscv64x4 } from "@iommu-lab/generic-pt";
 import {
   dev_dbg,
   dev_err,
@@ -44,13 +53,14 @@ import {
   generic_device_group,
   iommu_device_register,
   iommu_device_unregister,
-  IOMMU_DOMAIN_BLOCKED,
-  IOMMU_DOMAIN_IDENTITY,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   type IommuDevice,
   IommuDomain,
   type IommuDomainOps,
+  type IommuGroup,
   type IommuIotlbGather,
   type IommuOps,
+  type IommuUserData,
   pci_device_group,
 } from "@iommu-lab/iommu";
 import {
@@ -61,9 +71,13 @@ import {
   RISCV_IOMMU_CAPABILITIES_NL,
   RISCV_IOMMU_CAPABILITIES_S,
   RISCV_IOMMU_CAPABILITIES_SV39,
+  RISCV_IOMMU_CAPABILITIES_SV39X4,
   RISCV_IOMMU_CAPABILITIES_SV48,
+  RISCV_IOMMU_CAPABILITIES_SV48X4,
   RISCV_IOMMU_CAPABILITIES_SV57,
+  RISCV_IOMMU_CAPABILITIES_SV57X4,
   RISCV_IOMMU_CAPABILITIES_SVPBMT,
+  riscv_iommu_cmd_inval_gvma,
   riscv_iommu_cmd_inval_set_addr,
   riscv_iommu_cmd_inval_set_gscid,
   riscv_iommu_cmd_inval_set_nl,
@@ -88,6 +102,10 @@ import {
   RISCV_IOMMU_DC_IOHGATP_GSCID,
   RISCV_IOMMU_DC_IOHGATP_MODE,
   RISCV_IOMMU_DC_IOHGATP_MODE_BARE,
+  RISCV_IOMMU_DC_IOHGATP_MODE_SV39X4,
+  RISCV_IOMMU_DC_IOHGATP_MODE_SV48X4,
+  RISCV_IOMMU_DC_IOHGATP_MODE_SV57X4,
+  RISCV_IOMMU_DC_IOHGATP_PPN,
   RISCV_IOMMU_DC_TA_PSCID,
   RISCV_IOMMU_DC_TC_PDTV,
   RISCV_IOMMU_DC_TC_V,
@@ -111,7 +129,6 @@ import {
   RISCV_IOMMU_PC_FSC_MODE,
   RISCV_IOMMU_PC_FSC_PPN,
   RISCV_IOMMU_PC_TA_PSCID,
-  RISCV_IOMMU_PC_TA_V,
   RISCV_IOMMU_PPN_FIELD,
   RISCV_IOMMU_QUEUE_ACTIVE,
   RISCV_IOMMU_QUEUE_BUSY,
@@ -131,10 +148,11 @@ import {
   RISCV_IOMMU_REG_PQCSR,
   type RiscvIommuCommand,
 } from "./bits.ts";
-import type { RiscvIommuFeature } from "./feature.ts";
+import type { RiscvIommuDriver } from "./driver.ts";
 import {
   dev_to_iommu,
   riscv_iommu_poll,
+  riscv_iommu_priv,
   riscv_iommu_readl,
   riscv_iommu_readl_timeout,
   riscv_iommu_readq,
@@ -159,14 +177,40 @@ export const RISCV_IOMMU_DEF_CQ_COUNT = 8192;
 export const RISCV_IOMMU_DEF_FQ_COUNT = 4096;
 /** Largest PSCID (20 bits); PSCIDs are allocated in [1, RISCV_IOMMU_MAX_PSCID]. */
 export const RISCV_IOMMU_MAX_PSCID = 2 ** 20 - 1;
+/** Largest GSCID (16 bits); GSCIDs are allocated in [1, RISCV_IOMMU_MAX_GSCID]. */
+export const RISCV_IOMMU_MAX_GSCID = 2 ** 16 - 1;
+
+/**
+ * What iommu.c keeps in file-scope statics, one set per driver instance.
+ *
+ * DIVERGENCE: Linux's are static (`riscv_iommu_pscids`); here each `RiscvIommuDriver` has its
+ * own, so two kernels in one process share no PSCID.
+ */
+class _RiscvIommuStatics {
+  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids). */
+  readonly pscids: Ida = new Ida();
+  /** GSCIDs of second-stage domains, in [1, RISCV_IOMMU_MAX_GSCID]. */
+  readonly gscids: Ida = new Ida();
+  /** The IOMMUs registered with the core, found by firmware node at probe_device. */
+  readonly instances: Set<RiscvIommuDevice> = new Set();
+}
+
+const _driver_statics = new WeakMap<RiscvIommuDriver, _RiscvIommuStatics>();
+
+/** The statics of driver instance `drv`. */
+function _statics(drv: RiscvIommuDriver): _RiscvIommuStatics {
+  let s = _driver_statics.get(drv);
+  if (s === undefined) _driver_statics.set(drv, s = new _RiscvIommuStatics());
+  return s;
+}
 
 /** ddtp/cqb/fqb PPN[53:10] of a physical address. Mirrors phys_to_ppn(). */
-function _phys_to_ppn(pa: number): bigint {
+function phys_to_ppn(pa: number): bigint {
   return BigInt(Math.floor(pa / 4096)) << 10n & RISCV_IOMMU_PPN_FIELD;
 }
 
 /** The physical address a PPN[53:10] field points to. Mirrors ppn_to_phys(). */
-function _ppn_to_phys(v: bigint): number {
+function ppn_to_phys(v: bigint): number {
   return Number(FIELD_GET(RISCV_IOMMU_PPN_FIELD, v)) * 4096;
 }
 
@@ -174,7 +218,7 @@ function _ppn_to_phys(v: bigint): number {
  * Mirrors riscv_iommu_get_pages(): zeroed, size-aligned pages for `size` bytes that go back to
  * the allocator when the IOMMU's driver unbinds (devres). Returns -1 when out of memory.
  */
-function _get_pages(iommu: RiscvIommuDevice, size: number): number {
+function riscv_iommu_get_pages(iommu: RiscvIommuDevice, size: number): number {
   const order = get_order(Math.max(size, 4096));
   const pages = iommu.dev.kernel.pages;
   let pa: number;
@@ -189,16 +233,16 @@ function _get_pages(iommu: RiscvIommuDevice, size: number): number {
 }
 
 /*
- * Hardware queues (spec chapter 3).
+ * Hardware queues (RISC-V IOMMU spec v1.0, chapter 3 "In-memory queue interface").
  */
 
 /** Offset of the queue's head register. Mirrors Q_HEAD(). */
-function _q_head(queue: RiscvIommuQueue): number {
+function Q_HEAD(queue: RiscvIommuQueue): number {
   return queue.qbr + (RISCV_IOMMU_REG_CQH - RISCV_IOMMU_REG_CQB);
 }
 
 /** Offset of the queue's tail register. Mirrors Q_TAIL(). */
-function _q_tail(queue: RiscvIommuQueue): number {
+function Q_TAIL(queue: RiscvIommuQueue): number {
   return queue.qbr + (RISCV_IOMMU_REG_CQT - RISCV_IOMMU_REG_CQB);
 }
 
@@ -229,17 +273,17 @@ export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIom
   const hwmax = Number(FIELD_GET(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, qb));
   let logsz = Math.min(queue.log2sz - 1, hwmax);
 
-  let phys = _ppn_to_phys(qb);
+  let phys = ppn_to_phys(qb);
   if (phys === 0) {
     for (;;) {
-      phys = _get_pages(iommu, queue.entrySize * 2 ** (logsz + 1));
+      phys = riscv_iommu_get_pages(iommu, queue.entry_size * 2 ** (logsz + 1));
       if (phys >= 0 || logsz === 0) break;
       logsz--;
     }
   }
   if (phys < 0) throw new Errno("ENOMEM", `Cannot allocate queue #${queue.qid}`);
 
-  qb = _phys_to_ppn(phys) | FIELD_PREP(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, logsz);
+  qb = phys_to_ppn(phys) | FIELD_PREP(RISCV_IOMMU_QUEUE_LOG2SZ_FIELD, logsz);
   riscv_iommu_writeq(iommu, queue.qbr, qb);
   const rb = riscv_iommu_readq(iommu, queue.qbr);
   if (rb !== qb) {
@@ -252,7 +296,7 @@ export function riscv_iommu_queue_alloc(iommu: RiscvIommuDevice, queue: RiscvIom
 }
 
 /** Mirrors riscv_iommu_queue_ipsr(): the primary handler, checking the queue's ipsr bit. */
-function _queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
+function riscv_iommu_queue_ipsr(queue: RiscvIommuQueue): 0 | 1 | 2 {
   const iommu = queue.iommu;
   if (iommu !== null && riscv_iommu_readl(iommu, RISCV_IOMMU_REG_IPSR) & 1 << queue.qid) {
     return IRQ_WAKE_THREAD;
@@ -282,6 +326,7 @@ export function riscv_iommu_queue_enable(
   const irq = riscv_iommu_irq(iommu, queue.qid);
   if (queue.iommu !== null) throw new Errno("EBUSY", `Queue #${queue.qid} is already enabled`);
   if (!irq) {
+    // DIVERGENCE: Linux returns -ENODEV silently; a failed probe should say why in dmesg.
     dev_err(iommu.dev, `queue #${queue.qid} has no interrupt, polling is not supported`);
     throw new Errno("ENODEV", `No interrupt for queue #${queue.qid}`);
   }
@@ -291,7 +336,7 @@ export function riscv_iommu_queue_enable(
     request_threaded_irq(
       iommu.dev.kernel,
       irq,
-      (_irq, q) => _queue_ipsr(q as RiscvIommuQueue),
+      (_irq, q) => riscv_iommu_queue_ipsr(q as RiscvIommuQueue),
       (_irq, q) => {
         thread(q as RiscvIommuQueue);
         return IRQ_HANDLED;
@@ -307,7 +352,7 @@ export function riscv_iommu_queue_enable(
 
   // Enabling resets the IOMMU-owned index; start ours from an empty queue too.
   queue.prod = queue.head = queue.tail = 0;
-  riscv_iommu_writel(iommu, queue.qid === RISCV_IOMMU_INTR_CQ ? _q_tail(queue) : _q_head(queue), 0);
+  riscv_iommu_writel(iommu, queue.qid === RISCV_IOMMU_INTR_CQ ? Q_TAIL(queue) : Q_HEAD(queue), 0);
 
   // All three CSRs share the bit layout. MF is RW1C: writing it clears a stale fault.
   riscv_iommu_writel(
@@ -359,7 +404,7 @@ export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
 
   const tail = riscv_iommu_readl_timeout(
     iommu,
-    _q_tail(queue),
+    Q_TAIL(queue),
     (t) => (t & ~queue.mask) === 0,
     0,
     RISCV_IOMMU_QUEUE_TIMEOUT,
@@ -376,20 +421,20 @@ export function riscv_iommu_queue_consume(queue: RiscvIommuQueue): number {
 /** Mirrors riscv_iommu_queue_release(): hands `count` consumed records back to the hardware. */
 export function riscv_iommu_queue_release(queue: RiscvIommuQueue, count: number): void {
   queue.head = (queue.head + count) >>> 0;
-  riscv_iommu_writel(queue.iommu!, _q_head(queue), queue.head & queue.mask);
+  riscv_iommu_writel(queue.iommu!, Q_HEAD(queue), queue.head & queue.mask);
 }
 
 /** Mirrors riscv_iommu_queue_cons(): the consumer index from the hardware head. */
-function _queue_cons(queue: RiscvIommuQueue): number {
+function riscv_iommu_queue_cons(queue: RiscvIommuQueue): number {
   const iommu = queue.iommu!;
   const cons = queue.head;
   const last = cons & queue.mask;
-  let head = riscv_iommu_readl(iommu, _q_head(queue));
+  let head = riscv_iommu_readl(iommu, Q_HEAD(queue));
   if ((head & ~queue.mask) !== 0) {
     // Reserved bits set: the register is mid-update or broken; give it the queue timeout.
     head = riscv_iommu_readl_timeout(
       iommu,
-      _q_head(queue),
+      Q_HEAD(queue),
       (h) => (h & ~queue.mask) === 0,
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
@@ -403,7 +448,7 @@ function _queue_cons(queue: RiscvIommuQueue): number {
 function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
   const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
   return (riscv_iommu_readl(queue.iommu!, queue.qcr) & stop) !== 0 ||
-    ((_queue_cons(queue) - index) | 0) > 0;
+    ((riscv_iommu_queue_cons(queue) - index) | 0) > 0;
 }
 
 /**
@@ -411,7 +456,7 @@ function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
  * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout. The first check is
  * made inline so that a sync the hardware already completed allocates nothing (unmap path).
  */
-function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
+function riscv_iommu_queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
   if (((queue.head - index) | 0) > 0 || _queue_done(queue, index)) return true;
   return riscv_iommu_poll(queue.iommu!, () => _queue_done(queue, index), (d) => d, 0, timeoutUs);
 }
@@ -425,7 +470,7 @@ function _queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): 
  * handler sending a command (a page-request response) must not take the next slot and ring the
  * doorbell over this one before it is written.
  */
-function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
+function riscv_iommu_queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   const iommu = queue.iommu;
   const prod = queue.prod;
   if (iommu === null) return prod;
@@ -441,7 +486,7 @@ function _queue_send(queue: RiscvIommuQueue, cmd: RiscvIommuCommand): number {
   return prod;
 }
 
-/** The body of {@linkcode _queue_send}, run with interrupts off; false when the queue stays full. */
+/** The body of {@linkcode riscv_iommu_queue_send}, run with interrupts off; false when the queue stays full. */
 function _queue_put(
   iommu: RiscvIommuDevice,
   queue: RiscvIommuQueue,
@@ -453,12 +498,13 @@ function _queue_put(
     const last = head & queue.mask;
     const hw = riscv_iommu_readl_timeout(
       iommu,
-      _q_head(queue),
+      Q_HEAD(queue),
       (h) => (h & ~queue.mask) === 0 && h !== last,
       0,
       RISCV_IOMMU_QUEUE_TIMEOUT,
     );
-    // Linux keeps the slot reserved and wedges the queue; dropping it keeps later commands going.
+    // DIVERGENCE: Linux keeps the slot reserved and wedges the queue; dropping the command keeps
+    // later ones going (it is still reported, once).
     if ((hw & ~queue.mask) !== 0 || hw === last) return false;
     queue.head = (head + ((hw - last) & queue.mask)) >>> 0;
   }
@@ -468,14 +514,14 @@ function _queue_put(
   const slot = queue.phys + (prod & queue.mask) * 16;
   mem.store64(slot, cmd.dword0Lo, cmd.dword0Hi);
   mem.store64(slot + 8, cmd.dword1Lo, cmd.dword1Hi);
-  riscv_iommu_writel(iommu, _q_tail(queue), (prod + 1) & queue.mask);
+  riscv_iommu_writel(iommu, Q_TAIL(queue), (prod + 1) & queue.mask);
   queue.tail = (queue.tail + 1) >>> 0;
   return true;
 }
 
 /** Mirrors riscv_iommu_cmd_send(): queues one command (no wait). */
 export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCommand): void {
-  _queue_send(iommu.cmdq, cmd);
+  riscv_iommu_queue_send(iommu.cmdq, cmd);
 }
 
 /**
@@ -483,11 +529,11 @@ export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCom
  * to complete; a timeout is reported once ("command execution timeout").
  */
 export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number): void {
-  const cmd = iommu._fence;
+  const cmd = riscv_iommu_priv(iommu).fence;
   riscv_iommu_cmd_iofence(cmd);
-  const prod = _queue_send(iommu.cmdq, cmd);
+  const prod = riscv_iommu_queue_send(iommu.cmdq, cmd);
   if (!timeoutUs || iommu.cmdq.iommu === null) return;
-  if (!_queue_wait(iommu.cmdq, prod, timeoutUs)) {
+  if (!riscv_iommu_queue_wait(iommu.cmdq, prod, timeoutUs)) {
     dev_err_once(iommu.dev, "Hardware error: command execution timeout");
   }
 }
@@ -496,7 +542,7 @@ export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number)
  * Mirrors riscv_iommu_cmdq_process(): the command queue's threaded handler. Reports and clears
  * the error bits (no recovery yet, as upstream), then the pending bit.
  */
-function _cmdq_process(queue: RiscvIommuQueue): void {
+function riscv_iommu_cmdq_process(queue: RiscvIommuQueue): void {
   const iommu = queue.iommu!;
   const ctrl = riscv_iommu_readl(iommu, queue.qcr);
   const errors = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL |
@@ -515,7 +561,7 @@ function _cmdq_process(queue: RiscvIommuQueue): void {
 }
 
 /** Mirrors riscv_iommu_fault(): logs the fault record at `pa` (rate limited). */
-function _fault(iommu: RiscvIommuDevice, pa: number): void {
+function riscv_iommu_fault(iommu: RiscvIommuDevice, pa: number): void {
   const mem = iommu.dev.kernel.mem;
   mem.load64(pa + riscv_iommu_fq_record.hdr);
   const cause = mem.lo & 0xfff;
@@ -523,9 +569,11 @@ function _fault(iommu: RiscvIommuDevice, pa: number): void {
   if (cause === 0) return;
   const iotval = mem.read64(pa + riscv_iommu_fq_record.iotval);
   const iotval2 = mem.read64(pa + riscv_iommu_fq_record.iotval2);
+  // DIVERGENCE: one rate limit per IOMMU (Linux's is one per call site, shared by all IOMMUs),
+  // so two machines in one process do not share it.
   dev_warn_ratelimited(
     iommu.dev,
-    iommu._faultRs,
+    riscv_iommu_priv(iommu).fault_rs,
     `Fault ${cause} devid: 0x${devid.toString(16)} iotval: ${iotval.toString(16)} iotval2: ${
       iotval2.toString(16)
     }`,
@@ -536,7 +584,7 @@ function _fault(iommu: RiscvIommuDevice, pa: number): void {
  * Mirrors riscv_iommu_fltq_process(): the fault queue's threaded handler. Clears the pending
  * bit, logs every record, returns the slots, then reports and clears FQMF/FQOF.
  */
-function _fltq_process(queue: RiscvIommuQueue): void {
+function riscv_iommu_fltq_process(queue: RiscvIommuQueue): void {
   const iommu = queue.iommu!;
   riscv_iommu_writel(iommu, RISCV_IOMMU_REG_IPSR, 1 << queue.qid);
   for (
@@ -545,7 +593,7 @@ function _fltq_process(queue: RiscvIommuQueue): void {
     cnt = riscv_iommu_queue_consume(queue)
   ) {
     for (let i = 0; i < cnt; i++) {
-      _fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entrySize);
+      riscv_iommu_fault(iommu, queue.phys + ((queue.head + i) & queue.mask) * queue.entry_size);
     }
     riscv_iommu_queue_release(queue, cnt);
   }
@@ -563,7 +611,7 @@ function _fltq_process(queue: RiscvIommuQueue): void {
 }
 
 /*
- * Device directory (spec chapter 2).
+ * Device directory (RISC-V IOMMU spec v1.0, chapter 2 "Data Structures").
  */
 
 /**
@@ -577,7 +625,8 @@ export function riscv_iommu_get_dc(iommu: RiscvIommuDevice, devid: number): numb
     iommu.ddt_mode > RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL
   ) return -1;
 
-  // device_id split (spec §2.1): base format 7/9/8 bits, extended (MSI_FLAT) 6/9/9.
+  // device_id split (RISC-V IOMMU spec v1.0, §2.1 "Device-Directory-Table (DDT)"): base format
+  // 7/9/8 bits, extended (MSI_FLAT) 6/9/9.
   const base = (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) === 0n;
   const ddiBits = base ? [7, 16, 24] : [6, 15, 24];
   let depth = iommu.ddt_mode - RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL;
@@ -589,12 +638,12 @@ export function riscv_iommu_get_dc(iommu: RiscvIommuDevice, devid: number): numb
     const ea = table + ((devid >>> ddiBits[depth]) & 0x1ff) * 8;
     const ddte = mem.read64(ea);
     if (ddte & RISCV_IOMMU_DDTE_V) {
-      table = _ppn_to_phys(ddte);
+      table = ppn_to_phys(ddte);
       continue;
     }
-    const next = _get_pages(iommu, 4096);
+    const next = riscv_iommu_get_pages(iommu, 4096);
     if (next < 0) return -1;
-    mem.write64(ea, _phys_to_ppn(next) | RISCV_IOMMU_DDTE_V);
+    mem.write64(ea, phys_to_ppn(next) | RISCV_IOMMU_DDTE_V);
     table = next;
   }
   const dcSize = base ? RISCV_IOMMU_DC_BASE_SIZE : RISCV_IOMMU_DC_EXT_SIZE;
@@ -617,7 +666,7 @@ export function riscv_iommu_disable(iommu: RiscvIommuDevice): void {
 }
 
 /** Mirrors riscv_iommu_read_ddtp(): ddtp once busy cleared (or the timeout passed). */
-function _read_ddtp(iommu: RiscvIommuDevice): bigint {
+function riscv_iommu_read_ddtp(iommu: RiscvIommuDevice): bigint {
   return riscv_iommu_readq_timeout(
     iommu,
     RISCV_IOMMU_REG_DDTP,
@@ -633,22 +682,22 @@ function _read_ddtp(iommu: RiscvIommuDevice): bigint {
  * otherwise a page is allocated. EBUSY when ddtp stays busy, ENOMEM.
  */
 export function riscv_iommu_iodir_alloc(iommu: RiscvIommuDevice): void {
-  let ddtp = _read_ddtp(iommu);
+  let ddtp = riscv_iommu_read_ddtp(iommu);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
 
   const mode = Number(FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp));
   if (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE || mode === RISCV_IOMMU_DDTP_IOMMU_MODE_OFF) {
     riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, mode));
-    ddtp = _read_ddtp(iommu);
+    ddtp = riscv_iommu_read_ddtp(iommu);
     if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
-    const fixed = _ppn_to_phys(ddtp);
+    const fixed = ppn_to_phys(ddtp);
     if (fixed !== 0) {
       iommu.ddt_phys = fixed;
       iommu.dev.kernel.mem.fill(fixed, 4096, 0);
     }
   }
   if (iommu.ddt_phys < 0) {
-    const pa = _get_pages(iommu, 4096);
+    const pa = riscv_iommu_get_pages(iommu, 4096);
     if (pa < 0) throw new Errno("ENOMEM", "Cannot allocate the device directory");
     iommu.ddt_phys = pa;
   }
@@ -663,7 +712,7 @@ export function riscv_iommu_iodir_alloc(iommu: RiscvIommuDevice): void {
  */
 export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: number): void {
   const dev = iommu.dev;
-  let ddtp = _read_ddtp(iommu);
+  let ddtp = riscv_iommu_read_ddtp(iommu);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp stays busy");
 
   const isDirect = (m: number) =>
@@ -676,9 +725,9 @@ export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: nu
   let rqMode = ddtpMode;
   for (;;) {
     let rq = FIELD_PREP(RISCV_IOMMU_DDTP_IOMMU_MODE, rqMode);
-    if (rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) rq |= _phys_to_ppn(iommu.ddt_phys);
+    if (rqMode > RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) rq |= phys_to_ppn(iommu.ddt_phys);
     riscv_iommu_writeq(iommu, RISCV_IOMMU_REG_DDTP, rq);
-    ddtp = _read_ddtp(iommu);
+    ddtp = riscv_iommu_read_ddtp(iommu);
     if (ddtp & RISCV_IOMMU_DDTP_BUSY) {
       dev_err(dev, `timeout when setting ddtp (ddt mode: ${rqMode}, read: ${ddtp.toString(16)})`);
       throw new Errno("EBUSY", "ddtp stays busy");
@@ -702,7 +751,7 @@ export function riscv_iommu_iodir_set_mode(iommu: RiscvIommuDevice, ddtpMode: nu
   iommu.ddt_mode = mode;
   if (mode !== ddtpMode) dev_dbg(dev, `DDTP hw mode ${mode}, requested ${ddtpMode}`);
 
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_iodir_inval_ddt(cmd);
   riscv_iommu_cmd_send(iommu, cmd);
   riscv_iommu_cmd_inval_vma(cmd);
@@ -724,29 +773,73 @@ export class RiscvIommuBond {
 }
 
 /**
+ * The fields of a device context, as one update writes them (RISC-V IOMMU spec v1.0, §2.1.3
+ * "Device-context fields"). Mirrors struct riscv_iommu_dc; the MSI fields exist in the extended
+ * format only (capabilities.MSI_FLAT).
+ */
+export class RiscvIommuDc {
+  /** Translation control: V, EN_ATS, EN_PRI, T2GPA, DTF, PDTV, PRPR, GADE, SADE, DPE, SBE, SXL. */
+  tc = 0n;
+  /** Second-stage root PPN, GSCID and mode. */
+  iohgatp = 0n;
+  /** Translation attributes: PSCID. */
+  ta = 0n;
+  /** First-stage context: iosatp, or pdtp when tc.PDTV. */
+  fsc = 0n;
+  /** MSI page table pointer. */
+  msiptp = 0n;
+  /** MSI address mask. */
+  msi_addr_mask = 0n;
+  /** MSI address pattern. */
+  msi_addr_pattern = 0n;
+}
+
+/**
  * The driver's per-device data (dev_iommu_priv), kmalloc()ed by probe_device and freed by
  * release_device. Mirrors struct riscv_iommu_info.
  */
 export class RiscvIommuInfo {
   /** The paging domain the device is attached to, or null (identity, blocking). */
   domain: RiscvIommuDomain | null = null;
+  /**
+   * The device's context template, which features fill (from `probeDevice` on): `tc` flags
+   * (EN_ATS, EN_PRI, PRPR, PDTV, DPE, SADE, GADE, T2GPA, SBE, SXL; never V), `ta` bits, `fsc` as
+   * the pdtp when they set PDTV, the MSI fields. Every attach writes it with the domain's own
+   * fields over it (V, `iohgatp`, and `fsc`/`ta.PSCID` unless PDTV), so the features' bits
+   * survive every attach and detach.
+   */
+  readonly dc: RiscvIommuDc = new RiscvIommuDc();
+  /** Per-feature state of the device, by feature name (the features' own business). */
+  readonly feature_data: Map<string, unknown> = new Map();
 }
 
 /**
- * A paging domain: a generic-pt riscv64 first-stage table, a PSCID and the devices attached
- * (grouped by IOMMU). Mirrors struct riscv_iommu_domain: kmalloc()ed first, then given its PSCID
+ * A paging domain: a generic-pt riscv64 first-stage table and a PSCID, or a riscv64x4
+ * second-stage table and a GSCID, and the devices attached (grouped by IOMMU). Mirrors struct riscv_iommu_domain: kmalloc()ed first, then given its PSCID
  * and table by `riscv_iommu_alloc_paging_domain()`.
  */
 export class RiscvIommuDomain extends IommuDomain {
   /** Attached devices; bonds of one IOMMU are kept next to each other. */
   readonly bonds: RiscvIommuBond[] = [];
-  /** The PSCID (0 until allocated). */
+  /** The PSCID of a first-stage domain (0 until allocated, and for a second stage). */
   pscid = 0;
+  /** The GSCID of a second-stage domain (0 until allocated, and for a first stage). */
+  gscid = 0;
   /** The page table (unset until allocated). */
   pt!: PtIommu;
+  /** DC.tc bits every device attached to the domain gets (a feature's: GADE, SADE). */
+  dc_tc = 0n;
 
-  /** Use the driver's `domainAllocPaging`. */
-  constructor(ops: IommuDomainOps, readonly kernel: Kernel, readonly driver: RiscvIommuDriver) {
+  /**
+   * Use `riscv_iommu_alloc_paging_domain()`. `second_stage`: an iohgatp domain (its IOVAs are
+   * guest-physical addresses) rather than an iosatp one.
+   */
+  constructor(
+    ops: IommuDomainOps,
+    readonly kernel: Kernel,
+    readonly driver: RiscvIommuDriver,
+    readonly second_stage: boolean,
+  ) {
     super(0, ops);
   }
 }
@@ -755,7 +848,11 @@ export class RiscvIommuDomain extends IommuDomain {
  * Mirrors riscv_iommu_bond_link(): a new bond next to the other devices of the same IOMMU (at the
  * front when it is the first). ENOMEM when the bond cannot be allocated.
  */
-function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void {
+function riscv_iommu_bond_link(
+  domain: RiscvIommuDomain,
+  dev: Device,
+  iommu: RiscvIommuDevice,
+): void {
   const bond = kmalloc(dev.kernel, new RiscvIommuBond(dev, iommu));
   const i = domain.bonds.findIndex((b) => b.iommu === iommu);
   domain.bonds.splice(i + 1, 0, bond);
@@ -763,9 +860,10 @@ function _bond_link(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevi
 
 /**
  * Mirrors riscv_iommu_bond_unlink(): drops `dev` from `domain`; when it was the domain's last
- * device on its IOMMU, flushes the domain's PSCID there (IOTINVAL.VMA + IOFENCE.C).
+ * device on its IOMMU, flushes the domain's PSCID there (IOTINVAL.VMA + IOFENCE.C), or its
+ * GSCID for a second-stage domain (IOTINVAL.GVMA).
  */
-function _bond_unlink(
+function riscv_iommu_bond_unlink(
   domain: RiscvIommuDomain | null,
   dev: Device,
   iommu: RiscvIommuDevice,
@@ -774,21 +872,36 @@ function _bond_unlink(
   const i = domain.bonds.findIndex((b) => b.dev === dev);
   if (i >= 0) kfree(dev.kernel, domain.bonds.splice(i, 1)[0]);
   if (domain.bonds.some((b) => b.iommu === iommu)) return;
-  const cmd = iommu._cmd;
-  riscv_iommu_cmd_inval_vma(cmd);
-  riscv_iommu_cmd_inval_set_pscid(cmd, domain.pscid);
+  const cmd = riscv_iommu_priv(iommu).cmd;
+  _cmd_inval_domain(cmd, domain);
   riscv_iommu_cmd_send(iommu, cmd);
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }
 
 /**
- * Queues the IOTINVAL one IOMMU needs for a range: PSCID-wide when `global`, or when table
- * entries changed and the IOMMU lacks NL; else one NAPOT range command with S, or one command
- * per stride (at most 512), with NL when table entries changed.
+ * Mirrors riscv_iommu_iotlb_inval_iommu(): queues the IOTINVAL one IOMMU needs for a range of
+ * `domain` (IOTINVAL.VMA of its PSCID, or IOTINVAL.GVMA of its GSCID for a second stage):
+ * domain-wide when `global`, or when table entries changed and the IOMMU lacks NL; else one
+ * NAPOT range command with S, or one command per stride (at most 512), with NL when table
+ * entries changed.
  */
-function _iotlb_inval_iommu(
+/**
+ * An IOTINVAL of everything of `domain`'s address space: IOTINVAL.VMA of its PSCID, or
+ * IOTINVAL.GVMA of its GSCID for a second-stage domain.
+ */
+function _cmd_inval_domain(cmd: RiscvIommuCommand, domain: RiscvIommuDomain): void {
+  if (domain.second_stage) {
+    riscv_iommu_cmd_inval_gvma(cmd);
+    riscv_iommu_cmd_inval_set_gscid(cmd, domain.gscid);
+  } else {
+    riscv_iommu_cmd_inval_vma(cmd);
+    riscv_iommu_cmd_inval_set_pscid(cmd, domain.pscid);
+  }
+}
+
+function riscv_iommu_iotlb_inval_iommu(
   iommu: RiscvIommuDevice,
-  pscid: number,
+  domain: RiscvIommuDomain,
   global: boolean,
   startPfn: number,
   endPfn: number,
@@ -796,15 +909,15 @@ function _iotlb_inval_iommu(
   num: number,
   nonLeaf: boolean,
 ): void {
-  const cmd = iommu._cmd;
-  riscv_iommu_cmd_inval_vma(cmd);
-  riscv_iommu_cmd_inval_set_pscid(cmd, pscid);
-  if (global || (nonLeaf && !iommu._nl) || (num > 512 && !iommu._napot)) {
+  const priv = riscv_iommu_priv(iommu);
+  const cmd = priv.cmd;
+  _cmd_inval_domain(cmd, domain);
+  if (global || (nonLeaf && !priv.nl) || (num > 512 && !priv.napot)) {
     riscv_iommu_cmd_send(iommu, cmd);
     return;
   }
   if (nonLeaf) riscv_iommu_cmd_inval_set_nl(cmd);
-  if (num > 1 && iommu._napot) {
+  if (num > 1 && priv.napot) {
     // The smallest naturally aligned power-of-two block holding the whole range.
     let lg2 = strideLg2 + 1;
     while (Math.floor(startPfn / 2 ** lg2) !== Math.floor((endPfn - 1) / 2 ** lg2)) lg2++;
@@ -827,14 +940,17 @@ export type RiscvIommuGatherRange = Pick<
 >;
 
 /**
- * Mirrors riscv_iommu_iotlb_inval() (the v7.2 stride logic): invalidates what `gather` changed
- * on every IOMMU the domain is attached through, then fences each.
+ * Mirrors riscv_iommu_iotlb_inval() (the v7.2 stride logic, riscv_iommu_tlbi_calc() folded in so
+ * the unmap path builds no struct): invalidates what `gather` changed on every IOMMU the domain is
+ * attached through, then fences each.
  *
  * The stride is 4 KiB·512^(lowest changed level); up to 512 strides get one IOTINVAL.VMA each
- * (PSCID + ADDR), more get one PSCID-wide command. Changed table entries need a PSCID-wide
+ * (PSCID + ADDR), more get one PSCID-wide command; a second-stage domain gets the same
+ * IOTINVAL.GVMA commands with its GSCID. Changed table entries need a PSCID-wide
  * invalidation unless the IOMMU has capabilities.NL (then the per-address commands carry NL);
  * with capabilities.S a multi-stride range is one NAPOT range command. No level information
- * means PSCID-wide.
+ * means PSCID-wide. The features of each attached device add their commands (`iotlbInval`)
+ * before the fences.
  */
 export function riscv_iommu_iotlb_inval(
   domain: RiscvIommuDomain,
@@ -857,7 +973,22 @@ export function riscv_iommu_iotlb_inval(
   for (const bond of domain.bonds) {
     if (bond.iommu === prev) continue;
     prev = bond.iommu;
-    _iotlb_inval_iommu(prev, domain.pscid, global, startPfn, endPfn, strideLg2, num, nonLeaf);
+    riscv_iommu_iotlb_inval_iommu(
+      prev,
+      domain,
+      global,
+      startPfn,
+      endPfn,
+      strideLg2,
+      num,
+      nonLeaf,
+    );
+  }
+  // DIVERGENCE: a prerequisite of the series: each device's features add their commands (the
+  // ATS.INVAL of an ATS-enabled device) after the IOTINVAL and before the IOFENCE.C.
+  for (const bond of domain.bonds) {
+    const features = bond.iommu.active_features;
+    for (let i = 0; i < features.length; i++) features[i].iotlbInval?.(bond, domain, gather);
   }
   prev = null;
   for (const bond of domain.bonds) {
@@ -870,15 +1001,16 @@ export function riscv_iommu_iotlb_inval(
 const _NO_LEVELS: RiscvIommuGatherRange = { startPfn: 0, endPfn: 0, leafLevels: 0, tableLevels: 0 };
 
 /**
- * Mirrors riscv_iommu_iodir_iotinval(): the IOTINVAL.VMA a device-context change needs (spec
- * §6.3.1): for a first stage without G-stage, the context's PSCID; for Bare, everything; with
- * a G-stage, everything of its GSCID.
+ * Mirrors riscv_iommu_iodir_iotinval(): the IOTINVAL a device-context change needs (RISC-V IOMMU
+ * spec v1.0, §6.3.1 "Changing device directory table entry"): for a first stage without G-stage,
+ * IOTINVAL.VMA of the context's PSCID; for Bare, everything; with a G-stage, IOTINVAL.VMA and
+ * IOTINVAL.GVMA of its GSCID.
  */
-function _iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
+function riscv_iommu_iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
   const mem = iommu.dev.kernel.mem;
   const tc = mem.read64(dc + riscv_iommu_dc.tc);
   const iohgatp = mem.read64(dc + riscv_iommu_dc.iohgatp);
-  const cmd = iommu._cmd;
+  const cmd = riscv_iommu_priv(iommu).cmd;
   riscv_iommu_cmd_inval_vma(cmd);
   if (
     FIELD_GET(RISCV_IOMMU_DC_IOHGATP_MODE, iohgatp) === BigInt(RISCV_IOMMU_DC_IOHGATP_MODE_BARE)
@@ -889,34 +1021,50 @@ function _iodir_iotinval(iommu: RiscvIommuDevice, dc: number): void {
       const ta = mem.read64(dc + riscv_iommu_dc.ta);
       riscv_iommu_cmd_inval_set_pscid(cmd, Number(FIELD_GET(RISCV_IOMMU_DC_TA_PSCID, ta)));
     }
-  } else {
-    riscv_iommu_cmd_inval_set_gscid(cmd, Number(FIELD_GET(RISCV_IOMMU_DC_IOHGATP_GSCID, iohgatp)));
+    riscv_iommu_cmd_send(iommu, cmd);
+    return;
   }
+  const gscid = Number(FIELD_GET(RISCV_IOMMU_DC_IOHGATP_GSCID, iohgatp));
+  riscv_iommu_cmd_inval_set_gscid(cmd, gscid);
   riscv_iommu_cmd_send(iommu, cmd);
-}
-
-/** IODIR.INVAL_DDT for one device, then the IOTINVAL its context needs. */
-function _iodir_inval(iommu: RiscvIommuDevice, devid: number, dc: number): void {
-  const cmd = iommu._cmd;
-  riscv_iommu_cmd_iodir_inval_ddt(cmd);
-  riscv_iommu_cmd_iodir_set_did(cmd, devid);
+  // DIVERGENCE: upstream leaves the IOTINVAL.GVMA the spec asks for here as a TODO until second
+  // stage is merged; second-stage domains are in the base here, so it is sent.
+  riscv_iommu_cmd_inval_gvma(cmd);
+  riscv_iommu_cmd_inval_set_gscid(cmd, gscid);
   riscv_iommu_cmd_send(iommu, cmd);
-  _iodir_iotinval(iommu, dc);
 }
 
 /**
- * Mirrors riscv_iommu_iodir_update(): points every device context of `dev` at `fsc`/`ta` in
- * two phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
- * IOFENCE.C); then fsc and ta.PSCID are written and tc last with ta's V, followed by
+ * IODIR.INVAL_DDT for one device context, the IOTINVAL it needs, then the features' own commands
+ * for the device (`iodirInval`: an ATS.INVAL of its whole address space).
+ */
+function _iodir_inval(iommu: RiscvIommuDevice, dev: Device, devid: number, dc: number): void {
+  const cmd = riscv_iommu_priv(iommu).cmd;
+  riscv_iommu_cmd_iodir_inval_ddt(cmd);
+  riscv_iommu_cmd_iodir_set_did(cmd, devid);
+  riscv_iommu_cmd_send(iommu, cmd);
+  riscv_iommu_iodir_iotinval(iommu, dc);
+  // DIVERGENCE: a prerequisite of the series, as in riscv_iommu_iotlb_inval().
+  for (const f of iommu.active_features) f.iodirInval?.(iommu, dev, devid);
+}
+
+/**
+ * Mirrors riscv_iommu_iodir_update(): makes every device context of `dev` hold `new_dc`, in two
+ * phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
+ * IOFENCE.C); then the fields that change are written (`iohgatp`, `fsc`, `ta`, and in the
+ * extended format `msiptp`, `msi_addr_mask`, `msi_addr_pattern`) and `tc` last, followed by
  * IODIR.INVAL_DDT + IOTINVAL per context and one IOFENCE.C.
+ *
+ * DIVERGENCE: Linux's takes `fsc` and `ta` and keeps the rest of `tc`; the whole context here,
+ * composed from the device's template, so what features set survives every attach.
  */
 export function riscv_iommu_iodir_update(
   iommu: RiscvIommuDevice,
   dev: Device,
-  fsc: bigint,
-  ta: bigint,
+  new_dc: RiscvIommuDc,
 ): void {
   const mem = iommu.dev.kernel.mem;
+  const extended = (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) !== 0n;
   const ids = dev.fwspec?.ids ?? [];
   let sync = false;
   for (const id of ids) {
@@ -924,24 +1072,73 @@ export function riscv_iommu_iodir_update(
     const tc = mem.read64(dc + riscv_iommu_dc.tc);
     if ((tc & RISCV_IOMMU_DC_TC_V) === 0n) continue;
     mem.write64(dc + riscv_iommu_dc.tc, tc & ~RISCV_IOMMU_DC_TC_V);
-    _iodir_inval(iommu, id, dc);
+    _iodir_inval(iommu, dev, id, dc);
     sync = true;
   }
   if (sync) riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 
-  // With PDTV=0, ta.V shares bit 0 with tc.V.
+  // The context is invalid here (V clear), so the fields may be written in any order; tc last.
+  const put = (pa: number, v: bigint) => {
+    if (mem.read64(pa) !== v) mem.write64(pa, v);
+  };
   for (const id of ids) {
     const dc = riscv_iommu_get_dc(iommu, id);
-    const tc = mem.read64(dc + riscv_iommu_dc.tc) | (ta & RISCV_IOMMU_DC_TC_V);
-    mem.write64(dc + riscv_iommu_dc.fsc, fsc);
-    mem.write64(dc + riscv_iommu_dc.ta, ta & RISCV_IOMMU_PC_TA_PSCID);
-    mem.write64(dc + riscv_iommu_dc.tc, tc);
-    _iodir_inval(iommu, id, dc);
+    put(dc + riscv_iommu_dc.iohgatp, new_dc.iohgatp);
+    put(dc + riscv_iommu_dc.fsc, new_dc.fsc);
+    put(dc + riscv_iommu_dc.ta, new_dc.ta);
+    if (extended) {
+      put(dc + riscv_iommu_dc.msiptp, new_dc.msiptp);
+      put(dc + riscv_iommu_dc.msi_addr_mask, new_dc.msi_addr_mask);
+      put(dc + riscv_iommu_dc.msi_addr_pattern, new_dc.msi_addr_pattern);
+    }
+    mem.write64(dc + riscv_iommu_dc.tc, new_dc.tc);
+    _iodir_inval(iommu, dev, id, dc);
   }
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }
 
-function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
+/** Mirrors RISCV_IOMMU_FSC_BARE: fsc.MODE Bare, no first stage. */
+const RISCV_IOMMU_FSC_BARE = BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE);
+
+/**
+ * The context an attach writes: the device's template `tpl` with the domain's part over it —
+ * `tc` bits (V, the domain's own), `iohgatp`, and `fsc` and `ta` unless the template has PDTV
+ * (then its pdtp stays, and the process contexts are the feature's).
+ */
+function _dc_compose(
+  tpl: RiscvIommuDc,
+  tc: bigint,
+  iohgatp: bigint,
+  fsc: bigint,
+  ta: bigint,
+): RiscvIommuDc {
+  const dc = new RiscvIommuDc();
+  const pdtv = (tpl.tc & RISCV_IOMMU_DC_TC_PDTV) !== 0n;
+  dc.tc = (tpl.tc & ~RISCV_IOMMU_DC_TC_V) | tc;
+  dc.iohgatp = iohgatp;
+  dc.fsc = pdtv ? tpl.fsc : fsc;
+  dc.ta = pdtv ? tpl.ta : tpl.ta | ta;
+  dc.msiptp = tpl.msiptp;
+  dc.msi_addr_mask = tpl.msi_addr_mask;
+  dc.msi_addr_pattern = tpl.msi_addr_pattern;
+  return dc;
+}
+
+/** Whether the IOMMU walks second-stage (iohgatp) mode `mode` (riscv_iommu_pt_supported's twin). */
+function _gpt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
+  switch (mode) {
+    case RISCV_IOMMU_DC_IOHGATP_MODE_SV39X4:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39X4) !== 0n;
+    case RISCV_IOMMU_DC_IOHGATP_MODE_SV48X4:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV48X4) !== 0n;
+    case RISCV_IOMMU_DC_IOHGATP_MODE_SV57X4:
+      return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV57X4) !== 0n;
+  }
+  return false;
+}
+
+/** Mirrors riscv_iommu_pt_supported(): whether the IOMMU walks first-stage mode `mode`. */
+function riscv_iommu_pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
   switch (mode) {
     case RISCV_IOMMU_DC_FSC_IOSATP_MODE_SV39:
       return (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39) !== 0n;
@@ -956,58 +1153,127 @@ function _pt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
 /**
  * Mirrors riscv_iommu_attach_paging_domain(): links the device to the domain first (so
  * concurrent invalidations reach its IOMMU), rewrites its device contexts, then unlinks it from
- * the old paging domain. ENODEV when its IOMMU cannot walk the domain's table format.
+ * the old paging domain. A first-stage domain goes in `fsc` (iosatp) with its PSCID in `ta`; a
+ * second-stage one in `iohgatp` (mode, GSCID, root PPN) with `fsc` Bare. ENODEV when its IOMMU
+ * cannot walk the domain's table format.
  */
-function _attach_paging(domain: RiscvIommuDomain, dev: Device): void {
+function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device): void {
+  const domain = iommu_domain as RiscvIommuDomain;
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
   const hw = domain.pt.hwInfo();
-  if (!_pt_supported(iommu, hw.mode)) {
-    throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iosatp mode ${hw.mode}`);
+  const tc = RISCV_IOMMU_DC_TC_V | domain.dc_tc;
+  let dc: RiscvIommuDc;
+  if (domain.second_stage) {
+    if (!_gpt_supported(iommu, hw.mode)) {
+      throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iohgatp mode ${hw.mode}`);
+    }
+    const iohgatp = FIELD_PREP(RISCV_IOMMU_DC_IOHGATP_MODE, hw.mode) |
+      FIELD_PREP(RISCV_IOMMU_DC_IOHGATP_GSCID, domain.gscid) |
+      FIELD_PREP(RISCV_IOMMU_DC_IOHGATP_PPN, hw.ppn);
+    dc = _dc_compose(info.dc, tc, iohgatp, RISCV_IOMMU_FSC_BARE, 0n);
+  } else {
+    if (!riscv_iommu_pt_supported(iommu, hw.mode)) {
+      throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iosatp mode ${hw.mode}`);
+    }
+    const fsc = FIELD_PREP(RISCV_IOMMU_PC_FSC_MODE, hw.mode) |
+      FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
+    const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid);
+    dc = _dc_compose(info.dc, tc, 0n, fsc, ta);
   }
-  const fsc = FIELD_PREP(RISCV_IOMMU_PC_FSC_MODE, hw.mode) |
-    FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
-  const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid) | RISCV_IOMMU_PC_TA_V;
-  _bond_link(domain, dev, iommu);
-  riscv_iommu_iodir_update(iommu, dev, fsc, ta);
-  _bond_unlink(info.domain, dev, iommu);
+  riscv_iommu_bond_link(domain, dev, iommu);
+  riscv_iommu_iodir_update(iommu, dev, dc);
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = domain;
 }
 
-/** Identity (ta V, fsc Bare) or blocking (V clear) attach. */
-function _attach_direct(dev: Device, ta: bigint): void {
-  const iommu = dev_to_iommu(dev);
-  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  riscv_iommu_iodir_update(iommu, dev, BigInt(RISCV_IOMMU_DC_FSC_MODE_BARE), ta);
-  _bond_unlink(info.domain, dev, iommu);
-  info.domain = null;
+/** The iommu_domain_ops of every paging domain. Mirrors riscv_iommu_paging_domain_ops. */
+export function riscv_iommu_paging_domain_ops(): IommuDomainOps {
+  return {
+    // IOMMU_PT_DOMAIN_OPS(riscv_64): generic-pt's map_pages, unmap_pages and iova_to_phys.
+    map_pages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
+      mapped.bytes += (d as RiscvIommuDomain).pt.map_pages(iova, paddr, pgsize, pgcount, prot);
+    },
+    unmap_pages: (d, iova, pgsize, pgcount, gather) =>
+      (d as RiscvIommuDomain).pt.unmap_pages(iova, pgsize, pgcount, gather),
+    iova_to_phys: (d, iova) => (d as RiscvIommuDomain).pt.iova_to_phys(iova),
+    attach_dev: riscv_iommu_attach_paging_domain,
+    free: riscv_iommu_free_paging_domain,
+    iotlb_sync: riscv_iommu_iotlb_sync,
+    flush_iotlb_all: riscv_iommu_iotlb_flush_all,
+  };
+}
+
+/** IOMMU_HWPT_ALLOC_* flags the base driver handles itself. */
+export const RISCV_IOMMU_ALLOC_FLAGS: number = IOMMU_HWPT_ALLOC_NEST_PARENT;
+
+/**
+ * The base driver's domain_alloc_paging_flags: a first-stage paging domain for flags 0, a
+ * second-stage one for IOMMU_HWPT_ALLOC_NEST_PARENT (the parent of nested domains); EOPNOTSUPP
+ * for any other flag and for user data.
+ * The driver instance routes the flags and data a feature owns to that feature instead.
+ *
+ * DIVERGENCE: upstream has domain_alloc_paging only; iommufd's flags need this op, as in the
+ * second-stage series.
+ */
+export function riscv_iommu_domain_alloc_paging_flags(
+  dev: Device,
+  flags: number,
+  user_data: IommuUserData | null,
+): RiscvIommuDomain {
+  if ((flags & ~RISCV_IOMMU_ALLOC_FLAGS) !== 0 || user_data !== null) {
+    throw new Errno(
+      "EOPNOTSUPP",
+      `${dev.name}: no paging domain with flags 0x${flags.toString(16)}`,
+    );
+  }
+  return riscv_iommu_alloc_paging_domain(dev, (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0);
 }
 
 /**
  * Mirrors riscv_iommu_alloc_paging_domain(): a domain on the widest first-stage mode the IOMMU
- * of `dev` walks, with a PSCID of its driver instance. ENODEV without a mode, ENOMEM when the
- * domain, a PSCID or the table page cannot be allocated. A feature's `domainAllocPagingFlags`
- * delegates plain allocations here.
+ * of `dev` walks (Sv57/48/39), with a PSCID of its driver instance; with `second_stage`, an
+ * iohgatp domain on the widest second-stage mode (Sv57x4/48x4/39x4, generic-pt's `riscv64x4`)
+ * with a GSCID, whose IOVAs are guest-physical addresses. ENODEV without a first-stage mode (as
+ * Linux), EOPNOTSUPP without a second-stage one, ENOMEM when the domain, an ID or the root table
+ * cannot be allocated. A feature's `domain_alloc_paging_flags` delegates its allocations here.
+ *
+ * DIVERGENCE: upstream allocates first-stage domains only; second-stage ones are the
+ * prerequisite the dirty-tracking and nesting series share.
  */
-export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
+export function riscv_iommu_alloc_paging_domain(
+  dev: Device,
+  second_stage = false,
+): RiscvIommuDomain {
   const iommu = dev_to_iommu(dev);
   const drv = iommu.driver;
+  const caps = iommu.caps;
   let vaBits: number;
-  if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV57) vaBits = 57;
-  else if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV48) vaBits = 48;
-  else if (iommu.caps & RISCV_IOMMU_CAPABILITIES_SV39) vaBits = 39;
+  if (second_stage) {
+    if (caps & RISCV_IOMMU_CAPABILITIES_SV57X4) vaBits = 59;
+    else if (caps & RISCV_IOMMU_CAPABILITIES_SV48X4) vaBits = 50;
+    else if (caps & RISCV_IOMMU_CAPABILITIES_SV39X4) vaBits = 41;
+    else throw new Errno("EOPNOTSUPP", `${dev.name}: the IOMMU has no second stage`);
+  } else if (caps & RISCV_IOMMU_CAPABILITIES_SV57) vaBits = 57;
+  else if (caps & RISCV_IOMMU_CAPABILITIES_SV48) vaBits = 48;
+  else if (caps & RISCV_IOMMU_CAPABILITIES_SV39) vaBits = 39;
   else {
     dev_err(dev, "cannot find supported page table mode");
     throw new Errno("ENODEV", "No first-stage page-table mode");
   }
 
   const kernel = dev.kernel;
-  const domain = kmalloc(kernel, new RiscvIommuDomain(drv._pagingOps, kernel, drv));
+  const domain = kmalloc(
+    kernel,
+    new RiscvIommuDomain(drv.paging_domain_ops, kernel, drv, second_stage),
+  );
+  const statics = _statics(drv);
   try {
     try {
-      domain.pscid = ida_alloc_range(drv._pscids, 1, RISCV_IOMMU_MAX_PSCID);
+      if (second_stage) domain.gscid = ida_alloc_range(statics.gscids, 1, RISCV_IOMMU_MAX_GSCID);
+      else domain.pscid = ida_alloc_range(statics.pscids, 1, RISCV_IOMMU_MAX_PSCID);
     } catch (e) {
-      throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of PSCIDs") : e;
+      throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of soft-context IDs") : e;
     }
     domain.pt = new PtIommu({
       mem: kernel.mem,
@@ -1016,50 +1282,118 @@ export function riscv_iommu_alloc_paging_domain(dev: Device): RiscvIommuDomain {
         freeTable: (pa, order) => kernel.pages.free(pa, order),
       },
       vaBits,
-      // Svnapot is mandatory for IOMMUs (spec §6.4).
+      format: second_stage ? riscv64x4 : riscv64,
+      // Svnapot is mandatory (RISC-V IOMMU spec v1.0, §5.3 "IOMMU capabilities"); only a first
+      // stage sign-extends its IOVAs.
       features: {
         svnapot: true,
-        signExtend: true,
-        svpbmt: (iommu.caps & RISCV_IOMMU_CAPABILITIES_SVPBMT) !== 0n,
+        signExtend: !second_stage,
+        svpbmt: (caps & RISCV_IOMMU_CAPABILITIES_SVPBMT) !== 0n,
       },
       iotlbSync: (gather) => riscv_iommu_iotlb_inval(domain, gather),
     });
   } catch (e) {
-    _free_paging_domain(domain);
+    riscv_iommu_free_paging_domain(domain);
     throw e;
   }
-  domain.pgsizeBitmap = domain.pt.pgsizeBitmap;
-  // The lower half of the sign-extended space, as far as numbers are exact.
-  domain.geometry.apertureEnd = Math.min(2 ** (vaBits - 1), 2 ** 53) - 1;
+  domain.pgsize_bitmap = domain.pt.pgsize_bitmap;
+  // A first stage maps the lower half of its sign-extended space; a second stage all of its
+  // GPA space. Both as far as numbers are exact.
+  const top = second_stage ? 2 ** vaBits : 2 ** (vaBits - 1);
+  domain.geometry.aperture_end = Math.min(top, 2 ** 53) - 1;
   return domain;
 }
 
+/** Mirrors riscv_iommu_iotlb_flush_all(): the whole PSCID on every IOMMU of the domain. */
+function riscv_iommu_iotlb_flush_all(iommu_domain: IommuDomain): void {
+  riscv_iommu_iotlb_inval(iommu_domain as RiscvIommuDomain, _NO_LEVELS);
+}
+
 /**
- * Mirrors riscv_iommu_free_paging_domain(): the PSCID, the table and the domain itself (also for
- * a domain whose allocation failed half-way).
+ * Mirrors riscv_iommu_iotlb_sync(): invalidates what `gather` collected, then frees its table
+ * pages, which may be reused only now that no IOTLB can walk them.
  */
-function _free_paging_domain(domain: RiscvIommuDomain): void {
+function riscv_iommu_iotlb_sync(iommu_domain: IommuDomain, gather: IommuIotlbGather): void {
+  riscv_iommu_iotlb_inval(iommu_domain as RiscvIommuDomain, gather);
+  gather.putPages();
+}
+
+/**
+ * Mirrors riscv_iommu_free_paging_domain(): the PSCID or GSCID, the table and the domain itself
+ * (also for a domain whose allocation failed half-way).
+ */
+function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
+  const domain = iommu_domain as RiscvIommuDomain;
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
   }
-  if (domain.pscid > 0) ida_free(domain.driver._pscids, domain.pscid);
+  if (domain.pscid > 0) ida_free(_statics(domain.driver).pscids, domain.pscid);
+  if (domain.gscid > 0) ida_free(_statics(domain.driver).gscids, domain.gscid);
   if (domain.pt !== undefined) domain.pt.deinit();
   kfree(domain.kernel, domain);
 }
 
 /**
- * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, allocates its per-device data
- * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid.
- * ENODEV without IDs or IOMMU, when the directory is Off/Bare (the hardware passes everything
- * through anyway), or when a context cannot be created; ENOMEM.
+ * Mirrors riscv_iommu_attach_blocking_domain(): the device contexts invalid (fsc Bare, V clear),
+ * so every request faults with cause 258; the old paging domain unlinked.
  */
-function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
+function riscv_iommu_attach_blocking_domain(_domain: IommuDomain, dev: Device): void {
+  const iommu = dev_to_iommu(dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  riscv_iommu_iodir_update(iommu, dev, _dc_compose(info.dc, 0n, 0n, RISCV_IOMMU_FSC_BARE, 0n));
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  info.domain = null;
+}
+
+/** The ops of the blocking domain (riscv_iommu_blocking_domain's). */
+export const riscv_iommu_blocking_domain_ops: IommuDomainOps = Object.freeze({
+  attach_dev: riscv_iommu_attach_blocking_domain,
+});
+
+/**
+ * Mirrors riscv_iommu_attach_identity_domain(): pass-through (fsc Bare, V set); the old paging
+ * domain unlinked.
+ */
+function riscv_iommu_attach_identity_domain(_domain: IommuDomain, dev: Device): void {
+  const iommu = dev_to_iommu(dev);
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  const dc = _dc_compose(info.dc, RISCV_IOMMU_DC_TC_V, 0n, RISCV_IOMMU_FSC_BARE, 0n);
+  riscv_iommu_iodir_update(iommu, dev, dc);
+  riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  info.domain = null;
+}
+
+/** The ops of the identity domain (riscv_iommu_identity_domain's). */
+export const riscv_iommu_identity_domain_ops: IommuDomainOps = Object.freeze({
+  attach_dev: riscv_iommu_attach_identity_domain,
+});
+
+/** Mirrors riscv_iommu_device_group(): PCI functions by requester ID, others alone. */
+function riscv_iommu_device_group(dev: Device): IommuGroup {
+  return dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev);
+}
+
+/** Mirrors riscv_iommu_of_xlate(): one device ID per specifier. */
+function riscv_iommu_of_xlate(dev: Device, args: readonly number[]): void {
+  iommu_fwspec_add_ids(dev, [args[0]]);
+}
+
+/**
+ * Mirrors riscv_iommu_probe_device(): finds the device's IOMMU, allocates its per-device data
+ * and pre-creates each of its device contexts invalid (tc = 0), warning if one was already valid,
+ * then lets the IOMMU's features set the device up (`probeDevice`). ENODEV without IDs or IOMMU,
+ * when the directory is Off/Bare (the hardware passes everything through anyway), or when a
+ * context cannot be created; ENOMEM; whatever a feature throws.
+ */
+function riscv_iommu_probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
   const fwspec = dev.fwspec;
   if (fwspec === null || fwspec.ids.length === 0) {
     throw new Errno("ENODEV", `${dev.name} has no IOMMU IDs`);
   }
+  // DIVERGENCE: Linux finds the IOMMU with dev_get_drvdata(fwspec->iommu_fwnode->dev); firmware
+  // nodes here do not point at devices, so the driver instance's registered IOMMUs are searched.
   let iommu: RiscvIommuDevice | undefined;
-  for (const i of drv._instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
+  for (const i of _statics(drv).instances) if (i.iommu.fwnode === fwspec.fwnode) iommu = i;
   if (iommu === undefined) throw new Errno("ENODEV", `No RISC-V IOMMU for ${dev.name}`);
   if (iommu.ddt_mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
     throw new Errno("ENODEV", "The IOMMU is in pass-through mode");
@@ -1072,6 +1406,7 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
     const dc = riscv_iommu_get_dc(iommu, id);
     if (dc < 0) {
       kfree(kernel, info);
+      // DIVERGENCE: Linux fails with -ENODEV silently; say which device ID has no context.
       dev_err(dev, `cannot set up device context for device ID 0x${id.toString(16)}`);
       throw new Errno("ENODEV", `No device context for 0x${id.toString(16)}`);
     }
@@ -1081,130 +1416,78 @@ function _probe_device(drv: RiscvIommuDriver, dev: Device): IommuDevice {
     mem.write64(dc + riscv_iommu_dc.tc, 0n);
   }
   dev_iommu_priv_set(dev, info);
+  try {
+    drv.probeDeviceFeatures(iommu, dev, info);
+  } catch (e) {
+    dev_iommu_priv_set(dev, null);
+    kfree(kernel, info);
+    throw e;
+  }
+  riscv_iommu_add_device(iommu, dev);
   return iommu.iommu;
 }
 
 /**
- * Mirrors riscv_iommu_release_device(): frees the per-device data. The core attaches the release
+ * Records `dev` under each of its device IDs for `riscv_iommu_get_device()`; an ID already taken
+ * (a DMA alias of a device probed before) keeps its first device.
+ *
+ * DIVERGENCE: not upstream yet (a prerequisite of the PQ series, as in Tomasz Jeznach's
+ * riscv_iommu.next tree, which keeps the endpoints in an rb-tree).
+ */
+function riscv_iommu_add_device(iommu: RiscvIommuDevice, dev: Device): void {
+  const eps = riscv_iommu_priv(iommu).eps;
+  for (const id of dev.fwspec!.ids) if (!eps.has(id)) eps.set(id, dev);
+}
+
+/** Undoes {@linkcode riscv_iommu_add_device} for `dev`. */
+function riscv_iommu_del_device(iommu: RiscvIommuDevice, dev: Device): void {
+  const eps = riscv_iommu_priv(iommu).eps;
+  for (const id of dev.fwspec!.ids) if (eps.get(id) === dev) eps.delete(id);
+}
+
+/**
+ * The device the IOMMU knows by device ID `devid` (a requester ID, as a fault or page-request
+ * record names it), or null when no probed device has it: between probe_device and
+ * release_device. Mirrors riscv_iommu_get_device() of the series (without the reference: the
+ * caller runs in the IOMMU's threaded handler, before release_device can complete).
+ */
+export function riscv_iommu_get_device(iommu: RiscvIommuDevice, devid: number): Device | null {
+  return riscv_iommu_priv(iommu).eps.get(devid) ?? null;
+}
+
+/**
+ * Mirrors riscv_iommu_release_device(): lets the features release the device (`releaseDevice`,
+ * last feature first), then frees the per-device data. The core attaches the release
  * (blocking) domain first, so the device is normally unbonded already; if not, it is unlinked here
  * so no paging domain keeps invalidating for a device that is gone.
  */
-function _release_device(dev: Device): void {
+function riscv_iommu_release_device(dev: Device): void {
   const info = dev_iommu_priv_get<RiscvIommuInfo | null>(dev);
   if (info === null) return;
-  if (info.domain) _bond_unlink(info.domain, dev, dev_to_iommu(dev));
+  const iommu = dev_to_iommu(dev);
+  riscv_iommu_del_device(iommu, dev);
+  // DIVERGENCE: Linux only frees the data, trusting the release domain's attach to have unlinked.
+  if (info.domain) riscv_iommu_bond_unlink(info.domain, dev, iommu);
+  iommu.driver.releaseDeviceFeatures(iommu, dev, info);
   dev_iommu_priv_set(dev, null);
   kfree(dev.kernel, info);
 }
 
-/** Options of a {@linkcode RiscvIommuDriver}. */
-export interface RiscvIommuDriverOptions {
-  /** Series features, in the order they probe. */
-  features?: readonly RiscvIommuFeature[];
-}
-
 /**
- * One instance of the driver (what a loaded module is in Linux): the `iommu_ops`, the static
- * identity and blocking domains and the PSCID space shared by every IOMMU it drives, and the
- * series features it runs. A machine makes one per kernel and hands it to the bus glue.
- *
- * Throws EINVAL when two features share a name or an op, or a feature would replace an op of
- * the base driver.
+ * The iommu_ops of a driver instance, before its features add theirs. Mirrors riscv_iommu_ops
+ * (its identity and blocking domains are the instance's).
  */
-export class RiscvIommuDriver {
-  /** The features, in probe order. */
-  readonly features: readonly RiscvIommuFeature[];
-  /** The ops registered for every IOMMU of this driver. */
-  readonly ops: IommuOps;
-  /** Pass-through for a device: DC.fsc Bare, ta V. */
-  readonly identityDomain: IommuDomain;
-  /** No DMA for a device: DC invalid, so every request faults with cause 258. */
-  readonly blockedDomain: IommuDomain;
-  /** The ops of every paging domain (the base ones plus the features' domainOps). */
-  readonly _pagingOps: IommuDomainOps;
-  /** PSCIDs in use, in [1, RISCV_IOMMU_MAX_PSCID] (riscv_iommu_pscids, per driver instance). */
-  readonly _pscids: Ida = new Ida();
-  /** The IOMMUs registered with the core, found by firmware node at probe_device. */
-  readonly _instances: Set<RiscvIommuDevice> = new Set();
-
-  /** A driver instance running `opts.features`. */
-  constructor(opts: RiscvIommuDriverOptions = {}) {
-    this.features = opts.features ?? [];
-    const names = new Set<string>();
-    for (const f of this.features) {
-      if (names.has(f.name)) throw new Errno("EINVAL", `Feature ${f.name} is listed twice`);
-      names.add(f.name);
-    }
-
-    this.identityDomain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, {
-      attachDev: (_d, dev) => _attach_direct(dev, RISCV_IOMMU_PC_TA_V),
-    });
-    this.blockedDomain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, {
-      attachDev: (_d, dev) => _attach_direct(dev, 0n),
-    });
-
-    const paging: IommuDomainOps = {
-      attachDev: (d, dev) => _attach_paging(d as RiscvIommuDomain, dev),
-      mapPages: (d, iova, paddr, pgsize, pgcount, prot, mapped) => {
-        mapped.bytes += (d as RiscvIommuDomain).pt.mapPages(iova, paddr, pgsize, pgcount, prot);
-      },
-      unmapPages: (d, iova, pgsize, pgcount, gather) =>
-        (d as RiscvIommuDomain).pt.unmapPages(iova, pgsize, pgcount, gather),
-      iovaToPhys: (d, iova) => (d as RiscvIommuDomain).pt.iovaToPhys(iova),
-      iotlbSync: (d, gather) => {
-        riscv_iommu_iotlb_inval(d as RiscvIommuDomain, gather);
-        // Freed table pages may be reused only now that no IOTLB can walk them.
-        gather.putPages();
-      },
-      flushIotlbAll: (d) => riscv_iommu_iotlb_inval(d as RiscvIommuDomain, _NO_LEVELS),
-      free: (d) => _free_paging_domain(d as RiscvIommuDomain),
-    };
-    this._pagingOps = _merge(paging, this.features.map((f) => [f.name, f.domainOps ?? {}]), []);
-
-    const ops: IommuOps = {
-      ofXlate: (dev, args) => iommu_fwspec_add_ids(dev, [args[0]]),
-      probeDevice: (dev) => _probe_device(this, dev),
-      releaseDevice: (dev) => _release_device(dev),
-      deviceGroup: (dev) =>
-        dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev),
-      domainAllocPaging: (dev) => riscv_iommu_alloc_paging_domain(dev),
-      identityDomain: this.identityDomain,
-      blockedDomain: this.blockedDomain,
-      releaseDomain: this.blockedDomain,
-    };
-    this.ops = _merge(ops, this.features.map((f) => [f.name, f.ops ?? {}]), ["capable"]);
-  }
-}
-
-/**
- * Adds the features' ops to `base`. Ops in `orMerged` (predicates) may come from several
- * features and are OR-ed; any other op may be provided once, and never over a base op.
- */
-function _merge<T extends object>(
-  base: T,
-  extra: [string, Partial<T>][],
-  orMerged: string[],
-): T {
-  const out = { ...base } as Record<string, unknown>;
-  const preds = new Map<string, ((...a: unknown[]) => boolean)[]>();
-  const from = new Map<string, string>();
-  for (const [name, ops] of extra) {
-    for (const [key, fn] of Object.entries(ops)) {
-      if (fn === undefined) continue;
-      if (orMerged.includes(key)) {
-        preds.set(key, [...(preds.get(key) ?? []), fn as (...a: unknown[]) => boolean]);
-        continue;
-      }
-      if (key in out) {
-        const owner = from.get(key) ?? "the base driver";
-        throw new Errno("EINVAL", `Feature ${name} cannot replace ${key} of ${owner}`);
-      }
-      out[key] = fn;
-      from.set(key, `feature ${name}`);
-    }
-  }
-  for (const [key, fns] of preds) out[key] = (...a: unknown[]) => fns.some((fn) => fn(...a));
-  return out as T;
+export function riscv_iommu_ops(drv: RiscvIommuDriver): IommuOps {
+  return {
+    of_xlate: riscv_iommu_of_xlate,
+    identity_domain: drv.identity_domain,
+    blocked_domain: drv.blocked_domain,
+    release_domain: drv.blocked_domain,
+    domain_alloc_paging_flags: riscv_iommu_domain_alloc_paging_flags,
+    device_group: riscv_iommu_device_group,
+    probe_device: (dev) => riscv_iommu_probe_device(drv, dev),
+    release_device: riscv_iommu_release_device,
+  };
 }
 
 /*
@@ -1218,10 +1501,11 @@ function _merge<T extends object>(
  * PIV 2, PMIV 3, modulo the vectors available) and checks every vector read back is one the
  * glue provided.
  */
-function _init_check(iommu: RiscvIommuDevice): void {
+function riscv_iommu_init_check(iommu: RiscvIommuDevice): void {
   const ddtp = riscv_iommu_readq(iommu, RISCV_IOMMU_REG_DDTP);
   if (ddtp & RISCV_IOMMU_DDTP_BUSY) throw new Errno("EBUSY", "ddtp is busy");
   if (FIELD_GET(RISCV_IOMMU_DDTP_IOMMU_MODE, ddtp) > BigInt(RISCV_IOMMU_DDTP_IOMMU_MODE_BARE)) {
+    // DIVERGENCE: no kdump kernel here, so never riscv_iommu_disable() and carry on.
     throw new Errno("EBUSY", "The IOMMU is already translating");
   }
 
@@ -1245,44 +1529,6 @@ function _init_check(iommu: RiscvIommuDevice): void {
   for (let cause = 0; cause < 4; cause++) {
     if (riscv_iommu_queue_vec(iommu, cause) >= n) {
       throw new Errno("EINVAL", `icvec reads back vector ${riscv_iommu_queue_vec(iommu, cause)}`);
-    }
-  }
-}
-
-/** Sets up the features this IOMMU supports: their queue, then probe. */
-function _features_probe(iommu: RiscvIommuDevice): void {
-  for (const f of iommu.features) {
-    if (f.supported && !f.supported(iommu)) continue;
-    const fq = f.queue;
-    let queue: RiscvIommuQueue | null = null;
-    if (fq) {
-      queue = new RiscvIommuQueue(fq.qid, fq.qbr, fq.qcr, fq.log2sz, fq.entrySize);
-      riscv_iommu_queue_alloc(iommu, queue);
-      riscv_iommu_queue_enable(iommu, queue, (q) => fq.thread(iommu, q));
-      iommu.queues.set(fq.qid, queue);
-    }
-    try {
-      f.probe?.(iommu);
-    } catch (e) {
-      if (queue !== null) {
-        riscv_iommu_queue_disable(queue);
-        iommu.queues.delete(queue.qid);
-      }
-      throw e;
-    }
-    iommu.activeFeatures.push(f);
-  }
-}
-
-/** Undoes {@linkcode _features_probe}, last feature first. */
-function _features_remove(iommu: RiscvIommuDevice): void {
-  while (iommu.activeFeatures.length > 0) {
-    const f = iommu.activeFeatures.pop()!;
-    f.remove?.(iommu);
-    const queue = f.queue ? iommu.queues.get(f.queue.qid) : undefined;
-    if (queue !== undefined) {
-      riscv_iommu_queue_disable(queue);
-      iommu.queues.delete(queue.qid);
     }
   }
 }
@@ -1312,35 +1558,40 @@ export function riscv_iommu_init(iommu: RiscvIommuDevice): void {
   iommu.fltq.log2sz ||= Math.log2(RISCV_IOMMU_DEF_FQ_COUNT);
 
   try {
-    _init_check(iommu);
+    riscv_iommu_init_check(iommu);
   } catch (e) {
     throw dev_err_probe(iommu.dev, e, "unexpected device state");
   }
-  iommu._nl = (iommu.caps & RISCV_IOMMU_CAPABILITIES_NL) !== 0n;
-  iommu._napot = (iommu.caps & RISCV_IOMMU_CAPABILITIES_S) !== 0n;
+  const priv = riscv_iommu_priv(iommu);
+  priv.nl = (iommu.caps & RISCV_IOMMU_CAPABILITIES_NL) !== 0n;
+  priv.napot = (iommu.caps & RISCV_IOMMU_CAPABILITIES_S) !== 0n;
 
   riscv_iommu_iodir_alloc(iommu);
   riscv_iommu_queue_alloc(iommu, iommu.cmdq);
   riscv_iommu_queue_alloc(iommu, iommu.fltq);
-  riscv_iommu_queue_enable(iommu, iommu.cmdq, _cmdq_process);
+  riscv_iommu_queue_enable(iommu, iommu.cmdq, riscv_iommu_cmdq_process);
 
+  // DIVERGENCE: the series features are set up here, after the command and fault queues and
+  // before the directory is on, where a series patch adds its queue (the PQ) and probe.
   let directory = false;
   try {
-    riscv_iommu_queue_enable(iommu, iommu.fltq, _fltq_process);
-    _features_probe(iommu);
+    riscv_iommu_queue_enable(iommu, iommu.fltq, riscv_iommu_fltq_process);
+    iommu.driver.probeFeatures(iommu);
     riscv_iommu_iodir_set_mode(iommu, RISCV_IOMMU_DDTP_IOMMU_MODE_MAX);
     directory = true;
+    // DIVERGENCE: no iommu_device_sysfs_add() and no ACPI RIMT registration: the kernel here has
+    // neither sysfs nor ACPI.
     iommu.iommu.fwnode ??= iommu.dev.fwnode;
-    iommu.driver._instances.add(iommu);
+    _statics(iommu.driver).instances.add(iommu);
     try {
       iommu_device_register(iommu.iommu, iommu.driver.ops, iommu.dev);
     } catch (e) {
-      iommu.driver._instances.delete(iommu);
+      _statics(iommu.driver).instances.delete(iommu);
       throw dev_err_probe(iommu.dev, e, "cannot register iommu interface");
     }
   } catch (e) {
     if (directory) _iodir_off(iommu);
-    _features_remove(iommu);
+    iommu.driver.removeFeatures(iommu);
     riscv_iommu_queue_disable(iommu.fltq);
     riscv_iommu_queue_disable(iommu.cmdq);
     throw e;
@@ -1363,9 +1614,9 @@ function _iodir_off(iommu: RiscvIommuDevice): void {
  */
 export function riscv_iommu_remove(iommu: RiscvIommuDevice): void {
   iommu_device_unregister(iommu.iommu);
-  iommu.driver._instances.delete(iommu);
+  _statics(iommu.driver).instances.delete(iommu);
   _iodir_off(iommu);
-  _features_remove(iommu);
+  iommu.driver.removeFeatures(iommu);
   riscv_iommu_queue_disable(iommu.cmdq);
   riscv_iommu_queue_disable(iommu.fltq);
 }

@@ -3,6 +3,9 @@
  * packages: the device and queue structures and the MMIO accessors. Mirrors
  * drivers/iommu/riscv/iommu.h.
  *
+ * Upstream state tracked: iommu.h as merged for Linux v7.2 (unchanged in substance since the v10
+ * series merged for v6.13). Departures are marked where they are made (the README lists them).
+ *
  * @module
  */
 import {
@@ -27,8 +30,8 @@ import {
   RISCV_IOMMU_REG_FQCSR,
   RiscvIommuCommand,
 } from "./bits.ts";
+import type { RiscvIommuDriver } from "./driver.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
-import type { RiscvIommuDriver } from "./iommu.ts";
 
 /**
  * One hardware queue (command, fault or page-request). Mirrors struct riscv_iommu_queue.
@@ -52,14 +55,14 @@ export class RiscvIommuQueue {
 
   /**
    * Mirrors RISCV_IOMMU_QUEUE_INIT(): a queue with interrupt cause `qid`, base register `qbr`
-   * and CSR `qcr`, asking for `2^log2sz` entries of `entrySize` bytes.
+   * and CSR `qcr`, asking for `2^log2sz` entries of `entry_size` bytes.
    */
   constructor(
     readonly qid: number,
     readonly qbr: number,
     readonly qcr: number,
     public log2sz: number,
-    readonly entrySize: number,
+    readonly entry_size: number,
   ) {}
 }
 
@@ -79,7 +82,7 @@ export class RiscvIommuHandle extends IommuDevice {
  * not behind one (not probed, or probed by another driver).
  */
 export function dev_to_iommu(dev: Device): RiscvIommuDevice {
-  const handle = dev.iommu instanceof DevIommu ? dev.iommu.iommuDev : null;
+  const handle = dev.iommu instanceof DevIommu ? dev.iommu.iommu_dev : null;
   if (!(handle instanceof RiscvIommuHandle)) {
     throw new Errno("ENODEV", `${dev.name} is not behind a RISC-V IOMMU`);
   }
@@ -87,7 +90,33 @@ export function dev_to_iommu(dev: Device): RiscvIommuDevice {
 }
 
 /**
+ * What the core (`iommu.ts`) keeps per IOMMU besides struct riscv_iommu_device: scratch commands
+ * (Linux builds them on the stack; reusing them keeps the unmap path free of allocation) and the
+ * capability bits the invalidation path reads, as numbers. Reached with
+ * {@linkcode riscv_iommu_priv}; neither is part of the package's API.
+ */
+export class RiscvIommuPriv {
+  /** Scratch command of the invalidation paths. */
+  readonly cmd: RiscvIommuCommand = new RiscvIommuCommand();
+  /** Scratch IOFENCE.C of `riscv_iommu_cmd_sync()`. */
+  readonly fence: RiscvIommuCommand = new RiscvIommuCommand();
+  /** capabilities.NL. */
+  nl = false;
+  /** capabilities.S. */
+  napot = false;
+  /** Rate limit of the fault log (the one dev_warn_ratelimited() in riscv_iommu_fault() has). */
+  readonly fault_rs: RatelimitState = new RatelimitState("riscv_iommu_fault");
+  /** The probed devices by device ID (`riscv_iommu_get_device()`). */
+  readonly eps: Map<number, Device> = new Map();
+}
+
+let _priv: (iommu: RiscvIommuDevice) => RiscvIommuPriv;
+
+/**
  * One RISC-V IOMMU instance. Mirrors struct riscv_iommu_device.
+ *
+ * DIVERGENCE: besides Linux's fields it points at its driver instance and holds what the series
+ * features set up on it (`queues`, `feature_data`, `active_features`); see `driver.ts`.
  *
  * The bus glue creates it with the device, the mapped registers and the driver instance, fills
  * {@linkcode RiscvIommuDevice.caps}, {@linkcode RiscvIommuDevice.fctl},
@@ -121,23 +150,18 @@ export class RiscvIommuDevice {
   /** Queues the features asked for, by qid. */
   readonly queues: Map<number, RiscvIommuQueue> = new Map();
   /** Per-feature state on this IOMMU, by feature name (the features' own business). */
-  readonly featureData: Map<string, unknown> = new Map();
+  readonly feature_data: Map<string, unknown> = new Map();
   /** ddtp.iommu_mode in force. */
   ddt_mode = 0;
   /** Physical address of the DDT root page; -1 before `riscv_iommu_iodir_alloc()`. */
   ddt_phys: number = -1;
   /** Features running on this IOMMU (supported and probed), in probe order. */
-  readonly activeFeatures: RiscvIommuFeature[] = [];
-  /** Scratch command of the invalidation paths (reused, so they allocate nothing). */
-  readonly _cmd: RiscvIommuCommand = new RiscvIommuCommand();
-  /** Scratch IOFENCE.C of `riscv_iommu_cmd_sync()`. */
-  readonly _fence: RiscvIommuCommand = new RiscvIommuCommand();
-  /** capabilities.NL, cached by init for the unmap path (no bigint there). */
-  _nl = false;
-  /** capabilities.S, cached likewise. */
-  _napot = false;
-  /** Rate limit of the fault log (dev_warn_ratelimited() in riscv_iommu_fault()). */
-  readonly _faultRs: RatelimitState = new RatelimitState("riscv_iommu_fault");
+  readonly active_features: RiscvIommuFeature[] = [];
+  readonly #priv: RiscvIommuPriv = new RiscvIommuPriv();
+
+  static {
+    _priv = (iommu) => iommu.#priv;
+  }
 
   /** An instance of `driver` for `dev` with registers `reg`. */
   constructor(dev: Device, reg: IoMem, driver: RiscvIommuDriver) {
@@ -166,6 +190,11 @@ export class RiscvIommuDevice {
   }
 }
 
+/** The core's private state of `iommu` (see {@linkcode RiscvIommuPriv}). */
+export function riscv_iommu_priv(iommu: RiscvIommuDevice): RiscvIommuPriv {
+  return _priv(iommu);
+}
+
 /** Mirrors riscv_iommu_readl(). */
 export function riscv_iommu_readl(iommu: RiscvIommuDevice, addr: number): number {
   return readl(iommu.reg, addr);
@@ -190,6 +219,10 @@ export function riscv_iommu_writeq(iommu: RiscvIommuDevice, addr: number, val: b
  * read_poll_timeout_backoff() on the IOMMU's clock that returns the last value read on timeout
  * instead of throwing: the C macros set `val` either way and their callers test it, not the return
  * code.
+ *
+ * DIVERGENCE: Linux's readx_poll_timeout() spins with a fixed delay; in simulated time a delay
+ * doubling up to 1/1024 of the timeout sees a responsive device within twice its latency and a
+ * stalled one in about a thousand reads.
  */
 export function riscv_iommu_poll<T>(
   iommu: RiscvIommuDevice,

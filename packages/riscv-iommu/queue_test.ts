@@ -1,9 +1,10 @@
-// The command queue producer and IOFENCE.C sync, the CQ and FQ interrupt threads (spec
-// chapter 3), on the fake register file with interrupts delivered as simulated time passes.
+// The command queue producer and IOFENCE.C sync, the CQ and FQ interrupt threads (RISC-V IOMMU
+// spec v1.0, chapter 3 "In-memory queue interface"), on the fake register file with interrupts delivered as simulated time passes.
 import assert from "node:assert/strict";
 import { device_del } from "@iommu-lab/kernel";
 import {
   riscv_iommu_cmd_iodir_inval_ddt,
+  riscv_iommu_cmd_iodir_set_did,
   RISCV_IOMMU_CQCSR_CMD_TO,
   RISCV_IOMMU_CQCSR_CQMF,
   RISCV_IOMMU_REG_CQCSR,
@@ -74,7 +75,7 @@ Deno.test("queue_send() on a full queue waits for the hardware head, then goes o
   const cmd = new RiscvIommuCommand();
   for (let did = 1; did <= 5; did++) {
     riscv_iommu_cmd_iodir_inval_ddt(cmd);
-    cmd.dword0Hi = did << 8 | 2; // DID, DV
+    riscv_iommu_cmd_iodir_set_did(cmd, did);
     riscv_iommu_cmd_send(iommu, cmd);
   }
   assert.ok(sys.kernel.clock.now() >= sys.fake.stallUntil, "the 4th command waited");

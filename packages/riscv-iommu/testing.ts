@@ -45,12 +45,8 @@ import {
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
 import { iommu_subsys_init } from "@iommu-lab/iommu";
-import {
-  riscv_iommu_disable,
-  riscv_iommu_init,
-  riscv_iommu_remove,
-  RiscvIommuDriver,
-} from "./iommu.ts";
+import { RiscvIommuDriver } from "./driver.ts";
+import { riscv_iommu_disable, riscv_iommu_init, riscv_iommu_remove } from "./iommu.ts";
 import type { RiscvIommuFeature } from "./feature.ts";
 import { riscv_iommu_readl, riscv_iommu_readq, RiscvIommuDevice } from "./iommu_h.ts";
 
@@ -478,13 +474,45 @@ export function mmioTrace(accesses: readonly MmioAccess[]): string[] {
   );
 }
 
+/**
+ * The physical address of the device context of `devid`, found by walking the DDT as the
+ * hardware does (RISC-V IOMMU spec v1.0, §2.1 "Device-Directory-Table (DDT)"; spec numbers, not
+ * bits.ts): DDI widths 7/9/8 in the base format, 6/9/9 in the extended one (MSI_FLAT).
+ */
+export function dcAddress(sys: TestSystem, devid: number): number {
+  const ddtp = sys.fake.ddtp;
+  const mode = Number(ddtp & 15n);
+  const ext = (sys.fake.caps & 1n << 22n) !== 0n;
+  const split = ext ? [[0, 6], [6, 9], [15, 9]] : [[0, 7], [7, 9], [16, 8]];
+  let table = Number(ddtp >> 10n & (2n ** 44n - 1n)) * 4096;
+  for (let level = mode - 2; level > 0; level--) {
+    const [lsb, w] = split[level];
+    const ddte = sys.ram.read64(table + (devid >>> lsb & (2 ** w - 1)) * 8);
+    if (!(ddte & 1n)) throw new Errno("ENOENT", `DDT level ${level} of 0x${devid.toString(16)}`);
+    table = Number(ddte >> 10n & (2n ** 44n - 1n)) * 4096;
+  }
+  const size = ext ? 64 : 32;
+  return table + (devid & (2 ** split[0][1] - 1)) * size;
+}
+
+/**
+ * The device context of `devid` as doublewords: tc, iohgatp, ta, fsc, and in the extended format
+ * msiptp, msi_addr_mask, msi_addr_pattern.
+ */
+export function deviceContext(sys: TestSystem, devid: number): bigint[] {
+  const pa = dcAddress(sys, devid);
+  const n = (sys.fake.caps & 1n << 22n) !== 0n ? 7 : 4;
+  return Array.from({ length: n }, (_, i) => sys.ram.read64(pa + i * 8));
+}
+
 /** Decodes a command from the spec's bit positions (not bits.ts). */
 function _decode(d0: bigint, d1: bigint): string {
   const op = Number(d0 & 0x7fn);
   const func = Number(d0 >> 7n & 7n);
   const hex = (v: bigint) => "0x" + v.toString(16);
-  if (op === 1 && func === 0) {
-    const parts = ["IOTINVAL.VMA"];
+  // IOTINVAL.GVMA with PSCV is illegal.
+  if (op === 1 && (func === 0 || (func === 1 && !(d0 >> 32n & 1n)))) {
+    const parts = [func === 0 ? "IOTINVAL.VMA" : "IOTINVAL.GVMA"];
     if (d0 >> 33n & 1n) parts.push(`gscid=${d0 >> 44n & 0xffffn}`);
     if (d0 >> 32n & 1n) parts.push(`pscid=${d0 >> 12n & 0xfffffn}`);
     if (d0 >> 10n & 1n) {
@@ -511,6 +539,26 @@ function _decode(d0: bigint, d1: bigint): string {
   }
   if (op === 3 && func === 0) {
     return d0 >> 33n & 1n ? `IODIR.INVAL_DDT did=${hex(d0 >> 40n)}` : "IODIR.INVAL_DDT";
+  }
+  if (op === 3 && func === 1 && d0 >> 33n & 1n) {
+    return `IODIR.INVAL_PDT did=${hex(d0 >> 40n)} pid=${hex(d0 >> 12n & 0xfffffn)}`;
+  }
+  if (op === 4 && func === 0) {
+    const parts = [`ATS.INVAL rid=${hex(d0 >> 40n & 0xffffn)}`];
+    if (d0 >> 33n & 1n && d0 >> 56n) parts.push(`dseg=${hex(d0 >> 56n)}`);
+    if (d0 >> 32n & 1n) parts.push(`pid=${hex(d0 >> 12n & 0xfffffn)}`);
+    // PCIe ATS payload: S (bit 11) set means the lowest clear address bit above it, at B, makes
+    // the range 2^(B+1) bytes; all address bits but the top one set is the whole space.
+    let size = 4096n;
+    if (d1 >> 11n & 1n) {
+      let b = 12n;
+      while (b < 63n && d1 >> b & 1n) b++;
+      size = 2n ** (b + 1n);
+    }
+    if (size >= 2n ** 64n) parts.push("all");
+    else parts.push(`range=${hex(d1 & ~(size - 1n) & ~0xfffn)}+${hex(size)}`);
+    if (d1 & 1n) parts.push("g");
+    return parts.join(" ");
   }
   if (op === 4 && func === 1) return `ATS.PRGR ${hex(d0)} ${hex(d1)}`;
   return `illegal ${hex(d0)} ${hex(d1)}`;

@@ -47,14 +47,14 @@ export function* run(): Generator<BenchLine> {
     let coldMs = 0;
     for (let r = 0; r < ROUNDS; r++) {
       let t = performance.now();
-      for (let i = 0; i < PAGES; i++) pt.mapPages(base + i * 4096, pa + i * 4096, 4096, 1, RW);
+      for (let i = 0; i < PAGES; i++) pt.map_pages(base + i * 4096, pa + i * 4096, 4096, 1, RW);
       const ms = performance.now() - t;
       // The first round also allocates the 513 tables; later ones reuse them.
       if (r === 0) coldMs = ms;
       mapMs = Math.min(mapMs, ms);
       t = performance.now();
       for (let i = 0; i < PAGES; i++) {
-        pt.unmapPages(base + i * 4096, 4096, 1, gather);
+        pt.unmap_pages(base + i * 4096, 4096, 1, gather);
         gather.reset();
       }
       unmapMs = Math.min(unmapMs, performance.now() - t);
