@@ -160,7 +160,7 @@ import {
   riscv_iommu_writel,
   riscv_iommu_writeq,
   type RiscvIommuDevice,
-  RiscvIommuQueue,
+  type RiscvIommuQueue,
 } from "./iommu_h.ts";
 
 /** Timeout of a queue CSR enable/disable handshake, in µs. */
