@@ -7,7 +7,7 @@
  *
  * Prints one JSON line per figure, the best of several rounds (more for the short 2 MiB scan)
  * so the JIT has warmed up.
- * Usage: `deno run -A tools/bench/dirty.ts`.
+ * Usage: `deno run -A tools/bench/dirty.ts` (`--help`).
  *
  * @module
  */
@@ -22,6 +22,8 @@ import {
   iova_bitmap_alloc,
 } from "@iommu-lab/iommu";
 import { TestTableAllocator } from "@iommu-lab/generic-pt/testing";
+import { runTool } from "../cli.ts";
+import { benchCli, type BenchLine, benchLine } from "./_report.ts";
 
 const DRAM = 0x8000_0000;
 const GIB = 2 ** 30;
@@ -42,7 +44,7 @@ function pteOf(mem: PhysicalMemory, pt: PtIommu, root: number, pfn: number): num
   throw new Error("unreachable");
 }
 
-function run1(name: string, leaf: number, rounds: number): void {
+function* run1(name: string, leaf: number, rounds: number): Generator<BenchLine> {
   const mem = new PhysicalMemory();
   mem.addRam(DRAM, 64 * GIB);
   const alloc = new TestTableAllocator(mem, DRAM, 256 * 2 ** 20);
@@ -90,24 +92,38 @@ function run1(name: string, leaf: number, rounds: number): void {
     pt.read_and_clear_dirty(IOVA, SIZE, 0, dirty);
     clean = Math.min(clean, performance.now() - t);
   }
-  console.log(JSON.stringify({
-    bench: name,
-    vaBits: 50,
-    bytes: SIZE,
-    ptes: leaves,
-    dirty_ptes: dirtyLeaves,
-    ms: Number(best.toFixed(3)),
-    ns_per_pte: Number((best * 1e6 / leaves).toFixed(2)),
-    clean_ms: Number(clean.toFixed(3)),
-    clean_ns_per_pte: Number((clean * 1e6 / leaves).toFixed(2)),
-  }));
   pt.deinit();
+  const fields = { vaBits: 50, bytes: SIZE, ptes: leaves, dirty_ptes: dirtyLeaves };
+  const target = leaf === 4096 ? "< 500" : "< 10";
+  yield benchLine("dirty", `${name}_ms`, Number(best.toFixed(3)), "ms", { ...fields, target });
+  yield benchLine(
+    "dirty",
+    `${name}_per_pte`,
+    Number((best * 1e6 / leaves).toFixed(2)),
+    "ns",
+    fields,
+  );
+  yield benchLine("dirty", `${name}_clean_ms`, Number(clean.toFixed(3)), "ms", fields);
+  yield benchLine(
+    "dirty",
+    `${name}_clean_per_pte`,
+    Number((clean * 1e6 / leaves).toFixed(2)),
+    "ns",
+    fields,
+  );
 }
 
-/** Runs the benchmarks and prints their figures. */
-export function run(): void {
-  run1("pt_read_and_clear_dirty_4k", 4096, 5);
-  run1("pt_read_and_clear_dirty_2m", 2 ** 21, 50);
+/** Runs the benchmarks, yielding their figures. */
+export function* run(): Generator<BenchLine> {
+  yield* run1("read_and_clear_4k", 4096, 5);
+  yield* run1("read_and_clear_2m", 2 ** 21, 50);
 }
 
-if (import.meta.main) run();
+/** The command line. */
+export const cli = benchCli(
+  "dirty",
+  "Speed of generic-pt's read_and_clear_dirty over 16 GiB, 1% dirty.",
+  run,
+);
+
+if (import.meta.main) await runTool("dirty", Deno.args, cli);
