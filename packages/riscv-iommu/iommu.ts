@@ -44,6 +44,7 @@ import {
   kmalloc,
   local_irq_restore,
   local_irq_save,
+  type PhysMem,
   pr_warn,
   request_threaded_irq,
 } from "@iommu-lab/kernel";
@@ -1053,10 +1054,17 @@ function _iodir_inval(iommu: RiscvIommuDevice, dev: Device, devid: number, dc: n
  * phases. Valid contexts are first invalidated (V cleared, IODIR.INVAL_DDT + IOTINVAL,
  * IOFENCE.C); then the fields that change are written (`iohgatp`, `fsc`, `ta`, and in the
  * extended format `msiptp`, `msi_addr_mask`, `msi_addr_pattern`) and `tc` last, followed by
- * IODIR.INVAL_DDT + IOTINVAL per context and one IOFENCE.C.
+ * IODIR.INVAL_DDT + IOTINVAL per context and one IOFENCE.C. A valid context that stays valid
+ * with only `tc` bits changing skips the first phase: `tc` is rewritten in place.
  *
  * DIVERGENCE: Linux's takes `fsc` and `ta` and keeps the rest of `tc`; the whole context here,
  * composed from the device's template, so what features set survives every attach.
+ *
+ * DIVERGENCE: the in-place `tc` update is not upstream (where every update clears V first). One
+ * 64-bit store changes `tc` atomically, and until the IODIR.INVAL_DDT the IOMMU may use the old or
+ * the new context (RISC-V IOMMU spec v1.0, §6.3.1 "Changing device directory table entry"), both
+ * complete; clearing V would instead fault the device's DMA in flight (cause 258), which a feature
+ * toggling a tc flag under a running device (GADE for dirty tracking) must not do.
  */
 export function riscv_iommu_iodir_update(
   iommu: RiscvIommuDevice,
@@ -1071,6 +1079,9 @@ export function riscv_iommu_iodir_update(
     const dc = riscv_iommu_get_dc(iommu, id);
     const tc = mem.read64(dc + riscv_iommu_dc.tc);
     if ((tc & RISCV_IOMMU_DC_TC_V) === 0n) continue;
+    if ((new_dc.tc & RISCV_IOMMU_DC_TC_V) !== 0n && _dc_same_but_tc(mem, dc, new_dc, extended)) {
+      continue;
+    }
     mem.write64(dc + riscv_iommu_dc.tc, tc & ~RISCV_IOMMU_DC_TC_V);
     _iodir_inval(iommu, dev, id, dc);
     sync = true;
@@ -1095,6 +1106,23 @@ export function riscv_iommu_iodir_update(
     _iodir_inval(iommu, dev, id, dc);
   }
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+}
+
+/** Whether the device context at `dc` already holds every field of `new_dc` but `tc`. */
+function _dc_same_but_tc(
+  mem: PhysMem,
+  dc: number,
+  new_dc: RiscvIommuDc,
+  extended: boolean,
+): boolean {
+  return mem.read64(dc + riscv_iommu_dc.iohgatp) === new_dc.iohgatp &&
+    mem.read64(dc + riscv_iommu_dc.fsc) === new_dc.fsc &&
+    mem.read64(dc + riscv_iommu_dc.ta) === new_dc.ta &&
+    (!extended || (
+      mem.read64(dc + riscv_iommu_dc.msiptp) === new_dc.msiptp &&
+      mem.read64(dc + riscv_iommu_dc.msi_addr_mask) === new_dc.msi_addr_mask &&
+      mem.read64(dc + riscv_iommu_dc.msi_addr_pattern) === new_dc.msi_addr_pattern
+    ));
 }
 
 /** Mirrors RISCV_IOMMU_FSC_BARE: fsc.MODE Bare, no first stage. */

@@ -20,7 +20,11 @@ import {
   type IommuDirtyOps,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuFeature } from "./feature.ts";
-import { riscv_iommu_alloc_paging_domain } from "./internal.ts";
+import {
+  riscv_iommu_alloc_paging_domain,
+  riscv_iommu_iodir_update,
+  RiscvIommuDc,
+} from "./internal.ts";
 import { type RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
   dcAddress,
@@ -46,6 +50,20 @@ function commandsOf(sys: TestSystem, fn: () => void): string[] {
   sys.fake.commands.length = 0;
   fn();
   return sys.fake.commands.map((c) => c.text);
+}
+
+/** Records the driver's writes to the base-format device context of `devid`, as `"tc=1"`. */
+function dcWrites(sys: TestSystem, devid: number): string[] {
+  const base = dcAddress(sys, devid);
+  const writes: string[] = [];
+  const write64 = sys.ram.write64.bind(sys.ram);
+  sys.ram.write64 = (pa, v) => {
+    if (pa >= base && pa < base + 32) {
+      writes.push(`${["tc", "iohgatp", "ta", "fsc"][(pa - base) / 8]}=${v.toString(16)}`);
+    }
+    write64(pa, v);
+  };
+  return writes;
 }
 
 /** A system with one endpoint (ID 5) in its default DMA domain and a second-stage domain on it. */
@@ -104,15 +122,7 @@ Deno.test("NEST_PARENT allocates an iohgatp domain: the widest x4 mode, a GSCID,
 
 Deno.test("second-stage attach: the exact MMIO and command sequence, iohgatp written with fsc Bare", () => {
   const { sys, ep, dma, s2 } = withS2();
-  const base = dcAddress(sys, 5);
-  const writes: string[] = [];
-  const write64 = sys.ram.write64.bind(sys.ram);
-  sys.ram.write64 = (pa, v) => {
-    if (pa >= base && pa < base + 32) {
-      writes.push(`${["tc", "iohgatp", "ta", "fsc"][(pa - base) / 8]}=${v.toString(16)}`);
-    }
-    write64(pa, v);
-  };
+  const writes = dcWrites(sys, 5);
   const t0 = sys.iommu!.cmdq.tail;
   sys.rec.clear();
   const cmds = commandsOf(sys, () => iommu_attach_device(s2, ep));
@@ -159,6 +169,34 @@ Deno.test("second-stage attach: the exact MMIO and command sequence, iohgatp wri
     "IOTINVAL.GVMA gscid=1",
     "IOFENCE.C pr pw",
   ]);
+  iommu_domain_free(s2);
+});
+
+Deno.test("a context changing only tc bits stays valid: tc rewritten in place, one invalidation", () => {
+  const { sys, ep, s2 } = withS2({ caps: FAKE_IOMMU_CAPS | X4 | AMO_HWAD });
+  iommu_attach_device(s2, ep);
+  const [tc, iohgatp, ta, fsc] = deviceContext(sys, 5);
+  const writes = dcWrites(sys, 5);
+  const dc = new RiscvIommuDc();
+  Object.assign(dc, { tc: tc | GADE, iohgatp, ta, fsc });
+  const cmds = commandsOf(sys, () => riscv_iommu_iodir_update(sys.iommu!, ep, dc));
+  // One store: V never reads clear, so a device's DMA in flight does not fault.
+  assert.deepEqual(writes, [`tc=${(tc | GADE).toString(16)}`]);
+  assert.deepEqual(cmds, [
+    "IODIR.INVAL_DDT did=0x5",
+    "IOTINVAL.VMA gscid=1",
+    "IOTINVAL.GVMA gscid=1",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(deviceContext(sys, 5), [tc | GADE, iohgatp, ta, fsc]);
+  // Any other field changing still takes both phases.
+  writes.length = 0;
+  Object.assign(dc, { tc, ta: ta | 1n << 12n });
+  commandsOf(sys, () => riscv_iommu_iodir_update(sys.iommu!, ep, dc));
+  assert.deepEqual(writes, ["tc=80", "ta=1000", `tc=${tc.toString(16)}`], "V cleared first");
+  dc.ta = ta;
+  riscv_iommu_iodir_update(sys.iommu!, ep, dc);
+  iommu_detach_device(s2, ep);
   iommu_domain_free(s2);
 });
 
