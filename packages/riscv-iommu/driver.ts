@@ -32,6 +32,7 @@ import {
   riscv_iommu_queue_alloc,
   riscv_iommu_queue_disable,
   riscv_iommu_queue_enable,
+  type RiscvIommuDomain,
   type RiscvIommuInfo,
 } from "./iommu.ts";
 import { dev_to_iommu, type RiscvIommuDevice, RiscvIommuQueue } from "./iommu_h.ts";
@@ -233,8 +234,8 @@ function _check_routes(features: readonly RiscvIommuFeature[]): void {
 
 /**
  * domain_alloc_paging_flags of a driver instance: the feature active on the device's IOMMU that
- * owns a flag in `flags` allocates (it may delegate to `riscv_iommu_alloc_paging_domain()`);
- * without one, the base driver. EOPNOTSUPP for flags neither it nor the base handles, for flags
+ * owns a flag in `flags` allocates (it may delegate to `riscv_iommu_alloc_paging_domain()`), and
+ * the domain remembers it (`feature`, for its `attachDev`); without one, the base driver. EOPNOTSUPP for flags neither it nor the base handles, for flags
  * of two features at once, and for user data nobody takes.
  */
 function _route_alloc(
@@ -255,7 +256,9 @@ function _route_alloc(
   if (flags & ~(owner.allocFlags! | RISCV_IOMMU_ALLOC_FLAGS)) {
     throw new Errno("EOPNOTSUPP", `${dev.name}: allocation flags 0x${flags.toString(16)}`);
   }
-  return owner.ops!.domain_alloc_paging_flags!(dev, flags, user_data);
+  const domain = owner.ops!.domain_alloc_paging_flags!(dev, flags, user_data) as RiscvIommuDomain;
+  domain.feature = owner;
+  return domain;
 }
 
 /**

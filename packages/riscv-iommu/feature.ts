@@ -36,6 +36,9 @@
  *   IOTINVAL commands (ATS.INVAL for a device with ATS enabled);
  * - `iodirInval(iommu, dev, devid)` — after each device context's IODIR.INVAL_DDT and IOTINVAL.
  *
+ * Before a paging domain the feature allocated is attached to a device (behind any IOMMU of the
+ * driver instance): `attachDev(domain, dev, iommu)`, which may refuse it.
+ *
  * And, for the whole driver instance (its `iommu_ops` are shared by every IOMMU it drives):
  *
  * - `ops` — extra `iommu_ops` (`page_response`, `capable`, ...). A feature may not replace an op
@@ -113,6 +116,13 @@ export interface RiscvIommuFeature {
    * `dev` (every attach), before the IOFENCE.C: the feature's own commands for the device.
    */
   iodirInval?(iommu: RiscvIommuDevice, dev: Device, devid: number): void;
+  /**
+   * Runs before a paging domain this feature allocated (through its routed
+   * `domain_alloc_paging_flags`) is attached to `dev` behind `iommu` — an IOMMU the feature may
+   * not run on. Throw an Errno to refuse the attach (nothing has changed yet), as Linux drivers
+   * refuse a dirty-tracking domain to a device whose IOMMU cannot track (EINVAL).
+   */
+  attachDev?(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void;
   /**
    * Extra `iommu_ops` of the driver instance. `domain_alloc_paging_flags` and `hw_info` are not
    * merged but routed: declare what they handle in {@linkcode allocFlags} and

@@ -1,7 +1,7 @@
 // The prerequisite hooks the series packages stand on, each exercised by a small test feature
 // that uses it the way its series will (per-device hooks are in feature_test.ts).
 import assert from "node:assert/strict";
-import { type Device, device_del } from "@iommu-lab/kernel";
+import { type Device, device_del, Errno } from "@iommu-lab/kernel";
 import {
   dev_iommu_ops,
   dev_iommu_priv_get,
@@ -375,6 +375,47 @@ Deno.test("routed ops: allocation flags and hw_info types go to the feature that
   assert.deepEqual(ops.hw_info!(ep, 0x10).data, new Uint8Array([0x10]));
   assert.throws(() => ops.hw_info!(ep, 0x30), { code: "EOPNOTSUPP" });
   assert.equal(seen.length, 1);
+});
+
+Deno.test("attachDev: the allocating feature may refuse an attach of its domain before anything changes", () => {
+  const seen: string[] = [];
+  const { dirty } = routedFeatures(seen);
+  const refusing: RiscvIommuFeature = {
+    ...dirty,
+    attachDev(domain, dev, iommu) {
+      seen.push(`${dev.name} on ${iommu.dev.name}: own domain ${domain.feature === refusing}`);
+      if (dev.name === "ep1") throw new Errno("EINVAL", "cannot track");
+    },
+  };
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS | AMO_HWAD, features: [refusing] });
+  const ep0 = sys.addEndpoint("ep0", 1);
+  const ep1 = sys.addEndpoint("ep1", 2);
+  const tracked = iommu_paging_domain_alloc_flags(ep0, IOMMU_HWPT_ALLOC_DIRTY_TRACKING);
+  assert.equal((tracked as RiscvIommuDomain).feature, refusing);
+  iommu_attach_device(tracked, ep0);
+  const dc = deviceContext(sys, 2);
+  const objects = sys.kernel.slab.allocatedObjects;
+  const cmds = commandsOf(
+    sys,
+    () => assert.throws(() => iommu_attach_device(tracked, ep1), { code: "EINVAL" }),
+  );
+  assert.deepEqual(cmds, [], "no invalidation: the context was never touched");
+  assert.deepEqual(deviceContext(sys, 2), dc);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects, "no bond");
+  assert.deepEqual((tracked as RiscvIommuDomain).bonds.map((b) => b.dev), [ep0]);
+  assert.deepEqual(seen, [
+    "dirty alloc 0x2 data -",
+    "ep0 on 3010000.iommu: own domain true",
+    "ep1 on 3010000.iommu: own domain true",
+  ]);
+  // The base driver's domains ask nobody.
+  const plain = iommu_paging_domain_alloc(ep1);
+  iommu_attach_device(plain, ep1);
+  assert.equal(seen.length, 3);
+  iommu_detach_device(plain, ep1);
+  iommu_domain_free(plain);
+  iommu_detach_device(tracked, ep0);
+  iommu_domain_free(tracked);
 });
 
 Deno.test("routed ops: a feature skipped on an IOMMU owns nothing there (EOPNOTSUPP)", () => {

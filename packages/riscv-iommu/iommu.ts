@@ -150,6 +150,7 @@ import {
   type RiscvIommuCommand,
 } from "./bits.ts";
 import type { RiscvIommuDriver } from "./driver.ts";
+import type { RiscvIommuFeature } from "./feature.ts";
 import {
   dev_to_iommu,
   riscv_iommu_poll,
@@ -830,6 +831,8 @@ export class RiscvIommuDomain extends IommuDomain {
   pt!: PtIommu;
   /** DC.tc bits every device attached to the domain gets (a feature's: GADE, SADE). */
   dc_tc = 0n;
+  /** The feature whose `domain_alloc_paging_flags` allocated the domain; null for the base's. */
+  feature: RiscvIommuFeature | null = null;
 
   /**
    * Use `riscv_iommu_alloc_paging_domain()`. `second_stage`: an iohgatp domain (its IOVAs are
@@ -1183,12 +1186,13 @@ function riscv_iommu_pt_supported(iommu: RiscvIommuDevice, mode: number): boolea
  * concurrent invalidations reach its IOMMU), rewrites its device contexts, then unlinks it from
  * the old paging domain. A first-stage domain goes in `fsc` (iosatp) with its PSCID in `ta`; a
  * second-stage one in `iohgatp` (mode, GSCID, root PPN) with `fsc` Bare. ENODEV when its IOMMU
- * cannot walk the domain's table format.
+ * cannot walk the domain's table format; whatever the allocating feature's `attachDev` throws.
  */
 function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device): void {
   const domain = iommu_domain as RiscvIommuDomain;
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  domain.feature?.attachDev?.(domain, dev, iommu);
   const hw = domain.pt.hwInfo();
   const tc = RISCV_IOMMU_DC_TC_V | domain.dc_tc;
   let dc: RiscvIommuDc;
