@@ -33,7 +33,16 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   "generic-pt": ["kernel", "iommu"],
   "riscv-iommu": ["kernel", "iommu", "generic-pt"],
   "riscv-iommu-probe": ["kernel", "iommu", "riscv-iommu"],
-  "machine": ["hw", "kernel", "iommu", "generic-pt", "riscv-iommu", "riscv-iommu-probe"],
+  "riscv-iommu-dirty": ["kernel", "iommu", "generic-pt", "riscv-iommu"],
+  "machine": [
+    "hw",
+    "kernel",
+    "iommu",
+    "generic-pt",
+    "riscv-iommu",
+    "riscv-iommu-probe",
+    "riscv-iommu-dirty",
+  ],
 };
 
 /** One tier of the silicon: files (relative to packages/hw; `dir/*` for a folder). */

@@ -30,7 +30,7 @@ import {
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import { type DmaChan, Machine, type MachineOptions, riscvIommu } from "@iommu-lab/machine";
-import { dirty, dirtyPart } from "./mod.ts";
+import { dirty, dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const K4 = 0x1000;
