@@ -28,6 +28,7 @@ Deno.test("errno: names carry the numbers of asm-generic/errno-base.h, errno.h a
     ENODATA: 61,
     EOVERFLOW: 75,
     EILSEQ: 84,
+    EMSGSIZE: 90,
     EOPNOTSUPP: 95,
     EADDRINUSE: 98,
     ETIMEDOUT: 110,

@@ -313,6 +313,28 @@ export {
   PAGE_SIZE,
   PageAllocator,
 } from "./page_alloc.ts";
+export {
+  clear_user,
+  copy_from_user,
+  copy_to_user,
+  Folio,
+  FOLL_WRITE,
+  HPAGE_PMD_SIZE,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_HUGETLB,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  mmput,
+  MmStruct,
+  pin_user_pages,
+  PROT_READ,
+  PROT_WRITE,
+  unpin_user_pages,
+  vm_mmap,
+  vm_munmap,
+} from "./mm.ts";
 export type { PhysMem } from "./phys.ts";
 export {
   __ratelimit,
