@@ -461,6 +461,10 @@ export class IommuGroup {
   domain: IommuDomain | null = null;
   /** The group's driver data (iommu_group_get_iommudata()). */
   iommu_data: unknown = null;
+  /** Who claimed DMA ownership of the group (iommufd's context), or null. */
+  owner: unknown = null;
+  /** Claims of {@linkcode IommuGroup.owner} (devices of the group bound to it). */
+  owner_cnt = 0;
 
   /** Use {@linkcode iommu_group_alloc}. */
   constructor(readonly core: IommuCore, id: number) {
@@ -939,9 +943,12 @@ function _singleDeviceGroup(dev: Device): IommuGroup {
   return group;
 }
 
-/** Mirrors __iommu_group_set_core_domain(): back to the default domain, else blocking. */
+/**
+ * Mirrors __iommu_group_set_core_domain(): back to the blocking domain while a user owns the
+ * group's DMA, else to the default domain (blocking when there is none).
+ */
 function __iommu_group_set_core_domain(group: IommuGroup): void {
-  let dom = group.default_domain;
+  let dom = group.owner === null ? group.default_domain : null;
   if (dom === null) {
     if (group.blocking_domain === null) {
       group.blocking_domain = __iommu_group_alloc_blocking_domain(group);
@@ -985,6 +992,69 @@ export function iommu_group_replace_domain(group: IommuGroup, domain: IommuDomai
   if (group.devices.length === 0) throw new Errno("ENODEV", `iommu group ${group.id} is empty`);
   _checkCompatible(domain, group);
   __iommu_group_set_domain(group, domain);
+}
+
+/**
+ * Mirrors iommu_device_claim_dma_owner(): gives `owner` (a user such as iommufd) the DMA of the
+ * group of `dev`, whose devices then sit in the blocking domain until the owner attaches its own
+ * domains. Devices of one group may be claimed by the same owner again (counted).
+ *
+ * Errors: ENODEV without a group; EPERM when another owner holds the group, or a device of the
+ * group has a kernel driver bound; EBUSY when a domain other than the default one is attached;
+ * whatever allocating or attaching the blocking domain throws.
+ *
+ * DIVERGENCE: the driver core does not count DMA API users (iommu_device_use_default_domain()),
+ * so a group with a bound driver is refused here as Linux refuses it through that count.
+ */
+export function iommu_device_claim_dma_owner(dev: Device, owner: object): void {
+  const group = iommu_group_get(dev);
+  if (group === null) throw new Errno("ENODEV", `${dev.name} is not in an iommu group`);
+  if (group.owner_cnt !== 0) {
+    if (group.owner !== owner) {
+      throw new Errno("EPERM", `iommu group ${group.id} is owned by another user`);
+    }
+    group.owner_cnt++;
+    return;
+  }
+  if (group.devices.some((d) => d.driver !== null)) {
+    throw new Errno("EPERM", `iommu group ${group.id} has a device with a kernel driver`);
+  }
+  // Mirrors __iommu_take_dma_ownership().
+  if (group.domain !== null && group.domain !== group.default_domain) {
+    throw new Errno("EBUSY", `iommu group ${group.id} is not in its default domain`);
+  }
+  if (group.blocking_domain === null) {
+    group.blocking_domain = __iommu_group_alloc_blocking_domain(group);
+  }
+  __iommu_group_set_domain(group, group.blocking_domain);
+  group.owner = owner;
+  group.owner_cnt = 1;
+}
+
+/**
+ * Mirrors iommu_device_release_dma_owner(): drops one claim; the last one gives the group back
+ * to its default domain and the DMA API (if the driver cannot attach it, the group stays blocked
+ * and dmesg says so). EINVAL when the group is not owned (Linux WARNs).
+ */
+export function iommu_device_release_dma_owner(dev: Device): void {
+  const group = iommu_group_get(dev);
+  if (group === null || group.owner_cnt === 0) {
+    throw new Errno("EINVAL", `${dev.name}: DMA ownership is not claimed`);
+  }
+  if (group.owner_cnt > 1) {
+    group.owner_cnt--;
+    return;
+  }
+  // Mirrors __iommu_release_dma_ownership() and its __iommu_group_set_domain_nofail(): a driver
+  // failing to attach the default domain leaves the group blocked, with a warning.
+  group.owner_cnt = 0;
+  group.owner = null;
+  try {
+    __iommu_group_set_core_domain(group);
+  } catch (e) {
+    if (!(e instanceof Errno)) throw e;
+    dev_warn(dev, `Failed to attach the default domain: ${-e.errno}`);
+  }
 }
 
 /** Mirrors iommu_get_domain_for_dev(): the domain `dev` is attached to, or null. */

@@ -27,7 +27,9 @@ import {
   IOMMU_CAP_DIRTY_TRACKING,
   iommu_detach_device,
   iommu_detach_group,
+  iommu_device_claim_dma_owner,
   iommu_device_register,
+  iommu_device_release_dma_owner,
   iommu_device_unregister,
   IOMMU_DOMAIN_BLOCKED,
   IOMMU_DOMAIN_DMA,
@@ -354,6 +356,48 @@ Deno.test("iommu_attach_device() and iommu_detach_device() switch to and from an
   same(iommu_get_domain_for_dev(dev), def);
   same(sys.drv.attached.get(dev), def);
   iommu_domain_free(domain);
+});
+
+Deno.test("iommu_device_claim_dma_owner() blocks DMA until the owner attaches; release restores the default domain", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const def = iommu_get_dma_domain(dev)!;
+  const ictx = {};
+  iommu_device_claim_dma_owner(dev, ictx);
+  const group = iommu_group_get(dev)!;
+  same(group.owner, ictx);
+  same(iommu_get_domain_for_dev(dev), sys.drv.ops.blocked_domain);
+  iommu_device_claim_dma_owner(dev, ictx); // the same owner again is counted
+  assert.equal(group.owner_cnt, 2);
+  assert.throws(() => iommu_device_claim_dma_owner(dev, {}), errno("EPERM"));
+  const domain = iommu_paging_domain_alloc(dev);
+  iommu_attach_group(domain, group);
+  same(sys.drv.attached.get(dev), domain);
+  iommu_detach_group(domain, group); // an owned group goes back to blocking, not to DMA
+  same(iommu_get_domain_for_dev(dev), sys.drv.ops.blocked_domain);
+  iommu_device_release_dma_owner(dev);
+  same(iommu_get_domain_for_dev(dev), sys.drv.ops.blocked_domain);
+  iommu_device_release_dma_owner(dev);
+  same(iommu_get_domain_for_dev(dev), def);
+  assert.equal(group.owner, null);
+  assert.throws(() => iommu_device_release_dma_owner(dev), errno("EINVAL"));
+  iommu_domain_free(domain);
+});
+
+Deno.test("iommu_device_claim_dma_owner(): EBUSY outside the default domain, EPERM with a bound driver, ENODEV without a group", () => {
+  const sys = mockSystem();
+  const dev = sys.addDevice("dev0", 1);
+  const domain = iommu_paging_domain_alloc(dev);
+  iommu_attach_device(domain, dev);
+  assert.throws(() => iommu_device_claim_dma_owner(dev, {}), errno("EBUSY"));
+  iommu_detach_device(domain, dev);
+  iommu_domain_free(domain);
+  driver_register(sys.bus, { name: "dev", probe() {} });
+  assert.equal(dev.state, "bound");
+  assert.throws(() => iommu_device_claim_dma_owner(dev, {}), errno("EPERM"));
+  assert.equal(iommu_group_get(dev)!.owner_cnt, 0);
+  const stray = new Device(sys.kernel, { name: "stray" });
+  assert.throws(() => iommu_device_claim_dma_owner(stray, {}), errno("ENODEV"));
 });
 
 Deno.test("iommu_attach_device() while another unmanaged domain is attached fails with EBUSY", () => {
