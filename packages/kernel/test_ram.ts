@@ -117,17 +117,29 @@ export class TestRam implements PhysMem {
     }
   }
 
-  /** Copies bytes in. */
+  /** Copies bytes in, a frame at a time. */
   writeBytes(pa: number, data: Uint8Array): void {
-    for (let i = 0; i < data.length; i++) {
-      const f = this.#frame(pa + i, true);
-      if (f === undefined) break;
-      f.setUint8((pa + i) & 0xfff, data[i]);
+    let done = 0;
+    while (done < data.length) {
+      const a = pa + done;
+      const n = Math.min(data.length - done, 4096 - (a & 0xfff));
+      const f = this.#frame(a, true);
+      if (f === undefined) return;
+      new Uint8Array(f.buffer, a & 0xfff, n).set(data.subarray(done, done + n));
+      done += n;
     }
   }
 
-  /** Fills bytes. */
+  /** Fills bytes, a frame at a time; zeroing a frame never written allocates nothing. */
   fill(pa: number, len: number, byte = 0): void {
-    this.writeBytes(pa, new Uint8Array(len).fill(byte));
+    let done = 0;
+    while (done < len) {
+      const a = pa + done;
+      const n = Math.min(len - done, 4096 - (a & 0xfff));
+      const f = this.#frame(a, byte !== 0);
+      if (this.fault !== 0) return;
+      if (f !== undefined) new Uint8Array(f.buffer, a & 0xfff, n).fill(byte);
+      done += n;
+    }
   }
 }
