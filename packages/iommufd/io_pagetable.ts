@@ -246,7 +246,7 @@ function iopt_check_iova(iopt: IoPagetable, iova: number, length: number): void 
     throw new Errno("EINVAL", `IOVA 0x${iova.toString(16)} is not ${iopt.iova_alignment} aligned`);
   }
   const last = iova + length - 1;
-  if (last >= ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
+  if (last > ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
   if (_first(iopt.reserved, iova, last)) throw new Errno("EINVAL", "IOVA range is reserved");
   if (_first(iopt.areas, iova, last)) throw new Errno("EEXIST", "IOVA range is mapped");
   if (last >= IOPT_IOVA_LIMIT) throw new Errno("EOVERFLOW", "IOVA range is beyond 2^53");
@@ -450,7 +450,7 @@ export function iopt_get_pages(
 ): void {
   if (!length) throw new Errno("EINVAL", "Zero length");
   const last = iova + length - 1;
-  if (last >= ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
+  if (last > ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
   const { parts, done } = _contig(iopt, iova, last);
   try {
     for (const p of parts) {
@@ -500,7 +500,7 @@ function iopt_unmap_iova_range(iopt: IoPagetable, start: number, last: number): 
 export function iopt_unmap_iova(iopt: IoPagetable, iova: number, length: number): number {
   if (!length) throw new Errno("EINVAL", "Zero length");
   const last = iova + length - 1;
-  if (last >= ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
+  if (last > ULONG_MAX) throw new Errno("EOVERFLOW", "IOVA range wraps");
   return iopt_unmap_iova_range(iopt, iova, last);
 }
 

@@ -84,6 +84,14 @@ export function _u64(n: number): bigint {
   return n >= ULONG_MAX ? U64_MAX : BigInt(n);
 }
 
+/**
+ * check_add_overflow(iova, length - 1) of the iopt functions, done on the uapi's 64-bit values
+ * (as numbers, the sum would round): EOVERFLOW when the range passes U64_MAX.
+ */
+function _check_range(iova: bigint, length: bigint): void {
+  if (length !== 0n && iova + length - 1n > U64_MAX) throw new Errno("EOVERFLOW", "Range wraps");
+}
+
 /** Mirrors iommufd_ioas_alloc(): a new, unfinalized IOAS (ENOMEM). */
 export function iommufd_ioas_alloc(ictx: IommuFd): IommufdIoas {
   return iommufd_object_alloc(ictx, new IommufdIoas(ictx));
@@ -226,6 +234,8 @@ export function iommufd_ioas_map(ucmd: IommufdUcmd): void {
   const ioas = iommufd_get_ioas(ucmd.ictx, cmd.ioas_id);
   try {
     const flags = cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA ? 0 : IOPT_ALLOC_IOVA;
+    _check_range(cmd.user_va, cmd.length);
+    if (!flags) _check_range(cmd.iova, cmd.length);
     const iova = iopt_map_user_pages(
       ucmd.ictx,
       ioas.iopt,
@@ -260,6 +270,7 @@ export function iommufd_ioas_copy(ucmd: IommufdUcmd): void {
   const list: IoptPagesList[] = [];
   const src = iommufd_get_ioas(ictx, cmd.src_ioas_id);
   try {
+    _check_range(cmd.src_iova, cmd.length);
     iopt_get_pages(src.iopt, Number(cmd.src_iova), Number(cmd.length), list);
   } finally {
     iommufd_put_object(ictx, src);
@@ -268,6 +279,7 @@ export function iommufd_ioas_copy(ucmd: IommufdUcmd): void {
     const dst = iommufd_get_ioas(ictx, cmd.dst_ioas_id);
     try {
       const flags = cmd.flags & IOMMU_IOAS_MAP_FIXED_IOVA ? 0 : IOPT_ALLOC_IOVA;
+      if (!flags) _check_range(cmd.dst_iova, cmd.length);
       const iova = iopt_map_pages(
         dst.iopt,
         list,
@@ -300,6 +312,7 @@ export function iommufd_ioas_unmap(ucmd: IommufdUcmd): void {
       unmapped = iopt_unmap_all(ioas.iopt);
     } else {
       if (cmd.iova >= U64_MAX || cmd.length >= U64_MAX) throw new Errno("EOVERFLOW", "Too large");
+      _check_range(cmd.iova, cmd.length);
       unmapped = iopt_unmap_iova(ioas.iopt, Number(cmd.iova), Number(cmd.length));
     }
     cmd.length = _u64(unmapped);

@@ -191,7 +191,7 @@ export class IommuFd {
    * when `size` is below the command's first version; E2BIG when bytes past the structure the
    * kernel knows are non-zero; then whatever the command returns. EBADF after close().
    */
-  ioctl(cmd: number, arg: UapiHeader | null): void {
+  ioctl<T extends UapiHeader>(cmd: number, arg: T | null): void {
     if (this.#released) throw new Errno("EBADF", "The iommufd is closed");
     const nr = _IOC_NR(cmd);
     const op = this.iommufd.ioctl_ops.get(nr);
