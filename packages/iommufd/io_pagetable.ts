@@ -37,7 +37,7 @@ import {
   iopt_area_unfill_domains,
   iopt_area_unmap_domain,
   iopt_put_pages,
-  IoptPages,
+  type IoptPages,
   ULONG_MAX,
 } from "./pages.ts";
 

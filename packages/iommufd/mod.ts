@@ -36,11 +36,21 @@ export {
   iommufd_device_detach,
   iommufd_device_replace,
   iommufd_device_unbind,
+  type IommufdAttach,
   IommufdDevice,
+  type IommufdGroup,
 } from "./device.ts";
 export { IommufdHwptPaging } from "./hw_pagetable.ts";
 export { iommufd_get_ioas, IommufdIoas } from "./ioas.ts";
-export { IoPagetable, IOPT_IOVA_LIMIT, iopt_reserve_iova } from "./io_pagetable.ts";
+export {
+  IoPagetable,
+  IOPT_IOVA_LIMIT,
+  iopt_reserve_iova,
+  type IoptArea,
+  type IoptInterval,
+  type IoptReserved,
+} from "./io_pagetable.ts";
+export { type IoptPages } from "./pages.ts";
 export {
   IOCTL_OP,
   IommuFd,

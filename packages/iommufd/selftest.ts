@@ -12,6 +12,7 @@
  * @module
  */
 import {
+  type Bus,
   bus_register,
   copy_from_user,
   Device,
@@ -369,7 +370,7 @@ export class IommufdSelftest {
   /** Its firmware node (mock devices name it in their fwspec). */
   readonly fwnode: FwNode = { name: "iommufd_selftest" };
   /** The mock bus ("iommufd_mock"). */
-  readonly bus;
+  readonly bus: Bus;
   /** iotlb_sync calls on mock domains (a clearing dirty read must flush). */
   iotlb_syncs = 0;
   /** Mock device numbers (mock_dev_ida). */

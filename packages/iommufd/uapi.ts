@@ -269,7 +269,11 @@ export function _uapi_write_back(s: UapiStruct, from: Obj, to: Obj, len: number)
  * `usize` bytes. Bytes past `usize` read as zero; bytes past `ksize` (the caller's newer fields,
  * from `trailing`) must be zero, else E2BIG.
  */
-export function copy_struct_from_user(s: UapiStruct, user: UapiHeader, usize: number): Obj {
+export function copy_struct_from_user(
+  s: UapiStruct,
+  user: UapiHeader,
+  usize: number,
+): Record<string, unknown> {
   const buf = new Uint8Array(Math.max(usize, s.size) + 8);
   _uapi_encode(s, user as unknown as Obj, new DataView(buf.buffer), 0);
   if (user.trailing !== undefined && usize > s.size) {

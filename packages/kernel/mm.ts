@@ -123,13 +123,19 @@ export class MmStruct {
     return new Set(this.#folioOf.values()).size;
   }
 
-  /** The VMA holding `uaddr`, or undefined. */
+  /**
+   * The VMA holding `uaddr`, or undefined.
+   * @ignore package-private
+   */
   _vma(uaddr: number): Vma | undefined {
     for (const v of this.#vmas) if (uaddr >= v.start && uaddr < v.end) return v;
     return undefined;
   }
 
-  /** A free range of `len` bytes for a mapping without MAP_FIXED, 2 MiB aligned. */
+  /**
+   * A free range of `len` bytes for a mapping without MAP_FIXED, 2 MiB aligned.
+   * @ignore package-private
+   */
   _place(len: number): number {
     const addr = this.#next;
     if (addr + len > TASK_SIZE) throw new Errno("ENOMEM", "User address space exhausted");
@@ -137,13 +143,20 @@ export class MmStruct {
     return addr;
   }
 
+  /**
+   * Inserts `vma`, keeping the list sorted by start.
+   * @ignore package-private
+   */
   _insert(vma: Vma): void {
     let i = 0;
     while (i < this.#vmas.length && this.#vmas[i].start < vma.start) i++;
     this.#vmas.splice(i, 0, vma);
   }
 
-  /** Unmaps `[start, end)`, splitting VMAs that straddle it. */
+  /**
+   * Unmaps `[start, end)`, splitting VMAs that straddle it.
+   * @ignore package-private
+   */
   _unmap(start: number, end: number): void {
     const keep: Vma[] = [];
     for (const v of this.#vmas) {
@@ -161,7 +174,10 @@ export class MmStruct {
     this.#vmas.push(...keep);
   }
 
-  /** Drops the page mapped at user page `vpn`, freeing its folio when nothing else holds it. */
+  /**
+   * Drops the page mapped at user page `vpn`, freeing its folio when nothing else holds it.
+   * @ignore package-private
+   */
   _zap(vpn: number): void {
     const pa = this.#pte.get(vpn);
     if (pa === undefined) return;
@@ -171,6 +187,10 @@ export class MmStruct {
     this._maybeFree(folio);
   }
 
+  /**
+   * Frees `folio` once it is neither mapped nor pinned.
+   * @ignore package-private
+   */
   _maybeFree(folio: Folio): void {
     if (folio.mapcount !== 0 || folio.pincount !== 0) return;
     for (let i = 0; i < 2 ** folio.order; i++) this.#folioOf.delete(folio.pa / PAGE_SIZE + i);

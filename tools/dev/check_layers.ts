@@ -33,6 +33,7 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   "generic-pt": ["kernel", "iommu"],
   "riscv-iommu": ["kernel", "iommu", "generic-pt"],
   "riscv-iommu-probe": ["kernel", "iommu", "riscv-iommu"],
+  "iommufd": ["kernel", "iommu"],
   "riscv-iommu-dirty": ["kernel", "iommu", "generic-pt", "riscv-iommu"],
   "machine": [
     "hw",

@@ -23,7 +23,7 @@ import {
   DMAE_OP_FILL,
   DMAE_STATUS_BUSY,
   DMAE_STATUS_DONE,
-} from "@iommu-lab/hw";
+} from "@iommu-lab/hw/regs";
 import {
   copy_from_user,
   device_release_driver,
