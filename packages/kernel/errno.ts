@@ -22,6 +22,8 @@ export const ERRNO = {
   EBUSY: 16,
   EEXIST: 17,
   ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
   EINVAL: 22,
   ENOSPC: 28,
   ERANGE: 34,

@@ -20,6 +20,8 @@ Deno.test("errno: names carry the numbers of asm-generic/errno-base.h, errno.h a
     EBUSY: 16,
     EEXIST: 17,
     ENODEV: 19,
+    ENOTDIR: 20,
+    EISDIR: 21,
     EINVAL: 22,
     ENOTTY: 25,
     ENOSPC: 28,

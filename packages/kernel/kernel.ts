@@ -14,6 +14,7 @@ import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
 import { Dmesg } from "./printk.ts";
 import { Slab } from "./slab.ts";
+import { Sysfs } from "./sysfs.ts";
 import { type Clock, SimClock } from "./time.ts";
 
 /**
@@ -104,6 +105,8 @@ export class Kernel {
   readonly pages: PageAllocator;
   /** Object allocation accounting (kmalloc/kfree, failslab). */
   readonly slab: Slab = new Slab();
+  /** The sysfs tree (`/sys`) drivers publish attributes in. */
+  readonly sysfs: Sysfs = new Sysfs();
   /** Registered buses by name (see {@linkcode KernelOptions.initcalls}). */
   readonly buses: Map<string, Bus> = new Map();
   /** The driver core (device list, deferred probe). */

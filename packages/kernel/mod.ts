@@ -1,6 +1,6 @@
 /**
- * The kernel the drivers live in: device model, buses, irq layer, page allocator, DMA API,
- * dmesg and errno.
+ * The kernel the drivers live in: device model, buses, sysfs, irq layer, page allocator, DMA
+ * API, dmesg and errno.
  *
  * @module
  */
@@ -373,6 +373,16 @@ export {
 export { devm_kzalloc, kfree, kmalloc, Slab } from "./slab.ts";
 export { string_get_size } from "./string_helpers.ts";
 export { bus_range_string, hex, resource_string } from "./vsprintf.ts";
+export {
+  type AttributeGroup,
+  device_add_groups,
+  device_remove_groups,
+  type DeviceAttribute,
+  Sysfs,
+  sysfs_read,
+  sysfs_readdir,
+  sysfs_write,
+} from "./sysfs.ts";
 export {
   type Clock,
   type HasClock,
