@@ -292,14 +292,31 @@ export function perf_pmu__lookup(
   };
 }
 
-/** Mirrors perf_pmus__scan(): every PMU of the kernel, in sysfs order. */
+/**
+ * Mirrors pmus_cmp(): by name, and PMUs of one name with `_N` suffixes by the number N (so
+ * `x_2` comes before `x_10`).
+ */
+export function pmus_cmp(a: string, b: string): number {
+  const la = pmu_name_len_no_suffix(a);
+  const lb = pmu_name_len_no_suffix(b);
+  const n = Math.min(la, lb);
+  const ret = a.slice(0, n) < b.slice(0, n) ? -1 : a.slice(0, n) > b.slice(0, n) ? 1 : 0;
+  if (la !== lb || ret !== 0 || la === 0) return ret !== 0 ? ret : la - lb;
+  const num = (s: string, l: number) => {
+    const digits = s.slice(l + 1);
+    return l === s.length ? 0 : parseInt(digits, /^[0-9]+$/.test(digits) ? 10 : 16);
+  };
+  return num(a, la) - num(b, lb);
+}
+
+/** Mirrors perf_pmus__scan(): every PMU of the kernel, in {@linkcode pmus_cmp} order. */
 export function perf_pmus(kernel: Kernel, sysEvents: readonly PmuEvent[]): PerfPmu[] {
   const out: PerfPmu[] = [];
   for (const name of _readdir(kernel, EVENT_SOURCE_DEVICES)) {
     const pmu = perf_pmu__lookup(kernel, name, sysEvents);
     if (pmu !== null) out.push(pmu);
   }
-  return out;
+  return out.sort((a, b) => pmus_cmp(a.name, b.name));
 }
 
 /** Mirrors pmu_find_format(). */

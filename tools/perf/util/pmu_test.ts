@@ -111,28 +111,32 @@ Deno.test("perf_pmus: formats, aliases, cpumask and identifier from sysfs; sys J
   reg("spacemit_ioats_hpm_0", "spacemit,t100");
   reg("riscv_iommu_hpm_0", "riscv,iommu");
   reg("spacemit_ioatc_hpm_2", "other,soc");
+  reg("spacemit_ioatc_hpm_10", "spacemit,t100");
+  // Sorted by name, and by number among PMUs of one name (pmus_cmp()).
   const pmus = perf_pmus(kernel, pmu_sys_events());
   assert.deepEqual(pmus.map((p) => [p.name, p.type, p.is_uncore, p.id, p.cpus]), [
-    ["spacemit_ioatc_hpm_1", 6, true, "spacemit,t100", [0]],
-    ["spacemit_ioats_hpm_0", 7, true, "spacemit,t100", [0]],
     ["riscv_iommu_hpm_0", 8, true, "riscv,iommu", [0]],
+    ["spacemit_ioatc_hpm_1", 6, true, "spacemit,t100", [0]],
     ["spacemit_ioatc_hpm_2", 9, true, "other,soc", [0]],
+    ["spacemit_ioatc_hpm_10", 10, true, "spacemit,t100", [0]],
+    ["spacemit_ioats_hpm_0", 7, true, "spacemit,t100", [0]],
   ]);
-  assert.deepEqual(pmus[0].formats.map((f) => f.name), ["event", "filter_dmask"]);
+  const [riscv, ioatc1, other, , ioats] = pmus;
+  assert.deepEqual(ioatc1.formats.map((f) => f.name), ["event", "filter_dmask"]);
   // JSON first; a sysfs event of the same name (any case) is not added again.
-  assert.deepEqual(pmus[0].aliases.map((a) => [a.name, a.terms]), [
+  assert.deepEqual(ioatc1.aliases.map((a) => [a.name, a.terms]), [
     ["ioatc_tlb_hit", "event=0x40"],
     ["ioatc_tlb_mis", "event=0x41"],
     ["ioatc_tlb_fill", "event=0x42"],
     ["tlb_mis", "event=0x04"],
   ]);
-  assert.deepEqual(pmus[1].aliases.map((a) => a.name).slice(0, 4), [
+  assert.deepEqual(ioats.aliases.map((a) => a.name).slice(0, 4), [
     "ioats_ddtc_hit",
     "ioats_ddtc_miss",
     "ioats_pdtc_hit",
     "ioats_pdtc_miss",
   ]);
   // Unit matches but Compat does not, or neither: sysfs events only.
-  assert.deepEqual(pmus[2].aliases.map((a) => a.name), ["tlb_mis", "IOATC_TLB_HIT"]);
-  assert.deepEqual(pmus[3].aliases.map((a) => a.name), ["tlb_mis", "IOATC_TLB_HIT"]);
+  assert.deepEqual(riscv.aliases.map((a) => a.name), ["tlb_mis", "IOATC_TLB_HIT"]);
+  assert.deepEqual(other.aliases.map((a) => a.name), ["tlb_mis", "IOATC_TLB_HIT"]);
 });
