@@ -68,13 +68,19 @@ export function print_header(config: StatDisplayConfig): string[] {
   return ["", ` Performance counter stats for '${what}':`, ""];
 }
 
+/** Seconds and nanoseconds of a simulated time, as struct timespec holds them. */
+function timespec(ns: number): [string, string] {
+  const whole = Math.round(ns);
+  const sec = Math.floor(whole / 1e9);
+  return [String(sec), String(whole - sec * 1e9).padStart(9, "0")];
+}
+
 /** Mirrors prepare_interval(): the timestamp prefix of an interval's lines. */
 export function prepare_interval(config: StatDisplayConfig, ns: number): string {
-  const sec = Math.floor(ns / 1e9);
-  const frac = String(ns - sec * 1e9).padStart(9, "0");
+  const [sec, frac] = timespec(ns);
   return config.csv_sep !== null
     ? `${sec}.${frac}${config.csv_sep}`
-    : `${String(sec).padStart(6)}.${frac} `;
+    : `${sec.padStart(6)}.${frac} `;
 }
 
 /**
@@ -103,7 +109,8 @@ export function print_counter(config: StatDisplayConfig, c: CounterValues, prefi
 /** Mirrors print_footer(): the elapsed time, in the standard layout only. */
 export function print_footer(config: StatDisplayConfig, elapsedNs: number): string[] {
   if (config.interval || config.csv_sep !== null) return [];
-  return ["", ` ${(elapsedNs / 1e9).toFixed(9).padStart(17)} seconds time elapsed`, ""];
+  const [sec, frac] = timespec(elapsedNs);
+  return ["", ` ${`${sec}.${frac}`.padStart(17)} seconds time elapsed`, ""];
 }
 
 /** perf stat prints the interval header at the first print and every 26th after it. */
