@@ -181,6 +181,11 @@ export function perf_pmu_unregister(pmu: Pmu): void {
       }
     }
   }
+  // Software events left in the PMU's context (siblings of revoked leaders) go on in their own.
+  const left = st.ctxs.get(pmu);
+  for (const leader of left ? [...left.pinned_groups, ...left.flexible_groups] : []) {
+    ctx_resched(_move_group(st, leader, _ctx(st, leader.pmu)), leader.attr.pinned);
+  }
   st.idr.delete(pmu.type);
   st.pmus.splice(st.pmus.indexOf(pmu), 1);
   device_remove_groups(dev, [pmu_dev_group, ...(pmu.attr_groups ?? [])]);

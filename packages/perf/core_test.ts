@@ -428,6 +428,20 @@ Deno.test("perf_pmu_unregister: events are revoked, keep their last values and s
   assert.throws(() => sysfs_read(kernel, `${DEV}/gone/type`), { code: "ENOENT" });
 });
 
+Deno.test("perf_pmu_unregister: a software sibling of a revoked leader counts on in its own context", () => {
+  const { kernel, clock, source } = setup();
+  const hw = pmu(kernel, "hw", source, { task_ctx_nr: perf_hw_context });
+  const sw = pmu(kernel, "sw", source, { task_ctx_nr: perf_sw_context, capabilities: 0 });
+  const leader = perf_event_open(kernel, { type: hw.type, config: 1n }, -1, 0);
+  const sib = perf_event_open(kernel, { type: sw.type, config: 2n }, -1, 0, leader);
+  clock.advance(ms(1));
+  perf_pmu_unregister(hw);
+  assert.deepEqual([leader.state, sib.state], [PERF_EVENT_STATE_REVOKED, PERF_EVENT_STATE_ACTIVE]);
+  assert.equal(sib.pmu_ctx?.pmu, sw);
+  clock.advance(ms(1));
+  assert.deepEqual(perf_event_read_value(sib), { count: 4000n, enabled: ms(2), running: ms(2) });
+});
+
 Deno.test("without a clock that can schedule, nothing rotates: a flexible group left out waits", () => {
   const { kernel, clock, source } = setup(new SimClock());
   const p = pmu(kernel, "p", source, { counters: 1 });

@@ -70,22 +70,22 @@ export interface PerfEventAttr {
 }
 
 /** PERF_EVENT_STATE_DEAD: released. */
-export const PERF_EVENT_STATE_DEAD = -5;
+export const PERF_EVENT_STATE_DEAD: number = -5;
 /** PERF_EVENT_STATE_REVOKED: its PMU is gone; the event keeps its last values. */
-export const PERF_EVENT_STATE_REVOKED = -4;
+export const PERF_EVENT_STATE_REVOKED: number = -4;
 /** PERF_EVENT_STATE_EXIT: its task died (no task ever does here). */
-export const PERF_EVENT_STATE_EXIT = -3;
+export const PERF_EVENT_STATE_EXIT: number = -3;
 /** PERF_EVENT_STATE_ERROR: a pinned group could not go on; perf_event_enable() retries. */
-export const PERF_EVENT_STATE_ERROR = -2;
+export const PERF_EVENT_STATE_ERROR: number = -2;
 /** PERF_EVENT_STATE_OFF: disabled. */
-export const PERF_EVENT_STATE_OFF = -1;
+export const PERF_EVENT_STATE_OFF: number = -1;
 /** PERF_EVENT_STATE_INACTIVE: enabled, not on the PMU right now (time enabled runs). */
 export const PERF_EVENT_STATE_INACTIVE = 0;
 /** PERF_EVENT_STATE_ACTIVE: on the PMU (time enabled and time running run). */
 export const PERF_EVENT_STATE_ACTIVE = 1;
 
 /** perf_invalid_context: task_ctx_nr of a PMU without per-task events (uncore). */
-export const perf_invalid_context = -1;
+export const perf_invalid_context: number = -1;
 /** perf_hw_context: task_ctx_nr of a hardware PMU. */
 export const perf_hw_context = 0;
 /** perf_sw_context: task_ctx_nr of a software PMU (its events always go on). */
@@ -163,7 +163,7 @@ export interface Pmu {
 /** struct hw_perf_event: the driver's per-event hardware state. */
 export class HwPerfEvent {
   /** The counter the event sits on, -1 when none. */
-  idx = -1;
+  idx: number = -1;
   /** `PERF_HES_*` flags. */
   state = 0;
   /** Counter value at the last update (local64_t prev_count). */

@@ -105,7 +105,7 @@ export class TestPmu implements Pmu {
   /** pmu->name. */
   name = "";
   /** pmu->type. */
-  type = -1;
+  type: number = -1;
   /** pmu->dev. */
   dev: Pmu["dev"] = null;
   /** pmu->task_ctx_nr. */
