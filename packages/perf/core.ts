@@ -8,8 +8,8 @@
  * `perf_event_mux_interval_ms` (default 4) by the CPU's mux hrtimer.
  *
  * The machine has one hart and one task: `nr_cpu_ids` is 1, an event is either CPU-wide
- * (`pid` -1, `cpu` 0) or follows the current task (`pid` 0), which never leaves CPU 0, so both
- * are scheduled in CPU 0's context. Per-kernel state hangs off the {@linkcode Kernel} in a
+ * (`pid` -1, `cpu` 0) or follows the current task (`pid` 0). DIVERGENCE: there are no task
+ * contexts; the one task never leaves CPU 0, so its events are scheduled in CPU 0's context. Per-kernel state hangs off the {@linkcode Kernel} in a
  * `WeakMap` (perf sits above the kernel package, which does not know it).
  *
  * @module
@@ -58,8 +58,9 @@ export const nr_cpu_ids = 1;
 
 /**
  * A clock that can run a callback later: what the mux hrtimer needs (the machine's clock has
- * `after`/`cancel`). On a kernel whose clock cannot, flexible groups that do not fit wait until
- * others are closed or disabled: nothing rotates them.
+ * `after`/`cancel`). DIVERGENCE: the kernel has no hrtimers of its own; on a kernel whose clock
+ * cannot run callbacks, flexible groups that do not fit wait until others are closed or
+ * disabled: nothing rotates them.
  */
 export interface TimerClock extends Clock {
   /** Runs `fn` once `delayNs` of simulated time has passed; returns an id for `cancel`. */

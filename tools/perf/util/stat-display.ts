@@ -6,7 +6,8 @@
  * column and its `#  time  counts unit events` header every 26 prints), and CSV (`-x`).
  *
  * Times are nanoseconds of the simulated clock; elapsed time prints in simulated seconds.
- * There is no rusage here, so no `seconds user`/`seconds sys` lines.
+ * DIVERGENCE: there is no rusage here, so no `seconds user`/`seconds sys` lines.
+ * Thousands separators are `,`, as under an en_US locale.
  *
  * @module
  */
