@@ -49,7 +49,7 @@ import {
 } from "@iommu-lab/kernel";
 import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
 import { bootMachine, MACHINE_OPTIONS } from "./_machine.ts";
-import { refusedAsUsage, runTool, type Tool } from "../cli.ts";
+import { type CliValues, refusedAsUsage, runTool, type Tool } from "../cli.ts";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { RandomGenerator } from "pure-rand/types/RandomGenerator";
@@ -592,8 +592,8 @@ function _equal(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** dmatest's options: the module's parameters, then the machine's. */
-export const DMATEST_OPTIONS = {
+/** dmatest's module parameters, as command-line options. */
+export const DMATEST_PARAMS = {
   "iterations": { type: "int", default: 10, min: 1, help: "tests per thread" },
   "test_buf_size": { type: "int", default: 16384, min: 1, max: 4 << 20, help: "bytes per buffer" },
   "threads_per_chan": { type: "int", default: 1, min: 1, help: "threads per channel" },
@@ -620,9 +620,34 @@ export const DMATEST_OPTIONS = {
   },
   "seed": { type: "int", default: 1, max: 0xffff_ffff, help: "seed of lengths and offsets" },
   "verbose": { type: "boolean", help: "print passed results too" },
+} as const;
+
+/** dmatest's options: the module's parameters, then the machine's. */
+export const DMATEST_OPTIONS = {
+  ...DMATEST_PARAMS,
   "dmesg": { type: "boolean", help: "print the whole kernel log, boot included" },
   ...MACHINE_OPTIONS,
 } as const;
+
+/** The {@linkcode runDmatest} options the module parameters `v` stand for. */
+export function dmatestOptions(v: CliValues<typeof DMATEST_PARAMS>): DmatestOptions {
+  return {
+    iterations: v.iterations,
+    test_buf_size: v.test_buf_size,
+    threads_per_chan: v.threads_per_chan,
+    max_channels: v.max_channels,
+    channel: v.channel,
+    noverify: v.noverify,
+    norandom: v.norandom,
+    transfer_size: v.transfer_size,
+    alignment: v.alignment,
+    mode: v.dmatest === undefined ? v.mode : v.dmatest === "1" ? "fill" : "copy",
+    coherent: v.coherent,
+    timeout: v.timeout,
+    seed: v.seed,
+    verbose: v.verbose,
+  };
+}
 
 /**
  * The command line: boots a machine from the options, runs dmatest, prints its dmesg lines and
@@ -634,26 +659,9 @@ export const cli: Tool<typeof DMATEST_OPTIONS> = {
     "Runs dmatest on the DMA test engine's channels through the IOMMU and prints its dmesg lines.",
   options: DMATEST_OPTIONS,
   main(v, io) {
-    const mode = v.dmatest === undefined ? v.mode : v.dmatest === "1" ? "fill" : "copy";
     const machine = bootMachine(v);
     // What the module's parameter checks refuse is a bad argument here.
-    const r = refusedAsUsage(["EINVAL", "ENODEV"], () =>
-      runDmatest(machine, {
-        iterations: v.iterations,
-        test_buf_size: v.test_buf_size,
-        threads_per_chan: v.threads_per_chan,
-        max_channels: v.max_channels,
-        channel: v.channel,
-        noverify: v.noverify,
-        norandom: v.norandom,
-        transfer_size: v.transfer_size,
-        alignment: v.alignment,
-        mode,
-        coherent: v.coherent,
-        timeout: v.timeout,
-        seed: v.seed,
-        verbose: v.verbose,
-      }));
+    const r = refusedAsUsage(["EINVAL", "ENODEV"], () => runDmatest(machine, dmatestOptions(v)));
     const lines = v.dmesg
       ? machine.dmesg
       : machine.kernel.dmesg.lines().filter((l) => /\] (dmatest: |.*: Fault )/.test(l));
