@@ -5,7 +5,9 @@
  * arguments, answers `-h`/`--help` with the usage text the spec generates, runs the tool, and
  * turns every bad argument into one line `<tool>: <what is wrong>` on stderr and exit status 2,
  * never a stack trace. What it refuses:
- * - an unknown option, a positional argument, a value given to a boolean option;
+ * - an unknown option, a positional argument (unless the tool takes operands: then parsing
+ *   stops at the first argument that is not an option, or after `--`, and `main` gets the
+ *   rest), a value given to a boolean option;
  * - an option that needs a value and has none (the next argument is another option);
  * - an integer that is not decimal or `0x` hexadecimal (`1e3`, `1.5`, `0b1`, `12abc`, ``), or
  *   is outside the option's `min`/`max` (negatives unless `min` allows them);
@@ -157,6 +159,12 @@ export interface ToolSpec<O extends OptionSpecs> {
   summary: string;
   /** The options. */
   options: O;
+  /**
+   * What follows the options (`<command> [<args>]`), for a tool that runs another: parsing stops
+   * at the first argument that is not an option, or after `--`, as perf's parse_options() does
+   * with PARSE_OPT_STOP_AT_NON_OPTION. Without it, such an argument is refused.
+   */
+  operands?: string;
 }
 
 /** A tool to run: its command line and its body. */
@@ -165,7 +173,11 @@ export interface Tool<O extends OptionSpecs> extends ToolSpec<O> {
    * Runs the tool, writing to `io`; returns its exit status (0 when it returns nothing).
    * Throws {@linkcode UsageError} for an argument it cannot use.
    */
-  main(values: CliValues<O>, io: CliIo): number | void | Promise<number | void>;
+  main(
+    values: CliValues<O>,
+    io: CliIo,
+    operands: readonly string[],
+  ): number | void | Promise<number | void>;
 }
 
 const INT = /^(0|[1-9][0-9]*|0[xX][0-9a-fA-F]+)$/;
@@ -251,6 +263,15 @@ export function parseCli<O extends OptionSpecs>(
   args: readonly string[],
   spec: ToolSpec<O>,
 ): CliValues<O> | null {
+  return _parseCli(args, spec)?.values ?? null;
+}
+
+/** {@linkcode parseCli}, with the operands of a tool that takes them. */
+function _parseCli<O extends OptionSpecs>(
+  args: readonly string[],
+  spec: ToolSpec<O>,
+): { values: CliValues<O>; operands: readonly string[] } | null {
+  let operands: readonly string[] = [];
   const byShort = new Map<string, string>();
   for (const [name, o] of Object.entries(spec.options)) if (o.short) byShort.set(o.short, name);
   const raw = new Map<string, string | true>();
@@ -258,6 +279,11 @@ export function parseCli<O extends OptionSpecs>(
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "-h" || a === "--help") return null;
+    const option = (a.startsWith("--") && a.length > 2) || /^-[^-0-9]/.test(a);
+    if (spec.operands !== undefined && !option) {
+      operands = args.slice(a === "--" ? i + 1 : i);
+      break;
+    }
     let name: string, inline: string | undefined;
     if (a.startsWith("--") && a.length > 2) {
       const eq = a.indexOf("=");
@@ -314,7 +340,7 @@ export function parseCli<O extends OptionSpecs>(
         break;
     }
   }
-  return values as CliValues<O>;
+  return { values: values as CliValues<O>, operands };
 }
 
 /**
@@ -328,12 +354,12 @@ export async function runCli<O extends OptionSpecs>(
   io: CliIo = consoleIo,
 ): Promise<number> {
   try {
-    const values = parseCli(args, tool);
-    if (values === null) {
+    const parsed = _parseCli(args, tool);
+    if (parsed === null) {
       io.out(helpText(tool));
       return 0;
     }
-    return (await tool.main(values, io)) ?? 0;
+    return (await tool.main(parsed.values, io, parsed.operands)) ?? 0;
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     io.err(`${name}: ${e.message}`);

@@ -107,6 +107,28 @@ Deno.test("runCli(): a UsageError from main is a bad argument; any other error i
   await assert.rejects(() => runCaptured("x", tool, []), TypeError);
 });
 
+Deno.test("operands: parsing stops at the first argument that is not an option, or after --", async () => {
+  const seen: (readonly string[])[] = [];
+  const tool: Tool<typeof spec.options> = {
+    ...spec,
+    operands: "<command> [<args>]",
+    main: (v, _io, operands) => void seen.push([String(v.count), ...operands]),
+  };
+  for (
+    const args of [
+      ["-v", "--count", "2", "sleep", "--count", "9"],
+      ["--count=2", "--", "--count", "9"],
+      ["--count", "2"],
+    ]
+  ) {
+    assert.equal((await runCaptured("x", tool, args)).status, 0);
+  }
+  assert.deepEqual(seen, [["2", "sleep", "--count", "9"], ["2", "--count", "9"], ["2"]]);
+  // Without operands, the same arguments are refused.
+  const r = await runCaptured("x", { ...tool, operands: undefined }, ["sleep"]);
+  assert.deepEqual([r.status, r.err], [2, ['x: unexpected argument "sleep"']]);
+});
+
 Deno.test("helpText() lists every option with its value, default and aliases", () => {
   assert.equal(
     helpText(spec),
