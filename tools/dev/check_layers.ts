@@ -35,6 +35,7 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   "riscv-iommu-probe": ["kernel", "iommu", "riscv-iommu"],
   "iommufd": ["kernel", "iommu"],
   "riscv-iommu-dirty": ["kernel", "iommu", "generic-pt", "riscv-iommu"],
+  "perf": ["kernel"],
   "machine": [
     "hw",
     "kernel",
