@@ -73,9 +73,17 @@ const MAX_LINKS = 40;
 
 /** The sysfs tree of one kernel (kernfs root + the sysfs directories of its devices). */
 export class Sysfs {
-  /** `/sys`. */
+  /**
+   * `/sys`.
+   *
+   * @ignore package-private
+   */
   readonly _root: _Dir = _dir();
-  /** Device → path of its directory, for the devices that have one. */
+  /**
+   * Device → path of its directory, for the devices that have one.
+   *
+   * @ignore package-private
+   */
   readonly _devDirs: Map<Device, string> = new Map();
 }
 
