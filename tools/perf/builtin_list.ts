@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { parse_events_terms } from "./util/parse-events.ts";
+import { parse_events_terms } from "./util/parse_events.ts";
 import { fnmatch, type PerfPmu, pmu_name_len_no_suffix } from "./util/pmu.ts";
 
 /** perf list's switches. */

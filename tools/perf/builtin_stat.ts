@@ -27,7 +27,7 @@ import {
   type PerfEvent,
   type PerfEventValue,
 } from "@iommu-lab/perf";
-import type { Evsel } from "./util/parse-events.ts";
+import type { Evsel } from "./util/parse_events.ts";
 import {
   type CounterValues,
   INTERVAL_HEADER_EVERY,
@@ -36,7 +36,7 @@ import {
   print_footer,
   print_header,
   type StatDisplayConfig,
-} from "./util/stat-display.ts";
+} from "./util/stat_display.ts";
 import type { Workload } from "./workloads.ts";
 
 /** perf stat's options that shape the run (the display ones are in the config). */
@@ -213,22 +213,26 @@ export function run_perf_stat(
   if (opts.interval) intervalTimer = clock.after(opts.interval * 1e6, tick);
   if (opts.timeout) timeoutTimer = clock.after(opts.timeout * 1e6, stop);
   let status = 0;
-  if (workload !== null) {
-    const res = workload.run(machine);
-    status = res.status;
+  try {
+    if (workload !== null) {
+      const res = workload.run(machine);
+      status = res.status;
+      stop();
+      for (const l of res.lines) io.out(l);
+    } else {
+      while (span.end === null && clock.advanceToNextEvent());
+    }
+    if (!opts.interval) {
+      const lines = [
+        ...print_header(opts),
+        ...read_counters(counters, false).map((v) => print_counter(opts, v)),
+        ...print_footer(opts, span.end! - t0),
+      ];
+      for (const l of lines) io.err(l);
+    }
+  } finally {
     stop();
-    for (const l of res.lines) io.out(l);
-  } else {
-    while (span.end === null && clock.advanceToNextEvent());
+    close_counters(counters);
   }
-  if (!opts.interval) {
-    const lines = [
-      ...print_header(opts),
-      ...read_counters(counters, false).map((v) => print_counter(opts, v)),
-      ...print_footer(opts, span.end! - t0),
-    ];
-    for (const l of lines) io.err(l);
-  }
-  close_counters(counters);
   return status;
 }

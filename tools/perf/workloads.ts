@@ -2,17 +2,19 @@
  * What `perf stat -- <workload>` can run on the simulated machine (perf forks a command; here
  * the command is a scenario of `tools/`):
  *
- * - `dmatest [param=value ...]`: the dmatest analog of `tools/dma` with the module's parameter
- *   syntax (`iterations=10 test_buf_size=4096 dmatest=1`); defaults `iterations=1
- *   max_channels=1`, one test on `dma0chan0` as in the series' cover letter. Prints dmatest's
- *   kernel log lines as the console shows them; exits 1 when a test failed.
+ * - `dmatest [options]`: the dmatest analog of `tools/dma` with its module parameters as
+ *   options (`--iterations 10 --test_buf_size 4096 --dmatest 1`, see `dmatest.ts --help`);
+ *   defaults `--iterations 1 --max_channels 1`, one test on `dma0chan0` as in the series' cover
+ *   letter. Prints dmatest's kernel log lines as the console shows them; exits 1 when a test
+ *   failed.
  * - `sleep <seconds>`: the machine idles that long (simulated; fractions allowed).
  *
  * @module
  */
-import { formatTimestamp, isErrno } from "@iommu-lab/kernel";
+import { formatTimestamp } from "@iommu-lab/kernel";
 import type { Machine } from "@iommu-lab/machine";
-import { type DmatestOptions, runDmatest } from "../dma/dmatest.ts";
+import { parseCli, parseDecimal, refusedAsUsage, UsageError } from "../cli.ts";
+import { DMATEST_PARAMS, dmatestOptions, runDmatest } from "../dma/dmatest.ts";
 
 /** A workload ready to run. */
 export interface Workload {
@@ -22,95 +24,56 @@ export interface Workload {
   run(machine: Machine): { readonly lines: string[]; readonly status: number };
 }
 
-/** A workload's arguments are wrong: perf says so in one line and exits 2. */
-export class WorkloadUsageError extends Error {
-  /** `message` says what is wrong, without the tool name. */
-  constructor(message: string) {
-    super(message);
-    this.name = "WorkloadUsageError";
+/** dmatest's parameters with the workload's defaults. */
+const DMATEST_WORKLOAD_PARAMS = {
+  ...DMATEST_PARAMS,
+  iterations: { ...DMATEST_PARAMS.iterations, default: 1 },
+  max_channels: { ...DMATEST_PARAMS.max_channels, default: 1 },
+} as const;
+
+/** Runs `fn`, naming `cmd` in the usage errors it throws. */
+function named<T>(cmd: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    const msg = e.message.startsWith(`${cmd}: `) ? e.message : `${cmd}: ${e.message}`;
+    throw new UsageError(msg);
   }
 }
 
-type ParamKind = "int" | "bool" | "string";
-
-/** dmatest's module parameters this workload takes, by kind. */
-const DMATEST_PARAMS: Readonly<Record<string, ParamKind>> = {
-  iterations: "int",
-  test_buf_size: "int",
-  threads_per_chan: "int",
-  max_channels: "int",
-  channel: "string",
-  noverify: "bool",
-  norandom: "bool",
-  transfer_size: "int",
-  alignment: "int",
-  dmatest: "int",
-  timeout: "int",
-  seed: "int",
-  verbose: "bool",
-};
-
-function dmatestOptions(args: readonly string[]): DmatestOptions {
-  const opts: Record<string, unknown> = { iterations: 1, max_channels: 1 };
-  for (const arg of args) {
-    const eq = arg.indexOf("=");
-    const key = eq < 0 ? arg : arg.slice(0, eq);
-    const kind = DMATEST_PARAMS[key];
-    if (kind === undefined) throw new WorkloadUsageError(`dmatest: unknown parameter '${key}'`);
-    const value = eq < 0 ? null : arg.slice(eq + 1);
-    if (kind === "bool") {
-      // param_set_bool(): y/Y/1 or n/N/0; a bare name means true.
-      if (value !== null && !/^[yYnN01]$/.test(value)) {
-        throw new WorkloadUsageError(`dmatest: ${key} wants y/n/1/0, not '${value}'`);
-      }
-      opts[key] = value === null || /^[yY1]$/.test(value);
-    } else if (value === null || value === "") {
-      throw new WorkloadUsageError(`dmatest: ${key} needs a value`);
-    } else if (kind === "int") {
-      if (!/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(value)) {
-        throw new WorkloadUsageError(`dmatest: ${key} wants an integer, not '${value}'`);
-      }
-      opts[key] = Number(value);
-    } else {
-      opts[key] = value;
-    }
-  }
-  if ("dmatest" in opts) {
-    if (opts.dmatest !== 0 && opts.dmatest !== 1) {
-      throw new WorkloadUsageError("dmatest: dmatest wants 0 (memcpy) or 1 (memset)");
-    }
-    opts.mode = opts.dmatest === 1 ? "fill" : "copy";
-    delete opts.dmatest;
-  }
-  return opts as DmatestOptions;
-}
-
-/** Parses a workload's command line; {@linkcode WorkloadUsageError} when it cannot run. */
+/**
+ * Parses a workload's command line; a {@linkcode UsageError} naming the workload when it cannot
+ * run (`dmatest: --iterations: ten is not an integer (decimal or 0x)`).
+ */
 export function parse_workload(argv: readonly string[]): Workload {
   const [cmd, ...args] = argv;
   if (cmd === "dmatest") {
-    const opts = dmatestOptions(args);
+    const opts = named(cmd, () => {
+      const spec = { usage: "dmatest [options]", summary: "", options: DMATEST_WORKLOAD_PARAMS };
+      const v = parseCli(args, spec);
+      if (v === null) throw new UsageError("see deno run -A tools/dma/dmatest.ts --help");
+      return dmatestOptions(v);
+    });
     return {
       argv,
       run(machine) {
         const dmesg = machine.kernel.dmesg;
         const start = dmesg.records().length;
-        let status = 0;
-        try {
-          status = runDmatest(machine, opts).failures === 0 ? 0 : 1;
-        } catch (e) {
-          if (!isErrno(e)) throw e;
-          return { lines: [e.message], status: 1 };
-        }
-        const lines = dmesg.records().slice(start).filter((r) => r.text.startsWith("dmatest: "))
-          .map((r) => `${formatTimestamp(r.ns)} ${r.text}`);
-        return { lines, status };
+        // What the module's parameter checks refuse is a bad argument, as for dmatest.ts.
+        const r = named(
+          cmd,
+          () => refusedAsUsage(["EINVAL", "ENODEV"], () => runDmatest(machine, opts)),
+        );
+        const lines = dmesg.records().slice(start).filter((rec) => rec.text.startsWith("dmatest: "))
+          .map((rec) => `${formatTimestamp(rec.ns)} ${rec.text}`);
+        return { lines, status: r.failures === 0 ? 0 : 1 };
       },
     };
   }
   if (cmd === "sleep") {
-    const sec = args.length === 1 && /^[0-9]+(\.[0-9]+)?$/.test(args[0]) ? Number(args[0]) : NaN;
-    if (Number.isNaN(sec)) throw new WorkloadUsageError("sleep: wants one number of seconds");
+    if (args.length !== 1) throw new UsageError("sleep: wants one number of seconds");
+    const sec = named(cmd, () => parseDecimal(args[0], "seconds"));
     return {
       argv,
       run(machine) {
@@ -119,5 +82,5 @@ export function parse_workload(argv: readonly string[]): Workload {
       },
     };
   }
-  throw new WorkloadUsageError(`unknown workload '${cmd}' (workloads: dmatest, sleep)`);
+  throw new UsageError(`unknown workload '${cmd}' (workloads: dmatest, sleep)`);
 }

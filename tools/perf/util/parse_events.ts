@@ -599,7 +599,7 @@ function badPmu(name: Tok): ParseEventsError {
  * @example A format field, an alias and a filter in config1
  * ```ts
  * import assert from "node:assert/strict";
- * import { parse_events } from "./parse-events.ts";
+ * import { parse_events } from "./parse_events.ts";
  *
  * const pmu = {
  *   name: "riscv_iommu_hpm_0", type: 8, is_uncore: true, is_core: false, id: "riscv,iommu",
@@ -733,7 +733,7 @@ function expand(ev: ParsedEvent, pmus: readonly PerfPmu[]) {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { parse_events_error__print, ParseEventsError } from "./parse-events.ts";
+ * import { parse_events_error__print, ParseEventsError } from "./parse_events.ts";
  *
  * assert.deepEqual(
  *   parse_events_error__print(new ParseEventsError(4, "unknown term 'x' for pmu 'hpm'"), "hpm/x/"),

@@ -4,7 +4,7 @@ import {
   parse_events_error__print,
   parse_events_terms,
   ParseEventsError,
-} from "./parse-events.ts";
+} from "./parse_events.ts";
 import { parse_pmu_format, type PerfPmu, type PmuAlias } from "./pmu.ts";
 
 function alias(name: string, terms: string): PmuAlias {

@@ -11,7 +11,7 @@
  * @module
  */
 import { isErrno, type Kernel, sysfs_read, sysfs_readdir } from "@iommu-lab/kernel";
-import type { PmuEvent } from "./pmu-events.ts";
+import type { PmuEvent } from "./pmu_events.ts";
 
 /** Where the PMUs are. */
 export const EVENT_SOURCE_DEVICES = "/sys/bus/event_source/devices";

@@ -3,7 +3,7 @@ import { Kernel } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
 import { perf_pmu_register } from "@iommu-lab/perf";
 import { TestPmu } from "@iommu-lab/perf/testing";
-import { jsonEvent, pmu_sys_events } from "./pmu-events.ts";
+import { jsonEvent, pmu_sys_events } from "./pmu_events.ts";
 import {
   fnmatch,
   parse_pmu_format,
