@@ -68,6 +68,47 @@ export const XLATE_FAULT = 1;
  * MRIF-mapped page) completes with zeros. */
 export const XLATE_ABSORBED = 2;
 
+/** PCIe completion status of a request the IOMMU answered: Successful Completion. */
+export const CPL_SC = 0;
+/** PCIe completion status: Unsupported Request. */
+export const CPL_UR = 1;
+/** PCIe completion status: Completer Abort. */
+export const CPL_CA = 4;
+
+/**
+ * The PCIe completion status a faulting request gets for fault `cause`. For ATS translation
+ * requests spec §2.6 "PCIe ATS translation request handling" lists it: configuration errors and
+ * access faults (1, 5, 7, 261, 263, 265, 267) are Completer Abort; a permanent error or ATS not
+ * being allowed (256–260) is Unsupported Request. Chapter 6 "Hardware guidelines" adds Completer
+ * Abort for the data-corruption causes (268–272, 274). The spec leaves the status of a faulting
+ * Untranslated or Translated read to the bridge ("UR or CA"): this model uses the same table for
+ * them and answers the page-fault class (page and guest-page faults, 262, 266: no translation
+ * exists, as with an address nothing claims) with Unsupported Request, the rest (misaligned and
+ * MRIF access faults too) with Completer Abort.
+ */
+export function completionStatus(cause: number): number {
+  switch (cause) {
+    case 1:
+    case 4:
+    case 5:
+    case 6:
+    case 7:
+    case 261:
+    case 263:
+    case 264:
+    case 265:
+    case 267:
+    case 268:
+    case 269:
+    case 270:
+    case 271:
+    case 272:
+    case 274:
+      return CPL_CA;
+  }
+  return CPL_UR;
+}
+
 /** The IOMMU's answer to an {@linkcode InboundRequest}. */
 export interface TranslationResult {
   /** {@linkcode XLATE_OK}, {@linkcode XLATE_FAULT} or {@linkcode XLATE_ABSORBED}. */
@@ -96,6 +137,9 @@ export interface TranslationResult {
   /** True when a fault record was written to the fault queue (false when DTF suppressed it,
    * or the fault is one the spec answers without a record, such as ATS page faults). */
   reported: boolean;
+  /** When status is FAULT: the PCIe completion status the requester sees, {@linkcode CPL_UR} or
+   * {@linkcode CPL_CA} (see {@linkcode completionStatus}); not maintained otherwise. */
+  completion: number;
 }
 
 /** Creates a zeroed request (an untranslated read of IOVA 0 by device 0). */
@@ -133,6 +177,7 @@ export function newResult(): TranslationResult {
     iotval: 0n,
     iotval2: 0n,
     reported: false,
+    completion: CPL_SC,
   };
 }
 

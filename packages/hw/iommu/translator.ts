@@ -23,6 +23,7 @@ import {
   ACC_EXEC,
   ACC_READ,
   ACC_WRITE,
+  completionStatus,
   type InboundRequest,
   iovaOf,
   REQ_ATS,
@@ -542,8 +543,8 @@ export class Translator implements TranslationPort {
   }
 
   /**
-   * Ends `req` with fault `cause`: the record fields, and whether it is reported (DTF suppresses
-   * all but 256–259, 268, 272, 273). ATS requests whose cause means "no access" get a Success
+   * Ends `req` with fault `cause`: the record fields, whether it is reported (DTF suppresses
+   * all but 256–259, 268, 272, 273) and the PCIe completion status (UR or CA). ATS requests whose cause means "no access" get a Success
    * completion with no permissions instead, and no record (spec §2.6 "PCIe ATS translation request
    * handling").
    */
@@ -566,5 +567,6 @@ export class Translator implements TranslationPort {
     res.iotval = iovaOf(req);
     res.iotval2 = cause === 20 || cause === 21 || cause === 23 ? iotval2 : 0n;
     res.reported = !dtf || reportedDespiteDtf(cause);
+    res.completion = completionStatus(cause);
   }
 }

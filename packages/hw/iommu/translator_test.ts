@@ -19,6 +19,9 @@ import {
   ACC_EXEC,
   ACC_READ,
   ACC_WRITE,
+  completionStatus,
+  CPL_CA,
+  CPL_UR,
   type InboundRequest,
   REQ_ATS,
   REQ_TRANSLATED,
@@ -205,6 +208,7 @@ Deno.test("ATS translation requests: completion outcomes of spec §2.6, PCIe ATS
     assert.equal(r.cause, 5);
     assert.equal(r.ttyp, 8);
     assert.equal(r.reported, true);
+    assert.equal(r.completion, CPL_CA);
   });
   await t.step("DDT faults: Unsupported Request (fault, logged)", () => {
     const env = atsEnv(TEST_PTE_RW_USER);
@@ -212,6 +216,7 @@ Deno.test("ATS translation requests: completion outcomes of spec §2.6, PCIe ATS
     assert.equal(r.status, XLATE_FAULT);
     assert.equal(r.cause, 258);
     assert.equal(r.reported, true);
+    assert.equal(r.completion, CPL_UR);
   });
   await t.step("ATS requests do not fill the IOTLB", () => {
     const env = atsEnv(TEST_PTE_RW_USER);
@@ -227,6 +232,44 @@ Deno.test("ATS translation requests: completion outcomes of spec §2.6, PCIe ATS
     assert.equal(env.ats().global, false, "no PASID");
     assert.equal(withPasid(env).ats({ pidValid: true, pid: 5 }).global, true);
   });
+});
+
+Deno.test("completion status: configuration errors and access faults are Completer Abort, 256–260 Unsupported Request (spec §2.6, PCIe ATS translation request handling; chapter 6, Aborting transactions)", async (t) => {
+  await t.step(
+    "the table: CA for 1/5/7/261/263/265/267 and the data corruptions, UR for 256–260",
+    () => {
+      for (const c of [1, 5, 7, 261, 263, 265, 267, 268, 269, 270, 271, 272, 274]) {
+        assert.equal(completionStatus(c), CPL_CA, `cause ${c}`);
+      }
+      for (const c of [256, 257, 258, 259, 260, 12, 13, 15, 20, 21, 23, 262, 266]) {
+        assert.equal(completionStatus(c), CPL_UR, `cause ${c}`);
+      }
+    },
+  );
+  await t.step("translations carry it: Off 256, Bare ATS 260, EN_ATS=0 260 are UR", () => {
+    const env = atsEnv(TEST_PTE_RW_USER);
+    env.ddt.set(2, { fsc: encodeAtp(8, env.pt.root) });
+    const ur = (r: ReturnType<typeof testTranslate>, cause: number) => {
+      assert.deepEqual([r.status, r.cause, r.completion], [XLATE_FAULT, cause, CPL_UR]);
+    };
+    ur(testTranslate(env.tr, testRequest(2, 0x1000, { kind: REQ_ATS })), 260);
+    ur(testTranslate(env.tr, testRequest(2, 0x1000, { kind: REQ_TRANSLATED })), 260);
+    env.tr.ddtpMode = 1;
+    ur(testTranslate(env.tr, testRequest(1, 0x1000, { kind: REQ_ATS })), 260);
+    env.tr.ddtpMode = 0;
+    ur(testTranslate(env.tr, testRequest(1, 0x1000)), 256);
+  });
+  await t.step(
+    "an Untranslated read of an unmapped page is UR, of a PTE that faults on load CA",
+    () => {
+      const env = atsEnv(TEST_PTE_RW_USER);
+      const miss = testTranslate(env.tr, testRequest(1, 0x5000));
+      assert.deepEqual([miss.cause, miss.completion], [13, CPL_UR]);
+      env.mem.injectFault(env.leaf, 8);
+      const bad = testTranslate(env.tr, testRequest(1, 0x1000));
+      assert.deepEqual([bad.cause, bad.completion], [5, CPL_CA]);
+    },
+  );
 });
 
 Deno.test("ATS translation requests carry No-Write and Execute-Requested independently (PCIe ATS; spec 2.6)", async (t) => {

@@ -9,6 +9,7 @@ import type { Clock } from "../clock.ts";
 import type { PhysicalMemory, Region } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import {
+  CPL_UR,
   type InboundRequest,
   REQ_UNTRANSLATED,
   type TranslationPort,
@@ -69,6 +70,7 @@ class _Identity implements TranslationPort {
     res.pbmt = 0;
     if (req.kind !== REQ_UNTRANSLATED || req.iovaHi >= 0x20_0000) {
       res.status = XLATE_FAULT;
+      res.completion = CPL_UR;
       res.perm = 0;
       res.size = 0;
       return;

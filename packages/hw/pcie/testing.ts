@@ -8,6 +8,7 @@ import { Clock } from "../clock.ts";
 import { PhysicalMemory } from "../memory.ts";
 import {
   ACC_WRITE,
+  CPL_UR,
   type InboundRequest,
   iovaOf,
   REQ_ATS,
@@ -86,6 +87,7 @@ export class TestTranslationPort implements TranslationPort {
     if (this.faultPages.has(page) || (write && ro)) {
       res.status = XLATE_FAULT;
       res.cause = write ? 15 : 13;
+      res.completion = CPL_UR;
       return;
     }
     res.status = XLATE_OK;
