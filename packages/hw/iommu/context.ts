@@ -97,6 +97,10 @@ export class DeviceContext {
   readonly dtf: boolean;
   /** DC.tc.EN_ATS. */
   readonly enAts: boolean;
+  /** DC.tc.EN_PRI: Page Request messages are queued. */
+  readonly enPri: boolean;
+  /** DC.tc.PRPR: the IOMMU's own PRG responses carry the request's PASID. */
+  readonly prpr: boolean;
   /** DC.tc.T2GPA. */
   readonly t2gpa: boolean;
   /** DC.tc.PDTV. */
@@ -156,6 +160,8 @@ export class DeviceContext {
     const tc = w[0];
     this.dtf = (tc & RISCV_IOMMU_DC_TC_DTF) !== 0;
     this.enAts = (tc & RISCV_IOMMU_DC_TC_EN_ATS) !== 0;
+    this.enPri = (tc & RISCV_IOMMU_DC_TC_EN_PRI) !== 0;
+    this.prpr = (tc & RISCV_IOMMU_DC_TC_PRPR) !== 0;
     this.t2gpa = (tc & RISCV_IOMMU_DC_TC_T2GPA) !== 0;
     this.pdtv = (tc & RISCV_IOMMU_DC_TC_PDTV) !== 0;
     this.dpe = (tc & RISCV_IOMMU_DC_TC_DPE) !== 0;

@@ -130,6 +130,8 @@ export class Translator implements TranslationPort {
   ddtpPpn = 0;
   /** When false every translation walks (the IOTLB is neither looked up nor filled). */
   iotlbEnabled = true;
+  /** Why the last {@linkcode deviceContext} found no DC (0 when it found one). */
+  dcCause = 0;
 
   readonly #caps: IommuCaps;
   readonly #walker: PageWalker;
@@ -227,6 +229,23 @@ export class Translator implements TranslationPort {
       }
     }
     this.#translate(req, res);
+  }
+
+  /**
+   * Locates the device context of `did` for a PCIe message (a Page Request) through the DDT cache,
+   * as step 2 of spec §2.3 does for a translation, `ddtp.iommu_mode` being 1LVL–3LVL (the caller
+   * handles Off and Bare); null with {@linkcode dcCause} set (260 `did` too wide, 257/268, 258,
+   * 259). `pidValid`/`pid` are the message's PASID, for the HPM's DDT-walk event filter.
+   * @ignore package-private: the page-request path's
+   */
+  deviceContext(did: number, pidValid: boolean, pid: number): DeviceContext | null {
+    const w = this.#walker;
+    w.did = did;
+    w.pidValid = pidValid;
+    w.pid = pid;
+    const dc = this.#dir.locateDc(this.ddtpMode, this.ddtpPpn, did);
+    this.dcCause = dc === null ? this.#dir.cause : 0;
+    return dc;
   }
 
   /** IODIR.INVAL_DDT: DV=0 drops every cached DC and PC; DV=1 the DC of `did` and its PCs. */
