@@ -54,6 +54,18 @@ export {
 } from "./iommu/command_queue.ts";
 export { Iommu, type IommuOptions, type IrqSink } from "./iommu/iommu.ts";
 export {
+  type PageRequestPort,
+  PCIE_MSG_CODE_PAGE_REQUEST,
+  PRG_RESPONSE_FAILURE,
+  PRG_RESPONSE_INVALID,
+  PRG_RESPONSE_SUCCESS,
+  PRQ_ANSWERED_FAILURE,
+  PRQ_ANSWERED_INVALID,
+  PRQ_ANSWERED_SUCCESS,
+  PRQ_DISCARDED,
+  PRQ_QUEUED,
+} from "./iommu/page_request.ts";
+export {
   type PageRequest,
   QUEUE_RECORD_MEM_FAULT,
   QUEUE_RECORD_OFF,

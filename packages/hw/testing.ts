@@ -49,6 +49,8 @@ export {
   TEST_PTE_RW_USER,
   TEST_RAM_BASE,
   TEST_RAM_SIZE,
+  type TestIommuDevice,
+  testIommuDevice,
   type TestIommuEnv,
   testIommuEnv,
   TestPageAllocator,

@@ -79,7 +79,12 @@ export const HW_TIERS: readonly HwTier[] = [
   { name: "the translation core", files: ["iommu/translator.ts"] },
   {
     name: "the IOMMU device",
-    files: ["iommu/queues.ts", "iommu/command_queue.ts", "iommu/iommu.ts"],
+    files: [
+      "iommu/queues.ts",
+      "iommu/command_queue.ts",
+      "iommu/page_request.ts",
+      "iommu/iommu.ts",
+    ],
   },
   { name: "the platform", files: ["pcie/*", "intc/*", "dma_engine.ts"] },
   {

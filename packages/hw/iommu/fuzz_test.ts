@@ -14,6 +14,7 @@ import { MEM_ACCESS_FAULT, MEM_OK, MEM_POISON, PhysicalMemory } from "../memory.
 import { encodeCaps, type IommuCaps, resolveCaps } from "./caps.ts";
 import { Iommu } from "./iommu.ts";
 import type { PageRequest } from "./queues.ts";
+import { PRQ_QUEUED } from "./page_request.ts";
 import * as R from "./regs.ts";
 import { newRequest, newResult, setIova, XLATE_FAULT } from "./request.ts";
 import { reportedDespiteDtf } from "./structs.ts";
@@ -362,18 +363,18 @@ class Rig {
           pidValid: (a[2] & 1) !== 0,
           pid: a[2],
           priv: (a[2] & 2) !== 0,
-          exec: false,
-          read: true,
+          exec: (a[2] & 8) !== 0,
+          read: (a[2] & 16) === 0,
           write: (a[2] & 4) !== 0,
-          last: true,
+          last: (a[2] & 32) === 0,
           prgIndex: a[2],
           addrLo: a[1] << 12,
           addrHi: 0,
         };
         const pqt = this.reg(R.RISCV_IOMMU_REG_PQT);
-        const r = iommu.enqueuePageRequest(pr);
+        const r = iommu.pageRequest(pr);
         const moved = this.reg(R.RISCV_IOMMU_REG_PQT) !== pqt;
-        assert.equal(moved, r === 0, "pqt moves exactly when a page request is written");
+        assert.equal(moved, r === PRQ_QUEUED, "pqt moves exactly when a page request is queued");
         return;
       }
       case "hpm":

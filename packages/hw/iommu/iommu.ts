@@ -22,6 +22,11 @@ import {
   CommandUnit,
 } from "./command_queue.ts";
 import {
+  type PageRequestPort,
+  PageRequestUnit,
+  PCIE_MSG_CODE_PAGE_REQUEST,
+} from "./page_request.ts";
+import {
   encodeFaultRecord,
   encodePageRequest,
   HwQueue,
@@ -112,12 +117,14 @@ import {
   RISCV_IOMMU_TR_RESPONSE_SZ,
 } from "./regs.ts";
 import {
+  reportedDespiteDtf,
   RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
   RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
   RISCV_IOMMU_DDTP_IOMMU_MODE_OFF,
   RISCV_IOMMU_FQ_CAUSE_MSI_WR_FAULT,
   RISCV_IOMMU_FQ_TTYP_NONE,
+  RISCV_IOMMU_FQ_TTYP_PCIE_MSG_REQ,
 } from "./structs.ts";
 import { type CacheOptions, Translator } from "./translator.ts";
 
@@ -210,7 +217,7 @@ const MSI_CFG_TBL_END = RISCV_IOMMU_REG_MSI_CFG_TBL + RISCV_IOMMU_MSI_CFG_TBL_EN
  * assert.equal(mem.read32(0x8000_1000), 0x1234);
  * ```
  */
-export class Iommu implements MmioHandler, TranslationPort {
+export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   /** The capabilities this IOMMU was built with. */
   readonly caps: Readonly<IommuCaps>;
   /** The translation core (caches included). */
@@ -233,6 +240,7 @@ export class Iommu implements MmioHandler, TranslationPort {
   readonly #fq: HwQueue;
   readonly #pq: HwQueue;
   readonly #cmd: CommandUnit;
+  readonly #pri: PageRequestUnit;
   readonly #rec = new Uint32Array(8);
   readonly #trReq: InboundRequest = newRequest({ debug: true });
   readonly #trRes: TranslationResult = newResult();
@@ -312,6 +320,27 @@ export class Iommu implements MmioHandler, TranslationPort {
     this.translator = new Translator(opts.mem, caps, opts.cache);
     this.#cmd = new CommandUnit(opts.mem, caps, this.translator);
     this.#cmd.ats = opts.ats ?? null;
+    const cmd = this.#cmd;
+    this.#pri = new PageRequestUnit(this.translator, {
+      queue: (pr) => this.enqueuePageRequest(pr),
+      fault: (pr, cause, dtf) => {
+        if (dtf && !reportedDespiteDtf(cause)) return;
+        const pv = pr.pidValid;
+        this.#fault(
+          cause,
+          RISCV_IOMMU_FQ_TTYP_PCIE_MSG_REQ,
+          pr.deviceId,
+          pv,
+          pr.pid,
+          pv && pr.priv,
+          BigInt(PCIE_MSG_CODE_PAGE_REQUEST),
+          0n,
+        );
+      },
+      get ats() {
+        return cmd.ats;
+      },
+    });
     this.reset();
   }
 
@@ -392,6 +421,15 @@ export class Iommu implements MmioHandler, TranslationPort {
         res.iotval2,
       );
     }
+  }
+
+  /**
+   * A PCIe Page Request or Stop Marker message from the root complex (spec §2.7 "PCIe ATS Page
+   * Request handling"): queued, discarded, or answered by the IOMMU through {@linkcode atsPort}
+   * (see `PageRequestUnit`). Returns a `PRQ_*` outcome.
+   */
+  pageRequest(pr: PageRequest): number {
+    return this.#pri.receive(pr);
   }
 
   /**

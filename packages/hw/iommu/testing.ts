@@ -29,6 +29,23 @@ import {
   RISCV_IOMMU_PC_TA_V,
 } from "./structs.ts";
 import { type CacheOptions, Translator } from "./translator.ts";
+import { Iommu, type IommuOptions } from "./iommu.ts";
+import {
+  RISCV_IOMMU_CQCSR_CQEN,
+  RISCV_IOMMU_FQCSR_FQEN,
+  RISCV_IOMMU_PQCSR_PIE,
+  RISCV_IOMMU_PQCSR_PQEN,
+  RISCV_IOMMU_REG_CQB,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_CQT,
+  RISCV_IOMMU_REG_DDTP,
+  RISCV_IOMMU_REG_FQB,
+  RISCV_IOMMU_REG_FQCSR,
+  RISCV_IOMMU_REG_PQB,
+  RISCV_IOMMU_REG_PQCSR,
+  RISCV_IOMMU_REG_PQH,
+  RISCV_IOMMU_REG_PQT,
+} from "./regs.ts";
 
 /** Where test RAM starts (the virt board's DRAM base). */
 export const TEST_RAM_BASE = 0x8000_0000;
@@ -442,4 +459,69 @@ export function testTranslate(tr: Translator, r: InboundRequest): TranslationRes
   const res = newResult();
   tr.translate(r, res);
   return res;
+}
+
+/** What {@linkcode testIommuDevice} builds. */
+export interface TestIommuDevice {
+  /** System memory (RAM at {@linkcode TEST_RAM_BASE}). */
+  mem: PhysicalMemory;
+  /** Page allocator over that RAM. */
+  alloc: TestPageAllocator;
+  /** The IOMMU, `ddtp` pointing at {@linkcode ddt}, its three queues on. */
+  iommu: Iommu;
+  /** The device directory. */
+  ddt: DdtBuilder;
+  /** Physical address of the fault queue (fqen). */
+  fq: number;
+  /** Physical address of the page-request queue (pqen, pie). */
+  pq: number;
+  /** Writes one command at `cqt` and moves `cqt` past it (the IOMMU runs it then). */
+  command(d0: bigint, d1?: bigint): void;
+  /**
+   * The page-request records software has not consumed yet, as dword pairs, and moves `pqh` past
+   * them (what a PQ handler does).
+   */
+  takePageRequests(): [bigint, bigint][];
+}
+
+/**
+ * An {@linkcode Iommu} on fresh RAM with a 3LVL device directory (or `mode`), a 16-entry command
+ * queue, a 16-entry fault queue and a page-request queue of 2^`pqLog2Sz` entries (default 4), all
+ * enabled, for tests that drive the device through its registers and queues.
+ */
+export function testIommuDevice(
+  opts: Partial<IommuOptions> & { mode?: number; pqLog2Sz?: number } = {},
+): TestIommuDevice {
+  const mem = opts.mem ?? new PhysicalMemory();
+  if (opts.mem === undefined) mem.addRam(TEST_RAM_BASE, TEST_RAM_SIZE);
+  const alloc = new TestPageAllocator();
+  const iommu = new Iommu({ ...opts, mem });
+  const mode = opts.mode ?? 4;
+  const ddt = new DdtBuilder(mem, alloc, mode, iommu.caps.msiFlat);
+  iommu.write64(RISCV_IOMMU_REG_DDTP, BigInt(ddt.rootPn) << 10n | BigInt(mode));
+  const cq = alloc.pages(), fq = alloc.page(), pq = alloc.page();
+  iommu.write64(RISCV_IOMMU_REG_CQB, BigInt(cq) << 10n | 3n);
+  iommu.write32(RISCV_IOMMU_REG_CQCSR, RISCV_IOMMU_CQCSR_CQEN);
+  iommu.write64(RISCV_IOMMU_REG_FQB, BigInt(fq / 4096) << 10n | 3n);
+  iommu.write32(RISCV_IOMMU_REG_FQCSR, RISCV_IOMMU_FQCSR_FQEN);
+  iommu.write64(RISCV_IOMMU_REG_PQB, BigInt(pq / 4096) << 10n | BigInt((opts.pqLog2Sz ?? 4) - 1));
+  iommu.write32(RISCV_IOMMU_REG_PQCSR, RISCV_IOMMU_PQCSR_PQEN | RISCV_IOMMU_PQCSR_PIE);
+  const command = (d0: bigint, d1 = 0n): void => {
+    const t = iommu.read32(RISCV_IOMMU_REG_CQT);
+    mem.write64(cq * 4096 + t * 16, d0);
+    mem.write64(cq * 4096 + t * 16 + 8, d1);
+    iommu.write32(RISCV_IOMMU_REG_CQT, (t + 1) % 16);
+  };
+  const takePageRequests = (): [bigint, bigint][] => {
+    const out: [bigint, bigint][] = [];
+    const size = 2 ** (Number(iommu.read64(RISCV_IOMMU_REG_PQB) & 0x1fn) + 1);
+    let h = iommu.read32(RISCV_IOMMU_REG_PQH);
+    const t = iommu.read32(RISCV_IOMMU_REG_PQT);
+    for (; h !== t; h = (h + 1) % size) {
+      out.push([mem.read64(pq + h * 16), mem.read64(pq + h * 16 + 8)]);
+    }
+    iommu.write32(RISCV_IOMMU_REG_PQH, h);
+    return out;
+  };
+  return { mem, alloc, iommu, ddt, fq, pq, command, takePageRequests };
 }
