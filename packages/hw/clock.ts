@@ -46,6 +46,8 @@ export interface CostTable {
   dmaPage: number;
   /** A PCIe ATS translation request and its completion, round trip. */
   atsRequest: number;
+  /** A function's ATC invalidation: from an Invalidate Request to its Invalidation Completion. */
+  atsInvalidate: number;
 }
 
 /** The default {@linkcode CostTable}. */
@@ -60,6 +62,7 @@ export const DEFAULT_COSTS: Readonly<CostTable> = Object.freeze({
   dmaSetup: 200,
   dmaPage: 512,
   atsRequest: 800,
+  atsInvalidate: 2000,
 });
 
 interface Event {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { Clock } from "../clock.ts";
 import { MEM_OK, type PhysicalMemory } from "../memory.ts";
 import { hi32, join64, lo32, toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
@@ -52,6 +53,20 @@ export const CMD_ILLEGAL = 2;
 export const CMD_MEM_FAULT = 3;
 /** An IOFENCE.C found a timed-out ATS.INVAL: set `cqcsr.cmd_to`; `cqh` stays on the fence. */
 export const CMD_TIMEOUT = 4;
+/**
+ * The command cannot complete yet (an ATS.INVAL the device has no room for, an IOFENCE.C behind
+ * outstanding ATS.INVALs): `cqh` stays on it and the queue runs again when one completes or times
+ * out.
+ */
+export const CMD_WAIT = 5;
+
+/** {@linkcode AtsPort.invalidate}: the Invalidation Request went out. */
+export const ATS_INVAL_SENT = 0;
+/** {@linkcode AtsPort.invalidate}: the function's invalidate queue is full; nothing was sent. */
+export const ATS_INVAL_BUSY = 1;
+
+/** How long an ATS.INVAL waits for its Invalidation Completion: PCIe's 1 minute, in ns. */
+export const ATS_INVAL_TIMEOUT_NS = 60e9;
 
 /** The caches a command invalidates; `Translator` implements it. */
 export interface Invalidator {
@@ -117,15 +132,24 @@ export interface PageGroupResponse extends AtsTarget {
   dstId: number;
 }
 
-/** Where ATS commands go: the root complex, which forwards them to the devices' ATCs. */
+/** Where ATS commands go: the root complex, which forwards them to the devices. */
 export interface AtsPort {
   /**
-   * Sends an Invalidation Request and waits for its completion. Returns false when the device
-   * did not complete it in time: the next IOFENCE.C then reports `cmd_to`.
+   * Sends an Invalidation Request. Returns {@linkcode ATS_INVAL_SENT}, and calls `done` when the
+   * Invalidation Completion arrives (later, or never), or {@linkcode ATS_INVAL_BUSY} when the
+   * function cannot take another request now (its invalidate queue is full: PCIe backpressure).
    */
-  invalidate(inv: AtsInvalidation): boolean;
-  /** Sends a Page Request Group Response. */
+  invalidate(inv: AtsInvalidation, done: () => void): number;
+  /** Sends a Page Request Group Response (the IOMMU's own, or one ATS.PRGR asks for). */
   pageResponse(rsp: PageGroupResponse): void;
+}
+
+/** One ATS.INVAL in flight: waiting for room, waiting for its completion, or ended. */
+interface _Inval {
+  /** The timeout's clock event (0: none). */
+  timer: number;
+  /** Completed or timed out. */
+  ended: boolean;
 }
 
 // Reserved bits per command (spec §3.1 "Command-Queue"); NL/S are carved out when the caps have
@@ -154,14 +178,28 @@ const IODIR_RSVD0_LO = lo32(IODIR_RSVD0), IODIR_RSVD0_HI = hi32(IODIR_RSVD0);
 const IODIR_DV_HI = hi32(RISCV_IOMMU_CMD_IODIR_DV);
 
 /**
- * Executes one command at a time, synchronously: when `execute` returns, the command's effect
- * is complete (so IOFENCE.C PR/PW have nothing left to order).
+ * Executes one command at a time. Every command but ATS.INVAL takes effect inside `execute` (so
+ * IOFENCE.C PR/PW have nothing left to order). ATS.INVAL is sent to the {@linkcode AtsPort} and
+ * completes when the device's Invalidation Completion arrives, or when {@linkcode atsTimeoutNs}
+ * of the {@linkcode clock} pass without one (spec §3.1.4, IOMMU PCIe ATS commands): `cqh` moves past it once it
+ * is sent, an IOFENCE.C waits for every earlier one ({@linkcode CMD_WAIT}) and then reports a
+ * timeout as `cmd_to`. A function with no room for the request holds the command queue on the
+ * ATS.INVAL (its timeout runs meanwhile). Without a clock nothing can be waited for: an
+ * invalidation the port does not complete within the call counts as timed out at once.
  */
 export class CommandUnit {
   /** Where ATS.INVAL and ATS.PRGR go; without one, ATS.INVAL completes at once. */
   ats: AtsPort | null = null;
+  /** Times ATS.INVAL completions out. */
+  clock: Clock | null = null;
+  /** How long an ATS.INVAL may take, in ns of {@linkcode clock}. */
+  atsTimeoutNs: number = ATS_INVAL_TIMEOUT_NS;
+  /** Called when an ATS.INVAL completes or times out: a waiting command may run now. */
+  onAtsProgress: (() => void) | null = null;
   /** An ATS.INVAL timed out since the last IOFENCE.C reported one. */
   atsTimedOut = false;
+  readonly #pending = new Set<_Inval>();
+  #blocked: _Inval | null = null;
   readonly #mem: PhysicalMemory;
   readonly #caps: IommuCaps;
   readonly #inval: Invalidator;
@@ -175,6 +213,23 @@ export class CommandUnit {
     this.#inval = inval;
     this.#rsvd0HiIotinval = caps.nl ? IOTINVAL_RSVD0_HI & ~IOTINVAL_NL_HI : IOTINVAL_RSVD0_HI;
     this.#rsvd1LoIotinval = caps.s ? IOTINVAL_RSVD1_LO & ~IOTINVAL_S_LO : IOTINVAL_RSVD1_LO;
+  }
+
+  /** ATS.INVALs still waiting for their completion. */
+  get atsPending(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Forgets every ATS.INVAL in flight and any reported timeout (reset, or a command queue enabled
+   * afresh): late completions are ignored.
+   */
+  resetAts(): void {
+    for (const inv of this.#pending) this.#end(inv);
+    if (this.#blocked !== null) this.#end(this.#blocked);
+    this.#pending.clear();
+    this.#blocked = null;
+    this.atsTimedOut = false;
   }
 
   /** Executes the command `d0`/`d1` under feature control `fctl`; returns a `CMD_*` outcome. */
@@ -241,6 +296,7 @@ export class CommandUnit {
     if (d0lo & IOFENCE_RSVD0_LO || d1hi & IOFENCE_RSVD1_HI) return CMD_ILLEGAL;
     // WSI is a reserved bit unless interrupts are wire-signalled.
     if (wsi && !(fctl & RISCV_IOMMU_FCTL_WSI)) return CMD_ILLEGAL;
+    if (this.#pending.size !== 0) return CMD_WAIT;
     if (this.atsTimedOut) {
       this.atsTimedOut = false;
       return CMD_TIMEOUT;
@@ -287,21 +343,72 @@ export class CommandUnit {
       pid: Number((d0 & RISCV_IOMMU_CMD_ATS_PID) >> 12n),
     };
     if (func === RISCV_IOMMU_CMD_ATS_FUNC_INVAL) {
-      const inv: AtsInvalidation = {
+      return this.#invalidate({
         ...target,
         global: (d1 & RISCV_IOMMU_CMD_ATS_INVAL_G) !== 0n,
         s: (d1 & RISCV_IOMMU_CMD_ATS_INVAL_S) !== 0n,
         addr: d1 & RISCV_IOMMU_CMD_ATS_INVAL_UADDR,
-      };
-      if (this.ats !== null && !this.ats.invalidate(inv)) this.atsTimedOut = true;
-    } else {
-      this.ats?.pageResponse({
-        ...target,
-        prgIndex: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX) >> 32n),
-        responseCode: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE) >> 44n),
-        dstId: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_DST_ID) >> 48n),
       });
     }
+    this.ats?.pageResponse({
+      ...target,
+      prgIndex: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_PRG_INDEX) >> 32n),
+      responseCode: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_RESP_CODE) >> 44n),
+      dstId: Number((d1 & RISCV_IOMMU_CMD_ATS_PRGR_DST_ID) >> 48n),
+    });
     return CMD_OK;
+  }
+
+  /** Sends ATS.INVAL `inv` (again, when it was held for want of room); a `CMD_*` outcome. */
+  #invalidate(inv: AtsInvalidation): number {
+    const port = this.ats;
+    if (port === null) return CMD_OK;
+    let rec = this.#blocked;
+    this.#blocked = null;
+    if (rec === null) {
+      const r: _Inval = { timer: 0, ended: false };
+      if (this.clock !== null) {
+        r.timer = this.clock.after(this.atsTimeoutNs, () => {
+          r.timer = 0;
+          this.#timedOut(r);
+        });
+      }
+      rec = r;
+    } else if (rec.ended) {
+      // Timed out while the function had no room for it: done, and reported at the fence.
+      return CMD_OK;
+    }
+    const r = rec;
+    const sent = port.invalidate(inv, () => {
+      if (r.ended) return;
+      this.#end(r);
+      this.#pending.delete(r);
+      this.onAtsProgress?.();
+    });
+    if (r.ended) return CMD_OK;
+    if (this.clock === null) {
+      this.#timedOut(r);
+      return CMD_OK;
+    }
+    if (sent === ATS_INVAL_BUSY) {
+      this.#blocked = r;
+      return CMD_WAIT;
+    }
+    this.#pending.add(r);
+    return CMD_OK;
+  }
+
+  #timedOut(r: _Inval): void {
+    if (r.ended) return;
+    this.#end(r);
+    this.#pending.delete(r);
+    this.atsTimedOut = true;
+    this.onAtsProgress?.();
+  }
+
+  #end(r: _Inval): void {
+    r.ended = true;
+    if (r.timer !== 0) this.clock?.cancel(r.timer);
+    r.timer = 0;
   }
 }

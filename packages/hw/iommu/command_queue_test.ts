@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { MEM_ACCESS_FAULT, PhysicalMemory } from "../memory.ts";
 import { type IommuCaps, resolveCaps } from "./caps.ts";
+import { Clock } from "../clock.ts";
 import {
+  ATS_INVAL_BUSY,
+  ATS_INVAL_SENT,
   type AtsInvalidation,
   type AtsPort,
   CMD_FENCE_W_IP,
@@ -142,7 +145,7 @@ Deno.test("ATS.INVAL and ATS.PRGR are delivered decoded to the AtsPort", () => {
   const { cu } = unit();
   const got: (AtsInvalidation | PageGroupResponse)[] = [];
   cu.ats = {
-    invalidate: (inv) => (got.push(inv), true),
+    invalidate: (inv, done) => (got.push(inv), done(), ATS_INVAL_SENT),
     pageResponse: (rsp) => void got.push(rsp),
   };
   const d0 = 4n | 0x77n << 12n | R.RISCV_IOMMU_CMD_ATS_PV | R.RISCV_IOMMU_CMD_ATS_DSV |
@@ -277,29 +280,129 @@ Deno.test("IOFENCE.C whose store faults sets cqmf with cqh on the fence; it retr
   assert.equal(cqh(), 2);
 });
 
-Deno.test("a timed-out ATS.INVAL surfaces as cmd_to at the next IOFENCE.C, cqh on the fence", async (t) => {
-  await t.step("with an AtsPort that times out", () => {
-    let answer = false;
-    const port: AtsPort = { invalidate: () => answer, pageResponse: () => {} };
-    const { cq, submit, cqh, csr, iommu, ddts } = machine({ ats: port });
+/** An AtsPort whose Invalidation Completions the test sends; `room` requests fit at a time. */
+function slowPort(room = 32) {
+  const dones: (() => void)[] = [];
+  let outstanding = 0;
+  const port: AtsPort = {
+    invalidate: (_inv, done) => {
+      if (outstanding >= room) return ATS_INVAL_BUSY;
+      outstanding++;
+      dones.push(() => (outstanding--, done()));
+      return ATS_INVAL_SENT;
+    },
+    pageResponse: () => {},
+  };
+  /** Completes the oldest outstanding request. */
+  const complete = () => dones.shift()!();
+  return { port, complete, dones };
+}
+
+Deno.test("ATS.INVAL completes on its Invalidation Completion: cqh moves past it at once, IOFENCE.C waits for it (spec §3.1.4, IOMMU PCIe ATS commands; §3.1.2, IOFENCE.C)", () => {
+  const clock = new Clock();
+  const { port, complete } = slowPort();
+  const { cq, submit, cqh, csr, ddts, iommu, mem } = machine({ ats: port, clock });
+  cq();
+  submit(
+    [4n],
+    [4n],
+    [2n | R.RISCV_IOMMU_CMD_IOFENCE_AV | 7n << 32n, BigInt(RAM + 0x8000) >> 2n],
+    ddt(1),
+  );
+  assert.deepEqual([cqh(), ddts, mem.read32(RAM + 0x8000)], [2, [], 0], "the fence waits");
+  complete();
+  assert.equal(cqh(), 2, "one ATS.INVAL still outstanding");
+  complete();
+  assert.deepEqual([cqh(), ddts, mem.read32(RAM + 0x8000), csr() & TO], [4, [1], 7, 0]);
+  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_CQCSR) & (ILL | MF), 0);
+});
+
+Deno.test("a function with no room for an ATS.INVAL holds the command queue on it until a completion makes room (PCIe invalidate queue depth)", () => {
+  const clock = new Clock();
+  const { port, complete } = slowPort(1);
+  const { cq, submit, cqh } = machine({ ats: port, clock });
+  cq();
+  submit([4n], [4n], [2n]);
+  assert.equal(cqh(), 1, "the second ATS.INVAL waits for room");
+  complete();
+  assert.equal(cqh(), 2, "sent once the first completed; the fence waits for it");
+  complete();
+  assert.equal(cqh(), 3);
+});
+
+Deno.test("an ATS.INVAL with no completion within the timeout surfaces as cmd_to at the next IOFENCE.C, cqh on the fence (spec §3.1.4, IOMMU PCIe ATS commands)", async (t) => {
+  await t.step("the request went out and was never completed", () => {
+    const clock = new Clock();
+    const { port, dones } = slowPort();
+    const { cq, submit, cqh, csr, iommu, ddts } = machine({
+      ats: port,
+      clock,
+      atsInvalTimeoutNs: 1_000_000,
+    });
     cq();
     submit([4n], ddt(1), [2n], ddt(2));
+    assert.deepEqual([cqh(), csr() & TO, ddts], [2, 0, [1]], "the fence waits");
+    clock.advance(999_999);
+    assert.equal(csr() & TO, 0);
+    clock.advance(1);
     assert.deepEqual([cqh(), csr() & TO, ddts], [2, TO, [1]]);
+    assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR) & R.RISCV_IOMMU_IPSR_CIP, 1);
+    dones[0]();
+    assert.equal(csr() & TO, TO, "a late completion changes nothing");
     iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN | TO);
     assert.deepEqual(
       [cqh(), csr() & TO, ddts],
       [4, 0, [1, 2]],
       "reported once, then the fence completes",
     );
-    answer = true;
-    submit([4n], [2n]);
-    assert.deepEqual([cqh(), csr() & TO], [6, 0]);
   });
+  await t.step("the function never had room for it: the timeout ends the wait too", () => {
+    const clock = new Clock();
+    const { port } = slowPort(0);
+    const { cq, submit, cqh, csr } = machine({ ats: port, clock, atsInvalTimeoutNs: 5000 });
+    cq();
+    submit([4n], [2n]);
+    assert.equal(cqh(), 0);
+    clock.advance(5000);
+    assert.deepEqual([cqh(), csr() & TO], [1, TO]);
+  });
+  await t.step(
+    "without a clock, a completion that does not come within the call is a timeout",
+    () => {
+      let answer = false;
+      const port: AtsPort = {
+        invalidate: (_inv, done) => (answer && done(), ATS_INVAL_SENT),
+        pageResponse: () => {},
+      };
+      const { cq, submit, cqh, csr, iommu } = machine({ ats: port });
+      cq();
+      submit([4n], [2n]);
+      assert.deepEqual([cqh(), csr() & TO], [1, TO]);
+      iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN | TO);
+      answer = true;
+      submit([4n], [2n]);
+      assert.deepEqual([cqh(), csr() & TO], [4, 0]);
+    },
+  );
   await t.step("without an AtsPort ATS.INVAL completes at once", () => {
     const { cq, submit, cqh, csr } = machine();
     cq();
     submit([4n], [2n]);
     assert.deepEqual([cqh(), csr() & (TO | ILL)], [2, 0]);
+  });
+  await t.step("re-enabling the queue forgets the ATS.INVALs of its earlier life", () => {
+    const clock = new Clock();
+    const { port } = slowPort();
+    const { cq, submit, cqh, iommu } = machine({ ats: port, clock });
+    cq();
+    submit([4n], [2n]);
+    assert.equal(cqh(), 1);
+    iommu.write32(R.RISCV_IOMMU_REG_CQCSR, 0);
+    cq();
+    submit([2n]);
+    assert.equal(cqh(), 1);
+    clock.advance(120e9);
+    assert.equal(iommu.read32(R.RISCV_IOMMU_REG_CQCSR) & TO, 0);
   });
 });
 

@@ -15,6 +15,7 @@ import { encodeCaps, type IommuCaps, resolveCaps } from "./caps.ts";
 import { Iommu } from "./iommu.ts";
 import type { PageRequest } from "./queues.ts";
 import { PRQ_QUEUED } from "./page_request.ts";
+import { ATS_INVAL_SENT } from "./command_queue.ts";
 import * as R from "./regs.ts";
 import { newRequest, newResult, setIova, XLATE_FAULT } from "./request.ts";
 import { reportedDespiteDtf } from "./structs.ts";
@@ -272,7 +273,11 @@ class Rig {
       csrBusyPolls: v.busy,
       trBusyPolls: v.busy,
       ats: {
-        invalidate: () => (this.#atsAnswer = !this.#atsAnswer) || !v.atsTimeouts,
+        // No clock: an invalidation not completed within the call counts as timed out.
+        invalidate: (_inv, done) => {
+          if ((this.#atsAnswer = !this.#atsAnswer) || !v.atsTimeouts) done();
+          return ATS_INVAL_SENT;
+        },
         pageResponse: () => {},
       },
     });

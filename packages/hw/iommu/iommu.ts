@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { Clock } from "../clock.ts";
 import { MEM_OK, type MmioHandler, type PhysicalMemory } from "../memory.ts";
 import { hi32, join64, lo32 } from "../_u64.ts";
 import { encodeCaps, IGS_BOTH, IGS_WSI, type IommuCaps, resolveCaps } from "./caps.ts";
@@ -19,6 +20,7 @@ import {
   CMD_MEM_FAULT,
   CMD_OK,
   CMD_TIMEOUT,
+  CMD_WAIT,
   CommandUnit,
 } from "./command_queue.ts";
 import {
@@ -144,6 +146,13 @@ export interface IommuOptions {
   irq?: IrqSink;
   /** Where ATS.INVAL/ATS.PRGR go (also settable later through {@linkcode Iommu.atsPort}). */
   ats?: AtsPort;
+  /**
+   * The machine's clock: it times ATS.INVAL completions out. Without one an ATS.INVAL the port does
+   * not complete at once counts as timed out.
+   */
+  clock?: Clock;
+  /** How long an ATS.INVAL waits for its Invalidation Completion, in ns. Default 60 s (PCIe). */
+  atsInvalTimeoutNs?: number;
   /** `ddtp.iommu_mode` after reset. Default "off" (the spec's recommendation). */
   resetMode?: "off" | "bare";
   /** Translation cache sizes. */
@@ -319,8 +328,11 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#pq = queue(RISCV_IOMMU_PQ_ENTRY_SIZE, false, QUEUE_ERRORS, max.pq, fixed.pq);
     this.translator = new Translator(opts.mem, caps, opts.cache);
     this.#cmd = new CommandUnit(opts.mem, caps, this.translator);
-    this.#cmd.ats = opts.ats ?? null;
     const cmd = this.#cmd;
+    cmd.ats = opts.ats ?? null;
+    cmd.clock = opts.clock ?? null;
+    if (opts.atsInvalTimeoutNs !== undefined) cmd.atsTimeoutNs = opts.atsInvalTimeoutNs;
+    cmd.onAtsProgress = () => this.#processCq();
     this.#pri = new PageRequestUnit(this.translator, {
       queue: (pr) => this.enqueuePageRequest(pr),
       fault: (pr, cause, dtf) => {
@@ -344,7 +356,10 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.reset();
   }
 
-  /** Where ATS.INVAL and ATS.PRGR are delivered; null completes ATS.INVAL at once. */
+  /**
+   * Where ATS.INVAL and ATS.PRGR (and the IOMMU's own PRG responses) are delivered; null completes
+   * ATS.INVAL at once.
+   */
   get atsPort(): AtsPort | null {
     return this.#cmd.ats;
   }
@@ -379,7 +394,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#cq.reset();
     this.#fq.reset();
     this.#pq.reset();
-    this.#cmd.atsTimedOut = false;
+    this.#cmd.resetAts();
     this.#ipsr = 0;
     this.#iocountinh = 0;
     this.#hpmCycles.fill(0n);
@@ -679,9 +694,9 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
         if (caps.ats) this.#pq.writeSwIndex(v);
         return;
       case RISCV_IOMMU_REG_CQCSR:
-        // A queue enabled afresh has no ATS.INVAL of an earlier life to report.
+        // A queue enabled afresh has no ATS.INVAL of an earlier life to wait for or report.
         if (!(this.#cq.csr & RISCV_IOMMU_CQCSR_CQEN) && v & RISCV_IOMMU_CQCSR_CQEN) {
-          this.#cmd.atsTimedOut = false;
+          this.#cmd.resetAts();
         }
         this.#cq.writeCsr(v);
         this.#updateIp();
@@ -891,6 +906,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
         outcome = this.#cmd.executeHalves(d0lo, d0hi, mem.lo, mem.hi, this.#fctl);
         this.#selfStore = false;
       }
+      if (outcome === CMD_WAIT) break;
       if (outcome === CMD_OK || outcome === CMD_FENCE_W_IP) {
         q.head = ((q.head + 1) & q.mask) >>> 0;
         if (outcome === CMD_FENCE_W_IP) q.csr |= RISCV_IOMMU_CQCSR_FENCE_W_IP;

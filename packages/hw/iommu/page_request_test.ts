@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MEM_ACCESS_FAULT } from "../memory.ts";
 import { type TestIommuDevice, testIommuDevice } from "../testing.ts";
-import type { AtsPort, PageGroupResponse } from "./command_queue.ts";
+import { ATS_INVAL_SENT, type AtsPort, type PageGroupResponse } from "./command_queue.ts";
 import {
   PRG_RESPONSE_FAILURE,
   PRG_RESPONSE_INVALID,
@@ -51,7 +51,10 @@ function rig(tc = PRI, opts: { pqLog2Sz?: number } = {}) {
   const d = testIommuDevice(opts);
   d.ddt.set(DEV, { tc });
   const sent: PageGroupResponse[] = [];
-  const port: AtsPort = { invalidate: () => true, pageResponse: (r) => void sent.push(r) };
+  const port: AtsPort = {
+    invalidate: () => ATS_INVAL_SENT,
+    pageResponse: (r) => void sent.push(r),
+  };
   d.iommu.atsPort = port;
   const fqt = () => d.iommu.read32(R.RISCV_IOMMU_REG_FQT);
   const pqt = () => d.iommu.read32(R.RISCV_IOMMU_REG_PQT);
@@ -179,7 +182,7 @@ Deno.test("automatic responses for cause 260: Invalid Request, PASID only per PR
   await t.step("a device_id too wide for a 1LVL directory: Invalid Request without PASID", () => {
     const d = testIommuDevice({ mode: 2 });
     const sent: PageGroupResponse[] = [];
-    d.iommu.atsPort = { invalidate: () => true, pageResponse: (r) => void sent.push(r) };
+    d.iommu.atsPort = { invalidate: () => ATS_INVAL_SENT, pageResponse: (r) => void sent.push(r) };
     assert.equal(d.iommu.pageRequest(req({ deviceId: 0x100 })), PRQ_ANSWERED_INVALID);
     assert.deepEqual(sent.map(said), [[PRG_RESPONSE_INVALID, -1, 7, 0x100]]);
   });

@@ -144,8 +144,17 @@ export interface PciFunctionOptions {
   bars?: BarSpec[];
   /** MSI-X capability: table and PBA placement. */
   msix?: MsixOptions;
-  /** ATS extended capability (and an ATC of `atcEntries` entries). */
-  ats?: { invalidateQueueDepth?: number; globalInvalidate?: boolean; atcEntries?: number };
+  /**
+   * ATS extended capability (and an ATC of `atcEntries` entries). `invalidateQueueDepth` is the
+   * capability's field (0 means 32); `invalidateNs` how long the function takes to complete an
+   * Invalidate Request (default the clock's `atsInvalidate` cost; `Infinity`: never).
+   */
+  ats?: {
+    invalidateQueueDepth?: number;
+    globalInvalidate?: boolean;
+    atcEntries?: number;
+    invalidateNs?: number;
+  };
   /** PRI extended capability. */
   pri?: { outstandingCapacity: number; prgResponsePasidRequired?: boolean };
   /** PASID extended capability. */
@@ -204,6 +213,11 @@ export class PciFunction {
   readonly dmaBypass: boolean;
   /** Name used for its BAR regions. */
   readonly name: string;
+  /**
+   * Simulated ns from accepting an Invalidate Request to sending its Invalidation Completion
+   * (`Infinity`: a function that never completes one). Settable, to slow a device down.
+   */
+  atsInvalidateNs: number;
 
   /** Why the last DMA stopped: {@linkcode DMA_OK} or a `DMA_ERR_*` code. */
   faultKind: number = DMA_OK;
@@ -214,8 +228,10 @@ export class PciFunction {
   /** The IOMMU's fault cause for {@linkcode DMA_ERR_ABORT}, else 0. */
   faultCause = 0;
 
+  readonly #clock: Clock;
   readonly #bars: BarSpec[];
   readonly #onConfigWrite: ((offset: number) => void) | undefined;
+  #invalidations = 0;
   readonly #windows: MmioHandler[] = [];
   readonly #regions: (Region | undefined)[] = [];
   readonly #req = newRequest();
@@ -235,6 +251,8 @@ export class PciFunction {
     const cfg = this.config;
     this.name = opts.name ?? `pci-${opts.vendorId.toString(16)}:${opts.deviceId.toString(16)}`;
     this.dmaBypass = opts.dmaBypass ?? false;
+    this.#clock = opts.clock;
+    this.atsInvalidateNs = opts.ats?.invalidateNs ?? opts.clock.costs.atsInvalidate;
     this.#onConfigWrite = opts.onConfigWrite;
     cfg.set16(PCI_VENDOR_ID, opts.vendorId);
     cfg.set16(PCI_DEVICE_ID, opts.deviceId);
@@ -361,6 +379,12 @@ export class PciFunction {
   get atsEnabled(): boolean {
     return this.atsCap !== 0 &&
       (this.config.get16(this.atsCap + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE) !== 0;
+  }
+
+  /** Invalidate Requests the function accepts before it pushes back (the ATS capability's). */
+  get atsInvalidateQueueDepth(): number {
+    if (this.atsCap === 0) return 0;
+    return (this.config.get16(this.atsCap + PCI_ATS_CAP) & PCI_ATS_CAP_QDEP_MASK) || 32;
   }
 
   /** ATS Smallest Translation Unit as programmed (log2(bytes) - 12). */
@@ -561,12 +585,36 @@ export class PciFunction {
   }
 
   /**
-   * An ATS Invalidate Request from the IOMMU (ATS.INVAL): drops the ATC entries overlapping
-   * `[addr, addr + size)` for `pasid` (all PASIDs when undefined; see {@linkcode Atc.invalidate})
-   * and completes at once. Returns the number of entries dropped.
+   * Drops the ATC entries overlapping `[addr, addr + size)` for `pasid` (all PASIDs when
+   * undefined; see {@linkcode Atc.invalidate}) at once. Returns the number of entries dropped.
    */
   atsInvalidate(pasid: number | undefined, addr: number, size: number, global = false): number {
     return this.atc === undefined ? 0 : this.atc.invalidate(pasid, addr, size, global);
+  }
+
+  /**
+   * An ATS Invalidate Request from the root complex (the IOMMU's ATS.INVAL). The function takes it
+   * when fewer than {@linkcode atsInvalidateQueueDepth} are in its queue (false otherwise: PCIe
+   * backpressure, nothing happens) and, {@linkcode atsInvalidateNs} later, drops the entries (as
+   * {@linkcode atsInvalidate}) and sends the Invalidation Completion: `done`. Until then it may
+   * still use them, as a device may before it completes the request.
+   */
+  atsInvalidateRequest(
+    pasid: number | undefined,
+    addr: number,
+    size: number,
+    global: boolean,
+    done: () => void,
+  ): boolean {
+    if (this.atc === undefined || this.#invalidations >= this.atsInvalidateQueueDepth) return false;
+    this.#invalidations++;
+    if (this.atsInvalidateNs === Infinity) return true;
+    this.#clock.after(this.atsInvalidateNs, () => {
+      this.#invalidations--;
+      this.atsInvalidate(pasid, addr, size, global);
+      done();
+    });
+    return true;
   }
 
   #begin(): PhysicalMemory | undefined {

@@ -8,6 +8,7 @@ import {
   RISCV_IOMMU_CMD_ATS_INVAL_S,
   RISCV_IOMMU_CMD_ATS_OPCODE,
   RISCV_IOMMU_CQCSR_CIE,
+  RISCV_IOMMU_CQCSR_CMD_TO,
   RISCV_IOMMU_CQCSR_CQEN,
   RISCV_IOMMU_IPSR_CIP,
   RISCV_IOMMU_REG_CAPABILITIES,
@@ -45,7 +46,7 @@ function setup(caps = {}) {
   imsic.enable(5);
   const got: number[] = [];
   imsic.onMsi = (id) => got.push(id);
-  const iommu = new Iommu({ mem, caps: { igs: 0, ...caps } });
+  const iommu = new Iommu({ mem, clock, caps: { igs: 0, ...caps } });
   const rc = new RootComplex({ mem, clock, translator: iommu });
   iommu.atsPort = rc.atsPort;
   const pci = new IommuPciFunction(iommu, { clock });
@@ -163,7 +164,7 @@ Deno.test("riscv-iommu-pci: a WSI-only IOMMU has no MSI-X capability", () => {
   assert.equal(next, 0, "the PCI Express capability is the only one");
 });
 
-Deno.test("riscv-iommu-pci: ATS.INVAL from the command queue reaches the endpoint's ATC", () => {
+Deno.test("riscv-iommu-pci: ATS.INVAL from the command queue reaches the endpoint's ATC; IOFENCE.C waits for its completion", () => {
   const { pci, mem, clock, rc } = setup();
   enable(pci);
   queues(mem);
@@ -177,7 +178,12 @@ Deno.test("riscv-iommu-pci: ATS.INVAL from the command queue reaches the endpoin
   const d0 = BigInt(RISCV_IOMMU_CMD_ATS_OPCODE) | BigInt(RISCV_IOMMU_CMD_ATS_FUNC_INVAL) << 7n |
     BigInt(rid) << 40n;
   submit(mem, d0, 0x17f000n | RISCV_IOMMU_CMD_ATS_INVAL_S);
-  assert.equal(mem.read32(BAR + RISCV_IOMMU_REG_CQH), 1, "the command completed");
+  submit(mem, 2n, 0n); // IOFENCE.C
+  assert.equal(mem.read32(BAR + RISCV_IOMMU_REG_CQH), 1, "sent; the fence waits");
+  assert.equal(atc.lookup(-1, 0x10_0000), true, "until the endpoint completes it");
+  clock.advance(clock.costs.atsInvalidate);
+  assert.equal(mem.read32(BAR + RISCV_IOMMU_REG_CQH), 2, "completed, and the fence with it");
+  assert.equal(mem.read32(BAR + RISCV_IOMMU_REG_CQCSR) & RISCV_IOMMU_CQCSR_CMD_TO, 0);
   assert.equal(atc.lookup(-1, 0x10_0000), false);
   assert.equal(atc.lookup(-1, 0x1f_f000), false);
   assert.equal(atc.lookup(-1, 0x20_0000), true, "outside the 1 MiB range");

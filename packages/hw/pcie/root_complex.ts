@@ -17,7 +17,13 @@ import {
   XLATE_FAULT,
   XLATE_OK,
 } from "../iommu/request.ts";
-import type { AtsInvalidation, AtsPort, PageGroupResponse } from "../iommu/command_queue.ts";
+import {
+  ATS_INVAL_BUSY,
+  ATS_INVAL_SENT,
+  type AtsInvalidation,
+  type AtsPort,
+  type PageGroupResponse,
+} from "../iommu/command_queue.ts";
 import { Ecam } from "./ecam.ts";
 import { PCI_HEADER_TYPE, PCI_HEADER_TYPE_MFD } from "./config.ts";
 import type { PciFunction } from "./function.ts";
@@ -209,14 +215,15 @@ export class RootComplex {
 
   /**
    * The root complex's end of the IOMMU's ATS commands (set it as `Iommu.atsPort`): ATS.INVAL
-   * becomes an Invalidate Request to the addressed function, completed at once; a request to a
-   * missing function, another segment, or a function without ATS never completes (false: the
-   * IOMMU then reports a timeout). No function issues page requests yet (PRI is not modelled),
-   * so a Page Request Group Response has nothing to answer and is dropped.
+   * becomes an Invalidate Request to the addressed function (see
+   * {@linkcode PciFunction.atsInvalidateRequest}: it completes in the function's time, or the
+   * function pushes back); a request to a missing function, another segment, or a function
+   * without ATS goes out and never completes (the IOMMU times it out).
    */
   readonly atsPort: AtsPort = {
-    invalidate: (inv: AtsInvalidation): boolean => {
-      if (inv.dsv && inv.dseg !== 0) return false;
+    invalidate: (inv: AtsInvalidation, done: () => void): number => {
+      const fn = this.#functions.get(inv.rid);
+      if ((inv.dsv && inv.dseg !== 0) || fn?.atc === undefined) return ATS_INVAL_SENT;
       let base = BigInt.asUintN(64, inv.addr) & ~0xfffn;
       let size = 4096n;
       if (inv.s) {
@@ -228,13 +235,10 @@ export class RootComplex {
         size = 4096n << (x + 1n);
         base &= ~(size - 1n);
       }
-      return this.atsInvalidate(
-        inv.rid,
-        inv.pv ? inv.pid : undefined,
-        Number(base),
-        Number(size),
-        inv.global,
-      );
+      const pasid = inv.pv ? inv.pid : undefined;
+      return fn.atsInvalidateRequest(pasid, Number(base), Number(size), inv.global, done)
+        ? ATS_INVAL_SENT
+        : ATS_INVAL_BUSY;
     },
     pageResponse: (_rsp: PageGroupResponse): void => {},
   };

@@ -5,7 +5,13 @@ import { REQ_ATS, REQ_UNTRANSLATED } from "../iommu/request.ts";
 import { PCI_ATS_CTRL_ENABLE, PCI_COMMAND, PCI_COMMAND_MASTER, PCI_HEADER_TYPE } from "./config.ts";
 import { DMA_ERR_ABORT, PciFunction } from "./function.ts";
 import { PCIE_ECAM_BASE, RootComplex } from "./root_complex.ts";
-import { TEST_RAM_BASE, testPcieRig } from "../testing.ts";
+import { ATS_INVAL_SENT, type AtsInvalidation } from "../iommu/command_queue.ts";
+import { TEST_RAM_BASE, testIommuDevice, testPcieRig } from "../testing.ts";
+import {
+  RISCV_IOMMU_CQCSR_CMD_TO,
+  RISCV_IOMMU_REG_CQCSR,
+  RISCV_IOMMU_REG_CQH,
+} from "../iommu/regs.ts";
 
 const ecam = (bus: number, dev: number, fn: number, reg: number) =>
   PCIE_ECAM_BASE + (bus << 20 | dev << 15 | fn << 12 | reg);
@@ -96,12 +102,13 @@ Deno.test("root complex: a bypass function's DMA never reaches the IOMMU", () =>
   assert.notEqual(port.seen[0].kind, REQ_ATS);
 });
 
-Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () => {
+Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges; the function drops the entries when it completes", () => {
   const { clock, rc } = testPcieRig();
   const fn = fnWithId(clock, 1, { ats: {} });
   const rid = rc.attach(fn, 1);
-  const inv = (o: Partial<Parameters<typeof rc.atsPort.invalidate>[0]>) =>
-    rc.atsPort.invalidate({
+  let completions = 0;
+  const inv = (o: Partial<AtsInvalidation>) => {
+    const r = rc.atsPort.invalidate({
       rid,
       dsv: false,
       dseg: 0,
@@ -111,7 +118,10 @@ Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () 
       s: false,
       addr: 0n,
       ...o,
-    });
+    }, () => completions++);
+    clock.advance(clock.costs.atsInvalidate);
+    return r;
+  };
   const fill = () => {
     fn.atc!.flush();
     fn.atc!.insert(-1, 0x0000, 4096, TEST_RAM_BASE, 3, false, false);
@@ -119,15 +129,74 @@ Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges", () 
     fn.atc!.insert(4, 0x1000, 4096, TEST_RAM_BASE, 3, false, false);
   };
   fill();
-  assert.equal(inv({ addr: 0x1000n }), true);
+  assert.equal(inv({ addr: 0x1000n }), ATS_INVAL_SENT);
   assert.equal(fn.atc!.entries, 1, "S=0: one 4 KiB page, every PASID");
   fill();
-  assert.equal(inv({ addr: 0x1000n, pv: true, pid: 4 }), true);
+  assert.equal(inv({ addr: 0x1000n, pv: true, pid: 4 }), ATS_INVAL_SENT);
   assert.equal(fn.atc!.entries, 2, "PV: only PASID 4");
   fill();
-  assert.equal(inv({ addr: 0x0000n, s: true }), true);
+  assert.equal(inv({ addr: 0x0000n, s: true }), ATS_INVAL_SENT);
   assert.equal(fn.atc!.entries, 0, "S=1 with page number ...0: 8 KiB at 0");
-  assert.equal(inv({ rid: 0x77 }), false, "no such function: never completes");
-  assert.equal(inv({ dsv: true, dseg: 1 }), false, "another segment");
-  assert.equal(inv({ s: true, addr: 0xffff_ffff_ffff_f000n }), true, "all ones: everything");
+  fill();
+  assert.equal(inv({ s: true, addr: 0xffff_ffff_ffff_f000n }), ATS_INVAL_SENT);
+  assert.equal(fn.atc!.entries, 0, "all ones: everything");
+  assert.equal(completions, 4);
+  assert.equal(inv({ rid: 0x77 }), ATS_INVAL_SENT, "no such function: sent, never completed");
+  assert.equal(inv({ dsv: true, dseg: 1 }), ATS_INVAL_SENT, "another segment: likewise");
+  while (clock.advanceToNextEvent());
+  assert.equal(completions, 4);
+});
+
+/** An IOMMU behind a root complex with one ATS endpoint (queue depth `depth`, `ns` per request). */
+function atsRig(depth: number, ns: number) {
+  const clock = new Clock();
+  const d = testIommuDevice({ clock });
+  const rc = new RootComplex({ mem: d.mem, clock, translator: d.iommu });
+  d.iommu.atsPort = rc.atsPort;
+  const ep = fnWithId(clock, 2, { ats: { invalidateQueueDepth: depth, invalidateNs: ns } });
+  const rid = rc.attach(ep, 3);
+  const inval = () => d.command(4n | BigInt(rid) << 40n, 0x5000n);
+  const cqh = () => d.iommu.read32(RISCV_IOMMU_REG_CQH);
+  /** Time at which cqh reaches `n`, letting events run. */
+  const when = (n: number) => {
+    while (cqh() !== n && clock.advanceToNextEvent());
+    return cqh() === n ? clock.now() : -1;
+  };
+  return { ...d, clock, ep, inval, cqh, when };
+}
+
+Deno.test("ATS.INVAL takes the endpoint's time, bounded by its invalidate queue depth, and IOFENCE.C shows it (PCIe ATS Invalidate Queue Depth; spec §3.1.4, IOMMU PCIe ATS commands)", async (t) => {
+  await t.step("depth 2, 10 µs each: four invalidations complete in two rounds", () => {
+    const r = atsRig(2, 10_000);
+    assert.equal(r.ep.atsInvalidateQueueDepth, 2);
+    for (let i = 0; i < 4; i++) r.inval();
+    r.command(2n);
+    assert.equal(r.cqh(), 2, "two sent, the third waits for room");
+    assert.equal(r.when(5), 20_000);
+  });
+  await t.step("depth 0 means 32: the same four complete together", () => {
+    const r = atsRig(0, 10_000);
+    assert.equal(r.ep.atsInvalidateQueueDepth, 32);
+    for (let i = 0; i < 4; i++) r.inval();
+    r.command(2n);
+    assert.equal(r.cqh(), 4);
+    assert.equal(r.when(5), 10_000);
+  });
+  await t.step(
+    "a function that never completes: cmd_to at the fence after the IOMMU's timeout",
+    () => {
+      const r = atsRig(1, Infinity);
+      r.inval();
+      r.inval();
+      r.command(2n);
+      assert.equal(r.cqh(), 1);
+      while (r.clock.advanceToNextEvent());
+      assert.equal(r.cqh(), 2, "the second one timed out waiting for room; cqh on the fence");
+      assert.equal(r.clock.now(), 60e9, "both timed out 60 s after they were fetched");
+      assert.equal(
+        r.iommu.read32(RISCV_IOMMU_REG_CQCSR) & RISCV_IOMMU_CQCSR_CMD_TO,
+        RISCV_IOMMU_CQCSR_CMD_TO,
+      );
+    },
+  );
 });
