@@ -14,12 +14,14 @@
  *
  * @module
  */
-import { read64Split, toNumber64, write64Split } from "../_u64.ts";
+import { hiOf, loOf, read64Split, toNumber64, write64Split } from "../_u64.ts";
 import type { MmioHandler, PhysicalMemory, Region } from "../memory.ts";
 import type { Clock } from "../clock.ts";
 import {
+  ACC_EXEC,
   ACC_READ,
   ACC_WRITE,
+  CPL_SC,
   newRequest,
   newResult,
   REQ_ATS,
@@ -29,6 +31,9 @@ import {
   XLATE_ABSORBED,
   XLATE_OK,
 } from "../iommu/request.ts";
+import type { PageGroupResponse } from "../iommu/command_queue.ts";
+import { PRG_RESPONSE_FAILURE, PRG_RESPONSE_INVALID } from "../iommu/page_request.ts";
+import type { PageRequest } from "../iommu/queues.ts";
 import { Atc, ATC_NO_PASID } from "./atc.ts";
 import {
   ConfigSpace,
@@ -106,9 +111,20 @@ export const DMA_ERR_ABORT = 1;
 export const DMA_ERR_BUS = 2;
 /** Bus Master Enable is clear: the function may not issue requests. */
 export const DMA_ERR_NO_MASTER = 3;
-/** An ATS completion granted no access to the page. A PRI-capable function would issue a page
- * request here; page requests are not modelled yet, so the transfer stops. */
+/** An ATS completion granted no access to the page: with PRI the function may ask for it with a
+ * page request ({@linkcode PciFunction.pageRequestGroup}) and try again. */
 export const DMA_ERR_ATS_DENIED = 4;
+
+/** Called once when a page request group is answered, with the PRG response code it got. */
+export type PrgHandler = (code: number) => void;
+
+/** A page request group in flight. */
+interface _Group {
+  pidValid: boolean;
+  pid: number;
+  pages: number;
+  onResponse: PrgHandler;
+}
 
 /** One memory BAR of a function. */
 export interface BarSpec {
@@ -155,7 +171,7 @@ export interface PciFunctionOptions {
     atcEntries?: number;
     invalidateNs?: number;
   };
-  /** PRI extended capability. */
+  /** PRI extended capability: Outstanding Page Request Capacity and PRG Response PASID Required. */
   pri?: { outstandingCapacity: number; prgResponsePasidRequired?: boolean };
   /** PASID extended capability. */
   pasid?: { width: number; exec?: boolean; priv?: boolean };
@@ -227,11 +243,33 @@ export class PciFunction {
   faultWrite = false;
   /** The IOMMU's fault cause for {@linkcode DMA_ERR_ABORT}, else 0. */
   faultCause = 0;
+  /** The completion status (`CPL_UR` or `CPL_CA`) for {@linkcode DMA_ERR_ABORT}, else `CPL_SC`. */
+  faultCompletion: number = CPL_SC;
+  /** Called when the function's page-request state changes (a group was answered, PRI was
+   * enabled, disabled or reset): its PRI client may send the requests it held back, or give up. */
+  onPriCredits: (() => void) | null = null;
 
   readonly #clock: Clock;
   readonly #bars: BarSpec[];
   readonly #onConfigWrite: ((offset: number) => void) | undefined;
   #invalidations = 0;
+  readonly #groups = new Map<number, _Group>();
+  readonly #pr: PageRequest = {
+    deviceId: 0,
+    pidValid: false,
+    pid: 0,
+    priv: false,
+    exec: false,
+    read: false,
+    write: false,
+    last: false,
+    prgIndex: 0,
+    addrLo: 0,
+    addrHi: 0,
+  };
+  #priOutstanding = 0;
+  #priFailed = false;
+  #nextPrgi = 0;
   readonly #windows: MmioHandler[] = [];
   readonly #regions: (Region | undefined)[] = [];
   readonly #req = newRequest();
@@ -437,6 +475,7 @@ export class PciFunction {
   /** A configuration write (from ECAM) of the dword at `offset`, with its side effects. */
   configWrite32(offset: number, value: number): void {
     const dw = offset & 0xffc;
+    const wasPri = this.priEnabled;
     this.config.write32(dw, value);
     if (dw === PCI_COMMAND) {
       this.#remap();
@@ -448,30 +487,153 @@ export class PciFunction {
     } else if (this.atsCap !== 0 && dw === this.atsCap + 4) {
       if (!this.atsEnabled) this.atc!.flush();
     } else if (this.priCap !== 0 && dw === this.priCap + 4) {
-      // Reset reads 0; no page request is ever outstanding, so a disabled PRI is stopped.
-      const ctrl = this.config.get16(this.priCap + PCI_PRI_CTRL) & ~PCI_PRI_CTRL_RESET;
-      this.config.set16(this.priCap + PCI_PRI_CTRL, ctrl);
-      const st = this.config.get16(this.priCap + PCI_PRI_STATUS) & ~PCI_PRI_STATUS_STOPPED;
-      this.config.set16(
-        this.priCap + PCI_PRI_STATUS,
-        st | (ctrl & PCI_PRI_CTRL_ENABLE ? 0 : PCI_PRI_STATUS_STOPPED),
-      );
+      this.#priControlWritten(wasPri, (value & PCI_PRI_CTRL_RESET) !== 0);
     }
     this.#onConfigWrite?.(dw);
   }
 
+  /** Page requests (pages) sent and not answered yet. */
+  get priOutstanding(): number {
+    return this.#priOutstanding;
+  }
+
   /**
-   * Reads `out.length` bytes at `addr` by DMA. Returns the number of bytes read; when short, the
-   * `fault*` fields say why and where.
+   * Page requests the function may send now: its Outstanding Page Request Allocation less those
+   * outstanding; 0 while PRI is disabled or stopped by a Response Failure.
    */
-  dmaRead(addr: number, out: Uint8Array, pasid = ATC_NO_PASID, priv = false): number {
+  get priCredits(): number {
+    if (!this.priEnabled || this.#priFailed) return 0;
+    const alloc = this.config.get32(this.priCap + PCI_PRI_ALLOC_REQ);
+    return Math.max(0, alloc - this.#priOutstanding);
+  }
+
+  /**
+   * Sends a Page Request Group (PCIe PRI): one Page Request message per address of `pages` (page
+   * aligned; the low 12 bits are ignored), all with one PRG index, the last with L=1; `read`,
+   * `write` as asked; a PASID prefix with `priv` and `exec` when `pasid` ≥ 0. Each page takes one
+   * of {@linkcode priCredits}. Returns the PRG index, or -1 when the group cannot go (too few
+   * credits, all 512 indices in use, no pages). `onResponse` gets the code of the PRG Response,
+   * and Response Failure when the function's PRI fails or is reset before that; it may run before
+   * this returns (the IOMMU can answer the last request itself).
+   */
+  pageRequestGroup(
+    pages: readonly number[],
+    read: boolean,
+    write: boolean,
+    pasid: number,
+    priv: boolean,
+    exec: boolean,
+    onResponse: PrgHandler,
+  ): number {
+    const rc = this.#rc;
+    if (rc === undefined || pages.length === 0 || pages.length > this.priCredits) return -1;
+    let prgi = this.#nextPrgi;
+    for (let n = 0; this.#groups.has(prgi); n++) {
+      if (n === 512) return -1;
+      prgi = (prgi + 1) & 0x1ff;
+    }
+    this.#nextPrgi = (prgi + 1) & 0x1ff;
+    const pidValid = pasid >= 0;
+    this.#groups.set(prgi, {
+      pidValid,
+      pid: pidValid ? pasid : 0,
+      pages: pages.length,
+      onResponse,
+    });
+    this.#priOutstanding += pages.length;
+    this.#priStatus();
+    const pr = this.#pr;
+    pr.pidValid = pidValid;
+    pr.pid = pidValid ? pasid : 0;
+    pr.priv = pidValid && priv;
+    pr.exec = pidValid && exec;
+    pr.read = read;
+    pr.write = write;
+    pr.prgIndex = prgi;
+    for (let i = 0; i < pages.length; i++) {
+      pr.last = i === pages.length - 1;
+      pr.addrLo = loOf(pages[i]) & ~0xfff;
+      pr.addrHi = hiOf(pages[i]);
+      rc.pageRequest(this, pr);
+    }
+    return prgi;
+  }
+
+  /**
+   * Sends a Stop Marker for `pasid` (a Page Request with the PASID, L=1, R=W=0): the function
+   * has stopped using the PASID and will send no more page requests with it. Needs PRI enabled
+   * and not stopped by a Response Failure; false otherwise. Takes no credit and gets no response.
+   */
+  stopMarker(pasid: number): boolean {
+    const rc = this.#rc;
+    if (rc === undefined || !this.priEnabled || this.#priFailed || pasid < 0) return false;
+    const pr = this.#pr;
+    pr.pidValid = true;
+    pr.pid = pasid & 0xfffff;
+    pr.priv =
+      pr.exec =
+      pr.read =
+      pr.write =
+        false;
+    pr.last = true;
+    pr.prgIndex = 0;
+    pr.addrLo = pr.addrHi = 0;
+    rc.pageRequest(this, pr);
+    return true;
+  }
+
+  /**
+   * A PRG Response message for this function (from the root complex). It answers the outstanding
+   * group with its PRG index, and, when PRG Response PASID Required is set and the group had a
+   * PASID, the same PASID (otherwise the response's PASID is not looked at). No such group sets
+   * Unexpected PRG Index. A code other than Success or Invalid Request is a Response Failure: it
+   * sets Response Failure, stops the function's PRI until software enables it again (later
+   * responses are ignored) and fails every outstanding group.
+   */
+  prgResponse(rsp: PageGroupResponse): void {
+    if (this.priCap === 0 || this.#priFailed) return;
+    const g = this.#groups.get(rsp.prgIndex);
+    const pasidRequired =
+      (this.config.get16(this.priCap + PCI_PRI_STATUS) & PCI_PRI_STATUS_PASID) !== 0;
+    if (g === undefined || (pasidRequired && g.pidValid && (!rsp.pv || rsp.pid !== g.pid))) {
+      this.#priStatus(PCI_PRI_STATUS_UPRGI);
+      return;
+    }
+    this.#groups.delete(rsp.prgIndex);
+    this.#priOutstanding -= g.pages;
+    const code = rsp.responseCode;
+    if (code > PRG_RESPONSE_INVALID) {
+      this.#priFailed = true;
+      this.#dropGroups();
+      this.#priStatus(PCI_PRI_STATUS_RF);
+      g.onResponse(PRG_RESPONSE_FAILURE);
+      this.onPriCredits?.();
+      return;
+    }
+    this.#priStatus();
+    g.onResponse(code);
+    this.onPriCredits?.();
+  }
+
+  /**
+   * Reads `out.length` bytes at `addr` by DMA (reads for execute with `exec`, which counts only
+   * with a PASID). Returns the number of bytes read; when short, the `fault*` fields say why and
+   * where.
+   */
+  dmaRead(
+    addr: number,
+    out: Uint8Array,
+    pasid = ATC_NO_PASID,
+    priv = false,
+    exec = false,
+  ): number {
     const mem = this.#begin();
     if (mem === undefined) return 0;
     let done = 0;
     while (done < out.length) {
       const a = addr + done;
       const n = Math.min(out.length - done, PAGE - (a % PAGE));
-      const pa = this.#xlate(a, false, pasid, priv);
+      const pa = this.#xlate(a, false, pasid, priv, exec);
       if (pa < 0) return done;
       mem.copyOut(pa, out, done, n);
       if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, a, false, 0, done);
@@ -496,9 +658,17 @@ export class PciFunction {
 
   /**
    * Copies `len` bytes from `src` to `dst` by DMA, reading one source page at a time into a
-   * reused bounce buffer. Returns the number of bytes copied (see {@linkcode dmaRead}).
+   * reused bounce buffer (reads for execute with `exec`). Returns the number of bytes copied (see
+   * {@linkcode dmaRead}).
    */
-  dmaCopy(dst: number, src: number, len: number, pasid = ATC_NO_PASID, priv = false): number {
+  dmaCopy(
+    dst: number,
+    src: number,
+    len: number,
+    pasid = ATC_NO_PASID,
+    priv = false,
+    exec = false,
+  ): number {
     const mem = this.#begin();
     if (mem === undefined) return 0;
     const bounce = this.#bounce ??= new Uint8Array(PAGE);
@@ -506,7 +676,7 @@ export class PciFunction {
     while (done < len) {
       const s = src + done;
       const n = Math.min(len - done, PAGE - (s % PAGE));
-      const spa = this.#xlate(s, false, pasid, priv);
+      const spa = this.#xlate(s, false, pasid, priv, exec);
       if (spa < 0) return done;
       mem.copyOut(spa, bounce, 0, n);
       if (mem.fault !== 0) return this.#fail(DMA_ERR_BUS, s, false, 0, done);
@@ -545,7 +715,7 @@ export class PciFunction {
     while (done < len) {
       const d = dst + done;
       const n = Math.min(len - done, PAGE - (d % PAGE));
-      const pa = this.#xlate(d, true, pasid, priv);
+      const pa = this.#xlate(d, true, pasid, priv, false);
       if (pa === -1) return done;
       if (pa >= 0) {
         if (uniform) mem.fill(pa, n, byte);
@@ -617,9 +787,44 @@ export class PciFunction {
     return true;
   }
 
+  /**
+   * The PRI control register was written: Reset (with Enable clear) forgets every outstanding
+   * group; Enable going 0→1 ends the stop a Response Failure caused. Reset reads 0.
+   */
+  #priControlWritten(wasEnabled: boolean, reset: boolean): void {
+    const off = this.priCap + PCI_PRI_CTRL;
+    const ctrl = this.config.get16(off) & ~PCI_PRI_CTRL_RESET;
+    this.config.set16(off, ctrl);
+    const enabled = (ctrl & PCI_PRI_CTRL_ENABLE) !== 0;
+    if (reset && !enabled) {
+      this.#dropGroups();
+      this.#priOutstanding = 0;
+    }
+    if (enabled && !wasEnabled) this.#priFailed = false;
+    this.#priStatus();
+    this.onPriCredits?.();
+  }
+
+  /** Fails every outstanding group (its handler gets Response Failure) and frees its pages. */
+  #dropGroups(): void {
+    const groups = [...this.#groups.values()];
+    this.#groups.clear();
+    this.#priOutstanding = 0;
+    for (const g of groups) g.onResponse(PRG_RESPONSE_FAILURE);
+  }
+
+  /** Sets the PRI status bits `set`, and Stopped as Enable and the outstanding groups say. */
+  #priStatus(set = 0): void {
+    const off = this.priCap + PCI_PRI_STATUS;
+    const stopped = !this.priEnabled && this.#groups.size === 0;
+    const st = this.config.get16(off) & ~PCI_PRI_STATUS_STOPPED;
+    this.config.set16(off, st | set | (stopped ? PCI_PRI_STATUS_STOPPED : 0));
+  }
+
   #begin(): PhysicalMemory | undefined {
     this.faultKind = DMA_OK;
     this.faultCause = 0;
+    this.faultCompletion = CPL_SC;
     if (this.#rc === undefined || !this.busMaster) {
       this.#fail(DMA_ERR_NO_MASTER, 0, false, 0, 0);
       return undefined;
@@ -645,7 +850,7 @@ export class PciFunction {
     pasid: number,
     priv: boolean,
   ): boolean {
-    const pa = this.#xlate(addr, true, pasid, priv);
+    const pa = this.#xlate(addr, true, pasid, priv, false);
     if (pa === -1) return false;
     if (pa === -2) return true; // absorbed by the IOMMU
     mem.writeBytes(pa, data, off, len);
@@ -660,31 +865,33 @@ export class PciFunction {
    * Translates one transaction at `addr`: returns the physical address, -2 when the IOMMU
    * absorbed a write, or -1 with the `fault*` fields set.
    */
-  #xlate(addr: number, write: boolean, pasid: number, priv: boolean): number {
+  #xlate(addr: number, write: boolean, pasid: number, priv: boolean, exec: boolean): number {
     const rc = this.#rc!;
     const req = this.#req, res = this.#res;
     req.pidValid = pasid >= 0;
     req.pid = pasid >= 0 ? pasid : 0;
     req.priv = pasid >= 0 && priv;
-    req.access = write ? ACC_WRITE : ACC_READ;
+    // Execute Requested travels in the PASID prefix: without a PASID a read is a plain read.
+    req.access = write ? ACC_WRITE : exec && pasid >= 0 ? ACC_EXEC : ACC_READ;
     req.len = PAGE;
     req.data = 0;
     let at = addr;
     req.kind = REQ_UNTRANSLATED;
     const atc = this.atc;
     if (atc !== undefined && this.atsEnabled && !this.dmaBypass) {
-      const need = write ? 2 : 1;
+      // An execute needs X, which a completion grants only with R.
+      const need = write ? 2 : exec && pasid >= 0 ? 4 : 1;
       if (!atc.lookup(pasid, addr) || (!atc.untranslatedOnly && (atc.perm & need) === 0)) {
         req.kind = REQ_ATS;
         req.noWrite = !write;
+        req.execReq = exec && pasid >= 0;
         setIova(req, addr - (addr % PAGE));
         rc.clock.charge(rc.clock.costs.atsRequest);
         rc.inbound(this, req, res);
-        if (res.status !== XLATE_OK) return this.#fail(DMA_ERR_ABORT, addr, write, res.cause, -1);
+        if (res.status !== XLATE_OK) return this.#abort(addr, write);
         if (res.untranslatedOnly || res.perm !== 0) {
           atc.insert(pasid, addr, res.size, res.pa, res.perm, res.untranslatedOnly, res.global);
         }
-        // No access granted: the place for a PRI page request once PRI is modelled.
         if (!res.untranslatedOnly && (res.perm & need) === 0) {
           return this.#fail(DMA_ERR_ATS_DENIED, addr, write, 0, -1);
         }
@@ -701,7 +908,13 @@ export class PciFunction {
     rc.inbound(this, req, res);
     if (res.status === XLATE_OK) return res.pa;
     if (res.status === XLATE_ABSORBED && write) return -2;
-    return this.#fail(DMA_ERR_ABORT, addr, write, res.cause, -1);
+    return this.#abort(addr, write);
+  }
+
+  /** The root complex refused the transaction: the IOMMU's cause and completion status. */
+  #abort(addr: number, write: boolean): number {
+    this.faultCompletion = this.#res.completion;
+    return this.#fail(DMA_ERR_ABORT, addr, write, this.#res.cause, -1);
   }
 
   #remap(): void {

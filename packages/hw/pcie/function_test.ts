@@ -3,6 +3,8 @@ import { MEM_ACCESS_FAULT, type MmioHandler, PhysicalMemory } from "../memory.ts
 import {
   ACC_READ,
   ACC_WRITE,
+  CPL_SC,
+  CPL_UR,
   REQ_ATS,
   REQ_TRANSLATED,
   REQ_UNTRANSLATED,
@@ -15,7 +17,21 @@ import {
   PCI_COMMAND_MEMORY,
   PCI_MSIX_FLAGS_ENABLE,
   PCI_MSIX_FLAGS_MASKALL,
+  PCI_PRI_ALLOC_REQ,
+  PCI_PRI_CTRL,
+  PCI_PRI_CTRL_ENABLE,
+  PCI_PRI_CTRL_RESET,
+  PCI_PRI_STATUS_RF,
+  PCI_PRI_STATUS_STOPPED,
+  PCI_PRI_STATUS_UPRGI,
 } from "./config.ts";
+import {
+  PRG_RESPONSE_FAILURE,
+  PRG_RESPONSE_INVALID,
+  PRG_RESPONSE_SUCCESS,
+  PRQ_QUEUED,
+} from "../iommu/page_request.ts";
+import type { PageRequest } from "../iommu/queues.ts";
 import {
   DMA_ERR_ABORT,
   DMA_ERR_ATS_DENIED,
@@ -233,6 +249,9 @@ Deno.test("pcie: root complex routes DMA page by page through the translation po
       false,
       13,
     ]);
+    assert.equal(fn.faultCompletion, CPL_UR, "the completion status the root complex gave");
+    assert.equal(fn.dmaRead(0, new Uint8Array(4)), 4);
+    assert.equal(fn.faultCompletion, CPL_SC, "reset by the next DMA");
   });
   await t.step("a faulting write page is dropped and reported", () => {
     const { fn, mem, port } = setup();
@@ -360,4 +379,171 @@ Deno.test("pcie: with ATS enabled, DMA goes through the ATC (PCIe ATS 10.1)", as
     assert.equal(fn.atc!.entries, 0);
     assert.equal(rc.atsInvalidate(0xffff, undefined, 0, 4096), false);
   });
+});
+
+/** A function with PRI (capacity 8) and PASID behind a rig whose root complex records the page
+ * request messages it gets. */
+function priSetup(pri: { prgResponsePasidRequired?: boolean } = {}) {
+  const rig = testPcieRig();
+  const fn = new PciFunction({
+    clock: rig.clock,
+    vendorId: 0x1234,
+    deviceId: 0xabcd,
+    classCode: 0xff0000,
+    ats: {},
+    pri: { outstandingCapacity: 8, ...pri },
+    pasid: { width: 20 },
+  });
+  const bdf = rig.rc.attach(fn, 3, 0);
+  const msgs: PageRequest[] = [];
+  rig.rc.pageRequestPort = { pageRequest: (pr) => (msgs.push({ ...pr }), PRQ_QUEUED) };
+  const cfg = (off: number) => fn.configRead32(fn.priCap + off);
+  /** Writes PRI control (low half) and status (high half, RW1C). */
+  const ctrl = (c: number, st = 0) => fn.configWrite32(fn.priCap + PCI_PRI_CTRL, c | st << 16);
+  const status = () => cfg(PCI_PRI_CTRL) >>> 16;
+  const enablePri = (alloc = 8) => {
+    fn.configWrite32(fn.priCap + PCI_PRI_ALLOC_REQ, alloc);
+    ctrl(PCI_PRI_CTRL_ENABLE);
+  };
+  const codes: number[] = [];
+  const send = (pages: number[], pasid = -1) =>
+    fn.pageRequestGroup(pages, true, false, pasid, false, false, (c) => codes.push(c));
+  const respond = (prgIndex: number, responseCode: number, pv = false, pid = 0) =>
+    rig.rc.atsPort.pageResponse({
+      rid: bdf,
+      dsv: false,
+      dseg: 0,
+      pv,
+      pid,
+      prgIndex,
+      responseCode,
+      dstId: bdf,
+    });
+  return { ...rig, fn, bdf, msgs, status, ctrl, enablePri, codes, send, respond };
+}
+
+Deno.test("PRI: a page request group is one message per page with one PRG index, L on the last, the PASID prefix; it takes credits from the allocation (PCIe PRI)", () => {
+  const { fn, bdf, msgs, enablePri, send } = priSetup();
+  assert.equal(send([0x1000]), -1, "PRI disabled");
+  enablePri(3);
+  assert.equal(fn.priCredits, 3);
+  const prgi = fn.pageRequestGroup(
+    [0x1_2345_6000, 0x7000],
+    false,
+    true,
+    0x42,
+    true,
+    true,
+    () => {},
+  );
+  assert.deepEqual(
+    msgs.map((
+      m,
+    ) => [
+      m.deviceId,
+      m.pidValid,
+      m.pid,
+      m.priv,
+      m.exec,
+      m.read,
+      m.write,
+      m.last,
+      m.prgIndex,
+      m.addrHi,
+      m.addrLo,
+    ]),
+    [
+      [bdf, true, 0x42, true, true, false, true, false, prgi, 1, 0x2345_6000],
+      [bdf, true, 0x42, true, true, false, true, true, prgi, 0, 0x7000],
+    ],
+  );
+  assert.deepEqual([fn.priOutstanding, fn.priCredits], [2, 1]);
+  assert.equal(send([0x1000, 0x2000]), -1, "two pages do not fit the one credit left");
+  assert.equal(msgs.length, 2, "nothing of a refused group is sent");
+  const other = send([0x1000]);
+  assert.notEqual(other, prgi, "outstanding groups have distinct indices");
+  assert.equal(msgs[2].pidValid, false);
+  assert.equal(msgs[2].priv || msgs[2].exec, false, "no PASID: no PRIV, no EXEC");
+});
+
+Deno.test("PRI: PRG responses answer their group and free its credits; Stopped follows Enable and the outstanding groups (PCIe PRI Status)", () => {
+  const { fn, enablePri, send, respond, codes, status, ctrl } = priSetup();
+  assert.equal(status() & PCI_PRI_STATUS_STOPPED, PCI_PRI_STATUS_STOPPED, "stopped at reset");
+  enablePri(4);
+  assert.equal(status() & PCI_PRI_STATUS_STOPPED, 0);
+  const a = send([0x1000, 0x2000]);
+  const b = send([0x3000]);
+  ctrl(0);
+  assert.equal(status() & PCI_PRI_STATUS_STOPPED, 0, "disabled with requests outstanding");
+  respond(b, PRG_RESPONSE_INVALID);
+  respond(a, PRG_RESPONSE_SUCCESS);
+  assert.deepEqual(codes, [PRG_RESPONSE_INVALID, PRG_RESPONSE_SUCCESS]);
+  assert.equal(fn.priOutstanding, 0);
+  assert.equal(status() & PCI_PRI_STATUS_STOPPED, PCI_PRI_STATUS_STOPPED, "all answered");
+});
+
+Deno.test("PRI: a response with no matching group sets UPRGI (RW1C); with PRG Response PASID Required the PASID must match (PCIe PRI Status)", () => {
+  const { fn, enablePri, send, respond, codes, status, ctrl } = priSetup({
+    prgResponsePasidRequired: true,
+  });
+  enablePri();
+  respond(77, PRG_RESPONSE_SUCCESS);
+  assert.equal(status() & PCI_PRI_STATUS_UPRGI, PCI_PRI_STATUS_UPRGI);
+  ctrl(PCI_PRI_CTRL_ENABLE, PCI_PRI_STATUS_UPRGI);
+  assert.equal(status() & PCI_PRI_STATUS_UPRGI, 0, "cleared by writing 1");
+  const g = send([0x1000], 9);
+  respond(g, PRG_RESPONSE_SUCCESS);
+  respond(g, PRG_RESPONSE_SUCCESS, true, 8);
+  assert.deepEqual([codes, status() & PCI_PRI_STATUS_UPRGI], [[], PCI_PRI_STATUS_UPRGI]);
+  respond(g, PRG_RESPONSE_SUCCESS, true, 9);
+  assert.deepEqual([codes, fn.priOutstanding], [[PRG_RESPONSE_SUCCESS], 0]);
+  const h = send([0x1000]);
+  respond(h, PRG_RESPONSE_SUCCESS, true, 5);
+  assert.deepEqual(codes.length, 2, "a group without a PASID matches whatever the response says");
+});
+
+Deno.test("PRI: Response Failure sets RF, fails every outstanding group and stops PRI until it is enabled again (PCIe PRI)", () => {
+  const { fn, enablePri, send, respond, codes, status, ctrl, msgs } = priSetup();
+  enablePri();
+  const a = send([0x1000]);
+  send([0x2000]);
+  respond(a, 0x7); // a reserved code counts as Response Failure
+  assert.deepEqual(codes, [PRG_RESPONSE_FAILURE, PRG_RESPONSE_FAILURE]);
+  assert.equal(status() & PCI_PRI_STATUS_RF, PCI_PRI_STATUS_RF);
+  assert.deepEqual([fn.priCredits, fn.priOutstanding], [0, 0]);
+  assert.equal(send([0x3000]), -1);
+  assert.equal(fn.stopMarker(1), false);
+  respond(a, PRG_RESPONSE_SUCCESS);
+  assert.equal(status() & PCI_PRI_STATUS_UPRGI, 0, "responses are ignored, not unexpected");
+  ctrl(PCI_PRI_CTRL_ENABLE, PCI_PRI_STATUS_RF);
+  assert.equal(send([0x3000]), -1, "still enabled: the failure holds until Enable goes 0→1");
+  ctrl(0);
+  ctrl(PCI_PRI_CTRL_ENABLE);
+  assert.notEqual(send([0x3000]), -1);
+  assert.equal(status() & PCI_PRI_STATUS_RF, 0);
+  assert.equal(msgs.length, 3);
+});
+
+Deno.test("PRI: Reset with Enable clear forgets the outstanding groups (their owners see Response Failure); with Enable set it does nothing; it reads 0 (PCIe PRI Control)", () => {
+  const { fn, enablePri, send, codes, status, ctrl } = priSetup();
+  enablePri();
+  send([0x1000, 0x2000]);
+  ctrl(PCI_PRI_CTRL_ENABLE | PCI_PRI_CTRL_RESET);
+  assert.deepEqual([codes, fn.priOutstanding], [[], 2]);
+  ctrl(PCI_PRI_CTRL_RESET);
+  assert.deepEqual([codes, fn.priOutstanding], [[PRG_RESPONSE_FAILURE], 0]);
+  assert.equal(status() & PCI_PRI_STATUS_STOPPED, PCI_PRI_STATUS_STOPPED);
+  assert.equal(fn.configRead32(fn.priCap + PCI_PRI_CTRL) & PCI_PRI_CTRL_RESET, 0);
+});
+
+Deno.test("PRI: a Stop Marker is a page request with the PASID, L=1, R=W=0; it takes no credit", () => {
+  const { fn, enablePri, msgs } = priSetup();
+  assert.equal(fn.stopMarker(5), false, "PRI disabled");
+  enablePri(1);
+  assert.equal(fn.stopMarker(5), true);
+  assert.deepEqual(
+    msgs.map((m) => [m.pidValid, m.pid, m.last, m.read, m.write]),
+    [[true, 5, true, false, false]],
+  );
+  assert.equal(fn.priCredits, 1);
 });

@@ -27,6 +27,8 @@ import {
 import { Ecam } from "./ecam.ts";
 import { PCI_HEADER_TYPE, PCI_HEADER_TYPE_MFD } from "./config.ts";
 import type { PciFunction } from "./function.ts";
+import type { PageRequestPort } from "../iommu/page_request.ts";
+import type { PageRequest } from "../iommu/queues.ts";
 
 /** Physical base of the ECAM window on the `virt` memory map. */
 export const PCIE_ECAM_BASE = 0x3000_0000;
@@ -53,6 +55,8 @@ export interface RootComplexOptions {
   clock: Clock;
   /** Who answers inbound transactions: the IOMMU. Default: identity (no IOMMU). */
   translator?: TranslationPort;
+  /** Who takes Page Request messages: the IOMMU. Default: nobody. */
+  pageRequestPort?: PageRequestPort;
   /** Whether MSI writes from endpoints are translated (QEMU `virt`: yes). Default true. */
   translateMsi?: boolean;
   /** ECAM base. Default {@linkcode PCIE_ECAM_BASE}. */
@@ -121,6 +125,8 @@ export class RootComplex {
   readonly mmioWindows: readonly MmioWindow[];
   /** Who answers inbound transactions (settable: the IOMMU may be built after the bus). */
   translator: TranslationPort;
+  /** Where Page Request messages go: the IOMMU (null: nowhere, they are dropped). */
+  pageRequestPort: PageRequestPort | null;
 
   readonly #identity = new _Identity();
   readonly #functions = new Map<number, PciFunction>();
@@ -130,6 +136,7 @@ export class RootComplex {
     this.mem = opts.mem;
     this.clock = opts.clock;
     this.translator = opts.translator ?? this.#identity;
+    this.pageRequestPort = opts.pageRequestPort ?? null;
     this.translateMsi = opts.translateMsi ?? true;
     this.mmioWindows = opts.mmioWindows ?? [{ base: PCIE_MMIO_BASE, size: PCIE_MMIO_SIZE }];
     const size = opts.ecamSize ?? PCIE_ECAM_SIZE;
@@ -186,6 +193,15 @@ export class RootComplex {
     (fn.dmaBypass ? this.#identity : this.translator).translate(req, res);
   }
 
+  /**
+   * A Page Request or Stop Marker message from `fn`: requester ID set, then to the
+   * {@linkcode pageRequestPort}. Returns its `PRQ_*` outcome, or -1 when nobody takes it.
+   */
+  pageRequest(fn: PciFunction, pr: PageRequest): number {
+    pr.deviceId = fn.bdf;
+    return this.pageRequestPort === null ? -1 : this.pageRequestPort.pageRequest(pr);
+  }
+
   /** True when a BAR of `size` bytes at `base` lies in an MMIO window and overlaps nothing. */
   canMap(base: number, size: number): boolean {
     if (!this.mmioWindows.some((w) => base >= w.base && base + size <= w.base + w.size)) {
@@ -218,7 +234,9 @@ export class RootComplex {
    * becomes an Invalidate Request to the addressed function (see
    * {@linkcode PciFunction.atsInvalidateRequest}: it completes in the function's time, or the
    * function pushes back); a request to a missing function, another segment, or a function
-   * without ATS goes out and never completes (the IOMMU times it out).
+   * without ATS goes out and never completes (the IOMMU times it out). A Page Request Group
+   * Response goes to the function it names ({@linkcode PciFunction.prgResponse}); one for
+   * another segment or a missing function is dropped.
    */
   readonly atsPort: AtsPort = {
     invalidate: (inv: AtsInvalidation, done: () => void): number => {
@@ -240,6 +258,9 @@ export class RootComplex {
         ? ATS_INVAL_SENT
         : ATS_INVAL_BUSY;
     },
-    pageResponse: (_rsp: PageGroupResponse): void => {},
+    pageResponse: (rsp: PageGroupResponse): void => {
+      if (rsp.dsv && rsp.dseg !== 0) return;
+      this.#functions.get(rsp.rid)?.prgResponse(rsp);
+    },
   };
 }
