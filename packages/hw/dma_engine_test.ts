@@ -10,6 +10,9 @@ import {
   PCI_COMMAND_MASTER,
   PCI_COMMAND_MEMORY,
   PCI_MSIX_FLAGS_ENABLE,
+  PCI_PASID_CTRL_ENABLE,
+  PCI_PASID_CTRL_EXEC,
+  PCI_PASID_CTRL_PRIV,
 } from "./pcie/config.ts";
 import { PCIE_MMIO_BASE, RootComplex } from "./pcie/root_complex.ts";
 import {
@@ -47,6 +50,8 @@ import {
   DMAE_MSIX_TABLE,
   DMAE_OP_COPY,
   DMAE_OP_FILL,
+  DMAE_PASID_EXEC,
+  DMAE_PASID_PRIV,
   DMAE_PASID_PV,
   DMAE_REG_CHANNELS,
   DMAE_STATUS_BUSY,
@@ -123,6 +128,42 @@ Deno.test("dma engine: FILL writes the 32-bit pattern", () => {
   );
 });
 
+Deno.test("dma engine: a FILL across pages keeps the pattern's phase from DST", () => {
+  const { mem, ram } = setup();
+  run(mem, 0, DMAE_OP_FILL, 0x2ffe, 8, 0x4433_2211);
+  assert.equal(waitIdle(mem, 0), DMAE_STATUS_DONE);
+  assert.deepEqual([...mem.readBytes(ram(0x2ffe), 8)], [
+    0x11,
+    0x22,
+    0x33,
+    0x44,
+    0x11,
+    0x22,
+    0x33,
+    0x44,
+  ]);
+});
+
+Deno.test("dma engine: a transfer runs as steps on the clock; the IOMMU sees page k dmaSetup + k·dmaPage after GO", () => {
+  const { mem, clock, port } = setup();
+  run(mem, 0, DMAE_OP_FILL, 0x10_0000, 3 * 4096, 0);
+  const t0 = clock.now();
+  const seenAt = (t: number) => {
+    clock.advance(t0 + t - clock.now());
+    return port.seen.length;
+  };
+  const { dmaSetup, dmaPage } = clock.costs;
+  assert.equal(seenAt(dmaSetup - 1), 0, "nothing moves at the doorbell");
+  assert.equal(seenAt(dmaSetup), 1);
+  assert.equal(seenAt(dmaSetup + dmaPage), 2);
+  assert.equal(seenAt(dmaSetup + 2 * dmaPage), 3);
+  assert.equal(mem.read32(ch(0, DMAE_CH_STATUS)) & DMAE_STATUS_BUSY, DMAE_STATUS_BUSY);
+  assert.equal(
+    seenAt(dmaSetup + 3 * dmaPage) && mem.read32(ch(0, DMAE_CH_STATUS)),
+    DMAE_STATUS_DONE,
+  );
+});
+
 Deno.test("dma engine: a translation fault ends the command with an error status", async (t) => {
   await t.step("faulting source: read error, address and cause reported", () => {
     const { mem, port } = setup();
@@ -170,6 +211,25 @@ Deno.test("dma engine: bad commands and a disabled bus master are errors, not ex
   dma.fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MEMORY);
   run(mem, 0, DMAE_OP_FILL, 0, 16, 0);
   assert.equal(waitIdle(mem, 0) >>> DMAE_STATUS_ERR_SHIFT, DMAE_ERR_MASTER);
+});
+
+Deno.test("dma engine: EXEC needs PV and Execute Permission Enable, PRIV Privileged Mode Enable; otherwise GO ends with CMD", () => {
+  const { mem, dma } = setup({ pasid: true });
+  const code = (pasid: number) => {
+    mem.write32(ch(0, DMAE_CH_STATUS), DMAE_STATUS_ERROR | DMAE_STATUS_DONE);
+    mem.write32(ch(0, DMAE_CH_PASID), pasid);
+    run(mem, 0, DMAE_OP_COPY, 0x3000, 16, 0x4000);
+    return waitIdle(mem, 0) >>> DMAE_STATUS_ERR_SHIFT;
+  };
+  dma.fn.configWrite32(dma.fn.pasidCap + 4, PCI_PASID_CTRL_ENABLE << 16);
+  assert.equal(code(DMAE_PASID_EXEC), DMAE_ERR_CMD, "EXEC without a PASID");
+  assert.equal(code(DMAE_PASID_PV | DMAE_PASID_EXEC | 3), DMAE_ERR_CMD);
+  assert.equal(code(DMAE_PASID_PV | DMAE_PASID_PRIV | 3), DMAE_ERR_CMD);
+  dma.fn.configWrite32(
+    dma.fn.pasidCap + 4,
+    (PCI_PASID_CTRL_ENABLE | PCI_PASID_CTRL_EXEC | PCI_PASID_CTRL_PRIV) << 16,
+  );
+  assert.equal(code(DMAE_PASID_PV | DMAE_PASID_EXEC | DMAE_PASID_PRIV | 3), 0);
 });
 
 Deno.test("dma engine: transactions carry the PASID once the capability is enabled", () => {

@@ -47,6 +47,9 @@ export {
   resolveCaps,
 } from "./iommu/caps.ts";
 export {
+  ATS_INVAL_BUSY,
+  ATS_INVAL_SENT,
+  ATS_INVAL_TIMEOUT_NS,
   type AtsInvalidation,
   type AtsPort,
   type AtsTarget,
@@ -109,6 +112,7 @@ export {
   DMA_OK,
   PciFunction,
   type PciFunctionOptions,
+  type PrgHandler,
 } from "./pcie/function.ts";
 export { type MsiSend, Msix, type MsixOptions } from "./pcie/msix.ts";
 export { Atc, ATC_NO_PASID } from "./pcie/atc.ts";

@@ -3,9 +3,11 @@
  * queues, interrupt generation and the debug translation interface, around the
  * {@linkcode Translator} that answers inbound transactions.
  *
- * Everything is synchronous: commands run when `cqt` is written (and when `cqcsr` re-enables the
- * queue or clears an error), fault records are written as faults happen, interrupts are raised
- * at once. The register file never throws: every write lands on its WARL/RW1C/RO outcome.
+ * Everything is synchronous but ATS.INVAL: commands run when `cqt` is written (and when `cqcsr`
+ * re-enables the queue or clears an error), fault and page-request records are written as faults
+ * and messages come, interrupts are raised at once. An ATS.INVAL completes when the device's
+ * Invalidation Completion arrives or times out on the `clock`; the queue then runs on. The
+ * register file never throws: every write lands on its WARL/RW1C/RO outcome.
  *
  * @module
  */
