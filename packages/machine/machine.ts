@@ -10,6 +10,7 @@ import {
   Clock,
   type CostTable,
   DmaEngine,
+  type DmaEngineOptions,
   Imsic,
   Iommu,
   type IommuCaps,
@@ -135,10 +136,18 @@ export interface MachineOptions {
   dmaEngines?: number;
   /** Channels per DMA engine (1..32). Default 4. */
   dmaChannels?: number;
-  /** DMA engines advertise ATS (and use their ATC once software enables it). Default false. */
-  dmaAts?: boolean;
-  /** DMA engines advertise PASID (20 bits, privileged mode). Default false. */
+  /**
+   * DMA engines advertise ATS (and use their ATC once software enables it), optionally with an
+   * invalidate queue depth and completion time. Default false.
+   */
+  dmaAts?: DmaEngineOptions["ats"];
+  /** DMA engines advertise PASID (20 bits, privileged and execute modes). Default false. */
   dmaPasid?: boolean;
+  /**
+   * DMA engines advertise PRI (and ask for the pages ATS denies once software enables it),
+   * optionally with their capacity and group size. Default false.
+   */
+  dmaPri?: DmaEngineOptions["pri"];
   /**
    * Send endpoint MSIs through the IOMMU, as QEMU's `virt` does. Default true: the IMSIC driver
    * has dma-iommu map its page into each DMA domain (`iommu_dma_prepare_msi()`) and devices write
@@ -290,7 +299,7 @@ export class Machine {
         opts.iommuOptions,
         ...parts.map((p) => p.iommuOptions ?? {}),
       );
-      iommu = new Iommu({ ...variants, mem, caps });
+      iommu = new Iommu({ ...variants, mem, caps, clock });
       if ((opts.iommuBus ?? "platform") === "platform") {
         // The model charges nothing for its registers; the PCI function charges for its BAR.
         iommuRegion = mem.addMmio(
@@ -311,6 +320,7 @@ export class Machine {
       }
       rc.translator = traceTranslations(iommu, traced);
       iommu.atsPort = rc.atsPort;
+      rc.pageRequestPort = iommu;
       traceWalks(iommu, traced);
     }
     const dmaEngines: DmaEngine[] = [];
@@ -320,6 +330,7 @@ export class Machine {
         channels: opts.dmaChannels ?? 4,
         ats: opts.dmaAts,
         pasid: opts.dmaPasid,
+        pri: opts.dmaPri,
       });
       rc.attach(e.fn, VIRT_DMA_SLOT + i);
       dmaEngines.push(e);

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DmaEngine } from "@iommu-lab/hw";
+import { DmaEngine, PRG_RESPONSE_INVALID } from "@iommu-lab/hw";
 import {
   APLIC_S_BASE,
   IMSIC_S_BASE,
@@ -20,6 +20,7 @@ import {
   of_map_id,
   of_property_read_u32,
   of_property_read_u32_array,
+  pci_enable_pri,
   platform_driver_register,
 } from "@iommu-lab/kernel";
 import {
@@ -133,13 +134,26 @@ Deno.test("a machine without an IOMMU: direct DMA on physical addresses", () => 
   assert.equal(m.kernel.mem.read32(buf + 100), 0xabab_abab);
 });
 
-Deno.test("DMA engines with ATS and PASID: the kernel finds the capabilities", () => {
-  const m = Machine.boot({ dmaAts: true, dmaPasid: true });
+Deno.test("DMA engines with ATS, PASID and PRI: the kernel finds the capabilities", () => {
+  const m = Machine.boot({ dmaAts: true, dmaPasid: true, dmaPri: true });
   const [dev] = m.dmaDevices;
   assert.notEqual(dev.atsCap, 0);
   assert.notEqual(dev.pasidCap, 0);
+  assert.notEqual(dev.priCap, 0);
+  assert.equal(Machine.boot({ dmaAts: true }).dmaDevices[0].priCap, 0);
   assert.equal(dev.fwspec!.flags & IOMMU_FWSPEC_PCI_RC_ATS, IOMMU_FWSPEC_PCI_RC_ATS);
   assert.equal(Machine.boot().dmaDevices[0].atsCap, 0);
+});
+
+Deno.test("the root complex takes the engine's page requests to the IOMMU and brings its answer back: EN_PRI=0 is Invalid Request and a TTYP 9 fault (spec §2.7)", () => {
+  const m = Machine.boot({ dmaAts: true, dmaPri: true });
+  pci_enable_pri(m.dmaDevices[0], 4);
+  const fn = m.silicon.dmaEngines[0].fn;
+  const codes: number[] = [];
+  fn.pageRequestGroup([0x1000], true, false, -1, false, false, (c) => codes.push(c));
+  assert.deepEqual(codes, [PRG_RESPONSE_INVALID]);
+  m.run(1_000_000);
+  assert.ok(m.dmesg.at(-1)!.endsWith("Fault 260 devid: 0x10 iotval: 4 iotval2: 0"));
 });
 
 Deno.test("several engines: channels dmaNchanM, one requester ID and group each", () => {
