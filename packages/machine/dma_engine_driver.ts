@@ -17,6 +17,7 @@ import {
   DMAE_CH_ERR_ADDR_LO,
   DMAE_CH_ERR_CAUSE,
   DMAE_CH_LEN,
+  DMAE_CH_PASID,
   DMAE_CH_PATTERN,
   DMAE_CH_SRC_HI,
   DMAE_CH_SRC_LO,
@@ -28,7 +29,12 @@ import {
   DMAE_DEVICE_ID,
   DMAE_OP_COPY,
   DMAE_OP_FILL,
+  DMAE_PASID_EXEC,
+  DMAE_PASID_PRIV,
+  DMAE_PASID_PV,
+  DMAE_PASID_STOP_GO,
   DMAE_REG_CHANNELS,
+  DMAE_REG_PASID_STOP,
   DMAE_STATUS_BUSY,
   DMAE_STATUS_DONE,
   DMAE_STATUS_ERR_SHIFT,
@@ -61,6 +67,19 @@ import { type Trace, TRACK_DMA } from "./trace.ts";
 /** The driver's name, as dmesg prefixes its messages. */
 export const DMA_ENGINE_DRIVER_NAME = "iommu-lab-dmae";
 
+/**
+ * What a descriptor's transactions carry besides the addresses: a PASID (and with it the
+ * privileged and execute attributes); none by default.
+ */
+export interface DmaTxAttrs {
+  /** PASID (20 bits) the transfer is tagged with; none when absent. */
+  readonly pasid?: number;
+  /** Privileged (supervisor) requests; needs a PASID. */
+  readonly priv?: boolean;
+  /** A memcpy's reads are reads for execute; needs a PASID. */
+  readonly exec?: boolean;
+}
+
 /** Where a descriptor is in its life. */
 export type DmaTxStatus = "prepared" | "queued" | "running" | "complete" | "error" | "timeout";
 
@@ -81,6 +100,8 @@ export interface DmaTx {
   readonly len: number;
   /** 32-bit fill pattern (memset). */
   readonly pattern: number;
+  /** PASID, privileged and execute attributes of its transactions. */
+  readonly attrs: DmaTxAttrs;
   /** Called once when the transfer completes or fails (the dmaengine callback). */
   callback?: (tx: DmaTx) => void;
   /** Current state. */
@@ -162,14 +183,17 @@ export class DmaChan {
     trace?.tracks.set(this.#tid, this.name);
   }
 
-  /** Mirrors dmaengine_prep_dma_memcpy(): a descriptor copying `len` bytes `src` → `dst`. */
-  prepMemcpy(dst: number, src: number, len: number): DmaTx {
-    return _tx("memcpy", dst, src, len, 0);
+  /**
+   * Mirrors dmaengine_prep_dma_memcpy(): a descriptor copying `len` bytes `src` → `dst`, its
+   * transactions tagged as `attrs` says.
+   */
+  prepMemcpy(dst: number, src: number, len: number, attrs: DmaTxAttrs = {}): DmaTx {
+    return _tx("memcpy", dst, src, len, 0, attrs);
   }
 
   /** Mirrors dmaengine_prep_dma_memset(): a descriptor filling `len` bytes with `pattern`. */
-  prepMemset(dst: number, pattern: number, len: number): DmaTx {
-    return _tx("memset", dst, 0, len, pattern >>> 0);
+  prepMemset(dst: number, pattern: number, len: number, attrs: DmaTxAttrs = {}): DmaTx {
+    return _tx("memset", dst, 0, len, pattern >>> 0, attrs);
   }
 
   /** Mirrors dmaengine_submit(): queues `tx`; returns its cookie. EINVAL if already submitted. */
@@ -214,16 +238,16 @@ export class DmaChan {
   }
 
   /** Copies `len` bytes from bus address `src` to `dst` and waits for it (prep, submit, issue, wait). */
-  memcpy(dst: number, src: number, len: number): DmaTx {
-    const tx = this.prepMemcpy(dst, src, len);
+  memcpy(dst: number, src: number, len: number, attrs: DmaTxAttrs = {}): DmaTx {
+    const tx = this.prepMemcpy(dst, src, len, attrs);
     this.submit(tx);
     this.issuePending();
     return this.syncWait(tx);
   }
 
   /** Fills `len` bytes at bus address `dst` with `pattern` and waits for it. */
-  memset(dst: number, pattern: number, len: number): DmaTx {
-    const tx = this.prepMemset(dst, pattern, len);
+  memset(dst: number, pattern: number, len: number, attrs: DmaTxAttrs = {}): DmaTx {
+    const tx = this.prepMemset(dst, pattern, len, attrs);
     this.submit(tx);
     this.issuePending();
     return this.syncWait(tx);
@@ -284,6 +308,12 @@ export class DmaChan {
     w(DMAE_CH_DST_HI, Math.floor(tx.dst / 4294967296));
     w(DMAE_CH_LEN, tx.len);
     w(DMAE_CH_PATTERN, tx.pattern);
+    const a = tx.attrs;
+    w(
+      DMAE_CH_PASID,
+      a.pasid === undefined ? 0 : (DMAE_PASID_PV | (a.priv ? DMAE_PASID_PRIV : 0) |
+        (a.exec ? DMAE_PASID_EXEC : 0) | (a.pasid & 0xf_ffff)) >>> 0,
+    );
     tx.status = "running";
     tx.startNs = this.#clock.now();
     this.#running = tx;
@@ -298,9 +328,14 @@ function _tx(
   src: number,
   len: number,
   pattern: number,
+  attrs: DmaTxAttrs,
 ): DmaTx {
   if (!Number.isInteger(len) || len <= 0 || len > 0xffff_ffff) {
     throw new Errno("EINVAL", `Bad DMA length ${len}`);
+  }
+  const { pasid } = attrs;
+  if (pasid === undefined ? attrs.priv || attrs.exec : !(pasid >= 0 && pasid < 2 ** 20)) {
+    throw new Errno("EINVAL", `Bad DMA PASID attributes`);
   }
   return {
     cookie: 0,
@@ -309,6 +344,7 @@ function _tx(
     src,
     len,
     pattern,
+    attrs,
     status: "prepared",
     xferred: 0,
     error: 0,
@@ -329,6 +365,8 @@ export interface DmaEngineData {
   readonly id: number;
   /** The channels. */
   readonly chans: readonly DmaChan[];
+  /** BAR0. */
+  readonly io: IoMem;
 }
 
 /** The channels of a bound engine, or an empty list for any other device. */
@@ -336,6 +374,23 @@ export function dma_engine_chans(pdev: PciDev): readonly DmaChan[] {
   return pdev.driver?.name === DMA_ENGINE_DRIVER_NAME
     ? dev_get_drvdata<DmaEngineData>(pdev).chans
     : [];
+}
+
+/**
+ * Stops the bound engine's traffic with `pasid`, as a driver does before the PASID is torn down:
+ * the engine ends the transfers tagged with it (error `DMAE_ERR_STOPPED`, completed through their
+ * interrupts as usual) and, with PRI enabled, sends a Stop Marker for it. EINVAL for a device the
+ * driver is not bound to or a PASID wider than 20 bits.
+ */
+export function dma_engine_stop_pasid(pdev: PciDev, pasid: number): void {
+  if (pdev.driver?.name !== DMA_ENGINE_DRIVER_NAME || !(pasid >= 0 && pasid < 2 ** 20)) {
+    throw new Errno("EINVAL", `${pdev.name}: cannot stop PASID ${pasid}`);
+  }
+  writel(
+    dev_get_drvdata<DmaEngineData>(pdev).io,
+    DMAE_REG_PASID_STOP,
+    (DMAE_PASID_STOP_GO | pasid) >>> 0,
+  );
 }
 
 /**
@@ -363,7 +418,7 @@ export function dma_engine_driver(clock: IdleClock, trace: Trace | null): PciDri
         devm_request_irq(pdev, pci_irq_vector(pdev, i), () => _chan_irq(chan), 0, chan.name, chan);
         chans.push(chan);
       }
-      dev_set_drvdata(pdev, { id, chans } satisfies DmaEngineData);
+      dev_set_drvdata(pdev, { id, chans, io } satisfies DmaEngineData);
       dev_info(pdev, `${n} channels, dma${id}chan0..${n - 1}`);
     },
   };

@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
-import { DMAE_ERR_READ, DMAE_ERR_WRITE } from "@iommu-lab/hw/regs";
+import { DMAE_ERR_READ, DMAE_ERR_STOPPED, DMAE_ERR_WRITE } from "@iommu-lab/hw/regs";
 import {
   device_attach,
   device_release_driver,
   DMA_BIDIRECTIONAL,
   dma_map_page,
+  pci_enable_pasid,
   pci_irq_vector,
 } from "@iommu-lab/kernel";
-import { type DmaTx, Machine } from "./mod.ts";
+import { dma_engine_stop_pasid, type DmaTx, Machine } from "./mod.ts";
 
 function setup(opts = {}) {
   const m = Machine.boot(opts);
@@ -80,6 +81,33 @@ Deno.test("dmaengine: bad descriptors are EINVAL", () => {
   const tx = chan.prepMemset(iova, 0, 64);
   chan.submit(tx);
   assert.throws(() => chan.submit(tx), { code: "EINVAL" });
+  assert.throws(() => chan.prepMemset(iova, 0, 64, { priv: true }), { code: "EINVAL" });
+  assert.throws(() => chan.prepMemcpy(iova, iova, 64, { pasid: 2 ** 20 }), { code: "EINVAL" });
+});
+
+Deno.test("dmaengine: a descriptor's PASID reaches the IOMMU with its transactions (a DC without PDTV refuses it: cause 260)", () => {
+  const { chan, iova } = setup({ dmaPasid: true });
+  pci_enable_pasid(chan.dev, 0);
+  assert.equal(chan.memset(iova, 0x5a5a_5a5a, 4096).status, "complete", "no PASID: translated");
+  const tx = chan.memset(iova, 0, 4096, { pasid: 7 });
+  assert.deepEqual([tx.status, tx.error, tx.errCause], ["error", DMAE_ERR_WRITE, 260]);
+});
+
+Deno.test("dmaengine: dma_engine_stop_pasid() ends the transfers tagged with that PASID, others go on", () => {
+  const m = Machine.boot({ iommu: "none", dmaPasid: true });
+  const [a, b] = m.dmaChannels();
+  pci_enable_pasid(a.dev, 0);
+  const buf = m.kernel.pages.alloc(6); // 256 KiB
+  const ta = a.prepMemset(buf, 1, 128 * 1024, { pasid: 9 });
+  const tb = b.prepMemset(buf + 128 * 1024, 2, 128 * 1024);
+  a.submit(ta), b.submit(tb);
+  a.issuePending(), b.issuePending();
+  dma_engine_stop_pasid(a.dev, 9);
+  a.syncWait(ta), b.syncWait(tb);
+  assert.deepEqual([ta.status, ta.error], ["error", DMAE_ERR_STOPPED]);
+  assert.ok(ta.xferred < ta.len);
+  assert.equal(tb.status, "complete");
+  assert.throws(() => dma_engine_stop_pasid(a.dev, -1), { code: "EINVAL" });
 });
 
 Deno.test("dmaengine: unbinding frees the vectors, so the engine binds again", () => {

@@ -28,10 +28,12 @@ export {
   dma_engine_chans,
   dma_engine_driver,
   DMA_ENGINE_DRIVER_NAME,
+  dma_engine_stop_pasid,
   DMA_TX_TIMEOUT_US,
   DmaChan,
   type DmaEngineData,
   type DmaTx,
+  type DmaTxAttrs,
   type DmaTxStatus,
   type IdleClock,
 } from "./dma_engine_driver.ts";
