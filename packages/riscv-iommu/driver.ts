@@ -278,7 +278,8 @@ function _route_hw_info(dev: Device, type: number): IommuHwInfo {
 
 /**
  * Adds the features' ops to `base`. Ops in `orMerged` (predicates) may come from several
- * features and are OR-ed; any other op may be provided once, and never over a base op.
+ * features and are OR-ed with each other and with the base's; any other op may be provided
+ * once, and never over a base op.
  */
 function _merge<T extends object>(
   base: T,
@@ -292,7 +293,9 @@ function _merge<T extends object>(
     for (const [key, fn] of Object.entries(ops)) {
       if (fn === undefined) continue;
       if (orMerged.includes(key)) {
-        preds.set(key, [...(preds.get(key) ?? []), fn as (...a: unknown[]) => boolean]);
+        const first = out[key] as ((...a: unknown[]) => boolean) | undefined;
+        const fns = preds.get(key) ?? (first === undefined ? [] : [first]);
+        preds.set(key, [...fns, fn as (...a: unknown[]) => boolean]);
         continue;
       }
       if (key in out) {

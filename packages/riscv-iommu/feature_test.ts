@@ -17,6 +17,8 @@ import {
   device_iommu_capable,
   IOMMU_CAP_CACHE_COHERENCY,
   IOMMU_CAP_DIRTY_TRACKING,
+  IOMMU_CAP_NOEXEC,
+  IOMMU_CAP_PRE_BOOT_PROTECTION,
   IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HWPT_ALLOC_PASID,
   iommu_map,
@@ -220,17 +222,28 @@ Deno.test("feature claims the HPM vector (icvec.pmiv) with riscv_iommu_irq()", (
   assert.deepEqual(log.slice(1), ["pmu overflow"]);
 });
 
+Deno.test("riscv_iommu_capable: the base driver reports IOMMU_CAP_CACHE_COHERENCY and nothing else", () => {
+  const sys = testSystem({ caps: FAKE_IOMMU_CAPS });
+  const ep = sys.addEndpoint("ep0", 0x42);
+  assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
+  for (const cap of [IOMMU_CAP_NOEXEC, IOMMU_CAP_PRE_BOOT_PROTECTION, IOMMU_CAP_DIRTY_TRACKING]) {
+    assert.ok(!device_iommu_capable(ep, cap), `cap ${cap}`);
+  }
+});
+
 Deno.test("feature ops: capable is OR-ed, hw_info, page_response, domain_alloc_paging_flags, domain ops", () => {
   const log: string[] = [];
   const other: RiscvIommuFeature = {
-    name: "coherent",
-    ops: { capable: (_dev, cap) => cap === IOMMU_CAP_CACHE_COHERENCY },
+    name: "pre-boot",
+    ops: { capable: (_dev, cap) => cap === IOMMU_CAP_PRE_BOOT_PROTECTION },
   };
   const sys = testSystem({ caps: FAKE_IOMMU_CAPS | ATS, features: [testFeature(log), other] });
   const ep = sys.addEndpoint("ep0", 0x42);
-  assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
+  // The base driver's, then each feature's.
   assert.ok(device_iommu_capable(ep, IOMMU_CAP_CACHE_COHERENCY));
-  assert.ok(!device_iommu_capable(ep, 1));
+  assert.ok(device_iommu_capable(ep, IOMMU_CAP_DIRTY_TRACKING));
+  assert.ok(device_iommu_capable(ep, IOMMU_CAP_PRE_BOOT_PROTECTION));
+  assert.ok(!device_iommu_capable(ep, IOMMU_CAP_NOEXEC));
   assert.deepEqual(dev_iommu_ops(ep).hw_info!(ep, IOMMU_HW_INFO_TYPE_DEFAULT), {
     type: 0x5c,
     data: new Uint8Array([1, 2]),

@@ -10,7 +10,8 @@
  * invalidation support"). The prerequisite patches of the series packages come on top: per-device
  * feature hooks, the whole device context written from a template, feature commands after the
  * IOTLB and directory invalidations, the device-ID lookup, second-stage domains with GSCIDs and
- * IOTINVAL.GVMA, and domain_alloc_paging_flags. Each deliberate departure from that state is
+ * IOTINVAL.GVMA, domain_alloc_paging_flags, and riscv_iommu_capable() (IOMMU_CAP_CACHE_COHERENCY,
+ * from the irqbypass series). Each deliberate departure from that state is
  * marked where it is made (the README lists them).
  *
  * @module
@@ -52,6 +53,7 @@ import {
   dev_iommu_priv_get,
   dev_iommu_priv_set,
   generic_device_group,
+  IOMMU_CAP_CACHE_COHERENCY,
   iommu_device_register,
   iommu_device_unregister,
   IOMMU_HWPT_ALLOC_NEST_PARENT,
@@ -1405,6 +1407,18 @@ function riscv_iommu_device_group(dev: Device): IommuGroup {
   return dev.bus?.name === "pci" ? pci_device_group(dev) : generic_device_group(dev);
 }
 
+/**
+ * Mirrors riscv_iommu_capable() of "iommu/riscv: report iommu capabilities" (Tomasz Jeznach, in
+ * Andrew Jones' irqbypass series, RFC v2 13/18): IOMMU_CAP_CACHE_COHERENCY, which VFIO and
+ * iommufd require before they give a device to user space. The RISC-V IOMMU is always DMA cache
+ * coherent: RISC-V Linux selects ARCH_DMA_DEFAULT_COHERENT and no RISC-V IOMMU description can
+ * say otherwise, and an IOMMU_CACHE mapping is PBMT=PMA (the memory's own, cacheable,
+ * attributes). A series feature may add capabilities (its `capable` is OR-ed with this one).
+ */
+function riscv_iommu_capable(_dev: Device, cap: number): boolean {
+  return cap === IOMMU_CAP_CACHE_COHERENCY;
+}
+
 /** Mirrors riscv_iommu_of_xlate(): one device ID per specifier. */
 function riscv_iommu_of_xlate(dev: Device, args: readonly number[]): void {
   iommu_fwspec_add_ids(dev, [args[0]]);
@@ -1512,6 +1526,7 @@ function riscv_iommu_release_device(dev: Device): void {
 export function riscv_iommu_ops(drv: RiscvIommuDriver): IommuOps {
   return {
     of_xlate: riscv_iommu_of_xlate,
+    capable: riscv_iommu_capable,
     identity_domain: drv.identity_domain,
     blocked_domain: drv.blocked_domain,
     release_domain: drv.blocked_domain,
