@@ -2,10 +2,10 @@
  * tools/testing/selftests/iommu/iommufd.c, FIXTURE(iommufd_dirty_tracking): the buffer-size
  * variants (8k ... 128M, 64M and 128M also on huge pages) and the cases enforce_dirty,
  * set_dirty_tracking, device_dirty_capability, get_dirty_bitmap and get_dirty_bitmap_no_clear,
- * on the mock IOMMU (dirty bits set with IOMMU_TEST_OP_DIRTY) and, once
- * packages/riscv-iommu-dirty exists, on the machine (dirty bits set by the DMA engine writing
- * through the RISC-V IOMMU): the `riscv_*` variants are registered pending until then. To
- * switch them on, give riscv_env() the dirty feature below and drop the `pending` reason.
+ * on the mock IOMMU (dirty bits set with IOMMU_TEST_OP_DIRTY) and, as `riscv_*`, on a machine
+ * with the riscv-iommu dirty-tracking series loaded (dirty bits set by the DMA engine writing
+ * through the RISC-V IOMMU, which sets D in the second-stage PTEs). There a device "that cannot
+ * track" (MOCK_FLAGS_DEVICE_NO_DIRTY) is a DMA engine behind a second IOMMU without AMO_HWAD.
  *
  * One divergence from Linux's case: the device of the fixture is moved onto the tracking HWPT
  * before the bitmaps are read (Linux leaves it unattached), since on the machine the writes
@@ -54,7 +54,7 @@ import {
   _test_ioctl_ioas_alloc,
   EXPECT_ERRNO,
   mock_env,
-  riscv_env,
+  riscv_dirty_env,
   type SelftestSelf,
   setup_iommufd,
   teardown_iommufd,
@@ -85,7 +85,7 @@ interface DirtyVariant {
 const iommufd_dirty_tracking = FIXTURE<DirtySelf, DirtyVariant>(
   "iommufd_dirty_tracking",
   (self, v) => {
-    setup_iommufd(self, v.riscv ? riscv_env() : mock_env());
+    setup_iommufd(self, v.riscv ? riscv_dirty_env() : mock_env());
     const mm = self.env.mm;
     let flags = MAP_SHARED | MAP_ANONYMOUS;
     // The mapping of a hugetlb buffer is a whole number of huge pages.
@@ -138,18 +138,15 @@ const SIZES: [string, number, boolean][] = [
   ["domain_dirty128M", 128 * M, false],
   ["domain_dirty128M_huge", 128 * M, true],
 ];
-const RISCV_PENDING =
-  "packages/riscv-iommu-dirty: IOMMU_CAP_DIRTY_TRACKING, tracking second-stage domains";
 for (const [name, buffer_size, hugepages] of SIZES) {
   FIXTURE_VARIANT_ADD(iommufd_dirty_tracking, name, { riscv: false, buffer_size, hugepages });
 }
-for (const [name, buffer_size, hugepages] of SIZES.filter(([, s]) => s <= 64 * M)) {
-  FIXTURE_VARIANT_ADD(
-    iommufd_dirty_tracking,
-    `riscv_${name}`,
-    { riscv: true, buffer_size, hugepages },
-    RISCV_PENDING,
-  );
+for (const [name, buffer_size, hugepages] of SIZES) {
+  FIXTURE_VARIANT_ADD(iommufd_dirty_tracking, `riscv_${name}`, {
+    riscv: true,
+    buffer_size,
+    hugepages,
+  });
 }
 
 TEST_F(
@@ -178,8 +175,6 @@ TEST_F(
     );
     env.destroy_device(self.fd, nodirty.stdev_id);
   },
-  // The machine has one IOMMU: a device whose IOMMU cannot track needs a second one.
-  (v) => v.riscv ? "a second IOMMU without AMO_HWAD in the machine" : undefined,
 );
 
 TEST_F(iommufd_dirty_tracking, "set_dirty_tracking", (self) => {

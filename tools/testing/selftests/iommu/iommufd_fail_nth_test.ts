@@ -7,8 +7,9 @@
  *
  * The sequences are Linux's basic, map_domain, map_two_domains and device, plus hwpt_dirty (a
  * tracking HWPT: alloc, attach, map, set tracking, dirty reads) that the dirty-tracking issue
- * asks for. Each runs on the mock; map_domain and device also on the machine, where the RISC-V
- * driver's own allocations (domains, page tables, PSCIDs) are swept too.
+ * asks for. Each runs on the mock and on the machine (with the riscv-iommu dirty-tracking series
+ * loaded), where the RISC-V driver's own allocations (domains, page tables, PSCIDs and GSCIDs,
+ * device contexts) are swept too.
  */
 import assert from "node:assert/strict";
 import {
@@ -35,6 +36,7 @@ import {
   sizeof,
 } from "@iommu-lab/iommufd";
 import { MOCK_APERTURE_START } from "@iommu-lab/iommufd/testing";
+import { dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
 import { FIXTURE, FIXTURE_VARIANT_ADD, TEST_F, TEST_HARNESS_MAIN } from "./kselftest_harness.ts";
 import {
   _test_cmd_get_dirty_bitmap,
@@ -81,7 +83,7 @@ interface NthState {
 const basic_fail_nth = FIXTURE<FailNthSelf, FailNthVariant>(
   "basic_fail_nth",
   (self, v) => {
-    self.env = v.riscv ? riscv_env() : mock_env();
+    self.env = v.riscv ? riscv_env({ parts: [dirtyPart()] }) : mock_env();
     self.buffer = vm_mmap(
       self.env.mm,
       0,
@@ -133,7 +135,6 @@ function instrument(env: SelftestEnv, st: NthState): { on(): void; off(): void }
 function TEST_FAIL_NTH(
   name: string,
   seq: (self: FailNthSelf) => void,
-  pending?: (v: FailNthVariant) => string | undefined,
 ): void {
   TEST_F(basic_fail_nth, name, (self, v) => {
     let first = true;
@@ -162,7 +163,7 @@ function TEST_FAIL_NTH(
         if (nth !== 0 && !st.fired) break;
       }
     }
-  }, pending);
+  });
 }
 
 /** Opens /dev/iommu in the sequence (after enable, as the basic test does). */
@@ -212,7 +213,7 @@ TEST_FAIL_NTH("basic", (self) => {
   } catch (e) {
     if (!(e instanceof Errno) || e.code !== "ENOENT") throw e;
   }
-}, (v) => v.riscv ? "runs on the mock only" : undefined);
+});
 
 // iopt_area_fill_domains() and iopt_area_fill_domain().
 TEST_FAIL_NTH("map_domain", (self) => {
@@ -236,7 +237,7 @@ TEST_FAIL_NTH("map_two_domains", (self) => {
   self.env.destroy_device(self.fd, b.stdev_id);
   self.env.mock_domain(self.fd, ioas_id);
   self.env.mock_domain(self.fd, ioas_id);
-}, (v) => v.riscv ? "runs on the mock only" : undefined);
+});
 
 // device.c.
 TEST_FAIL_NTH("device", (self) => {
@@ -286,6 +287,6 @@ TEST_FAIL_NTH("hwpt_dirty", (self) => {
   _test_ioctl_ioas_unmap(self.fd, ioas_id, iova, 262144);
   self.env.mock_domain_replace(self.fd, ids.stdev_id, ioas_id);
   _test_ioctl_destroy(self.fd, hwpt_id);
-}, (v) => v.riscv ? "packages/riscv-iommu-dirty (tracking domains)" : undefined);
+});
 
 TEST_HARNESS_MAIN(basic_fail_nth);

@@ -947,10 +947,6 @@ TEST_F(
       _test_ioctl_destroy(self.fd, hwpt0);
     }
   },
-  (v) =>
-    v.env === "riscv"
-      ? "NEST_PARENT second-stage domains (riscv-iommu domain_alloc_paging_flags)"
-      : undefined,
 );
 
 TEST_HARNESS_MAIN(iommufd, iommufd_ioas, iommufd_mock_domain);

@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  APLIC_S_BASE,
   DMAE_CH_BASE,
   DMAE_CH_CMD,
   DMAE_CH_DST_HI,
@@ -23,8 +24,11 @@ import {
   DMAE_OP_FILL,
   DMAE_STATUS_BUSY,
   DMAE_STATUS_DONE,
+  IMSIC_S_BASE,
+  PCIE_ECAM_BASE,
 } from "@iommu-lab/hw/regs";
 import {
+  cells64,
   copy_from_user,
   device_release_driver,
   Errno,
@@ -35,6 +39,7 @@ import {
   MAP_SHARED,
   mmput,
   MmStruct,
+  of_property_read_u32_array,
   PAGE_SIZE,
   pci_clear_master,
   pci_disable_device,
@@ -47,7 +52,7 @@ import {
   vm_mmap,
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
-import { IOMMU_CAP_CACHE_COHERENCY } from "@iommu-lab/iommu";
+import { Iommu } from "@iommu-lab/hw";
 import {
   IOMMU_DESTROY,
   iommu_destroy,
@@ -94,11 +99,12 @@ import {
   iommufd_test_init,
   MOCK_APERTURE_LAST,
   MOCK_APERTURE_START,
+  MOCK_FLAGS_DEVICE_NO_DIRTY,
   MOCK_HUGE_PAGE_SIZE,
   MOCK_PAGE_SIZE,
 } from "@iommu-lab/iommufd/testing";
-import { Machine, type MachineOptions, riscvIommu } from "@iommu-lab/machine";
-import type { RiscvIommuFeature } from "@iommu-lab/riscv-iommu";
+import { Machine, type MachineOptions, type MachinePart, VIRT_DMA_SLOT } from "@iommu-lab/machine";
+import { dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
 
 /** The size of the selftest's `buffer`: 16 CPU pages. */
 export const BUFFER_SIZE: number = PAGE_SIZE * 16;
@@ -225,15 +231,64 @@ export function mock_env(ramSize = 512 * 2 ** 20): SelftestEnv {
   };
 }
 
+/** Where {@linkcode no_dirty_iommu_part} puts its IOMMU's registers. */
+export const NO_DIRTY_IOMMU_BASE = 0x0302_0000;
+/** The APLIC source of its wire 0 (wires 0..3 follow the machine's IOMMU's 36..39). */
+const NO_DIRTY_IOMMU_IRQ = 40;
+
 /**
- * DIVERGENCE: stands in for upstream's riscv_iommu_capable() (IOMMU_CAP_CACHE_COHERENCY), which
- * the v10 port lacks and iommufd_device_bind() requires. Drop it once the base driver reports
- * the capability.
+ * A second platform RISC-V IOMMU, without capabilities.AMO_HWAD (so it cannot track dirty pages),
+ * translating for the DMA engine of PCI slot `slot` while the machine's own IOMMU keeps every
+ * other requester ID: the host bridge's `iommu-map` sends that slot's RIDs to it, and the root
+ * complex's inbound transactions from that slot go through it. Its node has MSIs (msi-parent,
+ * the IMSIC) and four wires on APLIC sources 40..43, as the machine's IOMMU has. It is the machine behind the selftest's MOCK_FLAGS_DEVICE_NO_DIRTY devices
+ * (`enforce_dirty`): one kernel, one driver instance, two IOMMUs of which one cannot track.
  */
-export const riscvCacheCoherent: RiscvIommuFeature = {
-  name: "selftest-cache-coherent",
-  ops: { capable: (_dev, cap) => cap === IOMMU_CAP_CACHE_COHERENCY },
-};
+export function no_dirty_iommu_part(slot: number): MachinePart {
+  return {
+    name: "no-dirty-iommu",
+    hardware(silicon) {
+      const iommu = new Iommu({ mem: silicon.mem, caps: { amoHwad: false } });
+      silicon.mem.addMmio(NO_DIRTY_IOMMU_BASE, 0x1000, iommu, "iommu-no-dirty");
+      iommu.irq = {
+        setWire: (line, level) => silicon.aplic.setWire(NO_DIRTY_IOMMU_IRQ + line, level),
+      };
+      iommu.atsPort = silicon.rc.atsPort;
+      const main = silicon.rc.translator;
+      silicon.rc.translator = {
+        translate: (req, res) => ((req.deviceId >> 3) === slot ? iommu : main).translate(req, res),
+      };
+    },
+    deviceTree(dt) {
+      const soc = dt.findNode("/soc")!;
+      const imsic = dt.findNode(`/soc/interrupt-controller@${IMSIC_S_BASE.toString(16)}`)!;
+      const aplic = dt.findNode(`/soc/interrupt-controller@${APLIC_S_BASE.toString(16)}`)!;
+      const node = soc.addChild(`iommu@${NO_DIRTY_IOMMU_BASE.toString(16)}`)
+        .set("compatible", "riscv,iommu")
+        .set("reg", [...cells64(NO_DIRTY_IOMMU_BASE), ...cells64(0x1000)])
+        .set("#iommu-cells", [1])
+        .set("interrupt-parent", [dt.phandleOf(aplic)])
+        .set("interrupts", [0, 1, 2, 3].flatMap((i) => [NO_DIRTY_IOMMU_IRQ + i, 4]))
+        .set("interrupt-names", ["cmdq", "fltq", "pm", "priq"])
+        .set("msi-parent", [dt.phandleOf(imsic)]);
+      const pci = dt.findNode(`/soc/pci@${PCIE_ECAM_BASE.toString(16)}`)!;
+      const map = of_property_read_u32_array(pci, "iommu-map")!;
+      const rid = slot << 3;
+      // The slot's eight functions to the new IOMMU, the rest as the machine mapped them.
+      const split: number[] = [];
+      for (let i = 0; i < map.length; i += 4) {
+        const [base, ph, out, len] = map.slice(i, i + 4);
+        const end = base + len;
+        if (base < rid) split.push(base, ph, out, Math.min(end, rid) - base);
+        if (end > rid + 8) {
+          const from = Math.max(base, rid + 8);
+          split.push(from, ph, out + from - base, end - from);
+        }
+      }
+      pci.set("iommu-map", [...split, rid, dt.phandleOf(node), rid, 8]);
+    },
+  };
+}
 
 /** A device of the real machine, bound to iommufd the way VFIO binds one. */
 interface RealDevice {
@@ -243,17 +298,14 @@ interface RealDevice {
 }
 
 /**
- * A real environment: a booted machine (RISC-V IOMMU, its driver with `features`, DMA engines
- * whose MSIs bypass the IOMMU since an iommufd domain maps no doorbell), /dev/iommu with the
- * selftest module loaded beside the real driver (for IOMMU_TEST_OP_ADD_RESERVED), one process.
- * mock_domain() takes the next DMA engine off its kernel driver, binds it and attaches it.
+ * A real environment: a booted machine (the platform RISC-V IOMMU and its driver, with the
+ * series `opts.parts` bring, three DMA engines whose MSIs bypass the IOMMU since an iommufd
+ * domain maps no doorbell), /dev/iommu with the selftest module loaded beside the real driver
+ * (for IOMMU_TEST_OP_ADD_RESERVED), one process. mock_domain() takes the next DMA engine off its
+ * kernel driver, binds it and attaches it.
  */
-export function riscv_env(
-  features: readonly RiscvIommuFeature[] = [riscvCacheCoherent],
-  opts: MachineOptions = {},
-): SelftestEnv & { machine: Machine } {
+export function riscv_env(opts: MachineOptions = {}): SelftestEnv & { machine: Machine } {
   const machine = Machine.boot({
-    iommu: riscvIommu({ features }),
     iommuBus: "platform",
     msiThroughIommu: false,
     dmaEngines: 3,
@@ -266,6 +318,7 @@ export function riscv_env(
   const mm = new MmStruct(kernel);
   const devices = new Map<number, RealDevice>();
   const free = [...machine.dmaDevices];
+  const mainIommu = machine.iommuDevice!.fwnode;
   let next = 0x1000;
   // What DMA the checks do goes through channel 0 of the engine attached to the HWPT.
   const engineOf = (hwpt_id: number, fd: IommuFd): PciDev => {
@@ -287,14 +340,18 @@ export function riscv_env(
     aperture_start: 0,
     aperture_last: 2 ** 53 - 1,
     base: { pages: kernel.pages.allocatedPages, objects: kernel.slab.allocatedObjects },
-    mock_domain(fd, pt_id) {
-      const pdev = free.shift();
-      if (pdev === undefined) throw new Errno("ENODEV", "No DMA engine left");
+    mock_domain(fd, pt_id, dev_flags = 0) {
+      // MOCK_FLAGS_DEVICE_NO_DIRTY: a device behind an IOMMU other than the machine's own
+      // (no_dirty_iommu_part()'s); otherwise one behind the machine's IOMMU.
+      const other = (dev_flags & MOCK_FLAGS_DEVICE_NO_DIRTY) !== 0;
+      const i = free.findIndex((p) => (p.fwspec?.fwnode !== mainIommu) === other);
+      if (i < 0) throw new Errno("ENODEV", "No DMA engine left");
+      const [pdev] = free.splice(i, 1);
       let bound: { idev: IommufdDevice; id: number };
       try {
         bound = iommufd_device_bind(fd, pdev);
       } catch (e) {
-        free.unshift(pdev);
+        free.splice(i, 0, pdev);
         throw e;
       }
       let hwpt_id: number;
@@ -302,7 +359,7 @@ export function riscv_env(
         hwpt_id = iommufd_device_attach(bound.idev, pt_id);
       } catch (e) {
         iommufd_device_unbind(bound.idev);
-        free.unshift(pdev);
+        free.splice(i, 0, pdev);
         throw e;
       }
       // What vfio_pci_core_enable() does when user space opens the device.
@@ -357,6 +414,19 @@ export function riscv_env(
       for (const [id, d] of [...devices]) if (d.fd === fd) this.destroy_device(fd, id);
     },
   };
+}
+
+/**
+ * A real environment for dirty tracking: {@linkcode riscv_env} with the riscv-iommu
+ * dirty-tracking series loaded (`dirtyPart()`: AMO_HWAD on the IOMMU, the feature in its driver)
+ * and a fourth DMA engine behind a second IOMMU that cannot track
+ * ({@linkcode no_dirty_iommu_part}), for MOCK_FLAGS_DEVICE_NO_DIRTY.
+ */
+export function riscv_dirty_env(): SelftestEnv & { machine: Machine } {
+  return riscv_env({
+    dmaEngines: 4,
+    parts: [dirtyPart(), no_dirty_iommu_part(VIRT_DMA_SLOT + 3)],
+  });
 }
 
 /**

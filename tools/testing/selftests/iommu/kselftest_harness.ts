@@ -6,9 +6,6 @@
  * `self` and a fresh setup, as kselftest runs each in a child process; teardown runs even when
  * the test fails.
  *
- * A variant can be `pending`: it is registered but ignored, with the reason in its name, until
- * what it waits for lands (set `IOMMUFD_SELFTEST_PENDING=1` to run pending variants anyway).
- *
  * @module
  */
 
@@ -18,8 +15,6 @@ export interface VariantEntry<V> {
   readonly name: string;
   /** The variant's values. */
   readonly variant: V;
-  /** Why the variant cannot run yet, or undefined when it runs. */
-  readonly pending?: string;
 }
 
 /** A fixture: its setup and teardown, variants and tests. */
@@ -42,8 +37,6 @@ export interface TestEntry<S, V> {
   readonly name: string;
   /** The test body. */
   fn(self: S, variant: V): void;
-  /** Why the test cannot run in a variant yet (undefined: it runs). */
-  pending?(variant: V): string | undefined;
 }
 
 /** FIXTURE + FIXTURE_SETUP + FIXTURE_TEARDOWN: declares a fixture. */
@@ -55,27 +48,22 @@ export function FIXTURE<S, V = Record<string, never>>(
   return { name, setup, teardown, variants: [], tests: [] };
 }
 
-/** FIXTURE_VARIANT_ADD: adds a named variant (`pending` keeps it from running, see above). */
+/** FIXTURE_VARIANT_ADD: adds a named variant. */
 export function FIXTURE_VARIANT_ADD<S, V>(
   f: Fixture<S, V>,
   name: string,
   variant: V,
-  pending?: string,
 ): void {
-  f.variants.push({ name, variant, pending });
+  f.variants.push({ name, variant });
 }
 
-/**
- * TEST_F: adds a test run once per variant. `pending` names, per variant, what the test waits
- * for (its step is then ignored, like a variant's `pending`).
- */
+/** TEST_F: adds a test run once per variant. */
 export function TEST_F<S, V>(
   f: Fixture<S, V>,
   name: string,
   fn: (self: S, variant: V) => void,
-  pending?: (variant: V) => string | undefined,
 ): void {
-  f.tests.push({ name, fn, pending });
+  f.tests.push({ name, fn });
 }
 
 /** Runs one test of `f` in `variant`: fresh self, setup, the test, teardown. */
@@ -98,35 +86,15 @@ export function run_test<S, V>(
   f.teardown(self, variant);
 }
 
-function _runPending(): boolean {
-  try {
-    return Deno.env.get("IOMMUFD_SELFTEST_PENDING") === "1";
-  } catch {
-    return false;
-  }
-}
-
 /** TEST_HARNESS_MAIN: registers every variant of every fixture with Deno's test runner. */
 export function TEST_HARNESS_MAIN(...fixtures: Fixture<unknown, unknown>[]): void {
   for (const f of fixtures) {
     const variants = f.variants.length !== 0 ? f.variants : [{ name: "", variant: {} }];
     for (const v of variants as VariantEntry<unknown>[]) {
-      const name = v.name === "" ? f.name : `${f.name}.${v.name}`;
-      const pending = v.pending !== undefined && !_runPending();
-      Deno.test({
-        name: pending ? `${name} (pending: ${v.pending})` : name,
-        ignore: pending,
-        async fn(t) {
-          for (const test of f.tests) {
-            const why = test.pending?.(v.variant);
-            const skip = why !== undefined && !_runPending();
-            await t.step({
-              name: skip ? `${test.name} (pending: ${why})` : test.name,
-              ignore: skip,
-              fn: () => run_test(f, v.variant, test.fn),
-            });
-          }
-        },
+      Deno.test(v.name === "" ? f.name : `${f.name}.${v.name}`, async (t) => {
+        for (const test of f.tests) {
+          await t.step(test.name, () => run_test(f, v.variant, test.fn));
+        }
       });
     }
   }
