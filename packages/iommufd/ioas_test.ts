@@ -15,6 +15,12 @@ import {
   IOMMU_IOAS_MAP_READABLE,
   IOMMU_IOAS_UNMAP,
   iommu_ioas_unmap,
+  IOMMU_OPTION,
+  iommu_option,
+  IOMMU_OPTION_HUGE_PAGES,
+  IOMMU_OPTION_OP_GET,
+  IOMMU_OPTION_OP_SET,
+  IOMMU_OPTION_RLIMIT_MODE,
   sizeof,
   U64_MAX,
 } from "./uapi.ts";
@@ -33,6 +39,72 @@ Deno.test("IOAS commands: ENOENT for an unknown ID or an object of another type"
   fails("ENOENT", () => map(s, 999, PAGE_SIZE));
   fails("ENOENT", () => map(s, dev.hwpt, PAGE_SIZE));
   fails("ENOENT", () => s.fd.ioctl(IOMMU_IOAS_UNMAP, unmap(dev.idev, 0n, U64_MAX)));
+  const copy = (src_ioas_id: number, dst_ioas_id: number): iommu_ioas_copy => ({
+    size: sizeof(iommu_ioas_copy),
+    flags: IOMMU_IOAS_MAP_READABLE,
+    dst_ioas_id,
+    src_ioas_id,
+    length: BigInt(PAGE_SIZE),
+    dst_iova: 0n,
+    src_iova: BigInt(map(s, id, PAGE_SIZE)),
+  });
+  for (const bad of [999, dev.hwpt, dev.idev]) {
+    fails("ENOENT", () => s.fd.ioctl(IOMMU_IOAS_COPY, copy(bad, id)));
+    fails("ENOENT", () => s.fd.ioctl(IOMMU_IOAS_COPY, copy(id, bad)));
+    fails("ENOENT", () =>
+      s.fd.ioctl(IOMMU_IOAS_IOVA_RANGES, {
+        size: sizeof(iommu_ioas_iova_ranges),
+        ioas_id: bad,
+        num_iovas: 0,
+        __reserved: 0,
+        allowed_iovas: 0n,
+        out_iova_alignment: 0n,
+      } as iommu_ioas_iova_ranges));
+    fails("ENOENT", () =>
+      s.fd.ioctl(IOMMU_IOAS_ALLOW_IOVAS, {
+        size: sizeof(iommu_ioas_allow_iovas),
+        ioas_id: bad,
+        num_iovas: 0,
+        __reserved: 0,
+        allowed_iovas: 0n,
+      } as iommu_ioas_allow_iovas));
+    fails("ENOENT", () => s.fd.ioctl(IOMMU_OPTION, huge_pages(bad, IOMMU_OPTION_OP_GET)));
+  }
+  close(s);
+});
+
+/** An IOMMU_OPTION structure for HUGE_PAGES of `object_id`. */
+const huge_pages = (object_id: number, op: number, val64 = 0n): iommu_option => ({
+  size: sizeof(iommu_option),
+  option_id: IOMMU_OPTION_HUGE_PAGES,
+  op,
+  __reserved: 0,
+  object_id,
+  val64,
+});
+
+Deno.test("IOMMU_OPTION: EOPNOTSUPP for __reserved, an unknown option or op, an object on RLIMIT_MODE; EINVAL values; EBUSY once objects exist", () => {
+  const s = sys();
+  const rlimit = (o: Partial<iommu_option>): iommu_option => ({
+    size: sizeof(iommu_option),
+    option_id: IOMMU_OPTION_RLIMIT_MODE,
+    op: IOMMU_OPTION_OP_SET,
+    __reserved: 0,
+    object_id: 0,
+    val64: 1n,
+    ...o,
+  });
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ __reserved: 1 })));
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ option_id: 2 })));
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ op: 2 })));
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ object_id: 1 })));
+  fails("EINVAL", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ val64: 2n })));
+  s.fd.ioctl(IOMMU_OPTION, rlimit({}));
+  const id = ioas(s);
+  fails("EBUSY", () => s.fd.ioctl(IOMMU_OPTION, rlimit({ val64: 0n })));
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, huge_pages(id, 2)));
+  fails("EINVAL", () => s.fd.ioctl(IOMMU_OPTION, huge_pages(id, IOMMU_OPTION_OP_SET, 2n)));
+  fails("EOPNOTSUPP", () => s.fd.ioctl(IOMMU_OPTION, { ...huge_pages(id, 0), __reserved: 1 }));
   close(s);
 });
 
