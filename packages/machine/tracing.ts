@@ -1,8 +1,9 @@
 /**
  * The machine's trace hooks: wrappers around the silicon's interfaces (MMIO windows, the
- * IOMMU's translation port and HPM event sink, interrupt lines, the MSI doorbell) that record
- * into a {@linkcode Trace} (commands are recorded by the IOMMU's window, `iommu_window.ts`). Nothing in `hw` is edited; with tracing off every helper returns the
- * object it was given, so an untraced machine pays nothing.
+ * IOMMU's translation port, interrupt lines, the MSI doorbell) and an observer of the IOMMU's
+ * translation events, recording into a {@linkcode Trace} (commands are recorded by the IOMMU's
+ * window, `iommu_window.ts`). Nothing in `hw` is edited; with tracing off every helper returns the
+ * object it was given and observes nothing, so an untraced machine pays nothing.
  *
  * @module
  */
@@ -156,23 +157,17 @@ const _WALKS = new Map<number, string>([
 ]);
 
 /**
- * Records the IOMMU's walks and IOTLB misses, from the translator's HPM event sink (chained to
- * whatever sink was installed at boot, so HPM counting keeps working).
- *
- * The translator has one sink: anything that sets `translator.hpm` after boot replaces this one
- * and the trace stops seeing walks. `hw` has no HPM unit installing a sink yet; when it gets one,
- * the translator wants an observer slot of its own beside `hpm` (see the README).
+ * Records the IOMMU's walks and IOTLB misses: the trace is one more observer of the translator's
+ * events, beside any HPM unit counting them.
  */
 export function traceWalks(iommu: Iommu, trace: Trace | null): void {
   if (trace === null) return;
-  const prev = iommu.translator.hpm;
-  iommu.translator.hpm = {
-    count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid) {
+  iommu.translator.addEventObserver({
+    count(eventId, deviceId) {
       const name = _WALKS.get(eventId);
       if (name !== undefined) trace.instant("walk", name, TRACK_IOMMU, { devid: deviceId });
-      prev?.count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
     },
-  };
+  });
 }
 
 /** The APLIC's inputs as an IrqSink, recording level changes. */

@@ -138,7 +138,10 @@ export class Translator implements TranslationPort {
   readonly #dir: Directory;
   readonly #tlb: Iotlb;
   readonly #msi: MsiPageTable;
+  /** What the translation path reports events to: null, the one observer, or a fan-out. */
   #hpm: HpmEventSink | null = null;
+  readonly #observers: HpmEventSink[] = [];
+  readonly #invalidationListeners: (() => void)[] = [];
   #lastDid = -1;
   #lastMode = -1;
   #lastDc: DeviceContext | null = null;
@@ -177,13 +180,52 @@ export class Translator implements TranslationPort {
     this.#walker.gxl = v;
   }
 
-  /** Receives the standard HPM events 1–8, or null. */
-  get hpm(): HpmEventSink | null {
-    return this.#hpm;
+  /**
+   * The observers of translation events (the standard HPM events 1–8 and the model's own, see
+   * `hpm_event.ts`): HPM units while they count, traces. Each receives every event, in the order
+   * they were added.
+   */
+  get eventObservers(): readonly HpmEventSink[] {
+    return this.#observers;
   }
-  set hpm(sink: HpmEventSink | null) {
+
+  /** Adds `o` to the {@linkcode eventObservers} (once). */
+  addEventObserver(o: HpmEventSink): void {
+    if (this.#observers.includes(o)) return;
+    this.#observers.push(o);
+    this.#rewire();
+  }
+
+  /** Removes `o` from the {@linkcode eventObservers}, if it is one. */
+  removeEventObserver(o: HpmEventSink): void {
+    const i = this.#observers.indexOf(o);
+    if (i < 0) return;
+    this.#observers.splice(i, 1);
+    this.#rewire();
+  }
+
+  /**
+   * Calls `fn` after each invalidation of the translator's caches (IODIR.INVAL_DDT/PDT,
+   * IOTINVAL.VMA/GVMA, the reset's flush): for caches of translations kept beside it, such as a
+   * distributed IOMMU's IOTLBs near the devices.
+   */
+  addInvalidationListener(fn: () => void): void {
+    this.#invalidationListeners.push(fn);
+  }
+
+  /**
+   * Points the walk path at the observers: with none it pays one null test per event, with one it
+   * calls it directly, and only with several does a fan-out sit between.
+   */
+  #rewire(): void {
+    const obs = this.#observers;
+    const sink = obs.length === 0 ? null : obs.length === 1 ? obs[0] : new _FanOut([...obs]);
     this.#hpm = sink;
     this.#walker.hpm = sink;
+  }
+
+  #invalidated(): void {
+    for (const fn of this.#invalidationListeners) fn();
   }
 
   /** Number of valid IOTLB entries (for tests and statistics). */
@@ -253,11 +295,13 @@ export class Translator implements TranslationPort {
     this.#dir.invalDdt(dv, did);
     this.#lastDid = -1;
     this.#lastDc = null;
+    this.#invalidated();
   }
 
   /** IODIR.INVAL_PDT: drops the cached PC of (`did`, `pid`). */
   invalPdt(did: number, pid: number): void {
     this.#dir.invalPdt(did, pid);
+    this.#invalidated();
   }
 
   /**
@@ -280,6 +324,7 @@ export class Translator implements TranslationPort {
   ): void {
     this.#range(av, addrLo, addrHi, s);
     this.#tlb.invalVma(gv, gscid, pscv, pscid, av, this.#rangeStart, this.#rangeEnd);
+    this.#invalidated();
   }
 
   /**
@@ -298,6 +343,7 @@ export class Translator implements TranslationPort {
   ): void {
     this.#range(av, addrLo, addrHi, s);
     this.#tlb.invalGvma(gv, gscid, av, this.#rangeStart, this.#rangeEnd);
+    this.#invalidated();
   }
 
   /** Empties every cache (reset). */
@@ -306,6 +352,7 @@ export class Translator implements TranslationPort {
     this.#tlb.flush();
     this.#lastDid = -1;
     this.#lastDc = null;
+    this.#invalidated();
   }
 
   /**
@@ -587,5 +634,30 @@ export class Translator implements TranslationPort {
     res.iotval2 = cause === 20 || cause === 21 || cause === 23 ? iotval2 : 0n;
     res.reported = !dtf || reportedDespiteDtf(cause);
     res.completion = completionStatus(cause);
+  }
+}
+
+/** Several observers behind the walk path's one sink. */
+class _FanOut implements HpmEventSink {
+  readonly #sinks: readonly HpmEventSink[];
+
+  constructor(sinks: readonly HpmEventSink[]) {
+    this.#sinks = sinks;
+  }
+
+  count(
+    eventId: number,
+    deviceId: number,
+    pidValid: boolean,
+    pid: number,
+    gscidValid: boolean,
+    gscid: number,
+    pscidValid: boolean,
+    pscid: number,
+  ): void {
+    const sinks = this.#sinks;
+    for (let i = 0; i < sinks.length; i++) {
+      sinks[i].count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
+    }
   }
 }

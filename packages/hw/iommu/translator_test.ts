@@ -75,13 +75,13 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
       pt.map(0x1000, DATA);
       env.ddt.set(9, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(33) });
       const hpm = new Recorder();
-      env.tr.hpm = hpm;
+      env.tr.addEventObserver(hpm);
       testTranslate(env.tr, testRequest(9, 0x1000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-", "5:9:-:-:-", "4:9:-:-:33", "7:9:-:-:33"]);
       hpm.events = [];
       testTranslate(env.tr, testRequest(9, 0x1000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
-      env.tr.hpm = null;
+      env.tr.removeEventObserver(hpm);
       testTranslate(env.tr, testRequest(9, 0x2000));
       assert.deepEqual(hpm.events, ["1:9:-:-:-"]);
     },
@@ -101,7 +101,7 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
       iohgatp: encodeIohgatp(8, 12, g.root),
     });
     const hpm = new Recorder();
-    env.tr.hpm = hpm;
+    env.tr.addEventObserver(hpm);
     testTranslate(env.tr, testRequest(2, 0x1000, { pidValid: true, pid: 4 }));
     assert.deepEqual(hpm.events, [
       "1:2:4:-:-",
@@ -121,7 +121,7 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
     const env = testIommuEnv();
     env.ddt.set(3, { tc: RISCV_IOMMU_DC_TC_EN_ATS });
     const hpm = new Recorder();
-    env.tr.hpm = hpm;
+    env.tr.addEventObserver(hpm);
     testTranslate(env.tr, testRequest(3, 0x1000, { kind: REQ_TRANSLATED }));
     testTranslate(env.tr, testRequest(3, 0x1000, { kind: REQ_ATS }));
     assert.deepEqual(hpm.events.filter((e) => !e.startsWith("5:")), ["2:3:-:-:-", "3:3:-:-:-"]);
@@ -650,13 +650,45 @@ Deno.test("garbage in every in-memory structure never throws (property)", () => 
   );
 });
 
-Deno.test("fctlBE, fctlGXL and hpm read back what was set", () => {
+Deno.test("fctlBE and fctlGXL read back what was set", () => {
   const env = testIommuEnv({ end: true, sv32x4: true });
-  const hpm = new Recorder();
   env.tr.fctlBE = true;
   env.tr.fctlGXL = true;
-  env.tr.hpm = hpm;
   assert.equal(env.tr.fctlBE, true);
   assert.equal(env.tr.fctlGXL, true);
-  assert.equal(env.tr.hpm, hpm);
+});
+
+Deno.test("event observers: each one receives every event, in order, until removed", () => {
+  const env = testIommuEnv();
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  pt.map(0x1000, DATA);
+  env.ddt.set(9, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(33) });
+  const a = new Recorder(), b = new Recorder(), seen: string[] = [];
+  env.tr.addEventObserver(a);
+  env.tr.addEventObserver(b);
+  env.tr.addEventObserver(a); // once only
+  env.tr.addEventObserver({
+    count: (id) => void seen.push(`a${a.events.length}b${b.events.length}:${id}`),
+  });
+  assert.equal(env.tr.eventObservers.length, 3);
+  testTranslate(env.tr, testRequest(9, 0x1000));
+  const all = ["1:9:-:-:-", "5:9:-:-:-", "4:9:-:-:33", "7:9:-:-:33"];
+  assert.deepEqual([a.events, b.events], [all, all]);
+  assert.deepEqual(seen, ["a1b1:1", "a2b2:5", "a3b3:4", "a4b4:7"], "in the order added");
+  env.tr.removeEventObserver(a);
+  env.tr.removeEventObserver(a); // no-op
+  testTranslate(env.tr, testRequest(9, 0x1000));
+  assert.deepEqual([a.events.length, b.events.length], [4, 5]);
+});
+
+Deno.test("invalidation listeners hear every IODIR and IOTINVAL the translator's caches get", () => {
+  const env = testIommuEnv();
+  let heard = 0;
+  env.tr.addInvalidationListener(() => heard++);
+  env.tr.invalDdt(true, 1);
+  env.tr.invalPdt(1, 2);
+  env.tr.iotinvalVma(false, true, false, 0, 0, 0x1000, 0, false, false);
+  env.tr.iotinvalGvma(true, false, 3, 0, 0, false, false);
+  env.tr.flushAll();
+  assert.equal(heard, 5);
 });
