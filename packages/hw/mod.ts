@@ -99,6 +99,13 @@ export {
 } from "./iommu/request.ts";
 export { type CacheOptions, Translator } from "./iommu/translator.ts";
 export { type HpmEventSink } from "./iommu/hpm_event.ts";
+export {
+  type HpmEvent,
+  type HpmOptions,
+  HpmUnit,
+  type HpmWiring,
+  STANDARD_HPM_EVENTS,
+} from "./iommu/hpm.ts";
 export { Clock, type CostTable, DEFAULT_COSTS } from "./clock.ts";
 export { Aplic, type AplicOptions } from "./intc/aplic.ts";
 export { Imsic, type ImsicOptions } from "./intc/imsic.ts";

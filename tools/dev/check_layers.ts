@@ -73,8 +73,8 @@ export const HW_TIERS: readonly HwTier[] = [
     ],
   },
   {
-    name: "walks, caches and MSI translation",
-    files: ["iommu/walk.ts", "iommu/iotlb.ts", "iommu/context.ts", "iommu/msi.ts"],
+    name: "walks, caches, MSI translation and the HPM",
+    files: ["iommu/walk.ts", "iommu/iotlb.ts", "iommu/context.ts", "iommu/msi.ts", "iommu/hpm.ts"],
   },
   { name: "the translation core", files: ["iommu/translator.ts"] },
   {

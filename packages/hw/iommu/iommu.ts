@@ -25,6 +25,7 @@ import {
   CMD_WAIT,
   CommandUnit,
 } from "./command_queue.ts";
+import { HPM_BLOCK_END, type HpmOptions, HpmUnit } from "./hpm.ts";
 import {
   type PageRequestPort,
   PageRequestUnit,
@@ -63,10 +64,6 @@ import {
   RISCV_IOMMU_FCTL_WSI,
   RISCV_IOMMU_FQ_ENTRY_SIZE,
   RISCV_IOMMU_INTR_COUNT,
-  RISCV_IOMMU_IOCOUNTOVF_CY,
-  RISCV_IOMMU_IOHPMCYCLES_OF,
-  RISCV_IOMMU_IOHPMEVT_EVENT_ID,
-  RISCV_IOMMU_IOHPMEVT_OF,
   RISCV_IOMMU_IOMMU_QOSID_MCID,
   RISCV_IOMMU_IOMMU_QOSID_RCID,
   RISCV_IOMMU_IPSR_CIP,
@@ -92,11 +89,7 @@ import {
   RISCV_IOMMU_REG_FQH,
   RISCV_IOMMU_REG_FQT,
   RISCV_IOMMU_REG_ICVEC,
-  RISCV_IOMMU_REG_IOCOUNTINH,
   RISCV_IOMMU_REG_IOCOUNTOVF,
-  RISCV_IOMMU_REG_IOHPMCTR_BASE,
-  RISCV_IOMMU_REG_IOHPMCYCLES,
-  RISCV_IOMMU_REG_IOHPMEVT_BASE,
   RISCV_IOMMU_REG_IOMMU_QOSID,
   RISCV_IOMMU_REG_IPSR,
   RISCV_IOMMU_REG_MSI_CFG_TBL,
@@ -149,12 +142,15 @@ export interface IommuOptions {
   /** Where ATS.INVAL/ATS.PRGR go (also settable later through {@linkcode Iommu.atsPort}). */
   ats?: AtsPort;
   /**
-   * The machine's clock: it times ATS.INVAL completions out. Without one an ATS.INVAL the port does
-   * not complete at once counts as timed out.
+   * The machine's clock: `iohpmcycles` counts it and it times ATS.INVAL completions out. Without
+   * one `iohpmcycles` holds what was written and an ATS.INVAL the port does not complete at once
+   * counts as timed out.
    */
   clock?: Clock;
   /** How long an ATS.INVAL waits for its Invalidation Completion, in ns. Default 60 s (PCIe). */
   atsInvalTimeoutNs?: number;
+  /** The HPM's hardware variant (with capabilities.HPM): counters, widths, events, filter. */
+  hpm?: HpmOptions;
   /** `ddtp.iommu_mode` after reset. Default "off" (the spec's recommendation). */
   resetMode?: "off" | "bare";
   /** Translation cache sizes. */
@@ -188,7 +184,6 @@ const QUEUE_ERRORS = RISCV_IOMMU_QUEUE_MEM_FAULT | RISCV_IOMMU_QUEUE_OVERFLOW;
 const TR_CTL_RW = RISCV_IOMMU_TR_REQ_CTL_PRIV | RISCV_IOMMU_TR_REQ_CTL_EXE |
   RISCV_IOMMU_TR_REQ_CTL_NW | RISCV_IOMMU_TR_REQ_CTL_PID | RISCV_IOMMU_TR_REQ_CTL_PV |
   RISCV_IOMMU_TR_REQ_CTL_DID;
-const HPM_END = RISCV_IOMMU_REG_IOHPMEVT_BASE + 31 * 8;
 const MSI_CFG_TBL_END = RISCV_IOMMU_REG_MSI_CFG_TBL + RISCV_IOMMU_MSI_CFG_TBL_ENTRIES * 16;
 
 /**
@@ -235,6 +230,11 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   readonly translator: Translator;
   /** Wire-signalled interrupt lines. */
   irq: IrqSink | null;
+  /**
+   * The performance monitor (with capabilities.HPM): its registers are this page's at
+   * `iocountovf`, and it observes the translator's events while some counter counts.
+   */
+  readonly hpm: HpmUnit | null;
 
   readonly #mem: PhysicalMemory;
   readonly #resetBare: boolean;
@@ -262,10 +262,6 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   #ddtpBusyReads = 0;
   #ipsr = 0;
   #wires = 0;
-  #iocountinh = 0;
-  readonly #hpmCycles = new BigUint64Array(1);
-  readonly #hpmCtr = new BigUint64Array(32);
-  readonly #hpmEvt = new BigUint64Array(32);
   #trIova = 0n;
   #trCtl = 0n;
   #trResponse = 0n;
@@ -329,6 +325,16 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#fq = queue(RISCV_IOMMU_FQ_ENTRY_SIZE, false, QUEUE_ERRORS, max.fq, fixed.fq);
     this.#pq = queue(RISCV_IOMMU_PQ_ENTRY_SIZE, false, QUEUE_ERRORS, max.pq, fixed.pq);
     this.translator = new Translator(opts.mem, caps, opts.cache);
+    const translator = this.translator;
+    const hpm: HpmUnit | null = caps.hpm
+      ? new HpmUnit(opts.hpm ?? {}, {
+        clock: opts.clock,
+        overflow: () => this.#raise(RISCV_IOMMU_IPSR_PMIP),
+        armed: (on) =>
+          on ? translator.addEventObserver(hpm!) : translator.removeEventObserver(hpm!),
+      })
+      : null;
+    this.hpm = hpm;
     this.#cmd = new CommandUnit(opts.mem, caps, this.translator);
     const cmd = this.#cmd;
     cmd.ats = opts.ats ?? null;
@@ -398,10 +404,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#pq.reset();
     this.#cmd.resetAts();
     this.#ipsr = 0;
-    this.#iocountinh = 0;
-    this.#hpmCycles.fill(0n);
-    this.#hpmCtr.fill(0n);
-    this.#hpmEvt.fill(0n);
+    this.hpm?.reset();
     this.#trIova = 0n;
     this.#trCtl = 0n;
     this.#trResponse = 0n;
@@ -462,25 +465,12 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     return r;
   }
 
-  /**
-   * Marks an HPM counter overflowed (0 = `iohpmcycles`, N = `iohpmevtN`): sets its OF bit and, when
-   * OF goes 0→1, raises `ipsr.pmip` (spec §5.19–§5.23, the performance-monitoring registers). For
-   * the performance monitor.
-   */
-  hpmOverflow(counter: number): void {
-    if (!this.caps.hpm || counter < 0 || counter > 31) return;
-    const regs = counter === 0 ? this.#hpmCycles : this.#hpmEvt;
-    const OF = counter === 0 ? RISCV_IOMMU_IOHPMCYCLES_OF : RISCV_IOMMU_IOHPMEVT_OF;
-    if (regs[counter] & OF) return;
-    regs[counter] |= OF;
-    this.#raise(RISCV_IOMMU_IPSR_PMIP);
-  }
-
   // -- MmioHandler --
 
   /** Reads 4 bytes at `offset`; misaligned, absent or reserved registers read 0. */
   read32(offset: number): number {
     if (!_inPage(offset, 4)) return 0;
+    if (_inHpm(offset)) return this.hpm?.read32(offset) ?? 0;
     const base = offset & ~7;
     if (this.#is64(base)) {
       const v = this.#read64Reg(base, (offset & 4) === 0);
@@ -492,6 +482,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   /** Reads 8 bytes at `offset`: a 64-bit register, or a pair of 32-bit ones (low first). */
   read64(offset: number): bigint {
     if (!_inPage(offset, 8)) return 0n;
+    if (_inHpm(offset)) return this.hpm?.read64(offset) ?? 0n;
     if (this.#is64(offset)) return this.#read64Reg(offset, true);
     const lo = this.#read32Reg(offset);
     return join64(lo, this.#read32Reg(offset + 4));
@@ -502,6 +493,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     if (!_inPage(offset, 4) || this.#depth >= MAX_MMIO_NESTING || this.#selfStore) return;
     this.#depth++;
     try {
+      if (_inHpm(offset)) return this.hpm?.write32(offset, value);
       const base = offset & ~7;
       if (this.#is64(base)) {
         const cur = this.#read64Reg(base, false);
@@ -524,6 +516,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#depth++;
     try {
       const v = BigInt.asUintN(64, value);
+      if (_inHpm(offset)) return this.hpm?.write64(offset, v);
       if (this.#is64(offset)) {
         this.#write64Reg(offset, v);
       } else {
@@ -550,8 +543,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
       case RISCV_IOMMU_REG_ICVEC:
         return true;
     }
-    return (off >= RISCV_IOMMU_REG_IOHPMCYCLES && off < HPM_END) ||
-      (off >= RISCV_IOMMU_REG_MSI_CFG_TBL && off < MSI_CFG_TBL_END && (off & 8) === 0);
+    return off >= RISCV_IOMMU_REG_MSI_CFG_TBL && off < MSI_CFG_TBL_END && (off & 8) === 0;
   }
 
   /** A 64-bit register; `consume` counts the read against a busy window. */
@@ -590,15 +582,8 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
       case RISCV_IOMMU_REG_ICVEC:
         return BigInt(this.#icvec);
     }
-    if (off >= RISCV_IOMMU_REG_MSI_CFG_TBL) {
-      return caps.igs === IGS_WSI ? 0n : this.#msiAddr[(off - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4];
-    }
-    if (!caps.hpm) return 0n;
-    if (off === RISCV_IOMMU_REG_IOHPMCYCLES) return this.#hpmCycles[0];
-    if (off < RISCV_IOMMU_REG_IOHPMEVT_BASE) {
-      return this.#hpmCtr[((off - RISCV_IOMMU_REG_IOHPMCTR_BASE) >> 3) + 1];
-    }
-    return this.#hpmEvt[((off - RISCV_IOMMU_REG_IOHPMEVT_BASE) >> 3) + 1];
+    // Only msi_cfg_tbl addresses are left.
+    return caps.igs === IGS_WSI ? 0n : this.#msiAddr[(off - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4];
   }
 
   #read32Reg(off: number): number {
@@ -626,10 +611,6 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
         return caps.ats ? this.#pq.readCsr() : 0;
       case RISCV_IOMMU_REG_IPSR:
         return this.#ipsr;
-      case RISCV_IOMMU_REG_IOCOUNTOVF:
-        return caps.hpm ? this.#iocountovf() : 0;
-      case RISCV_IOMMU_REG_IOCOUNTINH:
-        return caps.hpm ? this.#iocountinh : 0;
       case RISCV_IOMMU_REG_IOMMU_QOSID:
         return caps.qosid ? this.#qosid : 0;
     }
@@ -664,21 +645,9 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
       case RISCV_IOMMU_REG_TR_RESPONSE:
         return;
     }
-    if (off >= RISCV_IOMMU_REG_MSI_CFG_TBL) {
-      if (caps.igs !== IGS_WSI) {
-        this.#msiAddr[(off - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4] = v & RISCV_IOMMU_MSI_CFG_TBL_ADDR;
-      }
-      return;
-    }
-    if (!caps.hpm) return;
-    if (off === RISCV_IOMMU_REG_IOHPMCYCLES) {
-      this.#hpmCycles[0] = v;
-    } else if (off < RISCV_IOMMU_REG_IOHPMEVT_BASE) {
-      this.#hpmCtr[((off - RISCV_IOMMU_REG_IOHPMCTR_BASE) >> 3) + 1] = v;
-    } else {
-      // eventID is WARL: an ID outside the standard events reads back 0 (no event).
-      const id = v & RISCV_IOMMU_IOHPMEVT_EVENT_ID;
-      this.#hpmEvt[((off - RISCV_IOMMU_REG_IOHPMEVT_BASE) >> 3) + 1] = id > 8n ? v & ~id : v;
+    // Only msi_cfg_tbl addresses are left.
+    if (caps.igs !== IGS_WSI) {
+      this.#msiAddr[(off - RISCV_IOMMU_REG_MSI_CFG_TBL) >> 4] = v & RISCV_IOMMU_MSI_CFG_TBL_ADDR;
     }
   }
 
@@ -716,9 +685,6 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
         this.#ipsr &= ~(v & ((1 << RISCV_IOMMU_INTR_COUNT) - 1));
         this.#updateIp();
         return this.#updateWires();
-      case RISCV_IOMMU_REG_IOCOUNTINH:
-        if (caps.hpm) this.#iocountinh = v;
-        return;
       case RISCV_IOMMU_REG_IOMMU_QOSID:
         if (caps.qosid) {
           this.#qosid = v & (RISCV_IOMMU_IOMMU_QOSID_RCID | RISCV_IOMMU_IOMMU_QOSID_MCID);
@@ -777,12 +743,6 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
 
   #vector(cause: number): number {
     return this.#icvec >> (4 * cause) & 0xf;
-  }
-
-  #iocountovf(): number {
-    let v = this.#hpmCycles[0] & RISCV_IOMMU_IOHPMCYCLES_OF ? RISCV_IOMMU_IOCOUNTOVF_CY : 0;
-    for (let n = 1; n < 32; n++) if (this.#hpmEvt[n] & RISCV_IOMMU_IOHPMEVT_OF) v |= 1 << n;
-    return v >>> 0;
   }
 
   // -- Interrupts --
@@ -976,4 +936,9 @@ function _rangePpn(pa: number, size: number): bigint {
 function _inPage(offset: number, size: number): boolean {
   return Number.isInteger(offset) && offset >= 0 && offset <= RISCV_IOMMU_REG_SIZE - size &&
     offset % size === 0;
+}
+
+/** The access at `offset` is one of the HPM block's registers. */
+function _inHpm(offset: number): boolean {
+  return offset >= RISCV_IOMMU_REG_IOCOUNTOVF && offset < HPM_BLOCK_END;
 }

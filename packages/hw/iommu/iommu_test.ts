@@ -3,6 +3,7 @@ import { PhysicalMemory } from "../memory.ts";
 import { encodeCaps, IGS_BOTH, IGS_MSI, IGS_WSI, type IommuCaps, resolveCaps } from "./caps.ts";
 import { Iommu, type IommuOptions } from "./iommu.ts";
 import * as R from "./regs.ts";
+import { RISCV_IOMMU_HPMEVENT_URQ } from "./structs.ts";
 import {
   ACC_EXEC,
   ACC_READ,
@@ -109,7 +110,7 @@ Deno.test("register map: every register at its offset of spec §5.1 (Register la
       [R.RISCV_IOMMU_REG_PQCSR, 4, 0n, on(ats, 0x1_0003n)],
       [R.RISCV_IOMMU_REG_IPSR, 4, 0n, 0n],
       [R.RISCV_IOMMU_REG_IOCOUNTOVF, 4, 0n, 0n],
-      [R.RISCV_IOMMU_REG_IOCOUNTINH, 4, 0n, on(hpm, 0xffff_ffffn)],
+      [R.RISCV_IOMMU_REG_IOCOUNTINH, 4, on(hpm, 0xffff_ffffn), on(hpm, 0xffff_ffffn)], // reset: inhibited
       [R.RISCV_IOMMU_REG_IOHPMCYCLES, 8, 0n, on(hpm, ONES)],
       [R.RISCV_IOMMU_REG_TR_REQ_IOVA, 8, 0n, on(dbg, 0xffff_ffff_ffff_f000n)],
       [R.RISCV_IOMMU_REG_TR_REQ_CTL, 8, 0n, on(dbg, 0xffff_ff01_ffff_f00en)], // Go cleared
@@ -471,26 +472,6 @@ Deno.test("msi_cfg_tbl: ADDR 55:2 WARL, 32-bit data, only M in vec_ctl (spec §5
   assert.equal(iommu.read64(R.RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(4)), 0n, "other entries untouched");
 });
 
-Deno.test("HPM storage: iocountovf mirrors OF bits and is RO; eventID WARL; OF overflow raises pmip once", () => {
-  const { iommu } = make();
-  iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(3), R.RISCV_IOMMU_IOHPMEVT_OF | 4n);
-  iommu.write64(R.RISCV_IOMMU_REG_IOHPMCYCLES, R.RISCV_IOMMU_IOHPMCYCLES_OF);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IOCOUNTOVF), 0b1001);
-  iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTOVF, 0);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IOCOUNTOVF), 0b1001);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0, "software setting OF is no overflow");
-  iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(1), 0x7fffn | 1n << 15n);
-  assert.equal(iommu.read64(R.RISCV_IOMMU_REG_IOHPMEVT(1)), 1n << 15n, "unknown event reads 0");
-  iommu.hpmOverflow(1);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), R.RISCV_IOMMU_IPSR_PMIP);
-  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_PMIP);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0, "pmip can be cleared");
-  iommu.hpmOverflow(1);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0, "OF already 1: no new interrupt");
-  iommu.hpmOverflow(0);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0, "iohpmcycles.OF was already 1");
-});
-
 // -- Interrupts --
 
 function req(init: Partial<InboundRequest> = {}): [InboundRequest, TranslationResult] {
@@ -515,9 +496,12 @@ Deno.test("ipsr is RW1C per bit; a bit whose condition still holds sets again (s
     const { iommu, mem } = make();
     enableFq(iommu, RAM + 0x10_0000, 4, R.RISCV_IOMMU_FQCSR_FQEN | R.RISCV_IOMMU_FQCSR_FIE);
     enableCq(iommu, RAM, 4, R.RISCV_IOMMU_CQCSR_CQEN | R.RISCV_IOMMU_CQCSR_CIE);
+    // iohpmctr2 one short of wrapping, counting Untranslated requests: the next one overflows it.
+    iommu.write64(R.RISCV_IOMMU_REG_IOHPMCTR(2), ~0n);
+    iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(2), BigInt(RISCV_IOMMU_HPMEVENT_URQ));
+    iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, 0);
     iommu.translate(...req());
     submit(iommu, mem, ILLEGAL);
-    iommu.hpmOverflow(2);
     assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0b111);
     iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_FIP);
     assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0b101, "the new-record fip clears alone");
@@ -555,7 +539,11 @@ Deno.test("WSI: each wire is the OR of the ipsr bits icvec maps to it (level-tri
   iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN | R.RISCV_IOMMU_CQCSR_FENCE_W_IP);
   iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_CIP);
   assert.equal(wires.get(5), false);
-  iommu.hpmOverflow(4);
+  // iohpmctr4 one short of wrapping, counting Untranslated requests: the next one overflows it.
+  iommu.write64(R.RISCV_IOMMU_REG_IOHPMCTR(4), ~0n);
+  iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(4), BigInt(RISCV_IOMMU_HPMEVENT_URQ));
+  iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, 0);
+  iommu.translate(...req());
   assert.equal(wires.get(2), true);
   iommu.write64(R.RISCV_IOMMU_REG_ICVEC, 0x3755n);
   assert.deepEqual([wires.get(2), wires.get(7)], [false, true], "moving pmiv moves the level");
@@ -604,33 +592,6 @@ Deno.test("MSI: one message per ipsr 0→1 edge from msi_cfg_tbl; masked vectors
   iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_FIP);
   iommu.translate(...req());
   assert.equal(sent(), 0x42);
-});
-
-Deno.test("pmip: every HPM overflow after software clears pmip and OF sends a new MSI (QEMU sends one ever)", () => {
-  const { iommu, mem } = make({}, { igs: IGS_MSI });
-  const IMSIC = RAM + 0x20_0000;
-  iommu.write64(R.RISCV_IOMMU_REG_ICVEC, 0x0200n); // pmiv 2
-  iommu.write64(R.RISCV_IOMMU_REG_MSI_CFG_TBL_ADDR(2), BigInt(IMSIC));
-  iommu.write32(R.RISCV_IOMMU_REG_MSI_CFG_TBL_DATA(2), 0x77);
-  iommu.write32(R.RISCV_IOMMU_REG_MSI_CFG_TBL_CTRL(2), 0);
-  let sent = 0;
-  const overflow = (counter: number) => {
-    mem.write32(IMSIC, 0);
-    iommu.hpmOverflow(counter);
-    if (mem.read32(IMSIC) === 0x77) sent++;
-  };
-  overflow(3);
-  assert.equal(sent, 1);
-  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_PMIP);
-  assert.equal(iommu.read32(R.RISCV_IOMMU_REG_IPSR), 0);
-  iommu.write64(R.RISCV_IOMMU_REG_IOHPMEVT(3), 4n); // the handler clears OF
-  overflow(3);
-  assert.equal(sent, 2, "the second overflow interrupts again");
-  overflow(0);
-  assert.equal(sent, 2, "pmip still set: no edge");
-  iommu.write32(R.RISCV_IOMMU_REG_IPSR, R.RISCV_IOMMU_IPSR_PMIP);
-  overflow(0);
-  assert.equal(sent, 2, "iohpmcycles.OF already 1: no interrupt");
 });
 
 Deno.test("a faulting IOMMU MSI write logs cause 273 with TTYP 0 and iotval = msi_addr", () => {
