@@ -9,6 +9,7 @@
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
+import { HPMEVENT_PDT_CACHE_HIT } from "./hpm_event.ts";
 import type { AddressSpace, Iotlb } from "./iotlb.ts";
 import {
   RISCV_IOMMU_DC_EXT_SIZE,
@@ -223,6 +224,18 @@ export class ProcessContext {
 }
 
 /**
+ * Whether `did` fits a device directory of `ddtp.iommu_mode` `mode` (1LVL/2LVL/3LVL) with base
+ * (`msiFlat` false) or extended DCs: a wider device_id is a transaction type the IOMMU disallows
+ * (cause 260) before any lookup.
+ */
+export function ddtDeviceIdFits(mode: number, did: number, msiFlat: boolean): boolean {
+  const b0 = msiFlat ? 6 : 7;
+  return did >>> 24 === 0 &&
+    (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL || did >>> b0 === 0) &&
+    (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL || did >>> (b0 + 9) === 0);
+}
+
+/**
  * Locates device and process contexts through the DDT and PDT, checks them, and caches the
  * ones that are valid and well formed (tagged by device_id, and by device_id + process_id).
  */
@@ -330,8 +343,13 @@ export class Directory {
   locatePc(dc: DeviceContext, did: number, pid: number): ProcessContext | null {
     const key = did * 1048576 + pid;
     const hit = this.#pcs.get(key);
-    if (hit !== undefined) return hit;
     const walker = this.#walker;
+    if (hit !== undefined) {
+      if (walker.hpm !== null) {
+        walker.hpm.count(HPMEVENT_PDT_CACHE_HIT, did, true, pid, false, 0, false, 0);
+      }
+      return hit;
+    }
     if (walker.hpm !== null) {
       walker.hpm.count(RISCV_IOMMU_HPMEVENT_PD_WALK, did, true, pid, false, 0, false, 0);
     }
@@ -395,10 +413,7 @@ export class Directory {
 
   /** `did` is no wider than `mode` allows: DDI[2] (and for 1LVL DDI[1]) zero when unused. */
   #fits(mode: number, did: number): boolean {
-    const b0 = this.#caps.msiFlat ? 6 : 7;
-    return did >>> 24 === 0 &&
-      (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL || did >>> b0 === 0) &&
-      (mode !== RISCV_IOMMU_DDTP_IOMMU_MODE_2LVL || did >>> (b0 + 9) === 0);
+    return ddtDeviceIdFits(mode, did, this.#caps.msiFlat);
   }
 
   #fail(cause: number): null {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { HPMEVENT_PDT_CACHE_HIT } from "./hpm_event.ts";
 import {
   encodeAtp,
   encodeDcTa,
@@ -116,6 +117,13 @@ Deno.test("HPM: the translator signals standard events 1–8 with their IDs", as
       "8:2:4:12:77",
       "8:2:4:12:77", // the GPA
     ]);
+    hpm.events = [];
+    testTranslate(env.tr, testRequest(2, 0x1000, { pidValid: true, pid: 4 }));
+    assert.deepEqual(
+      hpm.events,
+      ["1:2:4:-:-", `${HPMEVENT_PDT_CACHE_HIT}:2:4:-:-`],
+      "PDT-cache hit",
+    );
   });
   await t.step("Translated requests count 2, ATS translation requests 3", () => {
     const env = testIommuEnv();
