@@ -127,3 +127,11 @@ export { Ecam } from "./pcie/ecam.ts";
 export { type MmioWindow, RootComplex, type RootComplexOptions } from "./pcie/root_complex.ts";
 export { IommuPciFunction, type IommuPciOptions } from "./pcie/iommu_pci.ts";
 export { DmaEngine, type DmaEngineOptions } from "./dma_engine.ts";
+export {
+  Ioatc,
+  type IoatcOptions,
+  SPACEMIT_T100_IOATC_EVENTS,
+  SPACEMIT_T100_IOATS_HPM,
+  SpacemitT100,
+  type SpacemitT100Options,
+} from "./vendor/spacemit_t100.ts";

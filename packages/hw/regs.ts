@@ -2,7 +2,8 @@
  * The spec encodings of the silicon (`@iommu-lab/hw/regs`): the RISC-V IOMMU's register map and
  * fields, the in-memory structures (device and process contexts, PTEs, MSI PTEs, commands,
  * fault and page-request records, causes, HPM events), the PCI configuration space, the AIA
- * APLIC/IMSIC registers, the DMA test engine's register map and the virt board's memory map.
+ * APLIC/IMSIC registers, the DMA test engine's register map, the virt board's memory map and the
+ * SpacemiT T100's vendor registers and events.
  * Names follow the spec and the kernel (`RISCV_IOMMU_REG_CQCSR`, `PCI_EXP_DEVCAP2`) so they can
  * be grepped across C and TypeScript. The models themselves are in `@iommu-lab/hw`.
  *
@@ -519,3 +520,19 @@ export {
   DMAE_STATUS_PRI_WAIT,
   DMAE_VENDOR_ID,
 } from "./dma_engine.ts";
+export {
+  MAX_RISCV_IOMMU_IOATC,
+  RISCV_IOMMU_DTI_STS_IOATC,
+  RISCV_IOMMU_DTI_STS_NONE,
+  RISCV_IOMMU_DTI_STS_SHIFT,
+  RISCV_IOMMU_IOATC_BASE,
+  RISCV_IOMMU_REG_DTISR,
+  RISCV_IOMMU_REG_DTISR_BASE,
+  SPACEMIT_T100_IOATC_TLB_FILL,
+  SPACEMIT_T100_IOATC_TLB_HIT,
+  SPACEMIT_T100_IOATC_TLB_MISS,
+  SPACEMIT_T100_IOATS_DDTC_HIT,
+  SPACEMIT_T100_IOATS_DDTC_MISS,
+  SPACEMIT_T100_IOATS_PDTC_HIT,
+  SPACEMIT_T100_IOATS_PDTC_MISS,
+} from "./vendor/spacemit_t100.ts";

@@ -78,12 +78,13 @@ export const HW_TIERS: readonly HwTier[] = [
   },
   { name: "the translation core", files: ["iommu/translator.ts"] },
   {
-    name: "the IOMMU device",
+    name: "the IOMMU device (and vendor IOMMUs built on it)",
     files: [
       "iommu/queues.ts",
       "iommu/command_queue.ts",
       "iommu/page_request.ts",
       "iommu/iommu.ts",
+      "vendor/*",
     ],
   },
   { name: "the platform", files: ["pcie/*", "intc/*", "dma_engine.ts"] },

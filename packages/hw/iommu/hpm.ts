@@ -46,7 +46,12 @@ import {
 } from "./structs.ts";
 
 /** First offset past the HPM block (`iohpmevt31` ends at 0x258). */
-export const HPM_BLOCK_END: number = RISCV_IOMMU_REG_IOHPMEVT_BASE + RISCV_IOMMU_IOHPMEVT_CNT * 8;
+const HPM_BLOCK_END = RISCV_IOMMU_REG_IOHPMEVT_BASE + RISCV_IOMMU_IOHPMEVT_CNT * 8;
+
+/** Whether page offset `offset` is in the HPM block (`iocountovf` through `iohpmevt31`). */
+export function inHpmBlock(offset: number): boolean {
+  return offset >= RISCV_IOMMU_REG_IOCOUNTOVF && offset < HPM_BLOCK_END;
+}
 
 /** An event a unit counts, and whether it supports filtering by GSCID/PSCID (IDT=1). */
 export interface HpmEvent {
@@ -195,6 +200,11 @@ export class HpmUnit implements HpmEventSink {
   /** Whether some counter can count an event now (not inhibited, with an event it supports). */
   get armed(): boolean {
     return this.#armed;
+  }
+
+  /** Whether `eventID` accepts `eventId` (the unit counts it). */
+  supports(eventId: number): boolean {
+    return eventId > 0 && eventId < this.#support.length && this.#support[eventId] !== 0;
   }
 
   /** Puts the block in its reset state (see the class). */

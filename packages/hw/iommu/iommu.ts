@@ -25,7 +25,7 @@ import {
   CMD_WAIT,
   CommandUnit,
 } from "./command_queue.ts";
-import { HPM_BLOCK_END, type HpmOptions, HpmUnit } from "./hpm.ts";
+import { type HpmOptions, HpmUnit, inHpmBlock } from "./hpm.ts";
 import {
   type PageRequestPort,
   PageRequestUnit,
@@ -89,7 +89,6 @@ import {
   RISCV_IOMMU_REG_FQH,
   RISCV_IOMMU_REG_FQT,
   RISCV_IOMMU_REG_ICVEC,
-  RISCV_IOMMU_REG_IOCOUNTOVF,
   RISCV_IOMMU_REG_IOMMU_QOSID,
   RISCV_IOMMU_REG_IPSR,
   RISCV_IOMMU_REG_MSI_CFG_TBL,
@@ -470,7 +469,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   /** Reads 4 bytes at `offset`; misaligned, absent or reserved registers read 0. */
   read32(offset: number): number {
     if (!_inPage(offset, 4)) return 0;
-    if (_inHpm(offset)) return this.hpm?.read32(offset) ?? 0;
+    if (inHpmBlock(offset)) return this.hpm?.read32(offset) ?? 0;
     const base = offset & ~7;
     if (this.#is64(base)) {
       const v = this.#read64Reg(base, (offset & 4) === 0);
@@ -482,7 +481,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
   /** Reads 8 bytes at `offset`: a 64-bit register, or a pair of 32-bit ones (low first). */
   read64(offset: number): bigint {
     if (!_inPage(offset, 8)) return 0n;
-    if (_inHpm(offset)) return this.hpm?.read64(offset) ?? 0n;
+    if (inHpmBlock(offset)) return this.hpm?.read64(offset) ?? 0n;
     if (this.#is64(offset)) return this.#read64Reg(offset, true);
     const lo = this.#read32Reg(offset);
     return join64(lo, this.#read32Reg(offset + 4));
@@ -493,7 +492,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     if (!_inPage(offset, 4) || this.#depth >= MAX_MMIO_NESTING || this.#selfStore) return;
     this.#depth++;
     try {
-      if (_inHpm(offset)) return this.hpm?.write32(offset, value);
+      if (inHpmBlock(offset)) return this.hpm?.write32(offset, value);
       const base = offset & ~7;
       if (this.#is64(base)) {
         const cur = this.#read64Reg(base, false);
@@ -516,7 +515,7 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
     this.#depth++;
     try {
       const v = BigInt.asUintN(64, value);
-      if (_inHpm(offset)) return this.hpm?.write64(offset, v);
+      if (inHpmBlock(offset)) return this.hpm?.write64(offset, v);
       if (this.#is64(offset)) {
         this.#write64Reg(offset, v);
       } else {
@@ -936,9 +935,4 @@ function _rangePpn(pa: number, size: number): bigint {
 function _inPage(offset: number, size: number): boolean {
   return Number.isInteger(offset) && offset >= 0 && offset <= RISCV_IOMMU_REG_SIZE - size &&
     offset % size === 0;
-}
-
-/** The access at `offset` is one of the HPM block's registers. */
-function _inHpm(offset: number): boolean {
-  return offset >= RISCV_IOMMU_REG_IOCOUNTOVF && offset < HPM_BLOCK_END;
 }
