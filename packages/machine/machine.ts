@@ -20,6 +20,8 @@ import {
   PhysicalMemory,
   type Region,
   RootComplex,
+  SPACEMIT_T100_IOATS_HPM,
+  SpacemitT100,
 } from "@iommu-lab/hw";
 import { APLIC_S_BASE, APLIC_SIZE, IMSIC_MMIO_PAGE_SZ, IMSIC_S_BASE } from "@iommu-lab/hw/regs";
 import {
@@ -59,11 +61,12 @@ import {
   traceWires,
 } from "./tracing.ts";
 import {
-  VIRT_APLIC_SOURCES,
+  virt_aplic_sources,
   virt_device_tree,
   VIRT_DMA_SLOT,
   VIRT_DRAM_BASE,
   VIRT_IMSIC_IDS,
+  VIRT_IOMMU_IOATC_IRQ,
   VIRT_IOMMU_PCI_SLOT,
   VIRT_IOMMU_SYS_BASE,
   VIRT_IOMMU_SYS_IRQ,
@@ -114,6 +117,18 @@ export interface MachinePart {
   deviceTree?(dt: DeviceTree, silicon: Silicon): void;
   /** Registers the kernel drivers the part needs. */
   drivers?(kernel: Kernel, silicon: Silicon): void;
+}
+
+/**
+ * The platform IOMMU as a SpacemiT T100 (`hw`'s `SpacemitT100`): its IOATS at 0x0301_0000 and
+ * one IOATC page per IOATC above it, IOATC `i` in front of PCI slot `2 + i` (DMA engine `i`'s
+ * functions, requester IDs `(2 + i) << 3` to `+ 7`) with its PMIV wire on APLIC source `40 + i`.
+ */
+export interface T100MachineOptions {
+  /** IOATCs, 0..64. Default 2. */
+  ioatcs?: number;
+  /** Entries of each IOATC's IOTLB. Default 64. */
+  iotlbEntries?: number;
 }
 
 /** How to build and boot a machine. Every field has a default. */
@@ -169,6 +184,12 @@ export interface MachineOptions {
   dmesgDebug?: boolean;
   /** What series add to the machine besides their driver feature, in order. Default none. */
   parts?: readonly MachinePart[];
+  /**
+   * Make the platform IOMMU a SpacemiT T100 (a distributed IOMMU: IOATS and IOATCs; see
+   * {@linkcode T100MachineOptions}). Needs `iommuBus: "platform"` and 4 `iommuIrqs`. Default: a
+   * plain RISC-V IOMMU.
+   */
+  t100?: T100MachineOptions;
 }
 
 /** The hardware of a machine, for tests and tools that look at or poke the silicon. */
@@ -181,6 +202,8 @@ export interface Silicon {
   readonly iommu: Iommu | null;
   /** The IOMMU's PCI function when it sits on PCI. */
   readonly iommuPci: IommuPciFunction | null;
+  /** The SpacemiT T100 around `iommu` (its IOATS), with `MachineOptions.t100`. */
+  readonly t100: SpacemitT100 | null;
   /** The PCIe root complex. */
   readonly rc: RootComplex;
   /** The wired interrupt controller. */
@@ -269,6 +292,7 @@ export class Machine {
     if (!Number.isInteger(nEngines) || nEngines < 0 || VIRT_DMA_SLOT + nEngines > 32) {
       throw new RangeError(`Cannot build a machine with ${nEngines} DMA engines`);
     }
+    const nIoatcs = Machine.#ioatcs(opts);
 
     const clock = new Clock(opts.costs);
     const trace = new Trace(
@@ -281,12 +305,13 @@ export class Machine {
     mem.addRam(VIRT_DRAM_BASE, ramSize, "memory");
     const imsic = new Imsic({ clock, ids: VIRT_IMSIC_IDS });
     mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, traceMsiWrites(imsic, traced), "imsic");
-    const aplic = new Aplic({ clock, sources: VIRT_APLIC_SOURCES });
+    const aplic = new Aplic({ clock, sources: virt_aplic_sources(nIoatcs ?? 0) });
     mem.addMmio(APLIC_S_BASE, APLIC_SIZE, aplic, "aplic");
     const rc = new RootComplex({ mem, clock, translateMsi: opts.msiThroughIommu ?? true });
 
     let iommu: Iommu | null = null;
     let iommuPci: IommuPciFunction | null = null;
+    let t100: SpacemitT100 | null = null;
     let iommuRegion: Region | null = null;
     if (spec !== "none") {
       const caps: Partial<IommuCaps> = Object.assign(
@@ -299,26 +324,47 @@ export class Machine {
         opts.iommuOptions,
         ...parts.map((p) => p.iommuOptions ?? {}),
       );
-      iommu = new Iommu({ ...variants, mem, caps, clock });
+      // A T100's IOATS counts its vendor events with one filter for all counters.
+      const hpm = nIoatcs === null
+        ? variants?.hpm
+        : { ...variants?.hpm, ...SPACEMIT_T100_IOATS_HPM };
+      iommu = new Iommu({ ...variants, mem, caps, clock, hpm });
+      const port = traceTranslations(iommu, traced);
       if ((opts.iommuBus ?? "platform") === "platform") {
-        // The model charges nothing for its registers; the PCI function charges for its BAR.
-        iommuRegion = mem.addMmio(
-          VIRT_IOMMU_SYS_BASE,
-          VIRT_IOMMU_SYS_SIZE,
-          new IommuWindow(iommu, iommu, { mem, clock, trace: traced, mmio: clock.costs.mmio }),
-          "iommu",
-        );
         const wires = traceWires(aplic, traced);
         iommu.irq = {
           setWire(line, level) {
             if (line < VIRT_IOMMU_SYS_IRQS) wires.setWire(VIRT_IOMMU_SYS_IRQ + line, level);
           },
         };
+        if (nIoatcs !== null) {
+          t100 = new SpacemitT100(iommu, {
+            ioatcs: Array.from({ length: nIoatcs }, (_, i) => {
+              const rid = (VIRT_DMA_SLOT + i) << 3;
+              return { devices: [rid, rid + 7], iotlbEntries: opts.t100?.iotlbEntries };
+            }),
+            clock,
+            irq: { setWire: (i, level) => wires.setWire(VIRT_IOMMU_IOATC_IRQ + i, level) },
+            upstream: port,
+          });
+        }
+        // The model charges nothing for its registers; the PCI function charges for its BAR.
+        iommuRegion = mem.addMmio(
+          VIRT_IOMMU_SYS_BASE,
+          t100?.size ?? VIRT_IOMMU_SYS_SIZE,
+          new IommuWindow(t100 ?? iommu, iommu, {
+            mem,
+            clock,
+            trace: traced,
+            mmio: clock.costs.mmio,
+          }),
+          "iommu",
+        );
       } else {
         iommuPci = new IommuPciFunction(iommu, { clock });
         rc.attach(iommuPci.fn, VIRT_IOMMU_PCI_SLOT);
       }
-      rc.translator = traceTranslations(iommu, traced);
+      rc.translator = t100 ?? port;
       iommu.atsPort = rc.atsPort;
       rc.pageRequestPort = iommu;
       traceWalks(iommu, traced);
@@ -335,9 +381,26 @@ export class Machine {
       rc.attach(e.fn, VIRT_DMA_SLOT + i);
       dmaEngines.push(e);
     }
-    const silicon: Silicon = { clock, mem, iommu, iommuPci, rc, aplic, imsic, dmaEngines };
+    const silicon: Silicon = { clock, mem, iommu, iommuPci, t100, rc, aplic, imsic, dmaEngines };
     for (const p of parts) p.hardware?.(silicon);
     return { silicon, trace, iommuRegion };
+  }
+
+  /** The IOATCs of the T100 option, or null for a plain IOMMU; RangeError when impossible. */
+  static #ioatcs(opts: MachineOptions): number | null {
+    if (opts.t100 === undefined) return null;
+    const n = opts.t100.ioatcs ?? 2;
+    const why = opts.iommu === "none"
+      ? "there is no IOMMU"
+      : (opts.iommuBus ?? "platform") !== "platform"
+      ? "the IOMMU is on PCI"
+      : (opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS) !== VIRT_IOMMU_SYS_IRQS
+      ? `its IOATS needs ${VIRT_IOMMU_SYS_IRQS} wires`
+      : !Number.isInteger(n) || n < 0 || n > 64
+      ? `${n} IOATCs (0..64)`
+      : "";
+    if (why !== "") throw new RangeError(`Cannot build a SpacemiT T100 machine: ${why}`);
+    return n;
   }
 
   /** Writes the device tree of the board, with every part's nodes, as a blob. */
@@ -348,6 +411,7 @@ export class Machine {
       iommuIrqs: opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS,
       iommuMsiParent: opts.msiParent ?? true,
       atsSupported: board.silicon.iommu !== null,
+      t100Ioatcs: board.silicon.t100?.ioatcs.length,
     });
     for (const p of opts.parts ?? []) p.deviceTree?.(dt, board.silicon);
     return dt.toBlob();

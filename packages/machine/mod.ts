@@ -45,6 +45,7 @@ export {
   riscvIommu,
   type RiscvIommuSpec,
   type Silicon,
+  type T100MachineOptions,
 } from "./machine.ts";
 export {
   Trace,
@@ -58,10 +59,12 @@ export {
 } from "./trace.ts";
 export {
   VIRT_APLIC_SOURCES,
+  virt_aplic_sources,
   virt_device_tree,
   VIRT_DMA_SLOT,
   VIRT_DRAM_BASE,
   VIRT_IMSIC_IDS,
+  VIRT_IOMMU_IOATC_IRQ,
   VIRT_IOMMU_PCI_SLOT,
   VIRT_IOMMU_SYS_BASE,
   VIRT_IOMMU_SYS_IRQ,

@@ -27,8 +27,15 @@ export const VIRT_IOMMU_SYS_SIZE = 0x1000;
 export const VIRT_IOMMU_SYS_IRQ = 36;
 /** Wired interrupts of the platform IOMMU (one per `icvec` cause). */
 export const VIRT_IOMMU_SYS_IRQS = 4;
-/** Interrupt sources of the APLIC. */
+/** Interrupt sources of the APLIC (more when the IOATCs of a T100 need them). */
 export const VIRT_APLIC_SOURCES = 96;
+/** APLIC source of a SpacemiT T100's IOATC 0 PMIV wire; IOATC `i` is source 40 + `i`. */
+export const VIRT_IOMMU_IOATC_IRQ = VIRT_IOMMU_SYS_IRQ + VIRT_IOMMU_SYS_IRQS;
+
+/** The APLIC's sources: QEMU virt's 96, or as many as `ioatcs` PMIV wires need. */
+export function virt_aplic_sources(ioatcs: number): number {
+  return Math.max(VIRT_APLIC_SOURCES, VIRT_IOMMU_IOATC_IRQ + ioatcs);
+}
 /** Identities of the IMSIC's supervisor file. */
 export const VIRT_IMSIC_IDS = 255;
 /** PCI slot of the IOMMU function when the IOMMU is on PCI (00:01.0, as QEMU places it). */
@@ -51,12 +58,15 @@ export interface VirtDtLayout {
   iommuMsiParent: boolean;
   /** Whether the PCIe host says `ats-supported` (the root complex forwards ATS requests). */
   atsSupported: boolean;
+  /** The platform IOMMU is a SpacemiT T100 with this many IOATCs (absent: a plain one). */
+  t100Ioatcs?: number;
 }
 
 /**
  * Builds the device tree of a `virt` machine: memory, one hart with its interrupt controller,
  * the IMSIC and the APLIC (both with phandles), the `riscv,iommu` platform node (reg,
- * interrupts and their names, msi-parent, #iommu-cells) when the IOMMU is a platform device,
+ * interrupts and their names, msi-parent, #iommu-cells) when the IOMMU is a platform device (a
+ * SpacemiT T100's as the v5 binding describes it, with `t100Ioatcs`),
  * and the ECAM PCIe host with its `ranges`, `msi-parent` and an `iommu-map` sending every
  * requester ID to the IOMMU (on PCI: every one but the IOMMU function's own, which gets a child
  * node for the map to point at).
@@ -112,23 +122,37 @@ export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
     .set("reg", _reg(APLIC_S_BASE, APLIC_SIZE))
     .set("interrupts-extended", sExt).set("interrupt-controller", true)
     .set("#interrupt-cells", [2]).set("#address-cells", [0])
-    .set("riscv,num-sources", [VIRT_APLIC_SOURCES]);
+    .set("riscv,num-sources", [virt_aplic_sources(layout.t100Ioatcs ?? 0)]);
   const aplicPh = dt.phandleOf(aplic);
 
   let iommuPh = 0;
   if (layout.iommu === "platform") {
+    const t100 = layout.t100Ioatcs;
     const node = soc.addChild(`iommu@${VIRT_IOMMU_SYS_BASE.toString(16)}`)
-      .set("compatible", "riscv,iommu")
-      .set("reg", _reg(VIRT_IOMMU_SYS_BASE, VIRT_IOMMU_SYS_SIZE))
       .set("#iommu-cells", [1]);
     const n = Math.max(0, Math.min(layout.iommuIrqs, VIRT_IOMMU_SYS_IRQS));
-    if (n > 0) {
+    const sources = Array.from({ length: n }, (_, i) => VIRT_IOMMU_SYS_IRQ + i);
+    let names = ["cmdq", "fltq", "pm", "priq"].slice(0, n);
+    if (t100 === undefined) {
+      node.set("compatible", "riscv,iommu").set(
+        "reg",
+        _reg(VIRT_IOMMU_SYS_BASE, VIRT_IOMMU_SYS_SIZE),
+      );
+    } else {
+      // The v5 binding: the IOATS's four vectors in the driver's order (CIV, FIV, PIV, PMIV), then
+      // each IOATC's PMIV wire; the window covers the IOATS page and one page per IOATC.
+      node.set("compatible", ["spacemit,k3-t100", "spacemit,t100", "riscv,iommu"])
+        .set("reg", _reg(VIRT_IOMMU_SYS_BASE, (t100 + 1) * VIRT_IOMMU_SYS_SIZE));
+      names = ["civ", "fiv", "piv", "ioats-pmiv"].slice(0, n);
+      for (let i = 0; i < t100; i++) {
+        sources.push(VIRT_IOMMU_IOATC_IRQ + i);
+        names.push(`ioatc${i}-pmiv`);
+      }
+    }
+    if (sources.length > 0) {
       node.set("interrupt-parent", [aplicPh])
-        .set(
-          "interrupts",
-          Array.from({ length: n }, (_, i) => [VIRT_IOMMU_SYS_IRQ + i, IRQ_TYPE_LEVEL_HIGH]).flat(),
-        )
-        .set("interrupt-names", ["cmdq", "fltq", "pm", "priq"].slice(0, n));
+        .set("interrupts", sources.flatMap((src) => [src, IRQ_TYPE_LEVEL_HIGH]))
+        .set("interrupt-names", names);
     }
     if (layout.iommuMsiParent) node.set("msi-parent", [imsicPh]);
     iommuPh = dt.phandleOf(node);
