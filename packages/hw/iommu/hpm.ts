@@ -9,8 +9,12 @@
  * any vendor unit that repeats the layout (a SpacemiT T100 IOATC), so offsets here are those of
  * the page.
  *
- * Counting allocates nothing and uses no `bigint`: counters are two 32-bit halves, and each event
- * ID has a precomputed mask of the counters that may count it, rebuilt on register writes.
+ * Counting allocates nothing and uses no `bigint`: each counter keeps its register value as of
+ * its last update and a countdown of the events it may take before it must be brought up to date
+ * (at its overflow, or after 2^52), so an event is one decrement and one compare; software reading
+ * or writing the counter brings it up to date. Each event ID has a precomputed set of the counters
+ * that may count it (and the one counter, when a single unfiltered one does), rebuilt on register
+ * writes.
  *
  * @module
  */
@@ -127,17 +131,24 @@ export class HpmUnit implements HpmEventSink {
   readonly #overflowLine: () => void;
   readonly #armedLine: ((armed: boolean) => void) | null;
   readonly #globalFilter: boolean;
-  readonly #loMask: number;
-  readonly #hiMask: number;
-  readonly #ctrMask: bigint;
+  readonly #ctrMod: bigint;
   readonly #cyMod: bigint;
   readonly #rate: number;
   /** Per event ID: 1 IDT=0 only, 2 IDT=0/1; 0 not counted. */
   readonly #support: Uint8Array;
   /** Per event ID: the counters (bit N = `iohpmctrN`) that count it now. */
   readonly #armedBy: Int32Array;
-  readonly #lo = new Uint32Array(32);
-  readonly #hi = new Uint32Array(32);
+  /**
+   * Per event ID: N when `iohpmctrN` alone counts it, unfiltered (the common case, one increment);
+   * -1 when several counters or a filter do; 0 when none does.
+   */
+  readonly #solo: number[];
+  /** `iohpmctrN` as last brought up to date. */
+  readonly #ctr = new BigUint64Array(32);
+  /** Events it could take then before an update: to its overflow, at most 2^52. */
+  readonly #budget = new Float64Array(32);
+  /** Of those, the ones not counted yet. */
+  readonly #left = new Float64Array(32);
   /** `iohpmevtN` without OF. */
   readonly #evt = new BigUint64Array(32);
   readonly #flags = new Uint8Array(32);
@@ -179,15 +190,10 @@ export class HpmUnit implements HpmEventSink {
     this.#support = new Uint8Array(maxId + 1);
     for (const e of events) this.#support[e.id] = e.idt1 ? 2 : 1;
     this.#armedBy = new Int32Array(maxId + 1);
+    this.#solo = Array.from({ length: maxId + 1 }, () => 0);
     this.counters = counters;
     this.#implemented = (counters === 31 ? 0xffff_ffff : (2 ** (counters + 1)) - 1) | 0;
-    this.#loMask = counterBits >= 32 ? 0xffff_ffff : 2 ** counterBits - 1;
-    this.#hiMask = counterBits <= 32
-      ? 0
-      : counterBits === 64
-      ? 0xffff_ffff
-      : 2 ** (counterBits - 32) - 1;
-    this.#ctrMask = (1n << BigInt(counterBits)) - 1n;
+    this.#ctrMod = 1n << BigInt(counterBits);
     this.#cyMod = 1n << BigInt(cycleBits);
     this.#rate = rate;
     this.#globalFilter = opts.globalFilter ?? false;
@@ -209,8 +215,7 @@ export class HpmUnit implements HpmEventSink {
 
   /** Puts the block in its reset state (see the class). */
   reset(): void {
-    this.#lo.fill(0);
-    this.#hi.fill(0);
+    for (let n = 0; n < 32; n++) this.#setCounter(n, 0n);
     this.#evt.fill(0n);
     this.#of = 0;
     this.#inh = this.#implemented;
@@ -233,33 +238,74 @@ export class HpmUnit implements HpmEventSink {
     pscidValid: boolean,
     pscid: number,
   ): void {
-    const armedBy = this.#armedBy;
-    if (eventId >= armedBy.length) return;
-    let m = armedBy[eventId];
-    while (m !== 0) {
-      const bit = m & -m;
-      m ^= bit;
-      const n = 31 - Math.clz32(bit);
-      const f = this.#flags[n];
-      if (f !== 0) {
-        if (f & IDT) {
-          if (f & PV && (!pscidValid || pscid !== this.#fPid[n])) continue;
-          if (f & DV && (!gscidValid || (gscid & this.#fMask[n]) !== this.#fDid[n])) continue;
-        } else {
-          if (f & PV && (!pidValid || pid !== this.#fPid[n])) continue;
-          if (f & DV && (deviceId & this.#fMask[n]) !== this.#fDid[n]) continue;
-        }
-      }
-      const lo = ((this.#lo[n] + 1) & this.#loMask) >>> 0;
-      this.#lo[n] = lo;
-      if (lo !== 0) continue;
-      if (this.#hiMask !== 0) {
-        const hi = ((this.#hi[n] + 1) & this.#hiMask) >>> 0;
-        this.#hi[n] = hi;
-        if (hi !== 0) continue;
-      }
-      this.#overflow(bit);
+    const solo = this.#solo;
+    if (eventId >= solo.length) return;
+    const n = solo[eventId];
+    if (n > 0) {
+      if (--this.#left[n] <= 0) this.#fold(n);
+    } else if (n < 0) {
+      this.#countFiltered(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
     }
+  }
+
+  /** {@linkcode count} for an event that several counters, or filtered ones, count. */
+  #countFiltered(
+    eventId: number,
+    deviceId: number,
+    pidValid: boolean,
+    pid: number,
+    gscidValid: boolean,
+    gscid: number,
+    pscidValid: boolean,
+    pscid: number,
+  ): void {
+    let m = this.#armedBy[eventId];
+    while (m !== 0) {
+      const n = 31 - Math.clz32(m);
+      m ^= 1 << n;
+      if (
+        this.#flags[n] !== 0 &&
+        !this.#passes(n, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid)
+      ) continue;
+      if (--this.#left[n] <= 0) this.#fold(n);
+    }
+  }
+
+  /** Whether counter `n`'s filter (spec §5.23 Table "filtering options") passes the event. */
+  #passes(
+    n: number,
+    deviceId: number,
+    pidValid: boolean,
+    pid: number,
+    gscidValid: boolean,
+    gscid: number,
+    pscidValid: boolean,
+    pscid: number,
+  ): boolean {
+    const f = this.#flags[n];
+    if (f & IDT) {
+      if (f & PV && (!pscidValid || pscid !== this.#fPid[n])) return false;
+      return !(f & DV) || (gscidValid && (gscid & this.#fMask[n]) === this.#fDid[n]);
+    }
+    if (f & PV && (!pidValid || pid !== this.#fPid[n])) return false;
+    return !(f & DV) || (deviceId & this.#fMask[n]) === this.#fDid[n];
+  }
+
+  /** Adds counter `n`'s events since its last update to its value; wrapping its width is an overflow. */
+  #fold(n: number): void {
+    const used = this.#budget[n] - this.#left[n];
+    if (used === 0) return;
+    const v = this.#ctr[n] + BigInt(used);
+    const wrapped = v >= this.#ctrMod;
+    this.#setCounter(n, wrapped ? v % this.#ctrMod : v);
+    if (wrapped) this.#overflow(1 << n);
+  }
+
+  #setCounter(n: number, v: bigint): void {
+    this.#ctr[n] = v;
+    const budget = Math.min(Number(this.#ctrMod - v), 2 ** 52);
+    this.#budget[n] = budget;
+    this.#left[n] = budget;
   }
 
   /** Sets the OF bit(s) `bit` of `iocountovf`; a 0→1 change raises the overflow line. */
@@ -308,7 +354,10 @@ export class HpmUnit implements HpmEventSink {
     }
     const n = this.#counterAt(off);
     if (n === 0) return 0n;
-    if (off < RISCV_IOMMU_REG_IOHPMEVT_BASE) return join64(this.#lo[n], this.#hi[n]);
+    if (off < RISCV_IOMMU_REG_IOHPMEVT_BASE) {
+      this.#fold(n);
+      return this.#ctr[n];
+    }
     return this.#evt[n] | ((this.#of & (1 << n)) !== 0 ? RISCV_IOMMU_IOHPMEVT_OF : 0n);
   }
 
@@ -323,9 +372,7 @@ export class HpmUnit implements HpmEventSink {
     const n = this.#counterAt(off);
     if (n === 0) return;
     if (off < RISCV_IOMMU_REG_IOHPMEVT_BASE) {
-      const c = v & this.#ctrMask;
-      this.#lo[n] = lo32(c);
-      this.#hi[n] = hi32(c);
+      this.#setCounter(n, v & (this.#ctrMod - 1n));
       return;
     }
     this.#setOf(1 << n, (v & RISCV_IOMMU_IOHPMEVT_OF) !== 0n);
@@ -382,14 +429,16 @@ export class HpmUnit implements HpmEventSink {
 
   /** Rebuilds which counters count which event: not inhibited, and an IDT the event supports. */
   #rearm(): void {
-    const armedBy = this.#armedBy;
+    const armedBy = this.#armedBy, solo = this.#solo;
     armedBy.fill(0);
+    solo.fill(0);
     let any = false;
     for (let n = 1; n <= this.counters; n++) {
       if (this.#inh & (1 << n)) continue;
       const id = Number(this.#evt[n] & RISCV_IOMMU_IOHPMEVT_EVENT_ID);
       const support = this.#support[id];
       if (id === 0 || support === 0 || (this.#flags[n] & IDT && support !== 2)) continue;
+      solo[id] = armedBy[id] === 0 && (this.#flags[n] & (PV | DV)) === 0 ? n : -1;
       armedBy[id] |= 1 << n;
       any = true;
     }
