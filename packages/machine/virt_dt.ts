@@ -30,7 +30,7 @@ export const VIRT_IOMMU_SYS_IRQS = 4;
 /** Interrupt sources of the APLIC (more when the IOATCs of a T100 need them). */
 export const VIRT_APLIC_SOURCES = 96;
 /** APLIC source of a SpacemiT T100's IOATC 0 PMIV wire; IOATC `i` is source 40 + `i`. */
-export const VIRT_IOMMU_IOATC_IRQ = VIRT_IOMMU_SYS_IRQ + VIRT_IOMMU_SYS_IRQS;
+export const VIRT_IOMMU_IOATC_IRQ: number = VIRT_IOMMU_SYS_IRQ + VIRT_IOMMU_SYS_IRQS;
 
 /** The APLIC's sources: QEMU virt's 96, or as many as `ioatcs` PMIV wires need. */
 export function virt_aplic_sources(ioatcs: number): number {

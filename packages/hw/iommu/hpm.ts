@@ -139,7 +139,7 @@ export class HpmUnit implements HpmEventSink {
   /** Per event ID: the counters (bit N = `iohpmctrN`) that count it now. */
   readonly #armedBy: Int32Array;
   /**
-   * Per event ID: N when `iohpmctrN` alone counts it, unfiltered (the common case, one increment);
+   * Per event ID: N when `iohpmctrN` alone counts it, unfiltered (the common case, one decrement);
    * -1 when several counters or a filter do; 0 when none does.
    */
   readonly #solo: number[];
@@ -291,7 +291,7 @@ export class HpmUnit implements HpmEventSink {
     return !(f & DV) || (deviceId & this.#fMask[n]) === this.#fDid[n];
   }
 
-  /** Adds counter `n`'s events since its last update to its value; wrapping its width is an overflow. */
+  /** Adds counter `n`'s events since its last update to its value; a wrap is an overflow. */
   #fold(n: number): void {
     const used = this.#budget[n] - this.#left[n];
     if (used === 0) return;
