@@ -16,23 +16,41 @@ export interface Clock {
   now(): number;
   /** Moves time forward by `ns` nanoseconds (never backwards). */
   advance(ns: number): void;
+  /**
+   * Runs `fn` once `ns` more nanoseconds have passed, from the first {@linkcode Clock.advance}
+   * that reaches that time (the machine's event queue, or {@linkcode SimClock}'s own), and
+   * returns an id for {@linkcode Clock.cancel}. Deferred kernel work and timers need it; a clock
+   * without it cannot run any.
+   */
+  after?(ns: number, fn: () => void): unknown;
+  /** Cancels what {@linkcode Clock.after} scheduled (by the id it returned) before it runs. */
+  cancel?(id: number): boolean;
 }
 
 /**
- * A plain simulated clock that only moves when told to; the default for tests.
+ * A simulated clock that only moves when told to; the default for tests. Work scheduled with
+ * {@linkcode SimClock.after} runs inside {@linkcode SimClock.advance}, in time order, as the
+ * machine's clock runs its events: an advance made from inside such work only adds time.
  *
- * @example Advancing time
+ * @example Advancing time and running what falls due
  * ```ts
  * import assert from "node:assert/strict";
  * import { SimClock } from "@iommu-lab/kernel";
  *
  * const clock = new SimClock();
- * clock.advance(1_500);
- * assert.equal(clock.now(), 1_500);
+ * const seen: number[] = [];
+ * clock.after(1_000, () => seen.push(clock.now()));
+ * clock.advance(500);
+ * assert.deepEqual(seen, []);
+ * clock.advance(1_000);
+ * assert.deepEqual([seen, clock.now()], [[1_000], 1_500]);
  * ```
  */
 export class SimClock implements Clock {
   #ns: number;
+  readonly #events: { at: number; id: number; fn: () => void }[] = [];
+  #id = 0;
+  #running = false;
 
   /** Starts the clock at `startNs` nanoseconds. */
   constructor(startNs = 0) {
@@ -44,12 +62,57 @@ export class SimClock implements Clock {
     return this.#ns;
   }
 
-  /** Moves time forward; a negative or non-finite step is a caller bug. */
+  /**
+   * Moves time forward and runs what fell due, each at its own time; a negative or non-finite
+   * step is a caller bug.
+   */
   advance(ns: number): void {
     if (!(ns >= 0) || !Number.isFinite(ns)) {
       throw new Errno("EINVAL", `Cannot advance time by ${ns} ns`);
     }
-    this.#ns += ns;
+    if (this.#running) {
+      this.#ns += ns;
+      return;
+    }
+    const target = this.#ns + ns;
+    const evs = this.#events;
+    this.#running = true;
+    try {
+      while (evs.length !== 0 && evs[0].at <= Math.max(target, this.#ns)) {
+        const ev = evs.shift()!;
+        if (ev.at > this.#ns) this.#ns = ev.at;
+        ev.fn();
+      }
+    } finally {
+      this.#running = false;
+    }
+    if (target > this.#ns) this.#ns = target;
+  }
+
+  /**
+   * Runs `fn` at the first advance reaching `ns` from now; same-time work runs in call order.
+   * Returns an id for {@linkcode SimClock.cancel}.
+   */
+  after(ns: number, fn: () => void): number {
+    const at = this.#ns + Math.max(0, ns);
+    const evs = this.#events;
+    let i = evs.length;
+    while (i > 0 && evs[i - 1].at > at) i--;
+    const id = ++this.#id;
+    evs.splice(i, 0, { at, id, fn });
+    return id;
+  }
+
+  /** Cancels what {@linkcode SimClock.after} scheduled; false when it ran already or never was. */
+  cancel(id: number): boolean {
+    const i = this.#events.findIndex((e) => e.id === id);
+    if (i >= 0) this.#events.splice(i, 1);
+    return i >= 0;
+  }
+
+  /** Callbacks scheduled and not run yet. */
+  get pending(): number {
+    return this.#events.length;
   }
 }
 

@@ -1,11 +1,11 @@
 /**
  * Test fixtures for perf users (`@iommu-lab/perf/testing`): a PMU with a fixed number of
- * counters over free-running sources the test supplies, and a simulated clock that runs timer
- * callbacks (the mux hrtimer) as the machine's does.
+ * counters over free-running sources the test supplies. (The kernel's `SimClock` runs timer
+ * callbacks, the mux hrtimer's, as the machine's clock does.)
  *
  * @module
  */
-import { type AttributeGroup, Errno, SimClock } from "@iommu-lab/kernel";
+import { type AttributeGroup, Errno } from "@iommu-lab/kernel";
 import {
   is_software_event,
   PERF_EF_START,
@@ -21,55 +21,6 @@ import {
   PMU_EVENT_ATTR_STRING,
   PMU_FORMAT_ATTR,
 } from "./perf_event.ts";
-import type { TimerClock } from "./core.ts";
-
-/**
- * A {@linkcode SimClock} whose `advance` runs the callbacks `after` scheduled, in time order,
- * each at its own time (the machine's clock does the same with device events).
- */
-export class TimerSimClock extends SimClock implements TimerClock {
-  #events: { at: number; id: number; fn: () => void }[] = [];
-  #id = 0;
-  #running = false;
-
-  /** Runs `fn` once `delayNs` has passed; returns an id for {@linkcode cancel}. */
-  after(delayNs: number, fn: () => void): number {
-    const at = this.now() + delayNs;
-    const id = ++this.#id;
-    const i = this.#events.findIndex((e) => e.at > at);
-    this.#events.splice(i < 0 ? this.#events.length : i, 0, { at, id, fn });
-    return id;
-  }
-
-  /** Cancels a pending callback; false when it already ran or never existed. */
-  cancel(id: number): boolean {
-    const i = this.#events.findIndex((e) => e.id === id);
-    if (i >= 0) this.#events.splice(i, 1);
-    return i >= 0;
-  }
-
-  /** Callbacks not run yet. */
-  get pending(): number {
-    return this.#events.length;
-  }
-
-  /** Moves time forward by `ns`, running the callbacks that fall due on the way. */
-  override advance(ns: number): void {
-    if (this.#running) return super.advance(ns);
-    const end = this.now() + ns;
-    this.#running = true;
-    try {
-      while (this.#events.length !== 0 && this.#events[0].at <= end) {
-        const ev = this.#events.shift()!;
-        super.advance(Math.max(0, ev.at - this.now()));
-        ev.fn();
-      }
-    } finally {
-      this.#running = false;
-    }
-    super.advance(Math.max(0, end - this.now()));
-  }
-}
 
 /** Options of a {@linkcode TestPmu}. */
 export interface TestPmuOptions {
