@@ -395,3 +395,13 @@ export {
   SimClock,
   udelay,
 } from "./time.ts";
+export {
+  alloc_workqueue,
+  destroy_workqueue,
+  flush_workqueue,
+  INIT_WORK,
+  queue_work,
+  WorkqueueStruct,
+  WorkStruct,
+  WQ_UNBOUND,
+} from "./workqueue.ts";
