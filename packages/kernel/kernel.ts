@@ -9,6 +9,7 @@ import { type Bus, type Device, DriverCore, type FwNode } from "./device.ts";
 import { Errno } from "./errno.ts";
 import type { IoremapFn } from "./io.ts";
 import { IrqLayer, type MsiDesc } from "./irq.ts";
+import type { MmStruct } from "./mm.ts";
 import { type MemRange, PageAllocator } from "./page_alloc.ts";
 import type { PhysMem } from "./phys.ts";
 import type { DeviceTree } from "./fdt.ts";
@@ -49,6 +50,11 @@ export interface IommuLayer {
    * (ENOMEM when the doorbell cannot be mapped).
    */
   prepareMsi(desc: MsiDesc, msiAddr: number): void;
+  /**
+   * Mirrors mm_pasid_drop(), called by the last mmdrop() of `mm`: gives back the PASID SVA
+   * allocated for it (mm->iommu_mm) and frees that data. Optional: without it no mm has one.
+   */
+  mmPasidDrop?(mm: MmStruct): void;
 }
 
 /**
