@@ -11,23 +11,32 @@
  * @module
  */
 import type { IommuDirtyBitmap } from "./iova_bitmap.ts";
+import type { IommuFaultParam, IopfGroup } from "./io_pgfault.ts";
+import { mm_pasid_drop } from "./iommu_sva.ts";
 import {
   dev_info,
+  dev_is_pci,
   dev_warn,
   type Device,
   device_iommu_probe,
   dmaDirectOps,
+  DtNode,
   Errno,
   type FwNode,
   hex,
   Ida,
   ida_alloc,
+  ida_alloc_range,
   ida_free,
   type IommuLayer,
   type Kernel,
   kfree,
   kmalloc,
+  mmdrop,
+  type MmStruct,
   type MsiDesc,
+  of_property_read_u32,
+  pci_max_pasids,
   pr_info,
   pr_warn,
 } from "@iommu-lab/kernel";
@@ -97,6 +106,8 @@ export const IOMMU_CAP_DIRTY_TRACKING = 5;
 
 /** The PASID of DMA without a PASID. */
 export const IOMMU_NO_PASID = 0;
+/** The first PASID iommu_alloc_global_pasid() hands out. */
+export const IOMMU_FIRST_GLOBAL_PASID = 1;
 
 /** IOMMU_HWPT_ALLOC_NEST_PARENT: the domain can be the parent (second stage) of nested ones. */
 export const IOMMU_HWPT_ALLOC_NEST_PARENT: number = 1 << 0;
@@ -135,6 +146,12 @@ export interface IommuDomainOps {
    * On failure the device must still be attached to `old`.
    */
   attach_dev?(domain: IommuDomain, dev: Device, old: IommuDomain | null): void;
+  /**
+   * Makes requests of `dev` tagged with `pasid` translate through `domain`, replacing `old`
+   * (null on first attach). The blocking domain's detaches the PASID from `old`. On failure the
+   * PASID must still be on `old`.
+   */
+  set_dev_pasid?(domain: IommuDomain, dev: Device, pasid: number, old: IommuDomain | null): void;
   /**
    * Maps `pgcount` pages of `pgsize` bytes from `iova` to `paddr`. Adds to `mapped.bytes` what
    * it mapped, also when it then throws, so the core can unwind it.
@@ -192,6 +209,17 @@ export class IommuDomain {
   geometry: IommuDomainGeometry;
   /** dma-iommu state of DMA domains (struct iommu_dma_cookie). */
   iova_cookie: IommuDmaCookie | null = null;
+  /**
+   * Handles I/O page fault groups of devices attached with an attach handle (an SVA bind, an
+   * iommufd fault-capable HWPT); null for a domain that cannot take faults. It must answer the
+   * group with iopf_group_response() and free it with iopf_free_group(), now or later; throwing
+   * refuses the group, which the core then answers with IOMMU_PAGE_RESP_FAILURE.
+   */
+  iopf_handler: ((group: IopfGroup) => void) | null = null;
+  /** The address space an SVA domain shares (it holds an mmgrab() reference), else null. */
+  mm: MmStruct | null = null;
+  /** SVA binds using this SVA domain. */
+  users = 0;
   /** Groups the domain is attached to (the core's bookkeeping). */
   attachedGroups = 0;
   #pgsize_bitmap = 0;
@@ -313,9 +341,9 @@ export class IommuIotlbGather {
   }
 }
 
-/** A page request for the IOPF queue (struct iommu_fault_page_request); see the README. */
+/** A page request (struct iommu_fault_page_request); see `io_pgfault.ts`. */
 export interface IommuFaultPageRequest {
-  /** IOMMU_FAULT_PAGE_REQUEST_* flags (PASID_VALID, LAST_PAGE, PRIV_DATA, NEEDS_PASID). */
+  /** IOMMU_FAULT_PAGE_REQUEST_PASID_VALID, _LAST_PAGE, IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID. */
   flags: number;
   /** PASID when PASID_VALID. */
   pasid: number;
@@ -327,7 +355,7 @@ export interface IommuFaultPageRequest {
   addr: number;
 }
 
-/** A response to a page request group (struct iommu_page_response); see the README. */
+/** A response to a page request group (struct iommu_page_response); see `io_pgfault.ts`. */
 export interface IommuPageResponse {
   /** PASID of the request. */
   pasid: number;
@@ -393,6 +421,11 @@ export interface IommuOps {
     flags: number,
     userData: IommuUserData | null,
   ): IommuDomain;
+  /**
+   * Allocates an SVA domain whose first stage is `mm`'s page table (the core sets its type, `mm`
+   * and fault handler); EOPNOTSUPP when `dev`'s IOMMU cannot walk it.
+   */
+  domain_alloc_sva?(dev: Device, mm: MmStruct): IommuDomain;
   /** Sets up `dev` (its IDs come from `dev.fwspec`); returns the IOMMU instance that serves it. */
   probe_device(dev: Device): IommuDevice;
   /** Undoes {@linkcode IommuOps.probe_device}. */
@@ -403,7 +436,11 @@ export interface IommuOps {
   of_xlate?(dev: Device, args: readonly number[]): void;
   /** The default domain type `dev` requires (IOMMU_DOMAIN_*), or 0 for no preference. */
   def_domain_type?(dev: Device): number;
-  /** Sends the response to a page request group (the IOPF queue will call it). */
+  /**
+   * Sends `msg` to the device as the response to the page request group `evt` ends (the IOPF
+   * core calls it exactly once per group). Whether the response carries the PASID is the
+   * driver's to decide from `evt` (PASID_VALID and NEEDS_PASID).
+   */
   page_response?(dev: Device, evt: IommuFaultPageRequest, msg: IommuPageResponse): void;
   /** The driver's static identity domain. */
   identity_domain?: IommuDomain;
@@ -433,8 +470,10 @@ export class DevIommu {
   iommu_dev: IommuDevice | null = null;
   /** The driver's per-device data (dev_iommu_priv_get()). */
   priv: unknown = null;
-  /** PASIDs the device may use. */
+  /** PASIDs the device may use (0: none), set when it is probed. */
   max_pasids = 0;
+  /** Its I/O page fault state while it is on an IOPF queue (iopf_queue_add_device()). */
+  fault_param: IommuFaultParam | null = null;
   /**
    * A PCI device still tries 32-bit IOVAs first: set unless iommu.forcedac, cleared once that
    * space runs out.
@@ -465,6 +504,12 @@ export class IommuGroup {
   owner: unknown = null;
   /** Claims of {@linkcode IommuGroup.owner} (devices of the group bound to it). */
   owner_cnt = 0;
+  /**
+   * What each PASID is attached to, and the RID's attach handle at IOMMU_NO_PASID
+   * (group->pasid_array): the domain and the caller's attach handle, if it gave one.
+   */
+  readonly pasid_array: Map<number, { domain: IommuDomain; handle: IommuAttachHandle | null }> =
+    new Map();
 
   /** Use {@linkcode iommu_group_alloc}. */
   constructor(readonly core: IommuCore, id: number) {
@@ -496,6 +541,8 @@ export class IommuCore implements IommuLayer {
    * @ignore package-private
    */
   readonly _groupIda: Ida = new Ida();
+  /** iommu_global_pasid_ida: PASIDs handed out by iommu_alloc_global_pasid(). */
+  readonly _pasidIda: Ida = new Ida();
 
   /** Use {@linkcode iommu_subsys_init}. */
   constructor(readonly kernel: Kernel, opts: IommuCoreOptions = {}) {
@@ -537,6 +584,11 @@ export class IommuCore implements IommuLayer {
       throw new Errno("EOPNOTSUPP", `${desc.dev.name}: no MSI mapping in this domain`);
     }
     iommu_dma_sw_msi(domain, desc, msiAddr);
+  }
+
+  /** Mirrors mm_pasid_drop() (see `iommu_sva.ts`). */
+  mmPasidDrop(mm: MmStruct): void {
+    mm_pasid_drop(mm);
   }
 }
 
@@ -692,6 +744,7 @@ function __iommu_probe_device(core: IommuCore, dev: Device): void {
     dev_iommu_free(dev);
     throw e;
   }
+  param.max_pasids = dev_iommu_get_max_pasids(dev);
   let group: IommuGroup;
   try {
     group = ops.device_group(dev);
@@ -750,6 +803,21 @@ function __iommu_group_remove_device(dev: Device, group: IommuGroup, ops: IommuO
   // Mirrors iommu_group_release() once the last reference is gone.
   ida_free(group.core._groupIda, group.id);
   kfree(group.core.kernel, group);
+}
+
+/**
+ * Mirrors dev_iommu_get_max_pasids(): what the device can tag (a PCI function's PASID
+ * capability, the `pasid-num-bits` property of its firmware node), bounded by its IOMMU.
+ */
+function dev_iommu_get_max_pasids(dev: Device): number {
+  let max_pasids = 0;
+  if (dev_is_pci(dev)) {
+    if (dev.pasidCap !== 0) max_pasids = pci_max_pasids(dev);
+  } else if (dev.fwnode instanceof DtNode) {
+    const bits = of_property_read_u32(dev.fwnode, "pasid-num-bits");
+    if (bits !== undefined) max_pasids = 2 ** bits;
+  }
+  return Math.min(max_pasids, (dev.iommu as DevIommu).iommu_dev!.max_pasids);
 }
 
 /** Mirrors dev_iommu_free(): drops and frees `dev.iommu`. */
@@ -866,6 +934,7 @@ export function iommu_paging_domain_alloc_flags(
 export function iommu_domain_free(domain: IommuDomain): void {
   if (domain.attachedGroups !== 0) throw new Errno("EBUSY", "Cannot free an attached domain");
   iommu_put_dma_cookie(domain);
+  if (domain.type === IOMMU_DOMAIN_SVA && domain.mm !== null) mmdrop(domain.mm);
   domain.ops.free?.(domain);
 }
 
@@ -1065,6 +1134,205 @@ export function iommu_get_domain_for_dev(dev: Device): IommuDomain | null {
 /** Mirrors iommu_get_dma_domain(): the default domain the DMA API of `dev` uses, or null. */
 export function iommu_get_dma_domain(dev: Device): IommuDomain | null {
   return iommu_group_get(dev)?.default_domain ?? null;
+}
+
+/**
+ * struct iommu_attach_handle: what a caller attaching a domain with a handle (an SVA bind, an
+ * iommufd fault-capable HWPT) finds again from a fault: the I/O page fault path looks up the
+ * handle of the faulting PASID (or of the RID at IOMMU_NO_PASID) and calls its domain's
+ * `iopf_handler`. Callers embed it in their own state (`IommuSva` implements it).
+ */
+export interface IommuAttachHandle {
+  /** The domain it was attached with (set by the core). */
+  domain: IommuDomain | null;
+}
+
+/** Mirrors domain_iommu_ops_compatible(): `domain` may serve devices of `ops`' IOMMUs. */
+function domain_iommu_ops_compatible(ops: IommuOps, domain: IommuDomain): boolean {
+  return domain.owner === ops || domain === ops.blocked_domain ||
+    domain === ops.identity_domain;
+}
+
+/** Mirrors iommu_remove_dev_pasid(): the blocking domain's set_dev_pasid detaches `domain`. */
+function iommu_remove_dev_pasid(dev: Device, pasid: number, domain: IommuDomain): void {
+  const blocked = dev_iommu_ops(dev).blocked_domain!;
+  try {
+    blocked.ops.set_dev_pasid!(blocked, dev, pasid, domain);
+  } catch (e) {
+    // Linux WARNs: a detach cannot fail.
+    if (!(e instanceof Errno)) throw e;
+    dev_warn(dev, `Failed to detach PASID ${pasid}: ${-e.errno}`);
+  }
+}
+
+/**
+ * Mirrors __iommu_set_group_pasid(): `domain` on `pasid` of every device of `group` that has
+ * PASIDs; on a failure the devices done are detached again (or put back on `old`).
+ */
+function __iommu_set_group_pasid(
+  domain: IommuDomain,
+  group: IommuGroup,
+  pasid: number,
+  old: IommuDomain | null,
+): void {
+  let done = 0;
+  try {
+    for (; done < group.devices.length; done++) {
+      const dev = group.devices[done];
+      if (_devIommu(dev)!.max_pasids > 0) domain.ops.set_dev_pasid!(domain, dev, pasid, old);
+    }
+  } catch (e) {
+    for (let i = 0; i < done; i++) {
+      const dev = group.devices[i];
+      if (_devIommu(dev)!.max_pasids === 0) continue;
+      if (old === null) iommu_remove_dev_pasid(dev, pasid, domain);
+      else old.ops.set_dev_pasid!(old, dev, pasid, domain);
+    }
+    throw e;
+  }
+}
+
+/**
+ * Mirrors iommu_attach_device_pasid(): makes requests of `dev` (and of the rest of its group)
+ * tagged with `pasid` translate through `domain`, recording `handle` (if any) so that faults on
+ * the PASID reach `domain.iopf_handler`.
+ *
+ * Errors: ENODEV when `dev` is not behind an IOMMU; EOPNOTSUPP when the domain has no
+ * `set_dev_pasid` or the IOMMU's blocking domain cannot detach PASIDs; EINVAL for
+ * IOMMU_NO_PASID, a PASID a device of the group cannot tag, or a domain of another IOMMU driver;
+ * EBUSY when the PASID is attached already; whatever the driver throws.
+ */
+export function iommu_attach_device_pasid(
+  domain: IommuDomain,
+  dev: Device,
+  pasid: number,
+  handle: IommuAttachHandle | null = null,
+): void {
+  const group = iommu_group_get(dev);
+  if (group === null) throw new Errno("ENODEV", `${dev.name} is not behind an IOMMU`);
+  const ops = dev_iommu_ops(dev);
+  if (!domain.ops.set_dev_pasid || !ops.blocked_domain?.ops.set_dev_pasid) {
+    throw new Errno("EOPNOTSUPP", `${dev.name}: the IOMMU cannot attach PASIDs`);
+  }
+  if (
+    !domain_iommu_ops_compatible(ops, domain) || !Number.isInteger(pasid) ||
+    pasid <= IOMMU_NO_PASID
+  ) {
+    throw new Errno("EINVAL", `${dev.name}: cannot attach this domain to PASID ${pasid}`);
+  }
+  for (const d of group.devices) {
+    const max = _devIommu(d)!.max_pasids;
+    // Devices without PASIDs cannot tag requests with this one: they do not matter here.
+    if (max > 0 && pasid >= max) {
+      throw new Errno("EINVAL", `${d.name} has PASIDs below ${max} only`);
+    }
+  }
+  if (group.pasid_array.has(pasid)) {
+    throw new Errno("EBUSY", `PASID ${pasid} of iommu group ${group.id} is attached`);
+  }
+  __iommu_set_group_pasid(domain, group, pasid, null);
+  if (handle !== null) handle.domain = domain;
+  group.pasid_array.set(pasid, { domain, handle });
+}
+
+/**
+ * Mirrors iommu_detach_device_pasid(): the IOMMU's blocking domain takes `pasid` of `dev`'s
+ * group back from `domain`. EINVAL when `domain` is not the one attached there (Linux trusts the
+ * caller).
+ */
+export function iommu_detach_device_pasid(domain: IommuDomain, dev: Device, pasid: number): void {
+  const group = iommu_group_get(dev);
+  if (group === null || group.pasid_array.get(pasid)?.domain !== domain) {
+    throw new Errno("EINVAL", `${dev.name}: PASID ${pasid} is not attached to this domain`);
+  }
+  for (const d of group.devices) {
+    if (_devIommu(d)!.max_pasids > 0) iommu_remove_dev_pasid(d, pasid, domain);
+  }
+  group.pasid_array.delete(pasid);
+}
+
+/**
+ * Mirrors iommu_get_domain_for_dev_pasid(): the domain on `pasid` of `dev`'s group, or null.
+ * EBUSY when `type` is given and that domain is of another type.
+ */
+export function iommu_get_domain_for_dev_pasid(
+  dev: Device,
+  pasid: number,
+  type = 0,
+): IommuDomain | null {
+  const entry = iommu_group_get(dev)?.pasid_array.get(pasid);
+  if (entry === undefined) return null;
+  if (type !== 0 && entry.domain.type !== type) {
+    throw new Errno("EBUSY", `PASID ${pasid} of ${dev.name} holds another domain type`);
+  }
+  return entry.domain;
+}
+
+/**
+ * Mirrors iommu_attach_handle_get(): the handle `pasid` of `group` was attached with (the RID's
+ * at IOMMU_NO_PASID). ENOENT when there is none; EBUSY when `type` is given and its domain is of
+ * another type.
+ */
+export function iommu_attach_handle_get(
+  group: IommuGroup,
+  pasid: number,
+  type: number,
+): IommuAttachHandle {
+  const entry = group.pasid_array.get(pasid);
+  if (entry === undefined || entry.handle === null) {
+    throw new Errno("ENOENT", `No attach handle on PASID ${pasid} of iommu group ${group.id}`);
+  }
+  if (type !== 0 && entry.domain.type !== type) {
+    throw new Errno("EBUSY", `PASID ${pasid} of iommu group ${group.id} holds another type`);
+  }
+  return entry.handle;
+}
+
+/**
+ * Mirrors iommu_attach_group_handle(): {@linkcode iommu_attach_group} that also records
+ * `handle` for the RID (IOMMU_NO_PASID), so faults without a PASID reach the domain's
+ * `iopf_handler` (iommufd's fault-capable HWPTs). EBUSY when the RID has a handle already.
+ */
+export function iommu_attach_group_handle(
+  domain: IommuDomain,
+  group: IommuGroup,
+  handle: IommuAttachHandle,
+): void {
+  if (group.pasid_array.has(IOMMU_NO_PASID)) {
+    throw new Errno("EBUSY", `iommu group ${group.id} has an attach handle`);
+  }
+  iommu_attach_group(domain, group);
+  handle.domain = domain;
+  group.pasid_array.set(IOMMU_NO_PASID, { domain, handle });
+}
+
+/**
+ * Mirrors iommu_detach_group_handle(): the group goes back to its default (or blocking) domain
+ * and the RID's handle is forgotten. EINVAL when `domain` is not attached.
+ */
+export function iommu_detach_group_handle(domain: IommuDomain, group: IommuGroup): void {
+  iommu_detach_group(domain, group);
+  group.pasid_array.delete(IOMMU_NO_PASID);
+}
+
+/**
+ * Mirrors iommu_alloc_global_pasid(): a PASID from the kernel's global space (the same value on
+ * every IOMMU, as SVA wants for one mm), in [IOMMU_FIRST_GLOBAL_PASID, max_pasids of `dev`).
+ * ENOSPC when `dev` has no PASIDs or none is left (Linux returns IOMMU_PASID_INVALID).
+ */
+export function iommu_alloc_global_pasid(dev: Device): number {
+  const max = _devIommu(dev)?.max_pasids ?? 0;
+  if (max <= IOMMU_FIRST_GLOBAL_PASID) throw new Errno("ENOSPC", `${dev.name} has no PASIDs`);
+  return ida_alloc_range(_core(dev.kernel)._pasidIda, IOMMU_FIRST_GLOBAL_PASID, max - 1);
+}
+
+/**
+ * Mirrors iommu_free_global_pasid(): gives `pasid` back. EINVAL when it is not allocated.
+ *
+ * DIVERGENCE: takes the kernel, whose core holds the PASID space (Linux's is a global IDA).
+ */
+export function iommu_free_global_pasid(kernel: Kernel, pasid: number): void {
+  ida_free(_core(kernel)._pasidIda, pasid);
 }
 
 /** Mirrors device_iommu_capable(): false when `dev` has no IOMMU or the driver says no. */

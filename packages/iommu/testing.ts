@@ -14,12 +14,15 @@ import {
   bus_register,
   Device,
   device_add,
+  DeviceTree,
+  type DtNode,
   Errno,
   type FwNode,
   hex,
   Kernel,
   kfree,
   kmalloc,
+  type MmStruct,
   type PhysMem,
 } from "@iommu-lab/kernel";
 import { TestRam } from "@iommu-lab/kernel/testing";
@@ -183,6 +186,11 @@ export interface MockIommuOptions {
   defDomainType?: (dev: Device) => number;
   /** Builds each paging domain's table (default: a {@linkcode MockMapTable}). */
   pageTable?: MockPageTableFactory;
+  /**
+   * PASIDs the IOMMU supports (default 0). With some, domains and the blocked domain take
+   * `set_dev_pasid`, page responses are recorded and `domain_alloc_sva` gives SVA domains.
+   */
+  pasids?: number;
 }
 
 /** A paging domain of a {@linkcode MockIommu}. */
@@ -251,6 +259,9 @@ export const mockDomainOps: IommuDomainOps = {
   iova_to_phys(domain, iova) {
     return _pt(domain).iova_to_phys(iova);
   },
+  set_dev_pasid(domain, dev, pasid, old) {
+    (domain as MockDomain).driver!._setPasid(domain, dev, pasid, old);
+  },
   free(domain) {
     _pt(domain).deinit();
     const drv = (domain as MockDomain).driver;
@@ -282,6 +293,10 @@ export class MockIommu {
   readonly failAttach: Set<Device> = new Set();
   /** Device context pages by device. */
   readonly contexts: Map<Device, number> = new Map();
+  /** What each PASID of each device is attached to (the "hardware" state). */
+  readonly pasidAttached: Map<Device, Map<number, IommuDomain>> = new Map();
+  /** Every page response sent (`page_response`), in order. */
+  readonly responses: { dev: Device; pasid: number; grpid: number; code: number }[] = [];
 
   /** A driver for `kernel` with `opts`. */
   constructor(readonly kernel: Kernel, opts: MockIommuOptions = {}) {
@@ -293,8 +308,16 @@ export class MockIommu {
       freeTable: (pa: number, order: number) => kernel.pages.free(pa, order),
     };
     const attachOnly: IommuDomainOps = { attach_dev: (d, dev, old) => this._attach(d, dev, old) };
+    const pasids = opts.pasids ?? 0;
+    this.iommu.max_pasids = pasids;
     const blocked = opts.blocked ?? true
-      ? new IommuDomain(IOMMU_DOMAIN_BLOCKED, attachOnly)
+      ? new IommuDomain(
+        IOMMU_DOMAIN_BLOCKED,
+        pasids === 0 ? attachOnly : {
+          ...attachOnly,
+          set_dev_pasid: (d, dev, pasid, old) => this._setPasid(d, dev, pasid, old),
+        },
+      )
       : undefined;
     this.ops = {
       probe_device: (dev) => {
@@ -308,6 +331,7 @@ export class MockIommu {
         kernel.pages.free(this.contexts.get(dev)!, 0);
         this.contexts.delete(dev);
         this.attached.delete(dev);
+        this.pasidAttached.delete(dev);
       },
       device_group: opts.pci ? pci_device_group : generic_device_group,
       domain_alloc_paging: () =>
@@ -320,6 +344,12 @@ export class MockIommu {
       release_domain: blocked,
       def_domain_type: opts.defDomainType,
     };
+    if (pasids !== 0) {
+      this.ops.page_response = (dev, _evt, msg) =>
+        void this.responses.push({ dev, pasid: msg.pasid, grpid: msg.grpid, code: msg.code });
+      this.ops.domain_alloc_sva = (_dev: Device, _mm: MmStruct) =>
+        kmalloc(kernel, new IommuDomain(0, mockSvaDomainOps(this)));
+    }
   }
 
   /** Registers the instance with `hwdev` as its device (iommu_device_register()). */
@@ -340,6 +370,26 @@ export class MockIommu {
     this.attached.set(dev, domain);
     this.attachLog.push({ dev, domain, old });
   }
+
+  /**
+   * The set_dev_pasid of every mock domain and of the blocked one (which detaches): ENOSPC when
+   * injected for the device.
+   */
+  _setPasid(domain: IommuDomain, dev: Device, pasid: number, _old: IommuDomain | null): void {
+    if (this.failAttach.delete(dev)) throw new Errno("ENOSPC", "Injected PASID attach failure");
+    const table = this.pasidAttached.get(dev) ?? new Map<number, IommuDomain>();
+    if (domain === this.ops.blocked_domain) table.delete(pasid);
+    else table.set(pasid, domain);
+    this.pasidAttached.set(dev, table);
+  }
+}
+
+/** The ops of a {@linkcode MockIommu}'s SVA domains: PASID attach, and free. */
+function mockSvaDomainOps(drv: MockIommu): IommuDomainOps {
+  return {
+    set_dev_pasid: (d, dev, pasid, old) => drv._setPasid(d, dev, pasid, old),
+    free: (d) => kfree(drv.kernel, d),
+  };
 }
 
 /** A kernel on test RAM with the IOMMU core set up, a "mock" bus and an IOMMU device on it. */
@@ -358,8 +408,9 @@ export interface MockSystem {
   /**
    * Adds a device with ID `id` behind the IOMMU (fwspec as of_xlate would leave it); device_add
    * probes it into the core, or iommu_device_register() does if the IOMMU is not registered yet.
+   * With `pasidBits`, its firmware node has `pasid-num-bits` (it tags PASIDs of that width).
    */
-  addDevice(name: string, id: number): Device;
+  addDevice(name: string, id: number, pasidBits?: number): Device;
 }
 
 /**
@@ -410,8 +461,12 @@ export function mockSystem(
     bus,
     hwdev,
     drv,
-    addDevice(name, id) {
-      const dev = new Device(kernel, { name, bus });
+    addDevice(name, id, pasidBits) {
+      let fwnode: DtNode | null = null;
+      if (pasidBits !== undefined) {
+        fwnode = new DeviceTree().root.addChild(name).set("pasid-num-bits", [pasidBits]);
+      }
+      const dev = new Device(kernel, { name, bus, fwnode });
       dev.fwspec = { fwnode: drv.fwnode, ids: [id], flags: 0 };
       device_add(dev);
       return dev;
