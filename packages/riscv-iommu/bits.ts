@@ -541,6 +541,13 @@ export const RISCV_IOMMU_DC_MSI_ADDR_MASK: bigint = _genmask(51, 0);
 /** DC.msi_addr_pattern. */
 export const RISCV_IOMMU_DC_MSI_PATTERN: bigint = _genmask(51, 0);
 
+/** Non-leaf PDT entry V bit (§2.2 "Process-Directory-Table (PDT)"). */
+export const RISCV_IOMMU_PDTE_V: bigint = _bit(0);
+/** Non-leaf PDT entry PPN. */
+export const RISCV_IOMMU_PDTE_PPN: bigint = RISCV_IOMMU_PPN_FIELD;
+/** Size of a process context (struct riscv_iommu_pc). */
+export const RISCV_IOMMU_PC_SIZE = 16;
+
 /** Byte offsets of the fields of struct riscv_iommu_pc. */
 export const riscv_iommu_pc = { ta: 0x00, fsc: 0x08 } as const;
 

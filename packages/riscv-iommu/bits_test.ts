@@ -170,8 +170,8 @@ const FIELDS: Record<string, bigint | number> = {
   "dc.msiptp.MODE": B.RISCV_IOMMU_DC_MSIPTP_MODE,
   "dc.msi_addr_mask.mask": B.RISCV_IOMMU_DC_MSI_ADDR_MASK,
   "dc.msi_addr_pattern.pattern": B.RISCV_IOMMU_DC_MSI_PATTERN,
-  "pdte_nonleaf.V": B.RISCV_IOMMU_DDTE_V,
-  "pdte_nonleaf.PPN": B.RISCV_IOMMU_DDTE_PPN,
+  "pdte_nonleaf.V": B.RISCV_IOMMU_PDTE_V,
+  "pdte_nonleaf.PPN": B.RISCV_IOMMU_PDTE_PPN,
   "pc.ta.V": B.RISCV_IOMMU_PC_TA_V,
   "pc.ta.ENS": B.RISCV_IOMMU_PC_TA_ENS,
   "pc.ta.SUM": B.RISCV_IOMMU_PC_TA_SUM,
@@ -354,7 +354,7 @@ Deno.test("mode encodings match the spec (ddtp, iosatp, iohgatp, pdtp, msiptp, M
   assert.equal(B.RISCV_IOMMU_MSIPTE_M_BASIC, m["msipte.M"]["basic (flat)"]);
 });
 
-Deno.test("queue entry and structure sizes match the spec (CQ 16, FQ 32, PQ 16; DC 32/64)", () => {
+Deno.test("queue entry and structure sizes match the spec (CQ 16, FQ 32, PQ 16; DC 32/64; PC 16)", () => {
   assert.equal(B.RISCV_IOMMU_CMD_SIZE, tables.queue_entry_bytes.CQ);
   assert.equal(B.RISCV_IOMMU_FQ_RECORD_SIZE, tables.queue_entry_bytes.FQ);
   assert.equal(B.RISCV_IOMMU_PQ_RECORD_SIZE, tables.queue_entry_bytes.PQ);
@@ -363,6 +363,9 @@ Deno.test("queue entry and structure sizes match the spec (CQ 16, FQ 32, PQ 16; 
   assert.deepEqual(Object.values(B.riscv_iommu_dc), [0, 8, 16, 24, 32, 40, 48]);
   assert.equal(B.riscv_iommu_fq_record.iotval2 + 8, B.RISCV_IOMMU_FQ_RECORD_SIZE);
   assert.equal(B.riscv_iommu_pq_record.payload + 8, B.RISCV_IOMMU_PQ_RECORD_SIZE);
+  // A PD8 leaf (PDI[0], 8 bits) of 16-byte process contexts fills one 4 KiB page.
+  assert.equal(B.RISCV_IOMMU_PC_SIZE, B.riscv_iommu_pc.fsc + 8);
+  assert.equal(B.RISCV_IOMMU_PC_SIZE * 2 ** tables.pdt_geometry.PDI[0][1], 4096);
 });
 
 Deno.test("FIELD_GET/FIELD_PREP round-trip through a mask and drop excess bits", () => {
