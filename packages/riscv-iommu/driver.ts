@@ -90,7 +90,14 @@ export class RiscvIommuDriver {
     }
 
     this.identity_domain = new IommuDomain(IOMMU_DOMAIN_IDENTITY, riscv_iommu_identity_domain_ops);
-    this.blocked_domain = new IommuDomain(IOMMU_DOMAIN_BLOCKED, riscv_iommu_blocking_domain_ops);
+    this.blocked_domain = new IommuDomain(
+      IOMMU_DOMAIN_BLOCKED,
+      _merge(
+        riscv_iommu_blocking_domain_ops,
+        this.features.map((f) => [f.name, f.blockedDomainOps ?? {}]),
+        [],
+      ),
+    );
     this.paging_domain_ops = _merge(
       riscv_iommu_paging_domain_ops(),
       this.features.map((f) => [f.name, f.domainOps ?? {}]),

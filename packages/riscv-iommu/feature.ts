@@ -28,7 +28,10 @@
  *
  * What a feature sets in `info.dc` (the device's context template: tc flags, ta bits, the pdtp
  * with PDTV, the MSI fields) is written by every attach, with the domain's own fields over it;
- * a domain's `dc_tc` bits (GADE...) come with the domain.
+ * a domain's `dc_tc` bits (GADE...) come with the domain. While the template has PDTV, the
+ * context keeps the feature's pdtp and each attach hands the domain's first stage to
+ * `attachRid(iommu, dev, info, dc, fsc, ta)` instead, before the context is rewritten: the feature
+ * keeps it where requests without a PASID find it (process_id 0, with DPE).
  *
  * On the invalidation paths, before the IOFENCE.C that ends them:
  *
@@ -47,6 +50,8 @@
  *   features: each declares what it owns (`allocFlags`, `hwInfoTypes`) and the driver routes a
  *   request to the owner active on the device's IOMMU; unknown flags are EOPNOTSUPP.
  * - `domainOps` — extra ops of every paging domain the base driver allocates.
+ * - `blockedDomainOps` — extra ops of the blocking domain (`set_dev_pasid`: the core detaches a
+ *   PASID by attaching it to the blocking domain).
  *
  * @module
  */
@@ -54,6 +59,7 @@ import type { Device } from "@iommu-lab/kernel";
 import type { IommuDomainOps, IommuOps } from "@iommu-lab/iommu";
 import type {
   RiscvIommuBond,
+  RiscvIommuDc,
   RiscvIommuDomain,
   RiscvIommuGatherRange,
   RiscvIommuInfo,
@@ -124,6 +130,22 @@ export interface RiscvIommuFeature {
    */
   attachDev?(domain: RiscvIommuDomain, dev: Device, iommu: RiscvIommuDevice): void;
   /**
+   * An attach (identity, blocked, paging) of a device whose template has tc.PDTV, before its
+   * device contexts are rewritten as `dc` (which keeps the template's pdtp): `fsc` and `ta` are
+   * the domain's first stage (iosatp and PSCID; Bare and 0 for identity, blocked and second-stage
+   * domains), for the feature to put where requests without a PASID find them. `dc.tc` has V
+   * unless the domain blocks; `dc.iohgatp` is the domain's second stage. Throw an Errno to fail
+   * the attach; nothing has changed yet.
+   */
+  attachRid?(
+    iommu: RiscvIommuDevice,
+    dev: Device,
+    info: RiscvIommuInfo,
+    dc: RiscvIommuDc,
+    fsc: bigint,
+    ta: bigint,
+  ): void;
+  /**
    * Extra `iommu_ops` of the driver instance. `domain_alloc_paging_flags` and `hw_info` are not
    * merged but routed: declare what they handle in {@linkcode allocFlags} and
    * {@linkcode hwInfoTypes}.
@@ -142,4 +164,10 @@ export interface RiscvIommuFeature {
   readonly hwInfoTypes?: readonly number[];
   /** Extra ops of the paging domains the driver allocates. */
   readonly domainOps?: Partial<IommuDomainOps>;
+  /**
+   * Extra ops of the driver instance's blocking domain: its `set_dev_pasid(blocked, dev, pasid,
+   * old)` is how the core detaches a PASID from `old`. Shared by every IOMMU of the driver:
+   * check the device's IOMMU runs the feature.
+   */
+  readonly blockedDomainOps?: Partial<IommuDomainOps>;
 }

@@ -1,13 +1,15 @@
 // The prerequisite hooks the series packages stand on, each exercised by a small test feature
 // that uses it the way its series will (per-device hooks are in feature_test.ts).
 import assert from "node:assert/strict";
-import { type Device, device_del, Errno } from "@iommu-lab/kernel";
+import { Device, device_add, device_del, DeviceTree, Errno, kmalloc } from "@iommu-lab/kernel";
 import {
   dev_iommu_ops,
   dev_iommu_priv_get,
   iommu_attach_device,
+  iommu_attach_device_pasid,
   iommu_attach_group,
   iommu_detach_device,
+  iommu_detach_device_pasid,
   iommu_domain_free,
   iommu_flush_iotlb_all,
   iommu_get_domain_for_dev,
@@ -15,6 +17,7 @@ import {
   iommu_group_replace_domain,
   IOMMU_HW_INFO_TYPE_DEFAULT,
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_ALLOC_PASID,
   iommu_map,
   iommu_paging_domain_alloc,
@@ -39,13 +42,20 @@ import {
 import type { RiscvIommuFeature } from "./feature.ts";
 import {
   riscv_iommu_alloc_paging_domain,
+  riscv_iommu_bond_link,
+  riscv_iommu_bond_unlink,
   riscv_iommu_cmd_send,
+  riscv_iommu_domain_alloc_pscid,
+  riscv_iommu_free_paging_domain,
+  riscv_iommu_get_dc,
   riscv_iommu_get_device,
+  riscv_iommu_iotlb_inval,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
+  type RiscvIommuDc,
   type RiscvIommuInfo,
 } from "./internal.ts";
-import { riscv_iommu_writel, type RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
+import { riscv_iommu_writel, RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
   dcAddress,
   deviceContext,
@@ -67,6 +77,7 @@ const EN_ATS = 1n << 1n;
 const EN_PRI = 1n << 2n;
 const PDTV = 1n << 5n;
 const PRPR = 1n << 6n;
+const DPE = 1n << 9n;
 const SADE = 1n << 8n;
 const ATS = 1n << 25n;
 const AMO_HWAD = 1n << 24n;
@@ -468,4 +479,123 @@ Deno.test("a feature skipped for a missing capability leaves one dmesg line nami
   assert.deepEqual(sys.kernel.dmesg.grep("disabled"), [
     "riscv,iommu 3010000.iommu: dirty-tracking disabled: no capabilities.AMO_HWAD",
   ]);
+});
+
+/**
+ * A PASID series' use of `attachRid`: with PDTV in the template (a PDT), the RID's translation
+ * goes to the feature, which records it with the context's state at that moment.
+ */
+function pdtFeature(log: string[], refuse: (dc: RiscvIommuDc) => boolean): RiscvIommuFeature {
+  return {
+    name: "pdt",
+    probeDevice(_iommu, _dev, info) {
+      info.dc.tc |= PDTV | DPE;
+      info.dc.fsc = 1n << 60n | 0x8_0042n;
+    },
+    attachRid(iommu, dev, _info, dc, fsc, ta) {
+      const cur = iommu.dev.kernel.mem.read64(riscv_iommu_get_dc(iommu, dev.fwspec!.ids[0]));
+      log.push(
+        `rid fsc=${fsc.toString(16)} ta=${ta.toString(16)} V=${dc.tc & V} dc.fsc=${
+          dc.fsc.toString(16)
+        } before=${cur & V}`,
+      );
+      if (refuse(dc)) throw new Errno("EBUSY", "a second stage under a PDT");
+    },
+  };
+}
+
+Deno.test("attachRid: under PDTV every attach hands the domain's first stage to the feature before the context changes", () => {
+  const log: string[] = [];
+  const caps = FAKE_IOMMU_CAPS | PD8 | 1n << 17n; // Sv39x4
+  const sys = testSystem({ caps, features: [pdtFeature(log, (dc) => dc.iohgatp !== 0n)] });
+  const ep = sys.addEndpoint("ep0", 7);
+  const group = iommu_group_get(ep)!;
+  const dma = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+  const fsc = BigInt(dma.pt.hwInfo().mode) << 60n | BigInt(dma.pt.hwInfo().ppn);
+  const pdtp = "1000000000080042";
+  assert.deepEqual(log, [
+    `rid fsc=${fsc.toString(16)} ta=${
+      (BigInt(dma.pscid) << 12n).toString(16)
+    } V=1 dc.fsc=${pdtp} before=0`,
+  ]);
+  iommu_group_replace_domain(group, sys.drv.identity_domain);
+  iommu_group_replace_domain(group, sys.drv.blocked_domain);
+  assert.deepEqual(log.slice(1), [
+    `rid fsc=0 ta=0 V=1 dc.fsc=${pdtp} before=1`,
+    `rid fsc=0 ta=0 V=0 dc.fsc=${pdtp} before=1`,
+  ]);
+  assert.deepEqual(deviceContext(sys, 7), [PDTV | DPE, 0n, 0n, 1n << 60n | 0x8_0042n]);
+
+  // The feature refuses a second stage: the attach fails and nothing changed.
+  const s2 = iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_NEST_PARENT) as RiscvIommuDomain;
+  const cmds = commandsOf(sys, () => {
+    assert.throws(() => iommu_group_replace_domain(group, s2), { code: "EBUSY" });
+  });
+  assert.deepEqual(cmds, []);
+  assert.equal(s2.bonds.length, 0);
+  assert.equal(iommu_get_domain_for_dev(ep), sys.drv.blocked_domain);
+  iommu_domain_free(s2);
+});
+
+Deno.test("blockedDomainOps: the core detaches a PASID through the blocking domain's set_dev_pasid", () => {
+  const log: string[] = [];
+  const pasids: RiscvIommuFeature = {
+    name: "pasid",
+    probe: (iommu) => void (iommu.iommu.max_pasids = 256),
+    domainOps: {
+      set_dev_pasid: (_d, dev, pasid, old) => void log.push(`set ${dev.name} ${pasid} ${old}`),
+    },
+    blockedDomainOps: {
+      set_dev_pasid: (d, dev, pasid, old) =>
+        void log.push(`blocked ${dev.name} ${pasid} ${d === sys.drv.blocked_domain} ${!!old}`),
+    },
+  };
+  const sys = testSystem({ features: [pasids] });
+  // A device whose firmware node says it tags 8-bit PASIDs.
+  const ep = new Device(sys.kernel, {
+    name: "ep0",
+    bus: sys.dev.bus,
+    fwnode: new DeviceTree().root.addChild("ep0").set("pasid-num-bits", [8]),
+  });
+  device_add(ep);
+  ep.fwspec = { fwnode: sys.fwnode, ids: [5], flags: 0 };
+  sys.kernel.iommuLayer!.probeDevice(ep);
+  const domain = iommu_paging_domain_alloc(ep);
+  iommu_attach_device_pasid(domain, ep, 9);
+  iommu_detach_device_pasid(domain, ep, 9);
+  assert.deepEqual(log, ["set ep0 9 null", "blocked ep0 9 true true"]);
+  assert.equal(sys.drv.blocked_domain.ops.attach_dev, sys.drv.ops.blocked_domain!.ops.attach_dev);
+  assert.throws(
+    () =>
+      new RiscvIommuDriver({ features: [{ name: "x", blockedDomainOps: { attach_dev() {} } }] }),
+    { code: "EINVAL", message: /cannot replace attach_dev of the base driver/ },
+  );
+  iommu_domain_free(domain);
+});
+
+Deno.test("a series' own domain: a PSCID of the driver instance, bonds its invalidation follows, freed by the base", () => {
+  const sys = testSystem();
+  const ep = sys.addEndpoint("ep0", 3);
+  const iommu = sys.iommu!;
+  const objects = sys.kernel.slab.allocatedObjects;
+  const domain = kmalloc(
+    sys.kernel,
+    new RiscvIommuDomain(sys.drv.paging_domain_ops, sys.kernel, sys.drv, false),
+  );
+  riscv_iommu_domain_alloc_pscid(domain);
+  const dma = iommu_get_domain_for_dev(ep) as RiscvIommuDomain;
+  assert.ok(domain.pscid > 0 && domain.pscid !== dma.pscid, "from the shared PSCID space");
+  riscv_iommu_bond_link(domain, ep, iommu);
+  const gather = { startPfn: 0x10, endPfn: 0x12, leafLevels: 1, tableLevels: 0 };
+  assert.deepEqual(commandsOf(sys, () => riscv_iommu_iotlb_inval(domain, gather)), [
+    `IOTINVAL.VMA pscid=${domain.pscid} addr=0x10000`,
+    `IOTINVAL.VMA pscid=${domain.pscid} addr=0x11000`,
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(commandsOf(sys, () => riscv_iommu_bond_unlink(domain, ep, iommu)), [
+    `IOTINVAL.VMA pscid=${domain.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+  riscv_iommu_free_paging_domain(domain);
+  assert.equal(sys.kernel.slab.allocatedObjects, objects);
 });

@@ -9,11 +9,15 @@
 export type { RiscvIommuFeature, RiscvIommuFeatureQueue } from "./feature.ts";
 export {
   riscv_iommu_alloc_paging_domain,
+  riscv_iommu_bond_link,
+  riscv_iommu_bond_unlink,
   riscv_iommu_cmd_send,
   riscv_iommu_cmd_sync,
   RISCV_IOMMU_DDTP_TIMEOUT,
   RISCV_IOMMU_DEF_CQ_COUNT,
   RISCV_IOMMU_DEF_FQ_COUNT,
+  riscv_iommu_domain_alloc_pscid,
+  riscv_iommu_free_paging_domain,
   riscv_iommu_get_dc,
   riscv_iommu_get_device,
   riscv_iommu_iodir_alloc,

@@ -854,7 +854,7 @@ export class RiscvIommuDomain extends IommuDomain {
  * Mirrors riscv_iommu_bond_link(): a new bond next to the other devices of the same IOMMU (at the
  * front when it is the first). ENOMEM when the bond cannot be allocated.
  */
-function riscv_iommu_bond_link(
+export function riscv_iommu_bond_link(
   domain: RiscvIommuDomain,
   dev: Device,
   iommu: RiscvIommuDevice,
@@ -869,7 +869,7 @@ function riscv_iommu_bond_link(
  * device on its IOMMU, flushes the domain's PSCID there (IOTINVAL.VMA + IOFENCE.C), or its
  * GSCID for a second-stage domain (IOTINVAL.GVMA).
  */
-function riscv_iommu_bond_unlink(
+export function riscv_iommu_bond_unlink(
   domain: RiscvIommuDomain | null,
   dev: Device,
   iommu: RiscvIommuDevice,
@@ -1157,6 +1157,26 @@ function _dc_compose(
   return dc;
 }
 
+/**
+ * For a device whose template has PDTV, the features put the domain's first stage (`fsc`, `ta`),
+ * which the context about to be written (`dc`) cannot hold, where requests without a PASID find
+ * it; a throw fails the attach before anything changed.
+ *
+ * DIVERGENCE: a prerequisite of the PASID series (upstream has no PDT): the RID's translation
+ * moves to process_id 0 while a PDT is in use.
+ */
+function _attach_rid(
+  iommu: RiscvIommuDevice,
+  dev: Device,
+  info: RiscvIommuInfo,
+  dc: RiscvIommuDc,
+  fsc: bigint,
+  ta: bigint,
+): void {
+  if ((info.dc.tc & RISCV_IOMMU_DC_TC_PDTV) === 0n) return;
+  for (const f of iommu.active_features) f.attachRid?.(iommu, dev, info, dc, fsc, ta);
+}
+
 /** Whether the IOMMU walks second-stage (iohgatp) mode `mode` (riscv_iommu_pt_supported's twin). */
 function _gpt_supported(iommu: RiscvIommuDevice, mode: number): boolean {
   switch (mode) {
@@ -1206,6 +1226,7 @@ function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device
       FIELD_PREP(RISCV_IOMMU_DC_IOHGATP_GSCID, domain.gscid) |
       FIELD_PREP(RISCV_IOMMU_DC_IOHGATP_PPN, hw.ppn);
     dc = _dc_compose(info.dc, tc, iohgatp, RISCV_IOMMU_FSC_BARE, 0n);
+    _attach_rid(iommu, dev, info, dc, RISCV_IOMMU_FSC_BARE, 0n);
   } else {
     if (!riscv_iommu_pt_supported(iommu, hw.mode)) {
       throw new Errno("ENODEV", `${dev.name}: IOMMU cannot walk iosatp mode ${hw.mode}`);
@@ -1214,6 +1235,7 @@ function riscv_iommu_attach_paging_domain(iommu_domain: IommuDomain, dev: Device
       FIELD_PREP(RISCV_IOMMU_PC_FSC_PPN, hw.ppn);
     const ta = FIELD_PREP(RISCV_IOMMU_PC_TA_PSCID, domain.pscid);
     dc = _dc_compose(info.dc, tc, 0n, fsc, ta);
+    _attach_rid(iommu, dev, info, dc, fsc, ta);
   }
   riscv_iommu_bond_link(domain, dev, iommu);
   riscv_iommu_iodir_update(iommu, dev, dc);
@@ -1301,13 +1323,15 @@ export function riscv_iommu_alloc_paging_domain(
     kernel,
     new RiscvIommuDomain(drv.paging_domain_ops, kernel, drv, second_stage),
   );
-  const statics = _statics(drv);
   try {
-    try {
-      if (second_stage) domain.gscid = ida_alloc_range(statics.gscids, 1, RISCV_IOMMU_MAX_GSCID);
-      else domain.pscid = ida_alloc_range(statics.pscids, 1, RISCV_IOMMU_MAX_PSCID);
-    } catch (e) {
-      throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of soft-context IDs") : e;
+    if (second_stage) {
+      try {
+        domain.gscid = ida_alloc_range(_statics(drv).gscids, 1, RISCV_IOMMU_MAX_GSCID);
+      } catch (e) {
+        throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of GSCIDs") : e;
+      }
+    } else {
+      riscv_iommu_domain_alloc_pscid(domain);
     }
     domain.pt = new PtIommu({
       mem: kernel.mem,
@@ -1338,6 +1362,19 @@ export function riscv_iommu_alloc_paging_domain(
   return domain;
 }
 
+/**
+ * Gives a first-stage `domain` its PSCID from the driver instance's IDA (riscv_iommu_pscids), as
+ * the domain allocation does for paging domains and a series does for the domains it allocates
+ * itself (SVA); `riscv_iommu_free_paging_domain()` gives it back. ENOMEM when none is left.
+ */
+export function riscv_iommu_domain_alloc_pscid(domain: RiscvIommuDomain): void {
+  try {
+    domain.pscid = ida_alloc_range(_statics(domain.driver).pscids, 1, RISCV_IOMMU_MAX_PSCID);
+  } catch (e) {
+    throw isErrno(e, "ENOSPC") ? new Errno("ENOMEM", "Out of PSCIDs") : e;
+  }
+}
+
 /** Mirrors riscv_iommu_iotlb_flush_all(): the whole PSCID on every IOMMU of the domain. */
 function riscv_iommu_iotlb_flush_all(iommu_domain: IommuDomain): void {
   riscv_iommu_iotlb_inval(iommu_domain as RiscvIommuDomain, _NO_LEVELS);
@@ -1354,9 +1391,9 @@ function riscv_iommu_iotlb_sync(iommu_domain: IommuDomain, gather: IommuIotlbGat
 
 /**
  * Mirrors riscv_iommu_free_paging_domain(): the PSCID or GSCID, the table and the domain itself
- * (also for a domain whose allocation failed half-way).
+ * (also for a domain whose allocation failed half-way, or a series' domain without a table).
  */
-function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
+export function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
   const domain = iommu_domain as RiscvIommuDomain;
   if (domain.bonds.length !== 0) {
     pr_warn(domain.kernel, "riscv-iommu: freeing a paging domain with attached devices");
@@ -1374,7 +1411,9 @@ function riscv_iommu_free_paging_domain(iommu_domain: IommuDomain): void {
 function riscv_iommu_attach_blocking_domain(_domain: IommuDomain, dev: Device): void {
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  riscv_iommu_iodir_update(iommu, dev, _dc_compose(info.dc, 0n, 0n, RISCV_IOMMU_FSC_BARE, 0n));
+  const dc = _dc_compose(info.dc, 0n, 0n, RISCV_IOMMU_FSC_BARE, 0n);
+  _attach_rid(iommu, dev, info, dc, RISCV_IOMMU_FSC_BARE, 0n);
+  riscv_iommu_iodir_update(iommu, dev, dc);
   riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = null;
 }
@@ -1392,6 +1431,7 @@ function riscv_iommu_attach_identity_domain(_domain: IommuDomain, dev: Device): 
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
   const dc = _dc_compose(info.dc, RISCV_IOMMU_DC_TC_V, 0n, RISCV_IOMMU_FSC_BARE, 0n);
+  _attach_rid(iommu, dev, info, dc, RISCV_IOMMU_FSC_BARE, 0n);
   riscv_iommu_iodir_update(iommu, dev, dc);
   riscv_iommu_bond_unlink(info.domain, dev, iommu);
   info.domain = null;
