@@ -353,6 +353,8 @@ export interface IommuFaultPageRequest {
   perm: number;
   /** Faulting address. */
   addr: number;
+  /** Whatever the driver needs to answer the request (the requester's device ID, say). */
+  private_data?: readonly [number, number];
 }
 
 /** A response to a page request group (struct iommu_page_response); see `io_pgfault.ts`. */
