@@ -34,6 +34,7 @@ import {
   Errno,
   type FwNode,
   generic_handle_domain_irq,
+  type Initcall,
   IoMem,
   irq_create_mapping,
   irq_domain_create_linear,
@@ -588,6 +589,8 @@ export interface TestSystemOptions extends FakeIommuOptions {
   bind?: boolean;
   /** Default domains are identity (iommu.passthrough=1). */
   passthrough?: boolean;
+  /** The kernel's initcalls (`pci_driver_init` for a test with PCI functions; default none). */
+  initcalls?: readonly Initcall[];
 }
 
 /** A kernel, the fake IOMMU behind an MMIO recorder, and the driver bound to it. */
@@ -622,7 +625,7 @@ export interface TestSystem {
 export function testSystem(opts: TestSystemOptions = {}): TestSystem {
   const ram = new TestRam(0x8000_0000, 64 * 2 ** 20);
   const clock = new _IrqClock();
-  const kernel = new Kernel({ mem: ram, clock });
+  const kernel = new Kernel({ mem: ram, clock, initcalls: opts.initcalls });
   iommu_subsys_init(kernel, { passthrough: opts.passthrough });
   const fake = new FakeIommu(ram, clock, opts);
   clock.onAdvance = () => fake.deliver();
