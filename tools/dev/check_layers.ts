@@ -36,6 +36,7 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   "iommufd": ["kernel", "iommu"],
   "riscv-iommu-dirty": ["kernel", "iommu", "generic-pt", "riscv-iommu"],
   "perf": ["kernel"],
+  "riscv-iommu-iopf": ["kernel", "iommu", "riscv-iommu"],
   "machine": [
     "hw",
     "kernel",

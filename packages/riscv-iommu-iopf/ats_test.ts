@@ -1,0 +1,131 @@
+// ATS, PRI and PASID of PCI functions behind the IOMMU: what probe enables (configuration space
+// and device-context template), what release undoes, and ATS.INVAL after each invalidation.
+import assert from "node:assert/strict";
+import { device_del } from "@iommu-lab/kernel";
+import {
+  type DevIommu,
+  iommu_attach_device,
+  iommu_detach_device,
+  iommu_domain_free,
+  iommu_flush_iotlb_all,
+  iommu_get_domain_for_dev,
+  iommu_group_get,
+  iommu_group_replace_domain,
+  iommu_map,
+  iommu_paging_domain_alloc,
+  IOMMU_READ,
+  iommu_unmap,
+  IOMMU_WRITE,
+} from "@iommu-lab/iommu";
+import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
+import { deviceContext } from "@iommu-lab/riscv-iommu/testing";
+import {
+  ATS_CAP,
+  commandsOf,
+  iopfSystem,
+  PASID_CAP,
+  pciEndpoint,
+  PRI_CAP,
+  TC,
+} from "./_test_fixture.ts";
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+
+Deno.test("probe: PASID, ATS (4 KiB STU) and PRI (32 requests) enabled on the function; EN_ATS, EN_PRI, PRPR in its context", () => {
+  const sys = iopfSystem();
+  const { pdev, cfg, devid } = pciEndpoint(sys);
+  assert.equal(cfg.word(PASID_CAP + 6), 0x1 | 0x2, "PASID enable with EXEC, the feature it has");
+  assert.equal(cfg.word(ATS_CAP + 6), 0x8000, "ATS enable, STU 0: 4 KiB");
+  assert.equal(cfg.v[(PRI_CAP + 12) >> 2], 32, "min(64 the function has, 32)");
+  assert.equal(cfg.word(PRI_CAP + 4), 0x1, "PRI enable");
+  assert.deepEqual(
+    [pdev.pasidEnabled, pdev.atsEnabled, pdev.priEnabled, pdev.priReqsAlloc],
+    [true, true, true, 32],
+  );
+  assert.equal(deviceContext(sys, devid)[0], TC.V | TC.EN_ATS | TC.EN_PRI | TC.PRPR);
+  assert.equal((pdev.iommu as DevIommu).max_pasids, 256, "min(2^8, PD8's 256)");
+
+  device_del(pdev);
+  assert.equal(cfg.word(PASID_CAP + 6), 0);
+  assert.equal(cfg.word(ATS_CAP + 6) & 0x8000, 0);
+  assert.equal(cfg.word(PRI_CAP + 4) & 1, 0);
+  assert.deepEqual(sys.kernel.slab.allocations().filter((n) => n === "RiscvIommuEndpoint"), []);
+});
+
+Deno.test("probe: only what the function and its root complex allow", async (t) => {
+  const sys = iopfSystem();
+  await t.step("a root complex without ATS: nothing enabled", () => {
+    const { pdev, cfg, devid } = pciEndpoint(sys, { devfn: 0x08, rcAts: false });
+    assert.deepEqual([cfg.word(ATS_CAP + 6), cfg.word(PRI_CAP + 4), cfg.word(PASID_CAP + 6)], [
+      0,
+      0,
+      0,
+    ]);
+    assert.equal(deviceContext(sys, devid)[0], TC.V);
+    device_del(pdev);
+  });
+  await t.step("ATS without PRI: EN_ATS only", () => {
+    const { pdev, devid } = pciEndpoint(sys, { devfn: 0x10, pri: false });
+    assert.equal(deviceContext(sys, devid)[0], TC.V | TC.EN_ATS);
+    device_del(pdev);
+  });
+  await t.step("PRI whose responses need no PASID: no PRPR", () => {
+    const { pdev, devid } = pciEndpoint(sys, { devfn: 0x18, prgPasid: false });
+    assert.equal(deviceContext(sys, devid)[0], TC.V | TC.EN_ATS | TC.EN_PRI);
+    device_del(pdev);
+  });
+  await t.step("no ATS capability: nothing, and no PASID either", () => {
+    const { pdev, cfg, devid } = pciEndpoint(sys, { devfn: 0x20, ats: false });
+    assert.equal(cfg.word(PASID_CAP + 6), 0);
+    assert.equal(deviceContext(sys, devid)[0], TC.V);
+    device_del(pdev);
+  });
+});
+
+Deno.test("after an IOTLB invalidation: ATS.INVAL of the range to each ATS function, before the IOFENCE.C", () => {
+  const sys = iopfSystem();
+  const ats = pciEndpoint(sys, { devfn: 0x08 });
+  const plain = pciEndpoint(sys, { devfn: 0x10, ats: false });
+  const domain = iommu_paging_domain_alloc(ats.pdev) as RiscvIommuDomain;
+  iommu_attach_device(domain, ats.pdev);
+  iommu_attach_device(domain, plain.pdev);
+  iommu_map(domain, 0x20_1000, 0x8020_1000, 0x3000, RW);
+  const p = domain.pscid;
+  assert.deepEqual(commandsOf(sys, () => iommu_unmap(domain, 0x20_1000, 0x3000)), [
+    `IOTINVAL.VMA pscid=${p} addr=0x201000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x202000`,
+    `IOTINVAL.VMA pscid=${p} addr=0x203000`,
+    "ATS.INVAL rid=0x8 range=0x200000+0x4000",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(commandsOf(sys, () => iommu_flush_iotlb_all(domain)), [
+    `IOTINVAL.VMA pscid=${p}`,
+    "ATS.INVAL rid=0x8 all",
+    "IOFENCE.C pr pw",
+  ]);
+  iommu_detach_device(domain, plain.pdev);
+  iommu_detach_device(domain, ats.pdev);
+  iommu_domain_free(domain);
+});
+
+Deno.test("after a device-context change: ATS.INVAL of the whole ATC, in both phases of the update", () => {
+  const sys = iopfSystem();
+  const { pdev } = pciEndpoint(sys);
+  const dma = iommu_get_domain_for_dev(pdev) as RiscvIommuDomain;
+  const cmds = commandsOf(
+    sys,
+    () => iommu_group_replace_domain(iommu_group_get(pdev)!, sys.drv.identity_domain),
+  );
+  assert.deepEqual(cmds, [
+    "IODIR.INVAL_DDT did=0x8",
+    `IOTINVAL.VMA pscid=${dma.pscid}`,
+    "ATS.INVAL rid=0x8 all",
+    "IOFENCE.C pr pw",
+    "IODIR.INVAL_DDT did=0x8",
+    "IOTINVAL.VMA",
+    "ATS.INVAL rid=0x8 all",
+    "IOFENCE.C pr pw",
+    `IOTINVAL.VMA pscid=${dma.pscid}`,
+    "IOFENCE.C pr pw",
+  ]);
+});
