@@ -111,13 +111,6 @@ export interface EndpointOptions {
   rcAts?: boolean;
 }
 
-/** Where the fixture puts the extended capabilities it has. */
-export const ATS_CAP = 0x100;
-/** Offset of the PRI capability. */
-export const PRI_CAP = 0x110;
-/** Offset of the PASID capability. */
-export const PASID_CAP = 0x120;
-
 /** A PCI function of the fixture and its configuration space. */
 export interface Endpoint {
   /** The function, probed onto the IOMMU. */
@@ -126,11 +119,13 @@ export interface Endpoint {
   readonly cfg: FunctionConfig;
   /** Its device ID on the IOMMU. */
   readonly devid: number;
+  /** Offsets of its ATS, PRI and PASID capabilities (0 for those it lacks). */
+  readonly caps: { readonly ats: number; readonly pri: number; readonly pasid: number };
 }
 
 /**
- * A PCIe function (a PCIe capability, then ATS at 0x100, PRI at 0x110 and PASID at 0x120 as
- * asked) on a host bridge of its own, probed onto `sys`'s IOMMU as the PCI bus would with
+ * A PCIe function (a PCIe capability, then the extended capabilities asked for: ATS, PRI,
+ * PASID from 0x100) on a host bridge of its own, probed onto `sys`'s IOMMU as the PCI bus would with
  * `iommu-map` (device ID = requester ID).
  */
 export function pciEndpoint(sys: TestSystem, opts: EndpointOptions = {}): Endpoint {
@@ -139,29 +134,35 @@ export function pciEndpoint(sys: TestSystem, opts: EndpointOptions = {}): Endpoi
   cfg.set(0, 16, 0x1234).set(2, 16, 0xabcd).set(0x04, 16, 0, 0x0407);
   cfg.set(0x06, 16, 0x10).set(0x08, 32, 0xff00_0001).set(0x34, 8, 0x40);
   cfg.set(0x40, 8, 0x10); // PCI Express capability, last in the list
-  const ext: [number, (next: number) => void][] = [];
+  // Extended capabilities from 0x100, 0x10 apart, each pointing at the next.
+  const ext: ((at: number, next: number) => void)[] = [];
+  const caps = { ats: 0, pri: 0, pasid: 0 };
+  const at = () => 0x100 + 0x10 * ext.length;
   if (opts.ats ?? true) {
-    ext.push([ATS_CAP, (next) => {
-      cfg.set(ATS_CAP, 32, (next << 20 | 1 << 16 | 0x0f) >>> 0);
-      cfg.set(ATS_CAP + 4, 16, 0x20 | 8).set(ATS_CAP + 6, 16, 0, 0x801f);
-    }]);
+    caps.ats = at();
+    ext.push((o, next) => {
+      cfg.set(o, 32, (next << 20 | 1 << 16 | 0x0f) >>> 0);
+      cfg.set(o + 4, 16, 0x20 | 8).set(o + 6, 16, 0, 0x801f);
+    });
   }
   if (opts.pri ?? true) {
-    ext.push([PRI_CAP, (next) => {
-      cfg.set(PRI_CAP, 32, (next << 20 | 1 << 16 | 0x13) >>> 0);
+    caps.pri = at();
+    ext.push((o, next) => {
+      cfg.set(o, 32, (next << 20 | 1 << 16 | 0x13) >>> 0);
       const status = 0x100 | ((opts.prgPasid ?? true) ? 0x8000 : 0);
-      cfg.set(PRI_CAP + 4, 16, 0, 0x3).set(PRI_CAP + 6, 16, status, 0, 0x3);
-      cfg.set(PRI_CAP + 8, 32, 64).set(PRI_CAP + 12, 32, 0, 0xffff_ffff);
-    }]);
+      cfg.set(o + 4, 16, 0, 0x3).set(o + 6, 16, status, 0, 0x3);
+      cfg.set(o + 8, 32, 64).set(o + 12, 32, 0, 0xffff_ffff);
+    });
   }
   const bits = opts.pasidBits ?? 8;
   if (bits > 0) {
-    ext.push([PASID_CAP, (next) => {
-      cfg.set(PASID_CAP, 32, (next << 20 | 1 << 16 | 0x1b) >>> 0);
-      cfg.set(PASID_CAP + 4, 16, bits << 8 | 0x2).set(PASID_CAP + 6, 16, 0, 0x7);
-    }]);
+    caps.pasid = at();
+    ext.push((o, next) => {
+      cfg.set(o, 32, (next << 20 | 1 << 16 | 0x1b) >>> 0);
+      cfg.set(o + 4, 16, bits << 8 | 0x2).set(o + 6, 16, 0, 0x7);
+    });
   }
-  ext.forEach(([, write], i) => write(ext[i + 1]?.[0] ?? 0));
+  ext.forEach((write, i) => write(0x100 + 0x10 * i, i + 1 < ext.length ? 0x110 + 0x10 * i : 0));
   const host = pci_host_probe(sys.kernel, { accessor: cfg });
   const pdev = host.devices[0];
   const devid = pci_dev_id(pdev);
@@ -171,7 +172,7 @@ export function pciEndpoint(sys: TestSystem, opts: EndpointOptions = {}): Endpoi
     flags: (opts.rcAts ?? true) ? IOMMU_FWSPEC_PCI_RC_ATS : 0,
   };
   sys.kernel.iommuLayer!.probeDevice(pdev);
-  return { pdev, cfg, devid };
+  return { pdev, cfg, devid, caps };
 }
 
 /** A page-request record (RISC-V IOMMU spec v1.0, §3.3): header and payload doublewords. */

@@ -19,25 +19,18 @@ import {
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import { deviceContext } from "@iommu-lab/riscv-iommu/testing";
-import {
-  ATS_CAP,
-  commandsOf,
-  iopfSystem,
-  PASID_CAP,
-  pciEndpoint,
-  PRI_CAP,
-  TC,
-} from "./_test_fixture.ts";
+import { commandsOf, iopfSystem, pciEndpoint, TC } from "./_test_fixture.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
 Deno.test("probe: PASID, ATS (4 KiB STU) and PRI (32 requests) enabled on the function; EN_ATS, EN_PRI, PRPR in its context", () => {
   const sys = iopfSystem();
-  const { pdev, cfg, devid } = pciEndpoint(sys);
-  assert.equal(cfg.word(PASID_CAP + 6), 0x1 | 0x2, "PASID enable with EXEC, the feature it has");
-  assert.equal(cfg.word(ATS_CAP + 6), 0x8000, "ATS enable, STU 0: 4 KiB");
-  assert.equal(cfg.v[(PRI_CAP + 12) >> 2], 32, "min(64 the function has, 32)");
-  assert.equal(cfg.word(PRI_CAP + 4), 0x1, "PRI enable");
+  const { pdev, cfg, devid, caps } = pciEndpoint(sys);
+  assert.deepEqual(caps, { ats: 0x100, pri: 0x110, pasid: 0x120 });
+  assert.equal(cfg.word(caps.pasid + 6), 0x1 | 0x2, "PASID enable with EXEC, the feature it has");
+  assert.equal(cfg.word(caps.ats + 6), 0x8000, "ATS enable, STU 0: 4 KiB");
+  assert.equal(cfg.v[(caps.pri + 12) >> 2], 32, "min(64 the function has, 32)");
+  assert.equal(cfg.word(caps.pri + 4), 0x1, "PRI enable");
   assert.deepEqual(
     [pdev.pasidEnabled, pdev.atsEnabled, pdev.priEnabled, pdev.priReqsAlloc],
     [true, true, true, 32],
@@ -46,21 +39,18 @@ Deno.test("probe: PASID, ATS (4 KiB STU) and PRI (32 requests) enabled on the fu
   assert.equal((pdev.iommu as DevIommu).max_pasids, 256, "min(2^8, PD8's 256)");
 
   device_del(pdev);
-  assert.equal(cfg.word(PASID_CAP + 6), 0);
-  assert.equal(cfg.word(ATS_CAP + 6) & 0x8000, 0);
-  assert.equal(cfg.word(PRI_CAP + 4) & 1, 0);
+  assert.equal(cfg.word(caps.pasid + 6), 0);
+  assert.equal(cfg.word(caps.ats + 6) & 0x8000, 0);
+  assert.equal(cfg.word(caps.pri + 4) & 1, 0);
   assert.deepEqual(sys.kernel.slab.allocations().filter((n) => n === "RiscvIommuEndpoint"), []);
 });
 
 Deno.test("probe: only what the function and its root complex allow", async (t) => {
   const sys = iopfSystem();
   await t.step("a root complex without ATS: nothing enabled", () => {
-    const { pdev, cfg, devid } = pciEndpoint(sys, { devfn: 0x08, rcAts: false });
-    assert.deepEqual([cfg.word(ATS_CAP + 6), cfg.word(PRI_CAP + 4), cfg.word(PASID_CAP + 6)], [
-      0,
-      0,
-      0,
-    ]);
+    const { pdev, cfg, devid, caps } = pciEndpoint(sys, { devfn: 0x08, rcAts: false });
+    const controls = [caps.ats + 6, caps.pri + 4, caps.pasid + 6].map((o) => cfg.word(o));
+    assert.deepEqual(controls, [0, 0, 0], "ATS, PRI and PASID control registers");
     assert.equal(deviceContext(sys, devid)[0], TC.V);
     device_del(pdev);
   });
@@ -75,8 +65,9 @@ Deno.test("probe: only what the function and its root complex allow", async (t) 
     device_del(pdev);
   });
   await t.step("no ATS capability: nothing, and no PASID either", () => {
-    const { pdev, cfg, devid } = pciEndpoint(sys, { devfn: 0x20, ats: false });
-    assert.equal(cfg.word(PASID_CAP + 6), 0);
+    const { pdev, cfg, devid, caps } = pciEndpoint(sys, { devfn: 0x20, ats: false });
+    assert.equal(caps.pasid, 0x110);
+    assert.equal(cfg.word(caps.pasid + 6), 0);
     assert.equal(deviceContext(sys, devid)[0], TC.V);
     device_del(pdev);
   });

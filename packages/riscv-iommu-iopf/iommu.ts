@@ -489,7 +489,7 @@ function riscv_iommu_get_pc(dev: Device, ep: RiscvIommuEndpoint, pasid: number):
     }
     const next = kernel.pages.alloc(0);
     ep.pdt_pages.push(next);
-    mem.write64(slot, FIELD_PREP(RISCV_IOMMU_PDTE_PPN, next / 4096 * 1024) | RISCV_IOMMU_PDTE_V);
+    mem.write64(slot, FIELD_PREP(RISCV_IOMMU_PDTE_PPN, next / 4096) | RISCV_IOMMU_PDTE_V);
     table = next;
   }
   return table + (pasid & 0xff) * RISCV_IOMMU_PC_SIZE;
