@@ -204,6 +204,8 @@ export function riscv_iommu_handle_pq(
   const read = (payLo & 1) !== 0;
   const write = (payLo & 2) !== 0;
   const last = (payLo & 4) !== 0;
+  // DIVERGENCE: the seed reports stop markers too; the core requires drivers to drop them (as
+  // riscv_iommu.next does).
   if (pv && last && !read && !write) return;
 
   const devid = hdrHi >>> 8;
@@ -223,6 +225,8 @@ export function riscv_iommu_handle_pq(
   if (pv) {
     pasid = hdrLo >>> 12;
     flags |= IOMMU_FAULT_PAGE_REQUEST_PASID_VALID;
+    // DIVERGENCE: the seed sets NEEDS_PASID on every PASID request; only a function whose PRI
+    // status asks for it gets the PASID back (PCIe's "PRG Response PASID Required").
     if (ep.pri_pasid_required) flags |= IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
     if (hdrHi & 4) perm |= IOMMU_FAULT_PERM_EXEC;
     if (hdrHi & 2) perm |= IOMMU_FAULT_PERM_PRIV;
@@ -273,6 +277,8 @@ export function riscv_iommu_priq_process(iommu: RiscvIommuDevice, queue: RiscvIo
   const ctrl = riscv_iommu_readl(iommu, queue.qcr);
   if (ctrl & (RISCV_IOMMU_PQCSR_PQMF | RISCV_IOMMU_PQCSR_PQOF)) {
     riscv_iommu_writel(iommu, queue.qcr, ctrl);
+    // DIVERGENCE: the seed only clears pqof; the core asks the driver to drop the partial
+    // requests whose last one the overflow may have lost.
     if (ctrl & RISCV_IOMMU_PQCSR_PQOF) iopf_queue_discard_partial(iopf.pq_work);
     dev_warn(
       iommu.dev,
@@ -304,6 +310,8 @@ export function riscv_iommu_page_response(
   riscv_iommu_cmd_prgr(cmd);
   riscv_iommu_cmd_prgr_set_response(cmd, msg.grpid, code);
   riscv_iommu_cmd_prgr_set_devid(cmd, evt.private_data?.[0] ?? dev.fwspec!.ids[0]);
+  // DIVERGENCE: the seed echoes the PASID of every PASID request; PCIe wants it only where the
+  // function requires it (NEEDS_PASID).
   const withPasid = IOMMU_FAULT_PAGE_REQUEST_PASID_VALID | IOMMU_FAULT_PAGE_RESPONSE_NEEDS_PASID;
   if ((evt.flags & withPasid) === withPasid) riscv_iommu_cmd_prgr_set_pid(cmd, msg.pasid);
   riscv_iommu_cmd_send(iommu, cmd);
@@ -314,36 +322,33 @@ export function riscv_iommu_page_response(
  */
 
 /**
- * Queues ATS.INVAL to every requester ID of `dev`, for `pasid` (-1: requests without a PASID),
- * of the range `gather` changed (all of it without levels or with an empty range). Allocates
- * nothing: it runs on the unmap path.
+ * Queues ATS.INVAL to requester `devid`, for `pasid` (-1: requests without a PASID), of the range
+ * `gather` changed (all of it without levels or with an empty range), in the PCIe encoding: the
+ * smallest naturally aligned block holding the range. Allocates nothing: it runs on the unmap
+ * path.
  */
 function riscv_iommu_ats_inval(
   iommu: RiscvIommuDevice,
-  dev: Device,
+  devid: number,
   pasid: number,
   gather: RiscvIommuGatherRange,
 ): void {
   const cmd = _iopf(iommu)!.cmd;
-  const ids = dev.fwspec!.ids;
   const start = gather.startPfn;
   const end = gather.endPfn;
-  // The smallest naturally aligned block of pages holding the range, in the PCIe encoding.
   let pages = 1;
   while (pages < 2 ** 52 && Math.floor(start / pages) !== Math.floor((end - 1) / pages)) {
     pages *= 2;
   }
-  const all = gather.leafLevels + gather.tableLevels === 0 || !(end > start) || pages >= 2 ** 52;
-  for (let i = 0; i < ids.length; i++) {
-    riscv_iommu_cmd_ats_inval(cmd);
-    riscv_iommu_cmd_ats_set_devid(cmd, ids[i]);
-    if (pasid >= 0) riscv_iommu_cmd_ats_set_pid(cmd, pasid);
-    if (all) riscv_iommu_cmd_ats_set_all(cmd);
-    else {
-      riscv_iommu_cmd_ats_set_range(cmd, Math.floor(start / pages) * pages * 4096, pages * 4096);
-    }
-    riscv_iommu_cmd_send(iommu, cmd);
+  riscv_iommu_cmd_ats_inval(cmd);
+  riscv_iommu_cmd_ats_set_devid(cmd, devid);
+  if (pasid >= 0) riscv_iommu_cmd_ats_set_pid(cmd, pasid);
+  if (gather.leafLevels + gather.tableLevels === 0 || !(end > start) || pages >= 2 ** 52) {
+    riscv_iommu_cmd_ats_set_all(cmd);
+  } else {
+    riscv_iommu_cmd_ats_set_range(cmd, Math.floor(start / pages) * pages * 4096, pages * 4096);
   }
+  riscv_iommu_cmd_send(iommu, cmd);
 }
 
 const _ALL: RiscvIommuGatherRange = { startPfn: 0, endPfn: 0, leafLevels: 0, tableLevels: 0 };
@@ -358,15 +363,15 @@ function riscv_iommu_iotlb_inval_ats(
   domain: RiscvIommuDomain,
   gather: RiscvIommuGatherRange,
 ): void {
-  const ep = _dev_ep(bond.dev);
-  if (!ep.ats_enabled) return;
+  if (!_dev_ep(bond.dev).ats_enabled) return;
   const pasid = domain instanceof RiscvIommuSvaDomain ? domain.pasid : -1;
-  riscv_iommu_ats_inval(bond.iommu, bond.dev, pasid, gather);
+  const ids = bond.dev.fwspec!.ids;
+  for (let i = 0; i < ids.length; i++) riscv_iommu_ats_inval(bond.iommu, ids[i], pasid, gather);
 }
 
-/** The `iodirInval` hook: a device context of an ATS device changed: drop its whole ATC. */
-function riscv_iommu_iodir_inval_ats(iommu: RiscvIommuDevice, dev: Device, _devid: number): void {
-  if (_dev_ep(dev).ats_enabled) riscv_iommu_ats_inval(iommu, dev, -1, _ALL);
+/** The `iodirInval` hook: context `devid` of an ATS device changed: drop its whole ATC. */
+function riscv_iommu_iodir_inval_ats(iommu: RiscvIommuDevice, dev: Device, devid: number): void {
+  if (_dev_ep(dev).ats_enabled) riscv_iommu_ats_inval(iommu, devid, -1, _ALL);
 }
 
 /*
@@ -509,6 +514,10 @@ function _reattach_rid(dev: Device): void {
  * process_id 0), PDTV and DPE with the pdtp in the template, then the RID's domain attached again,
  * which puts its translation in process_id 0 (`attachRid`) and writes the context. The directory
  * stays until the device is released. ENOMEM, with nothing changed.
+ *
+ * DIVERGENCE: riscv_iommu.next gives every PASID-capable device a PD8 directory at its first
+ * attach; here a device gets one with its first PASID (so a device that never uses one keeps its
+ * plain context), in the smallest mode the IOMMU has for its PASID width.
  */
 function riscv_iommu_pdt_alloc(
   iommu: RiscvIommuDevice,
@@ -589,7 +598,9 @@ function riscv_iommu_pc_inval(
   riscv_iommu_cmd_inval_vma(cmd);
   riscv_iommu_cmd_inval_set_pscid(cmd, pscid);
   riscv_iommu_cmd_send(iommu, cmd);
-  if (ep.ats_enabled) riscv_iommu_ats_inval(iommu, dev, pasid, _ALL);
+  if (ep.ats_enabled) {
+    for (const id of dev.fwspec!.ids) riscv_iommu_ats_inval(iommu, id, pasid, _ALL);
+  }
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }
 
