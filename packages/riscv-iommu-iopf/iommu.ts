@@ -301,7 +301,10 @@ export function riscv_iommu_page_response(
   msg: IommuPageResponse,
 ): void {
   const iommu = dev_to_iommu(dev);
-  const cmd = _iopf(iommu)!.cmd;
+  // The op is the driver instance's: an IOMMU without the series has no PQ, so no request.
+  const iopf = _iopf(iommu);
+  if (iopf === null) return;
+  const cmd = iopf.cmd;
   const code = msg.code === IOMMU_PAGE_RESP_SUCCESS
     ? 0b0000
     : msg.code === IOMMU_PAGE_RESP_INVALID
@@ -718,8 +721,9 @@ function riscv_iommu_sva_set_dev_pasid(
   const domain = iommu_domain as RiscvIommuSvaDomain;
   const iommu = dev_to_iommu(dev);
   const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
-  const ep = _ep(info);
-  if (!ep.pasid_enabled || old !== null) {
+  // Undefined on an IOMMU of the driver instance without the series.
+  const ep = _ep(info) as RiscvIommuEndpoint | undefined;
+  if (!ep?.pasid_enabled || old !== null) {
     throw new Errno("EOPNOTSUPP", `${dev.name}: cannot attach PASID ${pasid}`);
   }
   const faults = domain.iopf_handler !== null;
