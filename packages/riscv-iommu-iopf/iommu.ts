@@ -293,7 +293,7 @@ export function riscv_iommu_priq_process(iommu: RiscvIommuDevice, queue: RiscvIo
  * Mirrors riscv_iommu_page_response() of the seed, the `.page_response` op: ATS.PRGR to the
  * requester of the group, with its group index and the response code (Success 0000b, Invalid
  * Request 0001b, Response Failure 1111b), and the PASID when the request had one and the
- * function requires it in responses.
+ * function requires it in responses. Only a response to the last request of a group goes out.
  */
 export function riscv_iommu_page_response(
   dev: Device,
@@ -304,6 +304,11 @@ export function riscv_iommu_page_response(
   // The op is the driver instance's: an IOMMU without the series has no PQ, so no request.
   const iopf = _iopf(iommu);
   if (iopf === null) return;
+  // DIVERGENCE: the seed answers every call. A PRG Response retires the whole group (PCIe PRI),
+  // and the core answers each request it cannot handle, the group's earlier ones included: only
+  // the answer to the last request is sent, or the function sees responses to a group it no
+  // longer waits for (UPRGI).
+  if (!(evt.flags & IOMMU_FAULT_PAGE_REQUEST_LAST_PAGE)) return;
   const cmd = iopf.cmd;
   const code = msg.code === IOMMU_PAGE_RESP_SUCCESS
     ? 0b0000

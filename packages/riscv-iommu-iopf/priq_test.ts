@@ -170,6 +170,21 @@ Deno.test("no fault handler: the core answers Invalid Request once, the driver l
   ]);
 });
 
+Deno.test("no fault handler, a group of three requests: each is refused (-22), one Invalid Request answers the group", () => {
+  const sys = iopfSystem();
+  const ep = pciEndpoint(sys);
+  sys.fake.commands.length = 0;
+  for (let i = 0; i < 3; i++) {
+    sys.fake.record(
+      2,
+      pqRecord({ did: ep.devid, write: true, last: i === 2, prgi: 9, addr: 0x1000 * i }),
+    );
+  }
+  settle(sys);
+  assert.deepEqual(prgrs(sys), [{ rid: ep.devid, dseg: 0, pasid: null, prgi: 9, code: 1, dst: 8 }]);
+  assert.equal(sys.kernel.dmesg.grep("report failed: -22").length, 3);
+});
+
 Deno.test("the seed's inject_pq (debugfs.ts): its fake record now gets the core's Invalid Request, and the -22 the seed saw", () => {
   const sys = iopfSystem();
   const ep = pciEndpoint(sys);
