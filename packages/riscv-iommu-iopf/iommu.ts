@@ -881,3 +881,24 @@ export function riscv_iommu_iopf_feature(opts: RiscvIommuIopfOptions = {}): Risc
     blockedDomainOps: { set_dev_pasid: riscv_iommu_remove_dev_pasid },
   };
 }
+
+/** What {@linkcode iopfPart} fills of `@iommu-lab/machine`'s `MachinePart`. */
+export interface IopfMachinePart {
+  /** The part's name. */
+  readonly name: string;
+  /** The IOMMU capabilities the feature needs: ATS, which brings the page-request queue. */
+  readonly caps: { readonly ats: true };
+  /** The driver feature. */
+  readonly feature: RiscvIommuFeature;
+}
+
+/**
+ * The series as a machine part (`Machine.boot({ parts: [iopfPart()], dmaAts, dmaPri,
+ * dmaPasid })`): the silicon's IOMMU with ATS (and so a page-request queue), and the
+ * {@linkcode riscv_iommu_iopf_feature} in its driver. The endpoints' ATS, PRI and PASID are the
+ * machine's DMA-engine options. (A series package does not import the machine; the object has
+ * the `MachinePart` shape.)
+ */
+export function iopfPart(opts: RiscvIommuIopfOptions = {}): IopfMachinePart {
+  return { name: RISCV_IOMMU_IOPF, caps: { ats: true }, feature: riscv_iommu_iopf_feature(opts) };
+}

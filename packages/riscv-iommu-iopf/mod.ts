@@ -19,6 +19,8 @@
  * @module
  */
 export {
+  type IopfMachinePart,
+  iopfPart,
   RISCV_IOMMU_DEF_PQ_COUNT,
   riscv_iommu_iopf_feature as iopf,
   RISCV_IOMMU_PRI_REQUESTS,
