@@ -45,6 +45,7 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
     "riscv-iommu",
     "riscv-iommu-probe",
     "riscv-iommu-dirty",
+    "riscv-iommu-iopf",
   ],
 };
 

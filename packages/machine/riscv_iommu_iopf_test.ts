@@ -1,0 +1,190 @@
+// End to end on a booted machine: a PCIe DMA engine with ATS, PRI and PASID behind the silicon's
+// IOMMU, the page-request series in its driver (iopfPart), the IOMMU core's IOPF and SVA, and the
+// kernel's process address space. The engine's ATS translations that come back without the
+// permission it needs turn into page request groups; the IOMMU writes them into its page-request
+// queue; the driver's PQ thread reports them; the SVA handler faults the pages into the process's
+// page table on the IOPF workqueue; ATS.PRGR goes back through the root complex and the engine
+// retries. A plain paging domain has no handler: the core answers Invalid Request.
+import assert from "node:assert/strict";
+import {
+  DMAE_ERR_PRI_INVALID,
+  PCI_PRI_STATUS,
+  PCI_PRI_STATUS_RF,
+  PCI_PRI_STATUS_UPRGI,
+} from "@iommu-lab/hw/regs";
+import {
+  FOLL_WRITE,
+  follow_pte,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  mm_alloc,
+  mmput,
+  type MmStruct,
+  pci_read_config_word,
+  type PciDev,
+  pin_user_pages,
+  PROT_READ,
+  PROT_WRITE,
+  pte_pfn,
+  unpin_user_pages,
+  vm_mmap,
+  vm_munmap,
+} from "@iommu-lab/kernel";
+import {
+  iommu_sva_bind_device,
+  iommu_sva_get_pasid,
+  iommu_sva_unbind_device,
+  type IommuSva,
+} from "@iommu-lab/iommu";
+import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
+import { Machine, type MachineOptions } from "@iommu-lab/machine";
+
+const PAGE = 4096;
+const RW = PROT_READ | PROT_WRITE;
+const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
+
+function boot(opts: MachineOptions = {}) {
+  const m = Machine.boot({
+    parts: [iopfPart()],
+    dmaAts: true,
+    dmaPri: true,
+    dmaPasid: true,
+    ...opts,
+  });
+  return { m, chan: m.dmaChannel(0), pdev: m.dmaDevices[0] };
+}
+
+/**
+ * Binds `mm` to the engine and records, group by group, the page addresses the SVA domain's
+ * fault handler receives (then lets the handler run as it would).
+ */
+function bind(pdev: PciDev, mm: MmStruct): { h: IommuSva; pasid: number; groups: number[][] } {
+  const h = iommu_sva_bind_device(pdev, mm);
+  const domain = h.domain!;
+  const handler = domain.iopf_handler!;
+  const groups: number[][] = [];
+  domain.iopf_handler = (group) => {
+    groups.push(group.faults.map((f) => f.fault.prm.addr));
+    handler(group);
+  };
+  return { h, pasid: iommu_sva_get_pasid(h), groups };
+}
+
+/** The physical address the process's page table maps `va` to. */
+function phys(mm: MmStruct, va: number): number {
+  return pte_pfn(follow_pte(mm, va)) * PAGE + va % PAGE;
+}
+
+/** The function's PRI status bits that say a response went wrong: UPRGI and RF. */
+function priErrors(pdev: PciDev): number {
+  return pci_read_config_word(pdev, pdev.priCap + PCI_PRI_STATUS) &
+    (PCI_PRI_STATUS_UPRGI | PCI_PRI_STATUS_RF);
+}
+
+Deno.test("SVA: an engine writes 64 pages the process never touched; each request reaches the handler, each group is answered once, the data is in the process's pages", () => {
+  const { m, chan, pdev } = boot();
+  const mm = mm_alloc(m.kernel);
+  const va = vm_mmap(mm, 0, 64 * PAGE, RW, ANON);
+  const { h, pasid, groups } = bind(pdev, mm);
+  assert.equal(mm.rss, 0);
+
+  const tx = chan.memset(va, 0x5aa5_5aa5, 64 * PAGE, { pasid });
+  assert.deepEqual([tx.status, tx.error, tx.xferred], ["complete", 0, 64 * PAGE]);
+  const asked = groups.flat().sort((a, b) => a - b);
+  assert.deepEqual(asked, Array.from({ length: 64 }, (_, i) => va + i * PAGE), "each page once");
+  assert.ok(groups.length > 1 && groups.every((g) => g.length <= 8), "groups of up to 8 pages");
+  assert.equal(mm.rss, 64);
+  for (let i = 0; i < 64; i++) {
+    const pa = phys(mm, va + i * PAGE);
+    assert.equal(m.kernel.mem.read32(pa), 0x5aa5_5aa5, `page ${i} first word`);
+    assert.equal(m.kernel.mem.read32(pa + PAGE - 4), 0x5aa5_5aa5, `page ${i} last word`);
+  }
+  assert.equal(priErrors(pdev), 0, "no response to a group the engine no longer waited for");
+  assert.deepEqual(m.kernel.dmesg.grep(/report failed|aborted/), []);
+
+  iommu_sva_unbind_device(h);
+  mmput(mm);
+});
+
+Deno.test("a plain paging domain has no fault handler: the core refuses each request (-22), one Invalid Request answers the group, the engine fails with PRI_INVALID", () => {
+  const { m, chan, pdev } = boot();
+  const iova = 0x1234_0000; // nothing of the engine's DMA domain is mapped there
+  const tx = chan.memset(iova, 0xffff_ffff, 3 * PAGE);
+  assert.deepEqual([tx.status, tx.error, tx.xferred, tx.errAddr], [
+    "error",
+    DMAE_ERR_PRI_INVALID,
+    0,
+    iova,
+  ]);
+  assert.deepEqual(m.kernel.dmesg.grep("report failed"), [
+    "riscv,iommu 3010000.iommu: page request fault report failed: -22",
+    "riscv,iommu 3010000.iommu: page request fault report failed: -22",
+    "riscv,iommu 3010000.iommu: page request fault report failed: -22",
+  ]);
+  assert.equal(priErrors(pdev), 0, "one response for the one group");
+});
+
+Deno.test("a page pinned for a driver (pin_user_pages, as iommufd pins) is the page the engine reaches through SVA: no request for it", () => {
+  const { m, chan, pdev } = boot();
+  const mm = mm_alloc(m.kernel);
+  const va = vm_mmap(mm, 0, 8 * PAGE, RW, ANON);
+  const pinned: number[] = [];
+  pin_user_pages(mm, va, 4, FOLL_WRITE, pinned);
+  const { h, pasid, groups } = bind(pdev, mm);
+
+  const tx = chan.memset(va, 0x0bad_cafe, 8 * PAGE, { pasid });
+  assert.equal(tx.status, "complete");
+  assert.deepEqual(
+    groups.flat().sort((a, b) => a - b),
+    [4, 5, 6, 7].map((i) => va + i * PAGE),
+    "only the pages the pins did not populate",
+  );
+  for (const pa of pinned) assert.equal(m.kernel.mem.read32(pa + 8), 0x0bad_cafe);
+  assert.deepEqual(pinned, [0, 1, 2, 3].map((i) => phys(mm, va + i * PAGE)));
+
+  unpin_user_pages(mm, pinned);
+  iommu_sva_unbind_device(h);
+  mmput(mm);
+});
+
+Deno.test("munmap while bound: the IOTLB and the engine's ATC are invalidated, a DMA there is refused, and after a new mapping the engine asks for its pages again", () => {
+  const { m, chan, pdev } = boot();
+  const mm = mm_alloc(m.kernel);
+  const va = vm_mmap(mm, 0, 8 * PAGE, RW, ANON);
+  const { h, pasid, groups } = bind(pdev, mm);
+  assert.equal(chan.memset(va, 0x1111_1111, 8 * PAGE, { pasid }).status, "complete");
+  assert.equal(chan.memset(va, 0x2222_2222, 8 * PAGE, { pasid }).status, "complete");
+  assert.equal(groups.flat().length, 8, "the second pass hit the ATC: no request");
+
+  vm_munmap(mm, va, 8 * PAGE);
+  const gone = chan.memset(va, 0x3333_3333, PAGE, { pasid });
+  assert.deepEqual([gone.status, gone.error, gone.xferred], ["error", DMAE_ERR_PRI_INVALID, 0]);
+  assert.equal(groups.flat().length, 9, "no stale ATC entry: the engine asked, and was refused");
+
+  assert.equal(vm_mmap(mm, va, 8 * PAGE, RW, ANON | MAP_FIXED), va);
+  groups.length = 0;
+  const tx = chan.memset(va, 0x4444_4444, 8 * PAGE, { pasid });
+  assert.equal(tx.status, "complete");
+  assert.equal(groups.flat().length, 8);
+  for (let i = 0; i < 8; i++) {
+    assert.equal(m.kernel.mem.read32(phys(mm, va + i * PAGE)), 0x4444_4444);
+  }
+  assert.equal(priErrors(pdev), 0);
+
+  iommu_sva_unbind_device(h);
+  mmput(mm);
+});
+
+Deno.test("iopfPart() asks the silicon for ATS over the machine's caps; without ATS the series stays off", () => {
+  const on = boot({ caps: { ats: false } }).m;
+  assert.deepEqual(on.kernel.dmesg.grep("page request queue"), [
+    "riscv,iommu 3010000.iommu: page request queue enabled",
+  ]);
+  const off = Machine.boot({
+    caps: { ats: false },
+    parts: [{ name: "iopf", feature: iopfPart().feature }],
+  });
+  assert.deepEqual(off.kernel.dmesg.grep("page request queue"), []);
+  assert.equal(off.kernel.dmesg.grep("iopf disabled: no capabilities.ATS").length, 1);
+});
