@@ -5,7 +5,12 @@ import {
   IMSIC_S_BASE,
   PCIE_ECAM_BASE,
   PCIE_MMIO_BASE,
+  RISCV_IOMMU_INTR_CQ,
+  RISCV_IOMMU_INTR_FQ,
+  RISCV_IOMMU_INTR_PM,
+  RISCV_IOMMU_INTR_PQ,
   RISCV_IOMMU_REG_FCTL,
+  RISCV_IOMMU_REG_ICVEC,
 } from "@iommu-lab/hw/regs";
 import {
   auxiliary_driver_register,
@@ -18,6 +23,7 @@ import {
   dmaDirectOps,
   IOMMU_FWSPEC_PCI_RC_ATS,
   of_map_id,
+  of_property_read_string_array,
   of_property_read_u32,
   of_property_read_u32_array,
   pci_enable_pri,
@@ -68,6 +74,18 @@ Deno.test("the kernel boots from the blob the machine generates (platform IOMMU 
   // The kernel's platform devices are the tree's nodes.
   assert.equal(m.iommuDevice?.fwnode?.name, "iommu@3010000");
   assert.equal(m.kernel.deviceTree?.findNode("/soc/iommu@3010000"), m.iommuDevice?.fwnode);
+});
+
+Deno.test("interrupt-names name the vector the driver programs each cause on (binding: CIV 0, FIV 1, PIV 2, PMIV 3)", () => {
+  const m = Machine.boot();
+  const iommu = DeviceTree.fromBlob(m.fdt).findNode("/soc/iommu@3010000")!;
+  const names = of_property_read_string_array(iommu, "interrupt-names");
+  const icvec = m.silicon.iommu!.read64(RISCV_IOMMU_REG_ICVEC);
+  const vec = (cause: number) => Number((icvec >> BigInt(4 * cause)) & 0xfn);
+  assert.equal(names[vec(RISCV_IOMMU_INTR_CQ)], "cmdq");
+  assert.equal(names[vec(RISCV_IOMMU_INTR_FQ)], "fltq");
+  assert.equal(names[vec(RISCV_IOMMU_INTR_PQ)], "priq");
+  assert.equal(names[vec(RISCV_IOMMU_INTR_PM)], "pm");
 });
 
 Deno.test("the PCIe host logs its ranges, ECAM and root bus before the engine, as Linux on QEMU virt", () => {

@@ -85,7 +85,7 @@ export interface VirtDtLayout {
  *   atsSupported: true,
  * });
  * const iommu = dt.findNode("/soc/iommu@3010000")!;
- * assert.deepEqual(of_property_read_string_array(iommu, "interrupt-names"), ["cmdq", "fltq", "pm", "priq"]);
+ * assert.deepEqual(of_property_read_string_array(iommu, "interrupt-names"), ["cmdq", "fltq", "priq", "pm"]);
  * ```
  */
 export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
@@ -132,7 +132,9 @@ export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
       .set("#iommu-cells", [1]);
     const n = Math.max(0, Math.min(layout.iommuIrqs, VIRT_IOMMU_SYS_IRQS));
     const sources = Array.from({ length: n }, (_, i) => VIRT_IOMMU_SYS_IRQ + i);
-    let names = ["cmdq", "fltq", "pm", "priq"].slice(0, n);
+    // The vectors in the order the binding gives them and the driver programs icvec (CIV 0,
+    // FIV 1, PIV 2, PMIV 3): not the order of the ipsr bits (cip, fip, pmip, pip).
+    let names = ["cmdq", "fltq", "priq", "pm"].slice(0, n);
     if (t100 === undefined) {
       node.set("compatible", "riscv,iommu").set(
         "reg",
