@@ -65,6 +65,11 @@ export interface RootComplexOptions {
   ecamSize?: number;
   /** Where BARs decode. Default the 32-bit window at {@linkcode PCIE_MMIO_BASE}. */
   mmioWindows?: MmioWindow[];
+  /**
+   * The PCI segment (domain) of the hierarchy, 0..255: the bits 23:16 of every `device_id` its
+   * functions' transactions carry to the IOMMU (bus, device and function are bits 15:0). Default 0.
+   */
+  segment?: number;
 }
 
 /**
@@ -127,8 +132,12 @@ export class RootComplex {
   translator: TranslationPort;
   /** Where Page Request messages go: the IOMMU (null: nowhere, they are dropped). */
   pageRequestPort: PageRequestPort | null;
+  /** The PCI segment of the hierarchy. */
+  readonly segment: number;
 
   readonly #identity = new _Identity();
+  /** `segment` in the place it takes in a `device_id`. */
+  readonly #segmentId: number;
   readonly #functions = new Map<number, PciFunction>();
 
   /** Creates the root complex and maps its ECAM window on `opts.mem`. */
@@ -138,6 +147,12 @@ export class RootComplex {
     this.translator = opts.translator ?? this.#identity;
     this.pageRequestPort = opts.pageRequestPort ?? null;
     this.translateMsi = opts.translateMsi ?? true;
+    const segment = opts.segment ?? 0;
+    if (!Number.isInteger(segment) || segment < 0 || segment > 0xff) {
+      throw new RangeError(`Cannot build a root complex in PCI segment ${segment}`);
+    }
+    this.segment = segment;
+    this.#segmentId = segment << 16;
     this.mmioWindows = opts.mmioWindows ?? [{ base: PCIE_MMIO_BASE, size: PCIE_MMIO_SIZE }];
     const size = opts.ecamSize ?? PCIE_ECAM_SIZE;
     this.ecam = new Ecam(this, size >>> 20);
@@ -186,19 +201,19 @@ export class RootComplex {
     return this.#functions.get(bdf);
   }
 
-  /** Translates an inbound transaction of `fn`: requester ID set, then the IOMMU (or identity,
-   * for functions whose DMA bypasses it). */
+  /** Translates an inbound transaction of `fn`: `device_id` (segment and requester ID) set, then
+   * the IOMMU (or identity, for functions whose DMA bypasses it). */
   inbound(fn: PciFunction, req: InboundRequest, res: TranslationResult): void {
-    req.deviceId = fn.bdf;
+    req.deviceId = this.#segmentId | fn.bdf;
     (fn.dmaBypass ? this.#identity : this.translator).translate(req, res);
   }
 
   /**
-   * A Page Request or Stop Marker message from `fn`: requester ID set, then to the
+   * A Page Request or Stop Marker message from `fn`: `device_id` set, then to the
    * {@linkcode pageRequestPort}. Returns its `PRQ_*` outcome, or -1 when nobody takes it.
    */
   pageRequest(fn: PciFunction, pr: PageRequest): number {
-    pr.deviceId = fn.bdf;
+    pr.deviceId = this.#segmentId | fn.bdf;
     return this.pageRequestPort === null ? -1 : this.pageRequestPort.pageRequest(pr);
   }
 
@@ -241,7 +256,9 @@ export class RootComplex {
   readonly atsPort: AtsPort = {
     invalidate: (inv: AtsInvalidation, done: () => void): number => {
       const fn = this.#functions.get(inv.rid);
-      if ((inv.dsv && inv.dseg !== 0) || fn?.atc === undefined) return ATS_INVAL_SENT;
+      if ((inv.dsv ? inv.dseg : 0) !== this.segment || fn?.atc === undefined) {
+        return ATS_INVAL_SENT;
+      }
       let base = BigInt.asUintN(64, inv.addr) & ~0xfffn;
       let size = 4096n;
       if (inv.s) {
@@ -259,7 +276,7 @@ export class RootComplex {
         : ATS_INVAL_BUSY;
     },
     pageResponse: (rsp: PageGroupResponse): void => {
-      if (rsp.dsv && rsp.dseg !== 0) return;
+      if ((rsp.dsv ? rsp.dseg : 0) !== this.segment) return;
       this.#functions.get(rsp.rid)?.prgResponse(rsp);
     },
   };

@@ -7,6 +7,7 @@ import { DMA_ERR_ABORT, PciFunction } from "./function.ts";
 import { PCIE_ECAM_BASE, RootComplex } from "./root_complex.ts";
 import { ATS_INVAL_SENT, type AtsInvalidation } from "../iommu/command_queue.ts";
 import { TEST_RAM_BASE, testIommuDevice, testPcieRig } from "../testing.ts";
+import { TestTranslationPort } from "./testing.ts";
 import {
   RISCV_IOMMU_CQCSR_CMD_TO,
   RISCV_IOMMU_REG_CQCSR,
@@ -145,6 +146,41 @@ Deno.test("root complex: the ATS port decodes ATS.INVAL targets and ranges; the 
   assert.equal(inv({ dsv: true, dseg: 1 }), ATS_INVAL_SENT, "another segment: likewise");
   while (clock.advanceToNextEvent());
   assert.equal(completions, 4);
+});
+
+Deno.test("root complex in PCI segment 0x0c: device_id is segment:bus:devfn; ATS.INVAL and PRG responses for other segments go nowhere", () => {
+  const mem = new PhysicalMemory();
+  mem.addRam(TEST_RAM_BASE, 1 << 20);
+  const clock = new Clock();
+  const port = new TestTranslationPort();
+  const rc = new RootComplex({ mem, clock, translator: port, segment: 0x0c });
+  const fn = fnWithId(clock, 1, { ats: {} });
+  const rid = rc.attach(fn, 2);
+  fn.configWrite32(PCI_COMMAND, PCI_COMMAND_MASTER);
+  fn.dmaRead(0x1000, new Uint8Array(4));
+  assert.deepEqual(port.seen.map((r) => r.deviceId), [0x0c_0010]);
+  let completions = 0;
+  const inv = (o: Partial<AtsInvalidation>) => {
+    fn.atc!.insert(-1, 0x1000, 4096, TEST_RAM_BASE, 3, false, false);
+    rc.atsPort.invalidate({
+      rid,
+      dsv: true,
+      dseg: 0x0c,
+      pv: false,
+      pid: 0,
+      global: false,
+      s: false,
+      addr: 0x1000n,
+      ...o,
+    }, () => completions++);
+    while (clock.advanceToNextEvent());
+  };
+  inv({ dseg: 0 });
+  inv({ dsv: false });
+  assert.equal(completions, 0, "segment 0 is not this hierarchy");
+  inv({});
+  assert.equal(completions, 1);
+  assert.throws(() => new RootComplex({ mem, clock, segment: 256 }), RangeError);
 });
 
 /** An IOMMU behind a root complex with one ATS endpoint (queue depth `depth`, `ns` per request). */
