@@ -141,6 +141,11 @@ export interface MachineOptions {
   caps?: Partial<IommuCaps>;
   /** Hardware variants of the IOMMU (refused DDT depths, a stalled command queue, ...). */
   iommuOptions?: Omit<IommuOptions, "mem" | "caps" | "irq" | "ats">;
+  /**
+   * The PCI segment (domain) of the PCIe host, 0..255: `linux,pci-domain`, and bits 23:16 of the
+   * `device_id` of every function behind it (the `iommu-map` says so). Default 0.
+   */
+  pciDomain?: number;
   /** Wired interrupts in the platform IOMMU's node (0..4). Default 4. */
   iommuIrqs?: number;
   /** Whether the platform IOMMU's node has an `msi-parent`. Default true. */
@@ -307,7 +312,12 @@ export class Machine {
     mem.addMmio(IMSIC_S_BASE, IMSIC_MMIO_PAGE_SZ, traceMsiWrites(imsic, traced), "imsic");
     const aplic = new Aplic({ clock, sources: virt_aplic_sources(nIoatcs ?? 0) });
     mem.addMmio(APLIC_S_BASE, APLIC_SIZE, aplic, "aplic");
-    const rc = new RootComplex({ mem, clock, translateMsi: opts.msiThroughIommu ?? true });
+    const rc = new RootComplex({
+      mem,
+      clock,
+      translateMsi: opts.msiThroughIommu ?? true,
+      segment: opts.pciDomain,
+    });
 
     let iommu: Iommu | null = null;
     let iommuPci: IommuPciFunction | null = null;
@@ -340,8 +350,11 @@ export class Machine {
         if (nIoatcs !== null) {
           t100 = new SpacemitT100(iommu, {
             ioatcs: Array.from({ length: nIoatcs }, (_, i) => {
-              const rid = (VIRT_DMA_SLOT + i) << 3;
-              return { devices: [rid, rid + 7], iotlbEntries: opts.t100?.iotlbEntries };
+              const id = rc.segment << 16 | (VIRT_DMA_SLOT + i) << 3;
+              return {
+                devices: [id, id + 7],
+                iotlbEntries: opts.t100?.iotlbEntries,
+              };
             }),
             clock,
             irq: { setWire: (i, level) => wires.setWire(VIRT_IOMMU_IOATC_IRQ + i, level) },
@@ -411,6 +424,7 @@ export class Machine {
       iommuIrqs: opts.iommuIrqs ?? VIRT_IOMMU_SYS_IRQS,
       iommuMsiParent: opts.msiParent ?? true,
       atsSupported: board.silicon.iommu !== null,
+      pciDomain: board.silicon.rc.segment,
       t100Ioatcs: board.silicon.t100?.ioatcs.length,
     });
     for (const p of opts.parts ?? []) p.deviceTree?.(dt, board.silicon);
@@ -505,7 +519,7 @@ export class Machine {
   get iommuDevice(): Device | null {
     if (this.silicon.iommu === null) return null;
     const want = this.silicon.iommuPci !== null
-      ? _pciSlotName(VIRT_IOMMU_PCI_SLOT)
+      ? this.#pciSlotName(VIRT_IOMMU_PCI_SLOT)
       : `${VIRT_IOMMU_SYS_BASE.toString(16)}.iommu`;
     return this.findDevice(want) ?? null;
   }
@@ -517,7 +531,9 @@ export class Machine {
 
   /** The PCI functions of the DMA engines, bound or not, by slot. */
   get dmaDevices(): PciDev[] {
-    return this.silicon.dmaEngines.map((_, i) => this.findDevice(_pciSlotName(VIRT_DMA_SLOT + i)))
+    return this.silicon.dmaEngines.map((_, i) =>
+      this.findDevice(this.#pciSlotName(VIRT_DMA_SLOT + i))
+    )
       .filter((d): d is PciDev => d !== undefined);
   }
 
@@ -533,6 +549,12 @@ export class Machine {
     return chan;
   }
 
+  /** dev_name() of function 0 in `slot` of the root bus, e.g. `"0000:00:02.0"`. */
+  #pciSlotName(slot: number): string {
+    const domain = this.silicon.rc.segment.toString(16).padStart(4, "0");
+    return `${domain}:00:${slot.toString(16).padStart(2, "0")}.0`;
+  }
+
   /** Lets `ns` of simulated time pass on the CPU side (interrupts are taken meanwhile). */
   run(ns: number): void {
     this.silicon.clock.advance(ns);
@@ -542,11 +564,6 @@ export class Machine {
   shutdown(): void {
     this.kernel.shutdown();
   }
-}
-
-/** dev_name() of function 0 in `slot` of the root bus, e.g. `"0000:00:02.0"`. */
-function _pciSlotName(slot: number): string {
-  return `0000:00:${slot.toString(16).padStart(2, "0")}.0`;
 }
 
 /** The silicon with what the kernel's boot needs besides it. */

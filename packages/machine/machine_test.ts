@@ -5,6 +5,7 @@ import {
   IMSIC_S_BASE,
   PCIE_ECAM_BASE,
   PCIE_MMIO_BASE,
+  RISCV_IOMMU_HPMEVENT_URQ,
   RISCV_IOMMU_INTR_CQ,
   RISCV_IOMMU_INTR_FQ,
   RISCV_IOMMU_INTR_PM,
@@ -117,6 +118,32 @@ Deno.test("with the IOMMU on PCI, iommu-map skips the IOMMU's own requester ID",
   assert.deepEqual(of_map_id(pci, 0x07, "iommu-map", "iommu-map-mask"), { np: node, id: 0x07 });
   assert.equal(m.iommuDevice?.fwnode, m.kernel.deviceTree?.findNode("/soc/pci@30000000/iommu@1"));
   assert.equal(m.silicon.iommuPci?.fn.bdf, 0x08);
+});
+
+Deno.test("pciDomain: the host is PCI segment 0x0c, so the IOMMU sees device_id 0xc0010 for 000c:00:02.0 and DMA still translates", async (t) => {
+  for (const iommuBus of ["platform", "pci"] as const) {
+    await t.step(iommuBus, () => {
+      const m = Machine.boot({ pciDomain: 0x0c, iommuBus });
+      const pci = DeviceTree.fromBlob(m.fdt).findNode("/soc/pci@30000000")!;
+      assert.equal(of_property_read_u32(pci, "linux,pci-domain"), 0x0c);
+      assert.equal(of_map_id(pci, 0x10, "iommu-map", "iommu-map-mask")?.id, 0x0c_0010);
+      const chan = m.dmaChannel(0);
+      assert.equal(chan.dev.name, "000c:00:02.0");
+      assert.deepEqual(chan.dev.fwspec?.ids, [0x0c_0010]);
+      const seen: number[] = [];
+      m.silicon.iommu!.translator.addEventObserver({
+        count: (id, did) => void (id === RISCV_IOMMU_HPMEVENT_URQ && seen.push(did)),
+      });
+      const page = m.kernel.pages.alloc(1);
+      m.kernel.mem.write32(page, 0x5eed_0c10);
+      const iova = dma_map_page(chan.dev, page, 0, 8192, DMA_BIDIRECTIONAL);
+      assert.equal(chan.memcpy(iova + 4096, iova, 4).status, "complete");
+      assert.equal(m.kernel.mem.read32(page + 4096), 0x5eed_0c10);
+      assert.ok(seen.length > 0 && seen.every((did) => did === 0x0c_0010), `${seen}`);
+      dma_unmap_page(chan.dev, iova, 8192, DMA_BIDIRECTIONAL);
+    });
+  }
+  assert.throws(() => Machine.boot({ pciDomain: 0x100 }), RangeError);
 });
 
 Deno.test("the memory map mirrors QEMU virt; 64 GiB of RAM costs only what is touched", () => {

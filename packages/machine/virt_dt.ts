@@ -60,6 +60,8 @@ export interface VirtDtLayout {
   atsSupported: boolean;
   /** The platform IOMMU is a SpacemiT T100 with this many IOATCs (absent: a plain one). */
   t100Ioatcs?: number;
+  /** The PCI segment of the PCIe host (`linux,pci-domain`, device_id bits 23:16). Default 0. */
+  pciDomain?: number;
 }
 
 /**
@@ -161,11 +163,14 @@ export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
   }
 
   const buses = PCIE_ECAM_SIZE / 2 ** 20;
+  const domain = layout.pciDomain ?? 0;
+  // The IOMMU sees segment:bus:devfn; the requester IDs map onto that.
+  const seg = domain << 16;
   const pci = soc.addChild(`pci@${PCIE_ECAM_BASE.toString(16)}`)
     .set("compatible", "pci-host-ecam-generic").set("device_type", "pci")
     .set("#address-cells", [3]).set("#size-cells", [2]).set("#interrupt-cells", [1])
     .set("reg", _reg(PCIE_ECAM_BASE, PCIE_ECAM_SIZE))
-    .set("bus-range", [0, buses - 1]).set("linux,pci-domain", [0])
+    .set("bus-range", [0, buses - 1]).set("linux,pci-domain", [domain])
     .set("dma-coherent", true).set("msi-parent", [imsicPh])
     // One 32-bit non-prefetchable memory window, identity-mapped.
     .set("ranges", [
@@ -181,15 +186,15 @@ export function virt_device_tree(layout: VirtDtLayout): DeviceTree {
     pci.set("iommu-map", [
       0,
       iommuPh,
-      0,
+      seg,
       devfn,
       devfn + 1,
       iommuPh,
-      devfn + 1,
+      seg | devfn + 1,
       0x1_0000 - devfn - 1,
     ]);
   } else if (layout.iommu === "platform") {
-    pci.set("iommu-map", [0, iommuPh, 0, 0x1_0000]);
+    pci.set("iommu-map", [0, iommuPh, seg, 0x1_0000]);
   }
   return dt;
 }
