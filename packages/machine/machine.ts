@@ -12,6 +12,7 @@ import {
   DmaEngine,
   type DmaEngineOptions,
   Imsic,
+  type IoatcOptions,
   Iommu,
   type IommuCaps,
   type IommuOptions,
@@ -129,6 +130,8 @@ export interface T100MachineOptions {
   ioatcs?: number;
   /** Entries of each IOATC's IOTLB. Default 64. */
   iotlbEntries?: number;
+  /** The IOATCs' HPM counters and widths (default: 31 counters of 64 bits). */
+  ioatcHpm?: IoatcOptions["hpm"];
 }
 
 /** How to build and boot a machine. Every field has a default. */
@@ -354,6 +357,7 @@ export class Machine {
               return {
                 devices: [id, id + 7],
                 iotlbEntries: opts.t100?.iotlbEntries,
+                hpm: opts.t100?.ioatcHpm,
               };
             }),
             clock,

@@ -145,6 +145,24 @@ Deno.test("machine: an IOATC's overflow drives its PMIV wire, APLIC source 40 + 
   assert.ok(!m.trace.events.some((e) => e.name === "wire 41 high"));
 });
 
+Deno.test("machine: t100.ioatcHpm sizes the IOATCs' HPM blocks (counters, widths)", () => {
+  const m = Machine.boot({ t100: { ioatcs: 2, ioatcHpm: { counters: 4, counterBits: 16 } } });
+  const { mem } = m.silicon;
+  for (const i of [0, 1]) {
+    const page = BASE + RISCV_IOMMU_IOATC_BASE(i);
+    mem.write32(page + RISCV_IOMMU_REG_IOCOUNTINH, 0xffff_ffff);
+    assert.equal(mem.read32(page + RISCV_IOMMU_REG_IOCOUNTINH), 0b11111, "CY and 4 counters");
+    mem.write64(page + RISCV_IOMMU_REG_IOHPMCTR(1), ~0n);
+    assert.equal(mem.read64(page + RISCV_IOMMU_REG_IOHPMCTR(1)), 0xffffn);
+  }
+  mem.write64(BASE + RISCV_IOMMU_REG_IOHPMCTR(1), ~0n);
+  assert.equal(
+    mem.read64(BASE + RISCV_IOMMU_REG_IOHPMCTR(1)),
+    0xffff_ffff_ffff_ffffn,
+    "not the IOATS",
+  );
+});
+
 Deno.test("machine: a T100 is a platform IOMMU with its four IOATS wires and at most 64 IOATCs", () => {
   for (
     const opts of [
