@@ -37,6 +37,7 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
   "riscv-iommu-dirty": ["kernel", "iommu", "generic-pt", "riscv-iommu"],
   "perf": ["kernel"],
   "riscv-iommu-iopf": ["kernel", "iommu", "riscv-iommu"],
+  "riscv-iommu-hpm": ["kernel", "iommu", "riscv-iommu", "perf"],
   "machine": [
     "hw",
     "kernel",
@@ -46,6 +47,8 @@ export const ALLOWED_EDGES: Readonly<Record<string, readonly string[]>> = {
     "riscv-iommu-probe",
     "riscv-iommu-dirty",
     "riscv-iommu-iopf",
+    "perf",
+    "riscv-iommu-hpm",
   ],
 };
 
