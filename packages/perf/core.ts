@@ -89,6 +89,8 @@ interface _PerfState {
   readonly pmus: Pmu[];
   readonly ctxs: Map<Pmu, PerfEventPmuContext>;
   lastId: number;
+  /** The time a scheduling operation froze the context's clock at (ctx_time_freeze()), or -1. */
+  frozen: number;
 }
 
 const _states = new WeakMap<Kernel, _PerfState>();
@@ -102,6 +104,7 @@ function _perf(kernel: Kernel): _PerfState {
       pmus: [],
       ctxs: new Map(),
       lastId: 0,
+      frozen: -1,
     };
     _states.set(kernel, st);
   }
@@ -173,20 +176,22 @@ export function perf_pmu_unregister(pmu: Pmu): void {
   const dev = pmu.dev;
   if (dev === null) throw new Errno("EINVAL", `pmu ${pmu.name} is not registered`);
   const st = _perf(dev.kernel);
-  for (const ctx of [...st.ctxs.values()]) {
-    for (const leader of [...ctx.pinned_groups, ...ctx.flexible_groups]) {
-      for (const ev of [leader, ...leader.siblings]) {
-        if (ev.pmu !== pmu) continue;
-        _remove_from_context(ev);
-        _set_state(ev, PERF_EVENT_STATE_REVOKED);
+  _time_frozen(dev.kernel, () => {
+    for (const ctx of [...st.ctxs.values()]) {
+      for (const leader of [...ctx.pinned_groups, ...ctx.flexible_groups]) {
+        for (const ev of [leader, ...leader.siblings]) {
+          if (ev.pmu !== pmu) continue;
+          _remove_from_context(ev);
+          _set_state(ev, PERF_EVENT_STATE_REVOKED);
+        }
       }
     }
-  }
-  // Software events left in the PMU's context (siblings of revoked leaders) go on in their own.
-  const left = st.ctxs.get(pmu);
-  for (const leader of left ? [...left.pinned_groups, ...left.flexible_groups] : []) {
-    ctx_resched(_move_group(st, leader, _ctx(st, leader.pmu)), leader.attr.pinned);
-  }
+    // Software events left in the PMU's context (siblings of revoked leaders) go on in their own.
+    const left = st.ctxs.get(pmu);
+    for (const leader of left ? [...left.pinned_groups, ...left.flexible_groups] : []) {
+      ctx_resched(_move_group(st, leader, _ctx(st, leader.pmu)), leader.attr.pinned);
+    }
+  });
   st.idr.delete(pmu.type);
   st.pmus.splice(st.pmus.indexOf(pmu), 1);
   device_remove_groups(dev, [pmu_dev_group, ...(pmu.attr_groups ?? [])]);
@@ -330,11 +335,11 @@ export function perf_event_open(
       if (ctx.pmu.task_ctx_nr !== perf_sw_context) {
         throw new Errno("EINVAL", "a group cannot span two hardware PMUs");
       }
-      ctx = _move_group(st, group_leader, _ctx(st, pmu));
+      ctx = _time_frozen(kernel, () => _move_group(st, group_leader, _ctx(st, pmu)));
     }
   }
   st.lastId = event.id;
-  perf_install_in_context(ctx, event);
+  _time_frozen(kernel, () => perf_install_in_context(ctx, event));
   return event;
 }
 
@@ -356,8 +361,10 @@ export function perf_event_create_kernel_counter(
  */
 export function perf_event_release_kernel(event: PerfEvent): void {
   if (event.state === PERF_EVENT_STATE_DEAD) throw new Errno("EBADF", "event already released");
-  if (event.state !== PERF_EVENT_STATE_REVOKED) _remove_from_context(event);
-  _set_state(event, PERF_EVENT_STATE_DEAD);
+  _time_frozen(event.kernel, () => {
+    if (event.state !== PERF_EVENT_STATE_REVOKED) _remove_from_context(event);
+    _set_state(event, PERF_EVENT_STATE_DEAD);
+  });
 }
 
 /**
@@ -367,10 +374,12 @@ export function perf_event_release_kernel(event: PerfEvent): void {
  */
 export function perf_event_enable(event: PerfEvent): void {
   if (event.state >= PERF_EVENT_STATE_INACTIVE || event.state < PERF_EVENT_STATE_ERROR) return;
-  _set_state(event, PERF_EVENT_STATE_INACTIVE);
-  const leader = event.group_leader;
-  if (leader !== event && leader.state !== PERF_EVENT_STATE_ACTIVE) return;
-  ctx_resched(leader.pmu_ctx!, leader.attr.pinned);
+  _time_frozen(event.kernel, () => {
+    _set_state(event, PERF_EVENT_STATE_INACTIVE);
+    const leader = event.group_leader;
+    if (leader !== event && leader.state !== PERF_EVENT_STATE_ACTIVE) return;
+    ctx_resched(leader.pmu_ctx!, leader.attr.pinned);
+  });
 }
 
 /**
@@ -379,9 +388,11 @@ export function perf_event_enable(event: PerfEvent): void {
  */
 export function perf_event_disable(event: PerfEvent): void {
   if (event.state <= PERF_EVENT_STATE_OFF) return;
-  if (event.group_leader === event) group_sched_out(event);
-  else event_sched_out(event);
-  _set_state(event, PERF_EVENT_STATE_OFF);
+  _time_frozen(event.kernel, () => {
+    if (event.group_leader === event) group_sched_out(event);
+    else event_sched_out(event);
+    _set_state(event, PERF_EVENT_STATE_OFF);
+  });
 }
 
 /**
@@ -408,9 +419,26 @@ function _ctx(st: _PerfState, pmu: Pmu): PerfEventPmuContext {
   return ctx;
 }
 
-/** Mirrors __perf_update_times(): time enabled and running up to now. */
+/**
+ * Runs a scheduling operation with the context's time frozen at its start, as Linux's
+ * ctx_time_freeze() does: the PMU callbacks' register accesses take simulated time, which must
+ * not show as an event being enabled without running.
+ */
+function _time_frozen<T>(kernel: Kernel, fn: () => T): T {
+  const st = _perf(kernel);
+  if (st.frozen >= 0) return fn();
+  st.frozen = kernel.clock.now();
+  try {
+    return fn();
+  } finally {
+    st.frozen = -1;
+  }
+}
+
+/** Mirrors __perf_update_times(): time enabled and running up to now (or the frozen time). */
 function _update_time(event: PerfEvent): void {
-  const now = event.kernel.clock.now();
+  const frozen = _perf(event.kernel).frozen;
+  const now = frozen >= 0 ? frozen : event.kernel.clock.now();
   const delta = now - event.tstamp;
   if (event.state >= PERF_EVENT_STATE_INACTIVE) event.total_time_enabled += delta;
   if (event.state === PERF_EVENT_STATE_ACTIVE) event.total_time_running += delta;
@@ -627,7 +655,7 @@ function perf_mux_hrtimer_restart(ctx: PerfEventPmuContext): void {
   const clock = _timerClock(pmu.dev!.kernel.clock);
   if (clock === null) return;
   const tick = () => {
-    if (perf_rotate_context(ctx)) {
+    if (_time_frozen(pmu.dev!.kernel, () => perf_rotate_context(ctx))) {
       ctx.hrtimer = clock.after(pmu.hrtimer_interval_ms! * NSEC_PER_MSEC, tick);
     } else {
       ctx.hrtimer_active = false;

@@ -456,3 +456,26 @@ Deno.test("without a clock that can schedule, nothing rotates: a flexible group 
   perf_event_enable(a);
   assert.deepEqual([a.state, b.state], [PERF_EVENT_STATE_ACTIVE, PERF_EVENT_STATE_INACTIVE]);
 });
+
+Deno.test("ctx_time_freeze(): time a PMU's add/del take while rescheduling is neither enabled-only nor lost (running == enabled)", () => {
+  const { kernel, clock, source } = setup();
+  const p = pmu(kernel, "slow", source, { counters: 2 });
+  // Each callback costs 100 ns, as a driver's register accesses do.
+  for (const cb of ["add", "del"] as const) {
+    const f = p[cb].bind(p);
+    p[cb] = (ev: PerfEvent, flags: number) => {
+      clock.advance(100);
+      f(ev, flags);
+    };
+  }
+  const a = perf_event_open(kernel, { type: p.type }, -1, 0);
+  const b = perf_event_open(kernel, { type: p.type }, -1, 0); // a goes off and on again
+  clock.advance(ms(1));
+  perf_event_disable(b);
+  perf_event_enable(b);
+  for (const ev of [a, b]) {
+    const v = perf_event_read_value(ev);
+    assert.equal(v.running, v.enabled, `event ${ev.id}`);
+  }
+  assert.ok(perf_event_read_value(a).enabled > ms(1));
+});
