@@ -146,6 +146,6 @@ Deno.test("dma_map_benchmark.ts: bad arguments are one line and status 2, never 
     [["-b", "16"], "-b: 16 is out of range (20 to 64)"],
     [["-n", "-2"], "-n: -2 is out of range (at least -1)"],
     [["--channels", "40"], "--channels: 40 is out of range (1 to 32)"],
-    [["--iommu", "amd"], "--iommu: amd is not one of riscv, none"],
+    [["--iommu", "amd"], "--iommu: amd is not one of riscv, t100, none"],
   ]);
 });

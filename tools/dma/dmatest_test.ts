@@ -284,6 +284,11 @@ Deno.test("dmatest.ts: bad arguments are one line and status 2, never a stack tr
     [["--mode", "move"], "--mode: move is not one of copy, fill"],
     [["--dmatest", "2"], "--dmatest: 2 is not one of 0, 1"],
     [["--iommu-bus", "isa"], "--iommu-bus: isa is not one of platform, pci"],
+    [
+      ["--iommu", "t100", "--iommu-bus", "pci"],
+      "--iommu t100 is a platform IOMMU: not with --iommu-bus pci",
+    ],
+    [["--pci-domain", "-1"], "--pci-domain: -1 is out of range (0 to 255)"],
     [["--seed", "0x100000000"], "--seed: 0x100000000 is out of range (0 to 4294967295)"],
     [["--noverify=1"], "--noverify takes no value"],
   ]);
