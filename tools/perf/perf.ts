@@ -1,11 +1,13 @@
 /**
  * `perf` on the simulated machine: `perf list` and `perf stat`, as `tools/perf/perf.c`
- * dispatches them. The tool boots a machine (the machine options of `tools/dma`), reads the
- * PMUs the booted kernel registered from its sysfs, parses the events as perf does and counts
- * them through the kernel's perf_event interface while a workload runs.
+ * dispatches them. The tool boots a machine (the machine options of `tools/dma`: `--iommu t100`
+ * for a SpacemiT T100, `--pci-domain`...) with the RISC-V IOMMU HPM series in its kernel, reads
+ * the PMUs the booted kernel registered from its sysfs, parses the events as perf does and
+ * counts them through the kernel's perf_event interface while a workload runs.
  *
- * Any PMU a driver registers during boot (the RISC-V IOMMU HPM driver, once a machine has one)
- * is there without a change here: perf only knows PMUs by `/sys/bus/event_source/devices`.
+ * Perf only knows PMUs by `/sys/bus/event_source/devices`: the HPM driver's
+ * (`riscv_iommu_hpm_0`, or `spacemit_ioats_hpm_0` and `spacemit_ioatc_hpm_<id>` on a T100), and
+ * any other a driver registers during boot.
  *
  * Options go through `tools/cli.ts`; as perf's own parser, `perf stat` stops at `--` or at the
  * first argument that is not an option (the workload), and takes `-e` more than once. Bad
@@ -17,6 +19,7 @@
  * @module
  */
 import type { Machine } from "@iommu-lab/machine";
+import { hpmPart } from "@iommu-lab/riscv-iommu-hpm";
 import {
   type CliIo,
   type CliValues,
@@ -46,8 +49,13 @@ export interface PerfEnv extends CliIo {
   boot(v: CliValues<typeof MACHINE_OPTIONS>): Machine;
 }
 
-/** The process's streams and the tools' machine. */
-export const defaultEnv: PerfEnv = { ...consoleIo, boot: bootMachine };
+/** Boots the machine of the tools' options with the HPM series: its PMUs are perf's. */
+export function bootPerfMachine(v: CliValues<typeof MACHINE_OPTIONS>): Machine {
+  return bootMachine(v, [hpmPart()]);
+}
+
+/** The process's streams and the tools' machine with the HPM series. */
+export const defaultEnv: PerfEnv = { ...consoleIo, boot: bootPerfMachine };
 
 /** perf stat's options (`-e` is taken out before the others are parsed: it repeats). */
 export const STAT_OPTIONS = {

@@ -347,7 +347,15 @@ Deno.test("perf: every bad argument is one line 'perf: ...' and status 2", async
     [["stat", ...e, "sleep", "1", "2"], "perf: sleep: wants one number of seconds"],
     [
       ["stat", ...e, "--iommu", "intel", "sleep", "1"],
-      "perf: --iommu: intel is not one of riscv, none",
+      "perf: --iommu: intel is not one of riscv, t100, none",
+    ],
+    [
+      ["stat", ...e, "--iommu", "t100", "--iommu-bus", "pci", "sleep", "1"],
+      "perf: --iommu t100 is a platform IOMMU: not with --iommu-bus pci",
+    ],
+    [
+      ["stat", ...e, "--pci-domain", "0x100", "sleep", "1"],
+      "perf: --pci-domain: 0x100 is out of range (0 to 255)",
     ],
     [["list", "pmu", "tlb"], "perf: list takes at most one of: pmu, <event glob>"],
     [["list", "--detail"], "perf: unknown option --detail"],
@@ -438,7 +446,7 @@ Deno.test("perf list: sysfs events once per PMU kind, JSON events by topic with 
     "ioatc:",
     ...json("ioatc_tlb_fill", "IOATC TLB fills", "ioatc"),
     ...json("ioatc_tlb_hit", "IOATC TLB hits", "ioatc"),
-    ...json("ioatc_tlb_mis", "IOATC TLB misses", "ioatc"),
+    ...json("ioatc_tlb_miss", "IOATC TLB misses", "ioatc"),
     "",
     "ioats:",
     ...json("ioats_ddtc_hit", "IOATS device-directory cache hits", "ioats"),
@@ -488,19 +496,19 @@ Deno.test("perf stat: aliases from the pmu-events JSON count on the PMU whose id
     });
     perf_pmu_register(m.kernel, clk, "spacemit_ioatc_hpm_1", -1);
   };
-  // ioatc_tlb_mis is event 0x41 in ioatc.json: this test PMU counts 0x41 per ns.
+  // ioatc_tlb_miss is event 0x41 in ioatc.json: this test PMU counts 0x41 per ns.
   const r = await perf([
     "stat",
     "-a",
     "-x",
     ",",
     "-e",
-    "spacemit_ioatc_hpm_1/ioatc_tlb_mis/,ioatc_tlb_hit",
+    "spacemit_ioatc_hpm_1/ioatc_tlb_miss/,ioatc_tlb_hit",
     "sleep",
     "0.001",
   ], setup);
   assert.deepEqual(r.err.map((l) => l.split(",").slice(0, 3).join(",")), [
-    `${0x41 * 1_000_000},,spacemit_ioatc_hpm_1/ioatc_tlb_mis/`,
+    `${0x41 * 1_000_000},,spacemit_ioatc_hpm_1/ioatc_tlb_miss/`,
     `${0x40 * 1_000_000},,ioatc_tlb_hit`,
   ]);
 });

@@ -61,7 +61,7 @@ Deno.test("pmu-events: our T100 JSON, as jevents encodes it", () => {
   const evs = pmu_sys_events();
   assert.deepEqual(evs.map((e) => [e.pmu, e.name, e.event, e.topic]), [
     ["uncore_spacemit_ioatc_hpm", "ioatc_tlb_hit", "event=0x40", "ioatc"],
-    ["uncore_spacemit_ioatc_hpm", "ioatc_tlb_mis", "event=0x41", "ioatc"],
+    ["uncore_spacemit_ioatc_hpm", "ioatc_tlb_miss", "event=0x41", "ioatc"],
     ["uncore_spacemit_ioatc_hpm", "ioatc_tlb_fill", "event=0x42", "ioatc"],
     ["uncore_spacemit_ioats_hpm", "ioats_ddtc_hit", "event=0x40", "ioats"],
     ["uncore_spacemit_ioats_hpm", "ioats_ddtc_miss", "event=0x41", "ioats"],
@@ -126,7 +126,7 @@ Deno.test("perf_pmus: formats, aliases, cpumask and identifier from sysfs; sys J
   // JSON first; a sysfs event of the same name (any case) is not added again.
   assert.deepEqual(ioatc1.aliases.map((a) => [a.name, a.terms]), [
     ["ioatc_tlb_hit", "event=0x40"],
-    ["ioatc_tlb_mis", "event=0x41"],
+    ["ioatc_tlb_miss", "event=0x41"],
     ["ioatc_tlb_fill", "event=0x42"],
     ["tlb_mis", "event=0x04"],
   ]);
