@@ -110,7 +110,7 @@ function RISCV_IOMMU_REG_IOHPMEVT(n: number): number {
 /** Programmable counters a block can have. */
 const RISCV_IOMMU_IOHPMEVT_CNT = 31;
 /** The cycle counter's index (`hwc.idx`); it sits in `events[0]`. */
-export const RISCV_IOMMU_HPMCOUNTER_CYCLES = RISCV_IOMMU_IOHPMEVT_CNT;
+export const RISCV_IOMMU_HPMCOUNTER_CYCLES: number = RISCV_IOMMU_IOHPMEVT_CNT;
 /** Counters with the cycle counter. */
 const RISCV_IOMMU_HPMCOUNTER_MAX = RISCV_IOMMU_IOHPMEVT_CNT + 1;
 /** The event ID the driver gives the cycle counter (0, "don't count", for a selector). */
@@ -152,7 +152,7 @@ export class RiscvIommuHpm implements Pmu {
   /** pmu->name, set by perf_pmu_register(). */
   name = "";
   /** pmu->type, set by perf_pmu_register(). */
-  type = -1;
+  type: number = -1;
   /** pmu->dev, set by perf_pmu_register(). */
   dev: Device | null = null;
   /** An uncore PMU: CPU-wide events only. */
