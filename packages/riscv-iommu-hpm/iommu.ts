@@ -206,9 +206,11 @@ interface RiscvIommuIoatcDesc {
  *
  * DIVERGENCE: the IOATC interrupts are the node's `interrupts` from index 4 on, as the v5
  * binding orders them (IOATS CIV, FIV, PIV, PMIV, then IOATC0..n PMIV), read with
- * platform_get_irq_optional(); v5 takes them from `iommu->irqs` past the IOATS vectors (one with
- * WSI, four with MSIs), which its platform glue fills only on the wired path, so with MSIs it
- * would hand the IOATCs the IOATS's MSI vectors.
+ * platform_get_irq_optional(), and the platform glue keeps its clamp of `irqs_count` to 4. v5
+ * raises the clamp and takes them from `iommu->irqs` past the IOATS vectors (one with WSI, four
+ * with MSIs); but with MSIs its platform glue fills every entry with one of the IOMMU's own MSI
+ * vectors (`msi_cfg_tbl` entries `icvec` never selects), so an IOATC's overflow, signalled on its
+ * wire, would never reach the handler.
  */
 function riscv_iommu_collect_ioatcs(iommu: RiscvIommuDevice): RiscvIommuIoatcDesc[] {
   if (!_is_t100(iommu) || !(iommu.dev instanceof PlatformDevice)) return [];
