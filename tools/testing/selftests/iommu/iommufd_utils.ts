@@ -269,7 +269,7 @@ export function no_dirty_iommu_part(slot: number): MachinePart {
         .set("#iommu-cells", [1])
         .set("interrupt-parent", [dt.phandleOf(aplic)])
         .set("interrupts", [0, 1, 2, 3].flatMap((i) => [NO_DIRTY_IOMMU_IRQ + i, 4]))
-        .set("interrupt-names", ["cmdq", "fltq", "pm", "priq"])
+        .set("interrupt-names", ["cmdq", "fltq", "priq", "pm"])
         .set("msi-parent", [dt.phandleOf(imsic)]);
       const pci = dt.findNode(`/soc/pci@${PCIE_ECAM_BASE.toString(16)}`)!;
       const map = of_property_read_u32_array(pci, "iommu-map")!;
