@@ -396,7 +396,7 @@ export class FakeIommu implements MmioBackend {
       const pa = this.#ring(0) + this.qh[0] * 16;
       const d0 = this.#mem.read64(pa);
       const d1 = this.#mem.read64(pa + 8);
-      const text = _decode(d0, d1);
+      const text = decodeCommand(d0, d1);
       this.commands.push({ text, dword0: d0, dword1: d1 });
       if (text.startsWith("illegal") || (this.#o.illegal && text.startsWith(this.#o.illegal))) {
         return this.#queueError(0, 1 << 10);
@@ -507,7 +507,12 @@ export function deviceContext(sys: TestSystem, devid: number): bigint[] {
 }
 
 /** Decodes a command from the spec's bit positions (not bits.ts). */
-function _decode(d0: bigint, d1: bigint): string {
+/**
+ * Decodes a command (its two doublewords) the way {@linkcode FakeCommand.text} shows it, from
+ * the spec's encodings (§3.1 "Command-Queue"): for tests that read commands from a real command
+ * queue, such as the machine's.
+ */
+export function decodeCommand(d0: bigint, d1: bigint): string {
   const op = Number(d0 & 0x7fn);
   const func = Number(d0 >> 7n & 7n);
   const hex = (v: bigint) => "0x" + v.toString(16);
