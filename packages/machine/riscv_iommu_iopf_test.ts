@@ -6,81 +6,28 @@
 // page table on the IOPF workqueue; ATS.PRGR goes back through the root complex and the engine
 // retries. A plain paging domain has no handler: the core answers Invalid Request.
 import assert from "node:assert/strict";
-import {
-  DMAE_ERR_PRI_INVALID,
-  PCI_PRI_STATUS,
-  PCI_PRI_STATUS_RF,
-  PCI_PRI_STATUS_UPRGI,
-} from "@iommu-lab/hw/regs";
+import { DMAE_ERR_PRI_INVALID } from "@iommu-lab/hw/regs";
 import {
   FOLL_WRITE,
-  follow_pte,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
   mm_alloc,
   mmput,
-  type MmStruct,
-  pci_read_config_word,
-  type PciDev,
   pin_user_pages,
   PROT_READ,
   PROT_WRITE,
-  pte_pfn,
   unpin_user_pages,
   vm_mmap,
   vm_munmap,
 } from "@iommu-lab/kernel";
-import {
-  iommu_sva_bind_device,
-  iommu_sva_get_pasid,
-  iommu_sva_unbind_device,
-  type IommuSva,
-} from "@iommu-lab/iommu";
+import { iommu_sva_unbind_device } from "@iommu-lab/iommu";
 import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
-import { Machine, type MachineOptions } from "@iommu-lab/machine";
+import { Machine } from "@iommu-lab/machine";
+import { bind, boot, PAGE, phys, priErrors } from "./_iopf_test_fixture.ts";
 
-const PAGE = 4096;
 const RW = PROT_READ | PROT_WRITE;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS;
-
-function boot(opts: MachineOptions = {}) {
-  const m = Machine.boot({
-    parts: [iopfPart()],
-    dmaAts: true,
-    dmaPri: true,
-    dmaPasid: true,
-    ...opts,
-  });
-  return { m, chan: m.dmaChannel(0), pdev: m.dmaDevices[0] };
-}
-
-/**
- * Binds `mm` to the engine and records, group by group, the page addresses the SVA domain's
- * fault handler receives (then lets the handler run as it would).
- */
-function bind(pdev: PciDev, mm: MmStruct): { h: IommuSva; pasid: number; groups: number[][] } {
-  const h = iommu_sva_bind_device(pdev, mm);
-  const domain = h.domain!;
-  const handler = domain.iopf_handler!;
-  const groups: number[][] = [];
-  domain.iopf_handler = (group) => {
-    groups.push(group.faults.map((f) => f.fault.prm.addr));
-    handler(group);
-  };
-  return { h, pasid: iommu_sva_get_pasid(h), groups };
-}
-
-/** The physical address the process's page table maps `va` to. */
-function phys(mm: MmStruct, va: number): number {
-  return pte_pfn(follow_pte(mm, va)) * PAGE + va % PAGE;
-}
-
-/** The function's PRI status bits that say a response went wrong: UPRGI and RF. */
-function priErrors(pdev: PciDev): number {
-  return pci_read_config_word(pdev, pdev.priCap + PCI_PRI_STATUS) &
-    (PCI_PRI_STATUS_UPRGI | PCI_PRI_STATUS_RF);
-}
 
 Deno.test("SVA: an engine writes 64 pages the process never touched; each request reaches the handler, each group is answered once, the data is in the process's pages", () => {
   const { m, chan, pdev } = boot();
