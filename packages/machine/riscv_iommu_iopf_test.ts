@@ -6,14 +6,23 @@
 // page table on the IOPF workqueue; ATS.PRGR goes back through the root complex and the engine
 // retries. A plain paging domain has no handler: the core answers Invalid Request.
 import assert from "node:assert/strict";
-import { DMAE_ERR_PRI_INVALID } from "@iommu-lab/hw/regs";
 import {
+  DMAE_ERR_PRI_INVALID,
+  PCI_ATS_CTRL,
+  PCI_PASID_CTRL,
+  PCI_PRI_CTRL,
+} from "@iommu-lab/hw/regs";
+import {
+  DMA_BIDIRECTIONAL,
+  dma_map_page,
+  dma_unmap_page,
   FOLL_WRITE,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
   mm_alloc,
   mmput,
+  pci_read_config_word,
   pin_user_pages,
   PROT_READ,
   PROT_WRITE,
@@ -22,8 +31,8 @@ import {
   vm_munmap,
 } from "@iommu-lab/kernel";
 import { iommu_sva_unbind_device } from "@iommu-lab/iommu";
-import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
-import { Machine } from "@iommu-lab/machine";
+import { iopf, iopfPart } from "@iommu-lab/riscv-iommu-iopf";
+import { Machine, type MachineOptions } from "@iommu-lab/machine";
 import { bind, boot, PAGE, phys, priErrors } from "./_iopf_test_fixture.ts";
 
 const RW = PROT_READ | PROT_WRITE;
@@ -134,4 +143,56 @@ Deno.test("iopfPart() asks the silicon for ATS over the machine's caps; without 
   });
   assert.deepEqual(off.kernel.dmesg.grep("page request queue"), []);
   assert.equal(off.kernel.dmesg.grep("iopf disabled: no capabilities.ATS").length, 1);
+});
+
+/**
+ * Boots with tracing, maps two pages for the engine, copies, unmaps, copies again (a fault) and
+ * shuts down; returns what can be observed of it: every trace event but the kernel log's, the
+ * log, the simulated time, the transfers, and the engine's ATS, PRI and PASID controls.
+ */
+function observe(opts: MachineOptions) {
+  const m = Machine.boot({ trace: true, ...opts });
+  const chan = m.dmaChannel(0);
+  const pdev = m.dmaDevices[0];
+  const page = m.kernel.pages.alloc(1);
+  const iova = dma_map_page(pdev, page, 0, 2 * PAGE, DMA_BIDIRECTIONAL);
+  const ok = chan.memcpy(iova + PAGE, iova, PAGE);
+  dma_unmap_page(pdev, iova, 2 * PAGE, DMA_BIDIRECTIONAL);
+  const faulted = chan.memcpy(iova + PAGE, iova, PAGE);
+  const controls = [
+    [pdev.atsCap, PCI_ATS_CTRL],
+    [pdev.priCap, PCI_PRI_CTRL],
+    [pdev.pasidCap, PCI_PASID_CTRL],
+  ].map(([cap, ctrl]) => cap === 0 ? null : pci_read_config_word(pdev, cap + ctrl));
+  m.shutdown();
+  return {
+    events: m.trace.toJSON().traceEvents.filter((e) => e.cat !== "printk"),
+    dmesg: m.dmesg,
+    ns: m.silicon.clock.now(),
+    txs: [ok, faulted].map((tx) => [tx.status, tx.error, tx.xferred, tx.errCause]),
+    controls,
+  };
+}
+
+Deno.test("a machine booted without the series behaves exactly as before: its feature on an IOMMU without ATS gives the same trace (MMIO writes, commands, faults, interrupts, DMA, at the same simulated times), DMA results and log but for one line; a kernel without it on an ATS IOMMU enables no ATS, PRI or PASID and never touches the page-request queue", () => {
+  const before = observe({ caps: { ats: false } });
+  const off = observe({ caps: { ats: false }, parts: [{ name: "iopf", feature: iopf() }] });
+  assert.deepEqual(off.events, before.events);
+  assert.equal(off.ns, before.ns);
+  assert.deepEqual(off.txs, before.txs);
+  assert.deepEqual(off.dmesg.filter((l) => !before.dmesg.includes(l)), [
+    "[    0.000097] riscv,iommu 3010000.iommu: iopf disabled: no capabilities.ATS",
+  ]);
+  assert.deepEqual(before.dmesg.filter((l) => !off.dmesg.includes(l)), []);
+  assert.equal(before.txs[1][0], "error", "the second copy faulted");
+
+  const capable = observe({ caps: { ats: true }, dmaAts: true, dmaPri: true, dmaPasid: true });
+  assert.deepEqual(capable.controls, [0, 0, 0]);
+  assert.deepEqual(capable.txs, before.txs);
+  const names = (r: typeof before) =>
+    r.events.filter((e) => e.cat === "mmio" || e.cat === "command").map((e) => e.name);
+  assert.deepEqual(names(capable), names(before));
+  // The page-request queue stays off: only the base driver's shutdown writes pqcsr, with 0.
+  const pq = capable.events.filter((e) => / pq(b|h|t|csr)$|^ATS\./.test(e.name));
+  assert.deepEqual(pq.map((e) => [e.name, e.args?.value]), [["write iommu pqcsr", "0x0"]]);
 });
