@@ -137,7 +137,7 @@ export function runSvaPageFaults(opts: SvaPageFaultsOptions = {}): SvaPageFaults
   say("bind", `PASID ${pasid}: the process's own page table is the first stage`);
   dmesg();
 
-  const p = _probe(m, handle.domain!, pci_dev_id(pdev));
+  const p = probeFaults(m, handle.domain!, pci_dev_id(pdev));
   head(`fill: ${chan.name} writes ${hex(PATTERN)} over the ${pages} pages, PASID ${pasid}`);
   const tx = chan.memset(va, PATTERN, pages * PAGE, { pasid });
   dmesg();
@@ -151,7 +151,8 @@ export function runSvaPageFaults(opts: SvaPageFaultsOptions = {}): SvaPageFaults
     p.responses.length === p.sent.length && p.responses.every((r) => r.code === 0) &&
     new Set(p.responses.map((r) => r.prgi)).size === p.responses.length;
 
-  const { steps, roundTripNs } = _timeline(m, p, tx.startNs, tx.doneNs);
+  const steps = _timeline(m, p, tx.startNs, tx.doneNs);
+  const roundTripNs = faultRoundTripNs(p);
   head("timeline of the first page request group (simulated time)");
   m.trace.tracks.set(TRACK_STEPS, "sva steps");
   for (const s of steps) {
@@ -204,8 +205,8 @@ export function runSvaPageFaults(opts: SvaPageFaultsOptions = {}): SvaPageFaults
   };
 }
 
-/** What the probes saw, in simulated time. */
-interface _Probes {
+/** What {@linkcode probeFaults} saw, in simulated time. */
+export interface FaultProbes {
   /** The engine's ATS translation requests: the page, whether write was granted. */
   readonly ats: { ns: number; iova: number; granted: boolean }[];
   /** Page requests sent. */
@@ -221,15 +222,15 @@ interface _Probes {
 }
 
 /**
- * Watches the fault path at its edges, without touching the models: the root complex's
- * translation port (ATS requests) and page-request port, the IOMMU's ATS port (PRG responses),
- * and the SVA domain's fault handler with the work item it queues.
+ * Watches the fault path of requester `devid` at its edges, without touching the models: the
+ * root complex's translation port (ATS requests) and page-request port, the IOMMU's ATS port (PRG
+ * responses), and the SVA domain's fault handler with the work item it queues.
  */
-function _probe(m: Machine, domain: IommuDomain, devid: number): _Probes {
+export function probeFaults(m: Machine, domain: IommuDomain, devid: number): FaultProbes {
   const clock = m.silicon.clock;
   const rc = m.silicon.rc;
   const iommu = m.silicon.iommu!;
-  const p: _Probes = { ats: [], requests: 0, sent: [], reported: [], work: [], responses: [] };
+  const p: FaultProbes = { ats: [], requests: 0, sent: [], reported: [], work: [], responses: [] };
   const xlate = rc.translator;
   rc.translator = {
     translate(req, res) {
@@ -284,15 +285,27 @@ function _probe(m: Machine, domain: IommuDomain, devid: number): _Probes {
 }
 
 /**
+ * Simulated ns of the first fault's round trip: from the engine's first ATS translation that
+ * granted no write to the retried translation of that page that did, after its group's answer.
+ */
+export function faultRoundTripNs(p: FaultProbes): number {
+  const miss = p.ats.find((a) => !a.granted)!;
+  const group = p.sent.find((g) => g.first >= miss.ns)!;
+  const rsp = p.responses.find((r) => r.prgi === group.prgi && r.ns >= group.last)!;
+  const retry = p.ats.find((a) => a.granted && a.iova === miss.iova && a.ns >= rsp.ns)!;
+  return retry.ns - miss.ns;
+}
+
+/**
  * The steps of the first group, from the probes and the machine's trace (the IOMMU's MSI for
- * `pip`, the PQ thread's write of `ipsr`), and the round trip of its first page.
+ * `pip`, the PQ thread's write of `ipsr`).
  */
 function _timeline(
   m: Machine,
-  p: _Probes,
+  p: FaultProbes,
   startNs: number,
   doneNs: number,
-): { steps: TimelineStep[]; roundTripNs: number } {
+): TimelineStep[] {
   const g = p.sent[0];
   const miss = p.ats.find((a) => !a.granted)!;
   const rsp = p.responses.find((r) => r.prgi === g.prgi)!;
@@ -316,7 +329,7 @@ function _timeline(
     { ns: retry.ns, what: `device retry: the translation of ${hex(retry.iova)} grants write` },
     { ns: doneNs, what: "completion: the last page written, MSI-X handled" },
   ];
-  return { steps, roundTripNs: retry.ns - miss.ns };
+  return steps;
 }
 
 /** The example's options. */

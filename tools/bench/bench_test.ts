@@ -3,6 +3,8 @@ import { checkBadArguments } from "../cli_testing.ts";
 import { benchLine } from "./_report.ts";
 import { benchScripts, cli as benchAll } from "./mod.ts";
 import { runScenario } from "./translate.ts";
+import { fill, iopfMachine } from "./iopf.ts";
+import { runSvaPageFaults } from "../../examples/sva_page_faults.ts";
 
 /** What every benchmark refuses: it takes no options and no arguments. */
 const NO_ARGUMENTS = [
@@ -40,4 +42,16 @@ Deno.test("bench/translate.ts: a figure has the common shape and keeps its own f
     [f.scenario, f.ddt, f.mode, f.pages, f.requests, f.translations_per_s],
     ["hot2", 1, "sv39", 4096, 2_000_000, f.value],
   );
+});
+
+Deno.test("bench/iopf.ts: a fill serves a page request per page, and its round trip is the one the example measures", () => {
+  const r = fill(iopfMachine(), 16, true);
+  assert.ok(r.s > 0);
+  const dir = Deno.makeTempDirSync();
+  try {
+    const tracePath = `${dir}/trace.json`;
+    assert.equal(r.rtNs, runSvaPageFaults({ pages: 16, tracePath, print: () => {} }).roundTripNs);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
 });
