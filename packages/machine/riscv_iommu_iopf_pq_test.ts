@@ -121,7 +121,9 @@ Deno.test("PQ overflow (spec §3.3, Page-Request-Queue; §2.7): a burst from 8 c
         }
         assert.ok(handled.every((g) => g.length === 2), "only whole groups reach the handler");
       }
+      // And at each endpoint: no answer it did not wait for, no group left waiting.
       for (const pdev of m.dmaDevices) assert.equal(priErrors(pdev), 0);
+      for (const e of m.silicon.dmaEngines) assert.equal(e.fn.priOutstanding, 0);
       for (const b of binds) iommu_sva_unbind_device(b.h);
       mmput(mm);
     });
