@@ -55,7 +55,7 @@ export {
   type AtsTarget,
   type PageGroupResponse,
 } from "./iommu/command_queue.ts";
-export { Iommu, type IommuOptions, type IrqSink } from "./iommu/iommu.ts";
+export { type CommandObserver, Iommu, type IommuOptions, type IrqSink } from "./iommu/iommu.ts";
 export {
   type PageRequestPort,
   PCIE_MSG_CODE_PAGE_REQUEST,

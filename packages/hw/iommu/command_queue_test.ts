@@ -406,6 +406,30 @@ Deno.test("an ATS.INVAL with no completion within the timeout surfaces as cmd_to
   });
 });
 
+Deno.test("commandObserver sees each command the queue consumes, with its slot and doublewords: those a cqt write runs, the IOFENCE.C an Invalidation Completion releases later, a timed-out fence only once cmd_to is cleared; not a command stopped by cmd_ill", () => {
+  const clock = new Clock();
+  const { port, complete } = slowPort();
+  const { cq, submit, iommu, csr } = machine({ ats: port, clock, atsInvalTimeoutNs: 1000 });
+  const seen: [number, bigint, bigint][] = [];
+  iommu.commandObserver = (i, d0lo, d0hi, d1lo, d1hi) =>
+    seen.push([i, BigInt(d0hi) << 32n | BigInt(d0lo), BigInt(d1hi) << 32n | BigInt(d1lo)]);
+  cq();
+  const inval = 4n | 0x10n << 40n, payload = 0x7_8000_1000n;
+  submit(ddt(1), [inval, payload], [2n]);
+  assert.deepEqual(seen, [[0, ddt(1)[0], 0n], [1, inval, payload]], "the fence waits");
+  complete();
+  assert.deepEqual(seen.slice(2), [[2, 2n, 0n]], "released by the completion");
+  submit([inval], [2n]);
+  assert.equal(seen.length, 4, "the ATS.INVAL went out");
+  clock.advance(1000);
+  assert.equal(csr() & TO, TO);
+  assert.equal(seen.length, 4, "the fence stopped on cmd_to, unconsumed");
+  iommu.write32(R.RISCV_IOMMU_REG_CQCSR, R.RISCV_IOMMU_CQCSR_CQEN | TO);
+  assert.deepEqual(seen.slice(4), [[4, 2n, 0n]]);
+  submit([0x7fn], ddt(2));
+  assert.equal(seen.length, 5, "an illegal command is not consumed");
+});
+
 Deno.test("IOFENCE.C WSI=1 sets fence_w_ip under fctl.WSI=1 and the queue goes on", () => {
   const { cq, submit, cqh, csr, iommu, ddts } = machine();
   iommu.write32(R.RISCV_IOMMU_REG_FCTL, R.RISCV_IOMMU_FCTL_WSI);

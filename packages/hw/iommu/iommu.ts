@@ -124,6 +124,20 @@ import {
 } from "./structs.ts";
 import { type CacheOptions, Translator } from "./translator.ts";
 
+/**
+ * Told of each command the command queue consumes (`cqh` moves past it), wherever that happens:
+ * in the register write that made it runnable, or later, when an ATS Invalidation Completion or
+ * timeout lets a waiting IOFENCE.C run. `index` is the command's slot; the doublewords come as
+ * their unsigned 32-bit halves (bits 31:0, 63:32), as the queue fetched them.
+ */
+export type CommandObserver = (
+  index: number,
+  d0lo: number,
+  d0hi: number,
+  d1lo: number,
+  d1hi: number,
+) => void;
+
 /** Where wire-signalled interrupts go: line `n` is interrupt vector `n` (0..15). */
 export interface IrqSink {
   /** Drives wire `line` to `level`; called only when the level changes. */
@@ -234,6 +248,8 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
    * `iocountovf`, and it observes the translator's events while some counter counts.
    */
   readonly hpm: HpmUnit | null;
+  /** Told of each command the command queue consumes (see {@linkcode CommandObserver}). */
+  commandObserver: CommandObserver | null = null;
 
   readonly #mem: PhysicalMemory;
   readonly #resetBare: boolean;
@@ -862,15 +878,18 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
       const d0lo = mem.lo, d0hi = mem.hi;
       mem.load64(addr + 8, be);
       if (mem.fault !== MEM_OK) outcome = CMD_MEM_FAULT;
+      const d1lo = mem.lo, d1hi = mem.hi;
       if (outcome === CMD_OK) {
         this.#selfStore = true;
-        outcome = this.#cmd.executeHalves(d0lo, d0hi, mem.lo, mem.hi, this.#fctl);
+        outcome = this.#cmd.executeHalves(d0lo, d0hi, d1lo, d1hi, this.#fctl);
         this.#selfStore = false;
       }
       if (outcome === CMD_WAIT) break;
       if (outcome === CMD_OK || outcome === CMD_FENCE_W_IP) {
+        const index = q.head;
         q.head = ((q.head + 1) & q.mask) >>> 0;
         if (outcome === CMD_FENCE_W_IP) q.csr |= RISCV_IOMMU_CQCSR_FENCE_W_IP;
+        this.commandObserver?.(index, d0lo, d0hi, d1lo, d1hi);
       } else if (outcome === CMD_ILLEGAL) {
         q.csr |= RISCV_IOMMU_CQCSR_CMD_ILL;
       } else if (outcome === CMD_TIMEOUT) {
