@@ -1,23 +1,19 @@
 /**
- * The IOMMU's registers with their work priced: the platform IOMMU's page on the bus, and the
- * PCI IOMMU's BAR as `ioremap()` hands it out. The IOMMU model runs the command queue inside the
- * MMIO write that makes entries runnable, and charges nothing for it (nor, on the platform bus,
- * for the access); this window prices both and, on a traced machine, records each command.
+ * The IOMMU's work priced. The model charges nothing for its registers on the platform bus, nor
+ * for the commands it runs: {@linkcode IommuWindow} prices each access to the platform IOMMU's
+ * page (the PCI IOMMU's BAR is priced by its function), and {@linkcode priceCommands} charges
+ * each command the IOMMU consumes and, on a traced machine, records it — wherever the command
+ * runs: in the `cqt` or `cqcsr` write that made it runnable, or later, in the clock event of an
+ * ATS Invalidation Completion (or timeout) that lets a waiting IOFENCE.C complete.
  *
  * @module
  */
-import type { Clock, Iommu, MmioHandler, PhysicalMemory } from "@iommu-lab/hw";
+import type { Clock, Iommu, MmioHandler } from "@iommu-lab/hw";
 import {
   RISCV_IOMMU_CMD_ATS_OPCODE,
   RISCV_IOMMU_CMD_IODIR_OPCODE,
   RISCV_IOMMU_CMD_IOFENCE_OPCODE,
   RISCV_IOMMU_CMD_IOTINVAL_OPCODE,
-  RISCV_IOMMU_CQB_PPN,
-  RISCV_IOMMU_CQCSR_CQEN,
-  RISCV_IOMMU_REG_CQB,
-  RISCV_IOMMU_REG_CQCSR,
-  RISCV_IOMMU_REG_CQH,
-  RISCV_IOMMU_REG_CQT,
 } from "@iommu-lab/hw/regs";
 import { type Trace, TRACK_IOMMU } from "./trace.ts";
 
@@ -36,43 +32,45 @@ function _commandName(opcode: number, func: number): string {
   return `opcode ${opcode}`;
 }
 
-/** What an {@linkcode IommuWindow} needs besides the registers and the IOMMU behind them. */
-export interface IommuWindowOptions {
-  /** Where commands are read back from for the trace. */
-  readonly mem: PhysicalMemory;
-  /** The clock the work is charged to. */
-  readonly clock: Clock;
-  /** The trace commands are recorded in, or null. */
-  readonly trace: Trace | null;
-  /** Cost of each access to the registers themselves (0 when the front end charges it). */
-  readonly mmio: number;
+/** A doubleword from its unsigned 32-bit halves, for the trace. */
+function _dword(lo: number, hi: number): bigint {
+  return BigInt(hi) << 32n | BigInt(lo);
 }
 
 /**
- * The IOMMU's registers with their work priced: each access costs `mmio`, and a write to `cqt`
- * (or to `cqcsr`, restarting the queue) charges `costs.command` for each entry the IOMMU
- * consumed in it, so the driver's following `cqh` poll sees them done that much later. With a
- * trace, each entry is a `command` span on the IOMMU track, named by opcode and holding both
- * dwords.
+ * Charges `clock.costs.command` for each command `iommu` consumes, at the simulated time it
+ * runs, so a driver polling `cqh` sees it done that much later. With a `trace`, each command is a
+ * `command` span of that length on the IOMMU track, named by opcode, with its slot and both
+ * doublewords.
  */
+export function priceCommands(iommu: Iommu, clock: Clock, trace: Trace | null): void {
+  const cost = clock.costs.command;
+  iommu.commandObserver = trace === null
+    ? () => clock.charge(cost)
+    : (index, d0lo, d0hi, d1lo, d1hi) => {
+      const start = clock.now();
+      clock.charge(cost);
+      trace.complete(
+        "command",
+        _commandName(d0lo & 0x7f, (d0lo >>> 7) & 7),
+        TRACK_IOMMU,
+        start,
+        { slot: index, dword0: _dword(d0lo, d0hi), dword1: _dword(d1lo, d1hi) },
+      );
+    };
+}
+
+/** The platform IOMMU's register page with each access charged `mmio` (the round trip). */
 export class IommuWindow implements MmioHandler {
   readonly #inner: MmioHandler;
-  readonly #iommu: Iommu;
-  readonly #mem: PhysicalMemory;
   readonly #clock: Clock;
-  readonly #trace: Trace | null;
   readonly #mmio: number;
-  /** CQCSR.CQEN as last written: turning it on zeroes `cqh` before commands run. */
-  #cqen = false;
 
-  /** The window `inner` onto the registers of `iommu` (often `iommu` itself). */
-  constructor(inner: MmioHandler, iommu: Iommu, opts: IommuWindowOptions) {
+  /** `inner` (the IOMMU, or a vendor IOMMU around it) with its accesses charged to `clock`. */
+  constructor(inner: MmioHandler, clock: Clock, mmio: number) {
     this.#inner = inner;
-    this.#iommu = iommu;
-    this.#mem = opts.mem;
-    this.#clock = opts.clock;
-    this.#trace = opts.trace?.enabled ? opts.trace : null;
-    this.#mmio = opts.mmio;
+    this.#clock = clock;
+    this.#mmio = mmio;
   }
 
   /** Reads 4 bytes. */
@@ -87,56 +85,15 @@ export class IommuWindow implements MmioHandler {
     return this.#inner.read64(offset);
   }
 
-  /** Writes 4 bytes, then charges the commands the write ran. */
+  /** Writes 4 bytes. */
   write32(offset: number, value: number): void {
     this.#clock.charge(this.#mmio);
-    if (offset !== RISCV_IOMMU_REG_CQT && offset !== RISCV_IOMMU_REG_CQCSR) {
-      this.#inner.write32(offset, value);
-      return;
-    }
-    let head = this.#iommu.read32(RISCV_IOMMU_REG_CQH);
-    if (offset === RISCV_IOMMU_REG_CQCSR) {
-      const en = (value & RISCV_IOMMU_CQCSR_CQEN) !== 0;
-      if (en && !this.#cqen) head = 0;
-      this.#cqen = en;
-    }
     this.#inner.write32(offset, value);
-    this.#ran(head);
   }
 
-  /** Writes 8 bytes (no 64-bit register makes commands runnable). */
+  /** Writes 8 bytes. */
   write64(offset: number, value: bigint): void {
     this.#clock.charge(this.#mmio);
     this.#inner.write64(offset, value);
-  }
-
-  #ran(head: number): void {
-    const now = this.#iommu.read32(RISCV_IOMMU_REG_CQH);
-    if (now === head) return;
-    const clock = this.#clock;
-    const cost = clock.costs.command;
-    // Only a queue that wrapped needs its size.
-    const size = now > head ? 0 : 2 << (this.#iommu.read32(RISCV_IOMMU_REG_CQB) & 0x1f);
-    const n = now > head ? now - head : now + size - head;
-    if (this.#trace === null) {
-      clock.charge(cost * n);
-      return;
-    }
-    const cqb = this.#iommu.read64(RISCV_IOMMU_REG_CQB);
-    const ring = Number((cqb & RISCV_IOMMU_CQB_PPN) >> 10n) * 4096;
-    const entries = 2 << Number(cqb & 0x1fn);
-    for (let k = 0, i = head; k < n; k++, i = (i + 1) % entries) {
-      const at = ring + i * 16;
-      const lo = this.#mem.read32(at);
-      const start = clock.now();
-      clock.charge(cost);
-      this.#trace.complete(
-        "command",
-        _commandName(lo & 0x7f, (lo >>> 7) & 7),
-        TRACK_IOMMU,
-        start,
-        { slot: i, dword0: this.#mem.read64(at), dword1: this.#mem.read64(at + 8) },
-      );
-    }
   }
 }

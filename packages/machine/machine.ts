@@ -52,7 +52,7 @@ import { type CpuCostTable, CpuMem, DEFAULT_CPU_COSTS } from "./cpu_mem.ts";
 import { dma_engine_chans, dma_engine_driver, type DmaChan } from "./dma_engine_driver.ts";
 import { aplic_driver, imsic_driver } from "./irqchip.ts";
 import { Trace, type TraceOptions } from "./trace.ts";
-import { IommuWindow } from "./iommu_window.ts";
+import { IommuWindow, priceCommands } from "./iommu_window.ts";
 import {
   iommuRegName,
   TracedMmio,
@@ -369,12 +369,7 @@ export class Machine {
         iommuRegion = mem.addMmio(
           VIRT_IOMMU_SYS_BASE,
           t100?.size ?? VIRT_IOMMU_SYS_SIZE,
-          new IommuWindow(t100 ?? iommu, iommu, {
-            mem,
-            clock,
-            trace: traced,
-            mmio: clock.costs.mmio,
-          }),
+          new IommuWindow(t100 ?? iommu, clock, clock.costs.mmio),
           "iommu",
         );
       } else {
@@ -384,6 +379,7 @@ export class Machine {
       rc.translator = t100 ?? port;
       iommu.atsPort = rc.atsPort;
       rc.pageRequestPort = iommu;
+      priceCommands(iommu, clock, traced);
       traceWalks(iommu, traced);
     }
     const dmaEngines: DmaEngine[] = [];
@@ -441,21 +437,18 @@ export class Machine {
    */
   static #bootKernel(opts: MachineOptions, board: _Board, fdt: Uint8Array): Machine {
     const { silicon, trace, iommuRegion } = board;
-    const { clock, mem, iommu, iommuPci, aplic, imsic } = silicon;
+    const { clock, mem, iommuPci, aplic, imsic } = silicon;
     const spec = opts.iommu ?? riscvIommu();
     const parts = opts.parts ?? [];
     const ramSize = opts.ramSize ?? 2 ** 30;
     const traced = trace.enabled ? trace : null;
 
-    // What the kernel's ioremap() gets: the bus's window (the PCI IOMMU's BAR with its commands
-    // priced as the platform IOMMU's are); with a trace, one recording the CPU's accesses.
+    // What the kernel's ioremap() gets: the bus's window; with a trace, one recording the CPU's
+    // accesses.
     const ioremap: IoremapFn = (phys, size) => {
       const r = mem.mmioAt(phys);
       if (r === undefined || phys + size > r.base + r.size) return null;
       let backend: MmioHandler = r.mmio!;
-      if (iommu !== null && r === iommuPci?.fn.barRegion(0)) {
-        backend = new IommuWindow(backend, iommu, { mem, clock, trace: traced, mmio: 0 });
-      }
       if (traced !== null) {
         const named = r === iommuRegion || r === iommuPci?.fn.barRegion(0);
         backend = new TracedMmio(backend, traced, r.name, named ? iommuRegName : undefined);

@@ -7,6 +7,7 @@ import {
   dma_map_page,
   dma_unmap_page,
 } from "@iommu-lab/kernel";
+import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
 import { Machine, type TraceEvent, TRACK_CPU, TRACK_DMA, TRACK_IOMMU, TRACK_IRQ } from "./mod.ts";
 
 /** Boots a traced machine, copies a page through the IOMMU and makes one fault. */
@@ -138,6 +139,42 @@ Deno.test("trace: each command is a span of costs.command, counted from cqh 0 af
   const rebind = named(m.trace.events, "command").slice(before);
   assert.ok(rebind.length > 0 && rebind.length < 8, `${rebind.length} commands`);
   assert.equal(rebind[0].args?.slot, 0);
+});
+
+Deno.test("the IOFENCE.C an ATS Invalidation Completion releases is charged costs.command in the completion's clock event and, traced, recorded as it runs, after the function's invalidation time", async (t) => {
+  for (const trace of [false, true]) {
+    await t.step(trace ? "traced" : "untraced", () => {
+      const command = 250;
+      const m = Machine.boot({ trace, costs: { command }, parts: [iopfPart()], dmaAts: true });
+      const clock = m.silicon.clock, iommu = m.silicon.iommu!;
+      const chan = m.dmaChannel(0);
+      const buf = m.kernel.pages.alloc(0);
+      const iova = dma_map_page(chan.dev, buf, 0, 4096, DMA_BIDIRECTIONAL);
+      assert.equal(chan.memset(iova, 1, 4096).status, "complete", "the ATC holds the page");
+      // What running the commands a completion releases costs, measured inside its event.
+      const charged: number[] = [];
+      const port = iommu.atsPort!;
+      iommu.atsPort = {
+        invalidate: (inv, done) =>
+          port.invalidate(inv, () => {
+            const t0 = clock.now();
+            done();
+            charged.push(clock.now() - t0);
+          }),
+        pageResponse: (rsp) => port.pageResponse(rsp),
+      };
+      const from = m.trace.events.length;
+      dma_unmap_page(chan.dev, iova, 4096, DMA_BIDIRECTIONAL);
+      assert.deepEqual(charged, [command], "the IOFENCE.C ran, and was charged, in the completion");
+      if (!trace) return;
+      const cmds = named(m.trace.events.slice(from), "command");
+      assert.deepEqual(cmds.map((e) => e.name), ["IOTINVAL.VMA", "ATS.INVAL", "IOFENCE.C"]);
+      const [, inval, fence] = cmds;
+      assert.ok(cmds.every((e) => e.dur === command / 1000 && e.tid === TRACK_IOMMU));
+      assert.equal(fence.args?.slot, (inval.args?.slot as number) + 1);
+      assert.ok(fence.ts >= inval.ts + clock.costs.atsInvalidate / 1000, "after the completion");
+    });
+  }
 });
 
 Deno.test("trace: each walk is recorded once (a miss and a first-stage walk per fresh mapping and for the MSI doorbell)", () => {

@@ -1,9 +1,10 @@
 /**
  * The machine's trace hooks: wrappers around the silicon's interfaces (MMIO windows, the
  * IOMMU's translation port, interrupt lines, the MSI doorbell) and an observer of the IOMMU's
- * translation events, recording into a {@linkcode Trace} (commands are recorded by the IOMMU's
- * window, `iommu_window.ts`). Nothing in `hw` is edited; with tracing off every helper returns the
- * object it was given and observes nothing, so an untraced machine pays nothing.
+ * translation events, recording into a {@linkcode Trace} (commands are recorded where they are
+ * priced, by `priceCommands()` of `iommu_window.ts`). Nothing in `hw` is edited; with tracing off
+ * every helper returns the object it was given and observes nothing, so an untraced machine pays
+ * nothing.
  *
  * @module
  */
