@@ -39,6 +39,9 @@
  *   IOTINVAL commands (ATS.INVAL for a device with ATS enabled);
  * - `iodirInval(iommu, dev, devid)` — after each device context's IODIR.INVAL_DDT and IOTINVAL.
  *
+ * And when a sync's IOFENCE.C timed out (`cqcsr.cmd_to`, an ATS.INVAL without completion):
+ * `cmdTimeout(iommu, index)`, in that sync, before it returns.
+ *
  * Before a paging domain the feature allocated is attached to a device (behind any IOMMU of the
  * driver instance): `attachDev(domain, dev, iommu)`, which may refuse it.
  *
@@ -122,6 +125,16 @@ export interface RiscvIommuFeature {
    * `dev` (every attach), before the IOFENCE.C: the feature's own commands for the device.
    */
   iodirInval?(iommu: RiscvIommuDevice, dev: Device, devid: number): void;
+  /**
+   * The IOFENCE.C a `riscv_iommu_cmd_sync()` queued at command-queue index `index` (counted as
+   * `iommu.cmdq.prod` counts; its slot is `index & iommu.cmdq.mask`) timed out (`cqcsr.cmd_to`):
+   * an ATS.INVAL queued between the previous IOFENCE.C and it got no Invalidation Completion, and
+   * the device's ATC may still hold what it should have dropped. Runs in that sync, after the CQ
+   * thread reported and cleared the bit and the fence completed, before the sync returns to its
+   * caller (an unmap frees its pages only after): the feature may read the ring, queue commands
+   * and sync (a timeout there runs this hook again, nested).
+   */
+  cmdTimeout?(iommu: RiscvIommuDevice, index: number): void;
   /**
    * Runs before a paging domain this feature allocated (through its routed
    * `domain_alloc_paging_flags`) is attached to `dev` behind `iommu` — an IOMMU the feature may

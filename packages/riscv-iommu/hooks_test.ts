@@ -32,6 +32,8 @@ import {
   riscv_iommu_cmd_ats_set_all,
   riscv_iommu_cmd_ats_set_devid,
   riscv_iommu_cmd_ats_set_range,
+  riscv_iommu_cmd_iodir_inval_ddt,
+  riscv_iommu_cmd_iodir_set_did,
   RISCV_IOMMU_INTR_PQ,
   RISCV_IOMMU_IPSR_PIP,
   RISCV_IOMMU_REG_IPSR,
@@ -45,10 +47,12 @@ import {
   riscv_iommu_bond_link,
   riscv_iommu_bond_unlink,
   riscv_iommu_cmd_send,
+  riscv_iommu_cmd_sync,
   riscv_iommu_domain_alloc_pscid,
   riscv_iommu_free_paging_domain,
   riscv_iommu_get_dc,
   riscv_iommu_get_device,
+  RISCV_IOMMU_IOTINVAL_TIMEOUT,
   riscv_iommu_iotlb_inval,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
@@ -58,6 +62,7 @@ import {
 import { riscv_iommu_writel, RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
   dcAddress,
+  decodeCommand,
   deviceContext,
   FAKE_IOMMU_CAPS,
   type TestSystem,
@@ -285,6 +290,58 @@ Deno.test("after a directory invalidation: the feature's ATS.INVAL of the device
     )
       .some((c) => c.startsWith("ATS.INVAL")),
   );
+});
+
+Deno.test("cmdTimeout: a sync whose IOFENCE.C timed out (cmd_to, spec §3.1.2) tells the features in that sync, once the CQ thread reported and cleared the bit and the fence completed, before the sync returns; the hook can read the ring, queue commands and sync; a sync without timeout does not call it", () => {
+  const seen: string[] = [];
+  const cmd = new RiscvIommuCommand();
+  const sys = testSystem({
+    caps: FAKE_IOMMU_CAPS | ATS,
+    features: [{
+      ...atsInvalFeature(),
+      cmdTimeout(iommu, index) {
+        const q = iommu.cmdq;
+        const at = (i: number) => {
+          const pa = q.phys + (i & q.mask) * 16;
+          return decodeCommand(sys.ram.read64(pa), sys.ram.read64(pa + 8));
+        };
+        const cmdTo = sys.fake.qcsr[0] & 1 << 9 ? "set" : "clear";
+        const reported = sys.kernel.dmesg.grep("timeout:1").length;
+        seen.push(`${at(index)} after ${at(index - 1)}; cmd_to ${cmdTo}, reported ${reported}`);
+        riscv_iommu_cmd_iodir_inval_ddt(cmd);
+        riscv_iommu_cmd_iodir_set_did(cmd, 0x10);
+        riscv_iommu_cmd_send(iommu, cmd);
+        riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+      },
+    }],
+  });
+  const ats = sys.addEndpoint("ats0", 0x10);
+  const domain = iommu_paging_domain_alloc(ats) as RiscvIommuDomain;
+  iommu_attach_group(domain, iommu_group_get(ats)!);
+  iommu_map(domain, 0x10_1000, 0x8010_1000, 0x1000, RW);
+  sys.fake.atsInvalTimeout.add(0x10);
+  const cmds = commandsOf(sys, () => {
+    iommu_unmap(domain, 0x10_1000, 0x1000);
+    seen.push("unmap returned");
+  });
+  assert.deepEqual(cmds, [
+    `IOTINVAL.VMA pscid=${domain.pscid} addr=0x101000`,
+    "ATS.INVAL rid=0x10 range=0x101000+0x1000",
+    "IOFENCE.C pr pw", // stops on cmd_to
+    "IOFENCE.C pr pw", // runs again once the CQ thread cleared it
+    "IODIR.INVAL_DDT did=0x10",
+    "IOFENCE.C pr pw",
+  ]);
+  assert.deepEqual(seen, [
+    "IOFENCE.C pr pw after ATS.INVAL rid=0x10 range=0x101000+0x1000; cmd_to clear, reported 1",
+    "unmap returned",
+  ]);
+  assert.deepEqual(sys.kernel.dmesg.grep("command execution timeout"), []);
+  sys.fake.atsInvalTimeout.clear();
+  iommu_flush_iotlb_all(domain);
+  assert.equal(seen.length, 2, "no timeout, no call");
+  iommu_detach_device(domain, ats);
+  iommu_domain_free(domain);
 });
 
 Deno.test("device_id → device: a page-request thread finds the Device of a record's DID", () => {

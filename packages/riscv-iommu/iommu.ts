@@ -448,17 +448,21 @@ function riscv_iommu_queue_cons(queue: RiscvIommuQueue): number {
   return (cons + ((head - last) & queue.mask)) >>> 0;
 }
 
-/** True once entry `index` was consumed or the command queue stopped on an error. */
+/**
+ * True once entry `index` was consumed or the command queue stopped on an error that needs
+ * software (CQMF, CMD_ILL). Not CMD_TO: the CQ thread clears it and the timed-out IOFENCE.C then
+ * completes (spec §3.1.2), as upstream's wait sees it.
+ */
 function _queue_done(queue: RiscvIommuQueue, index: number): boolean {
-  const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL;
+  const stop = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_ILL;
   return (riscv_iommu_readl(queue.iommu!, queue.qcr) & stop) !== 0 ||
     ((riscv_iommu_queue_cons(queue) - index) | 0) > 0;
 }
 
 /**
  * Mirrors riscv_iommu_queue_wait(): waits until the hardware consumed entry `index`, or the
- * queue stopped on an error (CQMF, CMD_TO, CMD_ILL). False on timeout. The first check is
- * made inline so that a sync the hardware already completed allocates nothing (unmap path).
+ * queue stopped on an error software must fix (CQMF, CMD_ILL). False on timeout. The first check
+ * is made inline so that a sync the hardware already completed allocates nothing (unmap path).
  */
 function riscv_iommu_queue_wait(queue: RiscvIommuQueue, index: number, timeoutUs: number): boolean {
   if (((queue.head - index) | 0) > 0 || _queue_done(queue, index)) return true;
@@ -531,20 +535,36 @@ export function riscv_iommu_cmd_send(iommu: RiscvIommuDevice, cmd: RiscvIommuCom
 /**
  * Mirrors riscv_iommu_cmd_sync(): queues IOFENCE.C (PR, PW) and, with a timeout, waits for it
  * to complete; a timeout is reported once ("command execution timeout").
+ *
+ * DIVERGENCE: when the fence itself timed out (`cmd_to`: an ATS.INVAL before it got no
+ * Invalidation Completion, spec §3.1.2 and §3.1.4), the features' `cmdTimeout` hooks run here,
+ * in the context that queued it, before the caller goes on (an unmap frees its pages after the
+ * sync): a device cache the timed-out invalidation left stale is dealt with while everything
+ * relying on the fence is still held. Upstream reports the bit and carries on.
  */
 export function riscv_iommu_cmd_sync(iommu: RiscvIommuDevice, timeoutUs: number): void {
-  const cmd = riscv_iommu_priv(iommu).fence;
+  const priv = riscv_iommu_priv(iommu);
+  const queue = iommu.cmdq;
+  // A record left for this slot belongs to a fence long consumed: the slot is about to be reused.
+  if (priv.cmd_to === (queue.prod & queue.mask)) priv.cmd_to = -1;
+  const cmd = priv.fence;
   riscv_iommu_cmd_iofence(cmd);
-  const prod = riscv_iommu_queue_send(iommu.cmdq, cmd);
-  if (!timeoutUs || iommu.cmdq.iommu === null) return;
-  if (!riscv_iommu_queue_wait(iommu.cmdq, prod, timeoutUs)) {
+  const prod = riscv_iommu_queue_send(queue, cmd);
+  if (!timeoutUs || queue.iommu === null) return;
+  if (!riscv_iommu_queue_wait(queue, prod, timeoutUs)) {
     dev_err_once(iommu.dev, "Hardware error: command execution timeout");
+    return;
   }
+  if (priv.cmd_to !== (prod & queue.mask)) return;
+  priv.cmd_to = -1;
+  for (const f of iommu.active_features) f.cmdTimeout?.(iommu, prod);
 }
 
 /**
  * Mirrors riscv_iommu_cmdq_process(): the command queue's threaded handler. Reports and clears
- * the error bits (no recovery yet, as upstream), then the pending bit.
+ * the error bits (no recovery, as upstream), then the pending bit. On `cmd_to`, `cqh` holds the
+ * IOFENCE.C that timed out (spec §3.1.2) until the bit is cleared: its slot is noted for the
+ * `riscv_iommu_cmd_sync()` waiting on it.
  */
 function riscv_iommu_cmdq_process(queue: RiscvIommuQueue): void {
   const iommu = queue.iommu!;
@@ -552,6 +572,9 @@ function riscv_iommu_cmdq_process(queue: RiscvIommuQueue): void {
   const errors = RISCV_IOMMU_CQCSR_CQMF | RISCV_IOMMU_CQCSR_CMD_TO | RISCV_IOMMU_CQCSR_CMD_ILL |
     RISCV_IOMMU_CQCSR_FENCE_W_IP;
   if (ctrl & errors) {
+    if (ctrl & RISCV_IOMMU_CQCSR_CMD_TO) {
+      riscv_iommu_priv(iommu).cmd_to = riscv_iommu_readl(iommu, Q_HEAD(queue));
+    }
     riscv_iommu_writel(iommu, queue.qcr, ctrl);
     const bit = (m: number) => (ctrl & m ? 1 : 0);
     dev_warn(

@@ -108,6 +108,11 @@ export class RiscvIommuPriv {
   readonly fault_rs: RatelimitState = new RatelimitState("riscv_iommu_fault");
   /** The probed devices by device ID (`riscv_iommu_get_device()`). */
   readonly eps: Map<number, Device> = new Map();
+  /**
+   * Command-queue slot of the IOFENCE.C the CQ thread last found timed out (`cqcsr.cmd_to`), until
+   * the `riscv_iommu_cmd_sync()` that queued it takes it; -1: none.
+   */
+  cmd_to = -1;
 }
 
 let _priv: (iommu: RiscvIommuDevice) => RiscvIommuPriv;

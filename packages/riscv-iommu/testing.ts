@@ -114,6 +114,12 @@ export class FakeIommu implements MmioBackend {
   readonly commands: FakeCommand[] = [];
   /** When set, the command queue fetches nothing until simulated time reaches it. */
   stallUntil = 0;
+  /**
+   * Device IDs whose functions never complete an ATS.INVAL (a device may break at any time): the
+   * IOFENCE.C after one stops the queue with cmd_to and cqh on it; once cmd_to is cleared it runs
+   * again and completes (a timeout is reported once, spec §3.1.2).
+   */
+  readonly atsInvalTimeout: Set<number> = new Set();
   /** Delivers the interrupt of a vector (wired by the test system to the irq layer). */
   raise: (vector: number) => void = () => {};
 
@@ -147,6 +153,8 @@ export class FakeIommu implements MmioBackend {
     & Required<Omit<FakeIommuOptions, "fixedDdt" | "fixedCq" | "illegal" | "icvecFixed">>
     & FakeIommuOptions;
   readonly #pending: number[] = [];
+  /** An ATS.INVAL of `atsInvalTimeout` ran since the last IOFENCE.C. */
+  #atsTimedOut = false;
 
   /** A fake reading commands from and writing records to `mem`. */
   constructor(mem: TestRam, clock: SimClock, opts: FakeIommuOptions = {}) {
@@ -355,8 +363,12 @@ export class FakeIommu implements MmioBackend {
     const old = this.qcsr[q];
     let csr = (old & ~(v & 0xf00)) & ~3 | (v & 3);
     if (v & 1 && !(old & 1)) {
-      if (q === 0) this.qh[0] = 0;
-      else this.qt[q] = 0;
+      if (q === 0) {
+        this.qh[0] = 0;
+        this.#atsTimedOut = false;
+      } else {
+        this.qt[q] = 0;
+      }
       csr &= ~0xf00;
       if (!this.#o.queuesNeverOn) csr |= 1 << 16;
     }
@@ -401,6 +413,13 @@ export class FakeIommu implements MmioBackend {
       if (text.startsWith("illegal") || (this.#o.illegal && text.startsWith(this.#o.illegal))) {
         return this.#queueError(0, 1 << 10);
       }
+      if ((d0 & 0x3ffn) === 4n && this.atsInvalTimeout.has(_atsDevid(d0))) {
+        this.#atsTimedOut = true;
+      }
+      if (text.startsWith("IOFENCE.C") && this.#atsTimedOut) {
+        this.#atsTimedOut = false;
+        return this.#queueError(0, 1 << 9);
+      }
       if (text.startsWith("IOFENCE.C") && d0 & 1n << 10n) {
         this.#mem.write32(Number(d1 << 2n), Number(d0 >> 32n));
       }
@@ -442,6 +461,12 @@ export class FakeIommu implements MmioBackend {
   pmInterrupt(): void {
     this.#pend(2, -1);
   }
+}
+
+/** The device ID an ATS command's dword0 names: RID, and DSEG above it when DSV is set. */
+function _atsDevid(d0: bigint): number {
+  const rid = Number(d0 >> 40n & 0xffffn);
+  return d0 & 1n << 33n ? Number(d0 >> 56n) << 16 | rid : rid;
 }
 
 /** Register names by offset (spec numbers, not bits.ts), for readable MMIO traces. */
