@@ -16,6 +16,7 @@ import {
   DMAE_CH_ERR_ADDR_HI,
   DMAE_CH_ERR_ADDR_LO,
   DMAE_CH_ERR_CAUSE,
+  DMAE_CH_ERR_CPL,
   DMAE_CH_LEN,
   DMAE_CH_PASID,
   DMAE_CH_PATTERN,
@@ -114,6 +115,11 @@ export interface DmaTx {
   errAddr: number;
   /** The IOMMU's fault cause the root complex reported, on error (0 if none). */
   errCause: number;
+  /**
+   * The PCIe completion status of the aborted request (`ERR_CPL`): 1 Unsupported Request, 4
+   * Completer Abort, 0 when none was aborted.
+   */
+  errCpl: number;
   /** Simulated time the engine was started (ns). */
   startNs: number;
   /** Simulated time the completion was handled (ns). */
@@ -269,6 +275,7 @@ export class DmaChan {
         tx.error = (status >>> DMAE_STATUS_ERR_SHIFT) & 0xff;
         tx.errAddr = r(DMAE_CH_ERR_ADDR_HI) * 4294967296 + r(DMAE_CH_ERR_ADDR_LO);
         tx.errCause = r(DMAE_CH_ERR_CAUSE);
+        tx.errCpl = r(DMAE_CH_ERR_CPL);
         tx.status = "error";
         this.failed++;
       } else {
@@ -350,6 +357,7 @@ function _tx(
     error: 0,
     errAddr: 0,
     errCause: 0,
+    errCpl: 0,
     startNs: 0,
     doneNs: 0,
   };

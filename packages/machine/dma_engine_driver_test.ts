@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { CPL_UR } from "@iommu-lab/hw";
 import { DMAE_ERR_READ, DMAE_ERR_STOPPED, DMAE_ERR_WRITE } from "@iommu-lab/hw/regs";
 import {
   device_attach,
@@ -55,7 +56,7 @@ Deno.test("dmaengine: channels of one engine run side by side", () => {
   assert.ok(tb.startNs < ta.doneNs, "the second started before the first finished");
 });
 
-Deno.test("dmaengine: a faulting transfer completes with the engine's error and the IOMMU's cause", async (t) => {
+Deno.test("dmaengine: a faulting transfer completes with the engine's error, the IOMMU's cause and the completion status of the aborted request", async (t) => {
   const { chan, iova } = setup();
   await t.step("write to an unmapped IOVA", () => {
     const tx = chan.memcpy(iova - 0x10_0000, iova, 4096);
@@ -63,6 +64,7 @@ Deno.test("dmaengine: a faulting transfer completes with the engine's error and 
     assert.equal(tx.error, DMAE_ERR_WRITE);
     assert.equal(tx.errAddr, iova - 0x10_0000);
     assert.equal(tx.errCause, 15);
+    assert.equal(tx.errCpl, CPL_UR, "no translation: Unsupported Request");
     assert.equal(tx.xferred, 0);
   });
   await t.step("read across the end of a mapping", () => {
@@ -71,6 +73,7 @@ Deno.test("dmaengine: a faulting transfer completes with the engine's error and 
     assert.equal(tx.error, DMAE_ERR_READ);
     assert.equal(tx.xferred, 4096, "the mapped page moved");
     assert.equal(tx.errCause, 13);
+    assert.equal(tx.errCpl, CPL_UR);
   });
   assert.equal(chan.failed, 2);
 });
