@@ -44,16 +44,13 @@ import {
 import type { RiscvIommuDevice, RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import {
   RISCV_IOMMU_CAPABILITIES_AMO_HWAD,
-  RISCV_IOMMU_CAPABILITIES_MSI_FLAT,
-  riscv_iommu_dc,
   RISCV_IOMMU_DC_TC_GADE,
 } from "@iommu-lab/riscv-iommu/bits";
 import {
   dev_to_iommu,
   riscv_iommu_alloc_paging_domain,
-  riscv_iommu_get_dc,
   riscv_iommu_iodir_update,
-  RiscvIommuDc,
+  riscv_iommu_read_dc,
 } from "@iommu-lab/riscv-iommu/internal";
 
 /** Whether `iommu` updates A/D bits in hardware (capabilities.AMO_HWAD), so DC.tc.GADE is legal. */
@@ -104,23 +101,6 @@ export function _attach_dirty_check(
   }
 }
 
-/** The device context of `dev` on `iommu` as it is in memory (its first device ID's). */
-function _read_dc(iommu: RiscvIommuDevice, dev: Device): RiscvIommuDc {
-  const mem = iommu.dev.kernel.mem;
-  const pa = riscv_iommu_get_dc(iommu, dev.fwspec!.ids[0]);
-  const dc = new RiscvIommuDc();
-  dc.tc = mem.read64(pa + riscv_iommu_dc.tc);
-  dc.iohgatp = mem.read64(pa + riscv_iommu_dc.iohgatp);
-  dc.ta = mem.read64(pa + riscv_iommu_dc.ta);
-  dc.fsc = mem.read64(pa + riscv_iommu_dc.fsc);
-  if (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) {
-    dc.msiptp = mem.read64(pa + riscv_iommu_dc.msiptp);
-    dc.msi_addr_mask = mem.read64(pa + riscv_iommu_dc.msi_addr_mask);
-    dc.msi_addr_pattern = mem.read64(pa + riscv_iommu_dc.msi_addr_pattern);
-  }
-  return dc;
-}
-
 /**
  * Gives every device attached to `domain` the domain's GADE: its context as it is, with tc.GADE
  * from `domain.dc_tc`, through the whole-DC update. Only tc changes, so the update is one store
@@ -130,7 +110,7 @@ function _read_dc(iommu: RiscvIommuDevice, dev: Device): RiscvIommuDc {
 function _iodir_update_gade(domain: RiscvIommuDomain): void {
   const gade = domain.dc_tc & RISCV_IOMMU_DC_TC_GADE;
   for (const bond of domain.bonds) {
-    const dc = _read_dc(bond.iommu, bond.dev);
+    const dc = riscv_iommu_read_dc(bond.iommu, bond.dev);
     dc.tc = (dc.tc & ~RISCV_IOMMU_DC_TC_GADE) | gade;
     riscv_iommu_iodir_update(bond.iommu, bond.dev, dc);
   }

@@ -56,6 +56,7 @@ import {
   riscv_iommu_iotlb_inval,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
+  riscv_iommu_read_dc,
   type RiscvIommuDc,
   type RiscvIommuInfo,
 } from "./internal.ts";
@@ -121,6 +122,7 @@ Deno.test("the DC template: a feature's tc and MSI fields survive identity, bloc
     fsc(dma),
     ...msi,
   ], "default DMA domain");
+  assert.deepEqual(Object.values(riscv_iommu_read_dc(sys.iommu!, ep)), deviceContext(sys, 0x42));
   iommu_group_replace_domain(group, sys.drv.identity_domain);
   assert.deepEqual(deviceContext(sys, 0x42), [ours | V, 0n, 0n, 0n, ...msi], "identity");
   iommu_group_replace_domain(group, sys.drv.blocked_domain);

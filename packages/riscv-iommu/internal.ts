@@ -36,6 +36,7 @@ export {
   riscv_iommu_queue_release,
   RISCV_IOMMU_QUEUE_TIMEOUT,
   riscv_iommu_queue_vec,
+  riscv_iommu_read_dc,
   type RiscvIommuBond,
   RiscvIommuDc,
   type RiscvIommuGatherRange,

@@ -1136,6 +1136,29 @@ export function riscv_iommu_iodir_update(
   riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
 }
 
+/**
+ * The device context of `dev` on `iommu` as it is in memory (its first device ID's): what a
+ * feature changes a few `tc` bits of and hands back to riscv_iommu_iodir_update(), which then
+ * rewrites `tc` in place.
+ *
+ * DIVERGENCE: a helper of the whole-context update (a prerequisite of the series); Linux has none.
+ */
+export function riscv_iommu_read_dc(iommu: RiscvIommuDevice, dev: Device): RiscvIommuDc {
+  const mem = iommu.dev.kernel.mem;
+  const pa = riscv_iommu_get_dc(iommu, dev.fwspec!.ids[0]);
+  const dc = new RiscvIommuDc();
+  dc.tc = mem.read64(pa + riscv_iommu_dc.tc);
+  dc.iohgatp = mem.read64(pa + riscv_iommu_dc.iohgatp);
+  dc.ta = mem.read64(pa + riscv_iommu_dc.ta);
+  dc.fsc = mem.read64(pa + riscv_iommu_dc.fsc);
+  if (iommu.caps & RISCV_IOMMU_CAPABILITIES_MSI_FLAT) {
+    dc.msiptp = mem.read64(pa + riscv_iommu_dc.msiptp);
+    dc.msi_addr_mask = mem.read64(pa + riscv_iommu_dc.msi_addr_mask);
+    dc.msi_addr_pattern = mem.read64(pa + riscv_iommu_dc.msi_addr_pattern);
+  }
+  return dc;
+}
+
 /** Whether the device context at `dc` already holds every field of `new_dc` but `tc`. */
 function _dc_same_but_tc(
   mem: PhysMem,

@@ -23,7 +23,7 @@ import type { RiscvIommuFeature } from "./feature.ts";
 import {
   riscv_iommu_alloc_paging_domain,
   riscv_iommu_iodir_update,
-  RiscvIommuDc,
+  riscv_iommu_read_dc,
 } from "./internal.ts";
 import { type RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
@@ -177,8 +177,9 @@ Deno.test("a context changing only tc bits stays valid: tc rewritten in place, o
   iommu_attach_device(s2, ep);
   const [tc, iohgatp, ta, fsc] = deviceContext(sys, 5);
   const writes = dcWrites(sys, 5);
-  const dc = new RiscvIommuDc();
-  Object.assign(dc, { tc: tc | GADE, iohgatp, ta, fsc });
+  const dc = riscv_iommu_read_dc(sys.iommu!, ep);
+  assert.deepEqual([dc.tc, dc.iohgatp, dc.ta, dc.fsc], [tc, iohgatp, ta, fsc]);
+  dc.tc |= GADE;
   const cmds = commandsOf(sys, () => riscv_iommu_iodir_update(sys.iommu!, ep, dc));
   // One store: V never reads clear, so a device's DMA in flight does not fault.
   assert.deepEqual(writes, [`tc=${(tc | GADE).toString(16)}`]);
