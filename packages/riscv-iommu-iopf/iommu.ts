@@ -12,6 +12,11 @@
  * - ATS, PRI and PASID enabled on PCI functions at probe (EN_ATS, EN_PRI, PRPR in the device
  *   context template), and ATS.INVAL after every IOTLB and directory invalidation of their
  *   contexts (§6.3.7 "Device Address Translation Cache invalidations").
+ * - A function that never completes an ATS.INVAL (the IOFENCE.C behind it ends in cmd_to, §3.1.2
+ *   "IOMMU Command-queue Fence commands"): in the sync that met the timeout, before its caller
+ *   frees anything, the function is found (from the command ring, with ATS.INVAL and IOFENCE.C
+ *   pairs when the fence covered several) and loses ATS and PRI, IOMMU side first: EN_ATS off in
+ *   its context, so its Translated requests are refused.
  * - A process directory (PD8/PD17/PD20 by capability, §2.2) for a device's first PASID, with the
  *   RID's translation moved to process_id 0 (DPE); SVA domains whose first stage is the process's
  *   page table, attached to PASIDs (`set_dev_pasid`) and detached through the blocking domain,
@@ -22,12 +27,13 @@
  * review's and the current core's rules applied (the core answers bad faults itself; stop
  * markers are the driver's to drop); ATS, PRI, PASID and the process directory after Tomasz
  * Jeznach's riscv_iommu.next tree; SVA after the current core (`domain_alloc_sva`, the blocking
- * domain's `set_dev_pasid`, `arch_invalidate_secondary_tlbs`). Departures are marked
- * `DIVERGENCE:`.
+ * domain's `set_dev_pasid`, `arch_invalidate_secondary_tlbs`); the recovery from an ATS
+ * invalidation timeout has no upstream counterpart. Departures are marked `DIVERGENCE:`.
  *
  * @module
  */
 import {
+  dev_err,
   dev_info,
   dev_is_pci,
   dev_name,
@@ -56,6 +62,7 @@ import {
   pci_reset_pri,
   SATP_MODE_39,
   SATP_MODE_48,
+  to_pci_dev,
 } from "@iommu-lab/kernel";
 import {
   dev_iommu_priv_get,
@@ -85,6 +92,7 @@ import {
   IopfFault,
 } from "@iommu-lab/iommu";
 import {
+  FIELD_GET,
   FIELD_PREP,
   RISCV_IOMMU_CAPABILITIES_ATS,
   RISCV_IOMMU_CAPABILITIES_PD17,
@@ -92,20 +100,30 @@ import {
   RISCV_IOMMU_CAPABILITIES_PD8,
   RISCV_IOMMU_CAPABILITIES_SV39,
   RISCV_IOMMU_CAPABILITIES_SV48,
+  RISCV_IOMMU_CMD_ATS_DSEG,
+  RISCV_IOMMU_CMD_ATS_DSV,
+  RISCV_IOMMU_CMD_ATS_FUNC_INVAL,
   riscv_iommu_cmd_ats_inval,
+  RISCV_IOMMU_CMD_ATS_OPCODE,
+  RISCV_IOMMU_CMD_ATS_RID,
   riscv_iommu_cmd_ats_set_all,
   riscv_iommu_cmd_ats_set_devid,
   riscv_iommu_cmd_ats_set_pid,
   riscv_iommu_cmd_ats_set_range,
+  RISCV_IOMMU_CMD_FUNC,
   riscv_iommu_cmd_inval_set_pscid,
   riscv_iommu_cmd_inval_vma,
+  riscv_iommu_cmd_iodir_inval_ddt,
   riscv_iommu_cmd_iodir_inval_pdt,
   riscv_iommu_cmd_iodir_set_did,
   riscv_iommu_cmd_iodir_set_pid,
+  RISCV_IOMMU_CMD_IOFENCE_OPCODE,
+  RISCV_IOMMU_CMD_OPCODE,
   riscv_iommu_cmd_prgr,
   riscv_iommu_cmd_prgr_set_devid,
   riscv_iommu_cmd_prgr_set_pid,
   riscv_iommu_cmd_prgr_set_response,
+  riscv_iommu_dc,
   RISCV_IOMMU_DC_FSC_MODE,
   RISCV_IOMMU_DC_FSC_PDTP_MODE_PD17,
   RISCV_IOMMU_DC_FSC_PDTP_MODE_PD20,
@@ -142,11 +160,14 @@ import {
   riscv_iommu_cmd_sync,
   riscv_iommu_domain_alloc_pscid,
   riscv_iommu_free_paging_domain,
+  riscv_iommu_get_dc,
   riscv_iommu_get_device,
+  riscv_iommu_iodir_update,
   RISCV_IOMMU_IOTINVAL_TIMEOUT,
   riscv_iommu_iotlb_inval,
   riscv_iommu_queue_consume,
   riscv_iommu_queue_release,
+  riscv_iommu_read_dc,
   type RiscvIommuBond,
   type RiscvIommuDc,
   type RiscvIommuFeature,
@@ -377,9 +398,133 @@ function riscv_iommu_iotlb_inval_ats(
   for (let i = 0; i < ids.length; i++) riscv_iommu_ats_inval(bond.iommu, ids[i], pasid, gather);
 }
 
-/** The `iodirInval` hook: context `devid` of an ATS device changed: drop its whole ATC. */
+/** The tc bits of ATS and PRI, which a function whose ATS is off must not have (spec §2.1.4). */
+const _TC_ATS = RISCV_IOMMU_DC_TC_EN_ATS | RISCV_IOMMU_DC_TC_EN_PRI | RISCV_IOMMU_DC_TC_PRPR;
+
+/**
+ * The `iodirInval` hook: context `devid` of an ATS device changed: drop its whole ATC. A device
+ * whose ATS a timeout took away meanwhile (riscv_iommu_ats_disable()) may get EN_ATS back from an
+ * attach that composed its context before (the timeout came in the sync of its first phase): it
+ * is taken out again here, in place, with an IODIR.INVAL_DDT before the change's IOFENCE.C.
+ */
 function riscv_iommu_iodir_inval_ats(iommu: RiscvIommuDevice, dev: Device, devid: number): void {
-  if (_dev_ep(dev).ats_enabled) riscv_iommu_ats_inval(iommu, devid, -1, _ALL);
+  if (_dev_ep(dev).ats_enabled) {
+    riscv_iommu_ats_inval(iommu, devid, -1, _ALL);
+    return;
+  }
+  const mem = iommu.dev.kernel.mem;
+  const tc = riscv_iommu_get_dc(iommu, devid) + riscv_iommu_dc.tc;
+  if ((mem.read64(tc) & RISCV_IOMMU_DC_TC_EN_ATS) === 0n) return;
+  mem.write64(tc, mem.read64(tc) & ~_TC_ATS);
+  const cmd = _iopf(iommu)!.cmd;
+  riscv_iommu_cmd_iodir_inval_ddt(cmd);
+  riscv_iommu_cmd_iodir_set_did(cmd, devid);
+  riscv_iommu_cmd_send(iommu, cmd);
+}
+
+/*
+ * A function that never completes an ATS invalidation (RISC-V IOMMU spec v1.0, §3.1.2 "IOMMU
+ * Command-queue Fence commands": the IOFENCE.C behind it times out with cmd_to, cqh on it; §3.1.4
+ * "IOMMU PCIe ATS commands"): its ATC keeps what was unmapped, so its ATS goes.
+ */
+
+/**
+ * The devices the ATS.INVALs queued between the IOFENCE.C before command `index` and it were sent
+ * to (only functions with ATS enabled get one), read back from the command ring: those an
+ * IOFENCE.C timing out at `index` may be waiting for. Slots more than a ring behind the producer
+ * may already hold newer commands, so the search stops there too (the driver never queues that
+ * much between two fences).
+ */
+function _ats_inval_targets(iommu: RiscvIommuDevice, index: number): Device[] {
+  const q = iommu.cmdq;
+  const mem = iommu.dev.kernel.mem;
+  const out: Device[] = [];
+  for (let i = (index - 1) >>> 0; ((q.prod - i) >>> 0) <= q.mask + 1; i = (i - 1) >>> 0) {
+    const d0 = mem.read64(q.phys + (i & q.mask) * 16);
+    const op = Number(FIELD_GET(RISCV_IOMMU_CMD_OPCODE, d0));
+    if (op === RISCV_IOMMU_CMD_IOFENCE_OPCODE) break;
+    if (
+      op !== RISCV_IOMMU_CMD_ATS_OPCODE ||
+      Number(FIELD_GET(RISCV_IOMMU_CMD_FUNC, d0)) !== RISCV_IOMMU_CMD_ATS_FUNC_INVAL
+    ) {
+      continue;
+    }
+    const rid = Number(FIELD_GET(RISCV_IOMMU_CMD_ATS_RID, d0));
+    const seg = d0 & RISCV_IOMMU_CMD_ATS_DSV ? Number(FIELD_GET(RISCV_IOMMU_CMD_ATS_DSEG, d0)) : 0;
+    const dev = riscv_iommu_get_device(iommu, seg << 16 | rid);
+    if (dev !== null && !out.includes(dev)) out.push(dev);
+  }
+  return out;
+}
+
+/**
+ * The `cmdTimeout` hook: the IOFENCE.C at command `index` timed out, so an ATS.INVAL before it
+ * got no Invalidation Completion and the function it went to may still use translations that no
+ * longer exist — pages the caller, still waiting in its sync, is about to free. When only one
+ * function was sent ATS.INVALs since the previous IOFENCE.C, it is the one; with several, each
+ * gets an ATS.INVAL of its whole ATC and an IOFENCE.C of its own, as spec §3.1.4 "IOMMU PCIe ATS
+ * commands" suggests (pairs "to identify the device that caused the timeout"): a healthy one
+ * completes it (its ATC is then clean), and the pair of the broken one times out again and comes
+ * back here with it alone. The broken function's ATS is then turned off
+ * (riscv_iommu_ats_disable()); the others keep theirs.
+ *
+ * DIVERGENCE: upstream has no recovery (the CQ thread reports cmd_to and the caller goes on).
+ * Linux's other drivers: VT-d's qi_check_fault() clears ITE and resubmits the aborted descriptors
+ * (-EAGAIN), giving up (-ETIMEDOUT) only when the device is gone; SMMUv3's
+ * arm_smmu_cmdq_skip_err() repeats the CMD_SYNC on an ATC invalidation timeout; AMD logs
+ * IOTLB_INV_TIMEOUT and the cure is a PCI quirk (quirk_no_ats()). None stops the function from
+ * using a stale ATC entry. This follows the review of the SMMUv3 "Recover ATC invalidate timeouts"
+ * series (March 2026): block the device's translated requests in the context that issued the
+ * invalidation, before it goes on; find the device by reissuing per-device invalidations with a
+ * sync each; do not reset the device from the IOMMU driver (its own driver owns that).
+ */
+function riscv_iommu_ats_inval_timeout(iommu: RiscvIommuDevice, index: number): void {
+  const devs = _ats_inval_targets(iommu, index);
+  if (devs.length === 1) {
+    riscv_iommu_ats_disable(iommu, devs[0]);
+    return;
+  }
+  for (const dev of devs) {
+    for (const id of dev.fwspec!.ids) riscv_iommu_ats_inval(iommu, id, -1, _ALL);
+    riscv_iommu_cmd_sync(iommu, RISCV_IOMMU_IOTINVAL_TIMEOUT);
+  }
+}
+
+/**
+ * Takes ATS (and PRI) away from a function whose ATC cannot be trusted, IOMMU side first, since
+ * the function may not honour its own ATS Enable any more (the order of spec §6.6 "Guidelines for
+ * enabling and disabling ATS and/or PRI", device first, is for a device that works): EN_ATS,
+ * EN_PRI and PRPR go from its context template (every later attach keeps them off; §2.1.4
+ * "Device-context configuration checks" forbids EN_PRI without EN_ATS, PRPR without EN_PRI) and
+ * from its device contexts, rewritten in place with IODIR.INVAL_DDT, IOTINVAL and IOFENCE.C
+ * (§6.3.1 "Changing device directory table entry"). From then on the IOMMU treats the function's
+ * Translated requests and ATS Translation Requests as unsupported (§2.1.3 "Device-context
+ * fields", tc.EN_ATS; "Transaction type disallowed", cause 260). Then PRI and ATS are disabled in
+ * its configuration space: a function may cache translations only while its ATS Enable is set
+ * (PCIe ATS Control register). No ATS.INVAL goes to it again (it would only time out). One error
+ * line names it; PASID stays, and its untranslated DMA goes on through the IOMMU.
+ */
+function riscv_iommu_ats_disable(iommu: RiscvIommuDevice, dev: Device): void {
+  const info = dev_iommu_priv_get<RiscvIommuInfo>(dev);
+  const ep = _ep(info);
+  const pri = ep.pri_enabled;
+  ep.ats_enabled = false;
+  ep.pri_enabled = false;
+  info.dc.tc &= ~_TC_ATS;
+  const dc = riscv_iommu_read_dc(iommu, dev);
+  dc.tc &= ~_TC_ATS;
+  riscv_iommu_iodir_update(iommu, dev, dc);
+  const pdev = to_pci_dev(dev);
+  if (pri) pci_disable_pri(pdev);
+  pci_disable_ats(pdev);
+  dev_err(
+    iommu.dev,
+    `${dev_name(dev)} (devid 0x${
+      dev.fwspec!.ids[0].toString(16)
+    }): ATS invalidation timed out; ATS${
+      pri ? " and PRI" : ""
+    } disabled, translated requests blocked`,
+  );
 }
 
 /*
@@ -873,6 +1018,7 @@ export function riscv_iommu_iopf_feature(opts: RiscvIommuIopfOptions = {}): Risc
     releaseDevice: riscv_iommu_disable_pdev,
     iotlbInval: riscv_iommu_iotlb_inval_ats,
     iodirInval: riscv_iommu_iodir_inval_ats,
+    cmdTimeout: riscv_iommu_ats_inval_timeout,
     attachRid: riscv_iommu_attach_rid,
     ops: {
       page_response: riscv_iommu_page_response,
