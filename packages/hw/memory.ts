@@ -7,8 +7,10 @@
  * dropped the same way. The IOMMU model turns those reasons into the spec's access-fault and
  * data-corruption causes; a test can read them directly.
  *
- * Hot paths (page walks, IOTLB fills) use the number-only accessors ({@linkcode PhysicalMemory.read32},
- * {@linkcode PhysicalMemory.load64}); the `bigint` accessors are for API edges.
+ * Hot paths use the number-only accessors ({@linkcode PhysicalMemory.read32},
+ * {@linkcode PhysicalMemory.load64}); the `bigint` accessors are for API edges. Page walks read
+ * page-table entries straight from a frame's words ({@linkcode PhysicalMemory.frameWords}), by
+ * page number, and fall back to the accessors only where a frame is not plain touched RAM.
  *
  * @module
  */
@@ -63,8 +65,18 @@ interface Injected {
   on: FaultOn;
 }
 
-/** Entries of the frame cache (a power of two). */
-const FRAME_CACHE = 1024;
+/**
+ * The frame cache's geometry, as a const enum so that its members are literals in the code (a
+ * module constant costs a load and a temporal-dead-zone check at every use).
+ */
+const enum Cache {
+  /** Entries (a power of two). */
+  SIZE = 1024,
+  /** Frames from this page number up are not cached (the tags are 32-bit). */
+  UNCACHED_PFN = 2 ** 31,
+}
+/** A Uint32Array reads words in the host's byte order: little-endian on every host Deno runs on. */
+const HOST_LE = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /**
  * Sparse physical memory and the MMIO routing of a machine.
@@ -94,9 +106,11 @@ export class PhysicalMemory {
   readonly #mmio: Region[] = [];
   #injected: Injected[] = [];
   // A direct-mapped cache of touched frames in front of the Map: page walks hop between a few
-  // table pages, and a Map lookup per PTE was a fifth of the walk's time.
-  readonly #cachePfn = new Float64Array(FRAME_CACHE).fill(-1);
-  readonly #cacheFrame: (DataView | undefined)[] = new Array(FRAME_CACHE).fill(undefined);
+  // table pages, and a Map lookup per PTE was a fifth of the walk's time. A slot's word view is
+  // made when a walk first asks for it.
+  readonly #cachePfn = new Int32Array(Cache.SIZE).fill(-1);
+  readonly #cacheFrame: (DataView | undefined)[] = new Array(Cache.SIZE).fill(undefined);
+  readonly #cacheWords: (Uint32Array | undefined)[] = new Array(Cache.SIZE).fill(undefined);
   #lastRam: Region | undefined = undefined;
 
   /** Number of frames that have been written at least once (RAM actually paid for). */
@@ -165,6 +179,22 @@ export class PhysicalMemory {
   mmioAt(pa: number): Region | undefined {
     for (const r of this.#mmio) if (pa >= r.base && pa < r.base + r.size) return r;
     return undefined;
+  }
+
+  /**
+   * The words of RAM frame `pfn` (word `i` holds bytes `4i` to `4i + 3`, little-endian), for a
+   * direct read by page number with no address arithmetic; undefined when the general accessors
+   * must answer instead: the frame is untouched (it reads as zeros), not RAM, at or above page
+   * 2^31, or any fault is injected anywhere.
+   */
+  frameWords(pfn: number): Uint32Array | undefined {
+    if (this.#injected.length !== 0) return undefined;
+    const slot = pfn & (Cache.SIZE - 1);
+    if (this.#cachePfn[slot] === pfn) {
+      const w = this.#cacheWords[slot];
+      if (w !== undefined) return w;
+    }
+    return this.#fillWords(pfn);
   }
 
   /** Reads a 32-bit value (unsigned), little-endian unless `be`. */
@@ -419,7 +449,7 @@ export class PhysicalMemory {
       }
       const pfn = Math.floor(a / PAGE_SIZE);
       if (byte === 0 && n === PAGE_SIZE) {
-        if (this.#frames.delete(pfn)) this.#cachePfn[pfn & (FRAME_CACHE - 1)] = -1;
+        if (this.#frames.delete(pfn)) this.#cachePfn[pfn & (Cache.SIZE - 1)] = -1;
       } else {
         const f = this.#frameFor(a, true)!;
         new Uint8Array(f.buffer, a & 0xfff, n).fill(byte);
@@ -464,7 +494,7 @@ export class PhysicalMemory {
    */
   #frameFor(pa: number, alloc: boolean): DataView | undefined {
     const pfn = Math.floor(pa / PAGE_SIZE);
-    const slot = pfn & (FRAME_CACHE - 1);
+    const slot = pfn & (Cache.SIZE - 1);
     if (this.#cachePfn[slot] === pfn) return this.#cacheFrame[slot];
     if (this.#ramAt(pa) === undefined) {
       this.fault = MEM_ACCESS_FAULT;
@@ -476,9 +506,26 @@ export class PhysicalMemory {
       f = new DataView(new ArrayBuffer(PAGE_SIZE));
       this.#frames.set(pfn, f);
     }
-    this.#cachePfn[slot] = pfn;
-    this.#cacheFrame[slot] = f;
+    if (pfn < Cache.UNCACHED_PFN) {
+      this.#cachePfn[slot] = pfn;
+      this.#cacheFrame[slot] = f;
+      this.#cacheWords[slot] = undefined;
+    }
     return f;
+  }
+
+  /** {@linkcode frameWords} past a cache miss: caches the frame with its word view. */
+  #fillWords(pfn: number): Uint32Array | undefined {
+    if (!HOST_LE || !(pfn >= 0 && pfn < Cache.UNCACHED_PFN)) return undefined;
+    // Only a frame that is RAM from its first byte to its last: a region may end inside one.
+    const base = pfn * PAGE_SIZE;
+    const r = this.#ramAt(base);
+    if (r === undefined || base + PAGE_SIZE > r.base + r.size) return undefined;
+    const f = this.#frameFor(base, false);
+    if (f === undefined) return undefined;
+    const w = new Uint32Array(f.buffer);
+    this.#cacheWords[pfn & (Cache.SIZE - 1)] = w;
+    return w;
   }
 
   #faulted(pa: number, len: number, write: boolean): boolean {
