@@ -4,25 +4,25 @@
  * G-stage translation of the first stage's implicit accesses (the Privileged spec's Sv39/48/57 and
  * Sv39x4/48x4/57x4, spec §2.3 "Process to translate an IOVA" steps 17 and 19).
  *
- * Addresses are handled as page numbers held in numbers (exact: below 2^52) plus a 12-bit offset,
- * so a walk allocates nothing and never needs `bigint` until it reports a fault.
+ * Addresses are handled as page numbers held in numbers (exact: below 2^52) plus a PTE index, so
+ * a walk allocates nothing and never needs `bigint` until it reports a fault. A PTE is read by
+ * its table's page number straight from the frame's words ({@linkcode PhysicalMemory.frameWords}):
+ * no byte address, no division, no frame lookup beyond one tag compare. Only a table page the
+ * words cannot serve (untouched, MMIO, not RAM, under an injected fault) and hardware A/D updates
+ * go through the memory's byte-addressed accessors, which report the access faults and poison.
  *
  * @module
  */
 
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
-import { TWO32 } from "../_u64.ts";
+import { byteSwap32, TWO32 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
-import { ACC_EXEC, ACC_WRITE } from "./request.ts";
 import {
-  PTE_A,
-  PTE_D,
   PTE_G,
   PTE_R,
   PTE_RESERVED_HI,
   PTE_RESERVED_HI_SVRSW60T59B,
   PTE_U,
-  PTE_V,
   PTE_W,
   PTE_X,
   RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
@@ -59,16 +59,41 @@ const ACCESS_FAULT = [
   RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
 ];
 
+/**
+ * The PTE bits the walk loops test (the Privileged spec's, as `PTE_*` in `structs.ts`; the walk
+ * tests exercise every one) and the access types (as `ACC_*` in `request.ts`), as a const enum:
+ * the transpiler writes its members into the code as literals, whereas a module constant,
+ * imported or not, costs a load and a temporal-dead-zone check at every use even in optimized
+ * code — a third of the walk's time.
+ */
+const enum B {
+  V = 1,
+  R = 2,
+  W = 4,
+  X = 8,
+  U = 16,
+  G = 32,
+  A = 64,
+  D = 128,
+  READ = 0,
+  WRITE = 1,
+  EXEC = 2,
+}
+
 /** Outcome of one G-stage translation, before it is turned into a cause. */
-const G_OK = 0;
-const G_PAGE_FAULT = 1;
-const G_ACCESS_FAULT = 2;
-const G_POISON = 3;
+const enum G {
+  OK = 0,
+  PAGE_FAULT = 1,
+  ACCESS_FAULT = 2,
+  POISON = 3,
+}
 
 /** What a G-stage translation is for: the transaction's own access or an implicit one. */
-const G_FINAL = 0;
-const G_IMPLICIT_READ = 1;
-const G_IMPLICIT_WRITE = 2;
+const enum GFor {
+  FINAL = 0,
+  IMPLICIT_READ = 1,
+  IMPLICIT_WRITE = 2,
+}
 
 /** GPA page-number width (GPA bits − 12) of Sv32x4, Sv39x4, Sv48x4, Sv57x4 by level count. */
 const GPA_PN_BITS = [0, 0, 22, 29, 38, 47];
@@ -81,14 +106,6 @@ const POW2: number[] = Array.from({ length: 54 }, (_, i) => 2 ** i);
  * cached entry never lets a write skip the D update), X, U and G.
  */
 export const PERM_BITS = PTE_R | PTE_W | PTE_X | PTE_U | PTE_G;
-
-/** `bits [pos, pos + width)` of the 52-bit value `hi:lo` (hi holds bits 51:32). */
-function _bits(lo: number, hi: number, pos: number, width: number): number {
-  const m = (1 << width) - 1;
-  if (pos >= 32) return (hi >>> (pos - 32)) & m;
-  if (pos + width <= 32) return (lo >>> pos) & m;
-  return ((lo >>> pos) | (hi << (32 - pos))) & m;
-}
 
 /** The low `k` bits (k ≤ 52) of the page number `hi:lo` (hi holds bits 51:32), as a number. */
 export function vpnLow(lo: number, hi: number, k: number): number {
@@ -182,16 +199,18 @@ export class PageWalker {
   iotval2 = 0n;
 
   readonly #mem: PhysicalMemory;
+  /** A PTE read by the byte-addressed accessors, as the frame's words would hold it. */
+  readonly #slow = new Uint32Array(2);
   readonly #pasPages: number;
-  readonly #reservedHi: number;
-  readonly #svpbmt: boolean;
+  /** High-word bits a PTE must have clear: the reserved ones, and PBMT without Svpbmt. */
+  readonly #zeroHi: number;
 
   /** Creates a walker over `mem` for an IOMMU with `caps`. */
   constructor(mem: PhysicalMemory, caps: IommuCaps) {
     this.#mem = mem;
     this.#pasPages = 2 ** Math.max(caps.pas - 12, 0);
-    this.#reservedHi = caps.svrsw60t59b ? PTE_RESERVED_HI_SVRSW60T59B : PTE_RESERVED_HI;
-    this.#svpbmt = caps.svpbmt;
+    this.#zeroHi = (caps.svrsw60t59b ? PTE_RESERVED_HI_SVRSW60T59B : PTE_RESERVED_HI) |
+      (caps.svpbmt ? 0 : 0x6000_0000);
   }
 
   /**
@@ -214,8 +233,9 @@ export class PageWalker {
     if (this.hpm !== null) this.#count(RISCV_IOMMU_HPMEVENT_S_VS_WALKS);
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
+    // VPN bits 58:27, the indices of Sv48's and Sv57's upper levels: no bit juggling per level.
+    const v27 = (vlo >>> 27) | (vhi << 5);
     const mem = this.#mem;
-    const w = sv32 ? 10 : 9;
     const pteSize = sv32 ? 4 : 8;
     const gOn = this.gLevels !== 0;
     const sbe = this.sbe;
@@ -227,62 +247,74 @@ export class PageWalker {
       // Sv39/48/57 and the IOMMU's first stage follow).
       let global = 0;
       for (let level = levels - 1;; level--) {
-        const off = _bits(vlo, vhi, level * w, w) * pteSize;
+        // Sv32's indices and the lower three levels' are bits of the low word, the upper ones v27's.
+        const idx = sv32
+          ? (vlo >>> (level * 10)) & 1023
+          : level < 3
+          ? (vlo >>> (level * 9)) & 511
+          : (v27 >>> (level * 9 - 27)) & 511;
         let spn = pn;
         if (gOn) {
-          const g = this.#g(pn, G_IMPLICIT_READ);
-          if (g !== G_OK) return this.#implicitFault(g, pn, off, false);
+          const g = this.#g(pn, GFor.IMPLICIT_READ);
+          if (g !== G.OK) return this.#implicitFault(g, pn, idx * pteSize, false);
           spn = this.gPn;
         }
         if (spn >= pasPages) return ACCESS_FAULT[acc];
-        const a = spn * 4096 + off;
+        let f = mem.frameWords(spn);
+        let i = sv32 ? idx : idx << 1;
+        if (f === undefined) {
+          const fault = this.#slowRead(spn, idx, pteSize);
+          if (fault !== 0) {
+            return fault === MEM_POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[acc];
+          }
+          f = this.#slow;
+          i = 0;
+        }
         let pte: number, pteHi: number;
         if (sv32) {
-          pte = mem.read32(a, sbe);
+          pte = sbe ? byteSwap32(f[i]) : f[i];
           pteHi = 0;
+        } else if (sbe) {
+          pte = byteSwap32(f[i + 1]);
+          pteHi = byteSwap32(f[i]);
         } else {
-          mem.load64(a, sbe);
-          pte = mem.lo;
-          pteHi = mem.hi;
+          pte = f[i];
+          pteHi = f[i + 1];
         }
-        if (mem.fault !== 0) {
-          return mem.fault === MEM_POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[acc];
-        }
-        if ((pte & PTE_V) === 0 || (pte & (PTE_R | PTE_W)) === PTE_W) return PAGE_FAULT[acc];
+        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return PAGE_FAULT[acc];
         if (!sv32 && !this.#pbmtOk(pteHi)) return PAGE_FAULT[acc];
-        if ((pte & (PTE_R | PTE_X)) === 0) {
+        if ((pte & (B.R | B.X)) === 0) {
           // Non-leaf: D, A, U, PBMT and N are reserved; running out of levels faults.
-          if (level === 0 || (pte & (PTE_D | PTE_A | PTE_U)) !== 0 || pteHi >>> 29 !== 0) {
+          if (level === 0 || (pte & (B.D | B.A | B.U)) !== 0 || pteHi >>> 29 !== 0) {
             return PAGE_FAULT[acc];
           }
-          global |= pte & PTE_G;
+          global |= pte & B.G;
           pn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
         const ppn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
-        if (!this.ats) {
-          const need = acc === ACC_EXEC ? PTE_X : acc === ACC_WRITE ? PTE_W : PTE_R;
-          if ((pte & need) === 0) return PAGE_FAULT[acc];
-        }
+        // R, W, X are PTE bits 1, 2, 3: the access type's is 2 << access.
+        if (!this.ats && (pte & (B.R << acc)) === 0) return PAGE_FAULT[acc];
         if (this.priv) {
           // S-mode: never execute U pages; read/write them only with SUM.
-          if ((pte & PTE_U) !== 0 && (acc === ACC_EXEC || !this.sum)) return PAGE_FAULT[acc];
-        } else if ((pte & PTE_U) === 0) return PAGE_FAULT[acc];
+          if ((pte & B.U) !== 0 && (acc === B.EXEC || !this.sum)) return PAGE_FAULT[acc];
+        } else if ((pte & B.U) === 0) return PAGE_FAULT[acc];
         const napot = pteHi >>> 31 !== 0;
-        let shift = level * w;
+        let shift = level * (sv32 ? 10 : 9);
         if (napot) {
           // Svnapot: only 64 KiB (level-0 leaf with PPN[3:0] = 1000b).
           if (level !== 0 || (ppn & 15) !== 8) return PAGE_FAULT[acc];
           shift = 4;
         } else if (shift !== 0 && ppn % POW2[shift] !== 0) return PAGE_FAULT[acc];
-        const wantD = this.dirty && (pte & PTE_W) !== 0;
-        if ((pte & PTE_A) === 0 || (wantD && (pte & PTE_D) === 0)) {
+        const wantD = this.dirty && (pte & B.W) !== 0;
+        if ((pte & B.A) === 0 || (wantD && (pte & B.D) === 0)) {
           if (!this.sade) return PAGE_FAULT[acc];
-          const upd = pte | PTE_A | (wantD ? PTE_D : 0);
-          let wa = a;
+          const upd = pte | B.A | (wantD ? B.D : 0);
+          const off = idx * pteSize;
+          let wa = spn * 4096 + off;
           if (gOn) {
-            const g = this.#g(pn, G_IMPLICIT_WRITE);
-            if (g !== G_OK) return this.#implicitFault(g, pn, off, true);
+            const g = this.#g(pn, GFor.IMPLICIT_WRITE);
+            if (g !== G.OK) return this.#implicitFault(g, pn, off, true);
             wa = this.gPn * 4096 + off;
           }
           let swapped: boolean;
@@ -301,9 +333,13 @@ export class PageWalker {
           pte = upd;
         }
         this.fsShift = shift;
-        this.fsPn = napot ? ppn - 8 + (vlo & 15) : ppn + vpnLow(vlo, vhi, shift);
-        this.fsPerm = (pte & (PTE_R | PTE_X | PTE_U)) | ((pte | global) & PTE_G) |
-          ((pte & (PTE_W | PTE_D)) === (PTE_W | PTE_D) ? PTE_W : 0);
+        this.fsPn = napot
+          ? ppn - 8 + (vlo & 15)
+          : shift === 0
+          ? ppn
+          : ppn + vpnLow(vlo, vhi, shift);
+        this.fsPerm = (pte & (B.R | B.X | B.U)) | ((pte | global) & B.G) |
+          ((pte & (B.W | B.D)) === (B.W | B.D) ? B.W : 0);
         this.fsPbmt = sv32 ? 0 : (pteHi >>> 29) & 3;
         return 0;
       }
@@ -315,13 +351,13 @@ export class PageWalker {
    * {@linkcode gPn} etc. set, or the fault cause (guest-page faults set {@linkcode iotval2}).
    */
   gStage(gpn: number, off: number): number {
-    const g = this.#g(gpn, G_FINAL);
-    if (g === G_OK) return 0;
-    if (g === G_PAGE_FAULT) {
+    const g = this.#g(gpn, GFor.FINAL);
+    if (g === G.OK) return 0;
+    if (g === G.PAGE_FAULT) {
       this.iotval2 = BigInt(gpn) << 12n | BigInt(off & 0xffc);
       return GUEST_PAGE_FAULT[this.access];
     }
-    return g === G_POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[this.access];
+    return g === G.POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[this.access];
   }
 
   /**
@@ -329,111 +365,141 @@ export class PageWalker {
    * {@linkcode gPn} set, or the fault cause of the transaction's access type.
    */
   implicitRead(gpn: number, off: number): number {
-    const g = this.#g(gpn, G_IMPLICIT_READ);
-    return g === G_OK ? 0 : this.#implicitFault(g, gpn, off, false);
+    const g = this.#g(gpn, GFor.IMPLICIT_READ);
+    return g === G.OK ? 0 : this.#implicitFault(g, gpn, off, false);
   }
 
   #implicitFault(g: number, gpn: number, off: number, write: boolean): number {
-    if (g === G_PAGE_FAULT) {
+    if (g === G.PAGE_FAULT) {
       this.iotval2 = BigInt(gpn) << 12n | BigInt(off & 0xffc) | (write ? 3n : 1n);
       return GUEST_PAGE_FAULT[this.access];
     }
-    return g === G_POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[this.access];
+    return g === G.POISON ? RISCV_IOMMU_FQ_CAUSE_PT_CORRUPTED : ACCESS_FAULT[this.access];
   }
 
   /** PBMT (62:61) and reserved bits (60:54) of a PTE's high word are acceptable. */
   #pbmtOk(hi: number): boolean {
-    if ((hi & this.#reservedHi) !== 0) return false;
-    const pbmt = (hi >>> 29) & 3;
-    return pbmt === 0 || (this.#svpbmt && pbmt !== 3);
+    // PBMT 3 is reserved even with Svpbmt.
+    return (hi & this.#zeroHi) === 0 && (hi & 0x6000_0000) !== 0x6000_0000;
   }
 
   /** Walks the G stage for GPA page `gpn`; returns a G_* outcome. */
   #g(gpn: number, kind: number): number {
     const levels = this.gLevels;
     const sv32x4 = levels === 2;
-    // GPA bits above the scheme's width (above 33 when SXL=1) must be zero.
-    if (gpn >= POW2[this.sxl ? 22 : GPA_PN_BITS[levels]]) return G_PAGE_FAULT;
+    // GPA bits above the scheme's width (above 33 when SXL=1) must be zero; only a GPA page
+    // number past 2^22 (16 GiB) needs the table.
+    if (gpn >= 4194304 && gpn >= POW2[this.sxl ? 22 : GPA_PN_BITS[levels]]) return G.PAGE_FAULT;
     if (this.hpm !== null) this.#count(RISCV_IOMMU_HPMEVENT_G_WALKS);
     const glo = gpn >>> 0;
-    const ghi = (gpn - glo) / TWO32;
+    const ghi = gpn < 4294967296 ? 0 : (gpn - glo) / TWO32;
+    // GPA page-number bits 58:27, the indices of Sv48x4's and Sv57x4's upper levels.
+    const g27 = (glo >>> 27) | (ghi << 5);
     const mem = this.#mem;
-    const w = sv32x4 ? 10 : 9;
+    const be = this.be;
     const pteSize = sv32x4 ? 4 : 8;
-    const acc = this.access;
+    // Implicit accesses need R (W to update A/D); the transaction's own access needs what it
+    // asks for (2 << access: R, W, X are PTE bits 1, 2, 3), except ATS requests, whose missing
+    // permissions are reported. G-stage leaves are checked as user accesses: U must be set too.
+    const need = B.U |
+      (kind === GFor.IMPLICIT_READ
+        ? B.R
+        : kind === GFor.IMPLICIT_WRITE
+        ? B.W
+        : this.ats
+        ? 0
+        : B.R << this.access);
+    const pasPages = this.#pasPages;
     walk: for (;;) {
       let pn = this.gRoot;
       for (let level = levels - 1;; level--) {
-        // The root level indexes 2 extra bits (16 KiB root table).
-        const idx = _bits(glo, ghi, level * w, level === levels - 1 ? w + 2 : w);
-        if (pn >= this.#pasPages) return G_ACCESS_FAULT;
-        const a = pn * 4096 + idx * pteSize;
+        // The root level indexes 2 extra bits (16 KiB root table); Sv32x4's indices and the lower
+        // three levels' are bits of the low word, the upper ones g27's.
+        const idx = sv32x4
+          ? (glo >>> (level * 10)) & (level === 1 ? 4095 : 1023)
+          : level < 3
+          ? (glo >>> (level * 9)) & (level === levels - 1 ? 2047 : 511)
+          : (g27 >>> (level * 9 - 27)) & (level === levels - 1 ? 2047 : 511);
+        if (pn >= pasPages) return G.ACCESS_FAULT;
+        let f = mem.frameWords(pn);
+        let i = sv32x4 ? idx : idx << 1;
+        if (f === undefined) {
+          const fault = this.#slowRead(pn, idx, pteSize);
+          if (fault !== 0) return fault === MEM_POISON ? G.POISON : G.ACCESS_FAULT;
+          f = this.#slow;
+          i = 0;
+        }
         let pte: number, pteHi: number;
         if (sv32x4) {
-          pte = mem.read32(a, this.be);
+          pte = be ? byteSwap32(f[i]) : f[i];
           pteHi = 0;
+        } else if (be) {
+          pte = byteSwap32(f[i + 1]);
+          pteHi = byteSwap32(f[i]);
         } else {
-          mem.load64(a, this.be);
-          pte = mem.lo;
-          pteHi = mem.hi;
+          pte = f[i];
+          pteHi = f[i + 1];
         }
-        if (mem.fault !== 0) return mem.fault === MEM_POISON ? G_POISON : G_ACCESS_FAULT;
-        if ((pte & PTE_V) === 0 || (pte & (PTE_R | PTE_W)) === PTE_W) return G_PAGE_FAULT;
-        if (!sv32x4 && !this.#pbmtOk(pteHi)) return G_PAGE_FAULT;
-        if ((pte & (PTE_R | PTE_X)) === 0) {
-          if (level === 0 || (pte & (PTE_D | PTE_A | PTE_U)) !== 0 || pteHi >>> 29 !== 0) {
-            return G_PAGE_FAULT;
+        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return G.PAGE_FAULT;
+        if (!sv32x4 && !this.#pbmtOk(pteHi)) return G.PAGE_FAULT;
+        if ((pte & (B.R | B.X)) === 0) {
+          if (level === 0 || (pte & (B.D | B.A | B.U)) !== 0 || pteHi >>> 29 !== 0) {
+            return G.PAGE_FAULT;
           }
           pn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
         const ppn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
-        // Implicit accesses need R (W to update A/D); the transaction's own access needs what
-        // it asks for, except ATS requests, whose missing permissions are reported.
-        const need = kind === G_IMPLICIT_READ
-          ? PTE_R
-          : kind === G_IMPLICIT_WRITE
-          ? PTE_W
-          : this.ats
-          ? 0
-          : acc === ACC_EXEC
-          ? PTE_X
-          : acc === ACC_WRITE
-          ? PTE_W
-          : PTE_R;
-        // G-stage leaves are checked as user accesses: U must be set.
-        if ((pte & need) !== need || (pte & PTE_U) === 0) return G_PAGE_FAULT;
+        if ((pte & need) !== need) return G.PAGE_FAULT;
         const napot = pteHi >>> 31 !== 0;
-        let shift = level * w;
+        let shift = level * (sv32x4 ? 10 : 9);
         if (napot) {
-          if (level !== 0 || (ppn & 15) !== 8) return G_PAGE_FAULT;
+          if (level !== 0 || (ppn & 15) !== 8) return G.PAGE_FAULT;
           shift = 4;
-        } else if (shift !== 0 && ppn % POW2[shift] !== 0) return G_PAGE_FAULT;
-        const wantD = kind === G_IMPLICIT_WRITE ||
-          (kind === G_FINAL && this.dirty && (pte & PTE_W) !== 0);
-        if ((pte & PTE_A) === 0 || (wantD && (pte & PTE_D) === 0)) {
-          if (!this.gade) return G_PAGE_FAULT;
-          const upd = pte | PTE_A | (wantD ? PTE_D : 0);
+        } else if (shift !== 0 && ppn % POW2[shift] !== 0) return G.PAGE_FAULT;
+        const wantD = kind === GFor.IMPLICIT_WRITE ||
+          (kind === GFor.FINAL && this.dirty && (pte & B.W) !== 0);
+        if ((pte & B.A) === 0 || (wantD && (pte & B.D) === 0)) {
+          if (!this.gade) return G.PAGE_FAULT;
+          const upd = pte | B.A | (wantD ? B.D : 0);
+          const a = pn * 4096 + idx * pteSize;
           let swapped: boolean;
           if (sv32x4) {
-            const cur = mem.read32(a, this.be);
+            const cur = mem.read32(a, be);
             swapped = mem.fault === 0 && cur === pte >>> 0;
-            if (swapped) mem.write32(a, upd >>> 0, this.be);
+            if (swapped) mem.write32(a, upd >>> 0, be);
           } else {
-            swapped = mem.cas64(a, pte >>> 0, pteHi >>> 0, upd >>> 0, pteHi >>> 0, this.be);
+            swapped = mem.cas64(a, pte >>> 0, pteHi >>> 0, upd >>> 0, pteHi >>> 0, be);
           }
-          if (mem.fault !== 0) return mem.fault === MEM_POISON ? G_POISON : G_ACCESS_FAULT;
+          if (mem.fault !== 0) return mem.fault === MEM_POISON ? G.POISON : G.ACCESS_FAULT;
           if (!swapped) continue walk;
           pte = upd;
         }
         this.gShift = shift;
-        this.gPn = napot ? ppn - 8 + (glo & 15) : ppn + vpnLow(glo, ghi, shift);
-        this.gPerm = (pte & (PTE_R | PTE_X)) |
-          ((pte & (PTE_W | PTE_D)) === (PTE_W | PTE_D) ? PTE_W : 0);
+        this.gPn = napot ? ppn - 8 + (glo & 15) : shift === 0 ? ppn : ppn + vpnLow(glo, ghi, shift);
+        this.gPerm = (pte & (B.R | B.X)) |
+          ((pte & (B.W | B.D)) === (B.W | B.D) ? B.W : 0);
         this.gPbmt = sv32x4 ? 0 : (pteHi >>> 29) & 3;
-        return G_OK;
+        return G.OK;
       }
     }
+  }
+
+  /**
+   * Reads the `size`-byte PTE at index `idx` of table page `pn` through the byte-addressed
+   * accessors into `#slow`, little-endian as a frame holds it; returns the MEM_* fault.
+   */
+  #slowRead(pn: number, idx: number, size: number): number {
+    const mem = this.#mem;
+    const a = pn * 4096 + idx * size;
+    if (size === 4) {
+      this.#slow[0] = mem.read32(a);
+    } else {
+      mem.load64(a);
+      this.#slow[0] = mem.lo;
+      this.#slow[1] = mem.hi;
+    }
+    return mem.fault;
   }
 
   #count(event: number): void {
