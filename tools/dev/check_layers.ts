@@ -79,7 +79,14 @@ export const HW_TIERS: readonly HwTier[] = [
   },
   {
     name: "walks, caches, MSI translation and the HPM",
-    files: ["iommu/walk.ts", "iommu/iotlb.ts", "iommu/context.ts", "iommu/msi.ts", "iommu/hpm.ts"],
+    files: [
+      "iommu/cache.ts",
+      "iommu/walk.ts",
+      "iommu/iotlb.ts",
+      "iommu/context.ts",
+      "iommu/msi.ts",
+      "iommu/hpm.ts",
+    ],
   },
   { name: "the translation core", files: ["iommu/translator.ts"] },
   {

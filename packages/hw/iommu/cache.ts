@@ -1,0 +1,169 @@
+/**
+ * The geometry of the IOMMU's translation caches — the IOTLB and the DDT and PDT caches (spec
+ * §2.8 "Caching in-memory data structures") — as a hardware variant: sets, ways and the policy that
+ * picks the way a fill evicts. The spec leaves all three to the implementation; the defaults are
+ * sizes a real IOMMU could have, so that the standard HPM events (IOTLB misses, DDT and PDT walks)
+ * count what they would on hardware.
+ *
+ * @module
+ */
+
+/**
+ * Which way of a full set a fill evicts:
+ * - `"plru"`: bit pseudo-LRU (an MRU bit per way) — every hit and fill sets its way's bit, and
+ *   when that would set them all, clears the others; the victim is the lowest way whose bit is
+ *   clear, so never the way used last, and with 2 ways exactly the least recently used one;
+ * - `"round-robin"`: the ways of a set in turn (FIFO): hits change nothing.
+ *
+ * Either way an invalid way is filled before a valid one is evicted.
+ */
+export type CacheReplacement = "plru" | "round-robin";
+
+/** Geometry of one set-associative cache. Unset fields come from the cache's default. */
+export interface CacheGeometry {
+  /** Number of sets: a power of two. */
+  sets?: number;
+  /** Ways per set: a power of two from 1 to 16. */
+  ways?: number;
+  /** The replacement policy. */
+  replacement?: CacheReplacement;
+}
+
+/** The geometries of an IOMMU's caches (the `cache` option of `Iommu`). */
+export interface CacheOptions {
+  /** The IOTLB: leaf translations. Default 1024 sets × 4 ways (4096 entries), pseudo-LRU. */
+  iotlb?: CacheGeometry;
+  /** The DDT cache: device contexts by device_id. Default 16 sets × 4 ways, pseudo-LRU. */
+  ddt?: CacheGeometry;
+  /**
+   * The PDT cache: process contexts by device_id and process_id. Default 32 sets × 4 ways,
+   * pseudo-LRU.
+   */
+  pdt?: CacheGeometry;
+}
+
+/** A cache geometry with every field set. */
+export type ResolvedGeometry = Readonly<Required<CacheGeometry>>;
+
+/**
+ * The default geometries, sizes a real IOMMU could have: an IOTLB of thousands of entries, 4-way,
+ * and context caches of a few dozen devices and a hundred-odd processes.
+ */
+export const DEFAULT_CACHE_GEOMETRY: Readonly<Record<keyof CacheOptions, ResolvedGeometry>> = Object
+  .freeze({
+    iotlb: Object.freeze({ sets: 1024, ways: 4, replacement: "plru" }),
+    ddt: Object.freeze({ sets: 16, ways: 4, replacement: "plru" }),
+    pdt: Object.freeze({ sets: 32, ways: 4, replacement: "plru" }),
+  });
+
+/** Most sets a cache may have (2^22: 4 Mi entries at one way). */
+const MAX_SETS = 1 << 22;
+
+function _pow2(n: number, max: number): boolean {
+  return Number.isInteger(n) && n >= 1 && n <= max && (n & (n - 1)) === 0;
+}
+
+/**
+ * Fills `opts` from the default of cache `which`; throws `RangeError` on a geometry no hardware
+ * could have or the model does not (sets or ways not a power of two, more than 16 ways, an
+ * unknown policy).
+ */
+export function resolveGeometry(
+  which: keyof CacheOptions,
+  opts: CacheGeometry = {},
+): ResolvedGeometry {
+  const g = { ...DEFAULT_CACHE_GEOMETRY[which], ...opts };
+  const what = `Cannot build the IOMMU: the ${which} cache's`;
+  if (!_pow2(g.sets, MAX_SETS)) {
+    throw new RangeError(`${what} sets ${g.sets} is not a power of two up to ${MAX_SETS}`);
+  }
+  if (!_pow2(g.ways, 16)) {
+    throw new RangeError(`${what} ways ${g.ways} is not a power of two up to 16`);
+  }
+  if (g.replacement !== "plru" && g.replacement !== "round-robin") {
+    throw new RangeError(`${what} replacement "${g.replacement}" is not plru or round-robin`);
+  }
+  return g;
+}
+
+/**
+ * The bookkeeping every set-associative cache of the IOMMU shares, as the base class of the
+ * IOTLB and the DDT/PDT caches (so that a hit reaches it without another object): the geometry,
+ * which ways of each set hold entries, and which way a fill takes — an invalid one if any, else
+ * the replacement policy's victim. The two words of a set share a host cache line; a hit costs one
+ * load and one store ({@linkcode touch}); nothing allocates.
+ */
+export class SetAssociative {
+  /** Number of sets. */
+  readonly sets: number;
+  /** Ways per set. */
+  readonly ways: number;
+  /** log2 of {@linkcode ways}. */
+  readonly waysLog2: number;
+  /** `sets - 1`: the set of an index `i` is `i & setMask`. */
+  readonly setMask: number;
+  /**
+   * Per set, two words: a bit per valid way, and the MRU bits (which round-robin updates too,
+   * and never reads: no branch on a hit).
+   */
+  readonly #s: Int32Array;
+  /** Per set: the next way in turn (round-robin). */
+  readonly #next: Int32Array;
+  /** A word with a bit for each way. */
+  readonly #full: number;
+  readonly #plru: boolean;
+
+  /** The bookkeeping of a cache of geometry `g`, every way invalid. */
+  constructor(g: ResolvedGeometry) {
+    this.sets = g.sets;
+    this.ways = g.ways;
+    this.waysLog2 = Math.log2(g.ways);
+    this.setMask = g.sets - 1;
+    this.#plru = g.replacement === "plru";
+    this.#s = new Int32Array(2 * g.sets);
+    this.#next = new Int32Array(this.#plru ? 0 : g.sets);
+    this.#full = (1 << g.ways) - 1;
+  }
+
+  /** Way `way` of `set` was just used. */
+  touch(set: number, way: number): void {
+    const s = this.#s;
+    const i = 2 * set + 1;
+    const mru = s[i] | (1 << way);
+    s[i] = mru === this.#full ? 1 << way : mru;
+  }
+
+  /**
+   * The way of `set` a new entry takes — the lowest invalid one, else the policy's victim —
+   * now valid and used last.
+   */
+  fill(set: number): number {
+    const s = this.#s;
+    const valid = s[2 * set];
+    let way: number;
+    if (valid !== this.#full) {
+      way = 31 - Math.clz32(~valid & (valid + 1));
+      s[2 * set] = valid | (1 << way);
+    } else if (this.#plru) {
+      // The lowest clear MRU bit; a set of one way has none.
+      const clear = ~s[2 * set + 1] & this.#full;
+      way = clear === 0 ? 0 : 31 - Math.clz32(clear & -clear);
+    } else {
+      way = this.#next[set];
+      this.#next[set] = (way + 1) & (this.ways - 1);
+    }
+    this.touch(set, way);
+    return way;
+  }
+
+  /** The way of slot `slot` (set × ways + way) no longer holds an entry. */
+  release(slot: number): void {
+    this.#s[2 * (slot >> this.waysLog2)] &= ~(1 << (slot & (this.ways - 1)));
+  }
+
+  /** Every way of every set is invalid, and no use is remembered (reset). */
+  releaseAll(): void {
+    this.#s.fill(0);
+    this.#next.fill(0);
+  }
+}
