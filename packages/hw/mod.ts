@@ -97,7 +97,14 @@ export {
   XLATE_FAULT,
   XLATE_OK,
 } from "./iommu/request.ts";
-export { type CacheOptions, Translator } from "./iommu/translator.ts";
+export { Translator } from "./iommu/translator.ts";
+export {
+  type CacheGeometry,
+  type CacheOptions,
+  type CacheReplacement,
+  DEFAULT_CACHE_GEOMETRY,
+  type ResolvedGeometry,
+} from "./iommu/cache.ts";
 export { type HpmEventSink } from "./iommu/hpm_event.ts";
 export {
   type HpmEvent,

@@ -3,6 +3,10 @@
  * misconfiguration checks, and the DDT/PDT caches (spec §2.1 "Device-Directory- Table" to §2.2
  * "Process-Directory-Table", §2.8 "Caching in-memory data structures").
  *
+ * The caches are set-associative with the `ddt` and `pdt` geometries of the cache option
+ * (`cache.ts`): a device context lives in the set its device_id's low bits select, a process
+ * context in the set of its process_id XOR device_id; a hit allocates nothing.
+ *
  * @module
  */
 
@@ -10,6 +14,7 @@ import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import { HPMEVENT_PDT_CACHE_HIT } from "./hpm_event.ts";
+import { type ResolvedGeometry, SetAssociative } from "./cache.ts";
 import type { AddressSpace, Iotlb } from "./iotlb.ts";
 import {
   RISCV_IOMMU_DC_EXT_SIZE,
@@ -236,6 +241,63 @@ export function ddtDeviceIdFits(mode: number, did: number, msiFlat: boolean): bo
 }
 
 /**
+ * A set-associative cache of contexts tagged by two non-negative 32-bit numbers (device_id, and
+ * process_id or 0); the set is their XOR's low bits.
+ */
+class _ContextCache<T> extends SetAssociative {
+  readonly #a: Int32Array;
+  readonly #b: Int32Array;
+  readonly #items: (T | undefined)[];
+
+  constructor(g: ResolvedGeometry) {
+    super(g);
+    const slots = g.sets * g.ways;
+    // An empty slot's tag is -1, which no device_id matches.
+    this.#a = new Int32Array(slots).fill(-1);
+    this.#b = new Int32Array(slots);
+    this.#items = new Array(slots).fill(undefined);
+  }
+
+  get(a: number, b: number): T | undefined {
+    const set = (a ^ b) & this.setMask;
+    const first = set << this.waysLog2;
+    for (let e = first; e < first + this.ways; e++) {
+      if (this.#a[e] === a && this.#b[e] === b) {
+        this.touch(set, e - first);
+        return this.#items[e];
+      }
+    }
+    return undefined;
+  }
+
+  /** Caches `item` (the caller has just missed): an invalid way, else the policy's victim. */
+  set(a: number, b: number, item: T): void {
+    const set = (a ^ b) & this.setMask;
+    const e = (set << this.waysLog2) + this.fill(set);
+    this.#a[e] = a;
+    this.#b[e] = b;
+    this.#items[e] = item;
+  }
+
+  /** Drops the entry tagged (`a`, `b`), or with `b` null every entry tagged `a`. */
+  drop(a: number, b: number | null): void {
+    for (let e = 0; e < this.#a.length; e++) {
+      if (this.#a[e] === a && (b === null || this.#b[e] === b)) {
+        this.#a[e] = -1;
+        this.#items[e] = undefined;
+        this.release(e);
+      }
+    }
+  }
+
+  clear(): void {
+    this.#a.fill(-1);
+    this.#items.fill(undefined);
+    this.releaseAll();
+  }
+}
+
+/**
  * Locates device and process contexts through the DDT and PDT, checks them, and caches the
  * ones that are valid and well formed (tagged by device_id, and by device_id + process_id).
  */
@@ -249,35 +311,33 @@ export class Directory {
   readonly #caps: IommuCaps;
   readonly #walker: PageWalker;
   readonly #tlb: Iotlb;
-  readonly #ddtEntries: number;
-  readonly #pdtEntries: number;
-  readonly #dcs = new Map<number, DeviceContext>();
-  readonly #pcs = new Map<number, ProcessContext>();
+  readonly #dcs: _ContextCache<DeviceContext>;
+  readonly #pcs: _ContextCache<ProcessContext>;
   readonly #w = new Uint32Array(16);
 
   /**
-   * Creates a directory reader; `walker` supplies fctl and the G stage for PDT accesses, `tlb`
-   * the address spaces of the contexts.
+   * Creates a directory reader with DDT and PDT caches of geometries `ddt` and `pdt`; `walker`
+   * supplies fctl and the G stage for PDT accesses, `tlb` the address spaces of the contexts.
    */
   constructor(
     mem: PhysicalMemory,
     caps: IommuCaps,
     walker: PageWalker,
     tlb: Iotlb,
-    ddtEntries: number,
-    pdtEntries: number,
+    ddt: ResolvedGeometry,
+    pdt: ResolvedGeometry,
   ) {
     this.#mem = mem;
     this.#caps = caps;
     this.#walker = walker;
     this.#tlb = tlb;
-    this.#ddtEntries = Math.max(1, ddtEntries);
-    this.#pdtEntries = Math.max(1, pdtEntries);
+    this.#dcs = new _ContextCache(ddt);
+    this.#pcs = new _ContextCache(pdt);
   }
 
   /** The cached DC of `did`, if any (and if `did` fits `ddtp.iommu_mode` `mode`). */
   cachedDc(mode: number, did: number): DeviceContext | undefined {
-    return this.#fits(mode, did) ? this.#dcs.get(did) : undefined;
+    return this.#fits(mode, did) ? this.#dcs.get(did, 0) : undefined;
   }
 
   /**
@@ -289,7 +349,7 @@ export class Directory {
     if (!this.#fits(mode, did)) return this.#fail(RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED);
     const ext = this.#caps.msiFlat;
     const b0 = ext ? 6 : 7;
-    const hit = this.#dcs.get(did);
+    const hit = this.#dcs.get(did, 0);
     if (hit !== undefined) return hit;
     const walker = this.#walker;
     if (walker.hpm !== null) {
@@ -329,8 +389,7 @@ export class Directory {
     if ((w[0] & RISCV_IOMMU_DC_TC_V) === 0) return this.#fail(RISCV_IOMMU_FQ_CAUSE_DDT_INVALID);
     const dc = this.#check(w, ext);
     if (dc === null) return this.#fail(RISCV_IOMMU_FQ_CAUSE_DDT_MISCONFIGURED);
-    if (this.#dcs.size >= this.#ddtEntries) this.#dcs.delete(this.#dcs.keys().next().value!);
-    this.#dcs.set(did, dc);
+    this.#dcs.set(did, 0, dc);
     return dc;
   }
 
@@ -341,8 +400,7 @@ export class Directory {
    * misconfigured, or the G-stage fault of an implicit access with {@linkcode iotval2}).
    */
   locatePc(dc: DeviceContext, did: number, pid: number): ProcessContext | null {
-    const key = did * 1048576 + pid;
-    const hit = this.#pcs.get(key);
+    const hit = this.#pcs.get(did, pid);
     const walker = this.#walker;
     if (hit !== undefined) {
       if (walker.hpm !== null) {
@@ -383,8 +441,7 @@ export class Directory {
       return this.#fail(RISCV_IOMMU_FQ_CAUSE_PDT_MISCONFIGURED);
     }
     const pc = new ProcessContext(ta, fscLo, fscHi, fsLevels, dc, this.#tlb);
-    if (this.#pcs.size >= this.#pdtEntries) this.#pcs.delete(this.#pcs.keys().next().value!);
-    this.#pcs.set(key, pc);
+    this.#pcs.set(did, pid, pc);
     return pc;
   }
 
@@ -394,15 +451,13 @@ export class Directory {
       this.flush();
       return;
     }
-    this.#dcs.delete(did);
-    for (const key of this.#pcs.keys()) {
-      if (Math.floor(key / 1048576) === did) this.#pcs.delete(key);
-    }
+    this.#dcs.drop(did, 0);
+    this.#pcs.drop(did, null);
   }
 
   /** IODIR.INVAL_PDT: drops the PC of (`did`, `pid`). */
   invalPdt(did: number, pid: number): void {
-    this.#pcs.delete(did * 1048576 + pid);
+    this.#pcs.drop(did, pid);
   }
 
   /** Drops every cached DC and PC. */

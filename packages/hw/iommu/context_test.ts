@@ -31,6 +31,8 @@ import {
   RISCV_IOMMU_DC_TC_SXL,
   RISCV_IOMMU_DC_TC_T2GPA,
   RISCV_IOMMU_DC_TC_V,
+  RISCV_IOMMU_HPMEVENT_DD_WALK,
+  RISCV_IOMMU_HPMEVENT_PD_WALK,
 } from "./structs.ts";
 
 const SV39 = 8, SV48 = 9, SV57 = 10;
@@ -463,7 +465,7 @@ Deno.test("DDT cache never holds an invalid or misconfigured DC", () => {
 });
 
 Deno.test("DDT cache evicts to its capacity and still translates every device", () => {
-  const env = testIommuEnv({}, 4, { ddtEntries: 1, iotlbEntries: 64 });
+  const env = testIommuEnv({}, 4, { ddt: { sets: 1, ways: 1 }, iotlb: { sets: 16, ways: 4 } });
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   pt.map(0x1000, DATA);
   for (const did of [1, 2, 3]) {
@@ -472,6 +474,69 @@ Deno.test("DDT cache evicts to its capacity and still translates every device", 
   for (let i = 0; i < 6; i++) {
     assert.equal(testTranslate(env.tr, testRequest(1 + i % 3, 0x1000)).pa, DATA);
   }
+});
+
+/** Counts the HPM events the translator of `env` signals, by event ID. */
+function hpmCounts(env: TestIommuEnv): Map<number, number> {
+  const counts = new Map<number, number>();
+  env.tr.addEventObserver({
+    count: (id: number) => void counts.set(id, (counts.get(id) ?? 0) + 1),
+  });
+  return counts;
+}
+
+Deno.test("DDT cache geometry: in one set of two ways a third device evicts the DC used longest ago, whose next request walks the DDT again (HPM event 5)", () => {
+  const env = testIommuEnv({}, 4, { ddt: { sets: 1, ways: 2 } });
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  pt.map(0x1000, DATA);
+  for (const did of [1, 2, 3]) {
+    env.ddt.set(did, { fsc: encodeAtp(SV39, pt.root), ta: encodeDcTa(did) });
+  }
+  const counts = hpmCounts(env);
+  const walks = (did: number) => {
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).pa, DATA);
+    return counts.get(RISCV_IOMMU_HPMEVENT_DD_WALK) ?? 0;
+  };
+  assert.deepEqual([walks(1), walks(2), walks(1)], [1, 2, 2]);
+  assert.equal(walks(3), 3, "evicts the DC of device 2");
+  assert.equal(walks(1), 3, "device 1's DC, used last, stayed");
+  assert.equal(walks(2), 4, "device 2's DC is walked again");
+});
+
+Deno.test("DDT cache geometry: a DC lives in the set its device_id's low bits select", () => {
+  const env = testIommuEnv({}, 4, { ddt: { sets: 2, ways: 1 } });
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  pt.map(0x1000, DATA);
+  for (const did of [1, 2, 3]) {
+    env.ddt.set(did, { fsc: encodeAtp(SV39, pt.root), ta: encodeDcTa(did) });
+  }
+  const counts = hpmCounts(env);
+  const walks = (did: number) => {
+    assert.equal(testTranslate(env.tr, testRequest(did, 0x1000)).pa, DATA);
+    return counts.get(RISCV_IOMMU_HPMEVENT_DD_WALK) ?? 0;
+  };
+  assert.deepEqual([walks(1), walks(2), walks(3)], [1, 2, 3]);
+  assert.equal(walks(2), 3, "device 2 (set 0) kept its DC");
+  assert.equal(walks(1), 4, "device 3 took set 1 from device 1");
+});
+
+Deno.test("PDT cache geometry: in one set of two ways a third process evicts the PC used longest ago, whose next request walks the PDT again (HPM event 6)", () => {
+  const env = testIommuEnv({}, 4, { pdt: { sets: 1, ways: 2 } });
+  const pdt = new PdtBuilder(env.mem, env.alloc, PD8);
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  pt.map(0x1000, DATA);
+  for (const pid of [1, 2, 3]) pdt.set(pid, encodePcTa(pid), encodeAtp(SV39, pt.root));
+  env.ddt.set(1, { tc: RISCV_IOMMU_DC_TC_PDTV, fsc: encodeAtp(PD8, pdt.root) });
+  const counts = hpmCounts(env);
+  const walks = (pid: number) => {
+    const r = testTranslate(env.tr, testRequest(1, 0x1000, { pidValid: true, pid }));
+    assert.equal(r.pa, DATA);
+    return counts.get(RISCV_IOMMU_HPMEVENT_PD_WALK) ?? 0;
+  };
+  assert.deepEqual([walks(1), walks(2), walks(1)], [1, 2, 2]);
+  assert.equal(walks(3), 3, "evicts the PC of process 2");
+  assert.equal(walks(1), 3, "process 1's PC, used last, stayed");
+  assert.equal(walks(2), 4, "process 2's PC is walked again");
 });
 
 Deno.test("endianness: the DDT follows fctl.BE", () => {

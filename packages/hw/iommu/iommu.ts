@@ -49,7 +49,7 @@ import {
   setIova,
   type TranslationPort,
   type TranslationResult,
-  XLATE_FAULT,
+  type XLATE_FAULT,
   XLATE_OK,
 } from "./request.ts";
 import {
@@ -122,7 +122,8 @@ import {
   RISCV_IOMMU_FQ_TTYP_NONE,
   RISCV_IOMMU_FQ_TTYP_PCIE_MSG_REQ,
 } from "./structs.ts";
-import { type CacheOptions, Translator } from "./translator.ts";
+import type { CacheOptions } from "./cache.ts";
+import { Translator } from "./translator.ts";
 
 /**
  * Told of each command the command queue consumes (`cqh` moves past it), wherever that happens:
@@ -166,7 +167,10 @@ export interface IommuOptions {
   hpm?: HpmOptions;
   /** `ddtp.iommu_mode` after reset. Default "off" (the spec's recommendation). */
   resetMode?: "off" | "bare";
-  /** Translation cache sizes. */
+  /**
+   * Geometry of the translation caches (IOTLB, DDT and PDT caches: sets, ways, replacement
+   * policy); unset fields come from `DEFAULT_CACHE_GEOMETRY`.
+   */
   cache?: CacheOptions;
   /** Device-directory depths `ddtp` accepts (WARL); default all of 1, 2, 3. */
   ddtLevels?: readonly (1 | 2 | 3)[];
@@ -444,18 +448,23 @@ export class Iommu implements MmioHandler, TranslationPort, PageRequestPort {
    */
   translate(req: InboundRequest, res: TranslationResult): void {
     this.translator.translate(req, res);
-    if (res.status === XLATE_FAULT && res.reported) {
-      res.reported = this.#fault(
-        res.cause,
-        res.ttyp,
-        req.deviceId,
-        req.pidValid,
-        req.pid,
-        req.priv,
-        res.iotval,
-        res.iotval2,
-      );
-    }
+    // XLATE_FAULT as a literal: a module constant would cost a load and a check per request.
+    if (res.status === (1 satisfies typeof XLATE_FAULT) && res.reported) this.#record(req, res);
+  }
+
+  /** Writes the fault record of `res`; clears `res.reported` if it was dropped. */
+  #record(req: InboundRequest, res: TranslationResult): void {
+    // Out of translate(), which then stays small enough to be inlined into its callers.
+    res.reported = this.#fault(
+      res.cause,
+      res.ttyp,
+      req.deviceId,
+      req.pidValid,
+      req.pid,
+      req.priv,
+      res.iotval,
+      res.iotval2,
+    );
   }
 
   /**

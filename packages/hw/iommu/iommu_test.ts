@@ -137,7 +137,7 @@ Deno.test("register map: every register at its offset of spec §5.1 (Register la
     }
     for (let off = 0; off < 0x1000; off += 4) {
       const [size, reset, ones, base] = table.get(off) ?? [4, 0n, 0n, off];
-      const { iommu } = make({ cache: { iotlbEntries: 16 } }, capsOpt);
+      const { iommu } = make({ cache: { iotlb: { sets: 4, ways: 4 } } }, capsOpt);
       const where = `0x${off.toString(16)}`;
       assert.equal(iommu.read32(off), Number(reset & 0xffff_ffffn), `${where} reset`);
       if (size === 8) iommu.write64(base, ONES);
@@ -460,6 +460,16 @@ Deno.test("icvec: each field keeps log2(icvecVectors) bits (WARL probe with 0xF)
     assert.equal(iommu.read64(R.RISCV_IOMMU_REG_ICVEC), expect, `${n} vectors`);
   }
   assert.throws(() => make({ icvecVectors: 3 }), RangeError);
+});
+
+Deno.test("cache option: a cache geometry the model cannot build is a RangeError naming the cache", () => {
+  assert.throws(() => make({ cache: { iotlb: { sets: 1000 } } }), {
+    name: "RangeError",
+    message: /iotlb cache's sets 1000/,
+  });
+  assert.throws(() => make({ cache: { ddt: { ways: 3 } } }), /ddt cache's ways 3/);
+  assert.throws(() => make({ cache: { pdt: { ways: 64 } } }), /pdt cache's ways 64/);
+  make({ cache: { iotlb: { sets: 1 << 17, ways: 4 }, ddt: { sets: 1, ways: 1 } } });
 });
 
 Deno.test("msi_cfg_tbl: ADDR 55:2 WARL, 32-bit data, only M in vec_ctl (spec §5.28, MSI configuration table)", () => {

@@ -4,19 +4,24 @@
  * is), by GSCID and GPA for G-stage-only translations — with the exact IOTINVAL.VMA / IOTINVAL.GVMA
  * semantics.
  *
- * A hit reads one 16-byte entry of an Int32Array (tag, address-space id, output page, permissions),
- * direct-mapped by a hash of the page number and the address space, and allocates nothing; what
- * only invalidations need lives in a second array. A superpage (or Svnapot 64 KiB page) is one
- * entry of its size: a lookup probes the 4 KiB slot first and tries the other sizes only while
- * entries of those sizes exist. Each entry also remembers the sizes of its first-stage and G-stage
- * leaves and the G-stage leaf's GPA, so an invalidation by address drops every entry derived from
- * the leaf it names (including combined IOVA→SPA entries whose GPA matches an IOTINVAL.GVMA).
- * Identity (both stages Bare) and MSI translations are never cached.
+ * It is set-associative, with the geometry and replacement policy of the `iotlb` cache option
+ * (`cache.ts`): an entry lives in the set its page number (XOR a hash of its address space, so
+ * that devices using the same IOVAs do not crowd one set) selects, in any of the set's ways. A hit
+ * compares the ways' 16-byte tags in an Int32Array (page-number key, size class, address-space
+ * id, info) and reads the output address from a Float64Array; it allocates nothing and updates
+ * the replacement state with one store. A superpage (or Svnapot 64 KiB page) is one entry of its
+ * size, in the set of its own key: a lookup probes the 4 KiB set first and the other sizes only
+ * while entries of those sizes exist. Each entry also remembers the sizes of its first-stage and
+ * G-stage leaves and the G-stage leaf's GPA, so an invalidation by address drops every entry
+ * derived from the leaf it names (including combined IOVA→SPA entries whose GPA matches an
+ * IOTINVAL.GVMA). Identity (both stages Bare) and MSI translations are never cached.
  *
  * @module
  */
 
 import { TWO32 } from "../_u64.ts";
+import { type CacheGeometry, resolveGeometry, SetAssociative } from "./cache.ts";
+import type { TranslationResult, XLATE_OK } from "./request.ts";
 import { vpnLow } from "./walk.ts";
 
 /** log2 of the entry size in pages, per size class: 4 KiB, 64 KiB, 2 MiB, 4 MiB, 1 GiB, 512
@@ -25,26 +30,36 @@ const CLASS_SHIFT = [0, 4, 9, 10, 18, 27, 36];
 const SHIFT_CLASS: number[] = Array.from({ length: 37 }, (_, s) => CLASS_SHIFT.indexOf(s));
 const CLASS_BYTES = CLASS_SHIFT.map((s) => 4096 * 2 ** s);
 const CLASS_SALT = [0, 0x27d4eb2f, 0x165667b1, 0x61c88647, 0x3243f6a9, 0x7f4a7c15, 0x2545f491];
-const VALID = 1 << 23;
-/** Address-space ids are 20 bits; id 0 is never used. */
-const MAX_ID = (1 << 20) - 1;
-
-// Words of a hot entry (4 per slot).
-const TAG_LO = 0; // page-number key (page number >> size), bits 31:0
-const TAG_HI = 1; // key bits 51:32 | size class << 20 | VALID | info << 24
-const ID_PN = 2; // address-space id | output page number bits 43:32 << 20
-const PN_LO = 3; // output page number of the entry's first page, bits 31:0
-// Words of a cold entry (4 per slot): leaf sizes, GPA page where the G-stage leaf starts.
-const SHIFTS = 0; // first-stage leaf log2 pages | G-stage leaf log2 pages << 8
-const GPN_LO = 1;
-const GPN_HI = 2;
+/**
+ * An entry's tag words: 4 per slot (16 bytes, so that a 4-way set is one host cache line when it
+ * is aligned). A const enum, so that its members are literals in the code: a module constant
+ * costs a load and a temporal-dead-zone check at every use.
+ */
+const enum E {
+  /** Page-number key (page number >> size), bits 31:0. */
+  KEY_LO = 0,
+  /** Key bits 51:32 | size class << 20 | VALID. */
+  KEY_HI = 1,
+  /** Address-space id. */
+  ID = 2,
+  /** Info bits 7:0 | first-stage leaf log2 pages << 8 | G-stage leaf's << 16. */
+  INFO = 3,
+  /** KEY_HI bit: the entry is valid. */
+  VALID = 1 << 23,
+  /** Address-space ids are 20 bits; id 0 is never used. */
+  MAX_ID = (1 << 20) - 1,
+  /** Info bit: the entry has no first stage. */
+  FS_BARE = 1 << 5,
+  /** Bit position of the resolved PBMT in an entry's info. */
+  PBMT_SHIFT = 6,
+}
 
 /** Info bits of an entry: R, W (only once D is set), X, U, G as 1, 2, 4, 8, 16. */
 export const INFO_PERM = 0x1f;
 /** Info bit: the entry has no first stage, so no U/SUM check applies on a hit. */
-export const INFO_FS_BARE = 1 << 5;
+export const INFO_FS_BARE: number = E.FS_BARE;
 /** Bit position of the resolved PBMT in an entry's info. */
-export const INFO_PBMT_SHIFT = 6;
+export const INFO_PBMT_SHIFT: number = E.PBMT_SHIFT;
 
 /** An IOTLB address space: whether the first and G stages are active, GSCID and PSCID. */
 export class AddressSpace {
@@ -77,26 +92,30 @@ export class AddressSpace {
   }
 }
 
-/** The IOTLB of one IOMMU. Slots are addressed by the index of their first hot word. */
-export class Iotlb {
+/** The IOTLB of one IOMMU. Slots are numbered set × ways + way. */
+export class Iotlb extends SetAssociative {
   readonly #t: Int32Array;
-  readonly #cold: Int32Array;
+  /** Per slot: the output address of the entry's first page. */
+  readonly #pa: Float64Array;
+  /** Per slot of an entry made through a G stage: the GPA page where its leaf starts. */
+  readonly #gpn: Float64Array;
   readonly #live: Int32Array;
   readonly #perClass = new Int32Array(CLASS_SHIFT.length);
-  readonly #mask: number;
   readonly #spaces = new Map<number, AddressSpace>();
   #byId: (AddressSpace | undefined)[] = [undefined];
   #gen = 0;
   #n = 0;
   #supers = 0;
 
-  /** Creates an IOTLB of `entries` slots (rounded up to a power of two). */
-  constructor(entries: number) {
-    const size = 2 ** Math.max(0, Math.ceil(Math.log2(Math.max(1, entries))));
-    this.#mask = size - 1;
-    this.#t = new Int32Array(size * 4);
-    this.#cold = new Int32Array(size * 4);
-    this.#live = new Int32Array(size);
+  /** Creates an IOTLB of `geometry` (unset fields from the `iotlb` default). */
+  constructor(geometry: CacheGeometry = {}) {
+    const g = resolveGeometry("iotlb", geometry);
+    super(g);
+    const slots = g.sets * g.ways;
+    this.#t = new Int32Array(slots * 4);
+    this.#pa = new Float64Array(slots);
+    this.#gpn = new Float64Array(slots);
+    this.#live = new Int32Array(slots);
   }
 
   /** Number of valid entries. */
@@ -115,43 +134,70 @@ export class Iotlb {
     return as;
   }
 
-  /** The slot caching page `vhi:vlo` (bits 51:32 and 31:0) of address space `as`, or -1. */
+  /**
+   * The slot caching page `vhi:vlo` (bits 51:32 and 31:0) of address space `as`, or -1. A hit
+   * counts as a use for the replacement policy.
+   */
   lookup(vlo: number, vhi: number, as: AddressSpace): number {
+    // Small enough for the engine to inline into the translator's fast path.
     if (as.gen !== this.#gen) this.#number(as);
     const t = this.#t;
-    const e = ((vlo ^ as.hash) & this.#mask) << 2;
-    if (
-      t[e + TAG_LO] === vlo && (t[e + TAG_HI] & 0xffffff) === (vhi | VALID) &&
-      (t[e + ID_PN] & MAX_ID) === as.id
-    ) {
-      return e;
+    const set = (vlo ^ as.hash) & this.setMask;
+    const hi = vhi | E.VALID;
+    for (let way = 0, k = set << this.waysLog2 << 2; way < this.ways; way++, k += 4) {
+      if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
+        this.touch(set, way);
+        return k >> 2;
+      }
     }
     return this.#supers === 0 ? -1 : this.#lookupSuper(vlo, vhi, as);
   }
 
   /** Info of slot `e`: {@linkcode INFO_PERM} bits, {@linkcode INFO_FS_BARE}, PBMT. */
   info(e: number): number {
-    return this.#t[e + TAG_HI] >>> 24;
+    return this.#t[(e << 2) + E.INFO] & 0xff;
   }
 
-  /** Physical address of offset `off` of page `vhi:vlo` through the entry in slot `e`. */
-  paOf(e: number, vlo: number, vhi: number, off: number): number {
+  /**
+   * Answers offset `off` of page `vhi:vlo` into `res` from the entry in slot `e` when its info
+   * has every bit of `need`; returns whether it did.
+   */
+  answer(
+    e: number,
+    vlo: number,
+    vhi: number,
+    off: number,
+    need: number,
+    res: TranslationResult,
+  ): boolean {
     const t = this.#t;
-    const pn = (t[e + ID_PN] >>> 20) * TWO32 + (t[e + PN_LO] >>> 0);
-    const c = (t[e + TAG_HI] >>> 20) & 7;
-    if (c === 0) return pn * 4096 + off;
-    return (pn + vpnLow(vlo, vhi, CLASS_SHIFT[c])) * 4096 + off;
-  }
-
-  /** Size in bytes of the range the entry in slot `e` maps. */
-  sizeOf(e: number): number {
-    return CLASS_BYTES[(this.#t[e + TAG_HI] >>> 20) & 7];
+    const info = t[(e << 2) + E.INFO] & 0xff;
+    if ((info & need) !== need) return false;
+    const c = (t[(e << 2) + E.KEY_HI] >>> 20) & 7;
+    const pa = this.#pa[e] + off;
+    res.status = 0 satisfies typeof XLATE_OK;
+    res.perm = info & 7;
+    res.pbmt = (info >>> E.PBMT_SHIFT) & 3;
+    // 4 KiB entries need no table (a module array costs a load and a check per use).
+    if (c === 0) {
+      res.pa = pa;
+      res.size = 4096;
+    } else {
+      res.pa = pa + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096;
+      res.size = CLASS_BYTES[c];
+    }
+    res.global = false;
+    res.untranslatedOnly = false;
+    return true;
   }
 
   /**
    * Caches the translation of page `vhi:vlo` in address space `as`: an entry of `2^shift`
    * pages whose first page maps to `basePn`, with `info` bits; its first-stage and G-stage
-   * leaves span `2^fsShift` and `2^gShift` pages, the latter from GPA page `gLeafPn`.
+   * leaves span `2^fsShift` and `2^gShift` pages, the latter from GPA page `gLeafPn`. `hint` is
+   * the slot a lookup of this page found with permissions the request could not use (the walk
+   * that follows may have set D), or -1: the entry replaces it if it is the same page and size;
+   * else the entry takes an invalid way of its set, else the way the replacement policy picks.
    */
   insert(
     vlo: number,
@@ -163,33 +209,50 @@ export class Iotlb {
     fsShift: number,
     gShift: number,
     gLeafPn: number,
+    hint = -1,
   ): void {
     if (as.gen !== this.#gen) this.#number(as);
-    const c = SHIFT_CLASS[shift];
-    let klo = vlo, khi = vhi;
-    if (shift >= 32) {
-      klo = vhi >>> (shift - 32);
-      khi = 0;
-    } else if (shift !== 0) {
-      klo = (vlo >>> shift) | (vhi << (32 - shift));
-      khi = vhi >>> shift;
+    let c = 0, klo = vlo, khi = vhi, salt = 0;
+    if (shift !== 0) {
+      c = SHIFT_CLASS[shift];
+      salt = CLASS_SALT[c];
+      if (shift >= 32) {
+        klo = vhi >>> (shift - 32);
+        khi = 0;
+      } else {
+        klo = (vlo >>> shift) | (vhi << (32 - shift));
+        khi = vhi >>> shift;
+      }
+      klo |= 0;
     }
     const t = this.#t;
-    const e = ((klo ^ as.hash ^ CLASS_SALT[c]) & this.#mask) << 2;
-    const old = t[e + TAG_HI];
-    if ((old & VALID) !== 0) this.#uncount((old >>> 20) & 7);
-    else this.#live[this.#n++] = e;
-    t[e + TAG_LO] = klo;
-    t[e + TAG_HI] = khi | (c << 20) | VALID | (info << 24);
-    t[e + ID_PN] = as.id | (((basePn - (basePn >>> 0)) / TWO32) << 20);
-    t[e + PN_LO] = basePn >>> 0;
-    const cold = this.#cold;
-    const gLo = gLeafPn >>> 0;
-    cold[e + SHIFTS] = fsShift | (gShift << 8);
-    cold[e + GPN_LO] = gLo;
-    cold[e + GPN_HI] = (gLeafPn - gLo) / TWO32;
-    this.#perClass[c]++;
-    if (c !== 0) this.#supers++;
+    const set = (klo ^ as.hash ^ salt) & this.setMask;
+    const first = set << this.waysLog2;
+    const hi = khi | (c << 20) | E.VALID;
+    let e: number;
+    if (
+      hint >= 0 && t[(hint << 2) + E.KEY_HI] === hi && t[hint << 2] === klo &&
+      t[(hint << 2) + E.ID] === as.id
+    ) {
+      e = hint;
+      this.touch(set, e - first);
+    } else {
+      e = first + this.fill(set);
+    }
+    const k = e << 2;
+    const old = t[k + E.KEY_HI];
+    if ((old & E.VALID) === 0) this.#live[this.#n++] = e;
+    else if ((old & (7 << 20)) !== 0) this.#uncount((old >>> 20) & 7);
+    t[k] = klo;
+    t[k + E.KEY_HI] = hi;
+    t[k + E.ID] = as.id;
+    t[k + E.INFO] = info | (fsShift << 8) | (gShift << 16);
+    this.#pa[e] = basePn * 4096;
+    if (as.gv) this.#gpn[e] = gLeafPn;
+    if (c !== 0) {
+      this.#perClass[c]++;
+      this.#supers++;
+    }
   }
 
   /**
@@ -207,18 +270,18 @@ export class Iotlb {
     endPn: number,
   ): void {
     const t = this.#t;
-    for (let k = this.#n - 1; k >= 0; k--) {
-      const e = this.#live[k];
-      const as = this.#byId[t[e + ID_PN] & MAX_ID]!;
+    for (let j = this.#n - 1; j >= 0; j--) {
+      const k = this.#live[j] << 2;
+      const as = this.#byId[t[k + E.ID]]!;
       if (!as.fs || as.gv !== gv || (gv && as.gscid !== gscid)) continue;
-      if (pscv && (as.pscid !== pscid || (this.info(e) & 16) !== 0)) continue;
+      if (pscv && (as.pscid !== pscid || (t[k + E.INFO] & 16) !== 0)) continue;
       if (av) {
-        const size = 2 ** (this.#cold[e + SHIFTS] & 0xff);
-        const vpn = this.#vpnOf(e);
+        const size = 2 ** ((t[k + E.INFO] >>> 8) & 0xff);
+        const vpn = this.#vpnOf(k);
         const base = vpn - vpn % size;
         if (base >= endPn || base + size <= startPn) continue;
       }
-      this.#remove(k, e);
+      this.#remove(j, k);
     }
   }
 
@@ -227,34 +290,35 @@ export class Iotlb {
    * `gscid`, or with `av` those whose G-stage leaf overlaps GPA pages [`startPn`, `endPn`).
    */
   invalGvma(gv: boolean, gscid: number, av: boolean, startPn: number, endPn: number): void {
-    const cold = this.#cold;
-    for (let k = this.#n - 1; k >= 0; k--) {
-      const e = this.#live[k];
-      const as = this.#byId[this.#t[e + ID_PN] & MAX_ID]!;
+    const t = this.#t;
+    for (let j = this.#n - 1; j >= 0; j--) {
+      const k = this.#live[j] << 2;
+      const as = this.#byId[t[k + E.ID]]!;
       if (!as.gv) continue;
       if (gv) {
         if (as.gscid !== gscid) continue;
         if (av) {
-          const base = cold[e + GPN_HI] * TWO32 + (cold[e + GPN_LO] >>> 0);
-          const size = 2 ** (cold[e + SHIFTS] >>> 8);
+          const base = this.#gpn[k >> 2];
+          const size = 2 ** (t[k + E.INFO] >>> 16);
           if (base >= endPn || base + size <= startPn) continue;
         }
       }
-      this.#remove(k, e);
+      this.#remove(j, k);
     }
   }
 
-  /** Drops every entry. */
+  /** Drops every entry and forgets the replacement state. */
   flush(): void {
-    for (let k = 0; k < this.#n; k++) this.#t[this.#live[k] + TAG_HI] = 0;
+    for (let j = 0; j < this.#n; j++) this.#t[(this.#live[j] << 2) + E.KEY_HI] = 0;
     this.#perClass.fill(0);
+    this.releaseAll();
     this.#n = 0;
     this.#supers = 0;
   }
 
   /** Gives `as` an id of the current generation; when ids run out, flushes and starts anew. */
   #number(as: AddressSpace): void {
-    if (this.#byId.length > MAX_ID) {
+    if (this.#byId.length > E.MAX_ID) {
       this.flush();
       this.#spaces.clear();
       this.#byId = [undefined];
@@ -273,32 +337,38 @@ export class Iotlb {
       const s = CLASS_SHIFT[c];
       const klo = s >= 32 ? vhi >>> (s - 32) : (vlo >>> s) | (vhi << (32 - s));
       const khi = s >= 32 ? 0 : vhi >>> s;
-      const e = ((klo ^ as.hash ^ CLASS_SALT[c]) & this.#mask) << 2;
-      if (
-        t[e + TAG_LO] === (klo | 0) && (t[e + TAG_HI] & 0xffffff) === (khi | (c << 20) | VALID) &&
-        (t[e + ID_PN] & MAX_ID) === as.id
-      ) {
-        return e;
+      const set = (klo ^ as.hash ^ CLASS_SALT[c]) & this.setMask;
+      const first = set << this.waysLog2;
+      const hi = khi | (c << 20) | E.VALID;
+      for (let e = first; e < first + this.ways; e++) {
+        const k = e << 2;
+        if (t[k + E.KEY_LO] === (klo | 0) && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
+          this.touch(set, e - first);
+          return e;
+        }
       }
     }
     return -1;
   }
 
-  /** First page number (IOVA or GPA) the entry in slot `e` covers. */
-  #vpnOf(e: number): number {
+  /** First page number (IOVA or GPA) the entry at word `k` covers. */
+  #vpnOf(k: number): number {
     const t = this.#t;
-    const key = (t[e + TAG_HI] & 0xfffff) * TWO32 + (t[e + TAG_LO] >>> 0);
-    return key * 2 ** CLASS_SHIFT[(t[e + TAG_HI] >>> 20) & 7];
+    const key = (t[k + E.KEY_HI] & 0xfffff) * TWO32 + (t[k + E.KEY_LO] >>> 0);
+    return key * 2 ** CLASS_SHIFT[(t[k + E.KEY_HI] >>> 20) & 7];
   }
 
-  #remove(k: number, e: number): void {
-    this.#uncount((this.#t[e + TAG_HI] >>> 20) & 7);
-    this.#t[e + TAG_HI] = 0;
-    this.#live[k] = this.#live[--this.#n];
+  #remove(j: number, k: number): void {
+    const c = (this.#t[k + E.KEY_HI] >>> 20) & 7;
+    if (c !== 0) this.#uncount(c);
+    this.#t[k + E.KEY_HI] = 0;
+    this.release(k >> 2);
+    this.#live[j] = this.#live[--this.#n];
   }
 
+  /** A superpage entry of class `c` went. */
   #uncount(c: number): void {
     this.#perClass[c]--;
-    if (c !== 0) this.#supers--;
+    this.#supers--;
   }
 }

@@ -13,13 +13,34 @@ import {
 } from "../testing.ts";
 import { Iotlb } from "./iotlb.ts";
 import { ACC_WRITE, XLATE_OK } from "./request.ts";
-import { PTE_D, PTE_G, RISCV_IOMMU_DC_TC_SADE } from "./structs.ts";
+import {
+  PTE_D,
+  PTE_G,
+  RISCV_IOMMU_DC_TC_SADE,
+  RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
+  RISCV_IOMMU_HPMEVENT_TLB_MISS,
+} from "./structs.ts";
 
 const A = 0x1000, B = 0x2000;
 const OLD = 0xa000_0000, NEW = 0xb000_0000;
 
 type Name = "h1A" | "h1B" | "h2A" | "v7_1A" | "v7_1B" | "v7_2A" | "v8_1A" | "g7";
 const ALL: Name[] = ["h1A", "h1B", "h2A", "v7_1A", "v7_1B", "v7_2A", "v8_1A", "g7"];
+
+/** A small IOTLB for `world(caps, true)`: one set of 16 ways, where every entry competes. */
+const CHURNED = { iotlb: { sets: 1, ways: 16 } };
+
+/**
+ * Fills the IOTLB past its capacity with another host space's pages (device 50, PSCID 9), so
+ * that `world()` then primes an IOTLB whose ways have been evicted and refilled.
+ */
+function churn(env: TestIommuEnv): void {
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  for (let p = 0; p < 40; p++) pt.map(0x100_0000 + p * 4096, OLD + 0x10_0000 + p * 4096);
+  env.ddt.set(50, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(9) });
+  for (let p = 0; p < 40; p++) testTranslate(env.tr, testRequest(50, 0x100_0000 + p * 4096));
+  assert.equal(env.tr.iotlbSize, 16, "full, after 24 evictions");
+}
 
 /**
  * Cached translations in every kind of address space, then every mapping changed in memory so
@@ -28,10 +49,12 @@ const ALL: Name[] = ["h1A", "h1B", "h2A", "v7_1A", "v7_1B", "v7_2A", "v8_1A", "g
  * - v7_1A, v7_1B (global), v7_2A: VM GSCID 7, PSCID 1 and 2; v8_1A: VM GSCID 8, PSCID 1;
  * - g7: VM GSCID 7 with the first stage Bare (a G-stage-only entry).
  * VM first stages map IOVA A/B to distinct GPAs; the G-stage leaves of those GPAs change.
+ * With `churned`, the IOTLB is {@linkcode CHURNED} and full of evicted and refilled ways first.
  */
-function world(caps: Partial<IommuCaps> = {}) {
-  const env = testIommuEnv(caps);
+function world(caps: Partial<IommuCaps> = {}, churned = false) {
+  const env = testIommuEnv(caps, 4, churned ? CHURNED : {});
   const { mem, alloc, ddt } = env;
+  if (churned) churn(env);
   const where = new Map<Name, { did: number; iova: number; old: number }>();
   const rewrite: (() => void)[] = [];
   let did = 1, slot = 0;
@@ -85,76 +108,78 @@ function world(caps: Partial<IommuCaps> = {}) {
   for (const name of ALL) assert.equal(pa(name), where.get(name)!.old, `${name} primes`);
   for (const f of rewrite) f();
   for (const name of ALL) assert.equal(pa(name), where.get(name)!.old, `${name} is cached`);
-  /** The entries whose cached translation is gone. */
-  const dropped = () => ALL.filter((n) => pa(n) !== where.get(n)!.old);
+  /** The entries (of `names`) whose cached translation is gone. */
+  const dropped = (names = ALL) => names.filter((n) => pa(n) !== where.get(n)!.old);
   return { ...env, dropped };
 }
 
-Deno.test("IOTINVAL.VMA: all 8 GV/AV/PSCV cases, with the global-entry exceptions", async (t) => {
-  const cases: [string, Parameters<TestIommuEnv["tr"]["iotinvalVma"]>, Name[]][] = [
-    ["GV=0 AV=0 PSCV=0: every host entry, global included", [
-      false,
-      false,
-      false,
-      0,
-      0,
-      0,
-      0,
-      false,
-      false,
-    ], ["h1A", "h1B", "h2A"]],
-    ["GV=0 AV=0 PSCV=1 keeps global entries", [false, false, true, 0, 1, 0, 0, false, false], [
-      "h1A",
-    ]],
-    ["GV=0 AV=1 PSCV=0: ADDR in every host space", [false, true, false, 0, 0, A, 0, false, false], [
-      "h1A",
-      "h2A",
-    ]],
-    ["GV=0 AV=1 PSCV=0 includes global entries", [false, true, false, 0, 0, B, 0, false, false], [
-      "h1B",
-    ]],
-    ["GV=0 AV=1 PSCV=1: ADDR in one host space", [false, true, true, 0, 1, A, 0, false, false], [
-      "h1A",
-    ]],
-    ["GV=0 AV=1 PSCV=1 keeps global entries", [false, true, true, 0, 1, B, 0, false, false], []],
-    ["GV=1 AV=0 PSCV=0: every entry of the VM, global included", [
-      true,
-      false,
-      false,
-      7,
-      0,
-      0,
-      0,
-      false,
-      false,
-    ], ["v7_1A", "v7_1B", "v7_2A"]],
-    ["GV=1 AV=0 PSCV=1 keeps global entries", [true, false, true, 7, 1, 0, 0, false, false], [
-      "v7_1A",
-    ]],
-    ["GV=1 AV=1 PSCV=0: ADDR in every space of the VM", [
-      true,
-      true,
-      false,
-      7,
-      0,
-      A,
-      0,
-      false,
-      false,
-    ], ["v7_1A", "v7_2A"]],
-    ["GV=1 AV=1 PSCV=0 includes global entries", [true, true, false, 7, 0, B, 0, false, false], [
-      "v7_1B",
-    ]],
+/** IOTINVAL.VMA's cases: a name, the command's operands, the entries of `world()` it drops. */
+const VMA_CASES: [string, Parameters<TestIommuEnv["tr"]["iotinvalVma"]>, Name[]][] = [
+  ["GV=0 AV=0 PSCV=0: every host entry, global included", [
+    false,
+    false,
+    false,
+    0,
+    0,
+    0,
+    0,
+    false,
+    false,
+  ], ["h1A", "h1B", "h2A"]],
+  ["GV=0 AV=0 PSCV=1 keeps global entries", [false, false, true, 0, 1, 0, 0, false, false], [
+    "h1A",
+  ]],
+  ["GV=0 AV=1 PSCV=0: ADDR in every host space", [false, true, false, 0, 0, A, 0, false, false], [
+    "h1A",
+    "h2A",
+  ]],
+  ["GV=0 AV=1 PSCV=0 includes global entries", [false, true, false, 0, 0, B, 0, false, false], [
+    "h1B",
+  ]],
+  ["GV=0 AV=1 PSCV=1: ADDR in one host space", [false, true, true, 0, 1, A, 0, false, false], [
+    "h1A",
+  ]],
+  ["GV=0 AV=1 PSCV=1 keeps global entries", [false, true, true, 0, 1, B, 0, false, false], []],
+  ["GV=1 AV=0 PSCV=0: every entry of the VM, global included", [
+    true,
+    false,
+    false,
+    7,
+    0,
+    0,
+    0,
+    false,
+    false,
+  ], ["v7_1A", "v7_1B", "v7_2A"]],
+  ["GV=1 AV=0 PSCV=1 keeps global entries", [true, false, true, 7, 1, 0, 0, false, false], [
+    "v7_1A",
+  ]],
+  ["GV=1 AV=1 PSCV=0: ADDR in every space of the VM", [
+    true,
+    true,
+    false,
+    7,
+    0,
+    A,
+    0,
+    false,
+    false,
+  ], ["v7_1A", "v7_2A"]],
+  ["GV=1 AV=1 PSCV=0 includes global entries", [true, true, false, 7, 0, B, 0, false, false], [
+    "v7_1B",
+  ]],
+  [
+    "GV=1 AV=1 PSCV=1: ADDR in one space of the VM",
+    [true, true, true, 7, 1, A, 0, false, false],
     [
-      "GV=1 AV=1 PSCV=1: ADDR in one space of the VM",
-      [true, true, true, 7, 1, A, 0, false, false],
-      [
-        "v7_1A",
-      ],
+      "v7_1A",
     ],
-    ["GV=1 AV=1 PSCV=1 keeps global entries", [true, true, true, 7, 1, B, 0, false, false], []],
-  ];
-  for (const [name, args, expected] of cases) {
+  ],
+  ["GV=1 AV=1 PSCV=1 keeps global entries", [true, true, true, 7, 1, B, 0, false, false], []],
+];
+
+Deno.test("IOTINVAL.VMA: all 8 GV/AV/PSCV cases, with the global-entry exceptions", async (t) => {
+  for (const [name, args, expected] of VMA_CASES) {
     await t.step(name, () => {
       const w = world();
       w.tr.iotinvalVma(...args);
@@ -234,30 +259,32 @@ Deno.test("IOTINVAL.GVMA with an address inside a G-stage superpage under 4 KiB 
   for (const off of cached) assert.equal(pa(off), NEW + off, `page ${off.toString(16)} dropped`);
 });
 
-Deno.test("IOTINVAL.GVMA drops G-stage and combined entries, never host entries", async (t) => {
-  await t.step("GV=0: every VM", () => {
-    const w = world();
-    w.tr.iotinvalGvma(false, true, 0, 0x7000_1000, 0, false, false);
-    assert.deepEqual(w.dropped(), ["v7_1A", "v7_1B", "v7_2A", "v8_1A", "g7"]);
-  });
-  await t.step("GV=1 AV=0: one VM", () => {
-    const w = world();
-    w.tr.iotinvalGvma(true, false, 7, 0, 0, false, false);
-    assert.deepEqual(w.dropped(), ["v7_1A", "v7_1B", "v7_2A", "g7"]);
-  });
-  await t.step(
+/** IOTINVAL.GVMA's cases: a name, the command's operands, the entries of `world()` it drops. */
+const GVMA_CASES: [string, Parameters<TestIommuEnv["tr"]["iotinvalGvma"]>, Name[]][] = [
+  ["GV=0: every VM", [false, true, 0, 0x7000_1000, 0, false, false], [
+    "v7_1A",
+    "v7_1B",
+    "v7_2A",
+    "v8_1A",
+    "g7",
+  ]],
+  ["GV=1 AV=0: one VM", [true, false, 7, 0, 0, false, false], ["v7_1A", "v7_1B", "v7_2A", "g7"]],
+  [
     "GV=1 AV=1: combined entries whose GPA matches, not their IOVA (QEMU misses these)",
-    () => {
+    [true, true, 7, 0x7000_1000, 0, false, false],
+    ["v7_1A"],
+  ],
+  ["GV=1 AV=1 on a G-stage-only entry", [true, true, 7, 0x7200_0000, 0, false, false], ["g7"]],
+];
+
+Deno.test("IOTINVAL.GVMA drops G-stage and combined entries, never host entries", async (t) => {
+  for (const [name, args, expected] of GVMA_CASES) {
+    await t.step(name, () => {
       const w = world();
-      w.tr.iotinvalGvma(true, true, 7, 0x7000_1000, 0, false, false);
-      assert.deepEqual(w.dropped(), ["v7_1A"]);
-    },
-  );
-  await t.step("GV=1 AV=1 on a G-stage-only entry", () => {
-    const w = world();
-    w.tr.iotinvalGvma(true, true, 7, 0x7200_0000, 0, false, false);
-    assert.deepEqual(w.dropped(), ["g7"]);
-  });
+      w.tr.iotinvalGvma(...args);
+      assert.deepEqual(w.dropped(), expected);
+    });
+  }
   await t.step("IOTINVAL.VMA never drops G-stage-only entries", () => {
     const w = world();
     w.tr.iotinvalVma(true, false, false, 7, 0, 0, 0, false, false);
@@ -438,7 +465,7 @@ Deno.test("iotlbEnabled=false: every translation walks; flushAll empties the cac
 });
 
 Deno.test("IOTLB conflicts and capacity: a small IOTLB still translates every page right", () => {
-  const env = testIommuEnv({}, 4, { iotlbEntries: 8 });
+  const env = testIommuEnv({}, 4, { iotlb: { sets: 2, ways: 4 } });
   const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
   for (let p = 0; p < 64; p++) pt.map(p * 4096 * 3, OLD + p * 4096);
   pt.map(0x4000_0000, 0x1_0000_0000, { level: 2 });
@@ -454,7 +481,7 @@ Deno.test("IOTLB conflicts and capacity: a small IOTLB still translates every pa
 });
 
 Deno.test("IOTLB address-space ids: when 2^20 ids run out the IOTLB flushes and renumbers", () => {
-  const tlb = new Iotlb(64);
+  const tlb = new Iotlb({ sets: 16, ways: 4 });
   const first = tlb.space(true, false, 0, 1);
   assert.equal(tlb.space(true, false, 0, 1), first, "one object per distinct space");
   tlb.insert(5, 0, 0, first, 0x1234, 1, 0, 63, 0);
@@ -470,4 +497,84 @@ Deno.test("IOTLB address-space ids: when 2^20 ids run out the IOTLB flushes and 
   tlb.insert(5, 0, 0, last, 0x9999, 1, 0, 63, 0);
   assert.equal(tlb.lookup(5, 0, first), -1, "a renumbered space never hits another's entry");
   assert.notEqual(tlb.lookup(5, 0, last), -1);
+});
+
+Deno.test("IOTINVAL.VMA and IOTINVAL.GVMA keep every case's semantics in a set-associative IOTLB whose ways were evicted and refilled", async (t) => {
+  // One world per case and entry: checking an entry that was dropped walks it again, and that
+  // fill may evict another entry of the one set.
+  const check = (invalidate: (w: ReturnType<typeof world>) => void, expected: Name[]) => {
+    for (const name of ALL) {
+      const w = world({}, true);
+      invalidate(w);
+      assert.equal(w.dropped([name]).length === 1, expected.includes(name), name);
+    }
+  };
+  for (const [name, args, expected] of VMA_CASES) {
+    await t.step(`IOTINVAL.VMA ${name}`, () => check((w) => w.tr.iotinvalVma(...args), expected));
+  }
+  for (const [name, args, expected] of GVMA_CASES) {
+    await t.step(`IOTINVAL.GVMA ${name}`, () => check((w) => w.tr.iotinvalGvma(...args), expected));
+  }
+});
+
+Deno.test("IOTLB geometry: pages `sets` apart share a set and evict each other; consecutive pages fill every set", () => {
+  const tlb = new Iotlb({ sets: 4, ways: 2 });
+  assert.deepEqual([tlb.sets, tlb.ways], [4, 2]);
+  const as = tlb.space(true, false, 0, 1);
+  const insert = (p: number) => tlb.insert(p, 0, 0, as, 0x9_0000 + p, 0x1b, 0, 63, 0);
+  const cached = (p: number) => tlb.lookup(p, 0, as) >= 0;
+  for (let p = 0; p < 8; p++) insert(p);
+  assert.equal(tlb.size, 8);
+  // Looked up in order, so in each set the lower page is the one used longer ago.
+  for (let p = 0; p < 8; p++) assert.ok(cached(p), `page ${p} in its own way`);
+  insert(8); // the set of pages 0 and 4
+  assert.equal(tlb.size, 8, "a full set evicts rather than grows");
+  assert.deepEqual([cached(0), cached(4), cached(8)], [false, true, true]);
+  for (const p of [1, 2, 3, 5, 6, 7]) assert.ok(cached(p), `page ${p} of another set stays`);
+  const other = tlb.space(true, false, 0, 2);
+  assert.equal(tlb.lookup(4, 0, other), -1, "a set's ways are tagged by address space");
+});
+
+Deno.test("IOTLB default geometry: 1024 sets of 4 ways", () => {
+  const tlb = new Iotlb();
+  assert.deepEqual([tlb.sets, tlb.ways], [1024, 4]);
+});
+
+Deno.test("an entry the IOTLB evicted is walked again: the HPM sink counts the IOTLB miss and the walk", async (t) => {
+  const run = (replacement: "plru" | "round-robin") => {
+    const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2, replacement } });
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+    for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
+    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+    const counts = new Map<number, number>();
+    env.tr.addEventObserver({
+      count: (id: number) => void counts.set(id, (counts.get(id) ?? 0) + 1),
+    });
+    /** Translates page `p`; returns [IOTLB misses, first-stage walks] counted since the start. */
+    return (p: number) => {
+      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096 + 8)).pa, OLD + p * 4096 + 8);
+      return [
+        counts.get(RISCV_IOMMU_HPMEVENT_TLB_MISS) ?? 0,
+        counts.get(RISCV_IOMMU_HPMEVENT_S_VS_WALKS) ?? 0,
+      ];
+    };
+  };
+  await t.step("pseudo-LRU: page 1, used last, stays; page 2 is evicted and walked again", () => {
+    const xlate = run("plru");
+    assert.deepEqual(xlate(1), [1, 1]);
+    assert.deepEqual(xlate(2), [2, 2]);
+    assert.deepEqual(xlate(1), [2, 2], "a hit");
+    assert.deepEqual(xlate(3), [3, 3], "fills the way of page 2");
+    assert.deepEqual(xlate(1), [3, 3], "still cached");
+    assert.deepEqual(xlate(2), [4, 4], "evicted: a miss and a walk");
+  });
+  await t.step("round-robin: page 1 goes first although it was used last", () => {
+    const xlate = run("round-robin");
+    xlate(1);
+    xlate(2);
+    assert.deepEqual(xlate(1), [2, 2], "a hit");
+    assert.deepEqual(xlate(3), [3, 3], "fills way 0, page 1's");
+    assert.deepEqual(xlate(2), [3, 3], "still cached");
+    assert.deepEqual(xlate(1), [4, 4], "evicted: a miss and a walk");
+  });
 });

@@ -28,7 +28,8 @@ import {
   RISCV_IOMMU_PC_TA_SUM,
   RISCV_IOMMU_PC_TA_V,
 } from "./structs.ts";
-import { type CacheOptions, Translator } from "./translator.ts";
+import type { CacheOptions } from "./cache.ts";
+import { Translator } from "./translator.ts";
 import { Iommu, type IommuOptions } from "./iommu.ts";
 import {
   RISCV_IOMMU_CQCSR_CQEN,
@@ -430,7 +431,7 @@ export interface TestIommuEnv {
 export function testIommuEnv(
   caps: Partial<IommuCaps> = {},
   mode = 4,
-  opts: CacheOptions = { iotlbEntries: 1024 },
+  opts: CacheOptions = {},
 ): TestIommuEnv {
   const mem = new PhysicalMemory();
   mem.addRam(TEST_RAM_BASE, TEST_RAM_SIZE);

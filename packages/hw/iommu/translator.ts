@@ -15,20 +15,15 @@
 import type { PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
+import { type CacheOptions, resolveGeometry } from "./cache.ts";
 import { type DeviceContext, Directory } from "./context.ts";
 import type { HpmEventSink } from "./hpm_event.ts";
 import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
-  ACC_EXEC,
-  ACC_READ,
-  ACC_WRITE,
   completionStatus,
   type InboundRequest,
   iovaOf,
-  REQ_ATS,
-  REQ_TRANSLATED,
-  REQ_UNTRANSLATED,
   type TranslationPort,
   type TranslationResult,
   XLATE_ABSORBED,
@@ -36,43 +31,47 @@ import {
   XLATE_OK,
 } from "./request.ts";
 import {
-  PTE_G,
-  PTE_R,
-  PTE_U,
-  PTE_W,
-  PTE_X,
   reportedDespiteDtf,
-  RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL,
-  RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL,
-  RISCV_IOMMU_DDTP_IOMMU_MODE_BARE,
   RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED,
   RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
   RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED,
   RISCV_IOMMU_HPMEVENT_TLB_MISS,
   RISCV_IOMMU_MSI_PTE_M_BASIC,
 } from "./structs.ts";
-import { PageWalker, PERM_BITS, vpnLow } from "./walk.ts";
-
-/** Sizes of the translation caches (entries). */
-export interface CacheOptions {
-  /** Device contexts cached, tagged by device_id (default 4096). */
-  ddtEntries?: number;
-  /** Process contexts cached, tagged by device_id and process_id (default 4096). */
-  pdtEntries?: number;
-  /** IOTLB entries, rounded up to a power of two (default 2^19). */
-  iotlbEntries?: number;
-}
+import { PageWalker, vpnLow } from "./walk.ts";
 
 const TWO20 = 1048576;
-/** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
-const BARE_SHIFT = 63;
+/**
+ * The encodings the translation process tests, as a const enum so that they are literals in the
+ * code (a module constant costs a load and a temporal-dead-zone check at every use: several
+ * nanoseconds of a walk here): request kinds and access types as `REQ_*` and `ACC_*` in `request.ts`,
+ * `ddtp` modes and PTE bits as in `structs.ts`.
+ */
+const enum C {
+  UNTRANSLATED = 0,
+  TRANSLATED = 1,
+  ATS = 2,
+  READ = 0,
+  WRITE = 1,
+  EXEC = 2,
+  MODE_BARE = 1,
+  MODE_1LVL = 2,
+  MODE_3LVL = 4,
+  R = 2,
+  W = 4,
+  X = 8,
+  U = 16,
+  G = 32,
+  /** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
+  BARE_SHIFT = 63,
+  /** `#translate()`'s `probe` when the fast path did not look the request up. */
+  NOT_PROBED = -2,
+}
 /** Bytes in 2^shift pages, by shift. */
-const PAGE_BYTES = Array.from({ length: BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** s);
+const PAGE_BYTES = Array.from({ length: C.BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** s);
 
 /** TTYP by request kind (untranslated, translated, ATS) and access (read, write, exec). */
 const TTYP = [[2, 3, 1], [6, 7, 5], [8, 8, 8]];
-/** IOTLB info bits (R 1, W 2, X 4, U 8) a user request needs on a hit, by access. */
-const NEED_USER = [1 | 8, 2 | 8, 4 | 8];
 /**
  * Causes an ATS request answers with Success and R=W=0, unlogged (spec §2.6 "PCIe ATS translation
  * request handling"): page and guest-page faults, MSI PTE not valid (262), PDT entry not valid
@@ -84,7 +83,8 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * The translation core of one IOMMU.
  *
  * Caching: device contexts by device_id, process contexts by (device_id, process_id), and the
- * IOTLB by address space (see `iotlb.ts`), one entry per leaf page of any size. Only
+ * IOTLB by address space (see `iotlb.ts`), one entry per leaf page of any size, in
+ * set-associative caches of the geometries the `cache` option gives (`cache.ts`). Only
  * Untranslated requests (including debug-interface requests) use and fill the IOTLB; Translated
  * and ATS requests always walk. Translations with both stages Bare and MSI translations are not
  * cached.
@@ -114,7 +114,7 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * mem.write64(0x8000_0000 + 5 * 64, 1n);
  * mem.write64(0x8000_0000 + 5 * 64 + 0x18, 8n << 60n | 0x8000_1n);
  *
- * const tr = new Translator(mem, resolveCaps(), { iotlbEntries: 256 });
+ * const tr = new Translator(mem, resolveCaps(), { iotlb: { sets: 64, ways: 4 } });
  * tr.ddtpMode = 2; // 1LVL
  * tr.ddtpPpn = 0x8000_0;
  * const res = newResult();
@@ -124,12 +124,8 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * ```
  */
 export class Translator implements TranslationPort {
-  /** `ddtp.iommu_mode`: 0 Off, 1 Bare, 2 1LVL, 3 2LVL, 4 3LVL. */
-  ddtpMode = 0;
   /** `ddtp.PPN`: the root device-directory page. */
   ddtpPpn = 0;
-  /** When false every translation walks (the IOTLB is neither looked up nor filled). */
-  iotlbEnabled = true;
   /** Why the last {@linkcode deviceContext} found no DC (0 when it found one). */
   dcCause = 0;
 
@@ -142,26 +138,57 @@ export class Translator implements TranslationPort {
   #hpm: HpmEventSink | null = null;
   readonly #observers: HpmEventSink[] = [];
   readonly #invalidationListeners: (() => void)[] = [];
+  #mode = 0;
+  #iotlbOn = true;
+  // The DC of the device translated last, and apart from it the last device the fast path
+  // looked at with its DC if fast (null if the IOTLB cannot answer for it alone): one compare
+  // each instead of a DDT cache lookup per request. Both go when the mode, the IOTLB switch or
+  // the DDT cache changes.
   #lastDid = -1;
-  #lastMode = -1;
   #lastDc: DeviceContext | null = null;
+  #fastDid = -1;
+  #fastDc: DeviceContext | null = null;
+  /** The DC whose fields the walker holds (a DC never changes once decoded). */
+  #walkerDc: DeviceContext | null = null;
   #rangeStart = 0;
   #rangeEnd = 0;
 
-  /** Creates the translation core of an IOMMU with `caps` reading structures from `mem`. */
-  constructor(mem: PhysicalMemory, caps: IommuCaps, opts: CacheOptions = {}) {
+  /**
+   * Creates the translation core of an IOMMU with `caps` reading structures from `mem`, its
+   * caches of the geometries `cache` gives (the defaults otherwise); throws `RangeError` on a
+   * geometry no hardware could have.
+   */
+  constructor(mem: PhysicalMemory, caps: IommuCaps, cache: CacheOptions = {}) {
     this.#caps = caps;
     this.#walker = new PageWalker(mem, caps);
-    this.#tlb = new Iotlb(opts.iotlbEntries ?? 1 << 19);
+    this.#tlb = new Iotlb(cache.iotlb);
     this.#dir = new Directory(
       mem,
       caps,
       this.#walker,
       this.#tlb,
-      opts.ddtEntries ?? 4096,
-      opts.pdtEntries ?? 4096,
+      resolveGeometry("ddt", cache.ddt),
+      resolveGeometry("pdt", cache.pdt),
     );
     this.#msi = new MsiPageTable(mem, caps);
+  }
+
+  /** `ddtp.iommu_mode`: 0 Off, 1 Bare, 2 1LVL, 3 2LVL, 4 3LVL. */
+  get ddtpMode(): number {
+    return this.#mode;
+  }
+  set ddtpMode(mode: number) {
+    this.#mode = mode;
+    this.#forgetDc();
+  }
+
+  /** When false every translation walks (the IOTLB is neither looked up nor filled). */
+  get iotlbEnabled(): boolean {
+    return this.#iotlbOn;
+  }
+  set iotlbEnabled(on: boolean) {
+    this.#iotlbOn = on;
+    this.#forgetDc();
   }
 
   /** `fctl.BE`: endianness of the DDT, G-stage page tables and MSI page tables. */
@@ -235,42 +262,26 @@ export class Translator implements TranslationPort {
 
   /** Translates `req` into `res` (every field of `res` that its status defines); never throws. */
   translate(req: InboundRequest, res: TranslationResult): void {
-    if (this.#hpm !== null) {
-      this.#hpm.count(req.kind + 1, req.deviceId, req.pidValid, req.pid, false, 0, false, 0);
+    // Kept small enough for the engine to inline into its callers: the fast path of an
+    // Untranslated request without a process_id that hits the IOTLB.
+    if (this.#hpm !== null) this.#countRequest(req);
+    const did = req.deviceId;
+    const dc = req.kind !== C.UNTRANSLATED || req.pidValid
+      ? null
+      : did === this.#fastDid
+      ? this.#fastDc
+      : this.#fastDcOf(did);
+    let e = C.NOT_PROBED;
+    if (dc !== null) {
+      const lo = req.iovaLo, hi = req.iovaHi;
+      const vlo = (lo >>> 12) | (hi << 20);
+      const vhi = hi >>> 12;
+      e = this.#tlb.lookup(vlo, vhi, dc.as);
+      // R, W or X as the access needs, and U: the DC's first stage (if any) is a user one.
+      const need = (1 << req.access) | (C.U >>> 1);
+      if (e >= 0 && this.#tlb.answer(e, vlo, vhi, lo & 0xfff, need, res)) return;
     }
-    // Fast path: an Untranslated request without a process_id that hits the IOTLB.
-    const mode = this.ddtpMode;
-    if (
-      mode >= RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL && mode <= RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL &&
-      req.kind === REQ_UNTRANSLATED && !req.pidValid && this.iotlbEnabled
-    ) {
-      const did = req.deviceId;
-      const dc = did === this.#lastDid && mode === this.#lastMode
-        ? this.#lastDc
-        : this.#dir.cachedDc(mode, did);
-      if (dc != null && dc.fast) {
-        const lo = req.iovaLo, hi = req.iovaHi;
-        const vlo = (lo >>> 12) | (hi << 20);
-        const vhi = hi >>> 12;
-        const tlb = this.#tlb;
-        const i = tlb.lookup(vlo, vhi, dc.as);
-        if (i >= 0) {
-          const info = tlb.info(i);
-          const need = NEED_USER[req.access];
-          if ((info & need) === need) {
-            res.status = XLATE_OK;
-            res.pa = tlb.paOf(i, vlo, vhi, lo & 0xfff);
-            res.perm = info & 7;
-            res.pbmt = (info >>> INFO_PBMT_SHIFT) & 3;
-            res.size = tlb.sizeOf(i);
-            res.global = false;
-            res.untranslatedOnly = false;
-            return;
-          }
-        }
-      }
-    }
-    this.#translate(req, res);
+    this.#translate(req, res, e);
   }
 
   /**
@@ -293,8 +304,7 @@ export class Translator implements TranslationPort {
   /** IODIR.INVAL_DDT: DV=0 drops every cached DC and PC; DV=1 the DC of `did` and its PCs. */
   invalDdt(dv: boolean, did: number): void {
     this.#dir.invalDdt(dv, did);
-    this.#lastDid = -1;
-    this.#lastDc = null;
+    this.#forgetDc();
     this.#invalidated();
   }
 
@@ -350,8 +360,7 @@ export class Translator implements TranslationPort {
   flushAll(): void {
     this.#dir.flush();
     this.#tlb.flush();
-    this.#lastDid = -1;
-    this.#lastDc = null;
+    this.#forgetDc();
     this.#invalidated();
   }
 
@@ -382,103 +391,141 @@ export class Translator implements TranslationPort {
     this.#rangeEnd = this.#rangeStart + size;
   }
 
-  #translate(req: InboundRequest, res: TranslationResult): void {
-    const mode = this.ddtpMode;
+  /** HPM events 1–3: one request of its kind. */
+  #countRequest(req: InboundRequest): void {
+    this.#hpm!.count(req.kind + 1, req.deviceId, req.pidValid, req.pid, false, 0, false, 0);
+  }
+
+  /**
+   * The DC of `did` if the IOTLB may answer for it alone (the IOTLB on, the DC cached, with no
+   * process context and a stage active), else null; remembered for `did` once known.
+   */
+  #fastDcOf(did: number): DeviceContext | null {
+    const mode = this.#mode;
+    let dc: DeviceContext | null = null;
+    if (
+      this.#iotlbOn && mode >= C.MODE_1LVL &&
+      mode <= C.MODE_3LVL
+    ) {
+      const cached = this.#dir.cachedDc(mode, did);
+      // Not cached yet: the walk that follows caches it, and the next request looks again.
+      if (cached === undefined) return null;
+      if (cached.fast) dc = cached;
+    }
+    this.#fastDid = did;
+    this.#fastDc = dc;
+    return dc;
+  }
+
+  #forgetDc(): void {
+    this.#lastDid = -1;
+    this.#lastDc = null;
+    this.#fastDid = -1;
+    this.#fastDc = null;
+  }
+
+  /**
+   * The whole process. `probe` is what the fast path's IOTLB lookup found (a slot whose
+   * permissions the request could not use, or -1), or `C.NOT_PROBED`.
+   */
+  #translate(req: InboundRequest, res: TranslationResult, probe: number): void {
+    const mode = this.#mode;
     const kind = req.kind;
-    if (mode === RISCV_IOMMU_DDTP_IOMMU_MODE_BARE) {
-      if (kind !== REQ_UNTRANSLATED) {
+    if (mode === C.MODE_BARE) {
+      if (kind !== C.UNTRANSLATED) {
         return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, false);
       }
       return this.#passThrough(req, res);
     }
-    if (mode < RISCV_IOMMU_DDTP_IOMMU_MODE_1LVL || mode > RISCV_IOMMU_DDTP_IOMMU_MODE_3LVL) {
+    if (mode < C.MODE_1LVL || mode > C.MODE_3LVL) {
       return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED, false);
     }
     const w = this.#walker;
     const did = req.deviceId;
-    w.did = did;
-    w.pidValid = req.pidValid;
-    w.pid = req.pid;
+    if (this.#hpm !== null) {
+      w.did = did;
+      w.pidValid = req.pidValid;
+      w.pid = req.pid;
+    }
     let dc = this.#lastDc;
-    if (did !== this.#lastDid || mode !== this.#lastMode || dc === null) {
+    if (did !== this.#lastDid || dc === null) {
       dc = this.#dir.locateDc(mode, this.ddtpPpn, did);
       if (dc === null) return this.#fault(req, res, this.#dir.cause, false);
       this.#lastDid = did;
-      this.#lastMode = mode;
       this.#lastDc = dc;
     }
     const dtf = dc.dtf;
     // Spec §2.3 step 7: transaction types the DC does not allow.
-    const pidBits = dc.pdtLevels === 1 ? 8 : dc.pdtLevels === 2 ? 17 : 20;
     if (
-      (kind !== REQ_UNTRANSLATED && !dc.enAts) ||
-      (req.pidValid && (!dc.pdtv || req.pid >>> pidBits !== 0))
+      (kind !== C.UNTRANSLATED && !dc.enAts) ||
+      (req.pidValid &&
+        (!dc.pdtv || req.pid >>> (dc.pdtLevels === 1 ? 8 : dc.pdtLevels === 2 ? 17 : 20) !== 0))
     ) {
       return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dtf);
     }
     // Step 8: a Translated request already carries an SPA unless T2GPA.
-    if (kind === REQ_TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
+    if (kind === C.TRANSLATED && !dc.t2gpa) return this.#passThrough(req, res);
 
     // An ATS translation request reads page tables and writes no data: its faults are reported
     // as reads (TTYP 8, cause 5 for an implicit-access fault) whatever NW and ER say; only the
     // D bit it may set depends on NW.
-    const ats = kind === REQ_ATS;
-    w.access = ats ? ACC_READ : req.access;
-    w.dirty = ats ? !req.noWrite : req.access === ACC_WRITE;
+    const ats = kind === C.ATS;
+    w.access = ats ? C.READ : req.access;
+    w.dirty = ats ? !req.noWrite : req.access === C.WRITE;
     w.ats = ats;
-    w.sxl = dc.sxl;
-    w.sbe = dc.sbe;
-    w.sade = dc.sade;
-    w.gade = dc.gade;
-    w.gLevels = dc.gLevels;
-    w.gRoot = dc.gRoot;
-    w.gscid = dc.gscid;
-    w.fsLevels = 0;
-    w.priv = false;
-    w.sum = false;
-    w.pscid = 0;
+    if (dc !== this.#walkerDc) {
+      w.sxl = dc.sxl;
+      w.sbe = dc.sbe;
+      w.sade = dc.sade;
+      w.gade = dc.gade;
+      w.gLevels = dc.gLevels;
+      w.gRoot = dc.gRoot;
+      w.gscid = dc.gscid;
+      this.#walkerDc = dc;
+    }
     // Steps 9–16: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
     // a DC with PDTV=1 whose request ends up with no process context has none either, and its
     // address space is then the DC's (G stage only).
     let as = dc.as;
-    if (kind !== REQ_TRANSLATED && !dc.pdtv) {
-      w.fsLevels = dc.fsLevels;
-      w.fsRoot = dc.fscPpn;
-      w.pscid = dc.pscid;
-    } else if (kind !== REQ_TRANSLATED) {
+    let fsLevels = 0, fsRoot = 0, pscid = 0, priv = false, sum = false;
+    if (kind !== C.TRANSLATED && !dc.pdtv) {
+      fsLevels = dc.fsLevels;
+      fsRoot = dc.fscPpn;
+      pscid = dc.pscid;
+    } else if (kind !== C.TRANSLATED) {
       const pv = req.pidValid || dc.dpe;
       if (pv && dc.pdtLevels !== 0) {
+        // No first stage yet: the PDT's G-stage walks count without a PSCID.
+        w.fsLevels = 0;
         const pc = this.#dir.locatePc(dc, did, req.pidValid ? req.pid : 0);
         if (pc === null) return this.#fault(req, res, this.#dir.cause, dtf, this.#dir.iotval2);
-        const priv = req.pidValid && req.priv;
+        priv = req.pidValid && req.priv;
         if (priv && !pc.ens) return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dtf);
-        w.fsLevels = pc.fsLevels;
-        w.fsRoot = pc.fsRoot;
-        w.pscid = pc.pscid;
-        w.priv = priv;
-        w.sum = pc.sum;
+        fsLevels = pc.fsLevels;
+        fsRoot = pc.fsRoot;
+        pscid = pc.pscid;
+        sum = pc.sum;
         as = pc.as;
       }
     }
-    const fsOn = w.fsLevels !== 0;
+    w.fsLevels = fsLevels;
+    w.fsRoot = fsRoot;
+    w.pscid = pscid;
+    w.priv = priv;
+    w.sum = sum;
+    const fsOn = fsLevels !== 0;
     const gOn = dc.gLevels !== 0;
     const lo = req.iovaLo, hi = req.iovaHi;
     const off = lo & 0xfff;
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
-    const useTlb = this.iotlbEnabled && kind === REQ_UNTRANSLATED && (fsOn || gOn);
-    if (useTlb) {
+    const useTlb = this.#iotlbOn && kind === C.UNTRANSLATED && (fsOn || gOn);
+    if (useTlb && probe === C.NOT_PROBED) {
       const tlb = this.#tlb;
-      const i = tlb.lookup(vlo, vhi, as);
-      const info = i >= 0 ? tlb.info(i) : 0;
-      if (i >= 0 && this.#allowed(info, req.access, w.priv, w.sum)) {
-        return this.#ok(
-          res,
-          tlb.paOf(i, vlo, vhi, off),
-          info & 7,
-          (info >>> INFO_PBMT_SHIFT) & 3,
-          tlb.sizeOf(i),
-        );
+      probe = tlb.lookup(vlo, vhi, as);
+      if (probe >= 0 && this.#allowed(tlb.info(probe), req.access, priv, sum)) {
+        tlb.answer(probe, vlo, vhi, off, 0, res);
+        return;
       }
     }
     if ((fsOn || gOn) && this.#hpm !== null) {
@@ -490,12 +537,12 @@ export class Translator implements TranslationPort {
         gOn,
         dc.gscid,
         fsOn,
-        w.pscid,
+        pscid,
       );
     }
 
     // Step 17: first stage, giving the GPA page.
-    let gpn: number, fsShift = BARE_SHIFT, fsPerm = PERM_BITS & ~PTE_G, fsPbmt = 0;
+    let gpn: number, fsShift = C.BARE_SHIFT, fsPerm = C.R | C.W | C.X | C.U, fsPbmt = 0;
     if (fsOn) {
       const cause = w.firstStage(lo, hi);
       if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
@@ -504,12 +551,12 @@ export class Translator implements TranslationPort {
       fsPerm = w.fsPerm;
       fsPbmt = w.fsPbmt;
     } else {
-      gpn = (hi >>> 0) * TWO20 + (lo >>> 12);
+      gpn = (hi >>> 0) * 1048576 + (lo >>> 12);
     }
     // Step 18: an access to a virtual interrupt file goes through the MSI page table.
     if (dc.msi && msiAddressMatch(dc, gpn)) return this.#msiTranslate(req, res, dc, gpn, fsPerm);
     // Step 19: G stage.
-    let spn = gpn, gShift = BARE_SHIFT, gPerm = PTE_R | PTE_W | PTE_X, gPbmt = 0;
+    let spn = gpn, gShift = C.BARE_SHIFT, gPerm = C.R | C.W | C.X, gPbmt = 0;
     if (gOn) {
       const cause = w.gStage(gpn, off);
       if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
@@ -520,18 +567,18 @@ export class Translator implements TranslationPort {
     }
     const shift = !fsOn && !gOn ? 0 : fsShift < gShift ? fsShift : gShift;
     const pbmt = fsPbmt !== 0 ? fsPbmt : gPbmt;
-    const perm = fsPerm & (gPerm | PTE_U | PTE_G);
+    const perm = fsPerm & (gPerm | C.U | C.G);
     if (ats) {
-      const rw = perm & (req.noWrite ? PTE_R : PTE_R | PTE_W);
+      const rw = perm & (req.noWrite ? C.R : C.R | C.W);
       // X only with R (PCIe), only when ER came with a PASID, and never on a U page for a
       // privileged request (S mode never executes user pages).
-      const x = req.execReq && req.pidValid && (rw & PTE_R) !== 0 &&
-          !(w.priv && (perm & PTE_U) !== 0)
-        ? perm & PTE_X
+      const x = req.execReq && req.pidValid && (rw & C.R) !== 0 &&
+          !(priv && (perm & C.U) !== 0)
+        ? perm & C.X
         : 0;
       const pn = dc.t2gpa ? gpn : spn;
       this.#ok(res, pn * 4096 + off, (rw | x) >>> 1, pbmt, PAGE_BYTES[shift]);
-      res.global = req.pidValid && (perm & PTE_G) !== 0;
+      res.global = req.pidValid && (perm & C.G) !== 0;
       return;
     }
     if (useTlb) {
@@ -540,22 +587,23 @@ export class Translator implements TranslationPort {
         vhi,
         shift,
         as,
-        spn - vpnLow(vlo, vhi, shift),
+        shift === 0 ? spn : spn - vpnLow(vlo, vhi, shift),
         (perm >>> 1) | (fsOn ? 0 : INFO_FS_BARE) | (pbmt << INFO_PBMT_SHIFT),
         fsShift,
         gShift,
         gOn ? gpn - gpn % (PAGE_BYTES[gShift] / 4096) : 0,
+        probe,
       );
     }
-    this.#ok(res, spn * 4096 + off, (perm >>> 1) & 7, pbmt, PAGE_BYTES[shift]);
+    this.#ok(res, spn * 4096 + off, (perm >>> 1) & 7, pbmt, shift === 0 ? 4096 : PAGE_BYTES[shift]);
   }
 
   /** An IOTLB entry's info allows `access` at the request's privilege. */
   #allowed(info: number, access: number, priv: boolean, sum: boolean): boolean {
     if ((info & (1 << access)) === 0) return false;
     if ((info & INFO_FS_BARE) !== 0) return true;
-    const user = (info & (PTE_U >>> 1)) !== 0;
-    return priv ? !user || (access !== ACC_EXEC && sum) : user;
+    const user = (info & (C.U >>> 1)) !== 0;
+    return priv ? !user || (access !== C.EXEC && sum) : user;
   }
 
   /** Spec §2.3 step 18: MSI translation of GPA page `gpn` (first-stage permissions `fsPerm`). */
@@ -570,15 +618,15 @@ export class Translator implements TranslationPort {
     const off = req.iovaLo & 0xfff;
     const cause = msi.fetch(dc, gpn, this.#walker.be);
     if (cause !== 0) return this.#fault(req, res, cause, dc.dtf);
-    const ats = req.kind === REQ_ATS;
+    const ats = req.kind === C.ATS;
     // Permissions are those of a G-stage leaf with R=W=U=1, X=0.
-    if (req.access === ACC_EXEC && !ats) {
+    if (req.access === C.EXEC && !ats) {
       return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_INST_FAULT, dc.dtf);
     }
-    const perm = fsPerm & (PTE_R | PTE_W);
+    const perm = fsPerm & (C.R | C.W);
     if (msi.mode === RISCV_IOMMU_MSI_PTE_M_BASIC) {
       const pn = ats && dc.t2gpa ? gpn : msi.pn;
-      const rw = ats && req.noWrite ? perm & PTE_R : perm;
+      const rw = ats && req.noWrite ? perm & C.R : perm;
       return this.#ok(res, pn * 4096 + off, rw >>> 1, 0, 4096);
     }
     if (ats) {
@@ -588,7 +636,7 @@ export class Translator implements TranslationPort {
       return;
     }
     if (req.debug) return this.#fault(req, res, RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED, dc.dtf);
-    const c = msi.mrifAccess(req.access === ACC_WRITE, off, req.len, req.data);
+    const c = msi.mrifAccess(req.access === C.WRITE, off, req.len, req.data);
     if (c !== 0) return this.#fault(req, res, c, dc.dtf);
     res.status = XLATE_ABSORBED;
   }
@@ -621,7 +669,7 @@ export class Translator implements TranslationPort {
     dtf: boolean,
     iotval2 = 0n,
   ): void {
-    if (req.kind === REQ_ATS && ATS_NO_ACCESS.has(cause)) {
+    if (req.kind === C.ATS && ATS_NO_ACCESS.has(cause)) {
       this.#ok(res, 0, 0, 0, 4096);
       res.cause = cause;
       res.reported = false;

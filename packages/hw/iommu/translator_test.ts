@@ -449,7 +449,7 @@ Deno.test("the fast (IOTLB hit) path and the walk agree on every translation (pr
         { minLength: 100, maxLength: 200 },
       ),
       (maps, reqs) => {
-        const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+        const env = testIommuEnv({}, 4, { iotlb: { sets: 16, ways: 4 } });
         const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
         for (const m of maps) {
           const va = m.level === 1 ? (m.page & ~511) * 4096 : m.page * 4096;
@@ -504,7 +504,7 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
         { minLength: 100, maxLength: 200 },
       ),
       (gOn, maps, reqs) => {
-        const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+        const env = testIommuEnv({}, 4, { iotlb: { sets: 16, ways: 4 } });
         const g = gOn ? new PageTableBuilder(env.mem, env.alloc, "sv39x4") : null;
         const pdt = new PdtBuilder(env.mem, env.alloc, 1);
         const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
@@ -542,7 +542,7 @@ Deno.test("IOTLB hits and walks agree with process contexts, privilege, SUM and 
 
 Deno.test("IOTLB hits agree with walks, deterministically: the cases the two properties above draw only sometimes", async (t) => {
   await t.step("a superpage leaf, a read-only page, an execute-only request, a hole", () => {
-    const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+    const env = testIommuEnv({}, 4, { iotlb: { sets: 16, ways: 4 } });
     const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
     pt.map(0x20_0000, DATA, { level: 1 });
     pt.map(0x1000, DATA + 0x1000, { flags: PTE_V | PTE_R | PTE_U | PTE_A });
@@ -562,7 +562,7 @@ Deno.test("IOTLB hits agree with walks, deterministically: the cases the two pro
   await t.step(
     "privilege and SUM: a user read cached for PSCID 5 serves no supervisor read without SUM",
     () => {
-      const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+      const env = testIommuEnv({}, 4, { iotlb: { sets: 16, ways: 4 } });
       const pdt = new PdtBuilder(env.mem, env.alloc, 1);
       const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
       pt.map(0x1000, DATA, { flags: TEST_PTE_RW_USER | PTE_X });
@@ -585,7 +585,7 @@ Deno.test("IOTLB hits agree with walks, deterministically: the cases the two pro
   await t.step(
     "4 KiB first-stage pages over a G-stage superpage, and a G-stage read-only page",
     () => {
-      const env = testIommuEnv({}, 4, { iotlbEntries: 64 });
+      const env = testIommuEnv({}, 4, { iotlb: { sets: 16, ways: 4 } });
       const g = new PageTableBuilder(env.mem, env.alloc, "sv39x4");
       const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
       const GPA = 0x1000_0000;

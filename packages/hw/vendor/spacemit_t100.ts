@@ -316,7 +316,9 @@ export class Ioatc {
     this.index = index;
     this.first = first;
     this.last = last;
-    this.#tlb = new Iotlb(opts.iotlbEntries ?? 64);
+    // Direct-mapped: one way per set, the entries rounded up to a power of two.
+    const sets = 2 ** Math.max(0, Math.ceil(Math.log2(Math.max(1, opts.iotlbEntries ?? 64))));
+    this.#tlb = new Iotlb({ sets, ways: 1 });
     this.#setWire = setWire;
     this.hpm = new HpmUnit(
       { ...opts.hpm, events: SPACEMIT_T100_IOATC_EVENTS, globalFilter: true },
@@ -353,19 +355,9 @@ export class Ioatc {
     const vhi = hi >>> 12;
     const tlb = this.#tlb;
     const e = tlb.lookup(vlo, vhi, as);
-    if (e >= 0) {
-      const info = tlb.info(e);
-      if ((info & (1 << req.access)) !== 0) {
-        res.status = XLATE_OK;
-        res.pa = tlb.paOf(e, vlo, vhi, lo & 0xfff);
-        res.perm = info & 7;
-        res.pbmt = (info >>> INFO_PBMT_SHIFT) & 3;
-        res.size = tlb.sizeOf(e);
-        res.global = false;
-        res.untranslatedOnly = false;
-        if (count) hpm.count(SPACEMIT_T100_IOATC_TLB_HIT, did, pv, pid, false, 0, false, 0);
-        return;
-      }
+    if (e >= 0 && tlb.answer(e, vlo, vhi, lo & 0xfff, 1 << req.access, res)) {
+      if (count) hpm.count(SPACEMIT_T100_IOATC_TLB_HIT, did, pv, pid, false, 0, false, 0);
+      return;
     }
     if (count) {
       hpm.count(RISCV_IOMMU_HPMEVENT_TLB_MISS, did, pv, pid, false, 0, false, 0);
