@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { checkBadArguments } from "../cli_testing.ts";
 import { benchLine } from "./_report.ts";
 import { benchScripts, cli as benchAll } from "./mod.ts";
-import { runScenario } from "./translate.ts";
+import { runScenario, setupMs } from "./translate.ts";
 import { fill, iopfMachine } from "./iopf.ts";
 import { runSvaPageFaults } from "../../examples/sva_page_faults.ts";
 
@@ -54,4 +54,32 @@ Deno.test("bench/iopf.ts: a fill serves a page request per page, and its round t
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("bench/translate.ts: each figure says what the IOMMU did — IOTLB hit rate and walks per request", async (t) => {
+  await t.step("hot2 hits on all but its two first requests, which walk once each", () => {
+    const f = runScenario("hot2", 1, "sv39", 4096, "bare", 20_000);
+    assert.equal(f.requests, 20_000);
+    assert.equal(f.iotlb_hit_rate, 0.9999);
+    assert.equal(f.walks_per_request, 0.0001);
+  });
+  await t.step(
+    "rand over 262144 pages mostly walks in a 4096-entry IOTLB, as hardware would",
+    () => {
+      const f = runScenario("rand", 1, "sv39", 262144, "bare", 20_000);
+      assert.ok(f.iotlb_hit_rate < 0.05, `hit rate ${f.iotlb_hit_rate}`);
+      assert.equal(f.walks_per_request, Number((1 - f.iotlb_hit_rate).toFixed(4)));
+    },
+  );
+  await t.step(
+    "the two-stage walk (Sv39 over Sv39x4): five walks per request, three of them implicit",
+    () => {
+      const f = runScenario("walk", 3, "sv39", 4096, "sv39x4", 20_000);
+      assert.equal(f.figure, "walk_ddt3_sv39_over_sv39x4_4096");
+      assert.deepEqual([f.gstage, f.iotlb_hit_rate, f.walks_per_request], ["sv39x4", 0, 5]);
+    },
+  );
+  await t.step("setup is timed apart from the requests", () => {
+    assert.ok(setupMs(1, "sv48", 4096, "bare") > 0);
+  });
 });
