@@ -1,12 +1,27 @@
 /**
  * The machine options the dma tools' and perf's command lines share: which IOMMU, on which bus,
- * the PCI segment, how many DMA engines and channels.
+ * which of the driver's series it is built with, the PCI segment, how many DMA engines and
+ * channels.
  *
  * @module
  */
 import { DMAE_MAX_CHANNELS } from "@iommu-lab/hw/regs";
 import { Machine, type MachinePart, riscvIommu, VIRT_DMA_SLOT } from "@iommu-lab/machine";
+import { dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
+import { hpmPart } from "@iommu-lab/riscv-iommu-hpm";
+import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
 import { type CliValues, UsageError } from "../cli.ts";
+
+/**
+ * The series `--features` names, each with the machine part that builds it in: the page-request
+ * series (`iopf`; the DMA engines then advertise ATS, PRI and PASID, which it enables), hardware
+ * dirty tracking (`dirty`), the HPM as perf PMUs (`hpm`).
+ */
+export const FEATURES: Readonly<Record<string, () => MachinePart>> = {
+  iopf: iopfPart,
+  dirty: dirtyPart,
+  hpm: hpmPart,
+};
 
 /** The machine's options, for a tool's {@linkcode ToolSpec}. */
 export const MACHINE_OPTIONS = {
@@ -22,6 +37,13 @@ export const MACHINE_OPTIONS = {
     default: "platform",
     choices: ["platform", "pci"],
     help: "the platform IOMMU at 0x3010000 or the PCI one (1b36:0014)",
+  },
+  "features": {
+    type: "string",
+    default: "none",
+    arg: "LIST",
+    help: "the driver's series, a comma list: iopf (page requests; engines with ATS, PRI, " +
+      "PASID), dirty (dirty tracking), hpm (perf PMUs); or none",
   },
   "pci-domain": {
     type: "int",
@@ -46,8 +68,30 @@ export const MACHINE_OPTIONS = {
 } as const;
 
 /**
- * Boots the machine `v` describes, with `parts` (a series' machine parts: perf's HPM driver).
- * A {@linkcode UsageError} for a T100 on PCI.
+ * The names of a `--features` list (`iopf,hpm`, or `none`), checked: each one of
+ * {@linkcode FEATURES}, none twice, `none` alone. A {@linkcode UsageError} otherwise.
+ */
+export function parseFeatures(list: string): string[] {
+  const names = list.split(",");
+  const known = [...Object.keys(FEATURES), "none"].join(", ");
+  for (const [i, name] of names.entries()) {
+    if (name !== "none" && !Object.hasOwn(FEATURES, name)) {
+      const shown = name === "" ? '""' : name;
+      throw new UsageError(`--features: ${shown} is not one of ${known}`);
+    }
+    if (names.indexOf(name) !== i) throw new UsageError(`--features: ${name} is named twice`);
+  }
+  if (names.includes("none")) {
+    if (names.length > 1) throw new UsageError("--features: none goes alone");
+    return [];
+  }
+  return names;
+}
+
+/**
+ * Boots the machine `v` describes: the series `--features` names, then those of `parts` not
+ * among them (perf's HPM driver). A {@linkcode UsageError} for a T100 on PCI, or a series with
+ * no IOMMU to run on.
  */
 export function bootMachine(
   v: CliValues<typeof MACHINE_OPTIONS>,
@@ -57,6 +101,12 @@ export function bootMachine(
   if (v.iommu === "t100" && bus === "pci") {
     throw new UsageError("--iommu t100 is a platform IOMMU: not with --iommu-bus pci");
   }
+  const features = parseFeatures(v.features);
+  if (v.iommu === "none" && features.length > 0) {
+    throw new UsageError(`--features ${v.features}: not with --iommu none`);
+  }
+  const named = features.map((f) => FEATURES[f]());
+  const iopf = features.includes("iopf");
   return Machine.boot({
     iommu: v.iommu === "none" ? "none" : riscvIommu({ features: [] }),
     iommuBus: bus,
@@ -64,6 +114,9 @@ export function bootMachine(
     pciDomain: v["pci-domain"],
     dmaEngines: v.engines,
     dmaChannels: v.channels,
-    parts,
+    dmaAts: iopf,
+    dmaPri: iopf,
+    dmaPasid: iopf,
+    parts: [...named, ...parts.filter((p) => !named.some((n) => n.name === p.name))],
   });
 }

@@ -147,5 +147,7 @@ Deno.test("dma_map_benchmark.ts: bad arguments are one line and status 2, never 
     [["-n", "-2"], "-n: -2 is out of range (at least -1)"],
     [["--channels", "40"], "--channels: 40 is out of range (1 to 32)"],
     [["--iommu", "amd"], "--iommu: amd is not one of riscv, t100, none"],
+    [["--features", "iopf,ats"], "--features: ats is not one of iopf, dirty, hpm, none"],
+    [["--features", "iopf", "--iommu", "none"], "--features iopf: not with --iommu none"],
   ]);
 });

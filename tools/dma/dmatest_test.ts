@@ -1,8 +1,23 @@
 import assert from "node:assert/strict";
 import { MEM_POISON } from "@iommu-lab/hw";
 import { Machine, riscvIommu } from "@iommu-lab/machine";
-import { iommu_get_domain_for_dev, iommu_iova_to_phys } from "@iommu-lab/iommu";
-import { cli, type DmatestInjectInfo, PATTERN_SRC, runDmatest } from "./dmatest.ts";
+import {
+  device_iommu_capable,
+  IOMMU_CAP_DIRTY_TRACKING,
+  iommu_get_domain_for_dev,
+  iommu_iova_to_phys,
+} from "@iommu-lab/iommu";
+import { pci_read_config_word, sysfs_readdir } from "@iommu-lab/kernel";
+import {
+  PCI_ATS_CTRL,
+  PCI_ATS_CTRL_ENABLE,
+  PCI_PRI_CTRL,
+  PCI_PRI_CTRL_ENABLE,
+  RISCV_IOMMU_HPMEVENT_ATS_RQ,
+} from "@iommu-lab/hw/regs";
+import { cli, type DmatestInjectInfo, dmatestOptions, PATTERN_SRC, runDmatest } from "./dmatest.ts";
+import { bootMachine } from "./_machine.ts";
+import { parseCli } from "../cli.ts";
 import { checkBadArguments, runCaptured } from "../cli_testing.ts";
 
 function _boot(bus: "platform" | "pci"): Machine {
@@ -258,6 +273,46 @@ Deno.test("dmatest.ts command line prints the kernel's summary lines and its own
   );
 });
 
+Deno.test("dmatest --features iopf,dirty,hpm: one kernel with the three series; dmatest passes through the engine's ATC, each unmap invalidating it with ATS.INVAL", async (t) => {
+  const args = ["--features", "iopf,dirty,hpm", "--channels", "2", "--iterations", "4"];
+  await t.step("the machine the options describe", () => {
+    const v = parseCli(args, cli)!;
+    const m = bootMachine(v);
+    assert.deepEqual(m.driver!.features.map((f) => f.name), ["iopf", "dirty-tracking", "hpm"]);
+    const pdev = m.dmaDevices[0];
+    assert.equal(device_iommu_capable(pdev, IOMMU_CAP_DIRTY_TRACKING), true);
+    assert.deepEqual(sysfs_readdir(m.kernel, "/sys/bus/event_source/devices"), [
+      "riscv_iommu_hpm_0",
+    ]);
+    assert.ok(pci_read_config_word(pdev, pdev.atsCap + PCI_ATS_CTRL) & PCI_ATS_CTRL_ENABLE);
+    assert.ok(pci_read_config_word(pdev, pdev.priCap + PCI_PRI_CTRL) & PCI_PRI_CTRL_ENABLE);
+    const ats = m.silicon.iommu!.atsPort!;
+    let invalidations = 0;
+    m.silicon.iommu!.atsPort = {
+      invalidate: (inv, done) => (invalidations++, ats.invalidate(inv, done)),
+      pageResponse: (rsp) => ats.pageResponse(rsp),
+    };
+    let atsRequests = 0;
+    m.silicon.iommu!.translator.addEventObserver({
+      count: (id) => void (id === RISCV_IOMMU_HPMEVENT_ATS_RQ && atsRequests++),
+    });
+    const r = runDmatest(m, dmatestOptions(v));
+    assert.deepEqual([r.tests, r.failures], [8, 0]);
+    assert.ok(atsRequests > 0, "the engine asked for translations");
+    // Each test unmaps its source and destination: two ATS.INVALs at least.
+    assert.ok(invalidations >= 2 * r.tests, `${invalidations} ATS invalidations`);
+  });
+  await t.step("the command line", async () => {
+    const r = await runCaptured("dmatest", cli, [...args, "--dmesg"]);
+    assert.equal(r.status, 0, r.err.join("\n"));
+    const out = r.out.join("\n");
+    assert.match(out, /riscv,iommu 3010000\.iommu: page request queue enabled$/m);
+    assert.match(out, /HPM: Registered riscv_iommu_hpm_0 /);
+    assert.doesNotMatch(out, /disabled: no capabilities/);
+    assert.match(r.out.at(-1)!, /^dmatest: 8 tests, 0 failures, /);
+  });
+});
+
 Deno.test("dmatest.ts: bad arguments are one line and status 2, never a stack trace", async (t) => {
   await checkBadArguments(t, "dmatest", cli, [
     [["--bogus"], "unknown option --bogus"],
@@ -291,6 +346,13 @@ Deno.test("dmatest.ts: bad arguments are one line and status 2, never a stack tr
     [["--pci-domain", "-1"], "--pci-domain: -1 is out of range (0 to 255)"],
     [["--seed", "0x100000000"], "--seed: 0x100000000 is out of range (0 to 4294967295)"],
     [["--noverify=1"], "--noverify takes no value"],
+    [["--features", "sva"], "--features: sva is not one of iopf, dirty, hpm, none"],
+    [["--features", "iopf,,hpm"], '--features: "" is not one of iopf, dirty, hpm, none'],
+    [["--features", "IOPF"], "--features: IOPF is not one of iopf, dirty, hpm, none"],
+    [["--features", "hpm,dirty,hpm"], "--features: hpm is named twice"],
+    [["--features", "none,dirty"], "--features: none goes alone"],
+    [["--features"], "--features needs a value"],
+    [["--features", "dirty", "--iommu", "none"], "--features dirty: not with --iommu none"],
   ]);
 });
 

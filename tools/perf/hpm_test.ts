@@ -7,7 +7,7 @@ import { type InboundRequest, REQ_UNTRANSLATED, type TranslationResult } from "@
 import type { Machine } from "@iommu-lab/machine";
 import { bootPerfMachine, perfMain } from "./perf.ts";
 
-const URQ = 1, DD_WALK = 5;
+const URQ = 1, ATS_RQ = 3, DD_WALK = 5;
 const DMA0 = 0x0c_0010; // 000c:00:02.0, dma0chan0's engine, with --pci-domain 0xc
 
 /** What the test saw: the IOMMU (IOATS) translator's events, and requests into the T100. */
@@ -158,6 +158,35 @@ Deno.test("perf stat: generic events on a riscv,iommu and the T100's JSON vendor
     `${miss},,spacemit_ioatc_hpm_1/ioatc_tlb_miss/`,
     `${t100.seen.into.get(dev)! - miss},,spacemit_ioatc_hpm_1/ioatc_tlb_hit/`,
     `${events(t100, DD_WALK)},,ioats_ddtc_miss`,
+  ]);
+});
+
+Deno.test("perf stat --features iopf,dirty: perf keeps its HPM series; ats_rq counts the ATS translation requests of the engine the page-request series enabled ATS on", async () => {
+  const r = await perf([
+    "stat",
+    "--features",
+    "iopf,dirty",
+    "-a",
+    "-x",
+    ",",
+    "-e",
+    "riscv_iommu_hpm_0/ats_rq/,riscv_iommu_hpm_0/untrans_rq/",
+    "--",
+    "dmatest",
+    "--iterations",
+    "10",
+  ]);
+  assert.equal(r.status, 0, r.err.join("\n"));
+  assert.deepEqual(r.machine!.driver!.features.map((f) => f.name), [
+    "iopf",
+    "dirty-tracking",
+    "hpm",
+  ]);
+  const ats = events(r, ATS_RQ);
+  assert.ok(ats > 0, "the engine asked the IOMMU for translations");
+  assert.deepEqual(r.err.map((l) => l.split(",").slice(0, 3).join(",")), [
+    `${ats},,riscv_iommu_hpm_0/ats_rq/`,
+    `${events(r, URQ)},,riscv_iommu_hpm_0/untrans_rq/`,
   ]);
 });
 

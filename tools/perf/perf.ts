@@ -1,7 +1,8 @@
 /**
  * `perf` on the simulated machine: `perf list` and `perf stat`, as `tools/perf/perf.c`
  * dispatches them. The tool boots a machine (the machine options of `tools/dma`: `--iommu t100`
- * for a SpacemiT T100, `--pci-domain`...) with the RISC-V IOMMU HPM series in its kernel, reads
+ * for a SpacemiT T100, `--pci-domain`, `--features` for more series...) with the RISC-V IOMMU HPM
+ * series in its kernel whatever `--features` says, reads
  * the PMUs the booted kernel registered from its sysfs, parses the events as perf does and
  * counts them through the kernel's perf_event interface while a workload runs.
  *
@@ -49,7 +50,10 @@ export interface PerfEnv extends CliIo {
   boot(v: CliValues<typeof MACHINE_OPTIONS>): Machine;
 }
 
-/** Boots the machine of the tools' options with the HPM series: its PMUs are perf's. */
+/**
+ * Boots the machine of the tools' options with the HPM series, named in `--features` or not: its
+ * PMUs are perf's.
+ */
 export function bootPerfMachine(v: CliValues<typeof MACHINE_OPTIONS>): Machine {
   return bootMachine(v, [hpmPart()]);
 }

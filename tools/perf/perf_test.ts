@@ -357,6 +357,11 @@ Deno.test("perf: every bad argument is one line 'perf: ...' and status 2", async
       ["stat", ...e, "--pci-domain", "0x100", "sleep", "1"],
       "perf: --pci-domain: 0x100 is out of range (0 to 255)",
     ],
+    [
+      ["stat", ...e, "--features", "hpm,pri", "sleep", "1"],
+      "perf: --features: pri is not one of iopf, dirty, hpm, none",
+    ],
+    [["list", "--features", "none,hpm"], "perf: --features: none goes alone"],
     [["list", "pmu", "tlb"], "perf: list takes at most one of: pmu, <event glob>"],
     [["list", "--detail"], "perf: unknown option --detail"],
   ];
