@@ -18,6 +18,11 @@
  *    the simulated timeline as a Chrome/Perfetto trace (`--trace PATH`, default
  *    `out/demo-trace.json`).
  *
+ * With `--features iopf,dirty,hpm` (any of them) the machine is built with those series of the
+ * driver, as the tools' `--features` builds it: with `iopf` the engine translates through its
+ * ATC, each unmap sends ATS.INVAL, and the provoked fault becomes a page request the core refuses
+ * (`page request fault report failed: -22`, then Invalid Request) instead of a fault record.
+ *
  * Run: `deno task demo` (or `deno run -A examples/demo.ts --trace /tmp/t.json`).
  *
  * @module
@@ -38,6 +43,7 @@ import { Machine, riscvIommu } from "@iommu-lab/machine";
 import { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
 import { runDmatest } from "../tools/dma/dmatest.ts";
 import { runTool, type Tool } from "../tools/cli.ts";
+import { featureOptions, MACHINE_OPTIONS, parseFeatures } from "../tools/dma/_machine.ts";
 
 /** What {@linkcode runDemo} did, for the caller (and the demo's test). */
 export interface DemoResult {
@@ -45,7 +51,10 @@ export interface DemoResult {
   readonly tests: number;
   /** Failed dmatest tests (0 when all passed). */
   readonly failures: number;
-  /** The fault line the driver logged for the provoked fault, or null if none appeared. */
+  /**
+   * The line the driver logged for the provoked fault (a fault record's, or with `iopf` the page
+   * request's failed report), or null if none appeared.
+   */
   readonly faultLine: string | null;
   /** The IOVA the provoked fault targeted. */
   readonly faultIova: number;
@@ -69,6 +78,8 @@ export interface DemoOptions {
   iterations?: number;
   /** Where output lines go. Default `console.log`. */
   print?: (line: string) => void;
+  /** The driver's series to build in, by `--features` name (`iopf`, `dirty`, `hpm`). Default none. */
+  features?: readonly string[];
 }
 
 const _CAUSES: Record<number, string> = {
@@ -93,8 +104,13 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   };
   const real0 = performance.now();
 
-  head("boot: virt machine, RISC-V IOMMU at 0x3010000 (platform), DMA engine at 00:02.0");
+  const features = opts.features ?? [];
+  head(
+    "boot: virt machine, RISC-V IOMMU at 0x3010000 (platform), DMA engine at 00:02.0" +
+      (features.length ? `; series ${features.join(", ")}` : ""),
+  );
   const m = Machine.boot({
+    ...featureOptions(features),
     iommu: riscvIommu({ features: [] }),
     iommuBus: "platform",
     trace: true,
@@ -139,7 +155,7 @@ export function runDemo(opts: DemoOptions = {}): DemoResult {
   mark = dmesgSince(mark);
   const faultLine =
     m.kernel.dmesg.records().slice(before).map((l) => l.text).find((l) =>
-      / Fault \d+ devid: /.test(l)
+      / Fault \d+ devid: | page request fault report failed: /.test(l)
     ) ?? null;
 
   const commands: Record<string, number> = {};
@@ -207,6 +223,7 @@ const DEMO_OPTIONS = {
     help: "where to write the trace",
   },
   iterations: { type: "int", default: 64, min: 1, help: "dmatest copies per channel" },
+  features: MACHINE_OPTIONS.features,
 } as const;
 
 /** The demo's command line. */
@@ -216,7 +233,12 @@ export const cli: Tool<typeof DEMO_OPTIONS> = {
     "fault and writes a Perfetto trace of the simulated timeline.",
   options: DEMO_OPTIONS,
   main(v, io) {
-    const r = runDemo({ tracePath: v.trace, iterations: v.iterations, print: (l) => io.out(l) });
+    const r = runDemo({
+      tracePath: v.trace,
+      iterations: v.iterations,
+      features: parseFeatures(v.features),
+      print: (l) => io.out(l),
+    });
     return r.ok ? 0 : 1;
   },
 };

@@ -63,6 +63,31 @@ Deno.test("demo: dmatest passes through the platform IOMMU, the fault is logged,
   }
 });
 
+Deno.test("demo --features iopf,dirty,hpm: the series in one kernel; dmatest passes through the engine's ATC, and the fault is a page request the core refuses", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const lines: string[] = [];
+    const r = runDemo({
+      tracePath: `${dir}/trace.json`,
+      iterations: 2,
+      features: ["iopf", "dirty", "hpm"],
+      print: (l) => lines.push(l),
+    });
+    assert.ok(r.ok);
+    assert.deepEqual([r.tests, r.failures], [8, 0]);
+    const out = lines.join("\n");
+    assert.match(out, /; series iopf, dirty, hpm$/m);
+    assert.match(out, /riscv,iommu 3010000\.iommu: page request queue enabled$/m);
+    assert.match(out, /HPM: Registered riscv_iommu_hpm_0 /);
+    assert.equal(r.faultLine, "riscv,iommu 3010000.iommu: page request fault report failed: -22");
+    // Every unmap invalidates the engine's ATC; the refused group is answered once.
+    assert.ok((r.commands["ATS.INVAL"] ?? 0) >= 2 * r.tests);
+    assert.equal(r.commands["ATS.PRGR"], 1);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
+
 Deno.test("demo.ts: bad arguments are one line and status 2, never a stack trace", async (t) => {
   await checkBadArguments(t, "demo", cli, [
     [["--bogus"], "unknown option --bogus"],
@@ -71,5 +96,7 @@ Deno.test("demo.ts: bad arguments are one line and status 2, never a stack trace
     [["--iterations", "0"], "--iterations: 0 is out of range (at least 1)"],
     [["--iterations", "1e3"], "--iterations: 1e3 is not an integer (decimal or 0x)"],
     [["--iterations", "-5"], "--iterations: -5 is out of range (at least 1)"],
+    [["--features", "iopf,sva"], "--features: sva is not one of iopf, dirty, hpm, none"],
+    [["--features", "none,iopf"], "--features: none goes alone"],
   ]);
 });

@@ -6,7 +6,13 @@
  * @module
  */
 import { DMAE_MAX_CHANNELS } from "@iommu-lab/hw/regs";
-import { Machine, type MachinePart, riscvIommu, VIRT_DMA_SLOT } from "@iommu-lab/machine";
+import {
+  Machine,
+  type MachineOptions,
+  type MachinePart,
+  riscvIommu,
+  VIRT_DMA_SLOT,
+} from "@iommu-lab/machine";
 import { dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
 import { hpmPart } from "@iommu-lab/riscv-iommu-hpm";
 import { iopfPart } from "@iommu-lab/riscv-iommu-iopf";
@@ -89,6 +95,22 @@ export function parseFeatures(list: string): string[] {
 }
 
 /**
+ * The machine options that build in the series `names` ({@linkcode parseFeatures}): their parts,
+ * and with `iopf` DMA engines that advertise ATS, PRI and PASID.
+ */
+export function featureOptions(
+  names: readonly string[],
+): Required<Pick<MachineOptions, "parts" | "dmaPasid">> & { dmaAts: boolean; dmaPri: boolean } {
+  const iopf = names.includes("iopf");
+  return {
+    parts: names.map((f) => FEATURES[f]()),
+    dmaAts: iopf,
+    dmaPri: iopf,
+    dmaPasid: iopf,
+  };
+}
+
+/**
  * Boots the machine `v` describes: the series `--features` names, then those of `parts` not
  * among them (perf's HPM driver). A {@linkcode UsageError} for a T100 on PCI, or a series with
  * no IOMMU to run on.
@@ -105,18 +127,15 @@ export function bootMachine(
   if (v.iommu === "none" && features.length > 0) {
     throw new UsageError(`--features ${v.features}: not with --iommu none`);
   }
-  const named = features.map((f) => FEATURES[f]());
-  const iopf = features.includes("iopf");
+  const named = featureOptions(features);
   return Machine.boot({
+    ...named,
     iommu: v.iommu === "none" ? "none" : riscvIommu({ features: [] }),
     iommuBus: bus,
     t100: v.iommu === "t100" ? {} : undefined,
     pciDomain: v["pci-domain"],
     dmaEngines: v.engines,
     dmaChannels: v.channels,
-    dmaAts: iopf,
-    dmaPri: iopf,
-    dmaPasid: iopf,
-    parts: [...named, ...parts.filter((p) => !named.some((n) => n.name === p.name))],
+    parts: [...named.parts, ...parts.filter((p) => !named.parts.some((n) => n.name === p.name))],
   });
 }
