@@ -19,113 +19,37 @@ import {
   iommu_iotlb_sync,
   iommu_map,
   iommu_paging_domain_alloc_flags,
-  IOMMU_READ,
   iommu_unmap,
-  IOMMU_WRITE,
   IommuDirtyBitmap,
-  type IommuDomain,
   IommuIotlbGather,
   iova_bitmap_alloc,
-  iova_bitmap_set,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
-import { type DmaChan, Machine, type MachineOptions, riscvIommu } from "@iommu-lab/machine";
+import { Machine, type MachineOptions, riscvIommu } from "@iommu-lab/machine";
 import { dirty, dirtyPart } from "@iommu-lab/riscv-iommu-dirty";
-
-const RW = IOMMU_READ | IOMMU_WRITE;
-const K4 = 0x1000;
-const K64 = 0x1_0000;
-const M2 = 0x20_0000;
-
-/** Guest-physical layout of the tracked domain: one region per leaf size, and a DMA source. */
-const GPA_4K = 0x1000_1000; // 8 leaves of 4 KiB (not 64 KiB aligned: no Svnapot)
-const GPA_64K = 0x2000_0000; // 4 Svnapot leaves of 64 KiB
-const GPA_2M = 0x4000_0000; // 2 leaves of 2 MiB
-const GPA_SRC = 0x5000_0000; // what the engine copies from, writable too
-/** The bitmap covers all of it, one bit per 4 KiB. */
-const BASE = 0x1000_0000;
-const LENGTH = GPA_SRC + K64 - BASE;
-
-/** The leaf size the layout gives `gpa`: the unit in which the IOMMU's D bits count. */
-function leafSize(gpa: number): number {
-  if (gpa >= GPA_2M && gpa < GPA_2M + 2 * M2) return M2;
-  if (gpa >= GPA_64K && gpa < GPA_64K + 4 * K64) return K64;
-  return K4;
-}
-
-/** The bitmap of the leaves `[gpa, gpa + len)` ranges touch: what a write must report. */
-function footprint(...ranges: [number, number][]): Uint8Array {
-  const data = new Uint8Array(Math.ceil(LENGTH / K4 / 64) * 8);
-  const bitmap = iova_bitmap_alloc(BASE, LENGTH, K4, data);
-  for (const [gpa, len] of ranges) {
-    for (let a = gpa; a < gpa + len;) {
-      const size = leafSize(a);
-      const leaf = a - a % size;
-      iova_bitmap_set(bitmap, leaf, size);
-      a = leaf + size;
-    }
-  }
-  return data;
-}
-
-/** Page indexes (from BASE) set in a bitmap, for readable failures. */
-function pages(data: Uint8Array): number[] {
-  const out: number[] = [];
-  for (let i = 0; i < data.length * 8; i++) if (data[i >> 3] >> (i & 7) & 1) out.push(i);
-  return out;
-}
-
-/**
- * What iommufd's IOMMU_HWPT_GET_DIRTY_BITMAP does at the core (iopt_read_and_clear_dirty_data()):
- * the domain's read_and_clear_dirty into a bitmap of the whole layout, then iommu_iotlb_sync() on
- * the gather.
- */
-function getDirtyBitmap(d: IommuDomain, flags = 0): Uint8Array {
-  const data = new Uint8Array(Math.ceil(LENGTH / K4 / 64) * 8);
-  const dirty = new IommuDirtyBitmap();
-  const gather = new IommuIotlbGather();
-  iommu_dirty_bitmap_init(dirty, iova_bitmap_alloc(BASE, LENGTH, K4, data), gather);
-  d.dirty_ops!.read_and_clear_dirty(d, BASE, LENGTH, flags, dirty);
-  iommu_iotlb_sync(d, gather);
-  return data;
-}
-
-/** iommufd's iopt_clear_dirty_data(): a clearing read without a bitmap, then the sync. */
-function clearDirtyData(d: IommuDomain): void {
-  const dirty = new IommuDirtyBitmap();
-  const gather = new IommuIotlbGather();
-  iommu_dirty_bitmap_init(dirty, null, gather);
-  d.dirty_ops!.read_and_clear_dirty(d, BASE, LENGTH, 0, dirty);
-  iommu_iotlb_sync(d, gather);
-}
+import {
+  BASE,
+  clearDirtyData,
+  footprint,
+  getDirtyBitmap,
+  GPA_2M,
+  GPA_4K,
+  GPA_64K,
+  GPA_SRC,
+  K4,
+  K64,
+  LENGTH,
+  M2,
+  ok,
+  pages,
+  RW,
+  trackedDomain,
+} from "./_dirty_test_fixture.ts";
 
 function boot(opts: MachineOptions = {}) {
   // The engine's completion MSIs bypass the IOMMU: the tracked domain does not map the IMSIC.
   const m = Machine.boot({ parts: [dirtyPart()], msiThroughIommu: false, ...opts });
   return { m, chan: m.dmaChannel(0) };
-}
-
-/** A DIRTY_TRACKING domain on the engine, the layout mapped (tracking still off). */
-function trackedDomain(m: Machine, chan: DmaChan): RiscvIommuDomain {
-  const d = iommu_paging_domain_alloc_flags(
-    chan.dev,
-    IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
-  ) as RiscvIommuDomain;
-  iommu_attach_device(d, chan.dev);
-  const alloc = (order: number) => {
-    const pa = m.kernel.pages.alloc(order);
-    assert.equal(pa % (K4 << order), 0, "buddy blocks are naturally aligned");
-    return pa;
-  };
-  iommu_map(d, GPA_4K, alloc(3), 8 * K4, RW);
-  iommu_map(d, GPA_64K, alloc(6), 4 * K64, RW);
-  iommu_map(d, GPA_2M, alloc(10), 2 * M2, RW);
-  iommu_map(d, GPA_SRC, alloc(4), K64, RW);
-  return d;
-}
-
-function ok(tx: { status: string; errCause: number }): void {
-  assert.equal(tx.status, "complete", `DMA ${tx.status}, IOMMU cause ${tx.errCause}`);
 }
 
 Deno.test("the mapping has the leaves the test needs: 4 KiB, 64 KiB Svnapot and 2 MiB", () => {
