@@ -21,7 +21,7 @@ import {
   iova_bitmap_set,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
-import type { DmaChan, Machine } from "@iommu-lab/machine";
+import type { DmaChan, DmaTx, Machine } from "@iommu-lab/machine";
 
 export const RW = IOMMU_READ | IOMMU_WRITE;
 export const K4 = 0x1000;
@@ -109,8 +109,14 @@ export function trackedDomain(m: Machine, chan: DmaChan): RiscvIommuDomain {
 }
 
 /** The transfer completed. */
-export function ok(tx: { status: string; errCause: number }): void {
-  assert.equal(tx.status, "complete", `DMA ${tx.status}, IOMMU cause ${tx.errCause}`);
+export function ok(tx: DmaTx): void {
+  assert.equal(
+    tx.status,
+    "complete",
+    `DMA ${tx.status}: engine error ${tx.error} at 0x${
+      tx.errAddr.toString(16)
+    }, IOMMU cause ${tx.errCause}`,
+  );
 }
 
 /**
