@@ -147,8 +147,10 @@ export interface RiscvIommuFeature {
    * device contexts are rewritten as `dc` (which keeps the template's pdtp): `fsc` and `ta` are
    * the domain's first stage (iosatp and PSCID; Bare and 0 for identity, blocked and second-stage
    * domains), for the feature to put where requests without a PASID find them. `dc.tc` has V
-   * unless the domain blocks; `dc.iohgatp` is the domain's second stage. Throw an Errno to fail
-   * the attach; nothing has changed yet.
+   * unless the domain blocks; `dc.iohgatp` is the domain's second stage. The feature may take
+   * the directory out of `dc` for a domain it cannot go under (PDTV and DPE clear, `fsc` and
+   * `ta` the domain's): the template keeps it for the next attach. Throw an Errno to fail the
+   * attach; nothing has changed yet.
    */
   attachRid?(
     iommu: RiscvIommuDevice,
