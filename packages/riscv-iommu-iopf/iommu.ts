@@ -707,8 +707,12 @@ function riscv_iommu_pdt_alloc(
  * The `attachRid` hook: the RID's domain goes to process_id 0 (DPE sends requests without a
  * PASID there): its iosatp and PSCID with V, or nothing (V clear) for the blocking domain. V is
  * cleared first, so no walk sees a half-written context; the attach's IODIR.INVAL_DDT (which
- * drops the device's cached process contexts too) and IOTINVAL follow. EBUSY for a second-stage
- * domain: PASIDs over a G-stage are not supported.
+ * drops the device's cached process contexts too) and IOTINVAL follow.
+ *
+ * A second-stage domain takes the directory out of the context (PDTV and DPE clear, `fsc` Bare):
+ * under a G-stage the pdtp would be a guest-physical address, and PASIDs over a G-stage are not
+ * supported. The directory itself stays with the device, and the next first-stage domain puts
+ * it back. EBUSY while a PASID is attached.
  */
 function riscv_iommu_attach_rid(
   _iommu: RiscvIommuDevice,
@@ -719,12 +723,18 @@ function riscv_iommu_attach_rid(
   ta: bigint,
 ): void {
   const ep = _ep(info);
-  if (dc.iohgatp !== 0n) {
+  if (dc.iohgatp !== 0n && ep.pasids.size !== 0) {
     throw new Errno("EBUSY", `${dev.name}: PASIDs in use, no second stage`);
   }
   const mem = dev.kernel.mem;
   const pc = riscv_iommu_get_pc(dev, ep, 0);
   mem.write64(pc + riscv_iommu_pc.ta, 0n);
+  if (dc.iohgatp !== 0n) {
+    dc.tc &= ~(RISCV_IOMMU_DC_TC_PDTV | RISCV_IOMMU_DC_TC_DPE);
+    dc.fsc = fsc;
+    dc.ta = ta;
+    return;
+  }
   if ((dc.tc & RISCV_IOMMU_DC_TC_V) === 0n) return;
   mem.write64(pc + riscv_iommu_pc.fsc, fsc);
   mem.write64(pc + riscv_iommu_pc.ta, (ta & RISCV_IOMMU_PC_TA_PSCID) | RISCV_IOMMU_PC_TA_V);
@@ -860,6 +870,7 @@ function riscv_iommu_sva_domain_free(iommu_domain: IommuDomain): void {
  * device), the device gets its process directory on its first PASID, and the process context is
  * written (fsc first, then ta with V: a context is never valid half-written). A context that was
  * invalid needs no invalidation. EOPNOTSUPP without PASID on the device, or to replace a domain;
+ * EBUSY while the RID's domain is a second stage (PASIDs over a G-stage are not supported);
  * ENOMEM.
  */
 function riscv_iommu_sva_set_dev_pasid(
@@ -875,6 +886,9 @@ function riscv_iommu_sva_set_dev_pasid(
   const ep = _ep(info) as RiscvIommuEndpoint | undefined;
   if (!ep?.pasid_enabled || old !== null) {
     throw new Errno("EOPNOTSUPP", `${dev.name}: cannot attach PASID ${pasid}`);
+  }
+  if (info.domain?.second_stage) {
+    throw new Errno("EBUSY", `${dev.name}: second stage attached, no PASIDs`);
   }
   const faults = domain.iopf_handler !== null;
   if (faults) riscv_iommu_iopf_enable(iommu, dev, ep);

@@ -135,6 +135,46 @@ Deno.test("under a directory the RID's domain changes in process_id 0; a second 
   for (const d of [s2]) iommu_domain_free(d);
 });
 
+Deno.test("with no PASID attached, a second stage goes in without the directory (PDTV and DPE out, fsc Bare), PASIDs are refused while it is there (EBUSY), a first stage brings the directory back", () => {
+  const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP_ATS | 1n << 38n | 1n << 17n });
+  const { pdev, devid } = pciEndpoint(sys);
+  const dma = iommu_get_domain_for_dev(pdev) as RiscvIommuDomain;
+  const mm = mm_alloc(sys.kernel);
+  iommu_sva_unbind_device(iommu_sva_bind_device(pdev, mm));
+  const root = pdtRoot(sys, devid);
+  const base = TC.V | TC.EN_ATS | TC.EN_PRI | TC.PRPR;
+  const group = iommu_group_get(pdev)!;
+  const s2 = iommu_paging_domain_alloc_flags(
+    pdev,
+    IOMMU_HWPT_ALLOC_NEST_PARENT,
+  ) as RiscvIommuDomain;
+  iommu_group_replace_domain(group, s2);
+  const hw = s2.pt.hwInfo();
+  assert.deepEqual(deviceContext(sys, devid), [
+    base,
+    BigInt(hw.mode) << 60n | BigInt(s2.gscid) << 44n | BigInt(hw.ppn),
+    0n,
+    0n,
+  ]);
+  assert.deepEqual(pc(sys, root), [0n, iosatp(dma)], "process_id 0 no longer valid");
+  assert.throws(() => iommu_sva_bind_device(pdev, mm), { code: "EBUSY" });
+  assert.deepEqual(deviceContext(sys, devid)[0], base, "nothing changed");
+
+  iommu_group_replace_domain(group, dma);
+  assert.deepEqual(deviceContext(sys, devid), [
+    base | TC.PDTV | TC.DPE,
+    0n,
+    0n,
+    1n << 60n | BigInt(root / 4096),
+  ]);
+  assert.deepEqual(pc(sys, root), [BigInt(dma.pscid) << 12n | 1n, iosatp(dma)]);
+  const handle = iommu_sva_bind_device(pdev, mm);
+  assert.equal(pdtRoot(sys, devid), root, "the same directory");
+  iommu_sva_unbind_device(handle);
+  iommu_domain_free(s2);
+  mmput(mm);
+});
+
 Deno.test("PD17 and PD20 by capability: the process context of a PASID is found through PDI[2] and PDI[1]", () => {
   for (const [cap, mode, bits] of [[CAP_PD17, 2n, 17], [CAP_PD20, 3n, 20]] as const) {
     const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP_ATS | cap });
