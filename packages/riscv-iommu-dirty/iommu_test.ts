@@ -46,33 +46,28 @@ import {
   type RiscvIommuDomain,
 } from "@iommu-lab/riscv-iommu";
 import {
+  CAP,
+  commandsOf,
   dcAddress,
   deviceContext,
   FAKE_IOMMU_CAPS,
   FakeIommu,
   mmioTrace,
+  TC,
   type TestSystem,
   testSystem,
 } from "@iommu-lab/riscv-iommu/testing";
 import { dirty, riscv_iommu_dirty_ops } from "./mod.ts";
 
 const X4 = 7n << 17n; // Sv39x4, Sv48x4, Sv57x4
-const AMO_HWAD = 1n << 24n;
-const S = 1n << 43n;
-const V = 1n;
-const GADE = 1n << 7n;
+const { AMO_HWAD, S } = CAP;
+const { V, GADE } = TC;
 const PTE_R = 1n << 1n;
 const PTE_W = 1n << 2n;
 const PTE_A = 1n << 6n;
 const PTE_D = 1n << 7n;
 const RW = IOMMU_READ | IOMMU_WRITE;
 const EP = 5;
-
-function commandsOf(sys: TestSystem, fn: () => void): string[] {
-  sys.fake.commands.length = 0;
-  fn();
-  return sys.fake.commands.map((c) => c.text);
-}
 
 /** A fake with AMO_HWAD and the x4 modes, the feature loaded, endpoint ID 5 probed. */
 function system(caps = FAKE_IOMMU_CAPS | X4 | AMO_HWAD) {

@@ -15,6 +15,7 @@ import {
   type PciDev,
 } from "@iommu-lab/kernel";
 import {
+  CAP,
   FAKE_IOMMU_CAPS,
   type FakeCommand,
   type TestSystem,
@@ -22,18 +23,6 @@ import {
   type TestSystemOptions,
 } from "@iommu-lab/riscv-iommu/testing";
 import { iopf } from "./mod.ts";
-
-/** capabilities.ATS. */
-export const CAP_ATS = 1n << 25n;
-/** capabilities.PD8 / PD17 / PD20. */
-export const CAP_PD8 = 1n << 38n;
-/** capabilities.PD17. */
-export const CAP_PD17 = 1n << 39n;
-/** capabilities.PD20. */
-export const CAP_PD20 = 1n << 40n;
-
-/** DC.tc bits (spec numbers). */
-export const TC = { V: 1n, EN_ATS: 2n, EN_PRI: 4n, PDTV: 1n << 5n, PRPR: 1n << 6n, DPE: 1n << 9n };
 
 /** Options of {@linkcode iopfSystem}. */
 export interface IopfSystemOptions extends TestSystemOptions {
@@ -47,7 +36,7 @@ export interface IopfSystemOptions extends TestSystemOptions {
  */
 export function iopfSystem(opts: IopfSystemOptions = {}): TestSystem {
   return testSystem({
-    caps: FAKE_IOMMU_CAPS | CAP_ATS | CAP_PD8,
+    caps: FAKE_IOMMU_CAPS | CAP.ATS | CAP.PD8,
     features: [iopf({ pqCount: opts.pqCount })],
     initcalls: [pci_driver_init],
     ...opts,
@@ -216,11 +205,4 @@ export function decodePrgr(c: FakeCommand): {
     code: Number(d1 >> 44n & 0xfn),
     dst: Number(d1 >> 48n),
   };
-}
-
-/** The commands `fn` makes the fake execute, as its short descriptions. */
-export function commandsOf(sys: TestSystem, fn: () => void): string[] {
-  sys.fake.commands.length = 0;
-  fn();
-  return sys.fake.commands.map((c) => c.text);
 }

@@ -18,8 +18,8 @@ import {
   IOMMU_WRITE,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
-import { deviceContext } from "@iommu-lab/riscv-iommu/testing";
-import { commandsOf, iopfSystem, pciEndpoint, TC } from "./_test_fixture.ts";
+import { commandsOf, deviceContext, TC } from "@iommu-lab/riscv-iommu/testing";
+import { iopfSystem, pciEndpoint } from "./_test_fixture.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 

@@ -14,12 +14,13 @@ import {
   iommu_unmap,
 } from "@iommu-lab/iommu";
 import {
+  CAP,
   deviceContext,
   FAKE_IOMMU_CAPS,
   mmioTrace,
   testSystem,
 } from "@iommu-lab/riscv-iommu/testing";
-import { CAP_ATS, CAP_PD8, pciEndpoint, pqRecord, settle } from "./_test_fixture.ts";
+import { pciEndpoint, pqRecord, settle } from "./_test_fixture.ts";
 import { iopf } from "./mod.ts";
 
 /**
@@ -61,7 +62,7 @@ function scenario(caps: bigint, features: ReturnType<typeof iopf>[]) {
 }
 
 Deno.test("without the series: no page-request queue, no ATS/PRI/PASID on the function, no PASIDs, and nothing else differs", () => {
-  const caps = FAKE_IOMMU_CAPS | CAP_ATS | CAP_PD8;
+  const caps = FAKE_IOMMU_CAPS | CAP.ATS | CAP.PD8;
   const without = scenario(caps, []);
   assert.equal(without.mmio.some((l) => / pq[bhtc]/.test(l)), false);
   assert.equal(without.recorded, false, "the page-request queue is off: the record goes nowhere");
@@ -70,8 +71,8 @@ Deno.test("without the series: no page-request queue, no ATS/PRI/PASID on the fu
   assert.equal(without.commands.some((c) => c.startsWith("ATS")), false);
 
   // The series loaded on an IOMMU without ATS stays off: the same run, one more line.
-  const skipped = scenario(FAKE_IOMMU_CAPS | CAP_PD8, [iopf()]);
-  const plain = scenario(FAKE_IOMMU_CAPS | CAP_PD8, []);
+  const skipped = scenario(FAKE_IOMMU_CAPS | CAP.PD8, [iopf()]);
+  const plain = scenario(FAKE_IOMMU_CAPS | CAP.PD8, []);
   assert.deepEqual(skipped.mmio, plain.mmio);
   assert.deepEqual(skipped.commands, plain.commands);
   assert.deepEqual(skipped.dc, plain.dc);

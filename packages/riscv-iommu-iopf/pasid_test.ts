@@ -26,16 +26,15 @@ import {
   iommu_sva_unbind_device,
 } from "@iommu-lab/iommu";
 import type { RiscvIommuDomain } from "@iommu-lab/riscv-iommu";
-import { deviceContext, FAKE_IOMMU_CAPS, type TestSystem } from "@iommu-lab/riscv-iommu/testing";
 import {
-  CAP_ATS,
-  CAP_PD17,
-  CAP_PD20,
+  CAP,
   commandsOf,
-  iopfSystem,
-  pciEndpoint,
+  deviceContext,
+  FAKE_IOMMU_CAPS,
   TC,
-} from "./_test_fixture.ts";
+  type TestSystem,
+} from "@iommu-lab/riscv-iommu/testing";
+import { iopfSystem, pciEndpoint } from "./_test_fixture.ts";
 import type { RiscvIommuSvaDomain } from "./mod.ts";
 
 /** A process context (ta, fsc) at `pa`. */
@@ -113,7 +112,7 @@ Deno.test("the first PASID: a PD8 directory, PDTV|DPE with its pdtp, the RID's d
 });
 
 Deno.test("under a directory the RID's domain changes in process_id 0; a second stage is refused (EBUSY)", () => {
-  const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP_ATS | 1n << 38n | 1n << 17n });
+  const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP.ATS | 1n << 38n | 1n << 17n });
   const { pdev, devid } = pciEndpoint(sys);
   const mm = mm_alloc(sys.kernel);
   const handle = iommu_sva_bind_device(pdev, mm);
@@ -136,7 +135,7 @@ Deno.test("under a directory the RID's domain changes in process_id 0; a second 
 });
 
 Deno.test("with no PASID attached, a second stage goes in without the directory (PDTV and DPE out, fsc Bare), PASIDs are refused while it is there (EBUSY), a first stage brings the directory back", () => {
-  const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP_ATS | 1n << 38n | 1n << 17n });
+  const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP.ATS | 1n << 38n | 1n << 17n });
   const { pdev, devid } = pciEndpoint(sys);
   const dma = iommu_get_domain_for_dev(pdev) as RiscvIommuDomain;
   const mm = mm_alloc(sys.kernel);
@@ -176,8 +175,8 @@ Deno.test("with no PASID attached, a second stage goes in without the directory 
 });
 
 Deno.test("PD17 and PD20 by capability: the process context of a PASID is found through PDI[2] and PDI[1]", () => {
-  for (const [cap, mode, bits] of [[CAP_PD17, 2n, 17], [CAP_PD20, 3n, 20]] as const) {
-    const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP_ATS | cap });
+  for (const [cap, mode, bits] of [[CAP.PD17, 2n, 17], [CAP.PD20, 3n, 20]] as const) {
+    const sys = iopfSystem({ caps: FAKE_IOMMU_CAPS | CAP.ATS | cap });
     const { pdev, devid } = pciEndpoint(sys, { pasidBits: bits });
     const mm = mm_alloc(sys.kernel, SATP_MODE_39);
     // An SVA domain attached straight to a high PASID (binds take the lowest free one).
@@ -229,7 +228,7 @@ Deno.test("SVA needs PASID on the function (EOPNOTSUPP) and PRI for its faults (
   assert.throws(() => iommu_attach_device_pasid(d, noAts.pdev, 3), { code: "EOPNOTSUPP" });
   iommu_domain_free(d);
   // An mm in a format the IOMMU does not walk.
-  const sv39only = iopfSystem({ caps: CAP_ATS | 1n << 9n | 1n << 38n | FAKE_IOMMU_CAPS & 0xffn });
+  const sv39only = iopfSystem({ caps: CAP.ATS | 1n << 9n | 1n << 38n | FAKE_IOMMU_CAPS & 0xffn });
   const e = pciEndpoint(sv39only);
   assert.throws(() => iommu_sva_bind_device(e.pdev, mm_alloc(sv39only.kernel, SATP_MODE_48)), {
     code: "EOPNOTSUPP",

@@ -20,9 +20,8 @@ import {
   iopf_group_response,
   type IopfGroup,
 } from "@iommu-lab/iommu";
-import { FAKE_IOMMU_CAPS, mmioTrace, type TestSystem } from "@iommu-lab/riscv-iommu/testing";
+import { CAP, FAKE_IOMMU_CAPS, mmioTrace, type TestSystem } from "@iommu-lab/riscv-iommu/testing";
 import {
-  CAP_ATS,
   decodePrgr,
   type Endpoint,
   iopfSystem,
@@ -273,5 +272,5 @@ Deno.test("an IOMMU without capabilities.ATS: no page-request queue, one line sa
     "riscv,iommu 3010000.iommu: iopf disabled: no capabilities.ATS",
   ]);
   assert.equal(sys.iommu!.iommu.max_pasids, 0);
-  assert.equal(CAP_ATS & FAKE_IOMMU_CAPS, 0n);
+  assert.equal(CAP.ATS & FAKE_IOMMU_CAPS, 0n);
 });

@@ -27,7 +27,6 @@ import {
 } from "@iommu-lab/iommu";
 import type { TestSystem } from "@iommu-lab/riscv-iommu/testing";
 import {
-  commandsOf,
   decodePrgr,
   type Endpoint,
   iopfSystem,
@@ -36,6 +35,7 @@ import {
   settle,
 } from "./_test_fixture.ts";
 import type { RiscvIommuSvaDomain } from "./mod.ts";
+import { commandsOf } from "@iommu-lab/riscv-iommu/testing";
 
 const VA = 0x10_0000_0000;
 const ANON = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE;

@@ -21,6 +21,8 @@ import {
 import type { RiscvIommuFeature } from "./feature.ts";
 import type { RiscvIommuDomain } from "./iommu.ts";
 import {
+  CAP,
+  commandsOf,
   dcAddress,
   deviceContext,
   mmioTrace,
@@ -29,24 +31,13 @@ import {
   type TestSystemOptions,
 } from "./testing.ts";
 
-const SV39 = 1n << 9n;
-const SV48 = 1n << 10n;
-const SV57 = 1n << 11n;
-const MSI_FLAT = 1n << 22n;
-const NL = 1n << 42n;
-const S = 1n << 43n;
+const { SV39, SV48, SV57, MSI_FLAT, NL, S } = CAP;
 const V1 = 0x10n;
 const RW = IOMMU_READ | IOMMU_WRITE;
 
 /** tc, iohgatp, ta, fsc of the device context of `devid`. */
 function dc(sys: TestSystem, devid: number): bigint[] {
   return deviceContext(sys, devid).slice(0, 4);
-}
-
-function commandsOf(sys: TestSystem, fn: () => void): string[] {
-  sys.fake.commands.length = 0;
-  fn();
-  return sys.fake.commands.map((c) => c.text);
 }
 
 /** A system with one endpoint (ID 5) in its default DMA domain and an unmanaged domain on it. */

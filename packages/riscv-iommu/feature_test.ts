@@ -58,9 +58,9 @@ import {
 } from "./internal.ts";
 import { riscv_iommu_readl, riscv_iommu_writel, type RiscvIommuDevice } from "./mod.ts";
 import { RiscvIommuDriver } from "./driver.ts";
-import { FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
+import { CAP, FAKE_IOMMU_CAPS, type TestSystem, testSystem } from "./testing.ts";
 
-const ATS = 1n << 25n;
+const { ATS } = CAP;
 
 /** ATS.PRGR answering page-request group `prgi` of device `did` with response `code`. */
 function prgr(cmd: RiscvIommuCommand, did: number, prgi: number, code = 0): void {

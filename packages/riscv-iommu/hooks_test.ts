@@ -62,33 +62,20 @@ import {
 } from "./internal.ts";
 import { riscv_iommu_writel, RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
+  CAP,
+  commandsOf,
   dcAddress,
   decodeCommand,
   deviceContext,
   FAKE_IOMMU_CAPS,
-  type TestSystem,
+  TC,
   testSystem,
 } from "./testing.ts";
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 
-function commandsOf(sys: TestSystem, fn: () => void): string[] {
-  sys.fake.commands.length = 0;
-  fn();
-  return sys.fake.commands.map((c) => c.text);
-}
-
-const V = 1n;
-const EN_ATS = 1n << 1n;
-const EN_PRI = 1n << 2n;
-const PDTV = 1n << 5n;
-const PRPR = 1n << 6n;
-const DPE = 1n << 9n;
-const SADE = 1n << 8n;
-const ATS = 1n << 25n;
-const AMO_HWAD = 1n << 24n;
-const MSI_FLAT = 1n << 22n;
-const PD8 = 1n << 38n;
+const { ATS, AMO_HWAD, MSI_FLAT, PD8 } = CAP;
+const { V, EN_ATS, EN_PRI, PDTV, PRPR, DPE, SADE } = TC;
 
 /**
  * What an ATS/PRI series contributes to each device's context at probe time: EN_ATS, EN_PRI and

@@ -27,30 +27,22 @@ import {
 } from "./internal.ts";
 import { type RiscvIommuDomain, RiscvIommuDriver } from "./mod.ts";
 import {
+  CAP,
+  commandsOf,
   dcAddress,
   deviceContext,
   FAKE_IOMMU_CAPS,
   mmioTrace,
+  TC,
   type TestSystem,
   testSystem,
   type TestSystemOptions,
 } from "./testing.ts";
 
-const SV39X4 = 1n << 17n;
-const SV48X4 = 1n << 18n;
-const SV57X4 = 1n << 19n;
-const AMO_HWAD = 1n << 24n;
-const NL = 1n << 42n;
-const S = 1n << 43n;
-const GADE = 1n << 7n;
+const { SV39X4, SV48X4, SV57X4, AMO_HWAD, NL, S } = CAP;
+const { GADE } = TC;
 const X4 = SV39X4 | SV48X4 | SV57X4;
 const RW = IOMMU_READ | IOMMU_WRITE;
-
-function commandsOf(sys: TestSystem, fn: () => void): string[] {
-  sys.fake.commands.length = 0;
-  fn();
-  return sys.fake.commands.map((c) => c.text);
-}
 
 /** Records the driver's writes to the base-format device context of `devid`, as `"tc=1"`. */
 function dcWrites(sys: TestSystem, devid: number): string[] {

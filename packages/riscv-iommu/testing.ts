@@ -60,6 +60,39 @@ export const IGS = { MSI: 0, WSI: 1, BOTH: 2, RSRV: 3 } as const;
 /** `capabilities` of the fake by default: version 1.0, Sv39/48/57, IGS=MSI, nothing else. */
 export const FAKE_IOMMU_CAPS = 0x10n | 7n << 9n;
 
+/**
+ * `capabilities` bits the tests ask the fake for (spec numbers, not `bits.ts`): the first- and
+ * G-stage modes, MSI_FLAT, AMO_HWAD, ATS, the process-directory modes, NL and S.
+ */
+export const CAP = {
+  SV39: 1n << 9n,
+  SV48: 1n << 10n,
+  SV57: 1n << 11n,
+  SV39X4: 1n << 17n,
+  SV48X4: 1n << 18n,
+  SV57X4: 1n << 19n,
+  MSI_FLAT: 1n << 22n,
+  AMO_HWAD: 1n << 24n,
+  ATS: 1n << 25n,
+  PD8: 1n << 38n,
+  PD17: 1n << 39n,
+  PD20: 1n << 40n,
+  NL: 1n << 42n,
+  S: 1n << 43n,
+} as const;
+
+/** Device-context `tc` bits (spec numbers, not `bits.ts`). */
+export const TC = {
+  V: 1n,
+  EN_ATS: 1n << 1n,
+  EN_PRI: 1n << 2n,
+  PDTV: 1n << 5n,
+  PRPR: 1n << 6n,
+  GADE: 1n << 7n,
+  SADE: 1n << 8n,
+  DPE: 1n << 9n,
+} as const;
+
 /** One command the fake executed (or refused), decoded. */
 export interface FakeCommand {
   /** A short description, e.g. `"IOTINVAL.VMA pscid=1 addr=0x1000"` or `"IOFENCE.C pr pw"`. */
@@ -532,6 +565,13 @@ export function deviceContext(sys: TestSystem, devid: number): bigint[] {
 }
 
 /** Decodes a command from the spec's bit positions (not bits.ts). */
+/** The commands `fn` makes the fake execute, as its short descriptions ({@linkcode decodeCommand}). */
+export function commandsOf(sys: TestSystem, fn: () => void): string[] {
+  sys.fake.commands.length = 0;
+  fn();
+  return sys.fake.commands.map((c) => c.text);
+}
+
 /**
  * Decodes a command (its two doublewords) the way {@linkcode FakeCommand.text} shows it, from
  * the spec's encodings (§3.1 "Command-Queue"): for tests that read commands from a real command
