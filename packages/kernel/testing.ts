@@ -3,4 +3,5 @@
  *
  * @module
  */
+export { FailNthSteps, failNthSweep } from "./fail_nth_testing.ts";
 export { TestRam } from "./test_ram.ts";

@@ -4,7 +4,6 @@
 // set D; the IOTLB flush after a clearing read reaches the silicon; iommufd's enable order
 // never faults the device; a machine without the feature or without AMO_HWAD; fail-nth.
 import assert from "node:assert/strict";
-import { isErrno } from "@iommu-lab/kernel";
 import {
   device_iommu_capable,
   iommu_attach_device,
@@ -45,6 +44,7 @@ import {
   RW,
   trackedDomain,
 } from "./_dirty_test_fixture.ts";
+import { FailNthSteps, failNthSweep } from "@iommu-lab/kernel/testing";
 
 function boot(opts: MachineOptions = {}) {
   // The engine's completion MSIs bypass the IOMMU: the tracked domain does not map the IMSIC.
@@ -249,16 +249,8 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   const before = { pages: kernel.pages.allocations(), slab: kernel.slab.allocations() };
   const buf = kernel.pages.alloc(9); // 2 MiB of RAM behind all three leaves
   let d: RiscvIommuDomain | null = null;
-  let failed: string | null = null;
-  const step = (what: string, fn: () => void) => {
-    if (failed !== null) return;
-    try {
-      fn();
-    } catch (e) {
-      assert.ok(isErrno(e, "ENOMEM"), `${what} at ${which} failure ${n} threw ${e}`);
-      failed = what;
-    }
-  };
+  const pass = new FailNthSteps(`${which} failure ${n}`);
+  const step = pass.step.bind(pass);
   kernel[which].failNth(n);
   step("alloc", () => {
     d = iommu_paging_domain_alloc_flags(
@@ -293,7 +285,7 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   iommu_domain_free(again);
   assert.deepEqual(kernel.pages.allocations(), before.pages, `pages leaked at ${which} ${n}`);
   assert.deepEqual(kernel.slab.allocations(), before.slab, `objects leaked at ${which} ${n}`);
-  return failed !== null;
+  return pass.failed !== null;
 }
 
 Deno.test("fail-nth: every allocation of alloc/attach/map/set_dirty_tracking/read/detach unwinds", async (t) => {
@@ -303,9 +295,7 @@ Deno.test("fail-nth: every allocation of alloc/attach/map/set_dirty_tracking/rea
   // the bond back to the DMA domain. set_dirty_tracking and the reads allocate none.
   for (const [which, count] of [["pages", 7], ["slab", 3]] as const) {
     await t.step(which, () => {
-      let n = 1;
-      while (failNthPass(which, n)) n++;
-      assert.equal(n - 1, count, "allocations swept");
+      assert.equal(failNthSweep((n) => failNthPass(which, n)), count, "allocations swept");
     });
   }
 });

@@ -30,6 +30,7 @@ import {
   testSystem,
   type TestSystemOptions,
 } from "./testing.ts";
+import { FailNthSteps, failNthSweep } from "@iommu-lab/kernel/testing";
 
 const { SV39, SV48, SV57, MSI_FLAT, NL, S } = CAP;
 const V1 = 0x10n;
@@ -451,23 +452,17 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   const { kernel } = sys;
   let ep: Device | null = null;
   let domain: RiscvIommuDomain | null = null;
-  let failed: string | null = null;
-  const step = (what: string, fn: () => void) => {
-    if (failed !== null) return;
-    try {
-      fn();
-    } catch (e) {
-      // A directory level that cannot be allocated is ENODEV, as riscv_iommu_get_dc() failing is.
-      const ok = isErrno(e, "ENOMEM") || (what === "probe" && isErrno(e, "ENODEV"));
-      assert.ok(ok, `${what} at ${which} failure ${n} threw ${e}`);
-      failed = what;
-    }
-  };
+  // A directory level that cannot be allocated is ENODEV, as riscv_iommu_get_dc() failing is.
+  const pass = new FailNthSteps(
+    `${which} failure ${n}`,
+    (what, e) => isErrno(e, "ENOMEM") || (what === "probe" && isErrno(e, "ENODEV")),
+  );
+  const step = pass.step.bind(pass);
   kernel[which].failNth(n);
   step("probe", () => ep = sys.addEndpoint("ep0", 0x12345));
   step("alloc", () => domain = iommu_paging_domain_alloc(ep!) as RiscvIommuDomain);
   step("attach", () => iommu_attach_device(domain!, ep!));
-  if (failed === "attach") {
+  if (pass.failed === "attach") {
     assert.notEqual(iommu_get_domain_for_dev(ep!), domain);
     assert.equal(domain!.bonds.length, 0);
   }
@@ -485,7 +480,7 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   device_del(sys.dev);
   assert.equal(kernel.pages.allocatedPages, 0, `pages leaked at ${which} failure ${n}`);
   assert.deepEqual(kernel.slab.allocations(), [], `objects leaked at ${which} failure ${n}`);
-  return failed !== null;
+  return pass.failed !== null;
 }
 
 Deno.test("fail-nth: every page and object allocation of an endpoint's probe, attach and map unwinds", async (t) => {
@@ -495,9 +490,7 @@ Deno.test("fail-nth: every page and object allocation of an endpoint's probe, at
   // default domain, its bond and DMA cookie; the paging domain and its bond; the bond back.
   for (const [which, count] of [["pages", 9], ["slab", 9]] as const) {
     await t.step(which, () => {
-      let n = 1;
-      while (failNthPass(which, n)) n++;
-      assert.equal(n - 1, count, "allocations swept");
+      assert.equal(failNthSweep((n) => failNthPass(which, n)), count, "allocations swept");
     });
   }
 });

@@ -2,7 +2,7 @@
 // IOMMU_HWPT_ALLOC_NEST_PARENT, the attach's register and command sequence, IOTINVAL.GVMA with the
 // first stage's stride rules, a feature allocating them for dirty tracking, and a fail-nth sweep.
 import assert from "node:assert/strict";
-import { type Device, device_del, isErrno } from "@iommu-lab/kernel";
+import { type Device, device_del } from "@iommu-lab/kernel";
 import {
   iommu_attach_device,
   iommu_detach_device,
@@ -38,6 +38,7 @@ import {
   testSystem,
   type TestSystemOptions,
 } from "./testing.ts";
+import { FailNthSteps, failNthSweep } from "@iommu-lab/kernel/testing";
 
 const { SV39X4, SV48X4, SV57X4, AMO_HWAD, NL, S } = CAP;
 const { GADE } = TC;
@@ -303,22 +304,14 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   const { kernel } = sys;
   const ep: Device = sys.addEndpoint("ep0", 0x12345);
   let domain: RiscvIommuDomain | null = null;
-  let failed: string | null = null;
-  const step = (what: string, fn: () => void) => {
-    if (failed !== null) return;
-    try {
-      fn();
-    } catch (e) {
-      assert.ok(isErrno(e, "ENOMEM"), `${what} at ${which} failure ${n} threw ${e}`);
-      failed = what;
-    }
-  };
+  const pass = new FailNthSteps(`${which} failure ${n}`);
+  const step = pass.step.bind(pass);
   const alloc = () =>
     iommu_paging_domain_alloc_flags(ep, IOMMU_HWPT_ALLOC_NEST_PARENT) as RiscvIommuDomain;
   kernel[which].failNth(n);
   step("alloc", () => domain = alloc());
   step("attach", () => iommu_attach_device(domain!, ep));
-  if (failed === "attach") assert.equal(domain!.bonds.length, 0);
+  if (pass.failed === "attach") assert.equal(domain!.bonds.length, 0);
   // A 4 KiB page, a 2 MiB leaf and a 4 KiB page: tables of every level on the way.
   step("map", () => iommu_map(domain!, 0x1f_f000, 0x801f_f000, 0x20_2000, RW));
   step("unmap", () => assert.equal(iommu_unmap(domain!, 0x1f_f000, 0x20_2000), 0x20_2000));
@@ -336,7 +329,7 @@ function failNthPass(which: "pages" | "slab", n: number): boolean {
   device_del(sys.dev);
   assert.equal(kernel.pages.allocatedPages, 0, `pages leaked at ${which} failure ${n}`);
   assert.deepEqual(kernel.slab.allocations(), [], `objects leaked at ${which} failure ${n}`);
-  return failed !== null;
+  return pass.failed !== null;
 }
 
 Deno.test("fail-nth: every page and object allocation of a second-stage domain's life unwinds", async (t) => {
@@ -345,9 +338,7 @@ Deno.test("fail-nth: every page and object allocation of a second-stage domain's
   // tables. Objects: the domain and its bond, the bond back to the DMA domain.
   for (const [which, count] of [["pages", 6], ["slab", 3]] as const) {
     await t.step(which, () => {
-      let n = 1;
-      while (failNthPass(which, n)) n++;
-      assert.equal(n - 1, count, "allocations swept");
+      assert.equal(failNthSweep((n) => failNthPass(which, n)), count, "allocations swept");
     });
   }
 });
