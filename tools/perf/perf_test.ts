@@ -37,9 +37,13 @@ interface Run {
   t0: number;
 }
 
-async function perf(args: string[], setup: (m: Machine) => void = registerTestPmus): Promise<Run> {
+/** Runs perf on `args` (a command line split at spaces, or the words) on a machine `setup` readies. */
+async function perf(
+  args: string | string[],
+  setup: (m: Machine) => void = registerTestPmus,
+): Promise<Run> {
   const r: Run = { status: -1, out: [], err: [], machine: null, t0: 0 };
-  r.status = await perfMain(args, {
+  r.status = await perfMain(typeof args === "string" ? args.split(" ") : args, {
     out: (l) => r.out.push(...l.split("\n")),
     err: (l) => r.err.push(l),
     boot: (v) => {
@@ -57,16 +61,7 @@ const pad = (count: string, name: string) =>
   `${count.padStart(18)}      ${name.padEnd(32)}${" ".repeat(38)}`;
 
 Deno.test("perf stat -a: counts DMA completion interrupts of a dmatest run in perf's layout", async () => {
-  const r = await perf([
-    "stat",
-    "-a",
-    "-e",
-    "irq/dma0chan0/",
-    "--",
-    "dmatest",
-    "--iterations",
-    "5",
-  ]);
+  const r = await perf("stat -a -e irq/dma0chan0/ -- dmatest --iterations 5");
   assert.equal(r.status, 0);
   // The workload's console lines on stdout, as dmatest's module prints them.
   assert.equal(r.out.length, 3);
@@ -86,16 +81,7 @@ Deno.test("perf stat -a: counts DMA completion interrupts of a dmatest run in pe
 });
 
 Deno.test("perf stat: the header names the workload without -a; an uncore event is <not supported>", async () => {
-  const r = await perf([
-    "stat",
-    "-e",
-    "irq/dma0chan0/",
-    "dmatest",
-    "--iterations",
-    "2",
-    "--seed",
-    "3",
-  ]);
+  const r = await perf("stat -e irq/dma0chan0/ dmatest --iterations 2 --seed 3");
   assert.equal(r.status, 0);
   assert.equal(r.err[1], " Performance counter stats for 'dmatest --iterations 2 --seed 3':");
   // perf opens an uncore PMU's events on its cpumask CPUs for the task: EINVAL.
@@ -103,44 +89,27 @@ Deno.test("perf stat: the header names the workload without -a; an uncore event 
 });
 
 Deno.test("perf stat: thousands separators by default, none with --no-big-num", async () => {
-  const big = await perf(["stat", "-a", "-e", "clk/event=0/", "sleep", "0.0012345"]);
+  const big = await perf("stat -a -e clk/event=0/ sleep 0.0012345");
   assert.equal(big.err[3], pad("1,234,500", "clk/event=0/"));
   assert.equal(big.err[5], "       0.001234500 seconds time elapsed");
-  const plain = await perf([
-    "stat",
-    "-a",
-    "--no-big-num",
-    "-e",
-    "clk/event=0/",
-    "sleep",
-    "0.0012345",
-  ]);
+  const plain = await perf("stat -a --no-big-num -e clk/event=0/ sleep 0.0012345");
   assert.equal(plain.err[3], pad("1234500", "clk/event=0/"));
 });
 
 Deno.test("perf stat -x: CSV lines count,unit,name,run,percent,metric,unit", async () => {
-  const r = await perf([
-    "stat",
-    "-a",
-    "-x",
-    ",",
-    "-e",
-    "clk/event=0/,irq/dma0chan0/,r1",
-    "sleep",
-    "0.002",
-  ]);
+  const r = await perf("stat -a -x , -e clk/event=0/,irq/dma0chan0/,r1 sleep 0.002");
   assert.equal(r.status, 0);
   assert.deepEqual(r.err, [
     "2000000,,clk/event=0/,2000000,100.00,,",
     "0,,irq/dma0chan0/,2000000,100.00,,",
     "<not supported>,,r1,0,100.00,,",
   ]);
-  const tab = await perf(["stat", "-a", "-x", "\\t", "-e", "clk/event=0/", "sleep", "0.001"]);
+  const tab = await perf("stat -a -x \\t -e clk/event=0/ sleep 0.001");
   assert.deepEqual(tab.err, ["1000000\t\tclk/event=0/\t1000000\t100.00\t\t"]);
 });
 
 Deno.test("perf stat -I: one block per interval with its timestamp; the cut-short last one is not printed", async () => {
-  const r = await perf(["stat", "-a", "-I", "10", "-e", "clk/event=0/", "--", "sleep", "0.035"]);
+  const r = await perf("stat -a -I 10 -e clk/event=0/ -- sleep 0.035");
   assert.equal(r.status, 0);
   assert.deepEqual(r.err, [
     "#           time             counts unit events",
@@ -148,18 +117,7 @@ Deno.test("perf stat -I: one block per interval with its timestamp; the cut-shor
     `     0.020000000 ${pad("10,000,000", "clk/event=0/")}`,
     `     0.030000000 ${pad("10,000,000", "clk/event=0/")}`,
   ]);
-  const csv = await perf([
-    "stat",
-    "-a",
-    "-I",
-    "10",
-    "--interval-count",
-    "2",
-    "-x",
-    ";",
-    "-e",
-    "clk/event=0/",
-  ]);
+  const csv = await perf("stat -a -I 10 --interval-count 2 -x ; -e clk/event=0/");
   assert.deepEqual(csv.err, [
     "0.010000000;10000000;;clk/event=0/;10000000;100.00;;",
     "0.020000000;10000000;;clk/event=0/;10000000;100.00;;",
@@ -167,7 +125,7 @@ Deno.test("perf stat -I: one block per interval with its timestamp; the cut-shor
 });
 
 Deno.test("perf stat -I: the header comes back every 26 intervals", async () => {
-  const r = await perf(["stat", "-a", "-I", "10", "--interval-count", "27", "-e", "clk/event=0/"]);
+  const r = await perf("stat -a -I 10 --interval-count 27 -e clk/event=0/");
   assert.equal(r.err.length, 27 + 2);
   assert.deepEqual(
     r.err.flatMap((l, i) => l.startsWith("#") ? [i] : []),
@@ -176,38 +134,22 @@ Deno.test("perf stat -I: the header comes back every 26 intervals", async () => 
 });
 
 Deno.test("perf stat --timeout: counting and elapsed time stop when it expires", async () => {
-  const r = await perf([
-    "stat",
-    "-a",
-    "--timeout",
-    "20",
-    "-e",
-    "clk/event=0/",
-    "--",
-    "sleep",
-    "0.05",
-  ]);
+  const r = await perf("stat -a --timeout 20 -e clk/event=0/ -- sleep 0.05");
   assert.equal(r.err[3], pad("20,000,000", "clk/event=0/"));
   assert.equal(r.err[5], "       0.020000000 seconds time elapsed");
   // The workload ran to its end all the same.
   assert.equal(r.machine!.silicon.clock.now() - r.t0, 50_000_000);
-  const idle = await perf(["stat", "-a", "--timeout", "10", "-e", "clk/event=0/"]);
+  const idle = await perf("stat -a --timeout 10 -e clk/event=0/");
   assert.equal(idle.err[3], pad("10,000,000", "clk/event=0/"));
 });
 
 Deno.test("perf stat: over-committed counters multiplex; counts are scaled and show the time ran", async () => {
   const setup = (m: Machine) => registerTestPmus(m, { clkCounters: 1 });
-  const r = await perf(
-    ["stat", "-a", "-e", "clk/event=0/,clk/event=0,name=second/", "sleep", "0.016"],
-    setup,
-  );
+  const r = await perf("stat -a -e clk/event=0/,clk/event=0,name=second/ sleep 0.016", setup);
   // One counter, two events, rotation every 4 ms: each runs 8 of 16 ms, scaled back to 16.
   assert.equal(r.err[3], `${pad("16,000,000", "clk/event=0/")}  (50.00%)`);
   assert.equal(r.err[4], `${pad("16,000,000", "second")}  (50.00%)`);
-  const csv = await perf(
-    ["stat", "-a", "-x", ",", "-e", "clk/event=0/,clk/event=0/", "sleep", "0.016"],
-    setup,
-  );
+  const csv = await perf("stat -a -x , -e clk/event=0/,clk/event=0/ sleep 0.016", setup);
   assert.deepEqual(csv.err, [
     "16000000,,clk/event=0/,8000000,50.00,,",
     "16000000,,clk/event=0/,8000000,50.00,,",
@@ -216,55 +158,36 @@ Deno.test("perf stat: over-committed counters multiplex; counts are scaled and s
 
 Deno.test("perf stat: a group goes on whole or not at all; a pinned event that never fits is <not counted>", async () => {
   const setup = (m: Machine) => registerTestPmus(m, { clkCounters: 2 });
-  const r = await perf([
-    "stat",
-    "-a",
-    "-x",
-    ",",
-    "-e",
-    "{clk/event=0/,clk/event=0/},clk/event=0/",
-    "sleep",
-    "0.012",
-  ], setup);
+  const r = await perf(
+    "stat -a -x , -e {clk/event=0/,clk/event=0/},clk/event=0/ sleep 0.012",
+    setup,
+  );
   // The group and the single event take turns: 8 of 12 ms for the group, 4 for the single.
   assert.deepEqual(r.err.map((l) => l.split(",").slice(3, 5).join(",")), [
     "8000000,66.00",
     "8000000,66.00",
     "4000000,33.00",
   ]);
-  const pinned = await perf([
-    "stat",
-    "-a",
-    "-e",
-    "clk/event=0/D,clk/event=0/D,clk/event=0/D",
-    "sleep",
-    "0.001",
-  ], setup);
+  const pinned = await perf(
+    "stat -a -e clk/event=0/D,clk/event=0/D,clk/event=0/D sleep 0.001",
+    setup,
+  );
   assert.equal(pinned.err[5], pad("<not counted>", "clk/event=0/D"));
   // A group larger than the PMU: event_init refuses the third member (EINVAL).
-  const big = await perf([
-    "stat",
-    "-a",
-    "-x",
-    ",",
-    "-e",
-    "{clk/event=0/,clk/event=0/,r1}",
-    "sleep",
-    "0.001",
-  ], setup);
+  const big = await perf("stat -a -x , -e {clk/event=0/,clk/event=0/,r1} sleep 0.001", setup);
   assert.equal(big.err.at(-1), "<not supported>,,r1,0,100.00,,");
 });
 
 Deno.test("perf stat: a PMU name without its _N suffix counts on every such PMU, summed in one line", async () => {
   const setup = (m: Machine) => registerTestPmus(m, { clkPmus: ["clk_0", "clk_1", "clk_2"] });
-  const r = await perf(["stat", "-a", "-e", "clk/event=0/", "sleep", "0.001"], setup);
+  const r = await perf("stat -a -e clk/event=0/ sleep 0.001", setup);
   assert.equal(r.err[3], pad("3,000,000", "clk/event=0/"));
-  const one = await perf(["stat", "-a", "-e", "clk_1/event=0/", "sleep", "0.001"], setup);
+  const one = await perf("stat -a -e clk_1/event=0/ sleep 0.001", setup);
   assert.equal(one.err[3], pad("1,000,000", "clk_1/event=0/"));
 });
 
 Deno.test("perf stat: an event perf cannot parse prints the event syntax error block, status 2", async () => {
-  const r = await perf(["stat", "-a", "-e", "irq/dma0chan1/", "sleep", "1"]);
+  const r = await perf("stat -a -e irq/dma0chan1/ sleep 1");
   assert.equal(r.status, 2);
   assert.deepEqual(r.out, []);
   assert.deepEqual(r.err, [
@@ -286,7 +209,7 @@ Deno.test("perf stat: an open error other than 'not supported' ends the run with
     };
     perf_pmu_register(m.kernel, busy, "busy", -1);
   };
-  const r = await perf(["stat", "-a", "-e", "clk/event=0/,busy//", "sleep", "0.001"], setup);
+  const r = await perf("stat -a -e clk/event=0/,busy// sleep 0.001", setup);
   assert.equal(r.status, 1);
   assert.deepEqual(r.err, [
     "Error:",
@@ -386,20 +309,10 @@ Deno.test("perf --help and perf stat -h print the usage, status 0", async () => 
 });
 
 Deno.test("perf stat: workload arguments after the events are the workload's, with or without --", async () => {
-  const a = await perf([
-    "stat",
-    "-a",
-    "-e",
-    "irq/dma0chan0/",
-    "dmatest",
-    "--iterations",
-    "3",
-    "--dmatest",
-    "1",
-  ]);
+  const a = await perf("stat -a -e irq/dma0chan0/ dmatest --iterations 3 --dmatest 1");
   assert.equal(a.err[3], pad("3", "irq/dma0chan0/"));
   assert.match(a.out.at(-1)!, /dma0chan0-memset0: summary 3 tests, 0 failures/);
-  const b = await perf(["stat", "-a", "-eirq/dma0chan0/", "--", "dmatest", "--iterations", "2"]);
+  const b = await perf("stat -a -eirq/dma0chan0/ -- dmatest --iterations 2");
   assert.equal(b.err[3], pad("2", "irq/dma0chan0/"));
 });
 
@@ -433,7 +346,7 @@ function hpmShapedPmus(m: Machine) {
 }
 
 Deno.test("perf list: sysfs events once per PMU kind, JSON events by topic with their unit, raw descriptors", async () => {
-  const r = await perf(["list"], hpmShapedPmus);
+  const r = await perf("list", hpmShapedPmus);
   assert.equal(r.status, 0);
   const kernelEvent = (name: string) => `  ${name}`.padEnd(53) + "[Kernel PMU event]";
   const raw = (pmu: string) =>
@@ -466,7 +379,7 @@ Deno.test("perf list: sysfs events once per PMU kind, JSON events by topic with 
 });
 
 Deno.test("perf list --details, -v and a glob: encodings, long descriptions wrapped, a filter", async () => {
-  const d = await perf(["list", "--details", "pmu"], hpmShapedPmus);
+  const d = await perf("list --details pmu", hpmShapedPmus);
   assert.deepEqual(d.out.slice(0, 4), [
     "  riscv_iommu_hpm/cycles/".padEnd(53) + "[Kernel PMU event]",
     "        riscv_iommu_hpm/event=0/",
@@ -474,12 +387,12 @@ Deno.test("perf list --details, -v and a glob: encodings, long descriptions wrap
     "        riscv_iommu_hpm/event=0x5/",
   ]);
   assert.ok(!d.out.some((l) => l.includes("Raw event descriptor")));
-  const full = await perf(["list", "--details"], hpmShapedPmus);
+  const full = await perf("list --details", hpmShapedPmus);
   assert.ok(full.out.includes(
     "        riscv_iommu_hpm/event=0..0x7fff,filter_pid_pscid=0..0xfffff," +
       "filter_did_gscid=0..0xffffff,filter_pv_pscv,filter_dv_gscv,filter_idt,filter_dmask/modifier",
   ));
-  const v = await perf(["list", "-v", "tlb_hit"], hpmShapedPmus);
+  const v = await perf("list -v tlb_hit", hpmShapedPmus);
   assert.deepEqual(v.out, [
     "",
     "ioatc:",
@@ -488,7 +401,7 @@ Deno.test("perf list --details, -v and a glob: encodings, long descriptions wrap
     "        without a request to the IOATS. Unit: uncore_spacemit_ioatc_hpm]",
   ]);
   // A machine without PMUs lists the raw descriptor only.
-  assert.deepEqual((await perf(["list"], () => {})).out, [
+  assert.deepEqual((await perf("list", () => {})).out, [
     "  rNNN".padEnd(53) + "[Raw event descriptor]",
   ]);
 });
@@ -502,16 +415,10 @@ Deno.test("perf stat: aliases from the pmu-events JSON count on the PMU whose id
     perf_pmu_register(m.kernel, clk, "spacemit_ioatc_hpm_1", -1);
   };
   // ioatc_tlb_miss is event 0x41 in ioatc.json: this test PMU counts 0x41 per ns.
-  const r = await perf([
-    "stat",
-    "-a",
-    "-x",
-    ",",
-    "-e",
-    "spacemit_ioatc_hpm_1/ioatc_tlb_miss/,ioatc_tlb_hit",
-    "sleep",
-    "0.001",
-  ], setup);
+  const r = await perf(
+    "stat -a -x , -e spacemit_ioatc_hpm_1/ioatc_tlb_miss/,ioatc_tlb_hit sleep 0.001",
+    setup,
+  );
   assert.deepEqual(r.err.map((l) => l.split(",").slice(0, 3).join(",")), [
     `${0x41 * 1_000_000},,spacemit_ioatc_hpm_1/ioatc_tlb_miss/`,
     `${0x40 * 1_000_000},,ioatc_tlb_hit`,
