@@ -202,13 +202,11 @@ export class PdtBuilder {
   /** Root pointer (for pdtp.PPN). */
   readonly root: number;
   /** SPA pages of every directory page allocated, root first. */
-  readonly pages: number[] = [];
+  readonly pages: number[];
   readonly #mem: PhysicalMemory;
-  readonly #alloc: TestPageAllocator;
+  readonly #t: _Tables;
   readonly #levels: number;
   readonly #be: boolean;
-  readonly #ptr: (spaPn: number) => number;
-  readonly #spaOf = new Map<number, number>();
 
   /** A directory for pdtp.MODE `mode` (1 PD8, 2 PD17, 3 PD20). */
   constructor(
@@ -219,23 +217,23 @@ export class PdtBuilder {
     ptr: (spaPn: number) => number = (pn) => pn,
   ) {
     this.#mem = mem;
-    this.#alloc = alloc;
+    this.#t = new _Tables(alloc, ptr);
+    this.pages = this.#t.pages;
     this.#levels = mode;
     this.#be = be;
-    this.#ptr = ptr;
-    this.root = this.#newPage();
+    this.root = this.#t.track(alloc.pages());
   }
 
   /** Address (SPA) of the non-leaf PDTE of `pid` at `level` (1 or 2). */
   pdteAddr(pid: number, level: number): number {
-    let pn = this.#spaOf.get(this.root)!;
+    let pn = this.#t.spa(this.root);
     for (let l = this.#levels - 1; l > level; l--) pn = this.#next(pn, _pdi(pid, l));
     return pn * 4096 + _pdi(pid, level) * 8;
   }
 
   /** Address (SPA) of the PC slot of `pid`. */
   pcAddr(pid: number): number {
-    let pn = this.#spaOf.get(this.root)!;
+    let pn = this.#t.spa(this.root);
     for (let l = this.#levels - 1; l > 0; l--) pn = this.#next(pn, _pdi(pid, l));
     return pn * 4096 + _pdi(pid, 0) * 16;
   }
@@ -248,21 +246,10 @@ export class PdtBuilder {
     return a;
   }
 
-  #newPage(): number {
-    const spa = this.#alloc.pages();
-    this.pages.push(spa);
-    const ptr = this.#ptr(spa);
-    this.#spaOf.set(ptr, spa);
-    return ptr;
-  }
-
   #next(pn: number, idx: number): number {
     const a = pn * 4096 + idx * 8;
     const e = this.#mem.read64(a, this.#be);
-    if ((e & 1n) !== 0n) return this.#spaOf.get(Number(e >> 10n & ((1n << 44n) - 1n)))!;
-    const child = this.#newPage();
-    testWrite64(this.#mem, a, BigInt(child) << 10n | 1n, this.#be);
-    return this.#spaOf.get(child)!;
+    return this.#t.below(e, (e & 1n) !== 0n, (v) => testWrite64(this.#mem, a, v, this.#be));
   }
 }
 
@@ -317,13 +304,11 @@ export class PageTableBuilder {
   /** Root pointer (for iosatp/iohgatp PPN). */
   readonly root: number;
   /** SPA pages of every table allocated (the root's 4 pages count once, first). */
-  readonly pages: number[] = [];
+  readonly pages: number[];
   readonly #mem: PhysicalMemory;
-  readonly #alloc: TestPageAllocator;
+  readonly #t: _Tables;
   readonly #s: { levels: number; w: number; x4: boolean };
   readonly #be: boolean;
-  readonly #ptr: (spaPn: number) => number;
-  readonly #spaOf = new Map<number, number>();
 
   /** Tables of `scheme`, big-endian when `be`; the x4 root is 16 KiB and 16 KiB aligned. */
   constructor(
@@ -334,12 +319,11 @@ export class PageTableBuilder {
     ptr: (spaPn: number) => number = (pn) => pn,
   ) {
     this.#mem = mem;
-    this.#alloc = alloc;
+    this.#t = new _Tables(alloc, ptr);
+    this.pages = this.#t.pages;
     this.#s = SCHEMES[scheme];
     this.#be = be;
-    this.#ptr = ptr;
-    const spa = this.#s.x4 ? alloc.pages(4, 4) : alloc.pages();
-    this.root = this.#track(spa);
+    this.root = this.#t.track(this.#s.x4 ? alloc.pages(4, 4) : alloc.pages());
   }
 
   /** Index of `va` at `level`. */
@@ -353,17 +337,12 @@ export class PageTableBuilder {
   /** Address (SPA) of the PTE for `va` at `level`, creating the tables above it. */
   pteAddr(va: number | bigint, level: number): number {
     const { levels } = this.#s;
-    let spa = this.#spaOf.get(this.root)!;
+    let spa = this.#t.spa(this.root);
     for (let l = levels - 1; l > level; l--) {
       const a = spa * 4096 + this.index(va, l) * this.#pteSize;
       const e = this.#read(a);
-      if ((e & 1n) !== 0n && (e & 0xan) === 0n) {
-        spa = this.#spaOf.get(Number(e >> 10n & ((1n << 44n) - 1n)))!;
-        continue;
-      }
-      const child = this.#track(this.#alloc.pages());
-      this.#write(a, BigInt(child) << 10n | BigInt(PTE_V));
-      spa = this.#spaOf.get(child)!;
+      // A valid entry without R and X (0xa) points to a table; anything else is replaced.
+      spa = this.#t.below(e, (e & 1n) !== 0n && (e & 0xan) === 0n, (v) => this.#write(a, v));
     }
     return spa * 4096 + this.index(va, level) * this.#pteSize;
   }
@@ -404,12 +383,46 @@ export class PageTableBuilder {
     if (this.#pteSize === 4) this.#mem.write32(a, Number(BigInt.asUintN(32, pte)), this.#be);
     else testWrite64(this.#mem, a, pte, this.#be);
   }
+}
 
-  #track(spa: number): number {
+/**
+ * The pages of a tree of tables (a directory, a page table): each allocated page recorded, its
+ * pointer (`ptr` of its SPA page) mapped back to it, and a missing non-leaf entry filled with a
+ * new table on the way down.
+ */
+class _Tables {
+  readonly pages: number[] = [];
+  readonly #alloc: TestPageAllocator;
+  readonly #ptr: (spaPn: number) => number;
+  readonly #spaOf = new Map<number, number>();
+
+  constructor(alloc: TestPageAllocator, ptr: (spaPn: number) => number) {
+    this.#alloc = alloc;
+    this.#ptr = ptr;
+  }
+
+  /** Records table page `spa`; returns its pointer. */
+  track(spa: number): number {
     this.pages.push(spa);
     const ptr = this.#ptr(spa);
     this.#spaOf.set(ptr, spa);
     return ptr;
+  }
+
+  /** The SPA page of table pointer `ptr`. */
+  spa(ptr: number): number {
+    return this.#spaOf.get(ptr)!;
+  }
+
+  /**
+   * The SPA page of the table below non-leaf entry `e`: the one it points to when `linked`, else
+   * a new one, whose entry (valid, its pointer) goes in with `write`.
+   */
+  below(e: bigint, linked: boolean, write: (entry: bigint) => void): number {
+    if (linked) return this.spa(Number(e >> 10n & ((1n << 44n) - 1n)));
+    const child = this.track(this.#alloc.pages());
+    write(BigInt(child) << 10n | 1n);
+    return this.spa(child);
   }
 }
 
