@@ -90,8 +90,8 @@ export function resolveGeometry(
  * The bookkeeping every set-associative cache of the IOMMU shares, as the base class of the
  * IOTLB and the DDT/PDT caches (so that a hit reaches it without another object): the geometry,
  * which ways of each set hold entries, and which way a fill takes — an invalid one if any, else
- * the replacement policy's victim. The two words of a set share a host cache line; a hit costs one
- * load and one store ({@linkcode touch}); nothing allocates.
+ * the replacement policy's victim. A set's bookkeeping is one word; a hit costs one load and one
+ * store ({@linkcode touch}); nothing allocates.
  */
 export class SetAssociative {
   /** Number of sets. */
@@ -103,8 +103,8 @@ export class SetAssociative {
   /** `sets - 1`: the set of an index `i` is `i & setMask`. */
   readonly setMask: number;
   /**
-   * Per set, two words: a bit per valid way, and the MRU bits (which round-robin updates too,
-   * and never reads: no branch on a hit).
+   * Per set one word: bits 15:0 a bit per valid way, bits 31:16 the MRU bits (which
+   * round-robin updates too, and never reads: no branch on a hit).
    */
   readonly #s: Int32Array;
   /** Per set: the next way in turn (round-robin). */
@@ -120,7 +120,7 @@ export class SetAssociative {
     this.waysLog2 = Math.log2(g.ways);
     this.setMask = g.sets - 1;
     this.#plru = g.replacement === "plru";
-    this.#s = new Int32Array(2 * g.sets);
+    this.#s = new Int32Array(g.sets);
     this.#next = new Int32Array(this.#plru ? 0 : g.sets);
     this.#full = (1 << g.ways) - 1;
   }
@@ -128,9 +128,10 @@ export class SetAssociative {
   /** Way `way` of `set` was just used. */
   touch(set: number, way: number): void {
     const s = this.#s;
-    const i = 2 * set + 1;
-    const mru = s[i] | (1 << way);
-    s[i] = mru === this.#full ? 1 << way : mru;
+    const w = s[set];
+    const bit = 1 << way;
+    const mru = (w >>> 16) | bit;
+    s[set] = (w & 0xffff) | ((mru === this.#full ? bit : mru) << 16);
   }
 
   /**
@@ -139,26 +140,28 @@ export class SetAssociative {
    */
   fill(set: number): number {
     const s = this.#s;
-    const valid = s[2 * set];
+    const w = s[set];
+    const valid = w & 0xffff;
+    const full = this.#full;
     let way: number;
-    if (valid !== this.#full) {
-      way = 31 - Math.clz32(~valid & (valid + 1));
-      s[2 * set] = valid | (1 << way);
-    } else if (this.#plru) {
+    if (valid !== full) way = 31 - Math.clz32(~valid & (valid + 1));
+    else if (this.#plru) {
       // The lowest clear MRU bit; a set of one way has none.
-      const clear = ~s[2 * set + 1] & this.#full;
+      const clear = ~(w >>> 16) & full;
       way = clear === 0 ? 0 : 31 - Math.clz32(clear & -clear);
     } else {
       way = this.#next[set];
       this.#next[set] = (way + 1) & (this.ways - 1);
     }
-    this.touch(set, way);
+    const bit = 1 << way;
+    const mru = (w >>> 16) | bit;
+    s[set] = valid | bit | ((mru === full ? bit : mru) << 16);
     return way;
   }
 
   /** The way of slot `slot` (set × ways + way) no longer holds an entry. */
   release(slot: number): void {
-    this.#s[2 * (slot >> this.waysLog2)] &= ~(1 << (slot & (this.ways - 1)));
+    this.#s[slot >> this.waysLog2] &= ~(1 << (slot & (this.ways - 1)));
   }
 
   /** Every way of every set is invalid, and no use is remembered (reset). */
