@@ -105,7 +105,7 @@ export {
   DEFAULT_CACHE_GEOMETRY,
   type ResolvedGeometry,
 } from "./iommu/cache.ts";
-export { type HpmEventSink } from "./iommu/hpm_event.ts";
+export { type HpmBulkSink, type HpmEventPort, type HpmEventSink } from "./iommu/hpm_event.ts";
 export {
   type HpmEvent,
   type HpmOptions,

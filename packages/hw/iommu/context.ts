@@ -13,7 +13,7 @@
 import { MEM_POISON, type PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
-import { HPMEVENT_PDT_CACHE_HIT } from "./hpm_event.ts";
+import { HPMEVENT_PDT_CACHE_HIT, type HpmEventPort } from "./hpm_event.ts";
 import { type ResolvedGeometry, SetAssociative } from "./cache.ts";
 import type { AddressSpace, Iotlb } from "./iotlb.ts";
 import {
@@ -310,6 +310,7 @@ export class Directory {
   readonly #mem: PhysicalMemory;
   readonly #caps: IommuCaps;
   readonly #walker: PageWalker;
+  readonly #port: HpmEventPort;
   readonly #tlb: Iotlb;
   readonly #dcs: _ContextCache<DeviceContext>;
   readonly #pcs: _ContextCache<ProcessContext>;
@@ -330,6 +331,7 @@ export class Directory {
     this.#mem = mem;
     this.#caps = caps;
     this.#walker = walker;
+    this.#port = walker.port;
     this.#tlb = tlb;
     this.#dcs = new _ContextCache(ddt);
     this.#pcs = new _ContextCache(pdt);
@@ -352,8 +354,10 @@ export class Directory {
     const hit = this.#dcs.get(did, 0);
     if (hit !== undefined) return hit;
     const walker = this.#walker;
-    if (walker.hpm !== null) {
-      walker.hpm.count(
+    const port = this.#port;
+    if (--port.left[RISCV_IOMMU_HPMEVENT_DD_WALK] < 0) {
+      port.report(
+        RISCV_IOMMU_HPMEVENT_DD_WALK,
         RISCV_IOMMU_HPMEVENT_DD_WALK,
         did,
         walker.pidValid,
@@ -401,15 +405,26 @@ export class Directory {
    */
   locatePc(dc: DeviceContext, did: number, pid: number): ProcessContext | null {
     const hit = this.#pcs.get(did, pid);
-    const walker = this.#walker;
+    const port = this.#port;
     if (hit !== undefined) {
-      if (walker.hpm !== null) {
-        walker.hpm.count(HPMEVENT_PDT_CACHE_HIT, did, true, pid, false, 0, false, 0);
+      // Slot 0 of the countdowns is the model's own PDT-cache-hit event.
+      if (--port.left[0] < 0) {
+        port.report(0, HPMEVENT_PDT_CACHE_HIT, did, true, pid, false, 0, false, 0);
       }
       return hit;
     }
-    if (walker.hpm !== null) {
-      walker.hpm.count(RISCV_IOMMU_HPMEVENT_PD_WALK, did, true, pid, false, 0, false, 0);
+    if (--port.left[RISCV_IOMMU_HPMEVENT_PD_WALK] < 0) {
+      port.report(
+        RISCV_IOMMU_HPMEVENT_PD_WALK,
+        RISCV_IOMMU_HPMEVENT_PD_WALK,
+        did,
+        true,
+        pid,
+        false,
+        0,
+        false,
+        0,
+      );
     }
     const mem = this.#mem;
     const sbe = dc.sbe;

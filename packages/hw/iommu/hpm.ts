@@ -14,13 +14,16 @@
  * (at its overflow, or after 2^52), so an event is one decrement and one compare; software reading
  * or writing the counter brings it up to date. Each event ID has a precomputed set of the counters
  * that may count it (and the one counter, when a single unfiltered one does), rebuilt on register
- * writes.
+ * writes. An event that one unfiltered counter alone counts need not even reach the unit one by
+ * one: as an {@linkcode HpmBulkSink} the unit lets the translation path's countdown take it up to
+ * the event before the counter's overflow, and counts what passed in bulk before any register
+ * access.
  *
  * @module
  */
 import type { Clock } from "../clock.ts";
 import { hi32, join64, lo32 } from "../_u64.ts";
-import type { HpmEventSink } from "./hpm_event.ts";
+import type { HpmBulkSink, HpmEventPort } from "./hpm_event.ts";
 import {
   RISCV_IOMMU_IOHPMCYCLES_OF,
   RISCV_IOMMU_IOHPMEVT_CNT,
@@ -123,9 +126,11 @@ const DID_SHIFT = 36n, PID_SHIFT = 16n;
  *   other fields of the write.
  * - Writing OF=1 sets it without an interrupt; writing a counter does not touch its OF bit.
  */
-export class HpmUnit implements HpmEventSink {
+export class HpmUnit implements HpmBulkSink {
   /** Number of programmable counters. */
   readonly counters: number;
+  /** The translation path's event port while the unit observes it (set by the port). */
+  port: HpmEventPort | null = null;
 
   readonly #clock: Clock | null;
   readonly #overflowLine: () => void;
@@ -215,6 +220,7 @@ export class HpmUnit implements HpmEventSink {
 
   /** Puts the block in its reset state (see the class). */
   reset(): void {
+    this.port?.settle();
     for (let n = 0; n < 32; n++) this.#setCounter(n, 0n);
     this.#evt.fill(0n);
     this.#of = 0;
@@ -223,9 +229,26 @@ export class HpmUnit implements HpmEventSink {
     this.#cyT0 = this.#now();
     this.#decodeAll();
     this.#scheduleCycles();
+    this.port?.regrant();
   }
 
   // -- Counting --
+
+  /**
+   * Occurrences of `eventId` the unit may be told of in bulk: up to the one before the overflow
+   * of the unfiltered counter that alone counts it; none (-1) while filters or several counters
+   * look at it; any number when no counter counts it.
+   */
+  credit(eventId: number): number {
+    const n = eventId < this.#solo.length ? this.#solo[eventId] : 0;
+    if (n === 0) return 0x7fff_ffff;
+    return n < 0 ? -1 : Math.min(this.#left[n] - 1, 0x7fff_ffff);
+  }
+
+  /** Counts `n` occurrences of `eventId` within the {@linkcode credit} it gave. */
+  countBulk(eventId: number, n: number): void {
+    this.#left[this.#solo[eventId]] -= n;
+  }
 
   /** Counts one occurrence of `eventId` in every counter selecting it whose filter passes. */
   count(
@@ -319,6 +342,7 @@ export class HpmUnit implements HpmEventSink {
 
   /** Reads 4 bytes of the block at page offset `off` (0x58..0x257, 4-byte aligned). */
   read32(off: number): number {
+    this.port?.settle();
     if (off === RISCV_IOMMU_REG_IOCOUNTOVF) return this.#of >>> 0;
     if (off === RISCV_IOMMU_REG_IOCOUNTINH) return this.#inh >>> 0;
     const v = this.#read64(off & ~7);
@@ -327,6 +351,7 @@ export class HpmUnit implements HpmEventSink {
 
   /** Reads 8 bytes at page offset `off` (8-byte aligned). */
   read64(off: number): bigint {
+    this.port?.settle();
     if (off === RISCV_IOMMU_REG_IOCOUNTOVF) return join64(this.#of, this.#inh);
     return this.#read64(off);
   }
@@ -334,17 +359,23 @@ export class HpmUnit implements HpmEventSink {
   /** Writes 4 bytes; half of a 64-bit register merges with the other half. */
   write32(off: number, v: number): void {
     if (off === RISCV_IOMMU_REG_IOCOUNTOVF) return;
-    if (off === RISCV_IOMMU_REG_IOCOUNTINH) return this.#writeInh(v);
-    const base = off & ~7;
-    const cur = this.#read64(base);
-    const x = BigInt(v >>> 0);
-    this.#write64(base, off & 4 ? cur & 0xffff_ffffn | x << 32n : cur & ~0xffff_ffffn | x);
+    this.port?.settle();
+    if (off === RISCV_IOMMU_REG_IOCOUNTINH) this.#writeInh(v);
+    else {
+      const base = off & ~7;
+      const cur = this.#read64(base);
+      const x = BigInt(v >>> 0);
+      this.#write64(base, off & 4 ? cur & 0xffff_ffffn | x << 32n : cur & ~0xffff_ffffn | x);
+    }
+    this.port?.regrant();
   }
 
   /** Writes 8 bytes (at 0x58: `iocountovf`, read-only, and `iocountinh`). */
   write64(off: number, v: bigint): void {
-    if (off === RISCV_IOMMU_REG_IOCOUNTOVF) return this.#writeInh(hi32(v));
-    this.#write64(off, v);
+    this.port?.settle();
+    if (off === RISCV_IOMMU_REG_IOCOUNTOVF) this.#writeInh(hi32(v));
+    else this.#write64(off, v);
+    this.port?.regrant();
   }
 
   #read64(off: number): bigint {

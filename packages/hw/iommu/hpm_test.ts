@@ -98,13 +98,14 @@ function specCounts(s: Selector, e: Seen): boolean {
 }
 
 /**
- * An IOMMU with a clock and a 3LVL directory, pmip on wire 2 (WSI), and devices:
+ * An IOMMU with a clock and a 3LVL directory, pmip on wire 2 (WSI), and devices (with `observe`,
+ * a test observer beside the HPM keeps every event in `seen`, so each one reaches the unit):
  * - 0x10..0x17 (one PCI device's functions) and 0x21: Sv39, PSCID 0x100 + did, pages 0..15;
  * - 0x30: PDTV with processes 1 and 2 (PSCID 0x201, 0x202), each Sv39 over pages 0..15;
  * - 0x40: G stage only (GSCID 7), and 0x41: two stages (GSCID 9, PSCID 0x141);
  * - 0x50: EN_ATS, Bare stages (Translated and ATS requests).
  */
-function rig(hpm: HpmOptions = {}, capsOpt: Partial<IommuCaps> = {}) {
+function rig(hpm: HpmOptions = {}, capsOpt: Partial<IommuCaps> = {}, observe = true) {
   const mem = new PhysicalMemory();
   mem.addRam(TEST_RAM_BASE, 2 ** 32);
   const alloc = new TestPageAllocator();
@@ -148,10 +149,12 @@ function rig(hpm: HpmOptions = {}, capsOpt: Partial<IommuCaps> = {}) {
   iommu.write64(R.RISCV_IOMMU_REG_ICVEC, BigInt(PMIV_WIRE) << 8n);
 
   const seen: Seen[] = [];
-  iommu.translator.addEventObserver({
-    count: (id, did, pv, pid, gv, gscid, sv, pscid) =>
-      void seen.push({ id, did, pv, pid, gv, gscid, sv, pscid }),
-  });
+  if (observe) {
+    iommu.translator.addEventObserver({
+      count: (id, did, pv, pid, gv, gscid, sv, pscid) =>
+        void seen.push({ id, did, pv, pid, gv, gscid, sv, pscid }),
+    });
+  }
   const res = newResult();
   /** Sends one request; returns its status. */
   const dma = (did: number, page: number, init: { pid?: number; kind?: 0 | 1 | 2 } = {}) => {
@@ -518,4 +521,102 @@ Deno.test("HPM arming: the unit observes the translator only while a counter can
   r.program(1, { id: URQ, idt: true }); // unsupported IDT: cannot count
   assert.equal(observing(), false);
   assert.equal(rig({}, { hpm: false }).iommu.hpm, null, "no HPM without capabilities.HPM");
+});
+
+/** What software sees of an HPM: every counter, selector and interrupt register. */
+function hpmState(r: ReturnType<typeof rig>): bigint[] {
+  const regs = [R.RISCV_IOMMU_REG_IOCOUNTOVF, R.RISCV_IOMMU_REG_IPSR];
+  for (let n = 1; n <= 8; n++) {
+    regs.push(R.RISCV_IOMMU_REG_IOHPMCTR(n), R.RISCV_IOMMU_REG_IOHPMEVT(n));
+  }
+  return regs.map((off) => r.iommu.read64(off));
+}
+
+Deno.test("HPM bulk counting: an unfiltered counter counts what it would count one by one, through overflows, register accesses and inhibits (property)", () => {
+  const runs = Number(Deno.env.get("HPM_PROP_RUNS") ?? 25);
+  const selector = fc.record({
+    id: fc.integer({ min: 1, max: 8 }),
+    pidPscid: fc.constantFrom(0, 1, 0x111),
+    didGscid: fc.constantFrom(0x10, 0x11, 0x21, 9),
+    dv: fc.boolean(),
+    idt: fc.boolean(),
+  });
+  const step = fc.oneof(
+    fc.record({ dma: fc.constantFrom(0x10, 0x11, 0x21, 0x30, 0x40, 0x41, 0x50), page: fc.nat(7) }),
+    fc.record({ read: fc.integer({ min: 1, max: 8 }) }),
+    fc.record({ write: fc.integer({ min: 1, max: 8 }), value: fc.bigInt(0n, 0xffn) }),
+    fc.record({ inhibit: fc.nat(0x1ff) }),
+    fc.record({ flush: fc.constant(true) }),
+  );
+  fc.assert(
+    fc.property(
+      fc.array(selector, { minLength: 8, maxLength: 8 }),
+      fc.array(step, { maxLength: 80 }),
+      (sels, steps) => {
+        // One IOMMU whose events also reach an observer, so each one reaches the unit, and one
+        // where nothing else observes, so the unit takes what no filter looks at in bulk.
+        const each = rig({ counterBits: 8 }), bulk = rig({ counterBits: 8 }, {}, false);
+        for (const r of [each, bulk]) {
+          sels.forEach((s, i) => r.program(i + 1, s));
+          r.iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, UNINHIBIT_ALL);
+        }
+        for (const st of steps) {
+          for (const r of [each, bulk]) {
+            if ("dma" in st) {
+              const kind = st.dma === 0x50 ? REQ_TRANSLATED : 0;
+              r.dma(st.dma, st.page, st.dma === 0x30 ? { pid: 1 } : { kind });
+            } else if ("read" in st) r.ctr(st.read);
+            else if ("write" in st) r.iommu.write64(R.RISCV_IOMMU_REG_IOHPMCTR(st.write), st.value);
+            else if ("inhibit" in st) r.iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, st.inhibit);
+            else r.iommu.translator.flushAll();
+          }
+          assert.deepEqual(hpmState(bulk), hpmState(each));
+          assert.equal(bulk.wires.get(PMIV_WIRE), each.wires.get(PMIV_WIRE));
+        }
+      },
+    ),
+    { numRuns: runs },
+  );
+});
+
+Deno.test("HPM bulk counting: an unfiltered counter overflows at the exact request, and the unit hears of no other one", () => {
+  const r = rig({ counterBits: 8 }, {}, false);
+  const hpm = r.iommu.hpm!;
+  let calls = 0;
+  const count = hpm.count.bind(hpm);
+  hpm.count = (...a) => {
+    calls++;
+    count(...a);
+  };
+  r.program(1, { id: URQ });
+  r.iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, 1);
+  r.iommu.write64(R.RISCV_IOMMU_REG_IOHPMCTR(1), 250n);
+  for (let i = 1; i <= 5; i++) {
+    r.dma(0x10, 0);
+    assert.equal(r.ipsr(), 0, `request ${i}: 250 + ${i} < 256`);
+  }
+  r.dma(0x10, 0);
+  assert.equal(r.ipsr(), R.RISCV_IOMMU_IPSR_PMIP, "the sixth request wraps the counter");
+  assert.equal(r.wires.get(PMIV_WIRE), true);
+  assert.equal(r.ctr(1), 0n);
+  assert.equal(calls, 1, "only the overflowing request reached the unit one by one");
+  for (let i = 0; i < 1000; i++) r.dma(0x10, i & 7);
+  assert.equal(r.ctr(1), 1000n % 256n);
+  assert.equal(calls, 4, "one call per overflow");
+});
+
+Deno.test("HPM counting: a filtered counter looks at every event, with its IDs", () => {
+  const r = rig({}, {}, false);
+  const hpm = r.iommu.hpm!;
+  let calls = 0;
+  const count = hpm.count.bind(hpm);
+  hpm.count = (...a) => {
+    calls++;
+    count(...a);
+  };
+  r.program(1, { id: URQ, dv: true, didGscid: 0x11 });
+  r.iommu.write32(R.RISCV_IOMMU_REG_IOCOUNTINH, 1);
+  for (const did of [0x10, 0x11, 0x21, 0x11]) r.dma(did, 0);
+  assert.equal(calls, 4);
+  assert.equal(r.ctr(1), 2n);
 });

@@ -17,7 +17,7 @@ import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
 import { type CacheOptions, resolveGeometry } from "./cache.ts";
 import { type DeviceContext, Directory } from "./context.ts";
-import type { HpmEventSink } from "./hpm_event.ts";
+import { HpmEventPort, type HpmEventSink } from "./hpm_event.ts";
 import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
@@ -35,7 +35,6 @@ import {
   RISCV_IOMMU_FQ_CAUSE_DMA_DISABLED,
   RISCV_IOMMU_FQ_CAUSE_INST_FAULT,
   RISCV_IOMMU_FQ_CAUSE_TTYP_BLOCKED,
-  RISCV_IOMMU_HPMEVENT_TLB_MISS,
   RISCV_IOMMU_MSI_PTE_M_BASIC,
 } from "./structs.ts";
 import { PageWalker, vpnLow } from "./walk.ts";
@@ -66,6 +65,8 @@ const enum C {
   BARE_SHIFT = 63,
   /** `#translate()`'s `probe` when the fast path did not look the request up. */
   NOT_PROBED = -2,
+  /** HPM event 4, IOTLB miss (`RISCV_IOMMU_HPMEVENT_TLB_MISS`). */
+  EV_TLB_MISS = 4,
 }
 /** Bytes in 2^shift pages, by shift. */
 const PAGE_BYTES = Array.from({ length: C.BARE_SHIFT + 1 }, (_, s) => 4096 * 2 ** s);
@@ -91,7 +92,10 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  *
  * HPM events: 1/2/3 per request by kind (debug-interface requests count as Untranslated), 4 per
  * translation that needs a page walk (whether or not the IOTLB is enabled), 5 per DDT walk, 6
- * per PDT walk, 7 per first-stage walk, 8 per G-stage walk (one per implicit access too).
+ * per PDT walk, 7 per first-stage walk, 8 per G-stage walk (one per implicit access too). They
+ * reach the observers through an {@linkcode HpmEventPort}: each event site decrements a
+ * countdown, so that while nothing observes, or only HPM units whose counters need no filter,
+ * an event costs no call.
  *
  * Causes it never reports: 4 and 6 (requests have no alignment rule here, except MRIF-mapped
  * pages, whose odd accesses are access faults 5/7 as the AIA says), 272 (the model has no
@@ -134,9 +138,9 @@ export class Translator implements TranslationPort {
   readonly #dir: Directory;
   readonly #tlb: Iotlb;
   readonly #msi: MsiPageTable;
-  /** What the translation path reports events to: null, the one observer, or a fan-out. */
-  #hpm: HpmEventSink | null = null;
-  readonly #observers: HpmEventSink[] = [];
+  /** Where the translation path reports events; {@linkcode #left} is its countdowns. */
+  readonly #port = new HpmEventPort();
+  readonly #left = this.#port.left;
   readonly #invalidationListeners: (() => void)[] = [];
   #mode = 0;
   #iotlbOn = true;
@@ -160,7 +164,7 @@ export class Translator implements TranslationPort {
    */
   constructor(mem: PhysicalMemory, caps: IommuCaps, cache: CacheOptions = {}) {
     this.#caps = caps;
-    this.#walker = new PageWalker(mem, caps);
+    this.#walker = new PageWalker(mem, caps, this.#port);
     this.#tlb = new Iotlb(cache.iotlb);
     this.#dir = new Directory(
       mem,
@@ -213,22 +217,19 @@ export class Translator implements TranslationPort {
    * they were added.
    */
   get eventObservers(): readonly HpmEventSink[] {
-    return this.#observers;
+    return this.#port.sinks;
   }
 
   /** Adds `o` to the {@linkcode eventObservers} (once). */
   addEventObserver(o: HpmEventSink): void {
-    if (this.#observers.includes(o)) return;
-    this.#observers.push(o);
-    this.#rewire();
+    const sinks = this.#port.sinks;
+    if (!sinks.includes(o)) this.#port.setSinks([...sinks, o]);
   }
 
   /** Removes `o` from the {@linkcode eventObservers}, if it is one. */
   removeEventObserver(o: HpmEventSink): void {
-    const i = this.#observers.indexOf(o);
-    if (i < 0) return;
-    this.#observers.splice(i, 1);
-    this.#rewire();
+    const sinks = this.#port.sinks;
+    if (sinks.includes(o)) this.#port.setSinks(sinks.filter((s) => s !== o));
   }
 
   /**
@@ -238,17 +239,6 @@ export class Translator implements TranslationPort {
    */
   addInvalidationListener(fn: () => void): void {
     this.#invalidationListeners.push(fn);
-  }
-
-  /**
-   * Points the walk path at the observers: with none it pays one null test per event, with one it
-   * calls it directly, and only with several does a fan-out sit between.
-   */
-  #rewire(): void {
-    const obs = this.#observers;
-    const sink = obs.length === 0 ? null : obs.length === 1 ? obs[0] : new _FanOut([...obs]);
-    this.#hpm = sink;
-    this.#walker.hpm = sink;
   }
 
   #invalidated(): void {
@@ -264,7 +254,7 @@ export class Translator implements TranslationPort {
   translate(req: InboundRequest, res: TranslationResult): void {
     // Kept small enough for the engine to inline into its callers: the fast path of an
     // Untranslated request without a process_id that hits the IOTLB.
-    if (this.#hpm !== null) this.#countRequest(req);
+    if (--this.#left[req.kind + 1] < 0) this.#countRequest(req);
     const did = req.deviceId;
     const dc = req.kind !== C.UNTRANSLATED || req.pidValid
       ? null
@@ -391,9 +381,10 @@ export class Translator implements TranslationPort {
     this.#rangeEnd = this.#rangeStart + size;
   }
 
-  /** HPM events 1–3: one request of its kind. */
+  /** HPM events 1–3: one request of its kind, when its countdown says the port must hear of it. */
   #countRequest(req: InboundRequest): void {
-    this.#hpm!.count(req.kind + 1, req.deviceId, req.pidValid, req.pid, false, 0, false, 0);
+    const ev = req.kind + 1;
+    this.#port.report(ev, ev, req.deviceId, req.pidValid, req.pid, false, 0, false, 0);
   }
 
   /**
@@ -442,7 +433,7 @@ export class Translator implements TranslationPort {
     }
     const w = this.#walker;
     const did = req.deviceId;
-    if (this.#hpm !== null) {
+    if (this.#port.ids) {
       w.did = did;
       w.pidValid = req.pidValid;
       w.pid = req.pid;
@@ -528,9 +519,10 @@ export class Translator implements TranslationPort {
         return;
       }
     }
-    if ((fsOn || gOn) && this.#hpm !== null) {
-      this.#hpm.count(
-        RISCV_IOMMU_HPMEVENT_TLB_MISS,
+    if ((fsOn || gOn) && --this.#left[C.EV_TLB_MISS] < 0) {
+      this.#port.report(
+        C.EV_TLB_MISS,
+        C.EV_TLB_MISS,
         did,
         req.pidValid,
         req.pid,
@@ -682,30 +674,5 @@ export class Translator implements TranslationPort {
     res.iotval2 = cause === 20 || cause === 21 || cause === 23 ? iotval2 : 0n;
     res.reported = !dtf || reportedDespiteDtf(cause);
     res.completion = completionStatus(cause);
-  }
-}
-
-/** Several observers behind the walk path's one sink. */
-class _FanOut implements HpmEventSink {
-  readonly #sinks: readonly HpmEventSink[];
-
-  constructor(sinks: readonly HpmEventSink[]) {
-    this.#sinks = sinks;
-  }
-
-  count(
-    eventId: number,
-    deviceId: number,
-    pidValid: boolean,
-    pid: number,
-    gscidValid: boolean,
-    gscid: number,
-    pscidValid: boolean,
-    pscid: number,
-  ): void {
-    const sinks = this.#sinks;
-    for (let i = 0; i < sinks.length; i++) {
-      sinks[i].count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
-    }
   }
 }

@@ -35,10 +35,8 @@ import {
   RISCV_IOMMU_FQ_CAUSE_WR_FAULT,
   RISCV_IOMMU_FQ_CAUSE_WR_FAULT_S,
   RISCV_IOMMU_FQ_CAUSE_WR_FAULT_VS,
-  RISCV_IOMMU_HPMEVENT_G_WALKS,
-  RISCV_IOMMU_HPMEVENT_S_VS_WALKS,
 } from "./structs.ts";
-import type { HpmEventSink } from "./hpm_event.ts";
+import type { HpmEventPort } from "./hpm_event.ts";
 
 /** Page-fault cause by access type (read, write, exec). */
 const PAGE_FAULT = [
@@ -78,6 +76,10 @@ const enum B {
   READ = 0,
   WRITE = 1,
   EXEC = 2,
+  /** HPM event 7, first-stage walk (`RISCV_IOMMU_HPMEVENT_S_VS_WALKS`). */
+  EV_S_WALK = 7,
+  /** HPM event 8, G-stage walk (`RISCV_IOMMU_HPMEVENT_G_WALKS`). */
+  EV_G_WALK = 8,
 }
 
 /** Outcome of one G-stage translation, before it is turned into a cause. */
@@ -133,8 +135,8 @@ export class PageWalker {
   be = false;
   /** `fctl.GXL`: iohgatp mode 8 means Sv32x4 instead of Sv39x4. */
   gxl = false;
-  /** HPM event sink (events 7 and 8). */
-  hpm: HpmEventSink | null = null;
+  /** Where walks report HPM events (7 and 8); the directory's too. */
+  readonly port: HpmEventPort;
 
   // Request, set by the translator.
   /** ACC_READ, ACC_WRITE or ACC_EXEC: the access type faults are reported with. */
@@ -199,15 +201,19 @@ export class PageWalker {
   iotval2 = 0n;
 
   readonly #mem: PhysicalMemory;
+  /** The port's countdowns. */
+  readonly #left: Int32Array;
   /** A PTE read by the byte-addressed accessors, as the frame's words would hold it. */
   readonly #slow = new Uint32Array(2);
   readonly #pasPages: number;
   /** High-word bits a PTE must have clear: the reserved ones, and PBMT without Svpbmt. */
   readonly #zeroHi: number;
 
-  /** Creates a walker over `mem` for an IOMMU with `caps`. */
-  constructor(mem: PhysicalMemory, caps: IommuCaps) {
+  /** Creates a walker over `mem` for an IOMMU with `caps`, reporting events to `port`. */
+  constructor(mem: PhysicalMemory, caps: IommuCaps, port: HpmEventPort) {
     this.#mem = mem;
+    this.port = port;
+    this.#left = port.left;
     this.#pasPages = 2 ** Math.max(caps.pas - 12, 0);
     this.#zeroHi = (caps.svrsw60t59b ? PTE_RESERVED_HI_SVRSW60T59B : PTE_RESERVED_HI) |
       (caps.svpbmt ? 0 : 0x6000_0000);
@@ -230,7 +236,7 @@ export class PageWalker {
       const s = hi >> (levels === 3 ? 6 : levels === 4 ? 15 : 24);
       if (s !== 0 && s !== -1) return PAGE_FAULT[acc];
     }
-    if (this.hpm !== null) this.#count(RISCV_IOMMU_HPMEVENT_S_VS_WALKS);
+    if (--this.#left[B.EV_S_WALK] < 0) this.#report(B.EV_S_WALK);
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
     // VPN bits 58:27, the indices of Sv48's and Sv57's upper levels: no bit juggling per level.
@@ -390,7 +396,7 @@ export class PageWalker {
     // GPA bits above the scheme's width (above 33 when SXL=1) must be zero; only a GPA page
     // number past 2^22 (16 GiB) needs the table.
     if (gpn >= 4194304 && gpn >= POW2[this.sxl ? 22 : GPA_PN_BITS[levels]]) return G.PAGE_FAULT;
-    if (this.hpm !== null) this.#count(RISCV_IOMMU_HPMEVENT_G_WALKS);
+    if (--this.#left[B.EV_G_WALK] < 0) this.#report(B.EV_G_WALK);
     const glo = gpn >>> 0;
     const ghi = gpn < 4294967296 ? 0 : (gpn - glo) / TWO32;
     // GPA page-number bits 58:27, the indices of Sv48x4's and Sv57x4's upper levels.
@@ -502,8 +508,9 @@ export class PageWalker {
     return mem.fault;
   }
 
-  #count(event: number): void {
-    this.hpm!.count(
+  #report(event: number): void {
+    this.port.report(
+      event,
       event,
       this.did,
       this.pidValid,
