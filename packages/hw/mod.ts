@@ -100,9 +100,11 @@ export {
 export { Translator } from "./iommu/translator.ts";
 export {
   type CacheGeometry,
+  type CacheName,
   type CacheOptions,
   type CacheReplacement,
   DEFAULT_CACHE_GEOMETRY,
+  DEFAULT_MICRO_TLB_ENTRIES,
   type ResolvedGeometry,
 } from "./iommu/cache.ts";
 export { type HpmBulkSink, type HpmEventPort, type HpmEventSink } from "./iommu/hpm_event.ts";

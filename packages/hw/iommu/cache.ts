@@ -31,6 +31,14 @@ export interface CacheGeometry {
 
 /** The geometries of an IOMMU's caches (the `cache` option of `Iommu`). */
 export interface CacheOptions {
+  /**
+   * Entries of the IOTLB's micro-TLB: recent IOTLB hits by device_id and page, direct-mapped, in
+   * front of its sets (see `iotlb.ts`); 0 (none) or a power of two up to 64. Default 8. It is part
+   * of the IOTLB: it holds only what the sets hold, every invalidation takes effect in it at once,
+   * and its hits are IOTLB hits (HPM event 4 counts neither); they are no use of an entry for the
+   * sets' replacement policy.
+   */
+  microTlb?: number;
   /** The IOTLB: leaf translations. Default 1024 sets × 4 ways (4096 entries), pseudo-LRU. */
   iotlb?: CacheGeometry;
   /** The DDT cache: device contexts by device_id. Default 16 sets × 4 ways, pseudo-LRU. */
@@ -45,11 +53,17 @@ export interface CacheOptions {
 /** A cache geometry with every field set. */
 export type ResolvedGeometry = Readonly<Required<CacheGeometry>>;
 
+/** The set-associative caches of an IOMMU. */
+export type CacheName = "iotlb" | "ddt" | "pdt";
+
+/** Entries of the micro-TLB unless the `microTlb` option says otherwise. */
+export const DEFAULT_MICRO_TLB_ENTRIES = 8;
+
 /**
  * The default geometries, sizes a real IOMMU could have: an IOTLB of thousands of entries, 4-way,
  * and context caches of a few dozen devices and a hundred-odd processes.
  */
-export const DEFAULT_CACHE_GEOMETRY: Readonly<Record<keyof CacheOptions, ResolvedGeometry>> = Object
+export const DEFAULT_CACHE_GEOMETRY: Readonly<Record<CacheName, ResolvedGeometry>> = Object
   .freeze({
     iotlb: Object.freeze({ sets: 1024, ways: 4, replacement: "plru" }),
     ddt: Object.freeze({ sets: 16, ways: 4, replacement: "plru" }),
@@ -68,10 +82,7 @@ function _pow2(n: number, max: number): boolean {
  * could have or the model does not (sets or ways not a power of two, more than 16 ways, an
  * unknown policy).
  */
-export function resolveGeometry(
-  which: keyof CacheOptions,
-  opts: CacheGeometry = {},
-): ResolvedGeometry {
+export function resolveGeometry(which: CacheName, opts: CacheGeometry = {}): ResolvedGeometry {
   const g = { ...DEFAULT_CACHE_GEOMETRY[which], ...opts };
   const what = `Cannot build the IOMMU: the ${which} cache's`;
   if (!_pow2(g.sets, MAX_SETS)) {
@@ -84,6 +95,19 @@ export function resolveGeometry(
     throw new RangeError(`${what} replacement "${g.replacement}" is not plru or round-robin`);
   }
   return g;
+}
+
+/**
+ * The micro-TLB's entries from the `microTlb` option (the default when unset); throws `RangeError`
+ * unless it is 0 or a power of two up to 64.
+ */
+export function resolveMicroTlb(entries: number = DEFAULT_MICRO_TLB_ENTRIES): number {
+  if (entries !== 0 && !_pow2(entries, 64)) {
+    throw new RangeError(
+      `Cannot build the IOMMU: the micro-TLB's ${entries} entries are not 0 or a power of two up to 64`,
+    );
+  }
+  return entries;
 }
 
 /**

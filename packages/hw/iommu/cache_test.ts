@@ -3,7 +3,9 @@ import fc from "fast-check";
 import {
   type CacheGeometry,
   DEFAULT_CACHE_GEOMETRY,
+  DEFAULT_MICRO_TLB_ENTRIES,
   resolveGeometry,
+  resolveMicroTlb,
   SetAssociative,
 } from "./cache.ts";
 
@@ -91,5 +93,17 @@ Deno.test("one way: every fill takes way 0", () => {
   for (const policy of ["plru", "round-robin"] as const) {
     const r = replacement({ sets: 4, ways: 1, replacement: policy });
     assert.deepEqual([r.fill(2), r.fill(2), r.fill(2)], [0, 0, 0]);
+  }
+});
+
+Deno.test("micro-TLB entries: 8 by default, 0 disables it; anything but 0 or a power of two up to 64 is a machine-building RangeError", () => {
+  assert.equal(DEFAULT_MICRO_TLB_ENTRIES, 8);
+  assert.equal(resolveMicroTlb(), 8);
+  for (const n of [0, 1, 2, 64]) assert.equal(resolveMicroTlb(n), n);
+  for (const n of [3, 128, -1, 1.5]) {
+    assert.throws(() => resolveMicroTlb(n), {
+      name: "RangeError",
+      message: new RegExp(`micro-TLB's ${n} entries are not 0 or a power of two up to 64`),
+    });
   }
 });

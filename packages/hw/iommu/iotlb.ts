@@ -16,6 +16,15 @@
  * derived from the leaf it names (including combined IOVA→SPA entries whose GPA matches an
  * IOTINVAL.GVMA). Identity (both stages Bare) and MSI translations are never cached.
  *
+ * In front of the sets sits a micro-TLB, as real IOMMUs have: a few entries, direct-mapped by page
+ * number XOR requester (device_id), each holding a recent hit of a requester's page with the slot
+ * it came from, so that a requester using the same pages again skips its address space, the set
+ * search and the entry's decoding. It is part of the IOTLB, not a cache of its own: it only holds
+ * what a slot holds (inclusive), each entry goes when its slot is refilled or invalidated, and the
+ * translator empties it whenever what a device_id names may change (see `translator.ts`). A
+ * micro-TLB hit is no use of the slot for the replacement policy: the sets see only the requests
+ * the micro-TLB misses, as in hardware.
+ *
  * @module
  */
 
@@ -42,7 +51,7 @@ const enum E {
   KEY_HI = 1,
   /** Address-space id. */
   ID = 2,
-  /** Info bits 7:0 | first-stage leaf log2 pages << 8 | G-stage leaf's << 16. */
+  /** Info bits 7:0 | first-stage leaf log2 pages << 8 | G-stage leaf's << 16 | MICRO. */
   INFO = 3,
   /** KEY_HI bit: the entry is valid. */
   VALID = 1 << 23,
@@ -52,6 +61,8 @@ const enum E {
   FS_BARE = 1 << 5,
   /** Bit position of the resolved PBMT in an entry's info. */
   PBMT_SHIFT = 6,
+  /** INFO bit: a micro-TLB entry may name the slot. */
+  MICRO = 1 << 24,
 }
 
 /** Info bits of an entry: R, W (only once D is set), X, U, G as 1, 2, 4, 8, 16. */
@@ -92,6 +103,33 @@ export class AddressSpace {
   }
 }
 
+/** Addresses from this one up are not put in the micro-TLB (see `_MicroEntry.paHalf`). */
+const MICRO_PA_LIMIT = 2 ** 52;
+
+/** A micro-TLB entry: a page of a requester, the slot caching it, and its answer. */
+class _MicroEntry {
+  /** The device_id; -1 when the entry is empty. */
+  requester = -1;
+  /** Page number bits 31:0. */
+  vlo = 0;
+  /** Page number bits 51:32. */
+  vhi = 0;
+  /** The IOTLB slot the answer comes from. */
+  slot = -1;
+  /** R, W, X as a result reports them: the accesses allowed. */
+  perm = 0;
+  /** The resolved PBMT. */
+  pbmt = 0;
+  /**
+   * The page's address plus one half (exact below {@linkcode MICRO_PA_LIMIT}). A hit adds the
+   * offset minus one half: adding numbers that are not integers, the engine adds doubles, where
+   * for integers it would check and convert both to 64-bit integers first — a third of a hit.
+   */
+  paHalf = 0.5;
+  /** The size of the slot's entry in bytes (a double from the start, as `paHalf`). */
+  size = Number.NaN;
+}
+
 /** The IOTLB of one IOMMU. Slots are numbered set × ways + way. */
 export class Iotlb extends SetAssociative {
   readonly #t: Int32Array;
@@ -106,9 +144,17 @@ export class Iotlb extends SetAssociative {
   #gen = 0;
   #n = 0;
   #supers = 0;
+  /** The micro-TLB's entries (one that never hits when it has none). */
+  readonly #micro: _MicroEntry[];
+  /** Entries − 1. */
+  readonly #microMask: number;
+  readonly #microOn: boolean;
 
-  /** Creates an IOTLB of `geometry` (unset fields from the `iotlb` default). */
-  constructor(geometry: CacheGeometry = {}) {
+  /**
+   * Creates an IOTLB of `geometry` (unset fields from the `iotlb` default) with a micro-TLB of
+   * `microEntries` (0, or a power of two) in front.
+   */
+  constructor(geometry: CacheGeometry = {}, microEntries = 0) {
     const g = resolveGeometry("iotlb", geometry);
     super(g);
     const slots = g.sets * g.ways;
@@ -116,6 +162,9 @@ export class Iotlb extends SetAssociative {
     this.#pa = new Float64Array(slots);
     this.#gpn = new Float64Array(slots);
     this.#live = new Int32Array(slots);
+    this.#micro = Array.from({ length: Math.max(microEntries, 1) }, () => new _MicroEntry());
+    this.#microMask = this.#micro.length - 1;
+    this.#microOn = microEntries !== 0;
   }
 
   /** Number of valid entries. */
@@ -153,6 +202,43 @@ export class Iotlb extends SetAssociative {
     return this.#supers === 0 ? -1 : this.#lookupSuper(vlo, vhi, as);
   }
 
+  /**
+   * Answers offset `off` of page `vhi:vlo` for requester `requester` (a non-negative number, the
+   * device_id) into `res` from the micro-TLB, when it holds the page and allows `access`;
+   * returns whether it did.
+   */
+  microAnswer(
+    requester: number,
+    vlo: number,
+    vhi: number,
+    access: number,
+    off: number,
+    res: TranslationResult,
+  ): boolean {
+    // Small enough for the engine to inline into the translator's fast path.
+    const m = this.#micro[(vlo ^ requester) & this.#microMask];
+    if (m.vlo !== vlo || m.requester !== requester || m.vhi !== vhi) return false;
+    if (((m.perm >> access) & 1) === 0) return false;
+    res.status = 0 satisfies typeof XLATE_OK;
+    res.pa = m.paHalf + (off - 0.5);
+    res.size = m.size;
+    res.perm = m.perm;
+    res.pbmt = m.pbmt;
+    res.global = false;
+    res.untranslatedOnly = false;
+    return true;
+  }
+
+  /** Empties the micro-TLB (what a requester names changed). */
+  microFlush(): void {
+    for (const m of this.#micro) m.requester = -1;
+  }
+
+  /** Number of valid micro-TLB entries (for tests and statistics). */
+  get microSize(): number {
+    return this.#micro.filter((m) => m.requester >= 0).length;
+  }
+
   /** Info of slot `e`: {@linkcode INFO_PERM} bits, {@linkcode INFO_FS_BARE}, PBMT. */
   info(e: number): number {
     return this.#t[(e << 2) + E.INFO] & 0xff;
@@ -160,7 +246,8 @@ export class Iotlb extends SetAssociative {
 
   /**
    * Answers offset `off` of page `vhi:vlo` into `res` from the entry in slot `e` when its info
-   * has every bit of `need`; returns whether it did.
+   * has every bit of `need`; returns whether it did. For a `requester` (not -1) whose requests
+   * need U (user accesses, as `need` then has), the answer fills its micro-TLB entry.
    */
   answer(
     e: number,
@@ -169,26 +256,63 @@ export class Iotlb extends SetAssociative {
     off: number,
     need: number,
     res: TranslationResult,
+    requester = -1,
   ): boolean {
+    // Small enough for the engine to inline into the translator's fast path.
     const t = this.#t;
-    const info = t[(e << 2) + E.INFO] & 0xff;
+    const info = t[(e << 2) + E.INFO];
     if ((info & need) !== need) return false;
-    const c = (t[(e << 2) + E.KEY_HI] >>> 20) & 7;
-    const pa = this.#pa[e] + off;
     res.status = 0 satisfies typeof XLATE_OK;
     res.perm = info & 7;
     res.pbmt = (info >>> E.PBMT_SHIFT) & 3;
-    // 4 KiB entries need no table (a module array costs a load and a check per use).
-    if (c === 0) {
-      res.pa = pa;
-      res.size = 4096;
-    } else {
-      res.pa = pa + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096;
-      res.size = CLASS_BYTES[c];
-    }
     res.global = false;
     res.untranslatedOnly = false;
+    const c = (t[(e << 2) + E.KEY_HI] >>> 20) & 7;
+    if (c !== 0) this.#answerSuper(e, c, vlo, vhi, off, res);
+    else {
+      res.pa = this.#pa[e] + off;
+      res.size = 4096;
+    }
+    if (requester >= 0 && this.#microOn) this.#microFill(requester, vlo, vhi, e, off, res);
     return true;
+  }
+
+  /** {@linkcode answer}'s address and size for an entry of size class `c` above 4 KiB. */
+  #answerSuper(
+    e: number,
+    c: number,
+    vlo: number,
+    vhi: number,
+    off: number,
+    res: TranslationResult,
+  ): void {
+    res.pa = this.#pa[e] + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096 + off;
+    res.size = CLASS_BYTES[c];
+  }
+
+  /**
+   * Puts the answer `res` gave from slot `e` to page `vhi:vlo` of `requester` (offset `off`) in
+   * the page's micro-TLB entry: the accesses it allows are its R, W, X (U was needed).
+   */
+  #microFill(
+    requester: number,
+    vlo: number,
+    vhi: number,
+    e: number,
+    off: number,
+    res: TranslationResult,
+  ): void {
+    if (res.pa >= MICRO_PA_LIMIT) return;
+    const m = this.#micro[(vlo ^ requester) & this.#microMask];
+    this.#t[(e << 2) + E.INFO] |= E.MICRO;
+    m.requester = requester;
+    m.vlo = vlo;
+    m.vhi = vhi;
+    m.slot = e;
+    m.perm = res.perm;
+    m.pbmt = res.pbmt;
+    m.paHalf = res.pa - off + 0.5;
+    m.size = res.size;
   }
 
   /**
@@ -242,7 +366,10 @@ export class Iotlb extends SetAssociative {
     const k = e << 2;
     const old = t[k + E.KEY_HI];
     if ((old & E.VALID) === 0) this.#live[this.#n++] = e;
-    else if ((old & (7 << 20)) !== 0) this.#uncount((old >>> 20) & 7);
+    else {
+      if ((t[k + E.INFO] & E.MICRO) !== 0) this.#microDrop(e);
+      if ((old & (7 << 20)) !== 0) this.#uncount((old >>> 20) & 7);
+    }
     t[k] = klo;
     t[k + E.KEY_HI] = hi;
     t[k + E.ID] = as.id;
@@ -299,7 +426,7 @@ export class Iotlb extends SetAssociative {
         if (as.gscid !== gscid) continue;
         if (av) {
           const base = this.#gpn[k >> 2];
-          const size = 2 ** (t[k + E.INFO] >>> 16);
+          const size = 2 ** ((t[k + E.INFO] >>> 16) & 0xff);
           if (base >= endPn || base + size <= startPn) continue;
         }
       }
@@ -309,6 +436,7 @@ export class Iotlb extends SetAssociative {
 
   /** Drops every entry and forgets the replacement state. */
   flush(): void {
+    this.microFlush();
     for (let j = 0; j < this.#n; j++) this.#t[(this.#live[j] << 2) + E.KEY_HI] = 0;
     this.#perClass.fill(0);
     this.releaseAll();
@@ -362,8 +490,15 @@ export class Iotlb extends SetAssociative {
     const c = (this.#t[k + E.KEY_HI] >>> 20) & 7;
     if (c !== 0) this.#uncount(c);
     this.#t[k + E.KEY_HI] = 0;
+    if ((this.#t[k + E.INFO] & E.MICRO) !== 0) this.#microDrop(k >> 2);
     this.release(k >> 2);
     this.#live[j] = this.#live[--this.#n];
+  }
+
+  /** The micro-TLB entries of slot `e` go: the slot is refilled or invalidated. */
+  #microDrop(e: number): void {
+    const micro = this.#micro;
+    for (let i = 0; i < micro.length; i++) if (micro[i].slot === e) micro[i].requester = -1;
   }
 
   /** A superpage entry of class `c` went. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { CacheOptions } from "./cache.ts";
 import type { IommuCaps } from "./caps.ts";
 import {
   encodeAtp,
@@ -51,8 +52,8 @@ function churn(env: TestIommuEnv): void {
  * VM first stages map IOVA A/B to distinct GPAs; the G-stage leaves of those GPAs change.
  * With `churned`, the IOTLB is {@linkcode CHURNED} and full of evicted and refilled ways first.
  */
-function world(caps: Partial<IommuCaps> = {}, churned = false) {
-  const env = testIommuEnv(caps, 4, churned ? CHURNED : {});
+function world(caps: Partial<IommuCaps> = {}, churned = false, cache: CacheOptions = {}) {
+  const env = testIommuEnv(caps, 4, churned ? { ...CHURNED, ...cache } : cache);
   const { mem, alloc, ddt } = env;
   if (churned) churn(env);
   const where = new Map<Name, { did: number; iova: number; old: number }>();
@@ -577,4 +578,71 @@ Deno.test("an entry the IOTLB evicted is walked again: the HPM sink counts the I
     assert.deepEqual(xlate(2), [3, 3], "still cached");
     assert.deepEqual(xlate(1), [4, 4], "evicted: a miss and a walk");
   });
+});
+
+Deno.test("micro-TLB: every IOTINVAL.VMA and IOTINVAL.GVMA case takes effect in it at once, whatever its size", async (t) => {
+  for (const microTlb of [0, 1, 64]) {
+    const check = (invalidate: (w: ReturnType<typeof world>) => void, expected: Name[]) => {
+      const w = world({}, false, { microTlb });
+      // world() translated each name twice: the second time hit the IOTLB and filled the
+      // micro-TLB (h1B and h2A share an entry: page 2 XOR device 1 = page 1 XOR device 2).
+      assert.equal(w.tr.microTlbSize, Math.min(microTlb, 7));
+      invalidate(w);
+      assert.deepEqual(w.dropped(), expected);
+    };
+    for (const [name, args, expected] of VMA_CASES) {
+      await t.step(`${microTlb} entries, IOTINVAL.VMA ${name}`, () => {
+        check((w) => w.tr.iotinvalVma(...args), expected);
+      });
+    }
+    for (const [name, args, expected] of GVMA_CASES) {
+      await t.step(`${microTlb} entries, IOTINVAL.GVMA ${name}`, () => {
+        check((w) => w.tr.iotinvalGvma(...args), expected);
+      });
+    }
+  }
+});
+
+Deno.test("micro-TLB: IODIR.INVAL_DDT empties it, so a device's next request uses its new DC", () => {
+  const env = testIommuEnv();
+  const pt1 = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  const pt2 = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  pt1.map(A, OLD);
+  pt2.map(A, NEW);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt1.root), ta: encodeDcTa(5) });
+  for (let i = 0; i < 3; i++) assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, OLD);
+  assert.equal(env.tr.microTlbSize, 1);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt2.root), ta: encodeDcTa(6) });
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, OLD, "the cached DC still applies");
+  env.tr.invalDdt(true, 1);
+  assert.equal(env.tr.microTlbSize, 0);
+  assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, NEW, "PSCID 6's table");
+});
+
+Deno.test("micro-TLB: a hit in it is no use of the IOTLB entry for pseudo-LRU (the sets see only its misses)", async (t) => {
+  /** Translates pages 1, 2, 1, 2, 1, 3, 2, 1; returns the IOTLB misses of the last two. */
+  const run = (microTlb: number) => {
+    const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2 }, microTlb });
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+    for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
+    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+    let misses = 0;
+    env.tr.addEventObserver({
+      count: (id: number) => void (misses += +(id === RISCV_IOMMU_HPMEVENT_TLB_MISS)),
+    });
+    const xlate = (p: number) => {
+      const before = misses;
+      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096)).pa, OLD + p * 4096);
+      return misses - before;
+    };
+    for (const p of [1, 2, 1, 2, 1, 3]) xlate(p);
+    return [xlate(2), xlate(1)];
+  };
+  await t.step("with the micro-TLB, page 1's last hit is its own: page 3 evicts page 1", () => {
+    assert.deepEqual(run(8), [0, 1]);
+  });
+  await t.step(
+    "without it, the IOTLB sees that hit: page 3 evicts page 2, whose refill evicts page 1",
+    () => assert.deepEqual(run(0), [1, 1]),
+  );
 });

@@ -15,7 +15,7 @@
 import type { PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
-import { type CacheOptions, resolveGeometry } from "./cache.ts";
+import { type CacheOptions, resolveGeometry, resolveMicroTlb } from "./cache.ts";
 import { type DeviceContext, Directory } from "./context.ts";
 import { HpmEventPort, type HpmEventSink } from "./hpm_event.ts";
 import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
@@ -85,10 +85,12 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  *
  * Caching: device contexts by device_id, process contexts by (device_id, process_id), and the
  * IOTLB by address space (see `iotlb.ts`), one entry per leaf page of any size, in
- * set-associative caches of the geometries the `cache` option gives (`cache.ts`). Only
- * Untranslated requests (including debug-interface requests) use and fill the IOTLB; Translated
- * and ATS requests always walk. Translations with both stages Bare and MSI translations are not
- * cached.
+ * set-associative caches of the geometries the `cache` option gives (`cache.ts`), the IOTLB with
+ * its micro-TLB in front. Only Untranslated requests (including debug-interface requests) use and
+ * fill the IOTLB; Translated and ATS requests always walk. Translations with both stages Bare and
+ * MSI translations are not cached. The micro-TLB serves Untranslated requests without a
+ * process_id, by device_id: it is emptied whenever what a device_id names may change (the mode,
+ * the IOTLB switch, IODIR.INVAL_DDT, reset), besides losing each entry whose slot goes.
  *
  * HPM events: 1/2/3 per request by kind (debug-interface requests count as Untranslated), 4 per
  * translation that needs a page walk (whether or not the IOTLB is enabled), 5 per DDT walk, 6
@@ -165,7 +167,7 @@ export class Translator implements TranslationPort {
   constructor(mem: PhysicalMemory, caps: IommuCaps, cache: CacheOptions = {}) {
     this.#caps = caps;
     this.#walker = new PageWalker(mem, caps, this.#port);
-    this.#tlb = new Iotlb(cache.iotlb);
+    this.#tlb = new Iotlb(cache.iotlb, resolveMicroTlb(cache.microTlb));
     this.#dir = new Directory(
       mem,
       caps,
@@ -250,26 +252,46 @@ export class Translator implements TranslationPort {
     return this.#tlb.size;
   }
 
+  /** Number of valid entries of the IOTLB's micro-TLB (for tests and statistics). */
+  get microTlbSize(): number {
+    return this.#tlb.microSize;
+  }
+
   /** Translates `req` into `res` (every field of `res` that its status defines); never throws. */
   translate(req: InboundRequest, res: TranslationResult): void {
     // Kept small enough for the engine to inline into its callers: the fast path of an
-    // Untranslated request without a process_id that hits the IOTLB.
-    if (--this.#left[req.kind + 1] < 0) this.#countRequest(req);
-    const did = req.deviceId;
-    const dc = req.kind !== C.UNTRANSLATED || req.pidValid
-      ? null
-      : did === this.#fastDid
-      ? this.#fastDc
-      : this.#fastDcOf(did);
+    // Untranslated request without a process_id that hits the micro-TLB.
+    const kind = req.kind;
+    if (--this.#left[kind + 1] < 0) this.#countRequest(req);
+    if (kind !== C.UNTRANSLATED || req.pidValid) return this.#translate(req, res, C.NOT_PROBED);
+    const did = req.deviceId, lo = req.iovaLo, hi = req.iovaHi;
+    const vlo = (lo >>> 12) | (hi << 20);
+    const vhi = hi >>> 12;
+    if (!this.#tlb.microAnswer(did, vlo, vhi, req.access, lo & 0xfff, res)) {
+      this.#microMiss(req, res, did, vlo, vhi);
+    }
+  }
+
+  /**
+   * The fast path after a micro-TLB miss: answers from the IOTLB (filling the micro-TLB) when
+   * the DC of `did` lets it answer alone and it holds page `vhi:vlo` with the permissions the
+   * request needs, else goes the whole way.
+   */
+  #microMiss(
+    req: InboundRequest,
+    res: TranslationResult,
+    did: number,
+    vlo: number,
+    vhi: number,
+  ): void {
+    const dc = did === this.#fastDid ? this.#fastDc : this.#fastDcOf(did);
     let e = C.NOT_PROBED;
     if (dc !== null) {
-      const lo = req.iovaLo, hi = req.iovaHi;
-      const vlo = (lo >>> 12) | (hi << 20);
-      const vhi = hi >>> 12;
-      e = this.#tlb.lookup(vlo, vhi, dc.as);
+      const tlb = this.#tlb;
+      e = tlb.lookup(vlo, vhi, dc.as);
       // R, W or X as the access needs, and U: the DC's first stage (if any) is a user one.
       const need = (1 << req.access) | (C.U >>> 1);
-      if (e >= 0 && this.#tlb.answer(e, vlo, vhi, lo & 0xfff, need, res)) return;
+      if (e >= 0 && tlb.answer(e, vlo, vhi, req.iovaLo & 0xfff, need, res, did)) return;
     }
     this.#translate(req, res, e);
   }
@@ -409,6 +431,7 @@ export class Translator implements TranslationPort {
   }
 
   #forgetDc(): void {
+    this.#tlb.microFlush();
     this.#lastDid = -1;
     this.#lastDc = null;
     this.#fastDid = -1;
