@@ -87,9 +87,13 @@ function _fits(lo: number, hi: number, bits: number): boolean {
   return bits >= 32 ? hi >>> (bits - 32) === 0 : hi === 0 && lo >>> bits === 0;
 }
 
-/** A 44-bit PPN field (43:0) of a doubleword as a number. */
+/**
+ * A 44-bit PPN field (43:0) of a doubleword as a number: a small integer whenever it fits one,
+ * so that the walks starting from it stay in integer arithmetic.
+ */
 function _ppn44(lo: number, hi: number): number {
-  return toNumber64(lo, hi & 0xfff);
+  const h = hi & 0xfff;
+  return h === 0 && lo <= 0x7fff_ffff ? lo : toNumber64(lo, h);
 }
 
 /** A non-leaf DDTE or PDTE (they share a format) has a reserved bit set: 9:1 or 63:54. */

@@ -206,6 +206,11 @@ export class PageWalker {
   /** A PTE read by the byte-addressed accessors, as the frame's words would hold it. */
   readonly #slow = new Uint32Array(2);
   readonly #pasPages: number;
+  /**
+   * The smaller of {@linkcode #pasPages} and 2^31 − 1: page numbers below it pass the PAS check
+   * with one integer compare.
+   */
+  readonly #pasCap: number;
   /** High-word bits a PTE must have clear: the reserved ones, and PBMT without Svpbmt. */
   readonly #zeroHi: number;
 
@@ -215,6 +220,7 @@ export class PageWalker {
     this.port = port;
     this.#left = port.left;
     this.#pasPages = 2 ** Math.max(caps.pas - 12, 0);
+    this.#pasCap = Math.min(this.#pasPages, 0x7fff_ffff);
     this.#zeroHi = (caps.svrsw60t59b ? PTE_RESERVED_HI_SVRSW60T59B : PTE_RESERVED_HI) |
       (caps.svpbmt ? 0 : 0x6000_0000);
   }
@@ -245,7 +251,7 @@ export class PageWalker {
     const pteSize = sv32 ? 4 : 8;
     const gOn = this.gLevels !== 0;
     const sbe = this.sbe;
-    const pasPages = this.#pasPages;
+    const pasPages = this.#pasPages, pasCap = this.#pasCap;
     walk: for (;;) {
       let pn = this.fsRoot;
       // The effective G is the OR along the walk: a global non-leaf PTE makes every mapping
@@ -265,7 +271,7 @@ export class PageWalker {
           if (g !== G.OK) return this.#implicitFault(g, pn, idx * pteSize, false);
           spn = this.gPn;
         }
-        if (spn >= pasPages) return ACCESS_FAULT[acc];
+        if (spn >= pasCap && spn >= pasPages) return ACCESS_FAULT[acc];
         let f = mem.frameWords(spn);
         let i = sv32 ? idx : idx << 1;
         if (f === undefined) {
@@ -415,7 +421,7 @@ export class PageWalker {
         : this.ats
         ? 0
         : B.R << this.access);
-    const pasPages = this.#pasPages;
+    const pasPages = this.#pasPages, pasCap = this.#pasCap;
     walk: for (;;) {
       let pn = this.gRoot;
       for (let level = levels - 1;; level--) {
@@ -426,7 +432,7 @@ export class PageWalker {
           : level < 3
           ? (glo >>> (level * 9)) & (level === levels - 1 ? 2047 : 511)
           : (g27 >>> (level * 9 - 27)) & (level === levels - 1 ? 2047 : 511);
-        if (pn >= pasPages) return G.ACCESS_FAULT;
+        if (pn >= pasCap && pn >= pasPages) return G.ACCESS_FAULT;
         let f = mem.frameWords(pn);
         let i = sv32x4 ? idx : idx << 1;
         if (f === undefined) {
