@@ -252,6 +252,7 @@ export class PageWalker {
     const gOn = this.gLevels !== 0;
     const sbe = this.sbe;
     const pasPages = this.#pasPages, pasCap = this.#pasCap;
+    const nonLeafHi = this.#zeroHi | 0xe000_0000;
     walk: for (;;) {
       let pn = this.fsRoot;
       // The effective G is the OR along the walk: a global non-leaf PTE makes every mapping
@@ -293,17 +294,17 @@ export class PageWalker {
           pte = f[i];
           pteHi = f[i + 1];
         }
-        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return PAGE_FAULT[acc];
-        if (!sv32 && !this.#pbmtOk(pteHi)) return PAGE_FAULT[acc];
-        if ((pte & (B.R | B.X)) === 0) {
-          // Non-leaf: D, A, U, PBMT and N are reserved; running out of levels faults.
-          if (level === 0 || (pte & (B.D | B.A | B.U)) !== 0 || pteHi >>> 29 !== 0) {
-            return PAGE_FAULT[acc];
-          }
+        // A well-formed non-leaf PTE above level 0, in one test: V, and R W X U A D clear, and
+        // (Sv39/48/57) N, PBMT and the reserved bits clear. Anything else takes the checks below.
+        if ((pte & 0xdf) === B.V && (pteHi & nonLeafHi) === 0 && level !== 0) {
           global |= pte & B.G;
           pn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
+        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return PAGE_FAULT[acc];
+        if (!sv32 && !this.#pbmtOk(pteHi)) return PAGE_FAULT[acc];
+        // Non-leaf: D, A, U, PBMT and N are reserved; running out of levels faults.
+        if ((pte & (B.R | B.X)) === 0) return PAGE_FAULT[acc];
         const ppn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
         // R, W, X are PTE bits 1, 2, 3: the access type's is 2 << access.
         if (!this.ats && (pte & (B.R << acc)) === 0) return PAGE_FAULT[acc];
@@ -422,6 +423,7 @@ export class PageWalker {
         ? 0
         : B.R << this.access);
     const pasPages = this.#pasPages, pasCap = this.#pasCap;
+    const nonLeafHi = this.#zeroHi | 0xe000_0000;
     walk: for (;;) {
       let pn = this.gRoot;
       for (let level = levels - 1;; level--) {
@@ -452,15 +454,14 @@ export class PageWalker {
           pte = f[i];
           pteHi = f[i + 1];
         }
-        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return G.PAGE_FAULT;
-        if (!sv32x4 && !this.#pbmtOk(pteHi)) return G.PAGE_FAULT;
-        if ((pte & (B.R | B.X)) === 0) {
-          if (level === 0 || (pte & (B.D | B.A | B.U)) !== 0 || pteHi >>> 29 !== 0) {
-            return G.PAGE_FAULT;
-          }
+        // A well-formed non-leaf PTE above level 0 in one test, as in the first stage.
+        if ((pte & 0xdf) === B.V && (pteHi & nonLeafHi) === 0 && level !== 0) {
           pn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
           continue;
         }
+        if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return G.PAGE_FAULT;
+        if (!sv32x4 && !this.#pbmtOk(pteHi)) return G.PAGE_FAULT;
+        if ((pte & (B.R | B.X)) === 0) return G.PAGE_FAULT;
         const ppn = sv32x4 ? pte >>> 10 : ppnOf(pte, pteHi);
         if ((pte & need) !== need) return G.PAGE_FAULT;
         const napot = pteHi >>> 31 !== 0;
