@@ -267,9 +267,10 @@ export class Translator implements TranslationPort {
     const did = req.deviceId, lo = req.iovaLo, hi = req.iovaHi;
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
-    if (!this.#tlb.microAnswer(did, vlo, vhi, req.access, lo & 0xfff, res)) {
-      this.#microMiss(req, res, did, vlo, vhi);
-    }
+    if (this.#tlb.microAnswer(did, vlo, vhi, req.access, lo & 0xfff, res)) return;
+    // A device whose DC the IOTLB cannot answer for alone goes the whole way at once.
+    if (did === this.#fastDid && this.#fastDc === null) this.#translate(req, res, C.NOT_PROBED);
+    else this.#microMiss(req, res, did, vlo, vhi);
   }
 
   /**
