@@ -121,7 +121,7 @@ export class HpmEventPort {
     this.#reportAny(slot, eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
   }
 
-  /** {@linkcode report} with several sinks, or a granted countdown that ran out. */
+  /** {@linkcode report} with several sinks, or of a granted countdown that ran out. */
   #reportAny(
     slot: number,
     eventId: number,
@@ -133,66 +133,16 @@ export class HpmEventPort {
     pscidValid: boolean,
     pscid: number,
   ): void {
-    if ((this.#each & (1 << slot)) !== 0) {
-      this.left[slot] = 0;
-      return this.#countEach(
-        eventId,
-        deviceId,
-        pidValid,
-        pid,
-        gscidValid,
-        gscid,
-        pscidValid,
-        pscid,
-      );
-    }
-    this.#reportGranted(
-      slot,
-      eventId,
-      deviceId,
-      pidValid,
-      pid,
-      gscidValid,
-      gscid,
-      pscidValid,
-      pscid,
-    );
-  }
-
-  /**
-   * {@linkcode report} of an occurrence that took a granted countdown from 0 to -1: the bulk
-   * sinks are told of the ones before it first, and the countdown is granted anew after.
-   */
-  #reportGranted(
-    slot: number,
-    eventId: number,
-    deviceId: number,
-    pidValid: boolean,
-    pid: number,
-    gscidValid: boolean,
-    gscid: number,
-    pscidValid: boolean,
-    pscid: number,
-  ): void {
-    this.#countBulk(slot, this.#granted[slot]);
-    this.#countEach(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
-    this.#grant(slot);
-  }
-
-  #countEach(
-    eventId: number,
-    deviceId: number,
-    pidValid: boolean,
-    pid: number,
-    gscidValid: boolean,
-    gscid: number,
-    pscidValid: boolean,
-    pscid: number,
-  ): void {
+    const each = (this.#each & (1 << slot)) !== 0;
+    // An occurrence that took a granted countdown from 0 to -1: the bulk sinks are told of the
+    // ones before it first, and the countdown is granted anew after.
+    if (!each) this.#countBulk(slot, this.#granted[slot]);
     const sinks = this.#sinks;
     for (let i = 0; i < sinks.length; i++) {
       sinks[i].count(eventId, deviceId, pidValid, pid, gscidValid, gscid, pscidValid, pscid);
     }
+    if (each) this.left[slot] = 0;
+    else this.#grant(slot);
   }
 
   /** Hands the bulk sinks every occurrence that passed since the countdowns were granted. */
