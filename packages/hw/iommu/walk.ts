@@ -434,9 +434,11 @@ export class PageWalker {
           : level < 3
           ? (glo >>> (level * 9)) & (level === levels - 1 ? 2047 : 511)
           : (g27 >>> (level * 9 - 27)) & (level === levels - 1 ? 2047 : 511);
-        if (pn >= pasCap && pn >= pasPages) return G.ACCESS_FAULT;
-        let f = mem.frameWords(pn);
-        let i = sv32x4 ? idx : idx << 1;
+        // The root's extra index bits pick one of its four pages (the word reads are per page).
+        const tp = pn + (sv32x4 ? idx >>> 10 : idx >>> 9);
+        if (tp >= pasCap && tp >= pasPages) return G.ACCESS_FAULT;
+        let f = mem.frameWords(tp);
+        let i = sv32x4 ? idx & 1023 : (idx & 511) << 1;
         if (f === undefined) {
           const fault = this.#slowRead(pn, idx, pteSize);
           if (fault !== 0) return fault === MEM_POISON ? G.POISON : G.ACCESS_FAULT;

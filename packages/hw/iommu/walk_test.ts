@@ -479,6 +479,10 @@ Deno.test("G stage Sv32x4/Sv39x4/Sv48x4/Sv57x4: 16 KiB root with 2 extra index b
       const env = gEnv(scheme);
       const top = 2n ** BigInt(bits - 1) + 0x5000n; // uses the top index's extra bits
       env.g.map(top, DATA);
+      // An entry in the root's first 4 KiB too: the walk must still find the top index's entry
+      // in a later page of the root, not past the end of the first.
+      env.g.map(0x7000, DATA + 0x1000);
+      assert.equal(rd(env, 0x7010).pa, DATA + 0x1010);
       const rootLevel = { sv32x4: 1, sv39x4: 2, sv48x4: 3, sv57x4: 4 }[scheme as string]!;
       assert.ok(env.g.index(top, rootLevel) >= (scheme === "sv32x4" ? 1024 : 512));
       const r = rd(env, top + 8n);
