@@ -153,7 +153,10 @@ export class DeviceContext {
   readonly patHi: number;
   /** IOTLB address space of translations made with this DC alone (no process context). */
   readonly as: AddressSpace;
-  /** Untranslated requests without a process_id may be answered from the IOTLB. */
+  /**
+   * Untranslated requests without a process_id take their translation from this DC alone (no
+   * process context, a stage active): the IOTLB may answer them.
+   */
   readonly fast: boolean;
 
   /**

@@ -19,11 +19,13 @@
  * In front of the sets sits a micro-TLB, as real IOMMUs have: a few entries, direct-mapped by page
  * number XOR requester (device_id), each holding a recent hit of a requester's page with the slot
  * it came from, so that a requester using the same pages again skips its address space, the set
- * search and the entry's decoding. It is part of the IOTLB, not a cache of its own: it only holds
- * what a slot holds (inclusive), each entry goes when its slot is refilled or invalidated, and the
- * translator empties it whenever what a device_id names may change (see `translator.ts`). A
- * micro-TLB hit is no use of the slot for the replacement policy: the sets see only the requests
- * the micro-TLB misses, as in hardware.
+ * search and the entry's decoding. An entry takes the page of an IOTLB hit when it is free, or
+ * when the same IOTLB slot hit it last too (a page used once does not displace one in use, and
+ * a stream of pages that each hit once costs the micro-TLB nothing). It is part of the IOTLB, not
+ * a cache of its own: it only holds what a slot holds (inclusive), each entry goes when its slot
+ * is refilled or invalidated, and the translator empties it whenever what a device_id names may
+ * change (see `translator.ts`). A micro-TLB hit is no use of the slot for the replacement policy:
+ * the sets see only the requests the micro-TLB misses, as in hardware.
  *
  * @module
  */
@@ -41,10 +43,15 @@ const CLASS_BYTES = CLASS_SHIFT.map((s) => 4096 * 2 ** s);
 const CLASS_SALT = [0, 0x27d4eb2f, 0x165667b1, 0x61c88647, 0x3243f6a9, 0x7f4a7c15, 0x2545f491];
 /**
  * An entry's tag words: 4 per slot (16 bytes, so that a 4-way set is one host cache line when it
- * is aligned). A const enum, so that its members are literals in the code: a module constant
- * costs a load and a temporal-dead-zone check at every use.
+ * is aligned: the output addresses live apart, where a lookup that misses does not load them).
+ * A const enum, so that its members are literals in the code: a module constant costs a load and
+ * a temporal-dead-zone check at every use.
  */
 const enum E {
+  /** log2 of the words per slot. */
+  SHIFT = 2,
+  /** Words per slot. */
+  WORDS = 4,
   /** Page-number key (page number >> size), bits 31:0. */
   KEY_LO = 0,
   /** Key bits 51:32 | size class << 20 | VALID. */
@@ -103,6 +110,9 @@ export class AddressSpace {
   }
 }
 
+/** What {@linkcode Iotlb.hit} returns when it answered the request. */
+export const IOTLB_ANSWERED = -2;
+
 /** Addresses from this one up are not put in the micro-TLB (see `_MicroEntry.paHalf`). */
 const MICRO_PA_LIMIT = 2 ** 52;
 
@@ -116,6 +126,8 @@ class _MicroEntry {
   vhi = 0;
   /** The IOTLB slot the answer comes from. */
   slot = -1;
+  /** The slot that hit the entry last without taking it. */
+  candidate = -1;
   /** R, W, X as a result reports them: the accesses allowed. */
   perm = 0;
   /** The resolved PBMT. */
@@ -132,6 +144,7 @@ class _MicroEntry {
 
 /** The IOTLB of one IOMMU. Slots are numbered set × ways + way. */
 export class Iotlb extends SetAssociative {
+  /** The slots' tag words (see {@linkcode E}). */
   readonly #t: Int32Array;
   /** Per slot: the output address of the entry's first page. */
   readonly #pa: Float64Array;
@@ -144,11 +157,16 @@ export class Iotlb extends SetAssociative {
   #gen = 0;
   #n = 0;
   #supers = 0;
+  /** {@linkcode #place}'s key, bits 31:0. */
+  #placedKey = 0;
+  /** {@linkcode #place}'s KEY_HI word. */
+  #placedKeyHi = 0;
   /** The micro-TLB's entries (one that never hits when it has none). */
   readonly #micro: _MicroEntry[];
   /** Entries − 1. */
   readonly #microMask: number;
-  readonly #microOn: boolean;
+  /** 0 with a micro-TLB, -1 (no requester) without. */
+  readonly #microOff: number;
 
   /**
    * Creates an IOTLB of `geometry` (unset fields from the `iotlb` default) with a micro-TLB of
@@ -158,13 +176,13 @@ export class Iotlb extends SetAssociative {
     const g = resolveGeometry("iotlb", geometry);
     super(g);
     const slots = g.sets * g.ways;
-    this.#t = new Int32Array(slots * 4);
+    this.#t = new Int32Array(slots << E.SHIFT);
     this.#pa = new Float64Array(slots);
     this.#gpn = new Float64Array(slots);
     this.#live = new Int32Array(slots);
     this.#micro = Array.from({ length: Math.max(microEntries, 1) }, () => new _MicroEntry());
     this.#microMask = this.#micro.length - 1;
-    this.#microOn = microEntries !== 0;
+    this.#microOff = microEntries !== 0 ? 0 : -1;
   }
 
   /** Number of valid entries. */
@@ -193,10 +211,10 @@ export class Iotlb extends SetAssociative {
     const t = this.#t;
     const set = (vlo ^ as.hash) & this.setMask;
     const hi = vhi | E.VALID;
-    for (let way = 0, k = set << this.waysLog2 << 2; way < this.ways; way++, k += 4) {
+    for (let way = 0, k = set << this.waysLog2 << E.SHIFT; way < this.ways; way++, k += E.WORDS) {
       if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
         this.touch(set, way);
-        return k >> 2;
+        return k >> E.SHIFT;
       }
     }
     return this.#supers === 0 ? -1 : this.#lookupSuper(vlo, vhi, as);
@@ -241,13 +259,12 @@ export class Iotlb extends SetAssociative {
 
   /** Info of slot `e`: {@linkcode INFO_PERM} bits, {@linkcode INFO_FS_BARE}, PBMT. */
   info(e: number): number {
-    return this.#t[(e << 2) + E.INFO] & 0xff;
+    return this.#t[(e << E.SHIFT) + E.INFO] & 0xff;
   }
 
   /**
    * Answers offset `off` of page `vhi:vlo` into `res` from the entry in slot `e` when its info
-   * has every bit of `need`; returns whether it did. For a `requester` (not -1) whose requests
-   * need U (user accesses, as `need` then has), the answer fills its micro-TLB entry.
+   * has every bit of `need`; returns whether it did.
    */
   answer(
     e: number,
@@ -256,25 +273,102 @@ export class Iotlb extends SetAssociative {
     off: number,
     need: number,
     res: TranslationResult,
-    requester = -1,
   ): boolean {
-    // Small enough for the engine to inline into the translator's fast path.
-    const t = this.#t;
-    const info = t[(e << 2) + E.INFO];
+    const info = this.#t[(e << E.SHIFT) + E.INFO];
     if ((info & need) !== need) return false;
+    this.#answer(e, info, vlo, vhi, off, res);
+    return true;
+  }
+
+  /**
+   * The translator's fast path after a micro-TLB miss, {@linkcode lookup} and
+   * {@linkcode answer} in one: finds page `vhi:vlo` of address space `as` and, when its entry
+   * has every bit of `need` (user accesses: U is one of them), answers offset `off` into `res`
+   * and fills the page's micro-TLB entry for `requester` (the device_id); returns
+   * {@linkcode IOTLB_ANSWERED}, else the slot that lacked a permission, else -1.
+   */
+  hit(
+    vlo: number,
+    vhi: number,
+    as: AddressSpace,
+    off: number,
+    need: number,
+    res: TranslationResult,
+    requester: number,
+  ): number {
+    // One function for the whole hit: the translator's inlined front part leaves the engine
+    // no inlining budget for its pieces, so it runs out of line with its small helpers inlined.
+    if (as.gen !== this.#gen) this.#number(as);
+    const t = this.#t;
+    const set = (vlo ^ as.hash) & this.setMask;
+    const hi = vhi | E.VALID;
+    const id = as.id;
+    let e = -1;
+    for (let way = 0, k = set << this.waysLog2 << E.SHIFT; way < this.ways; way++, k += E.WORDS) {
+      if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === id) {
+        this.touch(set, way);
+        e = k >> E.SHIFT;
+        break;
+      }
+    }
+    if (e < 0) {
+      if (this.#supers === 0) return -1;
+      e = this.#lookupSuper(vlo, vhi, as);
+      if (e < 0) return -1;
+    }
+    const info = t[(e << E.SHIFT) + E.INFO];
+    if ((info & need) !== need) return e;
+    const c = (t[(e << E.SHIFT) + E.KEY_HI] >>> 20) & 7;
+    const base = this.#pa[e];
+    const page = c === 0 ? base : base + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096;
+    const size = c === 0 ? 4096 : CLASS_BYTES[c];
+    const perm = info & 7, pbmt = (info >>> E.PBMT_SHIFT) & 3;
+    res.status = 0 satisfies typeof XLATE_OK;
+    res.pa = page + off;
+    res.size = size;
+    res.perm = perm;
+    res.pbmt = pbmt;
+    res.global = false;
+    res.untranslatedOnly = false;
+    // The page's micro-TLB entry takes it when free, or when this slot hit the entry last too:
+    // a page used once does not displace one in use. Without a micro-TLB, its one entry is
+    // filled for no requester: it never hits.
+    const m = this.#micro[(vlo ^ requester) & this.#microMask];
+    if (m.requester !== -1 && m.candidate !== e) m.candidate = e;
+    else if (page < MICRO_PA_LIMIT) {
+      t[(e << E.SHIFT) + E.INFO] = info | E.MICRO;
+      m.requester = requester | this.#microOff;
+      m.vlo = vlo;
+      m.vhi = vhi;
+      m.slot = e;
+      m.perm = perm;
+      m.pbmt = pbmt;
+      m.paHalf = page + 0.5;
+      m.size = size;
+    }
+    return IOTLB_ANSWERED;
+  }
+
+  /** Answers offset `off` of page `vhi:vlo` into `res` from slot `e`, whose info is `info`. */
+  #answer(
+    e: number,
+    info: number,
+    vlo: number,
+    vhi: number,
+    off: number,
+    res: TranslationResult,
+  ): void {
     res.status = 0 satisfies typeof XLATE_OK;
     res.perm = info & 7;
     res.pbmt = (info >>> E.PBMT_SHIFT) & 3;
     res.global = false;
     res.untranslatedOnly = false;
-    const c = (t[(e << 2) + E.KEY_HI] >>> 20) & 7;
+    const c = (this.#t[(e << E.SHIFT) + E.KEY_HI] >>> 20) & 7;
     if (c !== 0) this.#answerSuper(e, c, vlo, vhi, off, res);
     else {
       res.pa = this.#pa[e] + off;
       res.size = 4096;
     }
-    if (requester >= 0 && this.#microOn) this.#microFill(requester, vlo, vhi, e, off, res);
-    return true;
   }
 
   /** {@linkcode answer}'s address and size for an entry of size class `c` above 4 KiB. */
@@ -288,31 +382,6 @@ export class Iotlb extends SetAssociative {
   ): void {
     res.pa = this.#pa[e] + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096 + off;
     res.size = CLASS_BYTES[c];
-  }
-
-  /**
-   * Puts the answer `res` gave from slot `e` to page `vhi:vlo` of `requester` (offset `off`) in
-   * the page's micro-TLB entry: the accesses it allows are its R, W, X (U was needed).
-   */
-  #microFill(
-    requester: number,
-    vlo: number,
-    vhi: number,
-    e: number,
-    off: number,
-    res: TranslationResult,
-  ): void {
-    if (res.pa >= MICRO_PA_LIMIT) return;
-    const m = this.#micro[(vlo ^ requester) & this.#microMask];
-    this.#t[(e << 2) + E.INFO] |= E.MICRO;
-    m.requester = requester;
-    m.vlo = vlo;
-    m.vhi = vhi;
-    m.slot = e;
-    m.perm = res.perm;
-    m.pbmt = res.pbmt;
-    m.paHalf = res.pa - off + 0.5;
-    m.size = res.size;
   }
 
   /**
@@ -335,11 +404,41 @@ export class Iotlb extends SetAssociative {
     gLeafPn: number,
     hint = -1,
   ): void {
+    // Small enough for the engine to inline into the translator's walk: the rare cases are
+    // calls.
     if (as.gen !== this.#gen) this.#number(as);
-    let c = 0, klo = vlo, khi = vhi, salt = 0;
+    let klo = vlo, hi = vhi | E.VALID, e: number;
+    if (shift === 0 && hint < 0) {
+      const set = (vlo ^ as.hash) & this.setMask;
+      e = (set << this.waysLog2) + this.fill(set);
+    } else {
+      e = this.#place(vlo, vhi, shift, as, hint);
+      klo = this.#placedKey;
+      hi = this.#placedKeyHi;
+    }
+    const t = this.#t;
+    const k = e << E.SHIFT;
+    const old = t[k + E.KEY_HI];
+    if (old === 0 || (old & (7 << 20)) !== 0 || (t[k + E.INFO] & E.MICRO) !== 0) {
+      this.#replace(e, old, t[k + E.INFO]);
+    }
+    t[k] = klo;
+    t[k + E.KEY_HI] = hi;
+    t[k + E.ID] = as.id;
+    t[k + E.INFO] = info | (fsShift << 8) | (gShift << 16);
+    this.#pa[e] = basePn * 4096;
+    if (as.gv) this.#gpn[e] = gLeafPn;
+  }
+
+  /**
+   * {@linkcode insert}'s slot for an entry of `2^shift` pages with page `vhi:vlo`, or for one
+   * that may refill slot `hint`: leaves the entry's key in {@linkcode #placedKey} and
+   * {@linkcode #placedKeyHi} (its KEY_HI word), and counts a superpage entry.
+   */
+  #place(vlo: number, vhi: number, shift: number, as: AddressSpace, hint: number): number {
+    let c = 0, klo = vlo, khi = vhi;
     if (shift !== 0) {
       c = SHIFT_CLASS[shift];
-      salt = CLASS_SALT[c];
       if (shift >= 32) {
         klo = vhi >>> (shift - 32);
         khi = 0;
@@ -348,38 +447,36 @@ export class Iotlb extends SetAssociative {
         khi = vhi >>> shift;
       }
       klo |= 0;
-    }
-    const t = this.#t;
-    const set = (klo ^ as.hash ^ salt) & this.setMask;
-    const first = set << this.waysLog2;
-    const hi = khi | (c << 20) | E.VALID;
-    let e: number;
-    if (
-      hint >= 0 && t[(hint << 2) + E.KEY_HI] === hi && t[hint << 2] === klo &&
-      t[(hint << 2) + E.ID] === as.id
-    ) {
-      e = hint;
-      this.touch(set, e - first);
-    } else {
-      e = first + this.fill(set);
-    }
-    const k = e << 2;
-    const old = t[k + E.KEY_HI];
-    if ((old & E.VALID) === 0) this.#live[this.#n++] = e;
-    else {
-      if ((t[k + E.INFO] & E.MICRO) !== 0) this.#microDrop(e);
-      if ((old & (7 << 20)) !== 0) this.#uncount((old >>> 20) & 7);
-    }
-    t[k] = klo;
-    t[k + E.KEY_HI] = hi;
-    t[k + E.ID] = as.id;
-    t[k + E.INFO] = info | (fsShift << 8) | (gShift << 16);
-    this.#pa[e] = basePn * 4096;
-    if (as.gv) this.#gpn[e] = gLeafPn;
-    if (c !== 0) {
       this.#perClass[c]++;
       this.#supers++;
     }
+    const hi = khi | (c << 20) | E.VALID;
+    this.#placedKey = klo;
+    this.#placedKeyHi = hi;
+    const t = this.#t;
+    const set = (klo ^ as.hash ^ CLASS_SALT[c]) & this.setMask;
+    const first = set << this.waysLog2;
+    if (
+      hint >= 0 && t[(hint << E.SHIFT) + E.KEY_HI] === hi && t[hint << E.SHIFT] === klo &&
+      t[(hint << E.SHIFT) + E.ID] === as.id
+    ) {
+      this.touch(set, hint - first);
+      return hint;
+    }
+    return first + this.fill(set);
+  }
+
+  /**
+   * Slot `e`, whose KEY_HI word was `old` and INFO word `info`, takes a new entry: an invalid
+   * one joins the live list; a valid one leaves the micro-TLB and the superpage counts.
+   */
+  #replace(e: number, old: number, info: number): void {
+    if (old === 0) {
+      this.#live[this.#n++] = e;
+      return;
+    }
+    if ((info & E.MICRO) !== 0) this.#microDrop(e);
+    if ((old & (7 << 20)) !== 0) this.#uncount((old >>> 20) & 7);
   }
 
   /**
@@ -398,7 +495,7 @@ export class Iotlb extends SetAssociative {
   ): void {
     const t = this.#t;
     for (let j = this.#n - 1; j >= 0; j--) {
-      const k = this.#live[j] << 2;
+      const k = this.#live[j] << E.SHIFT;
       const as = this.#byId[t[k + E.ID]]!;
       if (!as.fs || as.gv !== gv || (gv && as.gscid !== gscid)) continue;
       if (pscv && (as.pscid !== pscid || (t[k + E.INFO] & 16) !== 0)) continue;
@@ -419,13 +516,13 @@ export class Iotlb extends SetAssociative {
   invalGvma(gv: boolean, gscid: number, av: boolean, startPn: number, endPn: number): void {
     const t = this.#t;
     for (let j = this.#n - 1; j >= 0; j--) {
-      const k = this.#live[j] << 2;
+      const k = this.#live[j] << E.SHIFT;
       const as = this.#byId[t[k + E.ID]]!;
       if (!as.gv) continue;
       if (gv) {
         if (as.gscid !== gscid) continue;
         if (av) {
-          const base = this.#gpn[k >> 2];
+          const base = this.#gpn[k >> E.SHIFT];
           const size = 2 ** ((t[k + E.INFO] >>> 16) & 0xff);
           if (base >= endPn || base + size <= startPn) continue;
         }
@@ -437,7 +534,7 @@ export class Iotlb extends SetAssociative {
   /** Drops every entry and forgets the replacement state. */
   flush(): void {
     this.microFlush();
-    for (let j = 0; j < this.#n; j++) this.#t[(this.#live[j] << 2) + E.KEY_HI] = 0;
+    for (let j = 0; j < this.#n; j++) this.#t[(this.#live[j] << E.SHIFT) + E.KEY_HI] = 0;
     this.#perClass.fill(0);
     this.releaseAll();
     this.#n = 0;
@@ -469,7 +566,7 @@ export class Iotlb extends SetAssociative {
       const first = set << this.waysLog2;
       const hi = khi | (c << 20) | E.VALID;
       for (let e = first; e < first + this.ways; e++) {
-        const k = e << 2;
+        const k = e << E.SHIFT;
         if (t[k + E.KEY_LO] === (klo | 0) && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
           this.touch(set, e - first);
           return e;
@@ -490,8 +587,8 @@ export class Iotlb extends SetAssociative {
     const c = (this.#t[k + E.KEY_HI] >>> 20) & 7;
     if (c !== 0) this.#uncount(c);
     this.#t[k + E.KEY_HI] = 0;
-    if ((this.#t[k + E.INFO] & E.MICRO) !== 0) this.#microDrop(k >> 2);
-    this.release(k >> 2);
+    if ((this.#t[k + E.INFO] & E.MICRO) !== 0) this.#microDrop(k >> E.SHIFT);
+    this.release(k >> E.SHIFT);
     this.#live[j] = this.#live[--this.#n];
   }
 

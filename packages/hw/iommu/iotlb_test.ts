@@ -646,3 +646,36 @@ Deno.test("micro-TLB: a hit in it is no use of the IOTLB entry for pseudo-LRU (t
     () => assert.deepEqual(run(0), [1, 1]),
   );
 });
+
+Deno.test("micro-TLB: an entry in use takes another page on that page's second IOTLB hit in a row, not its first", async (t) => {
+  /** Translates `pages` through a 1-entry micro-TLB; returns the IOTLB misses of `then`. */
+  const run = (pages: number[], then: number[]) => {
+    const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2 }, microTlb: 1 });
+    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+    for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
+    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+    let misses = 0;
+    env.tr.addEventObserver({
+      count: (id: number) => void (misses += +(id === RISCV_IOMMU_HPMEVENT_TLB_MISS)),
+    });
+    const xlate = (p: number) => {
+      const before = misses;
+      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096)).pa, OLD + p * 4096);
+      return misses - before;
+    };
+    for (const p of pages) xlate(p);
+    return then.map(xlate);
+  };
+  await t.step(
+    "page 2 hit once: page 1 keeps the entry, its hit is no use, page 3 evicts it",
+    () => {
+      assert.deepEqual(run([1, 1, 2, 2, 1, 3], [2, 1]), [0, 1]);
+    },
+  );
+  await t.step(
+    "page 2 hit twice: it takes the entry, page 1's hit is a use, page 3 evicts 2",
+    () => {
+      assert.deepEqual(run([1, 1, 2, 2, 2, 1, 3], [1, 2]), [0, 1]);
+    },
+  );
+});

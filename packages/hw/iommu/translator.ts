@@ -18,7 +18,13 @@ import type { IommuCaps } from "./caps.ts";
 import { type CacheOptions, resolveGeometry, resolveMicroTlb } from "./cache.ts";
 import { type DeviceContext, Directory } from "./context.ts";
 import { HpmEventPort, type HpmEventSink } from "./hpm_event.ts";
-import { INFO_FS_BARE, INFO_PBMT_SHIFT, Iotlb } from "./iotlb.ts";
+import {
+  type AddressSpace,
+  INFO_FS_BARE,
+  INFO_PBMT_SHIFT,
+  Iotlb,
+  IOTLB_ANSWERED,
+} from "./iotlb.ts";
 import { msiAddressMatch, MsiPageTable } from "./msi.ts";
 import {
   completionStatus,
@@ -63,8 +69,6 @@ const enum C {
   G = 32,
   /** log2 pages of a stage that is Bare: larger than any leaf, so the other stage decides. */
   BARE_SHIFT = 63,
-  /** `#translate()`'s `probe` when the fast path did not look the request up. */
-  NOT_PROBED = -2,
   /** HPM event 4, IOTLB miss (`RISCV_IOMMU_HPMEVENT_TLB_MISS`). */
   EV_TLB_MISS = 4,
 }
@@ -156,6 +160,8 @@ export class Translator implements TranslationPort {
   #fastDc: DeviceContext | null = null;
   /** The DC whose fields the walker holds (a DC never changes once decoded). */
   #walkerDc: DeviceContext | null = null;
+  /** The fast DC whose own first stage the walker holds too, with no privilege and no ATS. */
+  #walkerFs: DeviceContext | null = null;
   #rangeStart = 0;
   #rangeEnd = 0;
 
@@ -263,20 +269,20 @@ export class Translator implements TranslationPort {
     // Untranslated request without a process_id that hits the micro-TLB.
     const kind = req.kind;
     if (--this.#left[kind + 1] < 0) this.#countRequest(req);
-    if (kind !== C.UNTRANSLATED || req.pidValid) return this.#translate(req, res, C.NOT_PROBED);
+    if (kind !== C.UNTRANSLATED || req.pidValid) return this.#translate(req, res);
     const did = req.deviceId, lo = req.iovaLo, hi = req.iovaHi;
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
     if (this.#tlb.microAnswer(did, vlo, vhi, req.access, lo & 0xfff, res)) return;
-    // A device whose DC the IOTLB cannot answer for alone goes the whole way at once.
-    if (did === this.#fastDid && this.#fastDc === null) this.#translate(req, res, C.NOT_PROBED);
+    // A device whose DC does not decide alone goes the whole way at once.
+    if (did === this.#fastDid && this.#fastDc === null) this.#translate(req, res);
     else this.#microMiss(req, res, did, vlo, vhi);
   }
 
   /**
-   * The fast path after a micro-TLB miss: answers from the IOTLB (filling the micro-TLB) when
-   * the DC of `did` lets it answer alone and it holds page `vhi:vlo` with the permissions the
-   * request needs, else goes the whole way.
+   * The fast path after a micro-TLB miss, for a device whose DC alone decides (no process
+   * context, a stage active): answers from the IOTLB if it can, else walks the DC's stages
+   * (and fills the IOTLB); any other device goes the whole way.
    */
   #microMiss(
     req: InboundRequest,
@@ -286,15 +292,41 @@ export class Translator implements TranslationPort {
     vhi: number,
   ): void {
     const dc = did === this.#fastDid ? this.#fastDc : this.#fastDcOf(did);
-    let e = C.NOT_PROBED;
-    if (dc !== null) {
-      const tlb = this.#tlb;
-      e = tlb.lookup(vlo, vhi, dc.as);
+    if (dc === null) return this.#translate(req, res);
+    let e = -1;
+    if (this.#iotlbOn) {
       // R, W or X as the access needs, and U: the DC's first stage (if any) is a user one.
       const need = (1 << req.access) | (C.U >>> 1);
-      if (e >= 0 && tlb.answer(e, vlo, vhi, req.iovaLo & 0xfff, need, res, did)) return;
+      e = this.#tlb.hit(vlo, vhi, dc.as, req.iovaLo & 0xfff, need, res, did);
+      if (e === IOTLB_ANSWERED) return;
     }
-    this.#translate(req, res, e);
+    this.#walkFast(req, res, dc, vlo, vhi, e);
+  }
+
+  /**
+   * What the whole process does for an Untranslated request without a process_id under the
+   * fast DC `dc`, past the IOTLB (`probe`: the slot it found with permissions the request could
+   * not use, or -1), without the checks that made `dc` fast.
+   */
+  #walkFast(
+    req: InboundRequest,
+    res: TranslationResult,
+    dc: DeviceContext,
+    vlo: number,
+    vhi: number,
+    probe: number,
+  ): void {
+    const w = this.#walker;
+    if (this.#port.ids) {
+      w.did = req.deviceId;
+      w.pidValid = false;
+      w.pid = req.pid;
+    }
+    const access = req.access;
+    w.access = access;
+    w.dirty = access === C.WRITE;
+    if (dc !== this.#walkerFs) this.#loadWalker(dc);
+    this.#stages(req, res, dc, dc.as, vlo, vhi, this.#iotlbOn, probe);
   }
 
   /**
@@ -411,16 +443,14 @@ export class Translator implements TranslationPort {
   }
 
   /**
-   * The DC of `did` if the IOTLB may answer for it alone (the IOTLB on, the DC cached, with no
-   * process context and a stage active), else null; remembered for `did` once known.
+   * The DC of `did` if it alone decides its Untranslated requests without a process_id (the DC
+   * cached, with no process context and a stage active), else null; remembered for `did` once
+   * known.
    */
   #fastDcOf(did: number): DeviceContext | null {
     const mode = this.#mode;
     let dc: DeviceContext | null = null;
-    if (
-      this.#iotlbOn && mode >= C.MODE_1LVL &&
-      mode <= C.MODE_3LVL
-    ) {
+    if (mode >= C.MODE_1LVL && mode <= C.MODE_3LVL) {
       const cached = this.#dir.cachedDc(mode, did);
       // Not cached yet: the walk that follows caches it, and the next request looks again.
       if (cached === undefined) return null;
@@ -439,11 +469,8 @@ export class Translator implements TranslationPort {
     this.#fastDc = null;
   }
 
-  /**
-   * The whole process. `probe` is what the fast path's IOTLB lookup found (a slot whose
-   * permissions the request could not use, or -1), or `C.NOT_PROBED`.
-   */
-  #translate(req: InboundRequest, res: TranslationResult, probe: number): void {
+  /** The whole process. */
+  #translate(req: InboundRequest, res: TranslationResult): void {
     const mode = this.#mode;
     const kind = req.kind;
     if (mode === C.MODE_BARE) {
@@ -488,16 +515,7 @@ export class Translator implements TranslationPort {
     w.access = ats ? C.READ : req.access;
     w.dirty = ats ? !req.noWrite : req.access === C.WRITE;
     w.ats = ats;
-    if (dc !== this.#walkerDc) {
-      w.sxl = dc.sxl;
-      w.sbe = dc.sbe;
-      w.sade = dc.sade;
-      w.gade = dc.gade;
-      w.gLevels = dc.gLevels;
-      w.gRoot = dc.gRoot;
-      w.gscid = dc.gscid;
-      this.#walkerDc = dc;
-    }
+    if (dc !== this.#walkerDc) this.#loadWalkerDc(dc);
     // Steps 9–16: the first stage. A Translated request (T2GPA) carries a GPA, so it has none;
     // a DC with PDTV=1 whose request ends up with no process context has none either, and its
     // address space is then the DC's (G stage only).
@@ -512,6 +530,7 @@ export class Translator implements TranslationPort {
       if (pv && dc.pdtLevels !== 0) {
         // No first stage yet: the PDT's G-stage walks count without a PSCID.
         w.fsLevels = 0;
+        this.#walkerFs = null;
         const pc = this.#dir.locatePc(dc, did, req.pidValid ? req.pid : 0);
         if (pc === null) return this.#fault(req, res, this.#dir.cause, dtf, this.#dir.iotval2);
         priv = req.pidValid && req.priv;
@@ -528,40 +547,91 @@ export class Translator implements TranslationPort {
     w.pscid = pscid;
     w.priv = priv;
     w.sum = sum;
-    const fsOn = fsLevels !== 0;
-    const gOn = dc.gLevels !== 0;
+    this.#walkerFs = null;
+    const useTlb = this.#iotlbOn && kind === C.UNTRANSLATED && (fsLevels !== 0 || dc.gLevels !== 0);
     const lo = req.iovaLo, hi = req.iovaHi;
-    const off = lo & 0xfff;
     const vlo = (lo >>> 12) | (hi << 20);
     const vhi = hi >>> 12;
-    const useTlb = this.#iotlbOn && kind === C.UNTRANSLATED && (fsOn || gOn);
-    if (useTlb && probe === C.NOT_PROBED) {
+    let probe = -1;
+    if (useTlb) {
       const tlb = this.#tlb;
       probe = tlb.lookup(vlo, vhi, as);
       if (probe >= 0 && this.#allowed(tlb.info(probe), req.access, priv, sum)) {
-        tlb.answer(probe, vlo, vhi, off, 0, res);
+        tlb.answer(probe, vlo, vhi, lo & 0xfff, 0, res);
         return;
       }
     }
+    this.#stages(req, res, dc, as, vlo, vhi, useTlb, probe);
+  }
+
+  /** Gives the walker the fields of `dc` that do not depend on a process context. */
+  #loadWalkerDc(dc: DeviceContext): void {
+    const w = this.#walker;
+    w.sxl = dc.sxl;
+    w.sbe = dc.sbe;
+    w.sade = dc.sade;
+    w.gade = dc.gade;
+    w.gLevels = dc.gLevels;
+    w.gRoot = dc.gRoot;
+    w.gscid = dc.gscid;
+    this.#walkerDc = dc;
+  }
+
+  /**
+   * Gives the walker everything of the fast DC `dc` but the request's access: its own first
+   * stage, no privilege, no ATS.
+   */
+  #loadWalker(dc: DeviceContext): void {
+    if (dc !== this.#walkerDc) this.#loadWalkerDc(dc);
+    const w = this.#walker;
+    w.fsLevels = dc.fsLevels;
+    w.fsRoot = dc.fscPpn;
+    w.pscid = dc.pscid;
+    w.priv = false;
+    w.sum = false;
+    w.ats = false;
+    this.#walkerFs = dc;
+  }
+
+  /**
+   * Steps 17–19 for `req` of address space `as` under `dc`, the walker set up for it: the
+   * first stage, MSI translation, the G stage; then the answer, and an IOTLB entry when
+   * `useTlb` (replacing slot `probe`, found with permissions the request could not use, if it
+   * holds the same page).
+   */
+  #stages(
+    req: InboundRequest,
+    res: TranslationResult,
+    dc: DeviceContext,
+    as: AddressSpace,
+    vlo: number,
+    vhi: number,
+    useTlb: boolean,
+    probe: number,
+  ): void {
+    const w = this.#walker;
+    const fsOn = w.fsLevels !== 0;
+    const gOn = dc.gLevels !== 0;
     if ((fsOn || gOn) && --this.#left[C.EV_TLB_MISS] < 0) {
       this.#port.report(
         C.EV_TLB_MISS,
         C.EV_TLB_MISS,
-        did,
+        req.deviceId,
         req.pidValid,
         req.pid,
         gOn,
         dc.gscid,
         fsOn,
-        pscid,
+        w.pscid,
       );
     }
-
+    const lo = req.iovaLo, hi = req.iovaHi;
+    const off = lo & 0xfff;
     // Step 17: first stage, giving the GPA page.
     let gpn: number, fsShift = C.BARE_SHIFT, fsPerm = C.R | C.W | C.X | C.U, fsPbmt = 0;
     if (fsOn) {
       const cause = w.firstStage(lo, hi);
-      if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
+      if (cause !== 0) return this.#fault(req, res, cause, dc.dtf, w.iotval2);
       gpn = w.fsPn;
       fsShift = w.fsShift;
       fsPerm = w.fsPerm;
@@ -575,7 +645,7 @@ export class Translator implements TranslationPort {
     let spn = gpn, gShift = C.BARE_SHIFT, gPerm = C.R | C.W | C.X, gPbmt = 0;
     if (gOn) {
       const cause = w.gStage(gpn, off);
-      if (cause !== 0) return this.#fault(req, res, cause, dtf, w.iotval2);
+      if (cause !== 0) return this.#fault(req, res, cause, dc.dtf, w.iotval2);
       spn = w.gPn;
       gShift = w.gShift;
       gPerm = w.gPerm;
@@ -584,12 +654,12 @@ export class Translator implements TranslationPort {
     const shift = !fsOn && !gOn ? 0 : fsShift < gShift ? fsShift : gShift;
     const pbmt = fsPbmt !== 0 ? fsPbmt : gPbmt;
     const perm = fsPerm & (gPerm | C.U | C.G);
-    if (ats) {
+    if (req.kind === C.ATS) {
       const rw = perm & (req.noWrite ? C.R : C.R | C.W);
       // X only with R (PCIe), only when ER came with a PASID, and never on a U page for a
       // privileged request (S mode never executes user pages).
       const x = req.execReq && req.pidValid && (rw & C.R) !== 0 &&
-          !(priv && (perm & C.U) !== 0)
+          !(w.priv && (perm & C.U) !== 0)
         ? perm & C.X
         : 0;
       const pn = dc.t2gpa ? gpn : spn;
