@@ -155,7 +155,10 @@ export class SetAssociative {
     const w = s[set];
     const bit = 1 << way;
     const mru = (w >>> 16) | bit;
-    s[set] = (w & 0xffff) | ((mru === this.#full ? bit : mru) << 16);
+    // All MRU bits set: only `bit` stays. Arithmetic, not a branch: which way a hit uses is as
+    // good as random, and a mispredicted branch costs more than the whole update.
+    const all = (mru + 1) >> this.ways;
+    s[set] = (w & 0xffff) | ((mru ^ ((mru ^ bit) & -all)) << 16);
   }
 
   /**
@@ -179,7 +182,8 @@ export class SetAssociative {
     }
     const bit = 1 << way;
     const mru = (w >>> 16) | bit;
-    s[set] = valid | bit | ((mru === full ? bit : mru) << 16);
+    const all = (mru + 1) >> this.ways;
+    s[set] = valid | bit | ((mru ^ ((mru ^ bit) & -all)) << 16);
     return way;
   }
 
