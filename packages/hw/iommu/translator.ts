@@ -512,6 +512,8 @@ export class Translator implements TranslationPort {
     // as reads (TTYP 8, cause 5 for an implicit-access fault) whatever NW and ER say; only the
     // D bit it may set depends on NW.
     const ats = kind === C.ATS;
+    // The walker is about to hold this request's state, not the fast DC's.
+    this.#walkerFs = null;
     w.access = ats ? C.READ : req.access;
     w.dirty = ats ? !req.noWrite : req.access === C.WRITE;
     w.ats = ats;
@@ -530,7 +532,6 @@ export class Translator implements TranslationPort {
       if (pv && dc.pdtLevels !== 0) {
         // No first stage yet: the PDT's G-stage walks count without a PSCID.
         w.fsLevels = 0;
-        this.#walkerFs = null;
         const pc = this.#dir.locatePc(dc, did, req.pidValid ? req.pid : 0);
         if (pc === null) return this.#fault(req, res, this.#dir.cause, dtf, this.#dir.iotval2);
         priv = req.pidValid && req.priv;
@@ -547,7 +548,6 @@ export class Translator implements TranslationPort {
     w.pscid = pscid;
     w.priv = priv;
     w.sum = sum;
-    this.#walkerFs = null;
     const useTlb = this.#iotlbOn && kind === C.UNTRANSLATED && (fsLevels !== 0 || dc.gLevels !== 0);
     const lo = req.iovaLo, hi = req.iovaHi;
     const vlo = (lo >>> 12) | (hi << 20);

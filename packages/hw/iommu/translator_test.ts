@@ -242,6 +242,21 @@ Deno.test("ATS translation requests: completion outcomes of spec §2.6, PCIe ATS
   });
 });
 
+Deno.test("an ATS translation request between Untranslated requests of a device leaves them checked as Untranslated", () => {
+  // Read-only page; with the IOTLB off every request walks, the Untranslated ones through the
+  // fast path's walker state, the ATS one through the whole process (which reports, not checks).
+  const env = atsEnv(PTE_V | PTE_R | PTE_U | PTE_A);
+  env.tr.iotlbEnabled = false;
+  const untranslated = (access: typeof ACC_READ | typeof ACC_WRITE) =>
+    testTranslate(env.tr, testRequest(1, 0x1000, { access }));
+  assert.equal(untranslated(ACC_READ).status, XLATE_OK);
+  assert.equal(untranslated(ACC_READ).status, XLATE_OK);
+  assert.equal(env.ats({ noWrite: false }).perm, 1);
+  const w = untranslated(ACC_WRITE);
+  assert.equal(w.status, XLATE_FAULT);
+  assert.equal(w.cause, 15, "store page fault");
+});
+
 Deno.test("completion status: configuration errors and access faults are Completer Abort, 256–260 Unsupported Request (spec §2.6, PCIe ATS translation request handling; chapter 6, Aborting transactions)", async (t) => {
   await t.step(
     "the table: CA for 1/5/7/261/263/265/267 and the data corruptions, UR for 256–260",
