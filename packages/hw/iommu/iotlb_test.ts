@@ -619,22 +619,30 @@ Deno.test("micro-TLB: IODIR.INVAL_DDT empties it, so a device's next request use
   assert.equal(testTranslate(env.tr, testRequest(1, A)).pa, NEW, "PSCID 6's table");
 });
 
+/**
+ * Pages 1–3 of device 1 through a 1-set, 2-way IOTLB with a micro-TLB of `microTlb` entries;
+ * returns a function that translates page `p` and answers the IOTLB misses it took.
+ */
+function microTlbPages(microTlb: number): (p: number) => number {
+  const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2 }, microTlb });
+  const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
+  for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
+  env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
+  let misses = 0;
+  env.tr.addEventObserver({
+    count: (id: number) => void (misses += +(id === RISCV_IOMMU_HPMEVENT_TLB_MISS)),
+  });
+  return (p: number) => {
+    const before = misses;
+    assert.equal(testTranslate(env.tr, testRequest(1, p * 4096)).pa, OLD + p * 4096);
+    return misses - before;
+  };
+}
+
 Deno.test("micro-TLB: a hit in it is no use of the IOTLB entry for pseudo-LRU (the sets see only its misses)", async (t) => {
   /** Translates pages 1, 2, 1, 2, 1, 3, 2, 1; returns the IOTLB misses of the last two. */
   const run = (microTlb: number) => {
-    const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2 }, microTlb });
-    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
-    for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
-    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
-    let misses = 0;
-    env.tr.addEventObserver({
-      count: (id: number) => void (misses += +(id === RISCV_IOMMU_HPMEVENT_TLB_MISS)),
-    });
-    const xlate = (p: number) => {
-      const before = misses;
-      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096)).pa, OLD + p * 4096);
-      return misses - before;
-    };
+    const xlate = microTlbPages(microTlb);
     for (const p of [1, 2, 1, 2, 1, 3]) xlate(p);
     return [xlate(2), xlate(1)];
   };
@@ -650,19 +658,7 @@ Deno.test("micro-TLB: a hit in it is no use of the IOTLB entry for pseudo-LRU (t
 Deno.test("micro-TLB: an entry in use takes another page on that page's second IOTLB hit in a row, not its first", async (t) => {
   /** Translates `pages` through a 1-entry micro-TLB; returns the IOTLB misses of `then`. */
   const run = (pages: number[], then: number[]) => {
-    const env = testIommuEnv({}, 4, { iotlb: { sets: 1, ways: 2 }, microTlb: 1 });
-    const pt = new PageTableBuilder(env.mem, env.alloc, "sv39");
-    for (const p of [1, 2, 3]) pt.map(p * 4096, OLD + p * 4096);
-    env.ddt.set(1, { fsc: encodeAtp(8, pt.root), ta: encodeDcTa(1) });
-    let misses = 0;
-    env.tr.addEventObserver({
-      count: (id: number) => void (misses += +(id === RISCV_IOMMU_HPMEVENT_TLB_MISS)),
-    });
-    const xlate = (p: number) => {
-      const before = misses;
-      assert.equal(testTranslate(env.tr, testRequest(1, p * 4096)).pa, OLD + p * 4096);
-      return misses - before;
-    };
+    const xlate = microTlbPages(1);
     for (const p of pages) xlate(p);
     return then.map(xlate);
   };
