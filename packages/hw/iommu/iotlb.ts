@@ -296,8 +296,9 @@ export class Iotlb extends SetAssociative {
     res: TranslationResult,
     requester: number,
   ): number {
-    // One function for the whole hit: the translator's inlined front part leaves the engine
-    // no inlining budget for its pieces, so it runs out of line with its small helpers inlined.
+    // lookup() and #answer() written out again on purpose: called from here (the translator's
+    // inlined front part leaves the engine no budget to inline them), IOTLB hits past the
+    // micro-TLB were 6-8% slower (`rand`/`seq` at N=4096 in tools/bench/translate.ts).
     if (as.gen !== this.#gen) this.#number(as);
     const t = this.#t;
     const set = (vlo ^ as.hash) & this.setMask;
