@@ -2,11 +2,17 @@ import assert from "node:assert/strict";
 import { checkBadArguments } from "../cli_testing.ts";
 import { benchLine } from "./_report.ts";
 import { benchScripts, cli as benchAll } from "./mod.ts";
-import { runScenario, setupMs } from "./translate.ts";
+import {
+  cli as translate,
+  FIGURES,
+  runEachInItsOwnProcess,
+  runScenario,
+  setupMs,
+} from "./translate.ts";
 import { fill, iopfMachine } from "./iopf.ts";
 import { runSvaPageFaults } from "../../examples/sva_page_faults.ts";
 
-/** What every benchmark refuses: it takes no options and no arguments. */
+/** What every benchmark refuses: options it does not have, and arguments. */
 const NO_ARGUMENTS = [
   [["--bogus"], "unknown option --bogus"],
   [["-x"], "unknown option -x"],
@@ -42,6 +48,29 @@ Deno.test("bench/translate.ts: a figure has the common shape and keeps its own f
     [f.scenario, f.ddt, f.mode, f.pages, f.requests, f.translations_per_s],
     ["hot2", 1, "sv39", 4096, 2_000_000, f.value],
   );
+});
+
+Deno.test("bench/translate.ts: --figure names one of its figures", async (t) => {
+  await checkBadArguments(t, "translate", translate, [
+    [["--figure"], "--figure needs a value"],
+    [
+      ["--figure", "walk_ddt1_sv39"],
+      `--figure: walk_ddt1_sv39 is not one of ${FIGURES.join(", ")}`,
+    ],
+  ]);
+});
+
+Deno.test("bench/translate.ts: every figure is measured in a process of its own, in order", async () => {
+  const out: string[] = [], err: string[] = [];
+  const names = ["setup_ddt3_sv39_4096", "setup_ddt1_sv48_4096"];
+  const status = await runEachInItsOwnProcess(names, {
+    out: (l) => out.push(l),
+    err: (l) => err.push(l),
+  });
+  assert.equal(status, 0);
+  assert.deepEqual(err, []);
+  assert.deepEqual(out.map((l) => JSON.parse(l).figure), names);
+  assert.deepEqual(out.map((l) => JSON.parse(l).unit), ["ms", "ms"]);
 });
 
 Deno.test("bench/iopf.ts: a fill serves a page request per page, and its round trip is the one the example measures", () => {

@@ -30,7 +30,10 @@
  * "requests":2000000,"translations_per_s":10500000,"iotlb_hit_rate":0.016,
  * "walks_per_request":0.984}`.
  *
- * Run: `deno run -A tools/bench/translate.ts`.
+ * Each figure is measured in a process of its own ({@linkcode runEachInItsOwnProcess} says why);
+ * `--figure NAME` measures one in the calling process.
+ *
+ * Run: `deno run -A tools/bench/translate.ts [--figure NAME]`.
  *
  * @module
  */
@@ -59,8 +62,9 @@ import {
 } from "@iommu-lab/hw/regs";
 import { uniformInt } from "pure-rand/distribution/uniformInt";
 import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
-import { runTool } from "../cli.ts";
-import { benchCli, type BenchLine, benchLine } from "./_report.ts";
+import { fileURLToPath } from "node:url";
+import { type CliIo, runTool, type Tool } from "../cli.ts";
+import { type BenchLine, benchLine } from "./_report.ts";
 
 /** A scenario: which pages the requests touch, and whether the IOTLB is on. */
 export type Scenario = "hot2" | "rand" | "seq" | "walk";
@@ -369,12 +373,17 @@ export function runScenario(
   };
 }
 
-/**
- * Runs every scenario, yielding one figure each and a setup figure per configuration. The
- * two-stage walks run last: the G-stage feedback they leave in the engine would slow the
- * single-stage code it optimizes after them.
- */
-export function* run(): Generator<BenchLine> {
+/** What one figure measures: a scenario's throughput, or the time to build a configuration. */
+interface _Figure {
+  name: string;
+  scenario: Scenario | "setup";
+  ddt: 1 | 3;
+  mode: "sv39" | "sv48";
+  gstage: "bare" | "sv39x4";
+  pages: number;
+}
+
+function _allFigures(): _Figure[] {
   const configs: [1 | 3, "sv39" | "sv48", "bare" | "sv39x4", readonly Scenario[]][] = [];
   for (const ddt of [1, 3] as const) {
     for (const mode of ["sv39", "sv48"] as const) {
@@ -382,30 +391,90 @@ export function* run(): Generator<BenchLine> {
     }
   }
   for (const ddt of [1, 3] as const) configs.push([ddt, "sv39", "sv39x4", ["walk"]]);
+  const out: _Figure[] = [];
   for (const [ddt, mode, gstage, scenarios] of configs) {
+    const stages = gstage === "bare" ? mode : `${mode}_over_${gstage}`;
     for (const pages of [4096, 262144]) {
-      for (const scenario of scenarios) yield runScenario(scenario, ddt, mode, pages, gstage);
-      const setup = setupMs(ddt, mode, pages, gstage);
-      const stages = gstage === "bare" ? mode : `${mode}_over_${gstage}`;
-      yield benchLine(
-        "translate",
-        `setup_ddt${ddt}_${stages}_${pages}`,
-        Number(setup.toFixed(2)),
-        "ms",
-        {
-          ...(pages === 262144 && gstage === "bare" ? { target: "<= 15" } : {}),
-          scenario: "setup",
+      for (const scenario of [...scenarios, "setup" as const]) {
+        out.push({
+          name: `${scenario}_ddt${ddt}_${stages}_${pages}`,
+          scenario,
           ddt,
           mode,
           gstage,
           pages,
-        },
-      );
+        });
+      }
     }
   }
+  return out;
 }
 
-/** The command line. */
-export const cli = benchCli("translate", "Translation throughput of the IOMMU model.", run);
+const _FIGURES = _allFigures();
+
+/** The names of the figures, in the order the benchmark prints them. */
+export const FIGURES: readonly string[] = _FIGURES.map((f) => f.name);
+
+/** Measures the figure named `name` (one of {@linkcode FIGURES}) in this process. */
+export function runFigure(name: string): BenchLine {
+  const f = _FIGURES.find((x) => x.name === name);
+  if (f === undefined) throw new RangeError(`no figure ${name}`);
+  const { scenario, ddt, mode, gstage, pages } = f;
+  if (scenario !== "setup") return runScenario(scenario, ddt, mode, pages, gstage);
+  return benchLine("translate", name, Number(setupMs(ddt, mode, pages, gstage).toFixed(2)), "ms", {
+    ...(pages === 262144 && gstage === "bare" ? { target: "<= 15" } : {}),
+    scenario: "setup",
+    ddt,
+    mode,
+    gstage,
+    pages,
+  });
+}
+
+/**
+ * Measures each figure of `names` in a process of its own, in turn, writing their lines to `io`;
+ * returns 1 if one failed, else 0. A figure shares its process with no other, as JMH forks a JVM
+ * per benchmark: the engine optimizes the translation path for the requests it has seen, so in
+ * one process a scenario's figure depended on which scenarios ran before it (a `walk` row after
+ * `hot2`, `rand` and `seq` of the same configuration measured 8-11 M/s against 14-16 alone).
+ */
+export async function runEachInItsOwnProcess(names: readonly string[], io: CliIo): Promise<number> {
+  let status = 0;
+  for (const name of names) {
+    const { success, stdout } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", fileURLToPath(import.meta.url), "--figure", name],
+      stdout: "piped",
+      stderr: "inherit",
+    }).output();
+    for (const line of new TextDecoder().decode(stdout).split("\n")) if (line !== "") io.out(line);
+    if (!success) {
+      io.err(`translate: ${name} failed`);
+      status = 1;
+    }
+  }
+  return status;
+}
+
+/** The command line: every figure, each in its own process, or `--figure NAME` here. */
+export const cli: Tool<{
+  figure: { type: "string"; choices: readonly string[]; arg: string; help: string };
+}> = {
+  usage: "deno run -A tools/bench/translate.ts [--figure NAME]",
+  summary: "Translation throughput of the IOMMU model, each figure measured in a process of " +
+    "its own. Prints one JSON line per figure (bench, figure, value, unit, ...).",
+  options: {
+    figure: {
+      type: "string",
+      choices: FIGURES,
+      arg: "NAME",
+      help: "measure only this figure, in this process (e.g. walk_ddt1_sv39_4096)",
+    },
+  },
+  main(v, io) {
+    if (v.figure === undefined) return runEachInItsOwnProcess(FIGURES, io);
+    io.out(JSON.stringify(runFigure(v.figure)));
+    return 0;
+  },
+};
 
 if (import.meta.main) await runTool("translate", Deno.args, cli);
