@@ -105,6 +105,7 @@ export {
   type CacheReplacement,
   DEFAULT_CACHE_GEOMETRY,
   DEFAULT_MICRO_TLB_ENTRIES,
+  DEFAULT_WALK_CACHE_ENTRIES,
   type ResolvedGeometry,
 } from "./iommu/cache.ts";
 export { type HpmBulkSink, type HpmEventPort, type HpmEventSink } from "./iommu/hpm_event.ts";

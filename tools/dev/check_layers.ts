@@ -82,6 +82,7 @@ export const HW_TIERS: readonly HwTier[] = [
     files: [
       "iommu/cache.ts",
       "iommu/walk.ts",
+      "iommu/walk_cache.ts",
       "iommu/iotlb.ts",
       "iommu/context.ts",
       "iommu/msi.ts",

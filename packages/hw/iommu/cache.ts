@@ -1,6 +1,6 @@
 /**
- * The geometry of the IOMMU's translation caches — the IOTLB and the DDT and PDT caches (spec
- * §2.8 "Caching in-memory data structures") — as a hardware variant: sets, ways and the policy that
+ * The geometry of the IOMMU's translation caches — the IOTLB, the walk cache and the DDT and PDT
+ * caches (spec §2.8 "Caching in-memory data structures") — as a hardware variant: sets, ways and the policy that
  * picks the way a fill evicts. The spec leaves all three to the implementation; the defaults are
  * sizes a real IOMMU could have, so that the standard HPM events (IOTLB misses, DDT and PDT walks)
  * count what they would on hardware.
@@ -41,6 +41,13 @@ export interface CacheOptions {
   microTlb?: number;
   /** The IOTLB: leaf translations. Default 1024 sets × 4 ways (4096 entries), pseudo-LRU. */
   iotlb?: CacheGeometry;
+  /**
+   * Entries of the walk cache: non-leaf first-stage PTEs that point at a last-level table, of
+   * host address spaces, direct-mapped (see `walk_cache.ts`); 0 (none) or a power of two up to
+   * 2^20. Default 1024 (the tables of 2 GiB of 4 KiB pages). It is off with the IOTLB
+   * (`Translator.iotlbEnabled`).
+   */
+  walkCache?: number;
   /** The DDT cache: device contexts by device_id. Default 16 sets × 4 ways, pseudo-LRU. */
   ddt?: CacheGeometry;
   /**
@@ -58,6 +65,9 @@ export type CacheName = "iotlb" | "ddt" | "pdt";
 
 /** Entries of the micro-TLB unless the `microTlb` option says otherwise. */
 export const DEFAULT_MICRO_TLB_ENTRIES = 8;
+
+/** Entries of the walk cache unless the `walkCache` option says otherwise. */
+export const DEFAULT_WALK_CACHE_ENTRIES = 1024;
 
 /**
  * The default geometries, sizes a real IOMMU could have: an IOTLB of thousands of entries, 4-way,
@@ -97,17 +107,29 @@ export function resolveGeometry(which: CacheName, opts: CacheGeometry = {}): Res
   return g;
 }
 
+function _entries(what: string, entries: number, max: number): number {
+  if (entries !== 0 && !_pow2(entries, max)) {
+    throw new RangeError(
+      `Cannot build the IOMMU: the ${what}'s ${entries} entries are not 0 or a power of two up to ${max}`,
+    );
+  }
+  return entries;
+}
+
 /**
  * The micro-TLB's entries from the `microTlb` option (the default when unset); throws `RangeError`
  * unless it is 0 or a power of two up to 64.
  */
 export function resolveMicroTlb(entries: number = DEFAULT_MICRO_TLB_ENTRIES): number {
-  if (entries !== 0 && !_pow2(entries, 64)) {
-    throw new RangeError(
-      `Cannot build the IOMMU: the micro-TLB's ${entries} entries are not 0 or a power of two up to 64`,
-    );
-  }
-  return entries;
+  return _entries("micro-TLB", entries, 64);
+}
+
+/**
+ * The walk cache's entries from the `walkCache` option (the default when unset); throws
+ * `RangeError` unless it is 0 or a power of two up to 2^20.
+ */
+export function resolveWalkCache(entries: number = DEFAULT_WALK_CACHE_ENTRIES): number {
+  return _entries("walk cache", entries, 1 << 20);
 }
 
 /**

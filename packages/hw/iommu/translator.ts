@@ -15,7 +15,7 @@
 import type { PhysicalMemory } from "../memory.ts";
 import { toNumber64 } from "../_u64.ts";
 import type { IommuCaps } from "./caps.ts";
-import { type CacheOptions, resolveGeometry, resolveMicroTlb } from "./cache.ts";
+import { type CacheOptions, resolveGeometry, resolveMicroTlb, resolveWalkCache } from "./cache.ts";
 import { type DeviceContext, Directory } from "./context.ts";
 import { HpmEventPort, type HpmEventSink } from "./hpm_event.ts";
 import {
@@ -44,6 +44,7 @@ import {
   RISCV_IOMMU_MSI_PTE_M_BASIC,
 } from "./structs.ts";
 import { PageWalker, vpnLow } from "./walk.ts";
+import { WalkCache } from "./walk_cache.ts";
 
 const TWO20 = 1048576;
 /**
@@ -92,7 +93,9 @@ const ATS_NO_ACCESS = new Set([12, 13, 15, 20, 21, 23, 262, 266]);
  * set-associative caches of the geometries the `cache` option gives (`cache.ts`), the IOTLB with
  * its micro-TLB in front. Only Untranslated requests (including debug-interface requests) use and
  * fill the IOTLB; Translated and ATS requests always walk. Translations with both stages Bare and
- * MSI translations are not cached. The micro-TLB serves Untranslated requests without a
+ * MSI translations are not cached. Every first-stage Sv39/48/57 walk of a host address space
+ * (G stage Bare), whatever the request, uses and fills the walk cache (`walk_cache.ts`) of the
+ * last-level tables. The micro-TLB serves Untranslated requests without a
  * process_id, by device_id: it is emptied whenever what a device_id names may change (the mode,
  * the IOTLB switch, IODIR.INVAL_DDT, reset), besides losing each entry whose slot goes.
  *
@@ -143,6 +146,7 @@ export class Translator implements TranslationPort {
   readonly #walker: PageWalker;
   readonly #dir: Directory;
   readonly #tlb: Iotlb;
+  readonly #pwc: WalkCache | null;
   readonly #msi: MsiPageTable;
   /** Where the translation path reports events; {@linkcode #left} is its countdowns. */
   readonly #port = new HpmEventPort();
@@ -174,6 +178,9 @@ export class Translator implements TranslationPort {
     this.#caps = caps;
     this.#walker = new PageWalker(mem, caps, this.#port);
     this.#tlb = new Iotlb(cache.iotlb, resolveMicroTlb(cache.microTlb));
+    const walkCache = resolveWalkCache(cache.walkCache);
+    this.#pwc = walkCache === 0 ? null : new WalkCache(walkCache);
+    this.#walker.pwc = this.#pwc;
     this.#dir = new Directory(
       mem,
       caps,
@@ -194,12 +201,16 @@ export class Translator implements TranslationPort {
     this.#forgetDc();
   }
 
-  /** When false every translation walks (the IOTLB is neither looked up nor filled). */
+  /**
+   * When false every translation walks the whole way (the IOTLB and the walk cache are neither
+   * looked up nor filled; invalidations still reach them).
+   */
   get iotlbEnabled(): boolean {
     return this.#iotlbOn;
   }
   set iotlbEnabled(on: boolean) {
     this.#iotlbOn = on;
+    this.#walker.pwc = on ? this.#pwc : null;
     this.#forgetDc();
   }
 
@@ -256,6 +267,11 @@ export class Translator implements TranslationPort {
   /** Number of valid IOTLB entries (for tests and statistics). */
   get iotlbSize(): number {
     return this.#tlb.size;
+  }
+
+  /** Number of valid entries of the walk cache (for tests and statistics). */
+  get walkCacheSize(): number {
+    return this.#pwc?.size ?? 0;
   }
 
   /** Number of valid entries of the IOTLB's micro-TLB (for tests and statistics). */
@@ -363,8 +379,8 @@ export class Translator implements TranslationPort {
    * IOTINVAL.VMA: invalidates first-stage translations of the host (`gv` false) or of VM
    * `gscid`; with `pscv` only address space `pscid`, keeping global entries; with `av` only the
    * leaf at ADDR (`addrHi:addrLo` is the 64-bit address; bits 11:0 are ignored), or with `s`
-   * (when capabilities.S) the NAPOT range ADDR encodes. `nl` changes nothing: the IOTLB holds
-   * leaf translations only, and those are dropped either way.
+   * (when capabilities.S) the NAPOT range ADDR encodes. The walk cache's entries go with AV=0,
+   * and with AV=1 only when `nl` (capabilities.NL): those whose table maps part of the range.
    */
   iotinvalVma(
     gv: boolean,
@@ -374,18 +390,20 @@ export class Translator implements TranslationPort {
     pscid: number,
     addrLo: number,
     addrHi: number,
-    _nl: boolean,
+    nl: boolean,
     s: boolean,
   ): void {
     this.#range(av, addrLo, addrHi, s);
     this.#tlb.invalVma(gv, gscid, pscv, pscid, av, this.#rangeStart, this.#rangeEnd);
+    this.#pwc?.invalVma(gv, pscv, pscid, av, nl, this.#rangeStart, this.#rangeEnd);
     this.#invalidated();
   }
 
   /**
    * IOTINVAL.GVMA: invalidates G-stage translations (and every combined translation made
    * through them) of all VMs (`gv` false), of VM `gscid`, or with `av` those whose G-stage leaf
-   * maps GPA ADDR (or the NAPOT range with `s`). `nl` changes nothing (leaf-only IOTLB).
+   * maps GPA ADDR (or the NAPOT range with `s`). `nl` changes nothing: G-stage translations
+   * are cached only as leaves, and the walk cache holds no VM's PTEs.
    */
   iotinvalGvma(
     gv: boolean,
@@ -405,6 +423,7 @@ export class Translator implements TranslationPort {
   flushAll(): void {
     this.#dir.flush();
     this.#tlb.flush();
+    this.#pwc?.flush();
     this.#forgetDc();
     this.#invalidated();
   }

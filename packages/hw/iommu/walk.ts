@@ -10,6 +10,8 @@
  * no byte address, no division, no frame lookup beyond one tag compare. Only a table page the
  * words cannot serve (untouched, MMIO, not RAM, under an injected fault) and hardware A/D updates
  * go through the memory's byte-addressed accessors, which report the access faults and poison.
+ * A first-stage walk of a host address space starts at its last level when the walk cache
+ * (`walk_cache.ts`) holds the table.
  *
  * @module
  */
@@ -37,6 +39,7 @@ import {
   RISCV_IOMMU_FQ_CAUSE_WR_FAULT_VS,
 } from "./structs.ts";
 import type { HpmEventPort } from "./hpm_event.ts";
+import type { WalkCache } from "./walk_cache.ts";
 
 /** Page-fault cause by access type (read, write, exec). */
 const PAGE_FAULT = [
@@ -167,8 +170,13 @@ export class PageWalker {
   sade = false;
   /** DC.tc.SXL: 32-bit schemes (also bounds GPAs to 34 bits). */
   sxl = false;
-  /** PSCID, for HPM filters. */
+  /** PSCID: the walk cache's tag, and for HPM filters. */
   pscid = 0;
+  /**
+   * The walk cache Sv39/48/57 walks of host address spaces (G stage Bare) use, or null (caching
+   * off).
+   */
+  pwc: WalkCache | null = null;
 
   // G stage, set by the translator.
   /** Levels of the G-stage scheme: 0 Bare, 2 Sv32x4, 3 Sv39x4, 4 Sv48x4, 5 Sv57x4. */
@@ -253,13 +261,23 @@ export class PageWalker {
     const sbe = this.sbe;
     const pasPages = this.#pasPages, pasCap = this.#pasCap;
     const nonLeafHi = this.#zeroHi | 0xe000_0000;
+    const pwc = gOn || sv32 ? null : this.pwc;
     walk: for (;;) {
       let pn = this.fsRoot;
       // The effective G is the OR along the walk: a global non-leaf PTE makes every mapping
       // below it global (Privileged spec, Sv32 "Addressing and Memory Protection", which
       // Sv39/48/57 and the IOMMU's first stage follow).
       let global = 0;
-      for (let level = levels - 1;; level--) {
+      let top = levels - 1;
+      if (pwc !== null) {
+        const table = pwc.lookup(vlo, vhi, this.pscid);
+        if (table >= 0) {
+          pn = table;
+          global = pwc.global;
+          top = 0;
+        }
+      }
+      for (let level = top;; level--) {
         // Sv32's indices and the lower three levels' are bits of the low word, the upper ones v27's.
         const idx = sv32
           ? (vlo >>> (level * 10)) & 1023
@@ -299,6 +317,7 @@ export class PageWalker {
         if ((pte & 0xdf) === B.V && (pteHi & nonLeafHi) === 0 && level !== 0) {
           global |= pte & B.G;
           pn = sv32 ? pte >>> 10 : ppnOf(pte, pteHi);
+          if (level === 1 && pwc !== null) pwc.insert(vlo, vhi, this.pscid, pn, global);
           continue;
         }
         if ((pte & B.V) === 0 || (pte & (B.R | B.W)) === B.W) return PAGE_FAULT[acc];
