@@ -12,6 +12,10 @@
  * page-table entries straight from a frame's words ({@linkcode PhysicalMemory.frameWords}), by
  * page number, and fall back to the accessors only where a frame is not plain touched RAM.
  *
+ * Frames live in slabs of 16 frames, one buffer per 64 KiB-aligned block of physical addresses
+ * with a touched frame: a walk then reads its PTEs through a few slab views that stay in the host's
+ * caches, rather than through a view object per table page.
+ *
  * @module
  */
 
@@ -21,6 +25,8 @@ import { byteSwap32, byteSwap64, hi32, join64, lo32 } from "./_u64.ts";
 export const PAGE_SIZE = 4096;
 /** log2 of {@linkcode PAGE_SIZE}. */
 export const PAGE_SHIFT = 12;
+/** Frames in a slab: the frames of each 64 KiB-aligned block share one buffer. */
+export const SLAB_FRAMES = 16;
 
 /** Outcome of the last access: {@linkcode MEM_OK}, {@linkcode MEM_ACCESS_FAULT} or {@linkcode MEM_POISON}. */
 export type MemFault = 0 | 1 | 2;
@@ -72,6 +78,10 @@ interface Injected {
 const enum Cache {
   /** Entries (a power of two). */
   SIZE = 1024,
+  /** log2 of the frames in a slab. */
+  SLAB_SHIFT = 4,
+  /** Frames in a slab. */
+  SLAB_FRAMES = 16,
   /** Frames from this page number up are not cached (the tags are 32-bit). */
   UNCACHED_PFN = 2 ** 31,
 }
@@ -102,6 +112,8 @@ export class PhysicalMemory {
   hi = 0;
 
   readonly #frames = new Map<number, DataView>();
+  /** The slabs holding the frames, by page number / 16, each as its words. */
+  readonly #slabs = new Map<number, Uint32Array>();
   readonly #ram: Region[] = [];
   readonly #mmio: Region[] = [];
   #injected: Injected[] = [];
@@ -111,6 +123,7 @@ export class PhysicalMemory {
   readonly #cachePfn = new Int32Array(Cache.SIZE).fill(-1);
   readonly #cacheFrame: (DataView | undefined)[] = new Array(Cache.SIZE).fill(undefined);
   readonly #cacheWords: (Uint32Array | undefined)[] = new Array(Cache.SIZE).fill(undefined);
+
   #lastRam: Region | undefined = undefined;
 
   /** Number of frames that have been written at least once (RAM actually paid for). */
@@ -182,10 +195,11 @@ export class PhysicalMemory {
   }
 
   /**
-   * The words of RAM frame `pfn` (word `i` holds bytes `4i` to `4i + 3`, little-endian), for a
-   * direct read by page number with no address arithmetic; undefined when the general accessors
-   * must answer instead: the frame is untouched (it reads as zeros), not RAM, at or above page
-   * 2^31, or any fault is injected anywhere.
+   * The words of the slab holding RAM frame `pfn`: the frame's word `i` (bytes `4i` to `4i + 3`,
+   * little-endian) is word `(pfn % SLAB_FRAMES) * 1024 + i`, for a direct read by page number
+   * with no address arithmetic; undefined when the general accessors must answer instead: the
+   * frame is untouched (it reads as zeros), not RAM, at or above page 2^31, or any fault is
+   * injected anywhere.
    */
   frameWords(pfn: number): Uint32Array | undefined {
     if (this.#injected.length !== 0) return undefined;
@@ -407,7 +421,7 @@ export class PhysicalMemory {
       }
       const f = this.#frames.get(Math.floor(a / PAGE_SIZE));
       if (f === undefined) out.fill(0, off + done, off + done + n);
-      else out.set(new Uint8Array(f.buffer, a & 0xfff, n), off + done);
+      else out.set(new Uint8Array(f.buffer, f.byteOffset + (a & 0xfff), n), off + done);
       done += n;
     }
   }
@@ -429,7 +443,7 @@ export class PhysicalMemory {
         return;
       }
       const from = off + done;
-      const dst = new Uint8Array(f.buffer, a & 0xfff, n);
+      const dst = new Uint8Array(f.buffer, f.byteOffset + (a & 0xfff), n);
       dst.set(from === 0 && n === data.length ? data : data.subarray(from, from + n));
       done += n;
     }
@@ -449,10 +463,16 @@ export class PhysicalMemory {
       }
       const pfn = Math.floor(a / PAGE_SIZE);
       if (byte === 0 && n === PAGE_SIZE) {
-        if (this.#frames.delete(pfn)) this.#cachePfn[pfn & (Cache.SIZE - 1)] = -1;
+        // The frame goes back to untouched; its part of the slab is zero for the next one.
+        const f = this.#frames.get(pfn);
+        if (f !== undefined) {
+          new Uint8Array(f.buffer, f.byteOffset, PAGE_SIZE).fill(0);
+          this.#frames.delete(pfn);
+          this.#cachePfn[pfn & (Cache.SIZE - 1)] = -1;
+        }
       } else {
         const f = this.#frameFor(a, true)!;
-        new Uint8Array(f.buffer, a & 0xfff, n).fill(byte);
+        new Uint8Array(f.buffer, f.byteOffset + (a & 0xfff), n).fill(byte);
       }
       done += n;
     }
@@ -503,7 +523,13 @@ export class PhysicalMemory {
     let f = this.#frames.get(pfn);
     if (f === undefined) {
       if (!alloc) return undefined;
-      f = new DataView(new ArrayBuffer(PAGE_SIZE));
+      const sn = Math.floor(pfn / Cache.SLAB_FRAMES);
+      let slab = this.#slabs.get(sn);
+      if (slab === undefined) {
+        slab = new Uint32Array(Cache.SLAB_FRAMES * PAGE_SIZE / 4);
+        this.#slabs.set(sn, slab);
+      }
+      f = new DataView(slab.buffer, (pfn - sn * Cache.SLAB_FRAMES) * PAGE_SIZE, PAGE_SIZE);
       this.#frames.set(pfn, f);
     }
     if (pfn < Cache.UNCACHED_PFN) {
@@ -521,9 +547,8 @@ export class PhysicalMemory {
     const base = pfn * PAGE_SIZE;
     const r = this.#ramAt(base);
     if (r === undefined || base + PAGE_SIZE > r.base + r.size) return undefined;
-    const f = this.#frameFor(base, false);
-    if (f === undefined) return undefined;
-    const w = new Uint32Array(f.buffer);
+    if (this.#frameFor(base, false) === undefined) return undefined;
+    const w = this.#slabs.get(pfn >>> Cache.SLAB_SHIFT)!;
     this.#cacheWords[pfn & (Cache.SIZE - 1)] = w;
     return w;
   }

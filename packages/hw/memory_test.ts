@@ -5,6 +5,7 @@ import {
   MEM_POISON,
   type MmioHandler,
   PhysicalMemory,
+  SLAB_FRAMES,
 } from "./memory.ts";
 import { byteSwap64, read64Split, write64Split } from "./_u64.ts";
 
@@ -26,6 +27,24 @@ Deno.test("memory: 64 GiB of RAM costs only the frames touched", () => {
   assert.equal(m.read32(RAM + 63 * 2 ** 30 + 8), 0xdead_beef);
   m.fill(RAM, 4096);
   assert.equal(m.touchedFrames, 1, "zero-filling a whole frame returns it");
+});
+
+Deno.test("memory: frames of a 64 KiB block share a slab; frameWords() gives it, the frame's words at (pfn % SLAB_FRAMES) * 1024", () => {
+  const m = ram();
+  const pfn = RAM / 4096 + 21; // the fifth frame of its slab
+  m.write32(pfn * 4096 + 8, 0x1234_5678);
+  m.write32((pfn + 1) * 4096, 0x9abc_def0);
+  const w = m.frameWords(pfn)!;
+  assert.equal(w, m.frameWords(pfn + 1), "one slab");
+  assert.equal(w.length, SLAB_FRAMES * 1024);
+  assert.equal(w[(pfn % SLAB_FRAMES) * 1024 + 2], 0x1234_5678);
+  assert.equal(w[((pfn + 1) % SLAB_FRAMES) * 1024], 0x9abc_def0);
+  assert.equal(m.frameWords(pfn + 2), undefined, "an untouched frame of the slab reads as zeros");
+  m.fill(pfn * 4096, 4096);
+  assert.equal(m.frameWords(pfn), undefined, "a zero-filled frame is untouched again");
+  m.write32(pfn * 4096, 1);
+  assert.equal(m.read32(pfn * 4096 + 8), 0, "and comes back zeroed");
+  assert.equal(m.read32((pfn + 1) * 4096), 0x9abc_def0, "its neighbour keeps its data");
 });
 
 Deno.test("memory: little- and big-endian 32/64-bit accesses", async (t) => {

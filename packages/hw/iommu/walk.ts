@@ -83,6 +83,8 @@ const enum B {
   EV_S_WALK = 7,
   /** HPM event 8, G-stage walk (`RISCV_IOMMU_HPMEVENT_G_WALKS`). */
   EV_G_WALK = 8,
+  /** `SLAB_FRAMES` − 1 (`memory.ts`): a frame's place in the words frameWords() returns. */
+  SLAB_MASK = 15,
 }
 
 /** Outcome of one G-stage translation, before it is turned into a cause. */
@@ -292,7 +294,7 @@ export class PageWalker {
         }
         if (spn >= pasCap && spn >= pasPages) return ACCESS_FAULT[acc];
         let f = mem.frameWords(spn);
-        let i = sv32 ? idx : idx << 1;
+        let i = ((spn & B.SLAB_MASK) << 10) + (sv32 ? idx : idx << 1);
         if (f === undefined) {
           const fault = this.#slowRead(spn, idx, pteSize);
           if (fault !== 0) {
@@ -457,7 +459,7 @@ export class PageWalker {
         const tp = pn + (sv32x4 ? idx >>> 10 : idx >>> 9);
         if (tp >= pasCap && tp >= pasPages) return G.ACCESS_FAULT;
         let f = mem.frameWords(tp);
-        let i = sv32x4 ? idx & 1023 : (idx & 511) << 1;
+        let i = ((tp & B.SLAB_MASK) << 10) + (sv32x4 ? idx & 1023 : (idx & 511) << 1);
         if (f === undefined) {
           const fault = this.#slowRead(pn, idx, pteSize);
           if (fault !== 0) return fault === MEM_POISON ? G.POISON : G.ACCESS_FAULT;
