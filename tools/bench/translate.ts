@@ -13,10 +13,12 @@
  * stack; the IOVAs and expected addresses are computed beforehand):
  * - `hot2`: two pages alternately (target ≥ 70 M/s);
  * - `rand`: pages uniformly at random from a seeded PRNG (target at N=262144 ≥ 10 M/s: with a
- *   4096-entry IOTLB it mostly walks, as hardware would);
+ *   4096-entry IOTLB it mostly walks, as hardware would, each walk starting at the last level
+ *   when the walk cache holds the table);
  * - `seq`: pages in order;
- * - `walk`: `rand` with the IOTLB disabled, so every request walks (target ≥ 14 M/s at N=4096,
- *   ≥ 10 M/s at N=262144); also for the two-stage configuration.
+ * - `walk`: `rand` with the IOTLB (and so the walk cache) disabled, so every request walks every
+ *   level (target ≥ 14 M/s at N=4096, ≥ 10 M/s at N=262144); also for the two-stage
+ *   configuration.
  *
  * Each figure also says what the IOMMU did, counted by its own HPM counters in one more round:
  * `iotlb_hit_rate` (1 − IOTLB misses per request) and `walks_per_request` (first-stage and G-stage
