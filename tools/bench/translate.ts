@@ -445,11 +445,12 @@ export const PROCESSES = 3;
  * A figure shares its processes with no other, as JMH forks a JVM per benchmark: the engine
  * optimizes the translation path for the requests it has seen, so in one process a scenario's
  * figure depended on which scenarios ran before it (a `walk` row after `hot2`, `rand` and `seq`
- * of the same configuration measured 8-11 M/s against 14-16 alone). And one process is not
- * enough either: the engine's background compiler lands its builds at varying points of the
- * feedback, and a process keeps the build it got — its rounds differ by under 1%, but for the
- * scenarios that walk at N=262144 two processes can differ by a quarter. The best of three is the
- * speed the model reaches; `median` and `worst` say how often it does.
+ * of the same configuration measured 8-11 M/s against 14-16 alone). And one machine is not enough
+ * either: for the scenarios that walk tables larger than the host's caches (N=262144) the speed
+ * depends on where the host places the machine's memory. A machine keeps the speed it got — its
+ * rounds agree to 1% — but two machines can differ by a quarter, even two built in turn in one
+ * process running the same compiled code. The best of three is the speed the model reaches;
+ * `median` and `worst` say how often it does.
  */
 export async function runEachInItsOwnProcess(
   names: readonly string[],
