@@ -445,12 +445,14 @@ export const PROCESSES = 3;
  * A figure shares its processes with no other, as JMH forks a JVM per benchmark: the engine
  * optimizes the translation path for the requests it has seen, so in one process a scenario's
  * figure depended on which scenarios ran before it (a `walk` row after `hot2`, `rand` and `seq`
- * of the same configuration measured 8-11 M/s against 14-16 alone). And one machine is not enough
- * either: for the scenarios that walk tables larger than the host's caches (N=262144) the speed
- * depends on where the host places the machine's memory. A machine keeps the speed it got — its
- * rounds agree to 1% — but two machines can differ by a quarter, even two built in turn in one
- * process running the same compiled code. The best of three is the speed the model reaches;
- * `median` and `worst` say how often it does.
+ * of the same configuration measured 8-11 M/s against 14-16 alone). And one process is not enough
+ * either: for the scenarios that walk tables larger than the host's caches (N=262144) a machine
+ * keeps the speed it got — its rounds agree to 1% — but two can differ by a quarter, whether in two
+ * processes or built in turn in one (a new machine makes the engine compile the path again).
+ * Under `--single-threaded` V8, where compiling happens at the same points every run, the figures
+ * repeat to 1%: what varies is when and with what feedback the engine compiles, not the memory
+ * the host gives the machine. The best of three is the speed the model reaches; `median` and
+ * `worst` say how often it does.
  */
 export async function runEachInItsOwnProcess(
   names: readonly string[],
