@@ -1,9 +1,10 @@
 /**
  * The geometry of the IOMMU's translation caches — the IOTLB, the walk cache and the DDT and PDT
- * caches (spec §2.8 "Caching in-memory data structures") — as a hardware variant: sets, ways and the policy that
- * picks the way a fill evicts. The spec leaves all three to the implementation; the defaults are
- * sizes a real IOMMU could have, so that the standard HPM events (IOTLB misses, DDT and PDT walks)
- * count what they would on hardware.
+ * caches (spec §2.8 "Caching in-memory data structures") — as a hardware variant: sets, ways and
+ * the policy that picks the way a fill evicts (entries, for the direct-mapped micro-TLB and walk
+ * cache). The spec leaves all of it to the implementation; the defaults are sizes a real IOMMU
+ * could have, so that the standard HPM events (IOTLB misses, DDT and PDT walks) count what they
+ * would on hardware.
  *
  * @module
  */

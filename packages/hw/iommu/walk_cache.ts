@@ -1,5 +1,5 @@
 /**
- * The page-walk cache: valid non-leaf first-stage PTEs of host address spaces (G stage Bare) that
+ * The walk cache: valid non-leaf first-stage PTEs of host address spaces (G stage Bare) that
  * point at a last-level table, tagged by PSCID and the IOVA's page number above the last level's
  * index, each with the G bit of the walk down to it. A first-stage walk of an IOVA whose table is
  * cached reads its leaf PTE straight away instead of one PTE per level, which is what a real
