@@ -444,15 +444,19 @@ export const PROCESSES = 3;
  *
  * A figure shares its processes with no other, as JMH forks a JVM per benchmark: the engine
  * optimizes the translation path for the requests it has seen, so in one process a scenario's
- * figure depended on which scenarios ran before it (a `walk` row after `hot2`, `rand` and `seq`
- * of the same configuration measured 8-11 M/s against 14-16 alone). And one process is not enough
- * either: for the scenarios that walk tables larger than the host's caches (N=262144) a machine
- * keeps the speed it got — its rounds agree to 1% — but two can differ by a quarter, whether in two
- * processes or built in turn in one (a new machine makes the engine compile the path again).
- * Under `--single-threaded` V8, where compiling happens at the same points every run, the figures
- * repeat to 1%: what varies is when and with what feedback the engine compiles, not the memory
- * the host gives the machine. The best of three is the speed the model reaches; `median` and
- * `worst` say how often it does.
+ * figure depended on which scenarios ran before it (a `walk` row after `hot2`, `rand` and `seq` of
+ * the same configuration measured 8-11 M/s against 14-16 alone). And one process is not enough
+ * either, because of where the engine puts the code it compiles. For the scenarios that walk tables
+ * larger than the host's caches (N=262144) a process keeps the speed it got — its rounds agree to
+ * 1% — but two can differ by a quarter with instruction for instruction the same code for the
+ * walker, the IOTLB and the translator. Deoptimizing the walker's and the IOTLB's functions and
+ * letting the engine compile them again, in one process on one machine with the same memory, moves
+ * a `rand` figure between 7 and 10.3 M/s, and back to the same figure whenever the new code lands
+ * at the same offsets within a 4 KiB page: the path's hot code (some 130 of its 64-byte lines)
+ * shares the sets of the host core's instruction-side caches well or badly depending on those
+ * offsets. Under `--single-threaded` V8 the engine compiles at the same points, so places the code
+ * the same way, every run, and the figures repeat to 1%. The best of three is the speed the model
+ * reaches; `median` and `worst` say how often it does.
  */
 export async function runEachInItsOwnProcess(
   names: readonly string[],
