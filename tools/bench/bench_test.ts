@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkBadArguments } from "../cli_testing.ts";
+import { checkBadArguments, runCaptured } from "../cli_testing.ts";
 import { benchLine } from "./_report.ts";
 import { benchScripts, cli as benchAll } from "./mod.ts";
 import {
@@ -58,6 +58,27 @@ Deno.test("bench/translate.ts: --figure names one of its figures", async (t) => 
       `--figure: walk_ddt1_sv39 is not one of ${FIGURES.join(", ")}`,
     ],
   ]);
+});
+
+Deno.test("bench/translate.ts: --processes is a count from 1 to 99", async (t) => {
+  await checkBadArguments(t, "translate", translate, [
+    [["--processes", "0"], "--processes: 0 is out of range (1 to 99)"],
+    [["--processes", "100"], "--processes: 100 is out of range (1 to 99)"],
+    [["--processes", "three"], "--processes: three is not an integer (decimal or 0x)"],
+    [["--figure", "setup_ddt1_sv39_4096", "--processes"], "--processes needs a value"],
+  ]);
+});
+
+Deno.test("bench/translate.ts: --figure with --processes N measures that figure in N fresh processes", async () => {
+  const args = ["--figure", "setup_ddt1_sv39_4096", "--processes", "2"];
+  const r = await runCaptured("translate", translate, args);
+  assert.equal(r.status, 0);
+  assert.deepEqual(r.err, []);
+  assert.equal(r.out.length, 1);
+  const line = JSON.parse(r.out[0]);
+  assert.equal(line.figure, "setup_ddt1_sv39_4096");
+  assert.equal(line.processes, 2);
+  assert.ok(line.value <= line.worst);
 });
 
 Deno.test("bench/translate.ts: every figure is the best of fresh processes of its own, in order, with the median and the worst", async () => {

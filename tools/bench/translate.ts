@@ -33,10 +33,11 @@
  * "walks_per_request":0.984,"processes":3,"median":9800000,"worst":8600000}`.
  *
  * Each figure is measured in three fresh processes of its own and is the best of them, with the
- * median and the worst beside it ({@linkcode runEachInItsOwnProcess} says why); `--figure NAME`
- * measures one in the calling process.
+ * median and the worst beside it ({@linkcode runEachInItsOwnProcess} says why); `--processes N`
+ * takes N processes instead, for a steadier median; `--figure NAME` measures one figure, in the
+ * calling process unless `--processes` is given too.
  *
- * Run: `deno run -A tools/bench/translate.ts [--figure NAME]`.
+ * Run: `deno run -A tools/bench/translate.ts [--figure NAME] [--processes N]`.
  *
  * @module
  */
@@ -493,11 +494,15 @@ export async function runEachInItsOwnProcess(
   return status;
 }
 
-/** The command line: every figure, each in its own process, or `--figure NAME` here. */
+/**
+ * The command line: every figure, each in its own processes, or `--figure NAME` here; with
+ * `--processes N`, each figure (`--figure`'s too) in N fresh processes.
+ */
 export const cli: Tool<{
   figure: { type: "string"; choices: readonly string[]; arg: string; help: string };
+  processes: { type: "int"; min: number; max: number; help: string };
 }> = {
-  usage: "deno run -A tools/bench/translate.ts [--figure NAME]",
+  usage: "deno run -A tools/bench/translate.ts [--figure NAME] [--processes N]",
   summary: "Translation throughput of the IOMMU model, each figure the best of three fresh " +
     "processes. Prints one JSON line per figure (bench, figure, value, unit, ...).",
   options: {
@@ -507,9 +512,17 @@ export const cli: Tool<{
       arg: "NAME",
       help: "measure only this figure, in this process (e.g. walk_ddt1_sv39_4096)",
     },
+    processes: {
+      type: "int",
+      min: 1,
+      max: 99,
+      help: "measure each figure in N fresh processes of its own (default 3; --figure alone " +
+        "measures in this process): the best is the figure, the median and the worst beside it",
+    },
   },
   main(v, io) {
-    if (v.figure === undefined) return runEachInItsOwnProcess(FIGURES, io);
+    if (v.figure === undefined) return runEachInItsOwnProcess(FIGURES, io, v.processes);
+    if (v.processes !== undefined) return runEachInItsOwnProcess([v.figure], io, v.processes);
     io.out(JSON.stringify(runFigure(v.figure)));
     return 0;
   },
