@@ -453,11 +453,12 @@ export const PROCESSES = 3;
  * walker, the IOTLB and the translator. Deoptimizing the walker's and the IOTLB's functions and
  * letting the engine compile them again, in one process on one machine with the same memory, moves
  * a `rand` figure between 7 and 10.3 M/s, and back to the same figure whenever the new code lands
- * at the same offsets within a 4 KiB page: the path's hot code (some 130 of its 64-byte lines)
- * shares the sets of the host core's instruction-side caches well or badly depending on those
- * offsets. Under `--single-threaded` V8 the engine compiles at the same points, so places the code
- * the same way, every run, and the figures repeat to 1%. The best of three is the speed the model
- * reaches; `median` and `worst` say how often it does.
+ * at the same offsets within a 4 KiB page — how the path's hot code (some 130 64-byte lines) falls
+ * on the host core's instruction-side caches, it seems; this VM has no performance counters to say
+ * which. Under `--single-threaded` V8 the engine compiles at the same points, so places the code
+ * the same way, every run, and the figures repeat to 1%. The best process is the speed the model
+ * reaches; `median` and `worst` say how often it does, and more processes (`--processes`) say it
+ * more steadily.
  */
 export async function runEachInItsOwnProcess(
   names: readonly string[],
@@ -510,7 +511,8 @@ export const cli: Tool<{
       type: "string",
       choices: FIGURES,
       arg: "NAME",
-      help: "measure only this figure, in this process (e.g. walk_ddt1_sv39_4096)",
+      help: "measure only this figure (e.g. walk_ddt1_sv39_4096), in this process unless " +
+        "--processes is given",
     },
     processes: {
       type: "int",
