@@ -496,16 +496,16 @@ export async function runEachInItsOwnProcess(
 }
 
 /**
- * The command line: every figure, each in its own processes, or `--figure NAME` here; with
- * `--processes N`, each figure (`--figure`'s too) in N fresh processes.
+ * The command line: every figure, each in fresh processes of its own, or `--figure NAME` here;
+ * with `--processes N`, each figure (`--figure`'s too) in N fresh processes.
  */
 export const cli: Tool<{
   figure: { type: "string"; choices: readonly string[]; arg: string; help: string };
   processes: { type: "int"; min: number; max: number; help: string };
 }> = {
   usage: "deno run -A tools/bench/translate.ts [--figure NAME] [--processes N]",
-  summary: "Translation throughput of the IOMMU model, each figure the best of three fresh " +
-    "processes. Prints one JSON line per figure (bench, figure, value, unit, ...).",
+  summary: "Translation throughput of the IOMMU model, each figure the best of fresh processes " +
+    "(three unless --processes says). Prints one JSON line per figure (bench, figure, value, ...).",
   options: {
     figure: {
       type: "string",
@@ -523,10 +523,11 @@ export const cli: Tool<{
     },
   },
   main(v, io) {
-    if (v.figure === undefined) return runEachInItsOwnProcess(FIGURES, io, v.processes);
-    if (v.processes !== undefined) return runEachInItsOwnProcess([v.figure], io, v.processes);
-    io.out(JSON.stringify(runFigure(v.figure)));
-    return 0;
+    if (v.figure !== undefined && v.processes === undefined) {
+      io.out(JSON.stringify(runFigure(v.figure)));
+      return 0;
+    }
+    return runEachInItsOwnProcess(v.figure === undefined ? FIGURES : [v.figure], io, v.processes);
   },
 };
 
