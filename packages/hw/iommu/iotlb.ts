@@ -91,10 +91,11 @@ export class AddressSpace {
   readonly pscid: number;
   /** Hash mixed into the slot index. */
   readonly hash: number;
-  /** Id in the IOTLB's tags (renumbered when the IOTLB recycles ids). */
+  /**
+   * Id in the IOTLB's tags, from 1; 0 until the IOTLB numbers the space, and again after it
+   * recycled its ids: no valid entry has id 0, so a lookup with it misses.
+   */
   id = 0;
-  /** Id generation {@linkcode id} belongs to. */
-  gen = -1;
 
   /** The address space of translations through these stages and IDs. */
   constructor(fs: boolean, gv: boolean, gscid: number, pscid: number) {
@@ -154,7 +155,6 @@ export class Iotlb extends SetAssociative {
   readonly #perClass = new Int32Array(CLASS_SHIFT.length);
   readonly #spaces = new Map<number, AddressSpace>();
   #byId: (AddressSpace | undefined)[] = [undefined];
-  #gen = 0;
   #n = 0;
   #supers = 0;
   /** {@linkcode #place}'s key, bits 31:0. */
@@ -207,7 +207,7 @@ export class Iotlb extends SetAssociative {
    */
   lookup(vlo: number, vhi: number, as: AddressSpace): number {
     // Small enough for the engine to inline into the translator's fast path.
-    if (as.gen !== this.#gen) this.#number(as);
+    if (as.id === 0) this.#number(as);
     const t = this.#t;
     const set = (vlo ^ as.hash) & this.setMask;
     const hi = vhi | E.VALID;
@@ -296,27 +296,44 @@ export class Iotlb extends SetAssociative {
     res: TranslationResult,
     requester: number,
   ): number {
-    // lookup() and #answer() written out again on purpose: called from here (the translator's
-    // inlined front part leaves the engine no budget to inline them), IOTLB hits past the
-    // micro-TLB were 6-8% slower (`rand`/`seq` at N=4096 in tools/bench/translate.ts).
-    if (as.gen !== this.#gen) this.#number(as);
+    // Only the probe of the page's set, small enough (~200 bytecodes, see the translator's
+    // #microMiss) for the engine to inline into the translator's front part; a hit's answer is
+    // #hitAnswer()'s. A space not numbered yet has id 0 and simply misses.
     const t = this.#t;
     const set = (vlo ^ as.hash) & this.setMask;
     const hi = vhi | E.VALID;
-    const id = as.id;
     let e = -1;
     for (let way = 0, k = set << this.waysLog2 << E.SHIFT; way < this.ways; way++, k += E.WORDS) {
-      if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === id) {
+      if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
         this.touch(set, way);
         e = k >> E.SHIFT;
         break;
       }
     }
+    return e < 0 && this.#supers === 0
+      ? -1
+      : this.#hitAnswer(e, vlo, vhi, as, off, need, res, requester);
+  }
+
+  /**
+   * The rest of {@linkcode hit} once its probe of the page's set found slot `e`, or found none
+   * (-1) while superpage entries may hold the page; returns what hit() does.
+   */
+  #hitAnswer(
+    e: number,
+    vlo: number,
+    vhi: number,
+    as: AddressSpace,
+    off: number,
+    need: number,
+    res: TranslationResult,
+    requester: number,
+  ): number {
     if (e < 0) {
-      if (this.#supers === 0) return -1;
       e = this.#lookupSuper(vlo, vhi, as);
       if (e < 0) return -1;
     }
+    const t = this.#t;
     const info = t[(e << E.SHIFT) + E.INFO];
     if ((info & need) !== need) return e;
     const c = (t[(e << E.SHIFT) + E.KEY_HI] >>> 20) & 7;
@@ -407,7 +424,7 @@ export class Iotlb extends SetAssociative {
   ): void {
     // Small enough for the engine to inline into the translator's walk: the rare cases are
     // calls.
-    if (as.gen !== this.#gen) this.#number(as);
+    if (as.id === 0) this.#number(as);
     let klo = vlo, hi = vhi | E.VALID, e: number;
     if (shift === 0 && hint < 0) {
       const set = (vlo ^ as.hash) & this.setMask;
@@ -542,16 +559,18 @@ export class Iotlb extends SetAssociative {
     this.#supers = 0;
   }
 
-  /** Gives `as` an id of the current generation; when ids run out, flushes and starts anew. */
+  /**
+   * Gives `as` the next id; when ids run out, flushes and starts anew, every space that had one
+   * back to 0 (the caches of contexts keep their spaces: they are numbered again when used).
+   */
   #number(as: AddressSpace): void {
     if (this.#byId.length > E.MAX_ID) {
       this.flush();
+      for (const old of this.#byId) if (old !== undefined) old.id = 0;
       this.#spaces.clear();
       this.#byId = [undefined];
-      this.#gen++;
     }
     as.id = this.#byId.length;
-    as.gen = this.#gen;
     this.#byId.push(as);
   }
 
