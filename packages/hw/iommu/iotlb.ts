@@ -297,7 +297,7 @@ export class Iotlb extends SetAssociative {
     requester: number,
   ): number {
     // Only the probe of the page's set, small enough (~200 bytecodes, see the translator's
-    // #microMiss) for the engine to inline into the translator's front part; a hit's answer is
+    // #microMiss) for the engine to inline into the translator's translate(); a hit's answer is
     // #hitAnswer()'s. A space not numbered yet has id 0 and simply misses.
     const t = this.#t;
     const set = (vlo ^ as.hash) & this.setMask;

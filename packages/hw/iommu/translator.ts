@@ -307,11 +307,11 @@ export class Translator implements TranslationPort {
    * (and fills the IOTLB); any other device goes the whole way at once.
    *
    * Its bytecode is budgeted, with translate()'s and the IOTLB's hit(): the engine (V8, as in
-   * Deno 2.9) inlines a callee of up to 460 bytecodes while the caller's inlined total, counting
-   * the callee's at 120%, stays within 920. translate() with this and microAnswer() inlined
-   * takes ~670 of a caller's budget, which leaves hit() ~200: then a caller such as the
-   * benchmark's loop makes no call on an IOTLB probe, and `rand` at N=262144
-   * (tools/bench/translate.ts) runs at ~12 M/s in most processes instead of ~9-11.5.
+   * Deno 2.9) inlines a callee of at most 460 bytecodes while the caller's inlined total,
+   * counting the candidate's at 120%, stays within 920. translate(), compiled on its own,
+   * inlines microAnswer() (142), this (~310) and hit() (~200), so that an IOTLB probe makes no
+   * call; hit() was 576 bytecodes, always a call, and processes ran `rand` at N=262144
+   * (tools/bench/translate.ts) at 9-11.5 M/s rather than ~12.
    */
   #microMiss(
     req: InboundRequest,
@@ -348,7 +348,13 @@ export class Translator implements TranslationPort {
     w.access = access;
     w.dirty = access === C.WRITE;
     if (dc !== this.#walkerFs) this.#loadWalker(dc);
-    this.#stages(req, res, dc, dc.as, vlo, vhi, useTlb, probe);
+    // Most walks of a host first stage end in a plain leaf under a table the walk cache holds:
+    // the walker's cachedLeaf() takes them. It is called here, where the inlining budget is
+    // spent, so it stays a call, and #stages makes the IOTLB entry: with both in #stages the
+    // engine inlined one or the other as it happened, and the processes that had inlined
+    // cachedLeaf() ran `rand` at N=262144 at 6-9 M/s instead of ~12.
+    const leaf = this.#leafFast ? w.cachedLeaf(req.iovaLo, req.iovaHi) : -1;
+    this.#stages(req, res, dc, dc.as, vlo, vhi, useTlb, probe, leaf);
   }
 
   /**
@@ -586,7 +592,7 @@ export class Translator implements TranslationPort {
         return;
       }
     }
-    this.#stages(req, res, dc, as, vlo, vhi, useTlb, probe);
+    this.#stages(req, res, dc, as, vlo, vhi, useTlb, probe, -1);
   }
 
   /** Gives the walker the fields of `dc` that do not depend on a process context. */
@@ -624,7 +630,9 @@ export class Translator implements TranslationPort {
    * Steps 17–19 for `req` of address space `as` under `dc`, the walker set up for it: the
    * first stage, MSI translation, the G stage; then the answer, and an IOTLB entry when
    * `useTlb` (replacing slot `probe`, found with permissions the request could not use, if it
-   * holds the same page).
+   * holds the same page). `leaf`, unless -1, is the first stage's 4 KiB leaf PPN that the
+   * walker's cachedLeaf() found (with its permissions in `fsPerm`, the walk counted; no G
+   * stage, no MSI page table), which is then the whole translation.
    */
   #stages(
     req: InboundRequest,
@@ -635,8 +643,16 @@ export class Translator implements TranslationPort {
     vhi: number,
     useTlb: boolean,
     probe: number,
+    leaf: number,
   ): void {
     const w = this.#walker;
+    if (leaf >= 0) {
+      // cachedLeaf() serves only with the IOTLB on, and counted the IOTLB miss.
+      const perm = w.fsPerm;
+      this.#tlb.insert(vlo, vhi, 0, as, leaf, perm >>> 1, 0, C.BARE_SHIFT, 0, probe);
+      this.#ok(res, leaf * 4096 + (req.iovaLo & 0xfff), (perm >>> 1) & 7, 0, 4096);
+      return;
+    }
     const fsOn = w.fsLevels !== 0;
     const gOn = dc.gLevels !== 0;
     if ((fsOn || gOn) && --this.#left[C.EV_TLB_MISS] < 0) {
@@ -651,18 +667,6 @@ export class Translator implements TranslationPort {
         fsOn,
         w.pscid,
       );
-    }
-    // #microMiss's walk of a host first stage: a plain leaf through the walk cache goes straight
-    // to the IOTLB and the answer (the test is here rather than in #microMiss, where its code
-    // costs the walks that cannot take it ~4%: walk_*_sv48_4096 in tools/bench/translate.ts).
-    if (dc === this.#walkerFs && this.#leafFast) {
-      const ppn = w.cachedLeaf(req.iovaLo, req.iovaHi);
-      if (ppn >= 0) {
-        const perm = w.fsPerm;
-        this.#tlb.insert(vlo, vhi, 0, as, ppn, perm >>> 1, 0, C.BARE_SHIFT, 0, probe);
-        this.#ok(res, ppn * 4096 + (req.iovaLo & 0xfff), (perm >>> 1) & 7, 0, 4096);
-        return;
-      }
     }
     const lo = req.iovaLo, hi = req.iovaHi;
     const off = lo & 0xfff;

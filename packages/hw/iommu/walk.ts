@@ -80,6 +80,8 @@ const enum B {
   READ = 0,
   WRITE = 1,
   EXEC = 2,
+  /** HPM event 4, IOTLB miss (`RISCV_IOMMU_HPMEVENT_TLB_MISS`): cachedLeaf() counts it. */
+  EV_TLB_MISS = 4,
   /** HPM event 7, first-stage walk (`RISCV_IOMMU_HPMEVENT_S_VS_WALKS`). */
   EV_S_WALK = 7,
   /** HPM event 8, G-stage walk (`RISCV_IOMMU_HPMEVENT_G_WALKS`). */
@@ -385,7 +387,8 @@ export class PageWalker {
    * The common case of {@linkcode firstStage} in a few tests, for a host walk (Sv39/48/57, G
    * stage Bare, little-endian tables, no privilege, no ATS): when the walk cache holds the IOVA's
    * last-level table and its leaf is a 4 KiB page that allows the access with A (and for a write
-   * D) already set, and N, PBMT and the reserved bits clear, counts the walk, sets
+   * D) already set, and N, PBMT and the reserved bits clear, counts the IOTLB miss that asked for
+   * the walk (HPM event 4, which the translator counts itself otherwise) and the walk, sets
    * {@linkcode fsPerm} and returns the leaf's PPN. Anything else returns -1, counts nothing and
    * leaves the walk to firstStage, which decides it.
    */
@@ -405,6 +408,7 @@ export class PageWalker {
     const acc = this.access;
     const need = B.V | B.R | B.U | B.A | (acc === B.WRITE ? B.W | B.D : acc === B.EXEC ? B.X : 0);
     if ((pte & need) !== need || (pteHi & (this.#zeroHi | 0xe000_0000)) !== 0) return -1;
+    if (--this.#left[B.EV_TLB_MISS] < 0) this.#report(B.EV_TLB_MISS);
     if (--this.#left[B.EV_S_WALK] < 0) this.#report(B.EV_S_WALK);
     this.fsPerm = (pte & (B.R | B.X | B.U)) | ((pte | pwc.global) & B.G) |
       ((pte & (B.W | B.D)) === (B.W | B.D) ? B.W : 0);
