@@ -27,10 +27,10 @@
  * directory, IOMMU; target for N=262144 ≤ 15 ms).
  *
  * Prints one JSON line per figure in the benchmarks' shape, with the scenario's fields, e.g.
- * `{"bench":"translate","figure":"rand_ddt3_sv39_262144","value":10500000,"unit":"translations/s",
+ * `{"bench":"translate","figure":"rand_ddt3_sv39_262144","value":12300000,"unit":"translations/s",
  * "target":">= 10000000","scenario":"rand","ddt":3,"mode":"sv39","gstage":"bare","pages":262144,
- * "requests":2000000,"translations_per_s":10500000,"iotlb_hit_rate":0.016,
- * "walks_per_request":0.984,"processes":3,"median":9800000,"worst":8600000}`.
+ * "requests":2000000,"translations_per_s":12300000,"iotlb_hit_rate":0.0155,
+ * "walks_per_request":0.9845,"processes":3,"median":12200000,"worst":10400000}`.
  *
  * Each figure is measured in three fresh processes of its own and is the best of them, with the
  * median and the worst beside it ({@linkcode runEachInItsOwnProcess} says why); `--processes N`
@@ -447,16 +447,22 @@ export const PROCESSES = 3;
  * optimizes the translation path for the requests it has seen, so in one process a scenario's
  * figure depended on which scenarios ran before it (a `walk` row after `hot2`, `rand` and `seq` of
  * the same configuration measured 8-11 M/s against 14-16 alone). And one process is not enough
- * either, because of where the engine puts the code it compiles. For the scenarios that walk tables
- * larger than the host's caches (N=262144) a process keeps the speed it got — its rounds agree to
- * 1% — but two can differ by a quarter with instruction for instruction the same code for the
- * walker, the IOTLB and the translator. Deoptimizing the walker's and the IOTLB's functions and
- * letting the engine compile them again, in one process on one machine with the same memory, moves
- * a `rand` figure between 7 and 10.3 M/s, and back to the same figure whenever the new code lands
- * at the same offsets within a 4 KiB page — how the path's hot code (some 130 64-byte lines) falls
- * on the host core's instruction-side caches, it seems; this VM has no performance counters to say
- * which. Under `--single-threaded` V8 the engine compiles at the same points, so places the code
- * the same way, every run, and the figures repeat to 1%. The best process is the speed the model
+ * either, for two reasons. What the engine inlines can depend on when it compiles (concurrently,
+ * with the feedback of that moment): with the walker's cachedLeaf() and the IOTLB's insert() both
+ * called from one function, a third of the processes inlined the first and ran `rand` at
+ * N=262144 at 6-9 M/s, the others the second at ~11.5; the translation path is now arranged so
+ * that the choice does not arise (see the translator's `#microMiss`). And where the engine puts
+ * the code it compiles matters: a process keeps the speed it got — its rounds agree to 1% — but
+ * two can differ by a quarter with instruction for instruction the same code for the walker, the
+ * IOTLB and the translator. Deoptimizing the walker's and the IOTLB's functions and letting the
+ * engine compile them again, in one process on one machine with the same memory, moved a `rand`
+ * figure between 7 and 10.3 M/s, and back to the same figure whenever the new code landed at the
+ * same offsets within a 4 KiB page — how the path's hot code falls on the host core's
+ * instruction-side caches, it seems; this VM has no performance counters to say which. Under
+ * `--single-threaded` V8 the engine compiles at the same points, so places the code the same way,
+ * every run, and the figures repeat to 1%. Measured at the commit that wrote this, about one
+ * process in six ran `rand` at N=262144 at 9.7-11 M/s against 11.6-12.5 for the rest, and one in
+ * ten `walk_ddt1_sv48_4096` at ~11.8 against ~14.5. The best process is the speed the model
  * reaches; `median` and `worst` say how often it does, and more processes (`--processes`) say it
  * more steadily.
  */
