@@ -296,73 +296,42 @@ export class Iotlb extends SetAssociative {
     res: TranslationResult,
     requester: number,
   ): number {
-    // Only the probe of the page's set, small enough (~200 bytecodes, see the translator's
-    // #microMiss) for the engine to inline into the translator's translate(); a hit's answer is
-    // #hitAnswer()'s. A space not numbered yet has id 0 and simply misses.
-    const t = this.#t;
-    const set = (vlo ^ as.hash) & this.setMask;
-    const hi = vhi | E.VALID;
-    let e = -1;
-    for (let way = 0, k = set << this.waysLog2 << E.SHIFT; way < this.ways; way++, k += E.WORDS) {
-      if (t[k] === vlo && t[k + E.KEY_HI] === hi && t[k + E.ID] === as.id) {
-        this.touch(set, way);
-        e = k >> E.SHIFT;
-        break;
-      }
-    }
-    return e < 0 && this.#supers === 0
-      ? -1
-      : this.#hitAnswer(e, vlo, vhi, as, off, need, res, requester);
+    // lookup() apart from the rest, small enough for the engine to inline into the translator's
+    // translate() (see its #microMiss): an IOTLB probe then makes no call.
+    const e = this.lookup(vlo, vhi, as);
+    return e < 0 ? -1 : this.#hitAnswer(e, requester, vlo, vhi, off, need, res);
   }
 
   /**
-   * The rest of {@linkcode hit} once its probe of the page's set found slot `e`, or found none
-   * (-1) while superpage entries may hold the page; returns what hit() does.
+   * The rest of {@linkcode hit} once lookup() found the page in slot `e`: answer(), and the page's
+   * micro-TLB entry for `requester`.
    */
   #hitAnswer(
     e: number,
+    requester: number,
     vlo: number,
     vhi: number,
-    as: AddressSpace,
     off: number,
     need: number,
     res: TranslationResult,
-    requester: number,
   ): number {
-    if (e < 0) {
-      e = this.#lookupSuper(vlo, vhi, as);
-      if (e < 0) return -1;
-    }
-    const t = this.#t;
-    const info = t[(e << E.SHIFT) + E.INFO];
-    if ((info & need) !== need) return e;
-    const c = (t[(e << E.SHIFT) + E.KEY_HI] >>> 20) & 7;
-    const base = this.#pa[e];
-    const page = c === 0 ? base : base + vpnLow(vlo, vhi, CLASS_SHIFT[c]) * 4096;
-    const size = c === 0 ? 4096 : CLASS_BYTES[c];
-    const perm = info & 7, pbmt = (info >>> E.PBMT_SHIFT) & 3;
-    res.status = 0 satisfies typeof XLATE_OK;
-    res.pa = page + off;
-    res.size = size;
-    res.perm = perm;
-    res.pbmt = pbmt;
-    res.global = false;
-    res.untranslatedOnly = false;
+    if (!this.answer(e, vlo, vhi, off, need, res)) return e;
+    const page = res.pa - off;
     // The page's micro-TLB entry takes it when free, or when this slot hit the entry last too:
     // a page used once does not displace one in use. Without a micro-TLB, its one entry is
     // filled for no requester: it never hits.
     const m = this.#micro[(vlo ^ requester) & this.#microMask];
     if (m.requester !== -1 && m.candidate !== e) m.candidate = e;
     else if (page < MICRO_PA_LIMIT) {
-      t[(e << E.SHIFT) + E.INFO] = info | E.MICRO;
+      this.#t[(e << E.SHIFT) + E.INFO] |= E.MICRO;
       m.requester = requester | this.#microOff;
       m.vlo = vlo;
       m.vhi = vhi;
       m.slot = e;
-      m.perm = perm;
-      m.pbmt = pbmt;
+      m.perm = res.perm;
+      m.pbmt = res.pbmt;
       m.paHalf = page + 0.5;
-      m.size = size;
+      m.size = res.size;
     }
     return IOTLB_ANSWERED;
   }

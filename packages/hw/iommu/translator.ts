@@ -309,9 +309,9 @@ export class Translator implements TranslationPort {
    * Its bytecode is budgeted, with translate()'s and the IOTLB's hit(): the engine (V8, as in
    * Deno 2.9) inlines a callee of at most 460 bytecodes while the caller's inlined total,
    * counting the candidate's at 120%, stays within 920. translate(), compiled on its own,
-   * inlines microAnswer() (142), this (~310) and hit() (~200), so that an IOTLB probe makes no
-   * call; hit() was 576 bytecodes, always a call, and processes ran `rand` at N=262144
-   * (tools/bench/translate.ts) at 9-11.5 M/s rather than ~12.
+   * inlines microAnswer() (142), this (~310), the IOTLB's hit() and its lookup() (~280
+   * together), so that an IOTLB probe makes no call; hit() was 576 bytecodes, always a call, and
+   * processes ran `rand` at N=262144 (tools/bench/translate.ts) at 9-11.5 M/s rather than ~12.
    */
   #microMiss(
     req: InboundRequest,
