@@ -449,8 +449,8 @@ export const PROCESSES = 3;
  * the same configuration measured 8-11 M/s against 14-16 alone). And one process is not enough
  * either, for two reasons. What the engine inlines can depend on when it compiles (concurrently,
  * with the feedback of that moment): with the walker's cachedLeaf() and the IOTLB's insert() both
- * called from one function, a third of the processes inlined the first and ran `rand` at
- * N=262144 at 6-9 M/s, the others the second at ~11.5; the translation path is now arranged so
+ * called from one function, 6 of 15 processes inlined the first, and 4 of those ran `rand` at
+ * N=262144 at 6.4-8.7 M/s, the others at 9.7-11.5; the translation path is now arranged so
  * that the choice does not arise (see the translator's `#microMiss`). And where the engine puts
  * the code it compiles matters: a process keeps the speed it got — its rounds agree to 1% — but
  * two can differ by a quarter with instruction for instruction the same code for the walker, the
