@@ -158,6 +158,11 @@ export class DeviceContext {
    * process context, a stage active): the IOTLB may answer them.
    */
   readonly fast: boolean;
+  /**
+   * Its own first stage is a host Sv39/48/57 one (G stage Bare) with little-endian tables and no
+   * MSI page table: the walker's cachedLeaf() may take its walks.
+   */
+  readonly hostLeaf: boolean;
 
   /**
    * Decodes the doublewords of a DC (`w[2k]` low, `w[2k+1]` high half of doubleword k); `tlb`
@@ -198,6 +203,7 @@ export class DeviceContext {
     const fsOn = fsLevels !== 0;
     this.as = tlb.space(fsOn, gLevels !== 0, this.gscid, fsOn ? this.pscid : 0);
     this.fast = !this.pdtv && (fsOn || gLevels !== 0);
+    this.hostLeaf = fsLevels >= 3 && gLevels === 0 && !this.msi && !this.sbe;
   }
 }
 

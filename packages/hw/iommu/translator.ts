@@ -166,11 +166,6 @@ export class Translator implements TranslationPort {
   #walkerDc: DeviceContext | null = null;
   /** The fast DC whose own first stage the walker holds too, with no privilege and no ATS. */
   #walkerFs: DeviceContext | null = null;
-  /**
-   * {@linkcode #walkerFs} is a host Sv39/48/57 first stage with little-endian tables and no MSI
-   * page table, and the walk cache is on: the walker's cachedLeaf() may serve its walks.
-   */
-  #leafFast = false;
   #rangeStart = 0;
   #rangeEnd = 0;
 
@@ -216,8 +211,6 @@ export class Translator implements TranslationPort {
   set iotlbEnabled(on: boolean) {
     this.#iotlbOn = on;
     this.#walker.pwc = on ? this.#pwc : null;
-    // #leafFast depends on the walk cache.
-    this.#walkerFs = null;
     this.#forgetDc();
   }
 
@@ -353,7 +346,7 @@ export class Translator implements TranslationPort {
     // spent, so it stays a call, and #stages makes the IOTLB entry: with both in #stages the
     // engine inlined one or the other as it happened, and four in six of the processes that had
     // inlined cachedLeaf() ran `rand` at N=262144 at 6.4-8.7 M/s instead of 9.7-11.5.
-    const leaf = this.#leafFast ? w.cachedLeaf(req.iovaLo, req.iovaHi) : -1;
+    const leaf = useTlb && dc.hostLeaf ? w.cachedLeaf(req.iovaLo, req.iovaHi) : -1;
     this.#stages(req, res, dc, dc.as, vlo, vhi, useTlb, probe, leaf);
   }
 
@@ -622,8 +615,6 @@ export class Translator implements TranslationPort {
     w.sum = false;
     w.ats = false;
     this.#walkerFs = dc;
-    this.#leafFast = dc.fsLevels >= 3 && dc.gLevels === 0 && !dc.msi && !dc.sbe &&
-      w.pwc !== null;
   }
 
   /**
